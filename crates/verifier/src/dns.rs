@@ -1,0 +1,267 @@
+//! The DNS client every check uses: one resolver, one cache, one set of time limits.
+//!
+//! Lookups answer in the terms the RFCs reason in: records, "the name does not exist"
+//! (NXDOMAIN), "the name exists but has no record of that type", or a transient failure.
+//! SPF counts the middle two as void lookups; DKIM calls them "key record not found";
+//! a transient failure becomes `temperror` everywhere.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+use hickory_resolver::TokioResolver;
+use hickory_resolver::config::{
+    ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts,
+};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::net::{DnsError, NetError};
+use hickory_resolver::proto::op::ResponseCode;
+use hickory_resolver::proto::rr::{Name, RData, RecordType};
+
+/// Where queries go and how long each may take.
+#[derive(Clone, Debug)]
+pub struct DnsConfig {
+    /// Nameservers to ask (`ADDR:PORT`); empty means the system's resolver configuration.
+    pub servers: Vec<SocketAddr>,
+    /// How long one query may wait for an answer.
+    pub query_timeout: Duration,
+    /// How many times a query is sent before it counts as failed.
+    pub attempts: usize,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        DnsConfig { servers: Vec::new(), query_timeout: Duration::from_secs(5), attempts: 2 }
+    }
+}
+
+/// Why a lookup gave no records.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LookupError {
+    /// NXDOMAIN: the name does not exist.
+    #[error("{0}: no such domain (NXDOMAIN)")]
+    NxDomain(String),
+    /// The name exists but has no record of the asked type.
+    #[error("{0}: no {1} record")]
+    NoRecords(String, &'static str),
+    /// A transient failure: timeout, SERVFAIL, refused, network error.
+    #[error("{0}: DNS failure: {1}")]
+    Temporary(String, String),
+    /// The name cannot be sent as a DNS query at all (empty label, over 253 bytes...).
+    #[error("{0:?} is not a valid domain name")]
+    InvalidName(String),
+}
+
+impl LookupError {
+    /// True for NXDOMAIN and "no records": what RFC 7208 §4.6.4 calls a void lookup.
+    pub fn is_void(&self) -> bool {
+        matches!(self, LookupError::NxDomain(_) | LookupError::NoRecords(..))
+    }
+
+    /// True for failures that may go away when asked again (temperror).
+    pub fn is_temporary(&self) -> bool {
+        matches!(self, LookupError::Temporary(..))
+    }
+}
+
+/// Could not set up the resolver (an unreadable `/etc/resolv.conf`, say).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot set up the DNS resolver: {0}")]
+pub struct DnsSetupError(String);
+
+/// A caching DNS client shared by all checks.
+#[derive(Clone)]
+pub struct Dns {
+    resolver: TokioResolver,
+    config: DnsConfig,
+}
+
+impl Dns {
+    pub fn new(config: &DnsConfig) -> Result<Dns, DnsSetupError> {
+        let (resolver_config, mut opts) = if config.servers.is_empty() {
+            hickory_resolver::system_conf::read_system_conf()
+                .map_err(|e| DnsSetupError(e.to_string()))?
+        } else {
+            let servers = config
+                .servers
+                .iter()
+                .map(|addr| {
+                    let mut udp = ConnectionConfig::udp();
+                    udp.port = addr.port();
+                    let mut tcp = ConnectionConfig::tcp();
+                    tcp.port = addr.port();
+                    let mut server = NameServerConfig::udp_and_tcp(addr.ip());
+                    server.connections = vec![udp, tcp];
+                    server
+                })
+                .collect();
+            (ResolverConfig::from_name_servers(servers), ResolverOpts::default())
+        };
+        opts.timeout = config.query_timeout;
+        opts.attempts = config.attempts.max(1);
+        opts.ndots = 0;
+        opts.use_hosts_file = ResolveHosts::Never;
+        opts.edns0 = true;
+        let resolver = TokioResolver::builder_with_config(resolver_config, TokioRuntimeProvider::default())
+            .with_options(opts)
+            .build()
+            .map_err(|e| DnsSetupError(e.to_string()))?;
+        Ok(Dns { resolver, config: config.clone() })
+    }
+
+    /// The configuration this client was made from.
+    pub fn config(&self) -> &DnsConfig {
+        &self.config
+    }
+
+    /// The underlying resolver, for libraries that take one (mail-auth's ARC verification).
+    pub fn resolver(&self) -> &TokioResolver {
+        &self.resolver
+    }
+
+    async fn lookup(&self, name: &str, record_type: RecordType) -> Result<Vec<RData>, LookupError> {
+        let fqdn = to_fqdn(name)?;
+        match self.resolver.lookup(fqdn, record_type).await {
+            Ok(lookup) => {
+                let records: Vec<RData> = lookup
+                    .answers()
+                    .iter()
+                    .filter(|r| r.record_type() == record_type)
+                    .map(|r| r.data.clone())
+                    .collect();
+                if records.is_empty() {
+                    Err(LookupError::NoRecords(name.to_string(), type_name(record_type)))
+                } else {
+                    Ok(records)
+                }
+            }
+            Err(error) => Err(classify(name, record_type, error)),
+        }
+    }
+
+    /// TXT records at `name`, each with its character strings joined (RFC 7208 §3.3).
+    pub async fn txt(&self, name: &str) -> Result<Vec<Vec<u8>>, LookupError> {
+        Ok(self
+            .lookup(name, RecordType::TXT)
+            .await?
+            .into_iter()
+            .filter_map(|data| match data {
+                RData::TXT(txt) => Some(txt.txt_data.iter().flat_map(|s| s.iter().copied()).collect()),
+                _ => None,
+            })
+            .collect())
+    }
+
+    pub async fn a(&self, name: &str) -> Result<Vec<Ipv4Addr>, LookupError> {
+        Ok(self
+            .lookup(name, RecordType::A)
+            .await?
+            .into_iter()
+            .filter_map(|data| match data {
+                RData::A(a) => Some(a.0),
+                _ => None,
+            })
+            .collect())
+    }
+
+    pub async fn aaaa(&self, name: &str) -> Result<Vec<Ipv6Addr>, LookupError> {
+        Ok(self
+            .lookup(name, RecordType::AAAA)
+            .await?
+            .into_iter()
+            .filter_map(|data| match data {
+                RData::AAAA(a) => Some(a.0),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// A or AAAA records, whichever family `like` is.
+    pub async fn addresses(&self, name: &str, like: IpAddr) -> Result<Vec<IpAddr>, LookupError> {
+        match like {
+            IpAddr::V4(_) => Ok(self.a(name).await?.into_iter().map(IpAddr::V4).collect()),
+            IpAddr::V6(_) => Ok(self.aaaa(name).await?.into_iter().map(IpAddr::V6).collect()),
+        }
+    }
+
+    /// MX records as (preference, exchange without the trailing dot), in the order received.
+    pub async fn mx(&self, name: &str) -> Result<Vec<(u16, String)>, LookupError> {
+        Ok(self
+            .lookup(name, RecordType::MX)
+            .await?
+            .into_iter()
+            .filter_map(|data| match data {
+                RData::MX(mx) => Some((mx.preference, name_to_string(&mx.exchange))),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// PTR names of `ip`, without the trailing dot.
+    pub async fn ptr(&self, ip: IpAddr) -> Result<Vec<String>, LookupError> {
+        let name = reverse_name(ip);
+        Ok(self
+            .lookup(&name, RecordType::PTR)
+            .await?
+            .into_iter()
+            .filter_map(|data| match data {
+                RData::PTR(ptr) => Some(name_to_string(&ptr.0)),
+                _ => None,
+            })
+            .collect())
+    }
+}
+
+fn name_to_string(name: &Name) -> String {
+    name.to_ascii().trim_end_matches('.').to_string()
+}
+
+fn to_fqdn(name: &str) -> Result<Name, LookupError> {
+    let trimmed = name.trim_end_matches('.');
+    if trimmed.is_empty() || trimmed.len() > 253 || trimmed.split('.').any(|l| l.is_empty() || l.len() > 63) {
+        return Err(LookupError::InvalidName(name.to_string()));
+    }
+    let mut fqdn = Name::from_str_relaxed(trimmed).map_err(|_| LookupError::InvalidName(name.to_string()))?;
+    fqdn.set_fqdn(true);
+    Ok(fqdn)
+}
+
+fn type_name(record_type: RecordType) -> &'static str {
+    match record_type {
+        RecordType::TXT => "TXT",
+        RecordType::A => "A",
+        RecordType::AAAA => "AAAA",
+        RecordType::MX => "MX",
+        RecordType::PTR => "PTR",
+        _ => "requested",
+    }
+}
+
+fn classify(name: &str, record_type: RecordType, error: NetError) -> LookupError {
+    match error {
+        NetError::Dns(DnsError::NoRecordsFound(no_records)) => match no_records.response_code {
+            ResponseCode::NXDomain => LookupError::NxDomain(name.to_string()),
+            ResponseCode::NoError => LookupError::NoRecords(name.to_string(), type_name(record_type)),
+            code => LookupError::Temporary(name.to_string(), code.to_string()),
+        },
+        NetError::Timeout => LookupError::Temporary(name.to_string(), "timed out".into()),
+        other => LookupError::Temporary(name.to_string(), other.to_string()),
+    }
+}
+
+/// The name under `in-addr.arpa` or `ip6.arpa` that holds the PTR record of `ip`.
+pub fn reverse_name(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            format!("{}.{}.{}.{}.in-addr.arpa", o[3], o[2], o[1], o[0])
+        }
+        IpAddr::V6(v6) => {
+            let mut out = String::with_capacity(72);
+            for byte in v6.octets().iter().rev() {
+                out.push_str(&format!("{:x}.{:x}.", byte & 0xf, byte >> 4));
+            }
+            out.push_str("ip6.arpa");
+            out
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! The verifier: given how a message arrived and its bytes, say whether it authenticates, why,
+//! and which verdict the tester shows.
+//!
+//! It computes SPF (RFC 7208) for the MAIL FROM and HELO identities, every DKIM signature
+//! (RFC 6376, RFC 8463 ed25519), DMARC alignment and policy (RFC 7489) and the ARC chain, and
+//! turns them into one [`Report`]: the two tester verdicts, the reasons, and an RFC 8601
+//! `Authentication-Results` header field. [`rewrite_subject`] puts a verdict in front of a
+//! message's Subject.
+//!
+//! This crate knows nothing of SMTP, storage or HTTP: its only contact with the world is DNS,
+//! through [`Dns`], whose time limits bound every check.
+
+pub mod dns;
+pub mod report;
+pub mod spf;
+pub mod dkim;
+pub mod dmarc;
+pub mod arc;
+pub mod verdict;
+pub mod auth_results;
+pub mod subject;
+mod verifier;
+
+pub use dns::{Dns, DnsConfig, DnsSetupError, LookupError};
+pub use report::*;
+pub use subject::rewrite_subject;
+pub use verifier::{MessageInput, Verifier, VerifierConfig};

@@ -1,0 +1,302 @@
+//! The report: everything the verifier found about one message, as one serializable value.
+//!
+//! Other programs read the JSON form, so field names are snake_case and these paths are stable:
+//! `verdicts.spf`, `verdicts.dkim`, `spf.result`, `spf.domain`, `spf.aligned`, `dkim[i].result`,
+//! `dkim[i].reason`, `dkim[i].domain`, `dkim[i].selector`, `dkim[i].aligned`, `dmarc.result`.
+//! Fields may be added; none of these is renamed or removed.
+
+use serde::{Deserialize, Serialize};
+
+/// The whole verification of one message.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Report {
+    /// The two tester verdicts, e.g. `|OK| spf-pass` and `!! dkim-none !!`.
+    pub verdicts: Verdicts,
+    /// SPF for the MAIL FROM identity (or HELO for the null reverse-path), with the HELO check inside.
+    pub spf: SpfReport,
+    /// One entry per `DKIM-Signature` header field, in header order, malformed ones included.
+    pub dkim: Vec<DkimSignatureReport>,
+    pub dmarc: DmarcReport,
+    pub arc: ArcReport,
+    /// The full `Authentication-Results:` header field (name included), RFC 8601.
+    pub authentication_results: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Verdicts {
+    pub spf: String,
+    pub dkim: String,
+}
+
+/// RFC 7208 §2.6 results.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum SpfResult {
+    Pass,
+    Fail,
+    Softfail,
+    Neutral,
+    None,
+    Permerror,
+    Temperror,
+}
+
+impl SpfResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpfResult::Pass => "pass",
+            SpfResult::Fail => "fail",
+            SpfResult::Softfail => "softfail",
+            SpfResult::Neutral => "neutral",
+            SpfResult::None => "none",
+            SpfResult::Permerror => "permerror",
+            SpfResult::Temperror => "temperror",
+        }
+    }
+}
+
+/// Which identity an SPF check authorises (RFC 7208 §2.3, §2.4).
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SpfIdentityKind {
+    Mailfrom,
+    Helo,
+}
+
+/// The SPF report: the check that counts (MAIL FROM, or HELO for the null reverse-path),
+/// plus the separate check of the HELO identity.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SpfReport {
+    #[serde(flatten)]
+    pub check: SpfCheck,
+    /// Whether the SPF domain aligns with the From domain and the result is `pass` (DMARC).
+    pub aligned: bool,
+    /// The separate check of the HELO identity (absent when not checked, e.g. no client IP).
+    pub helo: Option<SpfCheck>,
+}
+
+/// One SPF evaluation of one identity.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SpfCheck {
+    /// False when the check could not run (no client IP known); `reason` says why.
+    pub checked: bool,
+    pub identity_kind: SpfIdentityKind,
+    /// The identity checked: `user@domain` for MAIL FROM, `postmaster@helo` for HELO.
+    pub identity: String,
+    /// The domain whose SPF record was evaluated.
+    pub domain: String,
+    pub result: SpfResult,
+    /// A sentence a person can read: why this result (what matched, or what went wrong).
+    pub reason: String,
+    /// The `exp=` explanation text, when the result is `fail` and the record has one.
+    pub explanation: Option<String>,
+    /// The SPF record text(s) found at `domain` (more than one is itself a permerror).
+    pub records: Vec<String>,
+    /// Each term evaluated, in order, nested through `include:` and `redirect=`.
+    pub trace: Vec<SpfTraceStep>,
+    /// DNS-querying terms evaluated, against the limit of 10 (RFC 7208 §4.6.4).
+    pub dns_lookups: u32,
+    pub dns_lookup_limit: u32,
+    /// Lookups that found nothing (NXDOMAIN or no records), against the limit of 2.
+    pub void_lookups: u32,
+    pub void_lookup_limit: u32,
+    /// The term that decided the result, as written (e.g. `-all`, `include:_spf.example.com`).
+    pub decided_by: Option<String>,
+}
+
+/// One step of SPF evaluation.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SpfTraceStep {
+    /// The domain whose record holds the term.
+    pub domain: String,
+    /// The term as written in the record, e.g. `ip4:192.0.2.0/24`, `redirect=_spf.example.com`.
+    pub term: String,
+    pub outcome: SpfTermOutcome,
+    /// What the term looked up and what it found, or why it failed.
+    pub detail: String,
+    /// For `include:` and `redirect=`: the evaluation of the other domain's record.
+    pub nested: Vec<SpfTraceStep>,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SpfTermOutcome {
+    /// The mechanism matched: its qualifier gives the result.
+    Match,
+    /// The mechanism did not match; evaluation went on.
+    NoMatch,
+    /// The term caused an error that ended evaluation.
+    Error,
+    /// A modifier that was applied (`redirect=`, `exp=`).
+    Applied,
+    /// A term that was not evaluated or has no effect (unknown modifier).
+    Ignored,
+}
+
+/// DKIM result for one signature (RFC 8601 terms, narrowed to what the tester shows).
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum DkimResult {
+    Pass,
+    /// The body hash or the signature does not verify.
+    Fail,
+    /// The signature cannot be processed (RFC 6376 §6.1 checks, key problems, policy).
+    Invalid,
+    /// A transient DNS failure fetching the key.
+    Temperror,
+}
+
+impl DkimResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DkimResult::Pass => "pass",
+            DkimResult::Fail => "fail",
+            DkimResult::Invalid => "invalid",
+            DkimResult::Temperror => "temperror",
+        }
+    }
+}
+
+/// Why a signature got its result; `reason` on the report is the sentence, this the code.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DkimReasonCode {
+    Verified,
+    BodyHashMismatch,
+    SignatureMismatch,
+    KeyNotFound,
+    KeyRevoked,
+    KeyMalformed,
+    SignatureExpired,
+    Sha1Rejected,
+    KeyTooShort,
+    MissingTag,
+    MalformedSignature,
+    UnsupportedVersion,
+    UnsupportedAlgorithm,
+    UnsupportedCanonicalization,
+    IdentityNotInDomain,
+    FromNotSigned,
+    KeyAlgorithmMismatch,
+    DnsFailure,
+}
+
+/// One `DKIM-Signature` header field and what became of it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct DkimSignatureReport {
+    /// `d=` (empty when missing).
+    pub domain: String,
+    /// `s=` (empty when missing).
+    pub selector: String,
+    /// `a=`, e.g. `rsa-sha256`, `ed25519-sha256`.
+    pub algorithm: String,
+    /// `c=` as written, `simple/simple` when absent.
+    pub canonicalization: String,
+    /// `i=` when present.
+    pub identity: Option<String>,
+    /// `h=`: the signed header field names, in order.
+    pub signed_headers: Vec<String>,
+    /// `l=` when present: a body length limit lets anyone append content.
+    pub body_length: Option<u64>,
+    /// `t=` and `x=` when present (seconds since the epoch).
+    pub timestamp: Option<u64>,
+    pub expiration: Option<u64>,
+    /// Key type from the key record (`rsa`, `ed25519`) once fetched.
+    pub key_type: Option<String>,
+    /// RSA modulus size or 256 for ed25519, once the key is parsed.
+    pub key_bits: Option<u32>,
+    pub result: DkimResult,
+    /// A sentence a person can read: why this result.
+    pub reason: String,
+    pub reason_code: DkimReasonCode,
+    /// Passes and `d=` aligns with the From domain.
+    pub aligned: bool,
+    /// Things that do not change the result but a sender should fix (e.g. `l=`).
+    pub warnings: Vec<String>,
+    /// The raw header field value, for the detail page.
+    pub header_value: String,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DmarcResult {
+    Pass,
+    Fail,
+    None,
+    Temperror,
+    Permerror,
+}
+
+impl DmarcResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DmarcResult::Pass => "pass",
+            DmarcResult::Fail => "fail",
+            DmarcResult::None => "none",
+            DmarcResult::Temperror => "temperror",
+            DmarcResult::Permerror => "permerror",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AlignmentMode {
+    Relaxed,
+    Strict,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Alignment {
+    pub mode: AlignmentMode,
+    pub aligned: bool,
+    /// The authenticated domain that aligned (or the SPF domain checked), if any.
+    pub domain: Option<String>,
+}
+
+/// The DMARC record that applied, as parsed.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct DmarcRecord {
+    /// Where it was found, e.g. `_dmarc.example.com`.
+    pub name: String,
+    pub text: String,
+    pub p: String,
+    pub sp: Option<String>,
+    pub adkim: AlignmentMode,
+    pub aspf: AlignmentMode,
+    pub pct: u8,
+    pub rua: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct DmarcReport {
+    /// The domain of the first address in the first From field, if there is one.
+    pub from_domain: Option<String>,
+    pub organizational_domain: Option<String>,
+    /// What is wrong with the From field, if anything (none, several fields, several addresses).
+    pub problem: Option<String>,
+    pub record: Option<DmarcRecord>,
+    pub spf_alignment: Alignment,
+    pub dkim_alignment: Alignment,
+    pub result: DmarcResult,
+    /// The policy a receiver would apply: `none`, `quarantine` or `reject`.
+    pub policy: String,
+    /// A sentence a person can read: why this result.
+    pub reason: String,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ArcResult {
+    None,
+    Pass,
+    Fail,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ArcReport {
+    pub result: ArcResult,
+    /// How many ARC sets (instances) the message carries.
+    pub sets: u32,
+    pub reason: String,
+}
