@@ -1,1 +1,110 @@
-fn main() {}
+//! The `authcheck` binary: the tester service (`serve`), the offline verifier (`check`), and the
+//! maintenance commands (`migrate`, `purge`).
+//!
+//! Exit status: 0 when the command did its work, 2 for bad usage or configuration (with a
+//! one-line error that says what to fix), 1 for a failure while running.
+
+mod check;
+mod cli;
+mod config;
+mod delivery;
+mod metrics;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{Cli, Command};
+use crate::config::{ConfigError, LogFormat, Settings};
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+fn config_failure(e: ConfigError) -> ExitCode {
+    eprintln!("authcheck: {e}");
+    ExitCode::from(2)
+}
+
+fn load_settings(args: &cli::ServiceArgs) -> Result<Settings, ExitCode> {
+    let settings = Settings::load(args).map_err(config_failure)?;
+    init_logging(settings.log_format);
+    Ok(settings)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => {
+            let settings = match load_settings(&args) {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            match serve::serve(settings).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => match e.downcast::<ConfigError>() {
+                    Ok(config_error) => {
+                        tracing::error!("{config_error}");
+                        config_failure(config_error)
+                    }
+                    Err(e) => {
+                        tracing::error!("{e:#}");
+                        eprintln!("authcheck: {e:#}");
+                        ExitCode::FAILURE
+                    }
+                },
+            }
+        }
+        Command::Check(args) => match check::run(args).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("authcheck check: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Migrate(args) => {
+            let settings = match load_settings(&args) {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            match serve::open_store(&settings).await {
+                Ok(_) => {
+                    println!("authcheck: migrations applied to {}", settings.database_url);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => config_failure(e),
+            }
+        }
+        Command::Purge(args) => {
+            let settings = match load_settings(&args) {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            let store = match serve::open_store(&settings).await {
+                Ok(store) => store,
+                Err(e) => return config_failure(e),
+            };
+            match serve::purge_once(&store, settings.retention).await {
+                Ok(n) => {
+                    println!(
+                        "authcheck: deleted {n} results older than {}",
+                        humantime::format_duration(settings.retention)
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("authcheck purge: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

@@ -1,1 +1,24 @@
-//! placeholder
+//! The SMTP listener that accepts test messages for the tester mailboxes (`spf@` and `dkim@`
+//! a tester domain) and hands each one, with its envelope, to a [`Delivery`].
+//!
+//! It knows nothing of verification, storage or HTTP. [`run`] serves a bound
+//! [`tokio::net::TcpListener`] until a shutdown future completes; [`SmtpConfig`] holds every
+//! limit; `replies.rs` holds every reply text. The session state machine is in `session/`,
+//! one file per command.
+
+mod address;
+mod config;
+mod delivery;
+mod listener;
+mod replies;
+mod session;
+mod tls;
+
+pub use config::{
+    DEFAULT_COMMAND_TIMEOUT, DEFAULT_MAX_BAD_COMMANDS, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_IP,
+    DEFAULT_MAX_LINE_LENGTH, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_RECIPIENTS, DEFAULT_SESSION_TIMEOUT,
+    DEFAULT_SHUTDOWN_GRACE, SmtpConfig,
+};
+pub use delivery::{Accepted, Delivery, DeliveryError, Envelope, Mailbox, Recipient, TlsInfo};
+pub use listener::{Listener, run};
+pub use tls::{TlsError, load_tls, self_signed_tls};

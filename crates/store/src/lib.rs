@@ -6,7 +6,14 @@
 //! (for several instances sharing one tester domain) implement it. [`open`] picks the backend
 //! from the database URL and runs the migrations in `migrations/`.
 
+mod failure;
+mod listing;
+mod postgres;
+mod record;
+mod sqlite;
+
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -60,6 +67,9 @@ pub struct SessionFacts {
 }
 
 /// A result about to be stored.
+///
+/// Both backends keep `received_at` to the microsecond, and store any NUL character in the
+/// text fields and the report as U+FFFD (PostgreSQL cannot store NUL in text).
 #[derive(Clone, Debug)]
 pub struct NewResult {
     pub mailbox: Mailbox,
@@ -101,12 +111,13 @@ pub struct StoredResult {
 pub struct ListQuery {
     pub mailbox: Option<Mailbox>,
     /// Only results whose MAIL FROM or From address, or either one's domain, equals this
-    /// (without regard to case).
+    /// (without regard to case). A blank value filters nothing.
     pub sender: Option<String>,
     /// Only results older than the result with this id (for paging).
     pub before: Option<String>,
     /// Only results newer than this `seq` (for live updates).
     pub after_seq: Option<i64>,
+    /// At most this many results; clamped to `1..=MAX_LIST_LIMIT`.
     pub limit: u32,
 }
 
@@ -140,13 +151,46 @@ pub trait ResultStore: Send + Sync {
     async fn purge(&self, cutoff: DateTime<Utc>) -> StoreResult<u64>;
     /// Checks that the database answers.
     async fn ping(&self) -> StoreResult<()>;
+    /// Looks for damage in the database and returns what it found, empty when healthy.
+    /// SQLite runs `PRAGMA integrity_check`; PostgreSQL verifies its own pages as it reads
+    /// them, so there this only checks that the server answers.
+    async fn integrity_check(&self) -> StoreResult<Vec<String>>;
+    /// Closes every connection, waiting for queries under way; call it at shutdown (SQLite
+    /// then folds its write-ahead log back into the database file). Calls made afterwards
+    /// fail with [`StoreError::Unavailable`].
+    async fn close(&self);
 }
 
 pub type SharedStore = Arc<dyn ResultStore>;
 
-/// Opens the store named by `url` (`sqlite://PATH` or `postgres://...`), creating a SQLite
-/// file and its folder when missing, and runs the migrations.
+pub use listing::MAX_LIST_LIMIT;
+
+/// How long a query waits for a database connection before the store reports
+/// [`StoreError::Unavailable`]: long enough to ride out a brief hiccup, short enough that an
+/// SMTP client gets a prompt temporary failure rather than a hanging session.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Opens the store named by `url` and runs the migrations:
+///
+/// * `sqlite://PATH` (relative to the working directory) or `sqlite:///ABSOLUTE/PATH`: the
+///   file and its folder are created when missing;
+/// * `sqlite::memory:`: a private in-memory database, gone when the store is dropped (tests);
+/// * `postgres://USER:PASSWORD@HOST:PORT/DATABASE` (or `postgresql://`).
+///
+/// A malformed URL, a folder that cannot be created, or a database the migrations cannot
+/// update gives [`StoreError::Config`]; a PostgreSQL server that cannot be reached within
+/// [`ACQUIRE_TIMEOUT`] gives [`StoreError::Unavailable`].
 pub async fn open(url: &str) -> StoreResult<SharedStore> {
-    let _ = url;
-    Err(StoreError::Config("not yet implemented".into()))
+    if url.starts_with("sqlite:") {
+        sqlite::open(url).await
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        postgres::open(url).await
+    } else {
+        // Only the scheme is repeated: the rest of a URL may hold a password.
+        let scheme = url.split_once(':').map_or("(none)", |(scheme, _)| scheme);
+        Err(StoreError::Config(format!(
+            "unsupported database URL scheme {scheme:?}; use sqlite://PATH, \
+             sqlite:///ABSOLUTE/PATH, sqlite::memory: or postgres://USER:PASSWORD@HOST/DATABASE"
+        )))
+    }
 }

@@ -120,7 +120,11 @@ impl Dns {
 
     async fn lookup(&self, name: &str, record_type: RecordType) -> Result<Vec<RData>, LookupError> {
         let fqdn = to_fqdn(name)?;
-        match self.resolver.lookup(fqdn, record_type).await {
+        let started = std::time::Instant::now();
+        let answer = self.resolver.lookup(fqdn, record_type).await;
+        metrics::histogram!("authcheck_dns_query_seconds", "type" => type_name(record_type))
+            .record(started.elapsed().as_secs_f64());
+        match answer {
             Ok(lookup) => {
                 let records: Vec<RData> = lookup
                     .answers()
@@ -134,7 +138,13 @@ impl Dns {
                     Ok(records)
                 }
             }
-            Err(error) => Err(classify(name, record_type, error)),
+            Err(error) => {
+                let error = classify(name, record_type, error);
+                if error.is_temporary() {
+                    metrics::counter!("authcheck_dns_failures_total", "type" => type_name(record_type)).increment(1);
+                }
+                Err(error)
+            }
         }
     }
 

@@ -14,6 +14,7 @@ pub mod dns;
 pub mod report;
 pub mod spf;
 pub mod dkim;
+pub mod domain;
 pub mod dmarc;
 pub mod arc;
 pub mod verdict;

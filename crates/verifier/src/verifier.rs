@@ -1,10 +1,21 @@
 //! The [`Verifier`]: runs every check on one message and assembles the [`Report`].
+//!
+//! SPF (MAIL FROM and HELO), DKIM, ARC and the DMARC policy lookup do not depend on one another,
+//! so they run at the same time; DMARC alignment, the verdicts and the Authentication-Results
+//! field are then worked out from their results without further DNS.
 
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::auth_results::authentication_results;
+use crate::dmarc::FromField;
 use crate::dns::{Dns, DnsConfig, DnsSetupError};
-use crate::report::Report;
+use crate::report::{Report, SpfCheck, SpfIdentityKind, SpfReport, Verdicts};
+use crate::verdict::{dkim_verdict, spf_verdict};
+use crate::{arc, dkim, dmarc, spf};
+
+/// The reason given for SPF when the client's address is unknown.
+const NO_CLIENT_IP: &str = "no client IP address was given, so SPF cannot be evaluated";
 
 /// How the verifier is set up.
 #[derive(Clone, Debug)]
@@ -14,7 +25,8 @@ pub struct VerifierConfig {
     pub dns: DnsConfig,
     /// The most time SPF evaluation of one identity may take (RFC 7208 §4.6.4 suggests 20 s).
     pub spf_time_limit: Duration,
-    /// The most time all DKIM key lookups of one message may take together.
+    /// The most time all DKIM key lookups of one message may take together; ARC validation,
+    /// which fetches keys the same way, gets the same limit.
     pub dkim_time_limit: Duration,
 }
 
@@ -71,7 +83,54 @@ impl Verifier {
 
     /// Verifies `input` as of `now` (seconds since the epoch), which decides DKIM `x=` expiry.
     pub async fn verify_at(&self, input: &MessageInput<'_>, now: u64) -> Report {
-        let _ = (input, now);
-        unimplemented!("assembled in the verifier issue")
+        let dns = &self.dns;
+        let config = &self.config;
+        let ((spf_check, helo_check), mut dkim, arc, policy) = tokio::join!(
+            self.check_spf(input),
+            dkim::verify_signatures(dns, input.message, now, config.dkim_time_limit),
+            arc::verify_chain(dns, input.message, config.dkim_time_limit),
+            dmarc::discover(dns, FromField::read(input.message)),
+        );
+
+        let dmarc = policy.evaluate(&spf_check, &dkim);
+        for (signature, aligned) in dkim.iter_mut().zip(&dmarc.dkim_aligned) {
+            signature.aligned = *aligned;
+        }
+        let spf = SpfReport { check: spf_check, aligned: dmarc.spf_aligned, helo: helo_check };
+        let any_dkim_aligned = dkim.iter().any(|signature| signature.aligned);
+        let verdicts = Verdicts { spf: spf_verdict(&spf, any_dkim_aligned), dkim: dkim_verdict(&dkim, spf.aligned) };
+        let authentication_results = authentication_results(&config.authserv_id, &spf, &dkim, &dmarc.report, &arc);
+        Report { verdicts, spf, dkim, dmarc: dmarc.report, arc, authentication_results }
+    }
+
+    /// SPF for the identity that counts (MAIL FROM, or HELO for the null reverse-path) and,
+    /// separately, for the HELO name; without a client address neither can be evaluated.
+    async fn check_spf(&self, input: &MessageInput<'_>) -> (SpfCheck, Option<SpfCheck>) {
+        let time_limit = self.config.spf_time_limit;
+        let Some(ip) = input.client_ip else {
+            return (not_checked(input), None);
+        };
+        if input.mail_from.trim().is_empty() {
+            // The null reverse-path: the HELO check is the one that counts, so it runs once.
+            let helo = spf::check_mail_from(&self.dns, ip, input.mail_from, input.helo, time_limit).await;
+            return (helo.clone(), Some(helo));
+        }
+        let (mail_from, helo) = tokio::join!(
+            spf::check_mail_from(&self.dns, ip, input.mail_from, input.helo, time_limit),
+            spf::check_helo(&self.dns, ip, input.helo, time_limit),
+        );
+        (mail_from, Some(helo))
+    }
+}
+
+/// The SPF check reported when the client address is unknown, for the identity that would count.
+fn not_checked(input: &MessageInput<'_>) -> SpfCheck {
+    let mail_from = input.mail_from.trim();
+    if mail_from.is_empty() {
+        let helo = input.helo.trim();
+        spf::not_checked(SpfIdentityKind::Helo, &format!("postmaster@{helo}"), helo, NO_CLIENT_IP)
+    } else {
+        let domain = mail_from.rsplit_once('@').map_or(mail_from, |(_, domain)| domain);
+        spf::not_checked(SpfIdentityKind::Mailfrom, mail_from, domain, NO_CLIENT_IP)
     }
 }

@@ -1,0 +1,204 @@
+//! `authcheck check FILE`: run the verifier on one message file and print the report, for a
+//! person (verdicts first, then each check with its reason and the SPF trace) or as JSON.
+
+use std::io::{IsTerminal, Read, Write};
+
+use authcheck_verifier::{
+    DkimResult, DnsConfig, MessageInput, Report, SpfCheck, SpfResult, SpfTermOutcome, SpfTraceStep, Verifier,
+    VerifierConfig,
+};
+
+use crate::cli::{CheckArgs, ColorChoice};
+
+/// A failure the user can fix; printed as one line, exit status 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+fn read_message(file: &str) -> Result<Vec<u8>, UsageError> {
+    if file == "-" {
+        let mut bytes = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut bytes)
+            .map_err(|e| UsageError(format!("cannot read the message from standard input: {e}")))?;
+        return Ok(bytes);
+    }
+    std::fs::read(file).map_err(|e| UsageError(format!("cannot read {file}: {e}; give a message file, or - for standard input")))
+}
+
+pub async fn run(args: CheckArgs) -> Result<(), UsageError> {
+    let message = read_message(&args.file)?;
+    if message.is_empty() {
+        return Err(UsageError(format!("{} is empty; give a whole message (header fields and body)", args.file)));
+    }
+    let mail_from = match args.mail_from.trim() {
+        "<>" => "",
+        other => other.trim_start_matches('<').trim_end_matches('>'),
+    };
+    let hostname = args.hostname.clone().unwrap_or_else(|| "authcheck.localhost".to_string());
+    let dns = DnsConfig { servers: args.dns_servers.clone(), ..DnsConfig::default() };
+    let verifier = Verifier::new(VerifierConfig::new(hostname, dns)).map_err(|e| UsageError(e.to_string()))?;
+    let input = MessageInput { client_ip: args.ip, helo: args.helo.trim(), mail_from, message: &message };
+    let report = verifier.verify(&input).await;
+
+    let mut out = std::io::stdout().lock();
+    let written = if args.json {
+        serde_json::to_writer_pretty(&mut out, &report).map_err(std::io::Error::other).and_then(|_| writeln!(out))
+    } else {
+        let color = match args.color {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        };
+        out.write_all(render(&report, color).as_bytes())
+    };
+    // A closed pipe (`| head`) is not an error worth reporting.
+    match written {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(UsageError(format!("cannot write the report: {e}"))),
+        _ => Ok(()),
+    }
+}
+
+/// Colours a verdict or result the way the web site does: green pass, amber partial, red problem.
+struct Paint {
+    enabled: bool,
+}
+
+impl Paint {
+    fn wrap(&self, code: &str, text: &str) -> String {
+        if self.enabled { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_string() }
+    }
+    fn verdict(&self, verdict: &str) -> String {
+        let code = if verdict.starts_with("|OK|") {
+            "1;32"
+        } else if verdict.starts_with("|~OK|") {
+            "1;33"
+        } else {
+            "1;31"
+        };
+        self.wrap(code, verdict)
+    }
+    fn good(&self, ok: bool, text: &str) -> String {
+        self.wrap(if ok { "32" } else { "31" }, text)
+    }
+    fn heading(&self, text: &str) -> String {
+        self.wrap("1", text)
+    }
+    fn dim(&self, text: &str) -> String {
+        self.wrap("2", text)
+    }
+}
+
+/// The report as a person reads it at a glance.
+pub fn render(report: &Report, color: bool) -> String {
+    let p = Paint { enabled: color };
+    let mut s = String::new();
+    s.push_str(&format!("{}  {}\n", p.verdict(&report.verdicts.spf), p.verdict(&report.verdicts.dkim)));
+
+    s.push_str(&format!("\n{}\n", p.heading("SPF")));
+    render_spf(&mut s, &p, &report.spf.check, "  ");
+    s.push_str(&format!("  aligned with From: {}\n", yes_no(report.spf.aligned)));
+    if let Some(helo) = &report.spf.helo {
+        s.push_str(&format!("  {}\n", p.heading("HELO identity")));
+        render_spf(&mut s, &p, helo, "    ");
+    }
+
+    s.push_str(&format!("\n{}\n", p.heading("DKIM")));
+    if report.dkim.is_empty() {
+        s.push_str("  no DKIM-Signature header field\n");
+    }
+    for (i, sig) in report.dkim.iter().enumerate() {
+        let ok = sig.result == DkimResult::Pass;
+        s.push_str(&format!(
+            "  #{} d={} s={} a={} c={}: {}\n",
+            i + 1,
+            or_dash(&sig.domain),
+            or_dash(&sig.selector),
+            or_dash(&sig.algorithm),
+            sig.canonicalization,
+            p.good(ok, sig.result.as_str())
+        ));
+        s.push_str(&format!("     {}\n", sig.reason));
+        if let (Some(kind), Some(bits)) = (&sig.key_type, sig.key_bits) {
+            s.push_str(&format!("     key: {kind} {bits} bits\n"));
+        }
+        s.push_str(&format!("     aligned with From: {}\n", yes_no(sig.aligned)));
+        for warning in &sig.warnings {
+            s.push_str(&format!("     warning: {warning}\n"));
+        }
+    }
+
+    let d = &report.dmarc;
+    s.push_str(&format!("\n{}\n", p.heading("DMARC")));
+    s.push_str(&format!(
+        "  From domain: {} (organizational domain {})\n",
+        d.from_domain.as_deref().unwrap_or("-"),
+        d.organizational_domain.as_deref().unwrap_or("-")
+    ));
+    if let Some(problem) = &d.problem {
+        s.push_str(&format!("  problem: {problem}\n"));
+    }
+    match &d.record {
+        Some(r) => s.push_str(&format!("  record at {}: {}\n", r.name, r.text)),
+        None => s.push_str("  no DMARC record\n"),
+    }
+    s.push_str(&format!(
+        "  result: {}, policy a receiver would apply: {}\n  {}\n",
+        p.good(d.result == authcheck_verifier::DmarcResult::Pass, d.result.as_str()),
+        d.policy,
+        d.reason
+    ));
+
+    s.push_str(&format!("\n{}\n", p.heading("ARC")));
+    s.push_str(&format!("  {:?} ({} sets): {}\n", report.arc.result, report.arc.sets, report.arc.reason));
+
+    s.push_str(&format!("\n{}\n{}\n", p.heading("Authentication-Results"), p.dim(&report.authentication_results)));
+    s
+}
+
+fn render_spf(s: &mut String, p: &Paint, check: &SpfCheck, indent: &str) {
+    if !check.checked {
+        s.push_str(&format!("{indent}not checked: {}\n", check.reason));
+        return;
+    }
+    s.push_str(&format!(
+        "{indent}{} for {} (domain {})\n",
+        p.good(check.result == SpfResult::Pass, check.result.as_str()),
+        or_dash(&check.identity),
+        or_dash(&check.domain)
+    ));
+    s.push_str(&format!("{indent}{}\n", check.reason));
+    if let Some(exp) = &check.explanation {
+        s.push_str(&format!("{indent}explanation: {exp}\n"));
+    }
+    for record in &check.records {
+        s.push_str(&format!("{indent}record: {record}\n"));
+    }
+    s.push_str(&format!(
+        "{indent}DNS lookups {}/{}, void lookups {}/{}\n",
+        check.dns_lookups, check.dns_lookup_limit, check.void_lookups, check.void_lookup_limit
+    ));
+    render_trace(s, p, &check.trace, &format!("{indent}  "));
+}
+
+fn render_trace(s: &mut String, p: &Paint, steps: &[SpfTraceStep], indent: &str) {
+    for step in steps {
+        let mark = match step.outcome {
+            SpfTermOutcome::Match => p.wrap("1", "match   "),
+            SpfTermOutcome::NoMatch => "no match".to_string(),
+            SpfTermOutcome::Error => p.wrap("31", "error   "),
+            SpfTermOutcome::Applied => "applied ".to_string(),
+            SpfTermOutcome::Ignored => p.dim("ignored "),
+        };
+        s.push_str(&format!("{indent}{mark} {}  {}\n", step.term, p.dim(&step.detail)));
+        render_trace(s, p, &step.nested, &format!("{indent}    "));
+    }
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
+}
+
+fn or_dash(s: &str) -> &str {
+    if s.is_empty() { "-" } else { s }
+}

@@ -1,0 +1,147 @@
+//! What happens to an accepted message: verify it, store one result per tester mailbox, and
+//! answer with the ids and links the SMTP listener puts in its final reply.
+//!
+//! The result is committed to the store before this returns, so a 250 reply always means the
+//! result is there. A store that cannot write turns into a temporary SMTP failure (451) so the
+//! sender retries; nothing is acknowledged that was not stored.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use authcheck_smtp::{Accepted, Delivery, DeliveryError, Envelope, Mailbox as SmtpMailbox};
+use authcheck_store::{Mailbox, NewResult, SessionFacts, SharedStore};
+use authcheck_verifier::{Dns, MessageInput, Report, Verifier};
+
+pub struct TesterDelivery {
+    pub verifier: Verifier,
+    pub store: SharedStore,
+    pub public_url: String,
+}
+
+fn store_mailbox(mailbox: SmtpMailbox) -> Mailbox {
+    match mailbox {
+        SmtpMailbox::Spf => Mailbox::Spf,
+        SmtpMailbox::Dkim => Mailbox::Dkim,
+    }
+}
+
+fn verdict_for(report: &Report, mailbox: Mailbox) -> &str {
+    match mailbox {
+        Mailbox::Spf => &report.verdicts.spf,
+        Mailbox::Dkim => &report.verdicts.dkim,
+    }
+}
+
+/// The PTR name of `ip` and whether it resolves back to `ip` (forward-confirmed reverse DNS).
+async fn reverse_dns(dns: &Dns, ip: IpAddr) -> (Option<String>, bool) {
+    let Ok(names) = dns.ptr(ip).await else { return (None, false) };
+    let Some(name) = names.into_iter().next() else { return (None, false) };
+    let confirmed = matches!(dns.addresses(&name, ip).await, Ok(addresses) if addresses.contains(&ip));
+    (Some(name), confirmed)
+}
+
+impl TesterDelivery {
+    async fn verify_and_store(&self, envelope: Envelope, message: Vec<u8>) -> Result<Vec<Accepted>, DeliveryError> {
+        let client_ip = envelope.client.ip();
+        let input = MessageInput {
+            client_ip: Some(client_ip),
+            helo: &envelope.helo,
+            mail_from: &envelope.mail_from,
+            message: &message,
+        };
+        let started = std::time::Instant::now();
+        let (report, (client_ptr, client_ptr_confirmed)) =
+            tokio::join!(self.verifier.verify(&input), reverse_dns(self.verifier.dns(), client_ip));
+        metrics::histogram!("authcheck_verification_seconds").record(started.elapsed().as_secs_f64());
+        let report_json = serde_json::to_value(&report)
+            .map_err(|e| DeliveryError::Temporary(format!("cannot encode the report: {e}")))?;
+        let subject = authcheck_verifier::subject::subject_of(&message);
+        let header_from = authcheck_verifier::subject::from_address(&message);
+
+        // One result per mailbox: spf+a@ and spf+b@ in one message are one spf test.
+        let mut results: Vec<NewResult> = Vec::new();
+        for recipient in &envelope.recipients {
+            let mailbox = store_mailbox(recipient.mailbox);
+            if results.iter().any(|r| r.mailbox == mailbox) {
+                continue;
+            }
+            let verdict = verdict_for(&report, mailbox).to_string();
+            let prefixed_subject = match &subject {
+                Some(s) if !s.is_empty() => format!("{verdict} {s}"),
+                _ => verdict.clone(),
+            };
+            results.push(NewResult {
+                mailbox,
+                received_at: envelope.received_at,
+                session: SessionFacts {
+                    client_ip: client_ip.to_string(),
+                    client_port: envelope.client.port(),
+                    client_ptr: client_ptr.clone(),
+                    client_ptr_confirmed,
+                    helo: envelope.helo.clone(),
+                    tls_version: envelope.tls.as_ref().map(|t| t.version.clone()),
+                    tls_cipher: envelope.tls.as_ref().map(|t| t.cipher.clone()),
+                    mail_from: envelope.mail_from.clone(),
+                    recipient: recipient.address.clone(),
+                    size: message.len() as u64,
+                },
+                header_from: header_from.clone(),
+                subject: subject.clone(),
+                verdict,
+                prefixed_subject,
+                report: report_json.clone(),
+                raw_message: message.clone(),
+            });
+        }
+
+        let ids = self.store.insert(&results).await.map_err(|e| {
+            metrics::counter!("authcheck_store_errors_total").increment(1);
+            tracing::error!(error = %e, client_ip = %client_ip, "could not store a result; the client was told to retry");
+            DeliveryError::Temporary("the result could not be stored".into())
+        })?;
+        tracing::info!(
+            client_ip = %client_ip,
+            helo = %envelope.helo,
+            mail_from = %envelope.mail_from,
+            recipients = %envelope.recipients.iter().map(|r| r.address.as_str()).collect::<Vec<_>>().join(","),
+            spf = %report.verdicts.spf,
+            dkim = %report.verdicts.dkim,
+            ids = %ids.join(","),
+            millis = started.elapsed().as_millis() as u64,
+            "message verified and stored"
+        );
+        for result in &results {
+            metrics::counter!(
+                "authcheck_messages_total",
+                "mailbox" => result.mailbox.as_str(),
+                "verdict" => result.verdict.clone()
+            )
+            .increment(1);
+        }
+        Ok(results
+            .iter()
+            .zip(ids)
+            .map(|(result, id)| Accepted {
+                mailbox: match result.mailbox {
+                    Mailbox::Spf => SmtpMailbox::Spf,
+                    Mailbox::Dkim => SmtpMailbox::Dkim,
+                },
+                url: authcheck_web::result_url(&self.public_url, &id),
+                id,
+            })
+            .collect())
+    }
+}
+
+impl Delivery for TesterDelivery {
+    fn deliver(
+        &self,
+        envelope: Envelope,
+        message: Vec<u8>,
+    ) -> impl Future<Output = Result<Vec<Accepted>, DeliveryError>> + Send {
+        self.verify_and_store(envelope, message)
+    }
+}
+
+/// Shared so the listener can hold it across sessions.
+pub type SharedDelivery = Arc<TesterDelivery>;

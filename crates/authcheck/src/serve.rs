@@ -1,0 +1,158 @@
+//! `authcheck serve`: wires the SMTP listener, the verifier, the store and the web site
+//! together, runs the retention purge, and shuts everything down on SIGTERM or Ctrl-C.
+//!
+//! Shutdown is one `watch` signal: the SMTP listener stops accepting and lets sessions in
+//! flight finish (bounded by its grace period), the web server stops, the purge task ends.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use authcheck_smtp::SmtpConfig;
+use authcheck_store::SharedStore;
+use authcheck_verifier::{DnsConfig, Verifier, VerifierConfig};
+use authcheck_web::WebConfig;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::{ConfigError, Settings};
+use crate::delivery::TesterDelivery;
+
+/// How long sessions in flight may take to finish after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+fn setting_error(setting: &'static str, problem: impl std::fmt::Display) -> ConfigError {
+    ConfigError { setting, problem: problem.to_string() }
+}
+
+/// Opens the store named by the settings; a failure names `database_url`.
+pub async fn open_store(settings: &Settings) -> Result<SharedStore, ConfigError> {
+    authcheck_store::open(&settings.database_url).await.map_err(|e| setting_error("database_url", e))
+}
+
+async fn bind(setting: &'static str, addr: std::net::SocketAddr) -> Result<TcpListener, ConfigError> {
+    TcpListener::bind(addr).await.map_err(|e| setting_error(setting, format!("cannot listen on {addr}: {e}")))
+}
+
+/// Resolves when the process is asked to stop (SIGTERM, SIGINT/Ctrl-C).
+async fn shutdown_requested() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("install the SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+/// How often the purge runs: a tenth of the retention, between one second and one hour.
+fn purge_interval(retention: Duration) -> Duration {
+    (retention / 10).clamp(Duration::from_secs(1), Duration::from_secs(3600))
+}
+
+/// Deletes results older than the retention; returns how many.
+pub async fn purge_once(store: &SharedStore, retention: Duration) -> Result<u64, authcheck_store::StoreError> {
+    let cutoff = chrono::Utc::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+    store.purge(cutoff).await
+}
+
+async fn purge_periodically(store: SharedStore, retention: Duration, mut stop: watch::Receiver<bool>) {
+    let mut ticker = tokio::time::interval(purge_interval(retention));
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.changed() => return,
+        }
+        match purge_once(&store, retention).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "purged results older than the retention"),
+            Err(e) => tracing::warn!(error = %e, "retention purge failed; will try again"),
+        }
+    }
+}
+
+pub async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let metrics = crate::metrics::install()?;
+    let store = open_store(&settings).await?;
+
+    let dns = DnsConfig { servers: settings.dns_servers.clone(), ..DnsConfig::default() };
+    let verifier = Verifier::new(VerifierConfig::new(settings.hostname.clone(), dns))
+        .map_err(|e| setting_error("dns_server", e))?;
+
+    let tls = match &settings.tls {
+        Some((cert, key)) => authcheck_smtp::load_tls(cert, key).map_err(|e| setting_error("tls_cert", e))?,
+        None => authcheck_smtp::self_signed_tls(&settings.hostname).map_err(|e| setting_error("tls_cert", e))?,
+    };
+
+    let smtp_listener = bind("smtp_listen", settings.smtp_listen).await?;
+    let http_listener = bind("http_listen", settings.http_listen).await?;
+    let smtp_addr = smtp_listener.local_addr()?;
+    let http_addr = http_listener.local_addr()?;
+    // With port 0 the default public URL must name the port actually bound.
+    let public_url = if settings.public_url == format!("http://{}", settings.http_listen) {
+        format!("http://{http_addr}")
+    } else {
+        settings.public_url.clone()
+    };
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    let smtp_config = SmtpConfig {
+        hostname: settings.hostname.clone(),
+        domains: settings.domains.clone(),
+        max_message_size: settings.max_message_size,
+        max_connections: settings.max_connections,
+        max_connections_per_ip: settings.max_connections_per_ip,
+        tls: Some(tls),
+        shutdown_grace: SHUTDOWN_GRACE,
+        ..SmtpConfig::new(smtp_addr)
+    };
+    let delivery = Arc::new(TesterDelivery { verifier, store: store.clone(), public_url: public_url.clone() });
+    let mut smtp_stop = stop_rx.clone();
+    let smtp = tokio::spawn(authcheck_smtp::run(smtp_listener, smtp_config, delivery, async move {
+        let _ = smtp_stop.changed().await;
+    }));
+
+    let web_config = WebConfig {
+        domains: settings.domains.clone(),
+        public_url: public_url.clone(),
+        hostname: settings.hostname.clone(),
+    };
+    let app = authcheck_web::router(store.clone(), web_config).merge(crate::metrics::router(metrics));
+    let mut web_stop = stop_rx.clone();
+    let web = tokio::spawn(async move {
+        axum::serve(http_listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+            .with_graceful_shutdown(async move {
+                let _ = web_stop.changed().await;
+            })
+            .await
+    });
+
+    let purge = tokio::spawn(purge_periodically(store.clone(), settings.retention, stop_rx.clone()));
+
+    tracing::info!(
+        smtp = %smtp_addr,
+        http = %http_addr,
+        public_url = %public_url,
+        domains = %settings.domains.join(","),
+        "authcheck is running"
+    );
+    // A line for people and scripts that start the service with port 0.
+    println!("authcheck: smtp listening on {smtp_addr}, http listening on {http_addr}, results at {public_url}");
+
+    shutdown_requested().await;
+    tracing::info!("shutting down: no new connections; letting sessions in flight finish");
+    let _ = stop_tx.send(true);
+    let _ = smtp.await;
+    let _ = web.await;
+    let _ = purge.await;
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,291 @@
+//! `authcheck-loadgen`, the SMTP load benchmark: drives DKIM-signed messages over concurrent
+//! connections into the authcheck release binary and, with identical client settings, into
+//! Postfix's `smtp-sink` (the ceiling), then prints messages per second, the p50/p99 time from
+//! the end of DATA to the 250 reply, the service's peak memory and the ratio between the two.
+//!
+//! Everything runs on loopback: the benchmark starts its own DNS server holding the sender's
+//! SPF, DKIM and DMARC records, so the service does the full verification work per message.
+
+mod client;
+mod scenario;
+mod stats;
+mod targets;
+
+use anyhow::Context as _;
+use authcheck_testdns::TestDns;
+use authcheck_testkit::TestKey;
+use clap::{Parser, ValueEnum};
+use client::{ClientSettings, HoldPool, Workload};
+use stats::{Latencies, MemoryReport, RunReport};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use targets::Target;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "authcheck-loadgen",
+    about = "SMTP load benchmark: authcheck against Postfix's smtp-sink with the same client settings",
+    after_help = "Exit status: 0 when every message was accepted, 1 when any reply was an error \
+                  (they are listed), 2 when the benchmark could not run."
+)]
+struct Cli {
+    /// Which server to drive; `both` runs smtp-sink first, then authcheck, and prints the ratio.
+    #[arg(long, value_enum, default_value_t = TargetChoice::Both)]
+    target: TargetChoice,
+
+    /// Concurrent SMTP sessions, each doing EHLO once and then one transaction after another.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+    connections: u32,
+
+    /// Messages to send in all, shared among the sessions.
+    #[arg(long, default_value_t = 5000)]
+    messages: u64,
+
+    /// Send for this many seconds instead of a number of messages.
+    #[arg(long, value_name = "SECS", conflicts_with = "messages", value_parser = clap::value_parser!(u64).range(1..))]
+    duration: Option<u64>,
+
+    /// Also hold this many idle connections open (EHLO, then NOOP every 5 s) during the run.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    hold: u32,
+
+    /// The DKIM key the messages are signed with.
+    #[arg(long, value_enum, default_value_t = KeyChoice::Rsa2048)]
+    key: KeyChoice,
+
+    /// The size of each message in bytes, DKIM-Signature field included.
+    #[arg(long, value_name = "BYTES", default_value_t = 4096)]
+    message_size: usize,
+
+    /// The authcheck binary to start (build it with `cargo build --release -p authcheck`).
+    #[arg(long, value_name = "PATH", default_value_os_t = default_authcheck_path())]
+    authcheck: PathBuf,
+
+    /// Postfix's smtp-sink (see the README for how to get it without installing Postfix).
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "/tmp/postfix-x/usr/sbin/smtp-sink"
+    )]
+    smtp_sink: PathBuf,
+
+    /// The connection limits given to the server (in all, and for authcheck per client
+    /// address); by default enough for every session and held connection.
+    #[arg(long, value_name = "N")]
+    server_max_connections: Option<u32>,
+
+    /// The longest wait for a connection or any one reply before it counts as an error.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    reply_timeout: u64,
+
+    /// Worker threads of the client; keep it low so that the server under test gets the CPU.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    client_threads: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum TargetChoice {
+    Authcheck,
+    SmtpSink,
+    Both,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum KeyChoice {
+    /// rsa-sha256 with a 2048-bit key.
+    Rsa2048,
+    /// ed25519-sha256.
+    Ed25519,
+}
+
+impl KeyChoice {
+    fn test_key(self) -> TestKey {
+        match self {
+            KeyChoice::Rsa2048 => TestKey::Rsa2048,
+            KeyChoice::Ed25519 => TestKey::Ed25519,
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            KeyChoice::Rsa2048 => "rsa-sha256, 2048-bit key",
+            KeyChoice::Ed25519 => "ed25519-sha256",
+        }
+    }
+}
+
+/// `target/release/authcheck` in this workspace.
+fn default_authcheck_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/release/authcheck")
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    raise_open_file_limit(cli.connections as u64 + cli.hold as u64);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cli.client_threads as usize)
+        .enable_all()
+        .build()
+        .expect("start the tokio runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(reports) if reports.iter().all(|report| report.error_count() == 0) => ExitCode::SUCCESS,
+        Ok(_) => {
+            eprintln!("authcheck-loadgen: some replies were errors (listed above)");
+            ExitCode::from(1)
+        }
+        Err(error) => {
+            eprintln!("authcheck-loadgen: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Every connection costs a file descriptor here and in the server, which inherits the limit.
+fn raise_open_file_limit(connections: u64) {
+    let needed = connections + 256;
+    match rlimit::increase_nofile_limit(needed) {
+        Ok(limit) if limit >= needed => {}
+        Ok(limit) => eprintln!(
+            "warning: the open-file limit is {limit}, below the {needed} this run needs; \
+             raise the hard limit (e.g. `ulimit -Hn 4096` as root) and run again"
+        ),
+        Err(error) => eprintln!(
+            "warning: could not raise the open-file limit ({error}); try `ulimit -n 4096`"
+        ),
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<Vec<RunReport>> {
+    let dns = TestDns::start().await;
+    scenario::publish_sender_records(&dns);
+    let message = scenario::signed_message(cli.key.test_key(), cli.message_size);
+    let settings = Arc::new(ClientSettings {
+        helo: scenario::CLIENT_HOSTNAME.into(),
+        mail_from: scenario::MAIL_FROM.into(),
+        rcpt_to: scenario::RCPT_TO.into(),
+        data: client::smtp_data(&message).into(),
+        reply_timeout: Duration::from_secs(cli.reply_timeout),
+    });
+    let workload = match cli.duration {
+        Some(seconds) => Workload::Duration(Duration::from_secs(seconds)),
+        None => Workload::Messages(cli.messages),
+    };
+    let max_connections = cli
+        .server_max_connections
+        .unwrap_or(cli.connections + cli.hold + 16) as usize;
+    eprintln!(
+        "{} connections, {}, {} held; {}-byte messages signed {}; DNS on {}",
+        cli.connections,
+        match workload {
+            Workload::Messages(count) => format!("{count} messages"),
+            Workload::Duration(duration) => format!("for {}s", duration.as_secs()),
+        },
+        cli.hold,
+        message.len(),
+        cli.key.describe(),
+        dns.addr(),
+    );
+
+    let mut reports = Vec::new();
+    if cli.target != TargetChoice::Authcheck {
+        let sink = targets::start_smtp_sink(&cli.smtp_sink, max_connections).await?;
+        reports.push(measure(sink, &cli, workload, settings.clone()).await?);
+    }
+    if cli.target != TargetChoice::SmtpSink {
+        let authcheck =
+            targets::start_authcheck(&cli.authcheck, dns.addr(), max_connections).await?;
+        reports.push(measure(authcheck, &cli, workload, settings.clone()).await?);
+    }
+
+    println!("{}", stats::table(&reports));
+    for report in &reports {
+        println!("{}", report.summary_line());
+    }
+    if let [sink, authcheck] = reports.as_slice() {
+        println!("{}", stats::ratio_line(authcheck, sink));
+    }
+    Ok(reports)
+}
+
+/// Holds the idle connections, runs the load, then reads the server's memory and stops it.
+async fn measure(
+    target: Target,
+    cli: &Cli,
+    workload: Workload,
+    settings: Arc<ClientSettings>,
+) -> anyhow::Result<RunReport> {
+    let addr = target.smtp_addr();
+    eprintln!("{}: listening on {addr}", target.name());
+    let held = HoldPool::open(addr, cli.hold as usize, settings.clone()).await;
+    let holding_kib = if cli.hold > 0 {
+        target.memory_kib("VmRSS")
+    } else {
+        None
+    };
+    let sampler = target.sample_memory();
+    eprintln!("{}: running the load", target.name());
+    let load = client::run_load(addr, cli.connections as usize, workload, settings).await;
+    let sampled_max_kib = sampler.finish();
+    let hold = held.finish().await;
+    let peak_kib = target.memory_kib("VmHWM");
+    let name = target.name();
+    target
+        .stop()
+        .await
+        .with_context(|| format!("the {name} run is void"))?;
+    Ok(RunReport {
+        target: name.into(),
+        delivered: load.delivered,
+        elapsed: load.elapsed,
+        latencies: Latencies::new(load.latencies),
+        errors: load.errors,
+        memory: MemoryReport {
+            peak_kib,
+            holding_kib,
+            sampled_max_kib,
+        },
+        hold,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_match_the_documented_benchmark() {
+        let cli = Cli::parse_from(["authcheck-loadgen"]);
+        assert_eq!(cli.target, TargetChoice::Both);
+        assert_eq!((cli.connections, cli.messages, cli.hold), (50, 5000, 0));
+        assert_eq!(cli.key, KeyChoice::Rsa2048);
+        assert!(cli.authcheck.ends_with("target/release/authcheck"));
+    }
+
+    #[test]
+    fn duration_and_a_message_count_exclude_each_other() {
+        assert!(
+            Cli::try_parse_from(["authcheck-loadgen", "--duration", "10", "--messages", "5"])
+                .is_err()
+        );
+        let cli = Cli::try_parse_from([
+            "authcheck-loadgen",
+            "--duration",
+            "10",
+            "--target",
+            "smtp-sink",
+        ])
+        .unwrap();
+        assert_eq!(
+            (cli.duration, cli.target),
+            (Some(10), TargetChoice::SmtpSink)
+        );
+    }
+}

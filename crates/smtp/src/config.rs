@@ -1,0 +1,102 @@
+//! Every setting and limit of the SMTP listener, with its default, in one place.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Settings for [`crate::run`]. Start from [`SmtpConfig::new`] and override what differs:
+/// `SmtpConfig { domains: vec!["tester.example".into()], ..SmtpConfig::new(addr) }`.
+#[derive(Clone)]
+pub struct SmtpConfig {
+    /// The address the listener is bound to; shown in logs only (the caller binds the socket).
+    pub listen: SocketAddr,
+    /// The name in the greeting, the EHLO reply and timeout replies.
+    pub hostname: String,
+    /// The tester domains, lowercase, without a trailing dot. Recipients must be at one of them.
+    pub domains: Vec<String>,
+    /// The largest message accepted, in bytes; advertised as `SIZE`.
+    pub max_message_size: usize,
+    /// The most distinct recipients in one transaction.
+    pub max_recipients: usize,
+    /// The most sessions open at once; a client over it is refused with a 421.
+    pub max_connections: usize,
+    /// The most sessions open at once from one client IP address.
+    pub max_connections_per_ip: usize,
+    /// How long to wait for the client to send anything (a command or message data).
+    pub command_timeout: Duration,
+    /// How long one session may last, however busy it is.
+    pub session_timeout: Duration,
+    /// The longest command line, in bytes including CRLF.
+    pub max_line_length: usize,
+    /// How many refused commands a session may send; the next one ends the session.
+    pub max_bad_commands: usize,
+    /// Offers STARTTLS with this configuration when set.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// After shutdown is requested, how long sessions in flight may take to finish.
+    pub shutdown_grace: Duration,
+}
+
+/// The default `max_message_size`: 10 MiB.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 10 * 1024 * 1024;
+/// The default `max_recipients`.
+pub const DEFAULT_MAX_RECIPIENTS: usize = 10;
+/// The default `max_connections`.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1000;
+/// The default `max_connections_per_ip`.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 50;
+/// The default `command_timeout`: RFC 5321 section 4.5.3.2 asks servers to wait at least 5 minutes.
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+/// The default `session_timeout`.
+pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// The default `max_line_length`, comfortably above RFC 5321's 512-byte command line.
+pub const DEFAULT_MAX_LINE_LENGTH: usize = 4096;
+/// The default `max_bad_commands`.
+pub const DEFAULT_MAX_BAD_COMMANDS: usize = 20;
+/// The default `shutdown_grace`.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+impl SmtpConfig {
+    /// The defaults: host name `localhost`, tester domain `tester.localhost`, no TLS.
+    pub fn new(listen: SocketAddr) -> Self {
+        SmtpConfig {
+            listen,
+            hostname: "localhost".to_string(),
+            domains: vec!["tester.localhost".to_string()],
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            max_recipients: DEFAULT_MAX_RECIPIENTS,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            command_timeout: DEFAULT_COMMAND_TIMEOUT,
+            session_timeout: DEFAULT_SESSION_TIMEOUT,
+            max_line_length: DEFAULT_MAX_LINE_LENGTH,
+            max_bad_commands: DEFAULT_MAX_BAD_COMMANDS,
+            tls: None,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+        }
+    }
+}
+
+impl std::fmt::Debug for SmtpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpConfig")
+            .field("listen", &self.listen)
+            .field("hostname", &self.hostname)
+            .field("domains", &self.domains)
+            .field("max_message_size", &self.max_message_size)
+            .field("max_recipients", &self.max_recipients)
+            .field("max_connections", &self.max_connections)
+            .field("max_connections_per_ip", &self.max_connections_per_ip)
+            .field("command_timeout", &self.command_timeout)
+            .field("session_timeout", &self.session_timeout)
+            .field("max_line_length", &self.max_line_length)
+            .field("max_bad_commands", &self.max_bad_commands)
+            .field("tls", &self.tls.is_some())
+            .field("shutdown_grace", &self.shutdown_grace)
+            .finish()
+    }
+}
+
+/// How many bytes one read from the client may add to the input buffer.
+pub(crate) const READ_CHUNK: usize = 16 * 1024;
+/// How long closing a connection (TLS close_notify included) may take.
+pub(crate) const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);

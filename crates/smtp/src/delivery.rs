@@ -1,0 +1,90 @@
+//! What the listener hands over for each accepted message, and the trait through which the
+//! program that embeds the listener verifies and stores it.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use chrono::{DateTime, Utc};
+
+/// The tester mailbox a recipient addresses: `spf@` or `dkim@` a tester domain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Mailbox {
+    Spf,
+    Dkim,
+}
+
+impl Mailbox {
+    /// The local part that names this mailbox (`spf` or `dkim`).
+    pub fn local_part(self) -> &'static str {
+        match self {
+            Mailbox::Spf => "spf",
+            Mailbox::Dkim => "dkim",
+        }
+    }
+}
+
+/// One accepted recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recipient {
+    /// The address as the client wrote it, `+tag` included.
+    pub address: String,
+    pub mailbox: Mailbox,
+}
+
+/// The TLS parameters of a session that used STARTTLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsInfo {
+    /// For example `TLSv1.3`.
+    pub version: String,
+    /// The IANA name, for example `TLS13_AES_256_GCM_SHA384`.
+    pub cipher: String,
+}
+
+/// The SMTP facts of one received message.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    pub client: SocketAddr,
+    /// The name the client gave in EHLO or HELO.
+    pub helo: String,
+    /// Set when the message arrived after STARTTLS.
+    pub tls: Option<TlsInfo>,
+    /// The reverse-path without angle brackets; empty for the null reverse-path `<>`.
+    pub mail_from: String,
+    /// Distinct accepted recipients, in the order given.
+    pub recipients: Vec<Recipient>,
+    /// When the end of the message data arrived.
+    pub received_at: DateTime<Utc>,
+    /// The message size in bytes.
+    pub size: usize,
+}
+
+/// A stored result, named in the final reply to DATA or BDAT LAST.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    pub mailbox: Mailbox,
+    pub id: String,
+    /// Where the result can be read.
+    pub url: String,
+}
+
+/// Why a message could not be taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeliveryError {
+    /// Nothing was stored and the client should retry: replied with `451 4.3.0`.
+    #[error("temporary failure: {0}")]
+    Temporary(String),
+    /// The message will never be taken: replied with `554 5.6.0`.
+    #[error("permanent failure: {0}")]
+    Permanent(String),
+}
+
+/// Takes an accepted message. The listener sends its final 250 reply only after `deliver`
+/// returns `Ok`, so an implementation must have stored the message by then.
+pub trait Delivery: Send + Sync + 'static {
+    /// `message` holds the bytes as received, after dot-unstuffing, with nothing added.
+    fn deliver(
+        &self,
+        envelope: Envelope,
+        message: Vec<u8>,
+    ) -> impl Future<Output = Result<Vec<Accepted>, DeliveryError>> + Send;
+}

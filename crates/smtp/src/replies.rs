@@ -1,0 +1,190 @@
+//! Every reply the listener sends, in one place, so the wording can be read and changed
+//! without hunting through the session code.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+
+use crate::delivery::Accepted;
+
+/// One complete SMTP reply (one or more CRLF-terminated lines).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Reply(Cow<'static, str>);
+
+impl Reply {
+    const fn fixed(text: &'static str) -> Reply {
+        Reply(Cow::Borrowed(text))
+    }
+
+    fn line(code: u16, text: impl std::fmt::Display) -> Reply {
+        Reply(Cow::Owned(format!("{code} {text}\r\n")))
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+
+    /// The three-digit reply code.
+    pub(crate) fn code(&self) -> u16 {
+        self.0.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0)
+    }
+
+    /// A 5xx reply: the client did something the server will never accept.
+    pub(crate) fn is_refusal(&self) -> bool {
+        (500..600).contains(&self.code())
+    }
+
+    /// The text without the code and CRLF, for logs.
+    pub(crate) fn text(&self) -> &str {
+        self.0.get(4..).unwrap_or("").trim_end()
+    }
+}
+
+/// Reply text from elsewhere (a delivery error) must stay on one line.
+fn one_line(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+}
+
+pub(crate) fn greeting(hostname: &str) -> Reply {
+    Reply::line(220, format_args!("{hostname} ESMTP authcheck ready"))
+}
+
+/// The EHLO reply with the extensions offered: RFC 2920 PIPELINING, RFC 2034
+/// ENHANCEDSTATUSCODES, RFC 1870 SIZE, RFC 6152 8BITMIME, RFC 6531 SMTPUTF8, RFC 3030
+/// CHUNKING and RFC 3207 STARTTLS.
+pub(crate) fn ehlo(hostname: &str, client_name: &str, max_message_size: usize, offer_starttls: bool) -> Reply {
+    let mut lines = vec![
+        format!("{hostname} greets {}", one_line(client_name)),
+        "PIPELINING".to_string(),
+        "ENHANCEDSTATUSCODES".to_string(),
+        format!("SIZE {max_message_size}"),
+        "8BITMIME".to_string(),
+        "SMTPUTF8".to_string(),
+        "CHUNKING".to_string(),
+    ];
+    if offer_starttls {
+        lines.push("STARTTLS".to_string());
+    }
+    let mut text = String::new();
+    let last = lines.len() - 1;
+    for (i, line) in lines.iter().enumerate() {
+        let separator = if i == last { ' ' } else { '-' };
+        let _ = write!(text, "250{separator}{line}\r\n");
+    }
+    Reply(Cow::Owned(text))
+}
+
+pub(crate) fn helo(hostname: &str) -> Reply {
+    Reply::line(250, hostname)
+}
+
+pub(crate) const OK: Reply = Reply::fixed("250 2.0.0 OK\r\n");
+pub(crate) const RESET: Reply = Reply::fixed("250 2.0.0 reset\r\n");
+pub(crate) const SENDER_OK: Reply = Reply::fixed("250 2.1.0 sender OK\r\n");
+
+pub(crate) fn recipient_ok(address: &str) -> Reply {
+    Reply::line(250, format_args!("2.1.5 <{address}> OK"))
+}
+
+pub(crate) const START_DATA: Reply = Reply::fixed("354 end data with <CR><LF>.<CR><LF>\r\n");
+
+pub(crate) fn chunk_received(size: usize) -> Reply {
+    Reply::line(250, format_args!("2.0.0 {size} bytes received"))
+}
+
+/// The final reply once the message is stored: `Stored as <id>: <url>`, one pair per mailbox.
+pub(crate) fn stored(accepted: &[Accepted]) -> Reply {
+    if accepted.is_empty() {
+        return Reply::fixed("250 2.0.0 message accepted\r\n");
+    }
+    let results: Vec<String> = accepted
+        .iter()
+        .map(|a| format!("{}: {}", one_line(&a.id), one_line(&a.url)))
+        .collect();
+    Reply::line(250, format_args!("2.0.0 Stored as {}", results.join("; ")))
+}
+
+pub(crate) fn temporary_failure(reason: &str) -> Reply {
+    Reply::line(451, format_args!("4.3.0 {}, try again later", one_line(reason)))
+}
+
+pub(crate) fn permanent_failure(reason: &str) -> Reply {
+    Reply::line(554, format_args!("5.6.0 {}", one_line(reason)))
+}
+
+pub(crate) const MESSAGE_TOO_BIG: Reply = Reply::fixed("552 5.3.4 message too big\r\n");
+
+pub(crate) fn declared_size_too_big(max_message_size: usize) -> Reply {
+    Reply::line(
+        552,
+        format_args!("5.3.4 message too big: the limit is {max_message_size} bytes"),
+    )
+}
+
+pub(crate) const TOO_MANY_RECIPIENTS: Reply = Reply::fixed("452 4.5.3 too many recipients\r\n");
+
+pub(crate) fn no_such_mailbox(address: &str) -> Reply {
+    Reply::line(
+        550,
+        format_args!("5.1.1 <{}>: no such mailbox here; write to spf@ or dkim@", one_line(address)),
+    )
+}
+
+pub(crate) const RELAYING_DENIED: Reply = Reply::fixed("550 5.7.1 relaying denied\r\n");
+pub(crate) const NO_VALID_RECIPIENTS: Reply = Reply::fixed("554 5.5.1 no valid recipients\r\n");
+
+pub(crate) const HELLO_FIRST: Reply = Reply::fixed("503 5.5.1 send EHLO or HELO first\r\n");
+pub(crate) const MAIL_FIRST: Reply = Reply::fixed("503 5.5.1 send MAIL FROM first\r\n");
+pub(crate) const NESTED_MAIL: Reply = Reply::fixed("503 5.5.1 a mail transaction is already open; send RSET first\r\n");
+pub(crate) const FINISH_CHUNKING: Reply =
+    Reply::fixed("503 5.5.1 finish the message with BDAT ... LAST, or send RSET\r\n");
+pub(crate) const ALREADY_TLS: Reply = Reply::fixed("503 5.5.1 TLS is already in use\r\n");
+pub(crate) const TLS_IN_TRANSACTION: Reply =
+    Reply::fixed("503 5.5.1 STARTTLS is not allowed inside a mail transaction; send RSET first\r\n");
+
+pub(crate) const UNKNOWN_COMMAND: Reply = Reply::fixed("500 5.5.1 command not recognized\r\n");
+pub(crate) const NOT_IMPLEMENTED: Reply = Reply::fixed("502 5.5.1 command not implemented\r\n");
+pub(crate) const LINE_TOO_LONG: Reply = Reply::fixed("500 5.5.2 line too long\r\n");
+
+pub(crate) fn syntax_error(usage: &str) -> Reply {
+    Reply::line(501, format_args!("5.5.4 syntax: {usage}"))
+}
+
+pub(crate) fn bad_address_syntax(address: &str) -> Reply {
+    Reply::line(501, format_args!("5.5.4 bad address syntax <{}>", one_line(address)))
+}
+
+pub(crate) fn unsupported_parameter(parameter: &str) -> Reply {
+    Reply::line(555, format_args!("5.5.4 unsupported parameter {}", one_line(parameter)))
+}
+
+pub(crate) const CANNOT_VERIFY: Reply =
+    Reply::fixed("252 2.1.5 cannot verify the address; send a message to spf@ or dkim@ instead\r\n");
+pub(crate) const HELP: Reply = Reply::fixed(
+    "214-2.0.0 authcheck tests email authentication: send a message to spf@ or dkim@\r\n\
+     214-2.0.0 this server; the reply names the page with the result.\r\n\
+     214 2.0.0 Commands: EHLO HELO STARTTLS MAIL RCPT DATA BDAT RSET NOOP VRFY HELP QUIT\r\n",
+);
+
+pub(crate) const READY_FOR_TLS: Reply = Reply::fixed("220 2.0.0 ready to start TLS\r\n");
+
+pub(crate) fn closing(hostname: &str) -> Reply {
+    Reply::line(221, format_args!("2.0.0 {hostname} closing connection"))
+}
+
+pub(crate) fn command_timeout(hostname: &str) -> Reply {
+    Reply::line(421, format_args!("4.4.2 {hostname} timeout, closing"))
+}
+
+pub(crate) fn session_too_long(hostname: &str) -> Reply {
+    Reply::line(421, format_args!("4.4.2 {hostname} session time limit reached, closing"))
+}
+
+pub(crate) fn shutting_down(hostname: &str) -> Reply {
+    Reply::line(421, format_args!("4.3.2 {hostname} shutting down, try again later"))
+}
+
+pub(crate) const TOO_MANY_CONNECTIONS: Reply =
+    Reply::fixed("421 4.7.0 too many connections, try again later\r\n");
+pub(crate) const TOO_MANY_FROM_ADDRESS: Reply =
+    Reply::fixed("421 4.7.0 too many connections from your address\r\n");
+pub(crate) const TOO_MANY_ERRORS: Reply = Reply::fixed("421 4.7.0 too many errors\r\n");

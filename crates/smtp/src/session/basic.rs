@@ -1,0 +1,21 @@
+//! The commands that change little: RSET, and QUIT (NOOP, VRFY and HELP have fixed replies,
+//! see `replies.rs`).
+
+use super::{Next, Session, State, Step};
+use crate::delivery::Delivery;
+use crate::replies::{self, Reply};
+
+impl<D: Delivery> Session<D> {
+    /// Abandons the transaction, keeping the greeting (RFC 5321 section 4.1.1.5).
+    pub(super) fn rset(&mut self) -> Reply {
+        if !matches!(self.state, State::Connected) {
+            self.state = State::Idle;
+        }
+        replies::RESET
+    }
+
+    pub(super) fn quit(&mut self) -> Step {
+        self.push(&replies::closing(&self.config.hostname));
+        Step::Stop(Next::Close("client quit"))
+    }
+}

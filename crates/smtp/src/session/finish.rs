@@ -1,0 +1,69 @@
+//! The end of a message (after DATA's `CRLF.CRLF` or BDAT LAST): refuse it if too big, else
+//! hand it to the [`Delivery`] and answer only once that returns, so a 250 means stored.
+
+use chrono::Utc;
+
+use super::{Session, Step};
+use crate::delivery::{Delivery, DeliveryError, Envelope};
+use crate::replies;
+
+impl<D: Delivery> Session<D> {
+    pub(super) async fn end_of_message(&mut self) -> Step {
+        let Some(transaction) = self.take_transaction() else {
+            return Step::Continue;
+        };
+        let client = self.client;
+        let helo = self.helo.clone().unwrap_or_default();
+        let recipients: Vec<&str> = transaction.recipients.iter().map(|r| r.address.as_str()).collect();
+        let recipients = recipients.join(",");
+        let size = transaction.body.size();
+        let mail_from = transaction.mail_from.clone();
+
+        if transaction.body.is_too_big() {
+            tracing::info!(
+                client = %client.ip(), helo, mail_from, recipients, size,
+                limit = self.config.max_message_size, "message refused: too big"
+            );
+            return self.command_reply(replies::MESSAGE_TOO_BIG);
+        }
+
+        let envelope = Envelope {
+            client,
+            helo: helo.clone(),
+            tls: self.tls.clone(),
+            mail_from: transaction.mail_from,
+            recipients: transaction.recipients,
+            received_at: Utc::now(),
+            size,
+        };
+        let outcome = self.delivery.deliver(envelope, transaction.body.into_bytes()).await;
+        let took_ms = transaction.started.elapsed().as_millis() as u64;
+        let reply = match outcome {
+            Ok(accepted) => {
+                self.messages_stored += 1;
+                let ids: Vec<&str> = accepted.iter().map(|a| a.id.as_str()).collect();
+                tracing::info!(
+                    client = %client.ip(), helo, mail_from, recipients, size, ids = ids.join(","), took_ms,
+                    "message stored"
+                );
+                replies::stored(&accepted)
+            }
+            Err(DeliveryError::Temporary(reason)) => {
+                tracing::warn!(
+                    client = %client.ip(), helo, mail_from, recipients, size, reason, took_ms,
+                    "message not stored: temporary failure, the client was told to retry"
+                );
+                replies::temporary_failure(&reason)
+            }
+            Err(DeliveryError::Permanent(reason)) => {
+                tracing::warn!(
+                    client = %client.ip(), helo, mail_from, recipients, size, reason, took_ms,
+                    "message refused by delivery"
+                );
+                replies::permanent_failure(&reason)
+            }
+        };
+        self.push(&reply);
+        Step::Continue
+    }
+}

@@ -1,0 +1,346 @@
+//! One SMTP session: a state machine fed by one loop that reads bytes from the client,
+//! handles every complete command (or message data) in the buffer, and flushes the queued
+//! replies when the buffer is drained — which is what RFC 2920 PIPELINING asks of a server.
+//!
+//! Each command has its own file; `finish` hands a complete message to the [`Delivery`].
+
+mod basic;
+mod bdat;
+mod data;
+mod dot;
+mod finish;
+mod hello;
+mod mail;
+mod rcpt;
+mod starttls;
+mod stream;
+mod transaction;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Buf, BytesMut};
+use smtp_proto::{Error as ParseError, Request};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+use tokio::time::timeout;
+
+use crate::config::{CLOSE_TIMEOUT, READ_CHUNK, SmtpConfig};
+use crate::delivery::{Delivery, TlsInfo};
+use crate::replies::{self, Reply};
+use dot::DotDecoder;
+pub(crate) use stream::Stream;
+use transaction::Transaction;
+
+/// Where the session stands, and so what the next bytes from the client mean.
+enum State {
+    /// Waiting for EHLO or HELO (at the start, and again after STARTTLS).
+    Connected,
+    /// Greeted, no transaction open.
+    Idle,
+    /// MAIL FROM accepted: RCPT TO, DATA or BDAT may follow.
+    Transaction(Transaction),
+    /// After DATA's 354: message bytes up to `CRLF.CRLF`.
+    Data(Transaction, DotDecoder),
+    /// Inside a BDAT chunk: `remaining` bytes of message still to come.
+    Chunk { transaction: Transaction, size: usize, remaining: usize, last: bool },
+    /// Inside a BDAT chunk that was refused: its bytes are read and dropped, then `reply` is
+    /// sent and the session goes back to `resume`.
+    RefusedChunk { remaining: usize, reply: Reply, resume: Box<State> },
+}
+
+/// What the loop does once the buffered input has been handled.
+enum Next {
+    ReadMore,
+    StartTls,
+    Close(&'static str),
+}
+
+/// The result of handling one unit of input.
+enum Step {
+    /// Handle the next unit in the buffer.
+    Continue,
+    /// The buffer holds no complete unit.
+    NeedInput,
+    Stop(Next),
+}
+
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    #[error("connection error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the client did not read our replies within the command timeout")]
+    WriteTimeout,
+    #[error("TLS handshake failed: {0}")]
+    TlsHandshake(std::io::Error),
+    #[error("the TLS handshake did not finish within the command timeout")]
+    TlsTimeout,
+}
+
+pub(crate) struct Session<D> {
+    config: Arc<SmtpConfig>,
+    delivery: Arc<D>,
+    stream: Stream,
+    client: SocketAddr,
+    input: BytesMut,
+    output: Vec<u8>,
+    state: State,
+    /// The name given in EHLO or HELO.
+    helo: Option<String>,
+    tls: Option<TlsInfo>,
+    bad_commands: usize,
+    /// Set after a too-long line was answered: the rest of it, up to LF, is dropped.
+    skipping_long_line: bool,
+    shutdown: watch::Receiver<bool>,
+    started: Instant,
+    messages_stored: usize,
+}
+
+impl<D: Delivery> Session<D> {
+    pub(crate) fn new(
+        stream: Stream,
+        client: SocketAddr,
+        config: Arc<SmtpConfig>,
+        delivery: Arc<D>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        Session {
+            config,
+            delivery,
+            stream,
+            client,
+            input: BytesMut::with_capacity(READ_CHUNK),
+            output: Vec::new(),
+            state: State::Connected,
+            helo: None,
+            tls: None,
+            bad_commands: 0,
+            skipping_long_line: false,
+            shutdown,
+            started: Instant::now(),
+            messages_stored: 0,
+        }
+    }
+
+    /// Runs the session to its end and closes the connection.
+    pub(crate) async fn run(mut self) {
+        let ending = self.serve().await;
+        let helo = self.helo.as_deref().unwrap_or("");
+        let seconds = self.started.elapsed().as_secs_f64();
+        match ending {
+            Ok(reason) => tracing::debug!(
+                client = %self.client, helo, messages = self.messages_stored, seconds, reason, "session ended"
+            ),
+            Err(error) => tracing::warn!(
+                client = %self.client, helo, messages = self.messages_stored, seconds, %error, "session ended with an error"
+            ),
+        }
+        let _ = timeout(CLOSE_TIMEOUT, self.stream.shutdown()).await;
+    }
+
+    async fn serve(&mut self) -> Result<&'static str, SessionError> {
+        self.push(&replies::greeting(&self.config.hostname));
+        let deadline = self.started + self.config.session_timeout;
+        loop {
+            match self.process_input().await {
+                Next::ReadMore => self.flush().await?,
+                Next::Close(reason) => {
+                    self.flush().await?;
+                    return Ok(reason);
+                }
+                Next::StartTls => {
+                    self.flush().await?;
+                    self.start_tls().await?;
+                    continue;
+                }
+            }
+
+            let wait = deadline.saturating_duration_since(Instant::now()).min(self.config.command_timeout);
+            // At shutdown, a session waiting for a command is closed; one receiving a message
+            // is left to finish it (within the listener's grace period).
+            let between_messages = matches!(self.state, State::Connected | State::Idle | State::Transaction(_));
+            self.input.reserve(READ_CHUNK);
+            let shutdown = &mut self.shutdown;
+            let read = tokio::select! {
+                _ = shutdown.wait_for(|stop| *stop), if between_messages => None,
+                read = timeout(wait, self.stream.read_buf(&mut self.input)) => Some(read),
+            };
+            match read {
+                None => {
+                    self.push(&replies::shutting_down(&self.config.hostname));
+                    self.flush().await?;
+                    return Ok("server shutting down");
+                }
+                Some(Ok(Ok(0))) => return Ok("client closed the connection"),
+                Some(Ok(Ok(_))) => {}
+                Some(Ok(Err(error))) => return Err(error.into()),
+                Some(Err(_elapsed)) if Instant::now() >= deadline => {
+                    self.push(&replies::session_too_long(&self.config.hostname));
+                    self.flush().await?;
+                    return Ok("session time limit");
+                }
+                Some(Err(_elapsed)) => {
+                    self.push(&replies::command_timeout(&self.config.hostname));
+                    self.flush().await?;
+                    return Ok("command timeout");
+                }
+            }
+        }
+    }
+
+    /// Handles every complete command and all message data in the input buffer.
+    async fn process_input(&mut self) -> Next {
+        loop {
+            let step = match &mut self.state {
+                State::Data(transaction, decoder) => {
+                    let decoded = decoder.decode(&self.input, |bytes| transaction.body.append(bytes));
+                    self.input.advance(decoded.consumed);
+                    if decoded.finished {
+                        self.end_of_message().await
+                    } else {
+                        Step::NeedInput
+                    }
+                }
+                State::Chunk { transaction, size, remaining, last } => {
+                    let available = (*remaining).min(self.input.len());
+                    transaction.body.append(&self.input[..available]);
+                    self.input.advance(available);
+                    *remaining -= available;
+                    match (*remaining, *last, *size) {
+                        (0, true, _) => self.end_of_message().await,
+                        (0, false, size) => self.end_of_chunk(size),
+                        _ => Step::NeedInput,
+                    }
+                }
+                State::RefusedChunk { remaining, .. } => {
+                    let available = (*remaining).min(self.input.len());
+                    self.input.advance(available);
+                    *remaining -= available;
+                    if *remaining == 0 {
+                        self.end_of_refused_chunk()
+                    } else {
+                        Step::NeedInput
+                    }
+                }
+                State::Connected | State::Idle | State::Transaction(_) => self.next_command().await,
+            };
+            match step {
+                Step::Continue => {}
+                Step::NeedInput => return Next::ReadMore,
+                Step::Stop(next) => return next,
+            }
+        }
+    }
+
+    /// Takes one command line from the buffer and handles it.
+    async fn next_command(&mut self) -> Step {
+        let Some(newline) = self.input.iter().position(|&b| b == b'\n') else {
+            if self.skipping_long_line {
+                self.input.clear();
+            } else if self.input.len() >= self.config.max_line_length {
+                self.input.clear();
+                self.skipping_long_line = true;
+                return self.command_reply(replies::LINE_TOO_LONG);
+            }
+            return Step::NeedInput;
+        };
+        let line = self.input.split_to(newline + 1);
+        if std::mem::take(&mut self.skipping_long_line) {
+            return Step::Continue;
+        }
+        if line.len() > self.config.max_line_length {
+            return self.command_reply(replies::LINE_TOO_LONG);
+        }
+        self.handle_command(&line).await
+    }
+
+    async fn handle_command(&mut self, line: &[u8]) -> Step {
+        let reply = match Request::parse(&mut line.iter()) {
+            Ok(Request::Ehlo { host }) => self.ehlo(&host),
+            Ok(Request::Helo { host }) => self.helo(&host),
+            Ok(Request::Mail { from }) => self.mail(&from, line),
+            Ok(Request::Rcpt { .. }) => self.rcpt(line, true),
+            // smtp-proto refuses address literals here, which must be answered as relaying.
+            Err(ParseError::InvalidRecipientAddress) => self.rcpt(line, false),
+            Ok(Request::Data) => return self.data(),
+            Ok(Request::Bdat { chunk_size, is_last }) => return self.bdat(chunk_size, is_last),
+            Ok(Request::StartTls) => return self.starttls(),
+            Ok(Request::Rset) => self.rset(),
+            Ok(Request::Noop { .. }) => replies::OK,
+            Ok(Request::Vrfy { .. }) => replies::CANNOT_VERIFY,
+            Ok(Request::Help { .. }) => replies::HELP,
+            Ok(Request::Quit) => return self.quit(),
+            Ok(
+                Request::Lhlo { .. }
+                | Request::Auth { .. }
+                | Request::Expn { .. }
+                | Request::Etrn { .. }
+                | Request::Atrn { .. }
+                | Request::Burl { .. },
+            ) => replies::NOT_IMPLEMENTED,
+            Err(ParseError::UnknownCommand) => replies::UNKNOWN_COMMAND,
+            Err(ParseError::SyntaxError { syntax }) => replies::syntax_error(syntax),
+            Err(ParseError::InvalidSenderAddress) => replies::syntax_error("MAIL FROM:<reverse-path> [parameters]"),
+            Err(ParseError::InvalidParameter { param }) => replies::syntax_error(&format!("a valid {param} value")),
+            Err(ParseError::UnsupportedParameter { param }) => replies::unsupported_parameter(&param),
+            Err(_) => replies::UNKNOWN_COMMAND,
+        };
+        self.command_reply(reply)
+    }
+
+    /// Queues the reply to a command. Refusals are counted, and one too many ends the session.
+    fn command_reply(&mut self, reply: Reply) -> Step {
+        if reply.is_refusal() {
+            self.bad_commands += 1;
+            if self.bad_commands > self.config.max_bad_commands {
+                tracing::warn!(client = %self.client, last = reply.text(), "too many refused commands; disconnecting");
+                self.push(&replies::TOO_MANY_ERRORS);
+                return Step::Stop(Next::Close("too many errors"));
+            }
+        }
+        self.push(&reply);
+        Step::Continue
+    }
+
+    fn push(&mut self, reply: &Reply) {
+        self.output.extend_from_slice(reply.as_bytes());
+    }
+
+    /// Sends the queued replies.
+    async fn flush(&mut self) -> Result<(), SessionError> {
+        if self.output.is_empty() {
+            return Ok(());
+        }
+        let (stream, output) = (&mut self.stream, &self.output);
+        let write = async {
+            stream.write_all(output).await?;
+            stream.flush().await
+        };
+        timeout(self.config.command_timeout, write).await.map_err(|_| SessionError::WriteTimeout)??;
+        self.output.clear();
+        Ok(())
+    }
+
+    /// Ends the open transaction, if any, and returns it.
+    fn take_transaction(&mut self) -> Option<Transaction> {
+        match std::mem::replace(&mut self.state, State::Idle) {
+            State::Transaction(transaction)
+            | State::Data(transaction, _)
+            | State::Chunk { transaction, .. } => Some(transaction),
+            other => {
+                self.state = other;
+                None
+            }
+        }
+    }
+
+    /// The refusal for DATA or BDAT when no transaction with recipients is open.
+    fn no_message_expected(&self) -> Reply {
+        match &self.state {
+            State::Connected => replies::HELLO_FIRST,
+            State::Transaction(transaction) if transaction.recipients.is_empty() => replies::NO_VALID_RECIPIENTS,
+            _ => replies::MAIL_FIRST,
+        }
+    }
+}

@@ -1,0 +1,44 @@
+//! RCPT TO (RFC 5321 section 4.1.1.3): only the tester mailboxes, at most `max_recipients`
+//! distinct ones; the same address twice is accepted once.
+
+use super::{Session, State};
+use crate::address::{Refusal, check_recipient, path_in_line};
+use crate::delivery::Delivery;
+use crate::replies::{self, Reply};
+
+impl<D: Delivery> Session<D> {
+    /// `parsed` is false when smtp-proto refused the address; the policy check still runs
+    /// first so that every relay attempt gets the same 550 5.7.1.
+    pub(super) fn rcpt(&mut self, line: &[u8], parsed: bool) -> Reply {
+        let transaction = match &mut self.state {
+            State::Connected => return replies::HELLO_FIRST,
+            State::Transaction(transaction) if transaction.chunking => return replies::FINISH_CHUNKING,
+            State::Transaction(transaction) => transaction,
+            _ => return replies::MAIL_FIRST,
+        };
+        let line = String::from_utf8_lossy(line);
+        let Some(path) = path_in_line(&line) else {
+            return replies::syntax_error("RCPT TO:<forward-path> [parameters]");
+        };
+        let recipient = match check_recipient(path, &self.config.domains) {
+            Ok(recipient) => recipient,
+            Err(Refusal::RelayDenied) => return replies::RELAYING_DENIED,
+            Err(Refusal::NoSuchMailbox) => return replies::no_such_mailbox(path),
+            Err(Refusal::Syntax) => return replies::bad_address_syntax(path),
+        };
+        if !parsed {
+            return replies::bad_address_syntax(path);
+        }
+        let already_given = transaction
+            .recipients
+            .iter()
+            .any(|given| given.address.eq_ignore_ascii_case(&recipient.address));
+        if !already_given {
+            if transaction.recipients.len() >= self.config.max_recipients {
+                return replies::TOO_MANY_RECIPIENTS;
+            }
+            transaction.recipients.push(recipient);
+        }
+        replies::recipient_ok(path)
+    }
+}

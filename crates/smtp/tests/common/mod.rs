@@ -1,0 +1,173 @@
+//! The harness for the listener's own tests: a listener on 127.0.0.1 port 0 with a delivery
+//! that records what it is given, and a raw SMTP client that reads whole replies.
+
+#![allow(dead_code)] // Each test file uses a different part of the harness.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use authcheck_smtp::{Accepted, Delivery, DeliveryError, Envelope, Mailbox, SmtpConfig};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Bounds every wait in the tests so a broken listener fails a test instead of hanging it.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+pub const DOMAIN: &str = "tester.example";
+
+/// Records each message and answers with ids `<mailbox>-<n>`, or with `failure` when set.
+#[derive(Default)]
+pub struct RecordingDelivery {
+    pub delivered: Mutex<Vec<(Envelope, Vec<u8>)>>,
+    pub failure: Mutex<Option<DeliveryError>>,
+}
+
+impl RecordingDelivery {
+    pub fn messages(&self) -> Vec<(Envelope, Vec<u8>)> {
+        self.delivered.lock().unwrap().clone()
+    }
+}
+
+impl Delivery for RecordingDelivery {
+    async fn deliver(&self, envelope: Envelope, message: Vec<u8>) -> Result<Vec<Accepted>, DeliveryError> {
+        if let Some(failure) = self.failure.lock().unwrap().clone() {
+            return Err(failure);
+        }
+        let mut delivered = self.delivered.lock().unwrap();
+        let n = delivered.len() + 1;
+        let mut mailboxes: Vec<Mailbox> = Vec::new();
+        for recipient in &envelope.recipients {
+            if !mailboxes.contains(&recipient.mailbox) {
+                mailboxes.push(recipient.mailbox);
+            }
+        }
+        delivered.push((envelope, message));
+        Ok(mailboxes
+            .into_iter()
+            .map(|mailbox| {
+                let id = format!("{}-{n}", mailbox.local_part());
+                Accepted { mailbox, url: format!("http://results.test/r/{id}"), id }
+            })
+            .collect())
+    }
+}
+
+pub struct Server {
+    pub addr: SocketAddr,
+    pub delivery: Arc<RecordingDelivery>,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+/// Starts a listener with the default configuration changed by `configure`.
+pub async fn start(configure: impl FnOnce(&mut SmtpConfig)) -> Server {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut config = SmtpConfig {
+        hostname: "mx.tester.example".to_string(),
+        domains: vec![DOMAIN.to_string(), "second.test".to_string()],
+        ..SmtpConfig::new(addr)
+    };
+    configure(&mut config);
+    let delivery = Arc::new(RecordingDelivery::default());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(authcheck_smtp::run(listener, config, delivery.clone(), stopped));
+    Server { addr, delivery, stop: Some(stop), task }
+}
+
+impl Server {
+    pub async fn client(&self) -> Client<TcpStream> {
+        let mut client = self.connect().await;
+        let greeting = client.reply().await;
+        assert!(greeting.starts_with("220 mx.tester.example"), "{greeting}");
+        client
+    }
+
+    /// A connection whose greeting has not been read.
+    pub async fn connect(&self) -> Client<TcpStream> {
+        Client::new(TcpStream::connect(self.addr).await.unwrap())
+    }
+
+    /// A greeted client after EHLO.
+    pub async fn greeted_client(&self) -> Client<TcpStream> {
+        let mut client = self.client().await;
+        let reply = client.command("EHLO client.example").await;
+        assert!(reply.starts_with("250-mx.tester.example"), "{reply}");
+        client
+    }
+
+    /// Requests shutdown and waits for the listener to return.
+    pub async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(PATIENCE, &mut self.task).await.expect("the listener stops").unwrap();
+    }
+}
+
+pub struct Client<S> {
+    stream: BufReader<S>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
+    pub fn new(stream: S) -> Self {
+        Client { stream: BufReader::new(stream) }
+    }
+
+    pub async fn send(&mut self, bytes: impl AsRef<[u8]>) {
+        self.stream.get_mut().write_all(bytes.as_ref()).await.unwrap();
+    }
+
+    /// Reads one whole reply; lines are joined with `\n`, without CRLF.
+    pub async fn reply(&mut self) -> String {
+        let mut lines = Vec::new();
+        loop {
+            let mut line = String::new();
+            let read = tokio::time::timeout(PATIENCE, self.stream.read_line(&mut line)).await.expect("a reply in time");
+            assert!(read.unwrap() > 0, "connection closed; replies so far: {lines:?}");
+            let line = line.trim_end_matches(['\r', '\n']).to_string();
+            let last = line.as_bytes().get(3) != Some(&b'-');
+            lines.push(line);
+            if last {
+                return lines.join("\n");
+            }
+        }
+    }
+
+    /// Sends `line` with CRLF and reads the reply.
+    pub async fn command(&mut self, line: &str) -> String {
+        self.send(format!("{line}\r\n")).await;
+        self.reply().await
+    }
+
+    /// Whether the server closes the connection without sending anything more.
+    pub async fn is_closed(&mut self) -> bool {
+        let mut rest = Vec::new();
+        match tokio::time::timeout(PATIENCE, self.stream.read_to_end(&mut rest)).await {
+            Ok(Ok(_)) => rest.is_empty(),
+            Ok(Err(_)) => true,
+            Err(_) => false,
+        }
+    }
+
+    pub fn into_inner(self) -> S {
+        assert!(self.stream.buffer().is_empty(), "unread bytes from the server");
+        self.stream.into_inner()
+    }
+
+    /// MAIL FROM and RCPT TO each recipient, asserting the replies are 250.
+    pub async fn envelope(&mut self, from: &str, to: &[&str]) {
+        let reply = self.command(&format!("MAIL FROM:<{from}>")).await;
+        assert!(reply.starts_with("250 "), "{reply}");
+        for recipient in to {
+            let reply = self.command(&format!("RCPT TO:<{recipient}>")).await;
+            assert!(reply.starts_with("250 "), "{reply}");
+        }
+    }
+}
+
+/// A short message with CRLF line ends.
+pub fn message(subject: &str) -> String {
+    format!("From: sender@example.com\r\nTo: spf@{DOMAIN}\r\nSubject: {subject}\r\n\r\nHello.\r\n")
+}

@@ -1,0 +1,214 @@
+//! The PostgreSQL backend, for several authcheck instances sharing one tester domain and one
+//! database.
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::error::DatabaseError;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Postgres, Row, Transaction};
+
+use crate::failure::query_failure;
+use crate::listing::{ListSql, SEQ_OF_ID_SQL};
+use crate::record::{
+    INSERT_RAW_MESSAGE_SQL, INSERT_RESULT_SQL, InsertRow, RESULT_COLUMNS, ResultRow,
+};
+use crate::{
+    ACQUIRE_TIMEOUT, ListQuery, NewResult, ResultStore, SharedStore, StoreError, StoreResult,
+    StoredResult,
+};
+
+const POOL_SIZE: u32 = 8;
+
+/// Transaction-scoped advisory lock keys (arbitrary, fixed numbers, the ASCII of
+/// "ac-insrt" and "ac-purge") that every instance uses.
+const INSERT_LOCK: i64 = 0x6163_2d69_6e73_7274;
+const PURGE_LOCK: i64 = 0x6163_2d70_7572_6765;
+
+pub(crate) struct PostgresStore {
+    pool: PgPool,
+}
+
+/// Connects to `url` (`postgres://` or `postgresql://`) and applies the migrations; several
+/// instances may do this at once (sqlx serialises migrations with an advisory lock).
+pub(crate) async fn open(url: &str) -> StoreResult<SharedStore> {
+    let options = PgConnectOptions::from_str(url).map_err(|error| {
+        StoreError::Config(format!(
+            "the PostgreSQL database URL is not valid ({error}); use \
+             postgres://USER:PASSWORD@HOST:PORT/DATABASE"
+        ))
+    })?;
+    let server = format!(
+        "{}:{}/{}",
+        options.get_host(),
+        options.get_port(),
+        options.get_database().unwrap_or_default()
+    );
+    let pool = PgPoolOptions::new()
+        .max_connections(POOL_SIZE)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_with(options)
+        .await
+        .map_err(|error| connect_failure(&server, error))?;
+    sqlx::migrate!("../../migrations/postgres")
+        .run(&pool)
+        .await
+        .map_err(|error| {
+            StoreError::Config(format!(
+                "cannot bring the PostgreSQL database {server} up to date ({error}); if it was \
+                 last used by a newer authcheck, run that version"
+            ))
+        })?;
+    Ok(Arc::new(PostgresStore { pool }))
+}
+
+/// A server that refuses us (bad password, no such database) needs the operator; a server
+/// that cannot be reached may come back by itself.
+fn connect_failure(server: &str, error: sqlx::Error) -> StoreError {
+    let refused_by_server = matches!(
+        &error,
+        sqlx::Error::Database(database)
+            if database.code().is_some_and(|code| code.starts_with("28") || code.starts_with("3D"))
+    );
+    if refused_by_server {
+        StoreError::Config(format!(
+            "PostgreSQL at {server} refused the connection ({error}); check the user, password \
+             and database name in the database URL"
+        ))
+    } else {
+        StoreError::Unavailable(format!(
+            "cannot connect to PostgreSQL at {server} ({error}); check that the server is \
+             running and reachable"
+        ))
+    }
+}
+
+fn is_schema_mismatch(error: &dyn DatabaseError) -> bool {
+    // undefined_table, undefined_column
+    matches!(error.code().as_deref(), Some("42P01" | "42703"))
+}
+
+fn failure(error: sqlx::Error) -> StoreError {
+    query_failure(error, is_schema_mismatch)
+}
+
+async fn lock_for_transaction(
+    transaction: &mut Transaction<'_, Postgres>,
+    key: i64,
+) -> StoreResult<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(key)
+        .execute(&mut **transaction)
+        .await
+        .map_err(failure)?;
+    Ok(())
+}
+
+#[async_trait]
+impl ResultStore for PostgresStore {
+    async fn insert(&self, results: &[NewResult]) -> StoreResult<Vec<String>> {
+        let rows = results
+            .iter()
+            .map(InsertRow::new)
+            .collect::<StoreResult<Vec<_>>>()?;
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut transaction = self.pool.begin().await.map_err(failure)?;
+        // Sequence numbers are handed out when rows are inserted, but become visible when
+        // transactions commit. Taking turns makes both orders agree, so a client polling with
+        // `after_seq` never skips a result that commits late with a smaller `seq`.
+        lock_for_transaction(&mut transaction, INSERT_LOCK).await?;
+        for row in &rows {
+            row.bind_to(sqlx::query(INSERT_RESULT_SQL), row.received_at)
+                .execute(&mut *transaction)
+                .await
+                .map_err(failure)?;
+            sqlx::query(INSERT_RAW_MESSAGE_SQL)
+                .bind(row.id.as_str())
+                .bind(row.raw_message())
+                .execute(&mut *transaction)
+                .await
+                .map_err(failure)?;
+        }
+        transaction.commit().await.map_err(failure)?;
+        Ok(rows.into_iter().map(|row| row.id).collect())
+    }
+
+    async fn get(&self, id: &str) -> StoreResult<Option<StoredResult>> {
+        let sql = format!("SELECT {RESULT_COLUMNS} FROM results WHERE id = $1");
+        let row = sqlx::query_as::<_, ResultRow>(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(failure)?;
+        row.map(StoredResult::try_from).transpose()
+    }
+
+    async fn raw_message(&self, id: &str) -> StoreResult<Option<Vec<u8>>> {
+        sqlx::query_scalar("SELECT message FROM raw_messages WHERE result_id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(failure)
+    }
+
+    async fn list(&self, query: &ListQuery) -> StoreResult<Vec<StoredResult>> {
+        let before_seq = match &query.before {
+            Some(id) => Some(
+                sqlx::query(SEQ_OF_ID_SQL)
+                    .bind(id.as_str())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(failure)?
+                    .ok_or_else(|| StoreError::UnknownId(id.clone()))?
+                    .try_get::<i64, _>(0)
+                    .map_err(failure)?,
+            ),
+            None => None,
+        };
+        let list = ListSql::new(query, before_seq);
+        let rows = list
+            .bind_to(sqlx::query_as::<_, ResultRow>(&list.sql))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failure)?;
+        rows.into_iter().map(StoredResult::try_from).collect()
+    }
+
+    async fn purge(&self, cutoff: DateTime<Utc>) -> StoreResult<u64> {
+        // Two instances deleting the same rows at once could lock them in different orders
+        // (synchronised sequential scans start mid-table) and deadlock; taking turns cannot.
+        // The second purge then finds nothing left to delete.
+        let mut transaction = self.pool.begin().await.map_err(failure)?;
+        lock_for_transaction(&mut transaction, PURGE_LOCK).await?;
+        let deleted = sqlx::query("DELETE FROM results WHERE received_at < $1")
+            .bind(cutoff)
+            .execute(&mut *transaction)
+            .await
+            .map_err(failure)?;
+        transaction.commit().await.map_err(failure)?;
+        Ok(deleted.rows_affected())
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(failure)?;
+        Ok(())
+    }
+
+    async fn integrity_check(&self) -> StoreResult<Vec<String>> {
+        // PostgreSQL checks its own pages as it reads them; what is left to check from here
+        // is that the server answers.
+        self.ping().await?;
+        Ok(Vec::new())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}

@@ -1,0 +1,262 @@
+//! The mapping between results and table rows that both backends share: new ids, the column
+//! values derived for the sender filter, the SQL that names the columns, and the conversion
+//! of a fetched row back into a [`StoredResult`].
+
+use std::borrow::Cow;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use rand::RngCore;
+use rand::rngs::OsRng;
+use sqlx::types::Json;
+use sqlx::{Database, Encode, Type};
+
+use crate::{Mailbox, NewResult, SessionFacts, StoreError, StoreResult, StoredResult};
+
+/// A new public result id: 128 bits from the operating system's generator, as 32 lowercase
+/// hex digits, so that nobody can guess the address of someone else's result.
+pub(crate) fn new_result_id() -> String {
+    let mut bytes = [0u8; 16];
+    OsRng.fill_bytes(&mut bytes);
+    format!("{:032x}", u128::from_be_bytes(bytes))
+}
+
+/// PostgreSQL keeps timestamps to the microsecond; SQLite is held to the same precision so
+/// that both backends give back the same `received_at`.
+pub(crate) fn to_stored_precision(at: DateTime<Utc>) -> DateTime<Utc> {
+    at.trunc_subsecs(6)
+}
+
+/// The lowercase domain of an address (the part after the last `@`), if it has one.
+fn domain_of(address: &str) -> Option<String> {
+    let (_, domain) = address.rsplit_once('@')?;
+    let domain = domain.trim_end_matches('.');
+    (!domain.is_empty()).then(|| domain.to_lowercase())
+}
+
+/// PostgreSQL cannot store NUL in text (nor `\u0000` in JSONB), yet a decoded Subject may
+/// hold one; both backends store U+FFFD in its place so that such a message is still recorded.
+fn without_nul(text: &str) -> Cow<'_, str> {
+    if text.contains('\0') {
+        Cow::Owned(text.replace('\0', "\u{FFFD}"))
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
+fn json_without_nul(value: &serde_json::Value) -> Cow<'_, serde_json::Value> {
+    fn has_nul(value: &serde_json::Value) -> bool {
+        match value {
+            serde_json::Value::String(text) => text.contains('\0'),
+            serde_json::Value::Array(items) => items.iter().any(has_nul),
+            serde_json::Value::Object(fields) => fields
+                .iter()
+                .any(|(name, value)| name.contains('\0') || has_nul(value)),
+            _ => false,
+        }
+    }
+    fn replace_nul(value: &serde_json::Value) -> serde_json::Value {
+        match value {
+            serde_json::Value::String(text) => {
+                serde_json::Value::String(without_nul(text).into_owned())
+            }
+            serde_json::Value::Array(items) => items.iter().map(replace_nul).collect(),
+            serde_json::Value::Object(fields) => fields
+                .iter()
+                .map(|(name, value)| (without_nul(name).into_owned(), replace_nul(value)))
+                .collect(),
+            other => other.clone(),
+        }
+    }
+    if has_nul(value) {
+        Cow::Owned(replace_nul(value))
+    } else {
+        Cow::Borrowed(value)
+    }
+}
+
+/// Inserts one row of `results`; [`InsertRow::bind_to`] supplies the values in this order.
+pub(crate) const INSERT_RESULT_SQL: &str = "INSERT INTO results (\
+        id, mailbox, received_at, client_ip, client_port, client_ptr, client_ptr_confirmed, \
+        helo, tls_version, tls_cipher, mail_from, mail_from_lower, mail_from_domain, recipient, \
+        size, header_from, header_from_lower, header_from_domain, subject, verdict, \
+        prefixed_subject, report) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
+        $19, $20, $21, $22)";
+
+pub(crate) const INSERT_RAW_MESSAGE_SQL: &str =
+    "INSERT INTO raw_messages (result_id, message) VALUES ($1, $2)";
+
+/// The columns [`ResultRow`] reads, for `SELECT {RESULT_COLUMNS} FROM results ...`.
+pub(crate) const RESULT_COLUMNS: &str = "id, seq, mailbox, received_at, client_ip, client_port, \
+    client_ptr, client_ptr_confirmed, helo, tls_version, tls_cipher, mail_from, recipient, size, \
+    header_from, subject, verdict, prefixed_subject, report";
+
+/// Everything stored for one new result apart from `received_at`, whose column type differs
+/// between the backends.
+pub(crate) struct InsertRow<'a> {
+    pub id: String,
+    pub received_at: DateTime<Utc>,
+    result: &'a NewResult,
+    mail_from_lower: String,
+    mail_from_domain: Option<String>,
+    header_from_lower: Option<String>,
+    header_from_domain: Option<String>,
+    size: i64,
+}
+
+impl<'a> InsertRow<'a> {
+    pub fn new(result: &'a NewResult) -> StoreResult<InsertRow<'a>> {
+        let session = &result.session;
+        let size = i64::try_from(session.size).map_err(|_| {
+            StoreError::Config(format!(
+                "a message of {} bytes is too large to record",
+                session.size
+            ))
+        })?;
+        Ok(InsertRow {
+            id: new_result_id(),
+            received_at: to_stored_precision(result.received_at),
+            result,
+            mail_from_lower: session.mail_from.to_lowercase(),
+            mail_from_domain: domain_of(&session.mail_from),
+            header_from_lower: result.header_from.as_deref().map(str::to_lowercase),
+            header_from_domain: result.header_from.as_deref().and_then(domain_of),
+            size,
+        })
+    }
+
+    pub fn raw_message(&self) -> &'a [u8] {
+        &self.result.raw_message
+    }
+
+    /// Binds this row to [`INSERT_RESULT_SQL`]; `received_at` is the backend's encoding of
+    /// [`InsertRow::received_at`].
+    pub fn bind_to<'q, DB, T>(
+        &'q self,
+        query: sqlx::query::Query<'q, DB, <DB as Database>::Arguments<'q>>,
+        received_at: T,
+    ) -> sqlx::query::Query<'q, DB, <DB as Database>::Arguments<'q>>
+    where
+        'a: 'q,
+        DB: Database,
+        T: 'q + Encode<'q, DB> + Type<DB>,
+        &'q str: Encode<'q, DB> + Type<DB>,
+        Cow<'q, str>: Encode<'q, DB> + Type<DB>,
+        Option<Cow<'q, str>>: Encode<'q, DB> + Type<DB>,
+        i32: Encode<'q, DB> + Type<DB>,
+        i64: Encode<'q, DB> + Type<DB>,
+        bool: Encode<'q, DB> + Type<DB>,
+        Json<Cow<'q, serde_json::Value>>: Encode<'q, DB> + Type<DB>,
+    {
+        let result = self.result;
+        let session = &result.session;
+        let text = |value: &'q str| without_nul(value);
+        let optional_text = |value: &'q Option<String>| value.as_deref().map(without_nul);
+        query
+            .bind(self.id.as_str())
+            .bind(result.mailbox.as_str())
+            .bind(received_at)
+            .bind(text(&session.client_ip))
+            .bind(i32::from(session.client_port))
+            .bind(optional_text(&session.client_ptr))
+            .bind(session.client_ptr_confirmed)
+            .bind(text(&session.helo))
+            .bind(optional_text(&session.tls_version))
+            .bind(optional_text(&session.tls_cipher))
+            .bind(text(&session.mail_from))
+            .bind(text(&self.mail_from_lower))
+            .bind(optional_text(&self.mail_from_domain))
+            .bind(text(&session.recipient))
+            .bind(self.size)
+            .bind(optional_text(&result.header_from))
+            .bind(optional_text(&self.header_from_lower))
+            .bind(optional_text(&self.header_from_domain))
+            .bind(optional_text(&result.subject))
+            .bind(text(&result.verdict))
+            .bind(text(&result.prefixed_subject))
+            .bind(Json(json_without_nul(&result.report)))
+    }
+}
+
+/// One row of [`RESULT_COLUMNS`] as both backends decode it.
+#[derive(sqlx::FromRow)]
+pub(crate) struct ResultRow {
+    id: String,
+    seq: i64,
+    mailbox: String,
+    received_at: DateTime<Utc>,
+    client_ip: String,
+    client_port: i32,
+    client_ptr: Option<String>,
+    client_ptr_confirmed: bool,
+    helo: String,
+    tls_version: Option<String>,
+    tls_cipher: Option<String>,
+    mail_from: String,
+    recipient: String,
+    size: i64,
+    header_from: Option<String>,
+    subject: Option<String>,
+    verdict: String,
+    prefixed_subject: String,
+    #[sqlx(json)]
+    report: serde_json::Value,
+}
+
+impl TryFrom<ResultRow> for StoredResult {
+    type Error = StoreError;
+
+    fn try_from(row: ResultRow) -> StoreResult<StoredResult> {
+        let corrupt = |what: String| {
+            StoreError::Config(format!(
+                "result {} in the database has {what}; the database was changed by something \
+                 other than authcheck, restore it from a backup",
+                row.id
+            ))
+        };
+        let mailbox = Mailbox::parse(&row.mailbox)
+            .ok_or_else(|| corrupt(format!("an unknown mailbox {:?}", row.mailbox)))?;
+        let client_port = u16::try_from(row.client_port)
+            .map_err(|_| corrupt(format!("an impossible client port {}", row.client_port)))?;
+        let size = u64::try_from(row.size)
+            .map_err(|_| corrupt(format!("a negative message size {}", row.size)))?;
+        Ok(StoredResult {
+            id: row.id,
+            seq: row.seq,
+            mailbox,
+            received_at: row.received_at,
+            session: SessionFacts {
+                client_ip: row.client_ip,
+                client_port,
+                client_ptr: row.client_ptr,
+                client_ptr_confirmed: row.client_ptr_confirmed,
+                helo: row.helo,
+                tls_version: row.tls_version,
+                tls_cipher: row.tls_cipher,
+                mail_from: row.mail_from,
+                recipient: row.recipient,
+                size,
+            },
+            header_from: row.header_from,
+            subject: row.subject,
+            verdict: row.verdict,
+            prefixed_subject: row.prefixed_subject,
+            report: row.report,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domain_is_lowercased_and_taken_after_the_last_at() {
+        assert_eq!(
+            domain_of("\"a@b\"@Example.ORG").as_deref(),
+            Some("example.org")
+        );
+        assert_eq!(domain_of("postmaster"), None);
+        assert_eq!(domain_of(""), None);
+    }
+}

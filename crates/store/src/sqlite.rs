@@ -1,0 +1,252 @@
+//! The SQLite backend: one database file (in WAL mode, synced on every commit) for a single
+//! authcheck instance, or an in-memory database for tests.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, SecondsFormat, Utc};
+use sqlx::error::DatabaseError;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+use crate::failure::query_failure;
+use crate::listing::{ListSql, SEQ_OF_ID_SQL};
+use crate::record::{
+    INSERT_RAW_MESSAGE_SQL, INSERT_RESULT_SQL, InsertRow, RESULT_COLUMNS, ResultRow,
+    to_stored_precision,
+};
+use crate::{
+    ACQUIRE_TIMEOUT, ListQuery, NewResult, ResultStore, SharedStore, StoreError, StoreResult,
+    StoredResult,
+};
+
+/// How long a writer waits for another connection's write to finish before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// WAL lets readers work while one connection writes; a few connections are plenty.
+const FILE_POOL_SIZE: u32 = 4;
+
+pub(crate) struct SqliteStore {
+    pool: SqlitePool,
+}
+
+/// Opens `url` (`sqlite://PATH`, `sqlite:///ABSOLUTE/PATH` or `sqlite::memory:`), creating
+/// the file and its folder when missing, and applies the migrations.
+pub(crate) async fn open(url: &str) -> StoreResult<SharedStore> {
+    let location = SqliteLocation::parse(url)?;
+    let options = SqliteConnectOptions::from_str(url)
+        .map_err(|error| {
+            StoreError::Config(format!(
+                "the SQLite database URL is not valid ({error}); use sqlite://PATH, \
+                 sqlite:///ABSOLUTE/PATH or sqlite::memory:"
+            ))
+        })?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        // A 250 reply promises the message is kept, so every commit must reach the disk.
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(BUSY_TIMEOUT)
+        .foreign_keys(true);
+
+    let pool_options = SqlitePoolOptions::new().acquire_timeout(ACQUIRE_TIMEOUT);
+    let pool_options = match &location {
+        // An in-memory database lives only as long as a connection to it, and shared-cache
+        // connections lock each other out, so keep exactly one connection forever.
+        SqliteLocation::Memory => pool_options
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None),
+        SqliteLocation::File(path) => {
+            create_parent_folder(path)?;
+            pool_options.max_connections(FILE_POOL_SIZE)
+        }
+    };
+    let described = location.describe();
+    let pool = pool_options.connect_with(options).await.map_err(|error| {
+        StoreError::Config(format!(
+            "cannot open the SQLite database {described} ({error}); check that the path \
+                 names a file (not a folder) that authcheck may read and write"
+        ))
+    })?;
+    sqlx::migrate!("../../migrations/sqlite")
+        .run(&pool)
+        .await
+        .map_err(|error| {
+            StoreError::Config(format!(
+                "cannot bring the SQLite database {described} up to date ({error}); if it was \
+                 created by a newer authcheck, run that version or start from a new file"
+            ))
+        })?;
+    Ok(Arc::new(SqliteStore { pool }))
+}
+
+enum SqliteLocation {
+    Memory,
+    File(std::path::PathBuf),
+}
+
+impl SqliteLocation {
+    fn parse(url: &str) -> StoreResult<SqliteLocation> {
+        let rest = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .unwrap_or(url);
+        let (path, params) = rest.split_once('?').unwrap_or((rest, ""));
+        if path == ":memory:" || params.split('&').any(|param| param == "mode=memory") {
+            return Ok(SqliteLocation::Memory);
+        }
+        if path.is_empty() {
+            return Err(StoreError::Config(
+                "the SQLite database URL has no file path; use e.g. sqlite://data/authcheck.db"
+                    .to_owned(),
+            ));
+        }
+        Ok(SqliteLocation::File(path.into()))
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            SqliteLocation::Memory => "in memory".to_owned(),
+            SqliteLocation::File(path) => format!("at {}", path.display()),
+        }
+    }
+}
+
+fn create_parent_folder(database: &Path) -> StoreResult<()> {
+    let Some(folder) = database
+        .parent()
+        .filter(|folder| !folder.as_os_str().is_empty())
+    else {
+        return Ok(());
+    };
+    std::fs::create_dir_all(folder).map_err(|error| {
+        StoreError::Config(format!(
+            "cannot create the folder {} for the SQLite database ({error}); create it yourself \
+             or choose another path in the database URL",
+            folder.display()
+        ))
+    })
+}
+
+/// UTC RFC 3339 with exactly six fractional digits, so that comparing the stored text (as the
+/// purge does) compares the instants.
+fn stored_time_text(at: DateTime<Utc>) -> String {
+    to_stored_precision(at).to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+fn is_schema_mismatch(error: &dyn DatabaseError) -> bool {
+    let message = error.message();
+    message.starts_with("no such table") || message.starts_with("no such column")
+}
+
+fn failure(error: sqlx::Error) -> StoreError {
+    query_failure(error, is_schema_mismatch)
+}
+
+#[async_trait]
+impl ResultStore for SqliteStore {
+    async fn insert(&self, results: &[NewResult]) -> StoreResult<Vec<String>> {
+        let rows = results
+            .iter()
+            .map(InsertRow::new)
+            .collect::<StoreResult<Vec<_>>>()?;
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut transaction = self.pool.begin().await.map_err(failure)?;
+        for row in &rows {
+            row.bind_to(
+                sqlx::query(INSERT_RESULT_SQL),
+                stored_time_text(row.received_at),
+            )
+            .execute(&mut *transaction)
+            .await
+            .map_err(failure)?;
+            sqlx::query(INSERT_RAW_MESSAGE_SQL)
+                .bind(row.id.as_str())
+                .bind(row.raw_message())
+                .execute(&mut *transaction)
+                .await
+                .map_err(failure)?;
+        }
+        transaction.commit().await.map_err(failure)?;
+        Ok(rows.into_iter().map(|row| row.id).collect())
+    }
+
+    async fn get(&self, id: &str) -> StoreResult<Option<StoredResult>> {
+        let sql = format!("SELECT {RESULT_COLUMNS} FROM results WHERE id = $1");
+        let row = sqlx::query_as::<_, ResultRow>(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(failure)?;
+        row.map(StoredResult::try_from).transpose()
+    }
+
+    async fn raw_message(&self, id: &str) -> StoreResult<Option<Vec<u8>>> {
+        sqlx::query_scalar("SELECT message FROM raw_messages WHERE result_id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(failure)
+    }
+
+    async fn list(&self, query: &ListQuery) -> StoreResult<Vec<StoredResult>> {
+        let before_seq = match &query.before {
+            Some(id) => Some(
+                sqlx::query(SEQ_OF_ID_SQL)
+                    .bind(id.as_str())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(failure)?
+                    .ok_or_else(|| StoreError::UnknownId(id.clone()))?
+                    .try_get::<i64, _>(0)
+                    .map_err(failure)?,
+            ),
+            None => None,
+        };
+        let list = ListSql::new(query, before_seq);
+        let rows = list
+            .bind_to(sqlx::query_as::<_, ResultRow>(&list.sql))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failure)?;
+        rows.into_iter().map(StoredResult::try_from).collect()
+    }
+
+    async fn purge(&self, cutoff: DateTime<Utc>) -> StoreResult<u64> {
+        // SQLite lets one writer in at a time and others wait up to the busy timeout, so
+        // purges from several handles take turns; raw messages go with their result through
+        // the foreign key's ON DELETE CASCADE.
+        let deleted = sqlx::query("DELETE FROM results WHERE received_at < $1")
+            .bind(stored_time_text(cutoff))
+            .execute(&self.pool)
+            .await
+            .map_err(failure)?;
+        Ok(deleted.rows_affected())
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(failure)?;
+        Ok(())
+    }
+
+    async fn integrity_check(&self) -> StoreResult<Vec<String>> {
+        let report: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failure)?;
+        Ok(report.into_iter().filter(|line| line != "ok").collect())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}

@@ -1,0 +1,299 @@
+//! The shared store suite against PostgreSQL, plus what only a server brings: refused and
+//! unreachable connections, and a pool that recovers when the server comes back.
+//!
+//! The server comes from `AUTHCHECK_TEST_POSTGRES_URL` (e.g.
+//! `postgres://authcheck:authcheck@127.0.0.1:5432/authcheck_test`, a role allowed to create
+//! schemas). Each test works in a schema of its own, so the tests run in parallel. Without the
+//! variable each test says it was skipped and passes.
+
+mod suite;
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+
+use authcheck_store::{Mailbox, SharedStore, StoreError, open};
+use sqlx::postgres::PgConnectOptions;
+use suite::{REJECTED_VERDICT, at, insert_one, sample};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::{JoinHandle, JoinSet};
+
+const SERVER_VARIABLE: &str = "AUTHCHECK_TEST_POSTGRES_URL";
+
+fn server_url() -> Option<String> {
+    let url = std::env::var(SERVER_VARIABLE)
+        .ok()
+        .filter(|url| !url.is_empty());
+    if url.is_none() {
+        eprintln!("skipped: {SERVER_VARIABLE} is not set");
+    }
+    url
+}
+
+/// `url` with extra query parameters, which override what the URL itself says.
+fn with_params(url: &str, params: &str) -> String {
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}{params}")
+}
+
+/// A schema of its own for one test, dropped by [`Schema::drop`] when the test is done.
+struct Schema {
+    admin: sqlx::PgPool,
+    name: String,
+    /// The server URL with this schema as the search path.
+    url: String,
+}
+
+impl Schema {
+    async fn create(server: &str) -> Schema {
+        let admin = sqlx::PgPool::connect(server)
+            .await
+            .unwrap_or_else(|error| panic!("cannot connect to {SERVER_VARIABLE}: {error}"));
+        let name = format!("authcheck_test_{:016x}", rand::random::<u64>());
+        sqlx::query(&format!("CREATE SCHEMA {name}"))
+            .execute(&admin)
+            .await
+            .unwrap();
+        let url = with_params(server, &format!("options[search_path]={name}"));
+        Schema { admin, name, url }
+    }
+
+    async fn open(&self) -> SharedStore {
+        match open(&self.url).await {
+            Ok(store) => store,
+            Err(error) => panic!("cannot open the store in schema {}: {error}", self.name),
+        }
+    }
+
+    async fn drop(self) {
+        sqlx::query(&format!("DROP SCHEMA {} CASCADE", self.name))
+            .execute(&self.admin)
+            .await
+            .unwrap();
+        self.admin.close().await;
+    }
+}
+
+macro_rules! on_a_fresh_store {
+    ($($test:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $test() {
+                let Some(server) = server_url() else { return };
+                let schema = Schema::create(&server).await;
+                suite::$test(schema.open().await).await;
+                schema.drop().await;
+            }
+        )*
+    };
+}
+
+on_a_fresh_store!(
+    round_trip_keeps_every_field,
+    absent_optional_fields_stay_absent,
+    nul_in_text_is_stored_as_replacement_character,
+    unknown_ids_are_absent,
+    ids_are_unique_lowercase_hex,
+    one_message_stores_all_its_results_in_order,
+    list_is_newest_first,
+    list_filters_by_mailbox,
+    paging_with_before_walks_back_without_gaps,
+    unknown_before_id_is_an_error,
+    after_seq_gives_only_newer_results,
+    before_and_after_seq_combine,
+    limit_is_clamped,
+    sender_filter_matches_addresses_and_domains,
+    sender_and_mailbox_filters_combine,
+    purge_removes_only_older_results_and_their_messages,
+    health_checks_pass,
+    closed_store_is_unavailable,
+);
+
+#[tokio::test]
+async fn failed_insert_stores_none_of_the_message() {
+    let Some(server) = server_url() else { return };
+    let schema = Schema::create(&server).await;
+    let store = schema.open().await;
+    // The database itself rejects the second result, as a server crash or a full disk in the
+    // middle of the message would.
+    let name = &schema.name;
+    sqlx::query(&format!(
+        "CREATE FUNCTION {name}.reject_for_test() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN \
+           IF NEW.verdict = '{REJECTED_VERDICT}' THEN RAISE EXCEPTION 'rejected by the test'; \
+           END IF; \
+           RETURN NEW; \
+         END $$"
+    ))
+    .execute(&schema.admin)
+    .await
+    .unwrap();
+    sqlx::query(&format!(
+        "CREATE TRIGGER reject_for_test BEFORE INSERT ON {name}.results \
+         FOR EACH ROW EXECUTE FUNCTION {name}.reject_for_test()"
+    ))
+    .execute(&schema.admin)
+    .await
+    .unwrap();
+    suite::failed_insert_stores_none_of_the_message(store).await;
+    schema.drop().await;
+}
+
+#[tokio::test]
+async fn concurrent_purges_from_two_handles_agree() {
+    let Some(server) = server_url() else { return };
+    let schema = Schema::create(&server).await;
+    let first = schema.open().await;
+    let second = schema.open().await;
+    suite::concurrent_purges_from_two_handles_agree(first, second).await;
+    schema.drop().await;
+}
+
+#[tokio::test]
+async fn instances_starting_together_share_one_schema() {
+    let Some(server) = server_url() else { return };
+    let schema = Schema::create(&server).await;
+    let (first, second) = tokio::join!(open(&schema.url), open(&schema.url));
+    let (first, second) = (first.unwrap(), second.unwrap());
+    let id = insert_one(&first, sample(Mailbox::Spf, at(1))).await;
+    assert!(second.get(&id).await.unwrap().is_some());
+    schema.drop().await;
+}
+
+#[tokio::test]
+async fn postgresql_scheme_is_accepted() {
+    let Some(server) = server_url() else { return };
+    let schema = Schema::create(&server).await;
+    let url = schema.url.replacen("postgres://", "postgresql://", 1);
+    assert!(url.starts_with("postgresql://"), "{url}");
+    let store = open(&url).await.unwrap();
+    store.ping().await.unwrap();
+    schema.drop().await;
+}
+
+#[tokio::test]
+async fn wrong_password_is_a_configuration_error() {
+    let Some(server) = server_url() else { return };
+    let outcome = open(&with_params(&server, "password=not-the-password")).await;
+    assert!(
+        matches!(&outcome, Err(StoreError::Config(message))
+            if message.contains("check the user, password and database name")),
+        "{:?}",
+        outcome.err()
+    );
+}
+
+#[tokio::test]
+async fn missing_database_is_a_configuration_error() {
+    let Some(server) = server_url() else { return };
+    let outcome = open(&with_params(&server, "dbname=authcheck_no_such_database")).await;
+    assert!(
+        matches!(&outcome, Err(StoreError::Config(_))),
+        "{:?}",
+        outcome.err()
+    );
+}
+
+/// A port on loopback that nothing listens on.
+async fn closed_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+#[tokio::test]
+async fn unreachable_server_is_unavailable_at_open() {
+    let Some(server) = server_url() else { return };
+    let port = closed_port().await;
+    let outcome = open(&with_params(
+        &server,
+        &format!("host=127.0.0.1&port={port}"),
+    ))
+    .await;
+    match outcome {
+        Err(StoreError::Unavailable(message)) => {
+            assert!(message.contains(&format!("127.0.0.1:{port}")), "{message}");
+            assert!(!message.contains("authcheck:authcheck"), "{message}");
+        }
+        other => panic!("{:?}", other.err()),
+    }
+}
+
+/// A TCP relay on loopback in front of the PostgreSQL server, which the test can cut and
+/// restore as if the server went away and came back.
+struct Relay {
+    address: SocketAddr,
+    server: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl Relay {
+    async fn start(address: SocketAddr, server: SocketAddr) -> Relay {
+        let listener = TcpListener::bind(address).await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            // Dropping the set when this task is aborted closes every relayed connection.
+            let mut connections = JoinSet::new();
+            while let Ok((mut client, _)) = listener.accept().await {
+                connections.spawn(async move {
+                    if let Ok(mut upstream) = TcpStream::connect(server).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                    }
+                });
+            }
+        });
+        Relay {
+            address,
+            server,
+            task,
+        }
+    }
+
+    /// Closes the listening port and every connection through it.
+    async fn cut(self) -> (SocketAddr, SocketAddr) {
+        self.task.abort();
+        assert!(self.task.await.unwrap_err().is_cancelled());
+        (self.address, self.server)
+    }
+}
+
+#[tokio::test]
+async fn lost_server_is_unavailable_until_it_returns() {
+    let Some(server) = server_url() else { return };
+    let schema = Schema::create(&server).await;
+    let options = PgConnectOptions::from_str(&server).unwrap();
+    let server_address = tokio::net::lookup_host((options.get_host(), options.get_port()))
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
+    let relay = Relay::start("127.0.0.1:0".parse().unwrap(), server_address).await;
+    let relayed_url = with_params(
+        &schema.url,
+        &format!("host=127.0.0.1&port={}", relay.address.port()),
+    );
+    let store = open(&relayed_url).await.unwrap();
+    let first = insert_one(&store, sample(Mailbox::Spf, at(1))).await;
+
+    let (relay_address, server_address) = relay.cut().await;
+    let outcome = store.insert(&[sample(Mailbox::Spf, at(2))]).await;
+    assert!(
+        matches!(&outcome, Err(StoreError::Unavailable(_))),
+        "{outcome:?}"
+    );
+    assert!(matches!(
+        store.ping().await,
+        Err(StoreError::Unavailable(_))
+    ));
+
+    let _relay = Relay::start(relay_address, server_address).await;
+    let second = insert_one(&store, sample(Mailbox::Spf, at(3))).await;
+    let listed = store
+        .list(&authcheck_store::ListQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let ids: Vec<&str> = listed.iter().map(|result| result.id.as_str()).collect();
+    assert_eq!(ids, vec![second.as_str(), first.as_str()]);
+    schema.drop().await;
+}

@@ -1,0 +1,229 @@
+//! The shared store suite against SQLite files in temporary folders, plus what only SQLite
+//! does: creating the file and its folder, keeping results across reopening, read-only files.
+
+mod suite;
+
+use std::path::Path;
+
+use authcheck_store::{ListQuery, Mailbox, SharedStore, StoreError, open};
+use suite::{REJECTED_VERDICT, at, insert_one, sample};
+use tempfile::TempDir;
+
+fn url_for(path: &Path) -> String {
+    format!("sqlite://{}", path.display())
+}
+
+/// A new empty folder and the URL of a database file inside it (`sqlite:///tmp/...`).
+fn fresh_url() -> (TempDir, String) {
+    let folder = tempfile::tempdir().unwrap();
+    let url = url_for(&folder.path().join("authcheck.db"));
+    (folder, url)
+}
+
+async fn open_ok(url: &str) -> SharedStore {
+    match open(url).await {
+        Ok(store) => store,
+        Err(error) => panic!("cannot open {url}: {error}"),
+    }
+}
+
+macro_rules! on_a_fresh_store {
+    ($($test:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $test() {
+                let (_folder, url) = fresh_url();
+                suite::$test(open_ok(&url).await).await;
+            }
+        )*
+    };
+}
+
+on_a_fresh_store!(
+    round_trip_keeps_every_field,
+    absent_optional_fields_stay_absent,
+    nul_in_text_is_stored_as_replacement_character,
+    unknown_ids_are_absent,
+    ids_are_unique_lowercase_hex,
+    one_message_stores_all_its_results_in_order,
+    list_is_newest_first,
+    list_filters_by_mailbox,
+    paging_with_before_walks_back_without_gaps,
+    unknown_before_id_is_an_error,
+    after_seq_gives_only_newer_results,
+    before_and_after_seq_combine,
+    limit_is_clamped,
+    sender_filter_matches_addresses_and_domains,
+    sender_and_mailbox_filters_combine,
+    purge_removes_only_older_results_and_their_messages,
+    health_checks_pass,
+    closed_store_is_unavailable,
+);
+
+#[tokio::test]
+async fn failed_insert_stores_none_of_the_message() {
+    let (_folder, url) = fresh_url();
+    let store = open_ok(&url).await;
+    // A second, plain connection makes the database itself reject the second result, as a
+    // full disk or a crash in the middle of the message would.
+    let direct = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::query(&format!(
+        "CREATE TRIGGER reject_for_test BEFORE INSERT ON results \
+         WHEN NEW.verdict = '{REJECTED_VERDICT}' \
+         BEGIN SELECT RAISE(ABORT, 'rejected by the test'); END"
+    ))
+    .execute(&direct)
+    .await
+    .unwrap();
+    direct.close().await;
+    suite::failed_insert_stores_none_of_the_message(store).await;
+}
+
+#[tokio::test]
+async fn concurrent_purges_from_two_handles_agree() {
+    let (_folder, url) = fresh_url();
+    let first = open_ok(&url).await;
+    let second = open_ok(&url).await;
+    suite::concurrent_purges_from_two_handles_agree(first, second).await;
+}
+
+#[tokio::test]
+async fn missing_folders_and_file_are_created() {
+    let folder = tempfile::tempdir().unwrap();
+    let database = folder
+        .path()
+        .join("data")
+        .join("nested")
+        .join("authcheck.db");
+    let store = open_ok(&url_for(&database)).await;
+    assert!(database.is_file());
+    insert_one(&store, sample(Mailbox::Spf, at(1))).await;
+}
+
+#[tokio::test]
+async fn relative_paths_are_relative_to_the_working_directory() {
+    let folder = tempfile::tempdir().unwrap();
+    let working_directory = std::env::current_dir().unwrap();
+    let up = "../".repeat(working_directory.components().count() - 1);
+    let absolute = folder.path().join("data").join("authcheck.db");
+    let relative = format!("{up}{}", absolute.strip_prefix("/").unwrap().display());
+    let store = open_ok(&format!("sqlite://{relative}")).await;
+    insert_one(&store, sample(Mailbox::Spf, at(1))).await;
+    assert!(absolute.is_file());
+}
+
+#[tokio::test]
+async fn reopening_the_file_keeps_results() {
+    let (_folder, url) = fresh_url();
+    let store = open_ok(&url).await;
+    let id = insert_one(&store, sample(Mailbox::Dkim, at(3))).await;
+    let before = store.get(&id).await.unwrap().unwrap();
+    store.close().await;
+    drop(store);
+
+    let reopened = open_ok(&url).await;
+    assert_eq!(reopened.get(&id).await.unwrap(), Some(before.clone()));
+    assert!(reopened.raw_message(&id).await.unwrap().is_some());
+    let newer = insert_one(&reopened, sample(Mailbox::Spf, at(4))).await;
+    assert!(reopened.get(&newer).await.unwrap().unwrap().seq > before.seq);
+}
+
+#[tokio::test]
+async fn in_memory_database_works() {
+    let store = open_ok("sqlite::memory:").await;
+    let id = insert_one(&store, sample(Mailbox::Spf, at(1))).await;
+    assert!(store.get(&id).await.unwrap().is_some());
+
+    let other = open_ok("sqlite::memory:").await;
+    assert_eq!(other.get(&id).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn read_only_database_is_unavailable_for_writes() {
+    let (_folder, url) = fresh_url();
+    let store = open_ok(&url).await;
+    let id = insert_one(&store, sample(Mailbox::Spf, at(1))).await;
+    store.close().await;
+
+    // Tests run as root, which file permissions do not stop, so open the file read-only
+    // the way SQLite does for a read-only mount.
+    let read_only = open_ok(&format!("{url}?mode=ro")).await;
+    assert!(read_only.get(&id).await.unwrap().is_some());
+    let outcome = read_only.insert(&[sample(Mailbox::Spf, at(2))]).await;
+    assert!(
+        matches!(&outcome, Err(StoreError::Unavailable(message)) if message.contains("readonly")),
+        "{outcome:?}"
+    );
+    let listed = read_only
+        .list(&ListQuery {
+            limit: 10,
+            ..ListQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+}
+
+#[tokio::test]
+async fn database_file_uses_the_write_ahead_log() {
+    let (_folder, url) = fresh_url();
+    let store = open_ok(&url).await;
+    insert_one(&store, sample(Mailbox::Spf, at(1))).await;
+    // The journal mode is recorded in the file, so a separate connection sees it.
+    let direct = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(&direct)
+        .await
+        .unwrap();
+    assert_eq!(mode, "wal");
+    direct.close().await;
+}
+
+#[tokio::test]
+async fn uncreatable_folder_is_a_configuration_error() {
+    let folder = tempfile::tempdir().unwrap();
+    let file = folder.path().join("not-a-folder");
+    std::fs::write(&file, b"").unwrap();
+    let outcome = open(&url_for(&file.join("data").join("authcheck.db"))).await;
+    assert!(
+        matches!(&outcome, Err(StoreError::Config(message)) if message.contains("cannot create the folder")),
+        "{:?}",
+        outcome.err()
+    );
+}
+
+#[tokio::test]
+async fn file_that_is_not_a_database_is_a_configuration_error() {
+    let folder = tempfile::tempdir().unwrap();
+    let file = folder.path().join("authcheck.db");
+    std::fs::write(
+        &file,
+        b"this is a text file, not a database, and long enough to tell",
+    )
+    .unwrap();
+    let outcome = open(&url_for(&file)).await;
+    assert!(
+        matches!(&outcome, Err(StoreError::Config(_))),
+        "{:?}",
+        outcome.err()
+    );
+}
+
+#[tokio::test]
+async fn unsupported_schemes_are_configuration_errors() {
+    for url in [
+        "mysql://user:secret@localhost/db",
+        "data/authcheck.db",
+        "",
+        "sqlite://",
+    ] {
+        let outcome = open(url).await;
+        match outcome {
+            Err(StoreError::Config(message)) => {
+                assert!(!message.contains("secret"), "{message}");
+                assert!(message.contains("sqlite://"), "{message}");
+            }
+            other => panic!("{url}: {:?}", other.err()),
+        }
+    }
+}

@@ -1,0 +1,471 @@
+//! The behaviour every backend must show, as async test bodies that take a freshly opened,
+//! empty store. `tests/sqlite.rs` and `tests/postgres.rs` run each of them against their
+//! backend.
+
+use authcheck_store::{
+    ListQuery, MAX_LIST_LIMIT, Mailbox, NewResult, SessionFacts, SharedStore, StoreError,
+    StoredResult,
+};
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use serde_json::json;
+
+/// The verdict that the backends' `install_failing_trigger` makes the database reject.
+pub const REJECTED_VERDICT: &str = "rejected-by-test-trigger";
+
+pub fn at(day: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, day, 12, 0, 0).unwrap()
+}
+
+pub fn sample(mailbox: Mailbox, received_at: DateTime<Utc>) -> NewResult {
+    NewResult {
+        mailbox,
+        received_at,
+        session: SessionFacts {
+            client_ip: "192.0.2.10".to_owned(),
+            client_port: 40001,
+            client_ptr: None,
+            client_ptr_confirmed: false,
+            helo: "mail.example.net".to_owned(),
+            tls_version: None,
+            tls_cipher: None,
+            mail_from: "alice@example.net".to_owned(),
+            recipient: format!("{}@tester.example", mailbox.as_str()),
+            size: 42,
+        },
+        header_from: Some("alice@example.net".to_owned()),
+        subject: Some("hello".to_owned()),
+        verdict: "|OK| spf-pass".to_owned(),
+        prefixed_subject: "|OK| spf-pass hello".to_owned(),
+        report: json!({"spf": {"result": "pass"}}),
+        raw_message: b"Subject: hello\r\n\r\nbody\r\n".to_vec(),
+    }
+}
+
+fn from_sender(
+    mail_from: &str,
+    header_from: Option<&str>,
+    received_at: DateTime<Utc>,
+) -> NewResult {
+    let mut result = sample(Mailbox::Spf, received_at);
+    result.session.mail_from = mail_from.to_owned();
+    result.header_from = header_from.map(str::to_owned);
+    result
+}
+
+fn query(limit: u32) -> ListQuery {
+    ListQuery {
+        limit,
+        ..ListQuery::default()
+    }
+}
+
+pub async fn insert_one(store: &SharedStore, result: NewResult) -> String {
+    let mut ids = store.insert(&[result]).await.expect("insert");
+    assert_eq!(ids.len(), 1);
+    ids.pop().unwrap()
+}
+
+/// Inserts `count` results one message at a time and returns their ids, oldest first.
+async fn insert_many(store: &SharedStore, count: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for n in 0..count {
+        let mailbox = if n % 2 == 0 {
+            Mailbox::Spf
+        } else {
+            Mailbox::Dkim
+        };
+        ids.push(insert_one(store, sample(mailbox, at(1) + Duration::minutes(n as i64))).await);
+    }
+    ids
+}
+
+fn ids_of(results: &[StoredResult]) -> Vec<&str> {
+    results.iter().map(|result| result.id.as_str()).collect()
+}
+
+fn newest_first(ids: &[String]) -> Vec<&str> {
+    ids.iter().rev().map(String::as_str).collect()
+}
+
+pub async fn round_trip_keeps_every_field(store: SharedStore) {
+    let raw_message: Vec<u8> = b"Subject: \xe9t\xe9\r\n\r\nNUL:\0 high:\xff\x80 end\r\n".to_vec();
+    let report = json!({
+        "verdict": "|OK| dkim-pass",
+        "dkim": [{"domain": "example.org", "result": "pass", "bits": 2048}],
+        "notes": ["ünïcode ✓", null, true, 1.5],
+    });
+    let result = NewResult {
+        mailbox: Mailbox::Dkim,
+        // Nanoseconds are not kept: both backends store microseconds.
+        received_at: at(5) + Duration::nanoseconds(123_456_789),
+        session: SessionFacts {
+            client_ip: "2001:db8::25".to_owned(),
+            client_port: 65535,
+            client_ptr: Some("mx.example.org".to_owned()),
+            client_ptr_confirmed: true,
+            helo: "mx.example.org".to_owned(),
+            tls_version: Some("TLSv1.3".to_owned()),
+            tls_cipher: Some("TLS13_AES_256_GCM_SHA384".to_owned()),
+            mail_from: "Bounce+X@Example.org".to_owned(),
+            recipient: "dkim+tag@tester.example".to_owned(),
+            size: u64::from(u32::MAX) + 7,
+        },
+        header_from: Some("Bob <bob@example.org>".to_owned()),
+        subject: Some("Grüße".to_owned()),
+        verdict: "|OK| dkim-pass".to_owned(),
+        prefixed_subject: "|OK| dkim-pass Grüße".to_owned(),
+        report: report.clone(),
+        raw_message: raw_message.clone(),
+    };
+    let id = insert_one(&store, result.clone()).await;
+
+    let stored = store.get(&id).await.unwrap().expect("the stored result");
+    assert_eq!(stored.id, id);
+    assert_eq!(stored.mailbox, Mailbox::Dkim);
+    assert_eq!(stored.received_at, at(5) + Duration::microseconds(123_456));
+    assert_eq!(stored.session, result.session);
+    assert_eq!(stored.header_from, result.header_from);
+    assert_eq!(stored.subject, result.subject);
+    assert_eq!(stored.verdict, result.verdict);
+    assert_eq!(stored.prefixed_subject, result.prefixed_subject);
+    assert_eq!(stored.report, report);
+    assert_eq!(store.raw_message(&id).await.unwrap(), Some(raw_message));
+
+    let listed = store.list(&query(10)).await.unwrap();
+    assert_eq!(listed, vec![stored]);
+}
+
+pub async fn absent_optional_fields_stay_absent(store: SharedStore) {
+    let mut result = sample(Mailbox::Spf, at(2));
+    result.session.mail_from = String::new();
+    result.header_from = None;
+    result.subject = None;
+    let id = insert_one(&store, result.clone()).await;
+
+    let stored = store.get(&id).await.unwrap().unwrap();
+    assert_eq!(stored.session.mail_from, "");
+    assert_eq!(stored.session.client_ptr, None);
+    assert_eq!(stored.session.tls_version, None);
+    assert_eq!(stored.header_from, None);
+    assert_eq!(stored.subject, None);
+}
+
+pub async fn nul_in_text_is_stored_as_replacement_character(store: SharedStore) {
+    let mut result = sample(Mailbox::Spf, at(2));
+    result.subject = Some("a\0b".to_owned());
+    result.report = json!({"subject": "a\0b"});
+    let id = insert_one(&store, result).await;
+
+    let stored = store.get(&id).await.unwrap().unwrap();
+    assert_eq!(stored.subject.as_deref(), Some("a\u{FFFD}b"));
+    assert_eq!(stored.report, json!({"subject": "a\u{FFFD}b"}));
+}
+
+pub async fn unknown_ids_are_absent(store: SharedStore) {
+    insert_one(&store, sample(Mailbox::Spf, at(1))).await;
+    let unknown = "0123456789abcdef0123456789abcdef";
+    assert_eq!(store.get(unknown).await.unwrap(), None);
+    assert_eq!(store.raw_message(unknown).await.unwrap(), None);
+}
+
+pub async fn ids_are_unique_lowercase_hex(store: SharedStore) {
+    let batch: Vec<NewResult> = (0..50).map(|_| sample(Mailbox::Spf, at(1))).collect();
+    let mut ids = store.insert(&batch).await.unwrap();
+    ids.extend(insert_many(&store, 10).await);
+    for id in &ids {
+        assert_eq!(id.len(), 32, "{id}");
+        assert!(
+            id.chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)),
+            "{id}"
+        );
+    }
+    let mut unique = ids.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), ids.len());
+}
+
+pub async fn one_message_stores_all_its_results_in_order(store: SharedStore) {
+    let before = insert_one(&store, sample(Mailbox::Spf, at(1))).await;
+    let ids = store
+        .insert(&[sample(Mailbox::Spf, at(2)), sample(Mailbox::Dkim, at(2))])
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 2);
+
+    let spf = store.get(&ids[0]).await.unwrap().unwrap();
+    let dkim = store.get(&ids[1]).await.unwrap().unwrap();
+    assert_eq!(spf.mailbox, Mailbox::Spf);
+    assert_eq!(dkim.mailbox, Mailbox::Dkim);
+    assert!(store.get(&before).await.unwrap().unwrap().seq < spf.seq);
+    assert!(spf.seq < dkim.seq);
+    assert!(store.raw_message(&ids[1]).await.unwrap().is_some());
+
+    assert_eq!(store.insert(&[]).await.unwrap(), Vec::<String>::new());
+}
+
+/// Needs a store whose database rejects results with [`REJECTED_VERDICT`].
+pub async fn failed_insert_stores_none_of_the_message(store: SharedStore) {
+    let mut rejected = sample(Mailbox::Dkim, at(2));
+    rejected.verdict = REJECTED_VERDICT.to_owned();
+    let attempt = store.insert(&[sample(Mailbox::Spf, at(2)), rejected]).await;
+    assert!(attempt.is_err(), "{attempt:?}");
+    assert_eq!(store.list(&query(10)).await.unwrap(), Vec::new());
+
+    // The store is still usable afterwards.
+    let id = insert_one(&store, sample(Mailbox::Spf, at(3))).await;
+    assert_eq!(
+        ids_of(&store.list(&query(10)).await.unwrap()),
+        vec![id.as_str()]
+    );
+}
+
+pub async fn list_is_newest_first(store: SharedStore) {
+    let ids = insert_many(&store, 5).await;
+    let listed = store.list(&query(50)).await.unwrap();
+    assert_eq!(ids_of(&listed), newest_first(&ids));
+    assert!(listed.windows(2).all(|pair| pair[0].seq > pair[1].seq));
+}
+
+pub async fn list_filters_by_mailbox(store: SharedStore) {
+    let ids = insert_many(&store, 6).await;
+    let dkim = store
+        .list(&ListQuery {
+            mailbox: Some(Mailbox::Dkim),
+            ..query(50)
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids_of(&dkim), vec![&*ids[5], &*ids[3], &*ids[1]]);
+    assert!(dkim.iter().all(|result| result.mailbox == Mailbox::Dkim));
+}
+
+pub async fn paging_with_before_walks_back_without_gaps(store: SharedStore) {
+    let ids = insert_many(&store, 7).await;
+    let mut seen = Vec::new();
+    let mut before = None;
+    for _page in 0..10 {
+        let page = store
+            .list(&ListQuery {
+                before: before.clone(),
+                ..query(3)
+            })
+            .await
+            .unwrap();
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 3);
+        before = Some(page.last().unwrap().id.clone());
+        seen.extend(page.into_iter().map(|result| result.id));
+    }
+    assert_eq!(seen, newest_first(&ids));
+}
+
+pub async fn unknown_before_id_is_an_error(store: SharedStore) {
+    insert_many(&store, 2).await;
+    let unknown = "ffffffffffffffffffffffffffffffff".to_owned();
+    let outcome = store
+        .list(&ListQuery {
+            before: Some(unknown.clone()),
+            ..query(10)
+        })
+        .await;
+    assert!(
+        matches!(&outcome, Err(StoreError::UnknownId(id)) if *id == unknown),
+        "{outcome:?}"
+    );
+}
+
+pub async fn after_seq_gives_only_newer_results(store: SharedStore) {
+    let ids = insert_many(&store, 5).await;
+    let third = store.get(&ids[2]).await.unwrap().unwrap();
+    let newer = store
+        .list(&ListQuery {
+            after_seq: Some(third.seq),
+            ..query(50)
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids_of(&newer), vec![&*ids[4], &*ids[3]]);
+
+    let newest = store.get(&ids[4]).await.unwrap().unwrap();
+    let none = store
+        .list(&ListQuery {
+            after_seq: Some(newest.seq),
+            ..query(50)
+        })
+        .await
+        .unwrap();
+    assert_eq!(none, Vec::new());
+}
+
+pub async fn before_and_after_seq_combine(store: SharedStore) {
+    let ids = insert_many(&store, 6).await;
+    let first = store.get(&ids[0]).await.unwrap().unwrap();
+    let between = store
+        .list(&ListQuery {
+            before: Some(ids[4].clone()),
+            after_seq: Some(first.seq),
+            ..query(50)
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids_of(&between), vec![&*ids[3], &*ids[2], &*ids[1]]);
+}
+
+pub async fn limit_is_clamped(store: SharedStore) {
+    let batch: Vec<NewResult> = (0..MAX_LIST_LIMIT + 5)
+        .map(|n| sample(Mailbox::Spf, at(1) + Duration::seconds(i64::from(n))))
+        .collect();
+    let ids = store.insert(&batch).await.unwrap();
+
+    let zero = store.list(&query(0)).await.unwrap();
+    assert_eq!(ids_of(&zero), vec![ids.last().unwrap().as_str()]);
+    let two = store.list(&query(2)).await.unwrap();
+    assert_eq!(two.len(), 2);
+    let huge = store.list(&query(u32::MAX)).await.unwrap();
+    assert_eq!(huge.len(), MAX_LIST_LIMIT as usize);
+    assert_eq!(huge[0].id, *ids.last().unwrap());
+}
+
+pub async fn sender_filter_matches_addresses_and_domains(store: SharedStore) {
+    let envelope_only = insert_one(&store, from_sender("Alice@Example.NET", None, at(1))).await;
+    let header_only = insert_one(
+        &store,
+        from_sender("bounce@mailer.test", Some("carol@Example.net"), at(2)),
+    )
+    .await;
+    let other = insert_one(
+        &store,
+        from_sender("dave@other.test", Some("dave@other.test"), at(3)),
+    )
+    .await;
+    let subdomain = insert_one(
+        &store,
+        from_sender("eve@sub.example.net", Some("eve@sub.example.net"), at(4)),
+    )
+    .await;
+    let null_sender = insert_one(&store, from_sender("", None, at(5))).await;
+
+    let by = |sender: &str| ListQuery {
+        sender: Some(sender.to_owned()),
+        ..query(50)
+    };
+    let by_domain = store.list(&by("EXAMPLE.net")).await.unwrap();
+    assert_eq!(ids_of(&by_domain), vec![&*header_only, &*envelope_only]);
+
+    let by_envelope = store.list(&by("alice@example.net")).await.unwrap();
+    assert_eq!(ids_of(&by_envelope), vec![&*envelope_only]);
+
+    let by_header = store.list(&by("Carol@example.NET")).await.unwrap();
+    assert_eq!(ids_of(&by_header), vec![&*header_only]);
+
+    let by_bounce_domain = store.list(&by("mailer.test")).await.unwrap();
+    assert_eq!(ids_of(&by_bounce_domain), vec![&*header_only]);
+
+    let by_subdomain = store.list(&by("sub.example.net")).await.unwrap();
+    assert_eq!(ids_of(&by_subdomain), vec![&*subdomain]);
+
+    assert_eq!(
+        store.list(&by("nobody@example.net")).await.unwrap(),
+        Vec::new()
+    );
+
+    let blank = store.list(&by("  ")).await.unwrap();
+    assert_eq!(
+        ids_of(&blank),
+        vec![
+            &*null_sender,
+            &*subdomain,
+            &*other,
+            &*header_only,
+            &*envelope_only
+        ]
+    );
+}
+
+pub async fn sender_and_mailbox_filters_combine(store: SharedStore) {
+    let spf = insert_one(&store, from_sender("a@one.test", None, at(1))).await;
+    let mut dkim_result = from_sender("a@one.test", None, at(2));
+    dkim_result.mailbox = Mailbox::Dkim;
+    insert_one(&store, dkim_result).await;
+    insert_one(&store, from_sender("b@two.test", None, at(3))).await;
+
+    let listed = store
+        .list(&ListQuery {
+            mailbox: Some(Mailbox::Spf),
+            sender: Some("one.test".to_owned()),
+            ..query(50)
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids_of(&listed), vec![spf.as_str()]);
+}
+
+pub async fn purge_removes_only_older_results_and_their_messages(store: SharedStore) {
+    let old = store
+        .insert(&[sample(Mailbox::Spf, at(1)), sample(Mailbox::Dkim, at(2))])
+        .await
+        .unwrap();
+    let at_cutoff = insert_one(&store, sample(Mailbox::Spf, at(10))).await;
+    let new = insert_one(&store, sample(Mailbox::Dkim, at(20))).await;
+
+    assert_eq!(store.purge(at(10)).await.unwrap(), 2);
+
+    for id in &old {
+        assert_eq!(store.get(id).await.unwrap(), None);
+        assert_eq!(store.raw_message(id).await.unwrap(), None);
+    }
+    for id in [&at_cutoff, &new] {
+        assert!(store.get(id).await.unwrap().is_some());
+        assert!(store.raw_message(id).await.unwrap().is_some());
+    }
+    assert_eq!(
+        ids_of(&store.list(&query(50)).await.unwrap()),
+        vec![new.as_str(), at_cutoff.as_str()]
+    );
+    assert_eq!(store.purge(at(10)).await.unwrap(), 0);
+}
+
+/// `first` and `second` are two separately opened handles on one database, as two
+/// authcheck instances would hold.
+pub async fn concurrent_purges_from_two_handles_agree(first: SharedStore, second: SharedStore) {
+    let old: Vec<NewResult> = (0..40)
+        .map(|n| sample(Mailbox::Spf, at(1) + Duration::minutes(n)))
+        .collect();
+    first.insert(&old).await.unwrap();
+    let kept = insert_one(&second, sample(Mailbox::Dkim, at(20))).await;
+
+    let (by_first, by_second) = tokio::join!(first.purge(at(10)), second.purge(at(10)));
+    let by_first = by_first.expect("first purge");
+    let by_second = by_second.expect("second purge");
+    assert_eq!(by_first + by_second, 40);
+
+    for store in [&first, &second] {
+        assert_eq!(
+            ids_of(&store.list(&query(50)).await.unwrap()),
+            vec![kept.as_str()]
+        );
+    }
+}
+
+pub async fn health_checks_pass(store: SharedStore) {
+    insert_many(&store, 2).await;
+    store.ping().await.unwrap();
+    assert_eq!(store.integrity_check().await.unwrap(), Vec::<String>::new());
+}
+
+pub async fn closed_store_is_unavailable(store: SharedStore) {
+    store.close().await;
+    let outcome = store.insert(&[sample(Mailbox::Spf, at(1))]).await;
+    assert!(
+        matches!(outcome, Err(StoreError::Unavailable(_))),
+        "{outcome:?}"
+    );
+    assert!(matches!(
+        store.ping().await,
+        Err(StoreError::Unavailable(_))
+    ));
+}

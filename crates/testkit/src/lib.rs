@@ -1,0 +1,121 @@
+//! Test material shared by the verifier's tests and the end-to-end tests: DKIM signing keys,
+//! a signer, their DNS key records, and simple test messages.
+//!
+//! The keys in `keys/` were made with `openssl genpkey` for these tests only and protect
+//! nothing. Each key's public half is published under its own selector at
+//! `<selector>._domainkey.<domain>` by [`publish_keys`].
+
+use authcheck_testdns::TestDns;
+use mail_auth::common::crypto::{Ed25519Key, RsaKey, Sha256};
+use mail_auth::common::headers::HeaderWriter;
+use mail_auth::dkim::{Canonicalization, DkimSigner};
+use rustls_pki_types::PrivateKeyDer;
+use rustls_pki_types::pem::PemObject;
+
+/// A test signing key and where its public half is published.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TestKey {
+    Rsa2048,
+    Rsa1024,
+    Rsa512,
+    Ed25519,
+}
+
+impl TestKey {
+    pub const ALL: [TestKey; 4] = [TestKey::Rsa2048, TestKey::Rsa1024, TestKey::Rsa512, TestKey::Ed25519];
+
+    /// The selector this key is published under.
+    pub fn selector(self) -> &'static str {
+        match self {
+            TestKey::Rsa2048 => "rsa2048",
+            TestKey::Rsa1024 => "rsa1024",
+            TestKey::Rsa512 => "rsa512",
+            TestKey::Ed25519 => "ed25519",
+        }
+    }
+
+    fn read(self, suffix: &str) -> Vec<u8> {
+        let path = format!("{}/keys/{}{suffix}", env!("CARGO_MANIFEST_DIR"), self.selector());
+        std::fs::read(&path).unwrap_or_else(|e| panic!("read {path}: {e}"))
+    }
+
+    /// The DKIM key record (TXT value) publishing this key.
+    pub fn dns_record(self) -> String {
+        let public = String::from_utf8(self.read(".pub.b64")).expect("base64 is ASCII");
+        let k = if self == TestKey::Ed25519 { "ed25519" } else { "rsa" };
+        format!("v=DKIM1; k={k}; p={}", public.trim())
+    }
+}
+
+/// How to sign.
+#[derive(Clone, Debug)]
+pub struct SignOptions {
+    pub domain: String,
+    pub key: TestKey,
+    /// Defaults to the key's own selector.
+    pub selector: Option<String>,
+    pub headers: Vec<String>,
+    /// relaxed/relaxed when true, simple/simple when false.
+    pub relaxed: bool,
+    /// Seconds from now until `x=`.
+    pub expiration_secs: Option<u64>,
+}
+
+impl SignOptions {
+    pub fn new(domain: &str, key: TestKey) -> Self {
+        SignOptions {
+            domain: domain.into(),
+            key,
+            selector: None,
+            headers: ["From", "To", "Subject", "Date", "Message-ID"].map(String::from).to_vec(),
+            relaxed: true,
+            expiration_secs: None,
+        }
+    }
+}
+
+fn sign_with<K: mail_auth::common::crypto::SigningKey>(key: K, message: &[u8], options: &SignOptions) -> String {
+    let selector = options.selector.clone().unwrap_or_else(|| options.key.selector().into());
+    let canon = if options.relaxed { Canonicalization::Relaxed } else { Canonicalization::Simple };
+    let mut signer = DkimSigner::from_key(key)
+        .domain(&options.domain)
+        .selector(selector)
+        .headers(options.headers.clone())
+        .header_canonicalization(canon)
+        .body_canonicalization(canon);
+    if let Some(x) = options.expiration_secs {
+        signer = signer.expiration(x);
+    }
+    signer.sign(message).expect("sign the test message").to_header()
+}
+
+/// Returns `message` with a DKIM-Signature header field prepended.
+pub fn sign(message: &[u8], options: &SignOptions) -> Vec<u8> {
+    let der = PrivateKeyDer::from_pem_slice(&options.key.read(".pem")).expect("test key PEM");
+    let header = match options.key {
+        TestKey::Ed25519 => {
+            let key = Ed25519Key::from_pkcs8_der(der.secret_der()).expect("ed25519 test key");
+            sign_with(key, message, options)
+        }
+        _ => sign_with(RsaKey::<Sha256>::from_key_der(der).expect("RSA test key"), message, options),
+    };
+    let mut out = header.into_bytes();
+    out.extend_from_slice(message);
+    out
+}
+
+/// Publishes every test key under `<selector>._domainkey.<domain>`.
+pub fn publish_keys(dns: &TestDns, domain: &str) {
+    for key in TestKey::ALL {
+        dns.add_txt(&format!("{}._domainkey.{domain}", key.selector()), &key.dns_record());
+    }
+}
+
+/// A simple message with CRLF line endings.
+pub fn message(from: &str, subject: &str, body: &str) -> Vec<u8> {
+    let domain = from.rsplit('@').next().unwrap_or("example.test");
+    format!(
+        "From: Sender <{from}>\r\nTo: spf@tester.test\r\nSubject: {subject}\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\nMessage-ID: <test@{domain}>\r\n\r\n{body}"
+    )
+    .into_bytes()
+}

@@ -1,0 +1,124 @@
+//! `authcheck check` end to end: the real binary on message files, against a loopback DNS server.
+
+mod support;
+
+use authcheck_testdns::TestDns;
+use authcheck_testkit::{SignOptions, TestKey, message, publish_keys, sign};
+use support::run_cli;
+
+async fn zone() -> TestDns {
+    let dns = TestDns::start().await;
+    dns.add_txt("sender.test", "v=spf1 ip4:192.0.2.10 -all");
+    dns.add_txt("_dmarc.sender.test", "v=DMARC1; p=reject");
+    publish_keys(&dns, "sender.test");
+    dns
+}
+
+fn signed_message() -> Vec<u8> {
+    sign(&message("alice@sender.test", "Hello", "Hi there.\r\n"), &SignOptions::new("sender.test", TestKey::Rsa2048))
+}
+
+#[tokio::test]
+async fn json_report_has_the_stable_paths() {
+    let dns = zone().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("message.eml");
+    std::fs::write(&file, signed_message()).unwrap();
+    let server = dns.addr().to_string();
+    let (status, stdout, stderr) = run_cli(
+        &[
+            "check",
+            file.to_str().unwrap(),
+            "--ip",
+            "192.0.2.10",
+            "--helo",
+            "mail.sender.test",
+            "--mail-from",
+            "alice@sender.test",
+            "--dns-server",
+            &server,
+            "--json",
+        ],
+        None,
+        dir.path(),
+    )
+    .await;
+    assert!(status.success(), "exit {status}: {stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("JSON on stdout");
+    assert_eq!(report["verdicts"]["spf"], "|OK| spf-pass");
+    assert_eq!(report["verdicts"]["dkim"], "|OK| dkim-pass");
+    assert_eq!(report["spf"]["result"], "pass");
+    assert_eq!(report["spf"]["domain"], "sender.test");
+    assert_eq!(report["spf"]["aligned"], true);
+    assert_eq!(report["dkim"][0]["result"], "pass");
+    assert_eq!(report["dkim"][0]["domain"], "sender.test");
+    assert_eq!(report["dkim"][0]["selector"], "rsa2048");
+    assert_eq!(report["dkim"][0]["aligned"], true);
+    assert!(report["dkim"][0]["reason"].is_string());
+    assert_eq!(report["dmarc"]["result"], "pass");
+    let ar = report["authentication_results"].as_str().unwrap();
+    assert!(ar.starts_with("Authentication-Results:"), "{ar}");
+}
+
+#[tokio::test]
+async fn human_report_puts_the_verdicts_first_and_explains_failures() {
+    let dns = zone().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = dns.addr().to_string();
+    // From the wrong address: SPF fails, and the report must say why.
+    let (status, stdout, stderr) = run_cli(
+        &[
+            "check",
+            "-",
+            "--ip",
+            "198.51.100.7",
+            "--helo",
+            "mail.sender.test",
+            "--mail-from",
+            "alice@sender.test",
+            "--dns-server",
+            &server,
+        ],
+        Some(&signed_message()),
+        dir.path(),
+    )
+    .await;
+    assert!(status.success(), "exit {status}: {stderr}");
+    let first = stdout.lines().next().unwrap_or_default();
+    assert!(first.contains("!! spf-fail !!"), "first line: {first:?}");
+    assert!(first.contains("|OK| dkim-pass"), "first line: {first:?}");
+    assert!(stdout.contains("-all"), "the SPF trace names the deciding term:\n{stdout}");
+    assert!(!stdout.contains('\x1b'), "no colour when stdout is not a terminal");
+}
+
+#[tokio::test]
+async fn without_an_ip_spf_is_reported_as_not_checked() {
+    let dns = zone().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = dns.addr().to_string();
+    let (status, stdout, _) =
+        run_cli(&["check", "-", "--dns-server", &server, "--json"], Some(&signed_message()), dir.path()).await;
+    assert!(status.success());
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["spf"]["checked"], false);
+    assert!(report["spf"]["reason"].as_str().unwrap().to_lowercase().contains("ip"), "{}", report["spf"]["reason"]);
+    assert_eq!(report["dkim"][0]["result"], "pass", "DKIM does not need the IP");
+}
+
+#[tokio::test]
+async fn an_unreadable_file_is_a_usage_error_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (status, stdout, stderr) = run_cli(&["check", "/nonexistent/message.eml"], None, dir.path()).await;
+    assert_eq!(status.code(), Some(2));
+    assert!(stdout.is_empty());
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr:?}");
+    assert!(stderr.contains("/nonexistent/message.eml"), "{stderr}");
+}
+
+#[tokio::test]
+async fn bad_usage_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let (status, _, stderr) = run_cli(&["check", "x.eml", "--ip", "not-an-ip"], None, dir.path()).await;
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--ip"), "{stderr}");
+}

@@ -1,0 +1,237 @@
+//! Nothing acknowledged is lost: the real service is killed with SIGKILL in the middle of a
+//! stream of messages and started again; every message that got a 250 is there with its full
+//! report, and the database passes its integrity check. A full disk and a read-only database
+//! give `451 4.3.0`, never a 250, and the service recovers when space returns.
+//!
+//! `AUTHCHECK_CRASH_RUNS` sets how many kill points the crash test tries (default 3, for CI);
+//! `AUTHCHECK_CRASH_REPORT=1` prints the figures of each run.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use authcheck_testdns::TestDns;
+use authcheck_testkit::{SignOptions, TestKey, message, publish_keys, sign};
+use support::{RawSmtp, Service, ServiceOptions, eventually};
+
+async fn zone() -> TestDns {
+    let dns = TestDns::start().await;
+    dns.add_txt("pass.test", "v=spf1 ip4:127.0.0.1 -all");
+    publish_keys(&dns, "pass.test");
+    dns
+}
+
+/// A pseudo-random number from the clock, so each run kills at a different moment.
+fn jitter(max_millis: u64) -> u64 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64;
+    nanos.wrapping_mul(6364136223846793005).rotate_left(17) % max_millis.max(1)
+}
+
+/// Sends messages on one connection until it breaks; records the id of every 250.
+async fn stream_messages(service_smtp: std::net::SocketAddr, acknowledged: Arc<Mutex<Vec<String>>>, worker: usize) {
+    let (mut smtp, greeting) = RawSmtp::connect(service_smtp).await;
+    if greeting.code != 220 || smtp.command("EHLO pass.test").await.code != 250 {
+        return;
+    }
+    let msg = sign(
+        &message("a@pass.test", &format!("crash test {worker}"), "Hello.\r\n"),
+        &SignOptions::new("pass.test", TestKey::Ed25519),
+    );
+    for _ in 0..10_000 {
+        smtp.write(b"MAIL FROM:<a@pass.test>\r\nRCPT TO:<dkim@tester.test>\r\nDATA\r\n").await;
+        let mut ok = true;
+        for expected in [250, 250, 354] {
+            match smtp.try_read_reply().await {
+                Some(reply) if reply.code == expected => {}
+                _ => ok = false,
+            }
+            if !ok {
+                return;
+            }
+        }
+        smtp.write(&support::dot_stuff(&msg)).await;
+        match smtp.try_read_reply().await {
+            Some(reply) if reply.code == 250 => {
+                acknowledged.lock().unwrap().extend(reply.stored().into_iter().map(|(id, _)| id));
+            }
+            _ => return,
+        }
+    }
+}
+
+async fn integrity(database: &Path) -> Vec<String> {
+    let store = authcheck_store::open(&format!("sqlite://{}", database.display())).await.expect("open the database");
+    let problems = store.integrity_check().await.expect("integrity check");
+    store.close().await;
+    problems
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_message_survives_sigkill() {
+    let runs: usize = std::env::var("AUTHCHECK_CRASH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
+    let verbose = std::env::var_os("AUTHCHECK_CRASH_REPORT").is_some();
+    let dns = zone().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = ServiceOptions::new(&dns);
+    options.data_dir = Some(dir.path().to_path_buf());
+    let mut all_acknowledged = BTreeSet::new();
+
+    for run in 0..runs {
+        let service = Service::start_with(options.clone()).await;
+        let acknowledged = Arc::new(Mutex::new(Vec::new()));
+        let workers: Vec<_> = (0..8)
+            .map(|worker| tokio::spawn(stream_messages(service.smtp, acknowledged.clone(), worker)))
+            .collect();
+        let kill_after = Duration::from_millis(300 + jitter(1200));
+        tokio::time::sleep(kill_after).await;
+        let database = service.database_path();
+        let _temp = service.kill().await;
+        for worker in workers {
+            let _ = tokio::time::timeout(Duration::from_secs(10), worker).await;
+        }
+        let acked: Vec<String> = acknowledged.lock().unwrap().clone();
+        assert!(integrity(&database).await.is_empty(), "run {run}: the database is damaged");
+
+        let service = Service::start_with(options.clone()).await;
+        let mut missing = Vec::new();
+        for id in &acked {
+            let response = service.get(&format!("/api/v1/results/{id}")).await;
+            if response.status() != reqwest::StatusCode::OK {
+                missing.push(id.clone());
+                continue;
+            }
+            let result: serde_json::Value = response.json().await.unwrap();
+            assert_eq!(result["verdict"], "|OK| dkim-pass", "run {run}: {id} lost its report");
+            assert_eq!(result["dkim"][0]["result"], "pass");
+        }
+        assert!(missing.is_empty(), "run {run}: acknowledged but lost after SIGKILL: {missing:?}");
+        if verbose {
+            eprintln!("crash run {run}: killed after {kill_after:?}, {} acknowledged, all found", acked.len());
+        }
+        all_acknowledged.extend(acked);
+        let status = service.stop().await;
+        assert!(status.success());
+    }
+    eprintln!("crash test: {runs} runs, {} messages acknowledged and found after SIGKILL", all_acknowledged.len());
+    assert!(!all_acknowledged.is_empty(), "the stream never got a message through: the test proved nothing");
+}
+
+/// A small tmpfs for the database, so the disk can really fill up or turn read-only.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(megabytes: u32) -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().ok()?;
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m"), "tmpfs", dir.path().to_str()?])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        ok.then_some(SmallDisk { dir })
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn remount(&self, mode: &str) {
+        let status = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,{mode}"), self.dir.path().to_str().unwrap()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "remount {mode}");
+    }
+
+    /// Writes a filler file until the disk is full.
+    fn fill(&self) {
+        use std::io::Write;
+        let mut file = std::fs::File::create(self.path().join("filler")).unwrap();
+        let block = vec![0u8; 64 * 1024];
+        for _ in 0..100_000 {
+            if file.write_all(&block).is_err() {
+                break;
+            }
+        }
+        let _ = file.sync_all();
+    }
+
+    fn free(&self) {
+        std::fs::remove_file(self.path().join("filler")).unwrap();
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+async fn send_one(service: &Service, subject: &str) -> support::Reply {
+    let msg = message("a@pass.test", subject, &"Some text to take room.\r\n".repeat(200));
+    support::send(service, "pass.test", "a@pass.test", &["spf@tester.test"], &msg).await
+}
+
+#[tokio::test]
+async fn a_full_disk_gives_451_and_recovers_when_space_returns() {
+    let Some(disk) = SmallDisk::mount(4) else {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root with CAP_SYS_ADMIN)");
+        return;
+    };
+    let dns = zone().await;
+    let mut options = ServiceOptions::new(&dns);
+    options.data_dir = Some(disk.path().to_path_buf());
+    let service = Service::start_with(options).await;
+    assert_eq!(send_one(&service, "before").await.code, 250);
+
+    disk.fill();
+    let mut refused = 0;
+    for attempt in 0..20 {
+        let reply = send_one(&service, &format!("full {attempt}")).await;
+        assert_ne!(reply.code, 250, "a 250 on a full disk would be a lie unless it was really stored: {reply:?}");
+        assert_eq!(reply.code, 451, "{reply:?}");
+        assert!(reply.text().starts_with("4.3.0"), "{reply:?}");
+        refused += 1;
+        if refused >= 3 {
+            break;
+        }
+    }
+
+    disk.free();
+    let recovered = eventually(Duration::from_secs(10), || async {
+        let reply = send_one(&service, "after").await;
+        (reply.code == 250).then_some(reply)
+    })
+    .await;
+    assert!(recovered.is_some(), "the service stores results again once space returns");
+}
+
+#[tokio::test]
+async fn a_read_only_database_gives_451_and_recovers() {
+    let Some(disk) = SmallDisk::mount(16) else {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root with CAP_SYS_ADMIN)");
+        return;
+    };
+    let dns = zone().await;
+    let mut options = ServiceOptions::new(&dns);
+    options.data_dir = Some(disk.path().to_path_buf());
+    let service = Service::start_with(options).await;
+    assert_eq!(send_one(&service, "before").await.code, 250);
+
+    disk.remount("ro");
+    let reply = send_one(&service, "read-only").await;
+    assert_eq!(reply.code, 451, "{reply:?}");
+    assert!(reply.text().starts_with("4.3.0"), "{reply:?}");
+
+    disk.remount("rw");
+    let recovered = eventually(Duration::from_secs(10), || async {
+        let reply = send_one(&service, "after").await;
+        (reply.code == 250).then_some(reply)
+    })
+    .await;
+    assert!(recovered.is_some(), "the service stores results again once the disk is writable");
+}

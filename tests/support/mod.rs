@@ -1,0 +1,354 @@
+//! What the end-to-end tests share: starting the real `authcheck` binary against a loopback
+//! DNS server, talking SMTP to it (raw TCP for protocol edges, mail-send as a real client),
+//! and reading its pages and JSON API over HTTP.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use authcheck_testdns::TestDns;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+
+/// How long the service may take to start or answer before a test gives up.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_authcheck")
+}
+
+/// How to start the service.
+#[derive(Clone, Debug)]
+pub struct ServiceOptions {
+    pub dns: SocketAddr,
+    pub domains: Vec<String>,
+    /// Defaults to a SQLite file in the service's own temporary folder.
+    pub database_url: Option<String>,
+    pub extra_args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    /// Reuse this folder (for restarts); otherwise a new temporary one.
+    pub data_dir: Option<PathBuf>,
+}
+
+impl ServiceOptions {
+    pub fn new(dns: &TestDns) -> Self {
+        ServiceOptions {
+            dns: dns.addr(),
+            domains: vec!["tester.test".into()],
+            database_url: None,
+            extra_args: Vec::new(),
+            env: Vec::new(),
+            data_dir: None,
+        }
+    }
+}
+
+/// A running `authcheck serve` process; killed when dropped.
+pub struct Service {
+    child: Child,
+    pub smtp: SocketAddr,
+    pub http: SocketAddr,
+    pub public_url: String,
+    pub data_dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+    pub options: ServiceOptions,
+}
+
+impl Service {
+    pub async fn start(dns: &TestDns) -> Service {
+        Service::start_with(ServiceOptions::new(dns)).await
+    }
+
+    pub async fn start_with(options: ServiceOptions) -> Service {
+        let (temp, data_dir) = match &options.data_dir {
+            Some(dir) => (None, dir.clone()),
+            None => {
+                let temp = tempfile::tempdir().expect("temporary folder");
+                let dir = temp.path().to_path_buf();
+                (Some(temp), dir)
+            }
+        };
+        let database_url = options
+            .database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}/authcheck.db", data_dir.display()));
+        let mut command = Command::new(binary());
+        command
+            .arg("serve")
+            .args(["--smtp-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+            .args(["--hostname", "authcheck.test"])
+            .args(["--dns-server", &options.dns.to_string()])
+            .args(["--database-url", &database_url])
+            .args(&options.extra_args)
+            .current_dir(&data_dir)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        for domain in &options.domains {
+            command.args(["--domain", domain]);
+        }
+        for (name, value) in &options.env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().expect("start authcheck serve");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(PATIENCE, lines.next_line())
+            .await
+            .expect("authcheck serve did not report its addresses in time")
+            .expect("read authcheck's output")
+            .expect("authcheck serve exited before listening");
+        // "authcheck: smtp listening on A, http listening on B, results at URL"
+        let smtp = between(&line, "smtp listening on ", ",").parse().expect("smtp address");
+        let http = between(&line, "http listening on ", ",").parse().expect("http address");
+        let public_url = line.split("results at ").nth(1).expect("public url").trim().to_string();
+        // Keep draining stdout so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Service { child, smtp, http, public_url, data_dir, _temp: temp, options }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        http().get(self.url(path)).send().await.expect("HTTP request")
+    }
+
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        let response = self.get(path).await;
+        assert!(response.status().is_success(), "GET {path}: {}", response.status());
+        response.json().await.expect("JSON body")
+    }
+
+    pub async fn get_text(&self, path: &str) -> String {
+        let response = self.get(path).await;
+        assert!(response.status().is_success(), "GET {path}: {}", response.status());
+        response.text().await.expect("text body")
+    }
+
+    /// Asks the service to stop (SIGTERM) and waits for it to exit.
+    pub async fn stop(mut self) -> ExitStatus {
+        self.terminate();
+        tokio::time::timeout(PATIENCE, self.child.wait()).await.expect("authcheck did not stop in time").expect("wait")
+    }
+
+    /// Sends SIGTERM without waiting.
+    pub fn terminate(&self) {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+        }
+    }
+
+    /// Kills the process at once (SIGKILL) and waits for it to be gone.
+    pub async fn kill(mut self) -> Option<tempfile::TempDir> {
+        let _ = self.child.kill().await;
+        self._temp.take()
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("authcheck.db")
+    }
+}
+
+fn between<'a>(text: &'a str, start: &str, end: &str) -> &'a str {
+    let rest = text.split(start).nth(1).unwrap_or_else(|| panic!("{start:?} not in {text:?}"));
+    rest.split(end).next().unwrap_or(rest).trim()
+}
+
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder().timeout(PATIENCE).build().expect("HTTP client")
+}
+
+/// One SMTP reply: the code and the text of every line.
+#[derive(Clone, Debug)]
+pub struct Reply {
+    pub code: u16,
+    pub lines: Vec<String>,
+}
+
+impl Reply {
+    pub fn text(&self) -> String {
+        self.lines.join("\n")
+    }
+
+    /// The `(id, url)` pairs of a `250 2.0.0 Stored as <id>: <url>[; <id>: <url>]` reply.
+    pub fn stored(&self) -> Vec<(String, String)> {
+        let text = self.text();
+        let Some(list) = text.split("Stored as ").nth(1) else { return Vec::new() };
+        list.split(';')
+            .filter_map(|item| {
+                let (id, url) = item.trim().split_once(": ")?;
+                Some((id.trim().to_string(), url.split_whitespace().next()?.to_string()))
+            })
+            .collect()
+    }
+}
+
+/// A raw SMTP conversation over TCP, for protocol edge cases.
+pub struct RawSmtp {
+    reader: BufReader<tokio::io::ReadHalf<TcpStream>>,
+    writer: tokio::io::WriteHalf<TcpStream>,
+}
+
+impl RawSmtp {
+    /// Connects and reads the greeting.
+    pub async fn connect(addr: SocketAddr) -> (RawSmtp, Reply) {
+        let stream = TcpStream::connect(addr).await.expect("connect to the SMTP listener");
+        let (read, write) = tokio::io::split(stream);
+        let mut smtp = RawSmtp { reader: BufReader::new(read), writer: write };
+        let greeting = smtp.read_reply().await;
+        (smtp, greeting)
+    }
+
+    pub async fn write(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).await.expect("write to the SMTP listener");
+    }
+
+    /// Sends one command line (CRLF added) and reads its reply.
+    pub async fn command(&mut self, line: &str) -> Reply {
+        self.write(format!("{line}\r\n").as_bytes()).await;
+        self.read_reply().await
+    }
+
+    pub async fn read_reply(&mut self) -> Reply {
+        self.try_read_reply().await.expect("the server closed the connection instead of replying")
+    }
+
+    /// Reads a reply, or None when the server closed the connection.
+    pub async fn try_read_reply(&mut self) -> Option<Reply> {
+        let mut lines = Vec::new();
+        loop {
+            let mut line = String::new();
+            let n = tokio::time::timeout(PATIENCE, self.reader.read_line(&mut line))
+                .await
+                .expect("no SMTP reply in time")
+                .ok()?;
+            if n == 0 {
+                return None;
+            }
+            let line = line.trim_end();
+            assert!(line.len() >= 3, "short SMTP reply line {line:?}");
+            let code: u16 = line[..3].parse().expect("reply code");
+            let last = line.as_bytes().get(3) != Some(&b'-');
+            lines.push(line.get(4..).unwrap_or("").to_string());
+            if last {
+                return Some(Reply { code, lines });
+            }
+        }
+    }
+
+    /// True when the server has closed the connection (reads end of stream).
+    pub async fn is_closed(&mut self) -> bool {
+        let mut buf = [0u8; 1];
+        matches!(tokio::time::timeout(PATIENCE, self.reader.read(&mut buf)).await, Ok(Ok(0)) | Ok(Err(_)))
+    }
+
+    /// EHLO, MAIL FROM, RCPT TO each, DATA, the message (dot-stuffed), and the final reply.
+    pub async fn send(&mut self, helo: &str, mail_from: &str, recipients: &[&str], message: &[u8]) -> Reply {
+        let ehlo = self.command(&format!("EHLO {helo}")).await;
+        assert_eq!(ehlo.code, 250, "EHLO: {ehlo:?}");
+        let mail = self.command(&format!("MAIL FROM:<{mail_from}>")).await;
+        assert_eq!(mail.code, 250, "MAIL FROM: {mail:?}");
+        for rcpt in recipients {
+            let reply = self.command(&format!("RCPT TO:<{rcpt}>")).await;
+            assert_eq!(reply.code, 250, "RCPT TO {rcpt}: {reply:?}");
+        }
+        let data = self.command("DATA").await;
+        assert_eq!(data.code, 354, "DATA: {data:?}");
+        self.write(&dot_stuff(message)).await;
+        self.read_reply().await
+    }
+}
+
+/// The message as DATA sends it: leading dots doubled, ending CRLF.CRLF.
+pub fn dot_stuff(message: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len() + 8);
+    let mut at_line_start = true;
+    for &b in message {
+        if at_line_start && b == b'.' {
+            out.push(b'.');
+        }
+        out.push(b);
+        at_line_start = b == b'\n';
+    }
+    if !out.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b".\r\n");
+    out
+}
+
+/// Sends `message` with the raw client and returns the final reply.
+pub async fn send(service: &Service, helo: &str, mail_from: &str, recipients: &[&str], message: &[u8]) -> Reply {
+    let (mut smtp, greeting) = RawSmtp::connect(service.smtp).await;
+    assert_eq!(greeting.code, 220, "greeting: {greeting:?}");
+    let reply = smtp.send(helo, mail_from, recipients, message).await;
+    let _ = smtp.command("QUIT").await;
+    reply
+}
+
+/// Sends and expects the result to be stored; returns the single result's JSON from the API.
+pub async fn send_and_fetch(
+    service: &Service,
+    helo: &str,
+    mail_from: &str,
+    recipient: &str,
+    message: &[u8],
+) -> serde_json::Value {
+    let reply = send(service, helo, mail_from, &[recipient], message).await;
+    assert_eq!(reply.code, 250, "final reply: {reply:?}");
+    let stored = reply.stored();
+    assert_eq!(stored.len(), 1, "one result expected: {reply:?}");
+    service.get_json(&format!("/api/v1/results/{}", stored[0].0)).await
+}
+
+/// Runs `authcheck` with these arguments and standard input; returns (status, stdout, stderr).
+pub async fn run_cli(args: &[&str], stdin: Option<&[u8]>, cwd: &Path) -> (ExitStatus, String, String) {
+    let mut child = Command::new(binary())
+        .args(args)
+        .current_dir(cwd)
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run authcheck");
+    if let Some(bytes) = stdin {
+        let mut input = child.stdin.take().expect("piped stdin");
+        input.write_all(bytes).await.expect("write stdin");
+        drop(input);
+    }
+    let output = tokio::time::timeout(PATIENCE, child.wait_with_output())
+        .await
+        .expect("authcheck did not finish in time")
+        .expect("authcheck output");
+    (
+        output.status,
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Polls `check` every 50 ms until it returns Some, at most `limit`.
+pub async fn eventually<T, F, Fut>(limit: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return Some(value);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
