@@ -537,7 +537,9 @@ mod tests {
                         } else if line.starts_with("EHLO") {
                             b"250-test\r\n250 PIPELINING\r\n"
                         } else if line.starts_with("RCPT") {
-                            if (rcpt_count.fetch_add(1, Ordering::SeqCst) + 1) % reject_every == 0 {
+                            if (rcpt_count.fetch_add(1, Ordering::SeqCst) + 1)
+                                .is_multiple_of(reject_every)
+                            {
                                 b"550 5.1.1 no such mailbox\r\n"
                             } else {
                                 b"250 ok\r\n"

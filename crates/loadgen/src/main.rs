@@ -118,7 +118,9 @@ impl KeyChoice {
 
 /// `target/release/authcheck` in this workspace.
 fn default_authcheck_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/release/authcheck")
+    let crate_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let workspace = crate_dir.ancestors().nth(2).unwrap_or(crate_dir);
+    workspace.join("target/release/authcheck")
 }
 
 fn main() -> ExitCode {
@@ -189,24 +191,31 @@ async fn run(cli: Cli) -> anyhow::Result<Vec<RunReport>> {
     );
 
     let mut reports = Vec::new();
-    if cli.target != TargetChoice::Authcheck {
-        let sink = targets::start_smtp_sink(&cli.smtp_sink, max_connections).await?;
-        reports.push(measure(sink, &cli, workload, settings.clone()).await?);
+    let measured = async {
+        if cli.target != TargetChoice::Authcheck {
+            let sink = targets::start_smtp_sink(&cli.smtp_sink, max_connections).await?;
+            reports.push(measure(sink, &cli, workload, settings.clone()).await?);
+        }
+        if cli.target != TargetChoice::SmtpSink {
+            let authcheck =
+                targets::start_authcheck(&cli.authcheck, dns.addr(), max_connections).await?;
+            reports.push(measure(authcheck, &cli, workload, settings.clone()).await?);
+        }
+        anyhow::Ok(())
     }
-    if cli.target != TargetChoice::SmtpSink {
-        let authcheck =
-            targets::start_authcheck(&cli.authcheck, dns.addr(), max_connections).await?;
-        reports.push(measure(authcheck, &cli, workload, settings.clone()).await?);
-    }
+    .await;
 
-    println!("{}", stats::table(&reports));
-    for report in &reports {
-        println!("{}", report.summary_line());
+    // Whatever was measured is printed, even when a later target could not run.
+    if !reports.is_empty() {
+        println!("{}", stats::table(&reports));
+        for report in &reports {
+            println!("{}", report.summary_line());
+        }
+        if let [sink, authcheck] = reports.as_slice() {
+            println!("{}", stats::ratio_line(authcheck, sink));
+        }
     }
-    if let [sink, authcheck] = reports.as_slice() {
-        println!("{}", stats::ratio_line(authcheck, sink));
-    }
-    Ok(reports)
+    measured.map(|()| reports)
 }
 
 /// Holds the idle connections, runs the load, then reads the server's memory and stops it.

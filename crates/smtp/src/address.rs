@@ -89,7 +89,10 @@ pub(crate) fn check_recipient(path: &str, domains: &[String]) -> Result<Recipien
     } else {
         return Err(Refusal::NoSuchMailbox);
     };
-    Ok(Recipient { address: path.to_string(), mailbox })
+    Ok(Recipient {
+        address: path.to_string(),
+        mailbox,
+    })
 }
 
 #[cfg(test)]
@@ -128,7 +131,12 @@ mod tests {
 
     #[test]
     fn other_local_parts_at_a_tester_domain_are_unknown_mailboxes() {
-        for path in ["bob@tester.example", "spfx@tester.example", "dmarc@tester.example", "postmaster"] {
+        for path in [
+            "bob@tester.example",
+            "spfx@tester.example",
+            "dmarc@tester.example",
+            "postmaster",
+        ] {
             assert_eq!(check(path), Err(Refusal::NoSuchMailbox), "{path}");
         }
     }
@@ -163,17 +171,32 @@ mod tests {
 
     #[test]
     fn the_path_is_read_as_written_up_to_its_closing_bracket() {
-        assert_eq!(path_in_line("RCPT TO:<spf@t.example> NOTIFY=NEVER\r\n"), Some("spf@t.example"));
-        assert_eq!(path_in_line("RCPT TO: <@a,@b:spf@t.example>\r\n"), Some("@a,@b:spf@t.example"));
-        assert_eq!(path_in_line("RCPT TO:<\"a>b\"@t.example>\r\n"), Some("\"a>b\"@t.example"));
+        assert_eq!(
+            path_in_line("RCPT TO:<spf@t.example> NOTIFY=NEVER\r\n"),
+            Some("spf@t.example")
+        );
+        assert_eq!(
+            path_in_line("RCPT TO: <@a,@b:spf@t.example>\r\n"),
+            Some("@a,@b:spf@t.example")
+        );
+        assert_eq!(
+            path_in_line("RCPT TO:<\"a>b\"@t.example>\r\n"),
+            Some("\"a>b\"@t.example")
+        );
         assert_eq!(path_in_line("MAIL FROM:<>\r\n"), Some(""));
         assert_eq!(path_in_line("RCPT TO:spf@t.example\r\n"), None);
     }
 
     #[test]
     fn the_reverse_path_loses_only_its_source_route() {
-        assert_eq!(reverse_path("@relay.example:user@example.com"), "user@example.com");
-        assert_eq!(reverse_path("\"john doe\"@example.com"), "\"john doe\"@example.com");
+        assert_eq!(
+            reverse_path("@relay.example:user@example.com"),
+            "user@example.com"
+        );
+        assert_eq!(
+            reverse_path("\"john doe\"@example.com"),
+            "\"john doe\"@example.com"
+        );
         assert_eq!(reverse_path(""), "");
     }
 }

@@ -31,9 +31,21 @@ pub struct Listener<D> {
 }
 
 impl<D: Delivery> Listener<D> {
-    pub fn new(tcp: TcpListener, config: SmtpConfig, delivery: Arc<D>) -> Self {
-        let connections = Arc::new(Semaphore::new(config.max_connections.min(Semaphore::MAX_PERMITS)));
-        Listener { tcp, config: Arc::new(config), delivery, connections, per_client: Arc::default() }
+    pub fn new(tcp: TcpListener, mut config: SmtpConfig, delivery: Arc<D>) -> Self {
+        // The recipient check compares lowercase names without the root's trailing dot.
+        for domain in &mut config.domains {
+            *domain = domain.trim_end_matches('.').to_ascii_lowercase();
+        }
+        let connections = Arc::new(Semaphore::new(
+            config.max_connections.min(Semaphore::MAX_PERMITS),
+        ));
+        Listener {
+            tcp,
+            config: Arc::new(config),
+            delivery,
+            connections,
+            per_client: Arc::default(),
+        }
     }
 
     /// The address clients connect to.
@@ -66,14 +78,20 @@ impl<D: Delivery> Listener<D> {
         let _ = stop_sessions.send(true);
         let open = sessions.len();
         if open > 0 {
-            tracing::info!(sessions = open, "SMTP listener stopped accepting; waiting for sessions to finish");
+            tracing::info!(
+                sessions = open,
+                "SMTP listener stopped accepting; waiting for sessions to finish"
+            );
         }
         let drain = async {
             while let Some(finished) = sessions.join_next().await {
                 log_panic(finished);
             }
         };
-        if tokio::time::timeout(self.config.shutdown_grace, drain).await.is_err() {
+        if tokio::time::timeout(self.config.shutdown_grace, drain)
+            .await
+            .is_err()
+        {
             tracing::warn!(
                 sessions = sessions.len(),
                 grace = ?self.config.shutdown_grace,
@@ -95,7 +113,11 @@ impl<D: Delivery> Listener<D> {
             refuse(&stream, &replies::TOO_MANY_CONNECTIONS);
             return;
         };
-        let Some(slot) = ClientCounts::claim(&self.per_client, client.ip(), self.config.max_connections_per_ip) else {
+        let Some(slot) = ClientCounts::claim(
+            &self.per_client,
+            client.ip(),
+            self.config.max_connections_per_ip,
+        ) else {
             tracing::warn!(
                 client = %client.ip(), limit = self.config.max_connections_per_ip,
                 "refused a connection: too many connections from this address"
@@ -105,23 +127,40 @@ impl<D: Delivery> Listener<D> {
         };
         // Replies are small and flushed as a whole; without this, Nagle delays each one.
         let _ = stream.set_nodelay(true);
-        let session = Session::new(Stream::Plain(stream), client, self.config.clone(), self.delivery.clone(), shutdown);
+        let session = Session::new(
+            Stream::Plain(stream),
+            client,
+            self.config.clone(),
+            self.delivery.clone(),
+            shutdown,
+        );
         sessions.spawn(async move {
             let _permit = permit;
             let _slot = slot;
+            let open = metrics::gauge!("authcheck_smtp_connections_open");
+            open.increment(1.0);
             session.run().await;
+            open.decrement(1.0);
         });
     }
 }
 
 /// Serves SMTP on `listener` until `shutdown` completes; see [`Listener::run`].
-pub async fn run<D: Delivery>(listener: TcpListener, config: SmtpConfig, delivery: Arc<D>, shutdown: impl Future) {
-    Listener::new(listener, config, delivery).run(shutdown).await;
+pub async fn run<D: Delivery>(
+    listener: TcpListener,
+    config: SmtpConfig,
+    delivery: Arc<D>,
+    shutdown: impl Future,
+) {
+    Listener::new(listener, config, delivery)
+        .run(shutdown)
+        .await;
 }
 
 /// Answers a connection that will not be served. The socket's send buffer is empty, so the
 /// one short reply fits without waiting and the accept loop is never held up.
 fn refuse(stream: &TcpStream, reply: &Reply) {
+    crate::replies::count(reply);
     let _ = stream.try_write(reply.as_bytes());
 }
 
@@ -153,13 +192,20 @@ impl ClientCounts {
             return None;
         }
         *count += 1;
-        Some(ClientSlot { counts: counts.clone(), ip })
+        Some(ClientSlot {
+            counts: counts.clone(),
+            ip,
+        })
     }
 }
 
 impl Drop for ClientSlot {
     fn drop(&mut self) {
-        let mut open = self.counts.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut open = self
+            .counts
+            .open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if let Some(count) = open.get_mut(&self.ip) {
             *count -= 1;
             if *count == 0 {

@@ -40,8 +40,15 @@ impl Reply {
 }
 
 /// Reply text from elsewhere (a delivery error) must stay on one line.
+/// Counts a reply by its code for `/metrics` (`authcheck_smtp_replies_total{code="250"}`).
+pub(crate) fn count(reply: &Reply) {
+    metrics::counter!("authcheck_smtp_replies_total", "code" => reply.code().to_string()).increment(1);
+}
+
 fn one_line(text: &str) -> String {
-    text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 pub(crate) fn greeting(hostname: &str) -> Reply {
@@ -51,7 +58,12 @@ pub(crate) fn greeting(hostname: &str) -> Reply {
 /// The EHLO reply with the extensions offered: RFC 2920 PIPELINING, RFC 2034
 /// ENHANCEDSTATUSCODES, RFC 1870 SIZE, RFC 6152 8BITMIME, RFC 6531 SMTPUTF8, RFC 3030
 /// CHUNKING and RFC 3207 STARTTLS.
-pub(crate) fn ehlo(hostname: &str, client_name: &str, max_message_size: usize, offer_starttls: bool) -> Reply {
+pub(crate) fn ehlo(
+    hostname: &str,
+    client_name: &str,
+    max_message_size: usize,
+    offer_starttls: bool,
+) -> Reply {
     let mut lines = vec![
         format!("{hostname} greets {}", one_line(client_name)),
         "PIPELINING".to_string(),
@@ -104,7 +116,10 @@ pub(crate) fn stored(accepted: &[Accepted]) -> Reply {
 }
 
 pub(crate) fn temporary_failure(reason: &str) -> Reply {
-    Reply::line(451, format_args!("4.3.0 {}, try again later", one_line(reason)))
+    Reply::line(
+        451,
+        format_args!("4.3.0 {}, try again later", one_line(reason)),
+    )
 }
 
 pub(crate) fn permanent_failure(reason: &str) -> Reply {
@@ -125,21 +140,27 @@ pub(crate) const TOO_MANY_RECIPIENTS: Reply = Reply::fixed("452 4.5.3 too many r
 pub(crate) fn no_such_mailbox(address: &str) -> Reply {
     Reply::line(
         550,
-        format_args!("5.1.1 <{}>: no such mailbox here; write to spf@ or dkim@", one_line(address)),
+        format_args!(
+            "5.1.1 <{}>: no such mailbox here; write to spf@ or dkim@",
+            one_line(address)
+        ),
     )
 }
 
 pub(crate) const RELAYING_DENIED: Reply = Reply::fixed("550 5.7.1 relaying denied\r\n");
-pub(crate) const NO_VALID_RECIPIENTS: Reply = Reply::fixed("554 5.5.1 no valid recipients\r\n");
+pub(crate) const NO_VALID_RECIPIENTS: Reply =
+    Reply::fixed("503 5.5.1 no recipient accepted yet; send RCPT TO first\r\n");
 
 pub(crate) const HELLO_FIRST: Reply = Reply::fixed("503 5.5.1 send EHLO or HELO first\r\n");
 pub(crate) const MAIL_FIRST: Reply = Reply::fixed("503 5.5.1 send MAIL FROM first\r\n");
-pub(crate) const NESTED_MAIL: Reply = Reply::fixed("503 5.5.1 a mail transaction is already open; send RSET first\r\n");
+pub(crate) const NESTED_MAIL: Reply =
+    Reply::fixed("503 5.5.1 a mail transaction is already open; send RSET first\r\n");
 pub(crate) const FINISH_CHUNKING: Reply =
     Reply::fixed("503 5.5.1 finish the message with BDAT ... LAST, or send RSET\r\n");
 pub(crate) const ALREADY_TLS: Reply = Reply::fixed("503 5.5.1 TLS is already in use\r\n");
-pub(crate) const TLS_IN_TRANSACTION: Reply =
-    Reply::fixed("503 5.5.1 STARTTLS is not allowed inside a mail transaction; send RSET first\r\n");
+pub(crate) const TLS_IN_TRANSACTION: Reply = Reply::fixed(
+    "503 5.5.1 STARTTLS is not allowed inside a mail transaction; send RSET first\r\n",
+);
 
 pub(crate) const UNKNOWN_COMMAND: Reply = Reply::fixed("500 5.5.1 command not recognized\r\n");
 pub(crate) const NOT_IMPLEMENTED: Reply = Reply::fixed("502 5.5.1 command not implemented\r\n");
@@ -150,15 +171,22 @@ pub(crate) fn syntax_error(usage: &str) -> Reply {
 }
 
 pub(crate) fn bad_address_syntax(address: &str) -> Reply {
-    Reply::line(501, format_args!("5.5.4 bad address syntax <{}>", one_line(address)))
+    Reply::line(
+        501,
+        format_args!("5.5.4 bad address syntax <{}>", one_line(address)),
+    )
 }
 
 pub(crate) fn unsupported_parameter(parameter: &str) -> Reply {
-    Reply::line(555, format_args!("5.5.4 unsupported parameter {}", one_line(parameter)))
+    Reply::line(
+        555,
+        format_args!("5.5.4 unsupported parameter {}", one_line(parameter)),
+    )
 }
 
-pub(crate) const CANNOT_VERIFY: Reply =
-    Reply::fixed("252 2.1.5 cannot verify the address; send a message to spf@ or dkim@ instead\r\n");
+pub(crate) const CANNOT_VERIFY: Reply = Reply::fixed(
+    "252 2.1.5 cannot verify the address; send a message to spf@ or dkim@ instead\r\n",
+);
 pub(crate) const HELP: Reply = Reply::fixed(
     "214-2.0.0 authcheck tests email authentication: send a message to spf@ or dkim@\r\n\
      214-2.0.0 this server; the reply names the page with the result.\r\n\
@@ -176,11 +204,17 @@ pub(crate) fn command_timeout(hostname: &str) -> Reply {
 }
 
 pub(crate) fn session_too_long(hostname: &str) -> Reply {
-    Reply::line(421, format_args!("4.4.2 {hostname} session time limit reached, closing"))
+    Reply::line(
+        421,
+        format_args!("4.4.2 {hostname} session time limit reached, closing"),
+    )
 }
 
 pub(crate) fn shutting_down(hostname: &str) -> Reply {
-    Reply::line(421, format_args!("4.3.2 {hostname} shutting down, try again later"))
+    Reply::line(
+        421,
+        format_args!("4.3.2 {hostname} shutting down, try again later"),
+    )
 }
 
 pub(crate) const TOO_MANY_CONNECTIONS: Reply =

@@ -10,6 +10,7 @@ mod failure;
 mod listing;
 mod postgres;
 mod record;
+mod sql_store;
 mod sqlite;
 
 use std::sync::Arc;

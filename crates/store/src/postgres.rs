@@ -8,17 +8,12 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::error::DatabaseError;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgPool, Postgres, Row, Transaction};
+use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::failure::query_failure;
-use crate::listing::{ListSql, SEQ_OF_ID_SQL};
-use crate::record::{
-    INSERT_RAW_MESSAGE_SQL, INSERT_RESULT_SQL, InsertRow, RESULT_COLUMNS, ResultRow,
-};
-use crate::{
-    ACQUIRE_TIMEOUT, ListQuery, NewResult, ResultStore, SharedStore, StoreError, StoreResult,
-    StoredResult,
-};
+use crate::record::{INSERT_RAW_MESSAGE_SQL, INSERT_RESULT_SQL, InsertRow};
+use crate::sql_store::{Backend, SqlStore};
+use crate::{ACQUIRE_TIMEOUT, SharedStore, StoreError, StoreResult};
 
 const POOL_SIZE: u32 = 8;
 
@@ -26,10 +21,6 @@ const POOL_SIZE: u32 = 8;
 /// "ac-insrt" and "ac-purge") that every instance uses.
 const INSERT_LOCK: i64 = 0x6163_2d69_6e73_7274;
 const PURGE_LOCK: i64 = 0x6163_2d70_7572_6765;
-
-pub(crate) struct PostgresStore {
-    pool: PgPool,
-}
 
 /// Connects to `url` (`postgres://` or `postgresql://`) and applies the migrations; several
 /// instances may do this at once (sqlx serialises migrations with an advisory lock).
@@ -61,7 +52,7 @@ pub(crate) async fn open(url: &str) -> StoreResult<SharedStore> {
                  last used by a newer authcheck, run that version"
             ))
         })?;
-    Ok(Arc::new(PostgresStore { pool }))
+    Ok(Arc::new(SqlStore::new(pool)))
 }
 
 /// A server that refuses us (bad password, no such database) needs the operator; a server
@@ -90,10 +81,6 @@ fn is_schema_mismatch(error: &dyn DatabaseError) -> bool {
     matches!(error.code().as_deref(), Some("42P01" | "42703"))
 }
 
-fn failure(error: sqlx::Error) -> StoreError {
-    query_failure(error, is_schema_mismatch)
-}
-
 async fn lock_for_transaction(
     transaction: &mut Transaction<'_, Postgres>,
     key: i64,
@@ -102,113 +89,59 @@ async fn lock_for_transaction(
         .bind(key)
         .execute(&mut **transaction)
         .await
-        .map_err(failure)?;
+        .map_err(Postgres::failure)?;
     Ok(())
 }
 
 #[async_trait]
-impl ResultStore for PostgresStore {
-    async fn insert(&self, results: &[NewResult]) -> StoreResult<Vec<String>> {
-        let rows = results
-            .iter()
-            .map(InsertRow::new)
-            .collect::<StoreResult<Vec<_>>>()?;
-        if rows.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut transaction = self.pool.begin().await.map_err(failure)?;
+impl Backend for Postgres {
+    fn failure(error: sqlx::Error) -> StoreError {
+        query_failure(error, is_schema_mismatch)
+    }
+
+    async fn insert(pool: &PgPool, rows: &[InsertRow<'_>]) -> StoreResult<()> {
+        let mut transaction = pool.begin().await.map_err(Postgres::failure)?;
         // Sequence numbers are handed out when rows are inserted, but become visible when
         // transactions commit. Taking turns makes both orders agree, so a client polling with
         // `after_seq` never skips a result that commits late with a smaller `seq`.
         lock_for_transaction(&mut transaction, INSERT_LOCK).await?;
-        for row in &rows {
+        for row in rows {
             row.bind_to(sqlx::query(INSERT_RESULT_SQL), row.received_at)
                 .execute(&mut *transaction)
                 .await
-                .map_err(failure)?;
+                .map_err(Postgres::failure)?;
             sqlx::query(INSERT_RAW_MESSAGE_SQL)
                 .bind(row.id.as_str())
                 .bind(row.raw_message())
                 .execute(&mut *transaction)
                 .await
-                .map_err(failure)?;
+                .map_err(Postgres::failure)?;
         }
-        transaction.commit().await.map_err(failure)?;
-        Ok(rows.into_iter().map(|row| row.id).collect())
+        transaction.commit().await.map_err(Postgres::failure)
     }
 
-    async fn get(&self, id: &str) -> StoreResult<Option<StoredResult>> {
-        let sql = format!("SELECT {RESULT_COLUMNS} FROM results WHERE id = $1");
-        let row = sqlx::query_as::<_, ResultRow>(&sql)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(failure)?;
-        row.map(StoredResult::try_from).transpose()
-    }
-
-    async fn raw_message(&self, id: &str) -> StoreResult<Option<Vec<u8>>> {
-        sqlx::query_scalar("SELECT message FROM raw_messages WHERE result_id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(failure)
-    }
-
-    async fn list(&self, query: &ListQuery) -> StoreResult<Vec<StoredResult>> {
-        let before_seq = match &query.before {
-            Some(id) => Some(
-                sqlx::query(SEQ_OF_ID_SQL)
-                    .bind(id.as_str())
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err(failure)?
-                    .ok_or_else(|| StoreError::UnknownId(id.clone()))?
-                    .try_get::<i64, _>(0)
-                    .map_err(failure)?,
-            ),
-            None => None,
-        };
-        let list = ListSql::new(query, before_seq);
-        let rows = list
-            .bind_to(sqlx::query_as::<_, ResultRow>(&list.sql))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(failure)?;
-        rows.into_iter().map(StoredResult::try_from).collect()
-    }
-
-    async fn purge(&self, cutoff: DateTime<Utc>) -> StoreResult<u64> {
+    async fn purge(pool: &PgPool, cutoff: DateTime<Utc>) -> StoreResult<u64> {
         // Two instances deleting the same rows at once could lock them in different orders
         // (synchronised sequential scans start mid-table) and deadlock; taking turns cannot.
         // The second purge then finds nothing left to delete.
-        let mut transaction = self.pool.begin().await.map_err(failure)?;
+        let mut transaction = pool.begin().await.map_err(Postgres::failure)?;
         lock_for_transaction(&mut transaction, PURGE_LOCK).await?;
         let deleted = sqlx::query("DELETE FROM results WHERE received_at < $1")
             .bind(cutoff)
             .execute(&mut *transaction)
             .await
-            .map_err(failure)?;
-        transaction.commit().await.map_err(failure)?;
+            .map_err(Postgres::failure)?;
+        transaction.commit().await.map_err(Postgres::failure)?;
         Ok(deleted.rows_affected())
     }
 
-    async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(failure)?;
-        Ok(())
-    }
-
-    async fn integrity_check(&self) -> StoreResult<Vec<String>> {
+    async fn integrity_check(pool: &PgPool) -> StoreResult<Vec<String>> {
         // PostgreSQL checks its own pages as it reads them; what is left to check from here
         // is that the server answers.
-        self.ping().await?;
+        sqlx::query("SELECT 1")
+            .execute(pool)
+            .await
+            .map_err(Postgres::failure)?;
         Ok(Vec::new())
-    }
-
-    async fn close(&self) {
-        self.pool.close().await;
     }
 }

@@ -10,28 +10,18 @@ use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::error::DatabaseError;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::{Sqlite, SqlitePool};
 
 use crate::failure::query_failure;
-use crate::listing::{ListSql, SEQ_OF_ID_SQL};
-use crate::record::{
-    INSERT_RAW_MESSAGE_SQL, INSERT_RESULT_SQL, InsertRow, RESULT_COLUMNS, ResultRow,
-    to_stored_precision,
-};
-use crate::{
-    ACQUIRE_TIMEOUT, ListQuery, NewResult, ResultStore, SharedStore, StoreError, StoreResult,
-    StoredResult,
-};
+use crate::record::{INSERT_RAW_MESSAGE_SQL, INSERT_RESULT_SQL, InsertRow, to_stored_precision};
+use crate::sql_store::{Backend, SqlStore};
+use crate::{ACQUIRE_TIMEOUT, SharedStore, StoreError, StoreResult};
 
 /// How long a writer waits for another connection's write to finish before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// WAL lets readers work while one connection writes; a few connections are plenty.
 const FILE_POOL_SIZE: u32 = 4;
-
-pub(crate) struct SqliteStore {
-    pool: SqlitePool,
-}
 
 /// Opens `url` (`sqlite://PATH`, `sqlite:///ABSOLUTE/PATH` or `sqlite::memory:`), creating
 /// the file and its folder when missing, and applies the migrations.
@@ -81,7 +71,7 @@ pub(crate) async fn open(url: &str) -> StoreResult<SharedStore> {
                  created by a newer authcheck, run that version or start from a new file"
             ))
         })?;
-    Ok(Arc::new(SqliteStore { pool }))
+    Ok(Arc::new(SqlStore::new(pool)))
 }
 
 enum SqliteLocation {
@@ -143,110 +133,49 @@ fn is_schema_mismatch(error: &dyn DatabaseError) -> bool {
     message.starts_with("no such table") || message.starts_with("no such column")
 }
 
-fn failure(error: sqlx::Error) -> StoreError {
-    query_failure(error, is_schema_mismatch)
-}
-
 #[async_trait]
-impl ResultStore for SqliteStore {
-    async fn insert(&self, results: &[NewResult]) -> StoreResult<Vec<String>> {
-        let rows = results
-            .iter()
-            .map(InsertRow::new)
-            .collect::<StoreResult<Vec<_>>>()?;
-        if rows.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut transaction = self.pool.begin().await.map_err(failure)?;
-        for row in &rows {
+impl Backend for Sqlite {
+    fn failure(error: sqlx::Error) -> StoreError {
+        query_failure(error, is_schema_mismatch)
+    }
+
+    async fn insert(pool: &SqlitePool, rows: &[InsertRow<'_>]) -> StoreResult<()> {
+        let mut transaction = pool.begin().await.map_err(Sqlite::failure)?;
+        for row in rows {
             row.bind_to(
                 sqlx::query(INSERT_RESULT_SQL),
                 stored_time_text(row.received_at),
             )
             .execute(&mut *transaction)
             .await
-            .map_err(failure)?;
+            .map_err(Sqlite::failure)?;
             sqlx::query(INSERT_RAW_MESSAGE_SQL)
                 .bind(row.id.as_str())
                 .bind(row.raw_message())
                 .execute(&mut *transaction)
                 .await
-                .map_err(failure)?;
+                .map_err(Sqlite::failure)?;
         }
-        transaction.commit().await.map_err(failure)?;
-        Ok(rows.into_iter().map(|row| row.id).collect())
+        transaction.commit().await.map_err(Sqlite::failure)
     }
 
-    async fn get(&self, id: &str) -> StoreResult<Option<StoredResult>> {
-        let sql = format!("SELECT {RESULT_COLUMNS} FROM results WHERE id = $1");
-        let row = sqlx::query_as::<_, ResultRow>(&sql)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(failure)?;
-        row.map(StoredResult::try_from).transpose()
-    }
-
-    async fn raw_message(&self, id: &str) -> StoreResult<Option<Vec<u8>>> {
-        sqlx::query_scalar("SELECT message FROM raw_messages WHERE result_id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(failure)
-    }
-
-    async fn list(&self, query: &ListQuery) -> StoreResult<Vec<StoredResult>> {
-        let before_seq = match &query.before {
-            Some(id) => Some(
-                sqlx::query(SEQ_OF_ID_SQL)
-                    .bind(id.as_str())
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err(failure)?
-                    .ok_or_else(|| StoreError::UnknownId(id.clone()))?
-                    .try_get::<i64, _>(0)
-                    .map_err(failure)?,
-            ),
-            None => None,
-        };
-        let list = ListSql::new(query, before_seq);
-        let rows = list
-            .bind_to(sqlx::query_as::<_, ResultRow>(&list.sql))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(failure)?;
-        rows.into_iter().map(StoredResult::try_from).collect()
-    }
-
-    async fn purge(&self, cutoff: DateTime<Utc>) -> StoreResult<u64> {
+    async fn purge(pool: &SqlitePool, cutoff: DateTime<Utc>) -> StoreResult<u64> {
         // SQLite lets one writer in at a time and others wait up to the busy timeout, so
         // purges from several handles take turns; raw messages go with their result through
         // the foreign key's ON DELETE CASCADE.
         let deleted = sqlx::query("DELETE FROM results WHERE received_at < $1")
             .bind(stored_time_text(cutoff))
-            .execute(&self.pool)
+            .execute(pool)
             .await
-            .map_err(failure)?;
+            .map_err(Sqlite::failure)?;
         Ok(deleted.rows_affected())
     }
 
-    async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(failure)?;
-        Ok(())
-    }
-
-    async fn integrity_check(&self) -> StoreResult<Vec<String>> {
+    async fn integrity_check(pool: &SqlitePool) -> StoreResult<Vec<String>> {
         let report: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check")
-            .fetch_all(&self.pool)
+            .fetch_all(pool)
             .await
-            .map_err(failure)?;
+            .map_err(Sqlite::failure)?;
         Ok(report.into_iter().filter(|line| line != "ok").collect())
-    }
-
-    async fn close(&self) {
-        self.pool.close().await;
     }
 }

@@ -221,8 +221,13 @@ impl Dns {
     }
 }
 
+/// Raw labels joined by dots, not the escaped presentation form, so the name can be looked up again.
 fn name_to_string(name: &Name) -> String {
-    name.to_ascii().trim_end_matches('.').to_string()
+    labels_to_string(name)
+}
+
+fn labels_to_string(name: &Name) -> String {
+    name.iter().map(|label| String::from_utf8_lossy(label).into_owned()).collect::<Vec<_>>().join(".")
 }
 
 fn to_fqdn(name: &str) -> Result<Name, LookupError> {
@@ -230,7 +235,11 @@ fn to_fqdn(name: &str) -> Result<Name, LookupError> {
     if trimmed.is_empty() || trimmed.len() > 253 || trimmed.split('.').any(|l| l.is_empty() || l.len() > 63) {
         return Err(LookupError::InvalidName(name.to_string()));
     }
-    let mut fqdn = Name::from_str_relaxed(trimmed).map_err(|_| LookupError::InvalidName(name.to_string()))?;
+    // SPF targets may hold any visible ASCII (`foo:bar/baz.example.com`), which the text parser
+    // refuses; such names go on the wire label by label as they are.
+    let mut fqdn = Name::from_str_relaxed(trimmed)
+        .or_else(|e| if trimmed.is_ascii() { Name::from_labels(trimmed.split('.').map(str::as_bytes)) } else { Err(e) })
+        .map_err(|_| LookupError::InvalidName(name.to_string()))?;
     fqdn.set_fqdn(true);
     Ok(fqdn)
 }

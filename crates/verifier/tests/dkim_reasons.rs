@@ -197,11 +197,7 @@ async fn a_changed_body_fails_on_the_body_hash() {
         DkimReasonCode::BodyHashMismatch,
         "the body was changed after signing",
     );
-    assert!(
-        report.reason.contains("computed") || report.reason.contains("hashes to"),
-        "{}",
-        report.reason
-    );
+    assert!(report.reason.contains("hashes to"), "{}", report.reason);
 }
 
 #[tokio::test]
@@ -712,4 +708,16 @@ async fn every_signature_is_reported_in_header_order() {
             ("ed25519", DkimResult::Pass)
         ]
     );
+}
+
+#[tokio::test]
+async fn verification_can_be_spawned_onto_any_runtime_thread() {
+    let server = server().await;
+    let dns = Dns::new(&common::dns_config(&server)).unwrap();
+    let message = signed(TestKey::Rsa2048);
+    let report =
+        tokio::spawn(async move { verify_signatures(&dns, &message, now(), TIME_LIMIT).await })
+            .await
+            .unwrap();
+    assert_eq!(report[0].result, DkimResult::Pass, "{}", report[0].reason);
 }

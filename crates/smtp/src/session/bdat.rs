@@ -11,7 +11,12 @@ impl<D: Delivery> Session<D> {
         match self.take_transaction() {
             Some(mut transaction) if !transaction.recipients.is_empty() => {
                 transaction.chunking = true;
-                self.state = State::Chunk { transaction, size, remaining: size, last };
+                self.state = State::Chunk {
+                    transaction,
+                    size,
+                    remaining: size,
+                    last,
+                };
             }
             other => {
                 if let Some(transaction) = other {
@@ -19,7 +24,11 @@ impl<D: Delivery> Session<D> {
                 }
                 let reply = self.no_message_expected();
                 let resume = std::mem::replace(&mut self.state, State::Idle);
-                self.state = State::RefusedChunk { remaining: size, reply, resume: Box::new(resume) };
+                self.state = State::RefusedChunk {
+                    remaining: size,
+                    reply,
+                    resume: Box::new(resume),
+                };
             }
         }
         Step::Continue

@@ -35,7 +35,9 @@ pub(crate) struct Decoded {
 
 impl DotDecoder {
     pub(crate) fn new() -> Self {
-        DotDecoder { position: Position::LineStart }
+        DotDecoder {
+            position: Position::LineStart,
+        }
     }
 
     /// Decodes `input`, passing message bytes to `emit` in order, and stops after the terminator.
@@ -46,7 +48,10 @@ impl DotDecoder {
             match self.position {
                 Position::InLine => {
                     // Copy the rest of the line in one go; only a CR can change the position.
-                    let run = input[i..].iter().position(|&b| b == b'\r').unwrap_or(input.len() - i);
+                    let run = input[i..]
+                        .iter()
+                        .position(|&b| b == b'\r')
+                        .unwrap_or(input.len() - i);
                     if run > 0 {
                         emit(&input[i..i + run]);
                         i += run;
@@ -80,7 +85,10 @@ impl DotDecoder {
                 },
                 Position::DotCr => {
                     if byte == b'\n' {
-                        return Decoded { consumed: i + 1, finished: true };
+                        return Decoded {
+                            consumed: i + 1,
+                            finished: true,
+                        };
                     }
                     // `.CR` then something else: a stuffed line starting with CR.
                     emit(b"\r");
@@ -90,7 +98,10 @@ impl DotDecoder {
             }
             i += 1;
         }
-        Decoded { consumed: input.len(), finished: false }
+        Decoded {
+            consumed: input.len(),
+            finished: false,
+        }
     }
 }
 
@@ -115,7 +126,11 @@ mod tests {
     fn decode_every_way(input: &[u8]) -> (Vec<u8>, Option<Vec<u8>>) {
         let whole = decode_in_pieces(input, input.len().max(1));
         for piece in 1..input.len().min(8) {
-            assert_eq!(decode_in_pieces(input, piece), whole, "split every {piece} bytes");
+            assert_eq!(
+                decode_in_pieces(input, piece),
+                whole,
+                "split every {piece} bytes"
+            );
         }
         whole
     }

@@ -14,7 +14,11 @@ impl<D: Delivery> Session<D> {
         };
         let client = self.client;
         let helo = self.helo.clone().unwrap_or_default();
-        let recipients: Vec<&str> = transaction.recipients.iter().map(|r| r.address.as_str()).collect();
+        let recipients: Vec<&str> = transaction
+            .recipients
+            .iter()
+            .map(|r| r.address.as_str())
+            .collect();
         let recipients = recipients.join(",");
         let size = transaction.body.size();
         let mail_from = transaction.mail_from.clone();
@@ -36,7 +40,10 @@ impl<D: Delivery> Session<D> {
             received_at: Utc::now(),
             size,
         };
-        let outcome = self.delivery.deliver(envelope, transaction.body.into_bytes()).await;
+        let outcome = self
+            .delivery
+            .deliver(envelope, transaction.body.into_bytes())
+            .await;
         let took_ms = transaction.started.elapsed().as_millis() as u64;
         let reply = match outcome {
             Ok(accepted) => {

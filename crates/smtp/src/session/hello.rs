@@ -8,7 +8,12 @@ impl<D: Delivery> Session<D> {
     pub(super) fn ehlo(&mut self, client_name: &str) -> Reply {
         self.greeted(client_name);
         let offer_starttls = self.config.tls.is_some() && self.tls.is_none();
-        replies::ehlo(&self.config.hostname, client_name, self.config.max_message_size, offer_starttls)
+        replies::ehlo(
+            &self.config.hostname,
+            client_name,
+            self.config.max_message_size,
+            offer_starttls,
+        )
     }
 
     pub(super) fn helo(&mut self, client_name: &str) -> Reply {

@@ -44,17 +44,55 @@ enum State {
     /// After DATA's 354: message bytes up to `CRLF.CRLF`.
     Data(Transaction, DotDecoder),
     /// Inside a BDAT chunk: `remaining` bytes of message still to come.
-    Chunk { transaction: Transaction, size: usize, remaining: usize, last: bool },
+    Chunk {
+        transaction: Transaction,
+        size: usize,
+        remaining: usize,
+        last: bool,
+    },
     /// Inside a BDAT chunk that was refused: its bytes are read and dropped, then `reply` is
     /// sent and the session goes back to `resume`.
-    RefusedChunk { remaining: usize, reply: Reply, resume: Box<State> },
+    RefusedChunk {
+        remaining: usize,
+        reply: Reply,
+        resume: Box<State>,
+    },
 }
 
 /// What the loop does once the buffered input has been handled.
 enum Next {
     ReadMore,
     StartTls,
-    Close(&'static str),
+    Close(Ending),
+}
+
+/// Why a session ended without a connection error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    ClientQuit,
+    ClientClosed,
+    CommandTimeout,
+    SessionTimeLimit,
+    TooManyErrors,
+    Shutdown,
+}
+
+impl Ending {
+    fn describe(self) -> &'static str {
+        match self {
+            Ending::ClientQuit => "client quit",
+            Ending::ClientClosed => "client closed the connection",
+            Ending::CommandTimeout => "command timeout",
+            Ending::SessionTimeLimit => "session time limit reached",
+            Ending::TooManyErrors => "too many refused commands",
+            Ending::Shutdown => "server shutting down",
+        }
+    }
+
+    /// Whether the client ended the session itself, as clients normally do.
+    fn by_client(self) -> bool {
+        matches!(self, Ending::ClientQuit | Ending::ClientClosed)
+    }
 }
 
 /// The result of handling one unit of input.
@@ -129,8 +167,18 @@ impl<D: Delivery> Session<D> {
         let helo = self.helo.as_deref().unwrap_or("");
         let seconds = self.started.elapsed().as_secs_f64();
         match ending {
-            Ok(reason) => tracing::debug!(
-                client = %self.client, helo, messages = self.messages_stored, seconds, reason, "session ended"
+            // Each message's outcome has its own info line; a session that ends otherwise
+            // than by the client deserves one too.
+            Ok(ending) if ending.by_client() => tracing::debug!(
+                client = %self.client,
+                helo,
+                messages = self.messages_stored,
+                seconds,
+                reason = ending.describe(),
+                "session ended"
+            ),
+            Ok(ending) => tracing::info!(
+                client = %self.client, helo, messages = self.messages_stored, seconds, reason = ending.describe(), "session ended"
             ),
             Err(error) => tracing::warn!(
                 client = %self.client, helo, messages = self.messages_stored, seconds, %error, "session ended with an error"
@@ -139,7 +187,7 @@ impl<D: Delivery> Session<D> {
         let _ = timeout(CLOSE_TIMEOUT, self.stream.shutdown()).await;
     }
 
-    async fn serve(&mut self) -> Result<&'static str, SessionError> {
+    async fn serve(&mut self) -> Result<Ending, SessionError> {
         self.push(&replies::greeting(&self.config.hostname));
         let deadline = self.started + self.config.session_timeout;
         loop {
@@ -156,10 +204,20 @@ impl<D: Delivery> Session<D> {
                 }
             }
 
-            let wait = deadline.saturating_duration_since(Instant::now()).min(self.config.command_timeout);
+            let left = deadline.saturating_duration_since(Instant::now());
+            // Checked before reading too, so a client that always has more to send is still cut off.
+            if left.is_zero() {
+                self.push(&replies::session_too_long(&self.config.hostname));
+                self.flush().await?;
+                return Ok(Ending::SessionTimeLimit);
+            }
+            let wait = left.min(self.config.command_timeout);
             // At shutdown, a session waiting for a command is closed; one receiving a message
             // is left to finish it (within the listener's grace period).
-            let between_messages = matches!(self.state, State::Connected | State::Idle | State::Transaction(_));
+            let between_messages = matches!(
+                self.state,
+                State::Connected | State::Idle | State::Transaction(_)
+            );
             self.input.reserve(READ_CHUNK);
             let shutdown = &mut self.shutdown;
             let read = tokio::select! {
@@ -170,20 +228,20 @@ impl<D: Delivery> Session<D> {
                 None => {
                     self.push(&replies::shutting_down(&self.config.hostname));
                     self.flush().await?;
-                    return Ok("server shutting down");
+                    return Ok(Ending::Shutdown);
                 }
-                Some(Ok(Ok(0))) => return Ok("client closed the connection"),
+                Some(Ok(Ok(0))) => return Ok(Ending::ClientClosed),
                 Some(Ok(Ok(_))) => {}
                 Some(Ok(Err(error))) => return Err(error.into()),
                 Some(Err(_elapsed)) if Instant::now() >= deadline => {
                     self.push(&replies::session_too_long(&self.config.hostname));
                     self.flush().await?;
-                    return Ok("session time limit");
+                    return Ok(Ending::SessionTimeLimit);
                 }
                 Some(Err(_elapsed)) => {
                     self.push(&replies::command_timeout(&self.config.hostname));
                     self.flush().await?;
-                    return Ok("command timeout");
+                    return Ok(Ending::CommandTimeout);
                 }
             }
         }
@@ -194,7 +252,8 @@ impl<D: Delivery> Session<D> {
         loop {
             let step = match &mut self.state {
                 State::Data(transaction, decoder) => {
-                    let decoded = decoder.decode(&self.input, |bytes| transaction.body.append(bytes));
+                    let decoded =
+                        decoder.decode(&self.input, |bytes| transaction.body.append(bytes));
                     self.input.advance(decoded.consumed);
                     if decoded.finished {
                         self.end_of_message().await
@@ -202,7 +261,12 @@ impl<D: Delivery> Session<D> {
                         Step::NeedInput
                     }
                 }
-                State::Chunk { transaction, size, remaining, last } => {
+                State::Chunk {
+                    transaction,
+                    size,
+                    remaining,
+                    last,
+                } => {
                     let available = (*remaining).min(self.input.len());
                     transaction.body.append(&self.input[..available]);
                     self.input.advance(available);
@@ -223,7 +287,7 @@ impl<D: Delivery> Session<D> {
                         Step::NeedInput
                     }
                 }
-                State::Connected | State::Idle | State::Transaction(_) => self.next_command().await,
+                State::Connected | State::Idle | State::Transaction(_) => self.next_command(),
             };
             match step {
                 Step::Continue => {}
@@ -234,7 +298,7 @@ impl<D: Delivery> Session<D> {
     }
 
     /// Takes one command line from the buffer and handles it.
-    async fn next_command(&mut self) -> Step {
+    fn next_command(&mut self) -> Step {
         let Some(newline) = self.input.iter().position(|&b| b == b'\n') else {
             if self.skipping_long_line {
                 self.input.clear();
@@ -252,10 +316,10 @@ impl<D: Delivery> Session<D> {
         if line.len() > self.config.max_line_length {
             return self.command_reply(replies::LINE_TOO_LONG);
         }
-        self.handle_command(&line).await
+        self.handle_command(&line)
     }
 
-    async fn handle_command(&mut self, line: &[u8]) -> Step {
+    fn handle_command(&mut self, line: &[u8]) -> Step {
         let reply = match Request::parse(&mut line.iter()) {
             Ok(Request::Ehlo { host }) => self.ehlo(&host),
             Ok(Request::Helo { host }) => self.helo(&host),
@@ -264,7 +328,10 @@ impl<D: Delivery> Session<D> {
             // smtp-proto refuses address literals here, which must be answered as relaying.
             Err(ParseError::InvalidRecipientAddress) => self.rcpt(line, false),
             Ok(Request::Data) => return self.data(),
-            Ok(Request::Bdat { chunk_size, is_last }) => return self.bdat(chunk_size, is_last),
+            Ok(Request::Bdat {
+                chunk_size,
+                is_last,
+            }) => return self.bdat(chunk_size, is_last),
             Ok(Request::StartTls) => return self.starttls(),
             Ok(Request::Rset) => self.rset(),
             Ok(Request::Noop { .. }) => replies::OK,
@@ -281,9 +348,15 @@ impl<D: Delivery> Session<D> {
             ) => replies::NOT_IMPLEMENTED,
             Err(ParseError::UnknownCommand) => replies::UNKNOWN_COMMAND,
             Err(ParseError::SyntaxError { syntax }) => replies::syntax_error(syntax),
-            Err(ParseError::InvalidSenderAddress) => replies::syntax_error("MAIL FROM:<reverse-path> [parameters]"),
-            Err(ParseError::InvalidParameter { param }) => replies::syntax_error(&format!("a valid {param} value")),
-            Err(ParseError::UnsupportedParameter { param }) => replies::unsupported_parameter(&param),
+            Err(ParseError::InvalidSenderAddress) => {
+                replies::syntax_error("MAIL FROM:<reverse-path> [parameters]")
+            }
+            Err(ParseError::InvalidParameter { param }) => {
+                replies::syntax_error(&format!("a valid {param} value"))
+            }
+            Err(ParseError::UnsupportedParameter { param }) => {
+                replies::unsupported_parameter(&param)
+            }
             Err(_) => replies::UNKNOWN_COMMAND,
         };
         self.command_reply(reply)
@@ -296,7 +369,7 @@ impl<D: Delivery> Session<D> {
             if self.bad_commands > self.config.max_bad_commands {
                 tracing::warn!(client = %self.client, last = reply.text(), "too many refused commands; disconnecting");
                 self.push(&replies::TOO_MANY_ERRORS);
-                return Step::Stop(Next::Close("too many errors"));
+                return Step::Stop(Next::Close(Ending::TooManyErrors));
             }
         }
         self.push(&reply);
@@ -304,6 +377,7 @@ impl<D: Delivery> Session<D> {
     }
 
     fn push(&mut self, reply: &Reply) {
+        replies::count(reply);
         self.output.extend_from_slice(reply.as_bytes());
     }
 
@@ -317,7 +391,9 @@ impl<D: Delivery> Session<D> {
             stream.write_all(output).await?;
             stream.flush().await
         };
-        timeout(self.config.command_timeout, write).await.map_err(|_| SessionError::WriteTimeout)??;
+        timeout(self.config.command_timeout, write)
+            .await
+            .map_err(|_| SessionError::WriteTimeout)??;
         self.output.clear();
         Ok(())
     }
@@ -339,7 +415,9 @@ impl<D: Delivery> Session<D> {
     fn no_message_expected(&self) -> Reply {
         match &self.state {
             State::Connected => replies::HELLO_FIRST,
-            State::Transaction(transaction) if transaction.recipients.is_empty() => replies::NO_VALID_RECIPIENTS,
+            State::Transaction(transaction) if transaction.recipients.is_empty() => {
+                replies::NO_VALID_RECIPIENTS
+            }
             _ => replies::MAIL_FIRST,
         }
     }

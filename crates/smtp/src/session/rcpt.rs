@@ -12,7 +12,9 @@ impl<D: Delivery> Session<D> {
     pub(super) fn rcpt(&mut self, line: &[u8], parsed: bool) -> Reply {
         let transaction = match &mut self.state {
             State::Connected => return replies::HELLO_FIRST,
-            State::Transaction(transaction) if transaction.chunking => return replies::FINISH_CHUNKING,
+            State::Transaction(transaction) if transaction.chunking => {
+                return replies::FINISH_CHUNKING;
+            }
             State::Transaction(transaction) => transaction,
             _ => return replies::MAIL_FIRST,
         };

@@ -31,15 +31,21 @@ impl<D: Delivery> Session<D> {
         self.input.clear();
         self.helo = None;
         self.state = State::Connected;
-        let (Some(config), Stream::Plain(tcp)) =
-            (self.config.tls.clone(), std::mem::replace(&mut self.stream, Stream::Upgrading))
-        else {
-            return Err(SessionError::TlsHandshake(std::io::Error::other("STARTTLS on a connection already upgraded")));
+        let (Some(config), Stream::Plain(tcp)) = (
+            self.config.tls.clone(),
+            std::mem::replace(&mut self.stream, Stream::Upgrading),
+        ) else {
+            return Err(SessionError::TlsHandshake(std::io::Error::other(
+                "STARTTLS on a connection already upgraded",
+            )));
         };
-        let tls = timeout(self.config.command_timeout, TlsAcceptor::from(config).accept(tcp))
-            .await
-            .map_err(|_| SessionError::TlsTimeout)?
-            .map_err(SessionError::TlsHandshake)?;
+        let tls = timeout(
+            self.config.command_timeout,
+            TlsAcceptor::from(config).accept(tcp),
+        )
+        .await
+        .map_err(|_| SessionError::TlsTimeout)?
+        .map_err(SessionError::TlsHandshake)?;
         self.tls = Some(tls_info(tls.get_ref().1));
         self.stream = Stream::Tls(Box::new(tls));
         Ok(())
@@ -56,7 +62,9 @@ fn tls_info(connection: &ServerConnection) -> TlsInfo {
     let cipher = match connection.negotiated_cipher_suite() {
         Some(suite) => {
             let suite = suite.suite();
-            suite.as_str().map_or_else(|| format!("{suite:?}"), str::to_string)
+            suite
+                .as_str()
+                .map_or_else(|| format!("{suite:?}"), str::to_string)
         }
         None => "unknown".to_string(),
     };

@@ -37,7 +37,11 @@ pub(crate) struct Body {
 
 impl Body {
     fn new(limit: usize) -> Self {
-        Body { bytes: Vec::new(), size: 0, limit }
+        Body {
+            bytes: Vec::new(),
+            size: 0,
+            limit,
+        }
     }
 
     pub(crate) fn append(&mut self, chunk: &[u8]) {

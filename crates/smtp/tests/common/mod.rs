@@ -32,7 +32,11 @@ impl RecordingDelivery {
 }
 
 impl Delivery for RecordingDelivery {
-    async fn deliver(&self, envelope: Envelope, message: Vec<u8>) -> Result<Vec<Accepted>, DeliveryError> {
+    async fn deliver(
+        &self,
+        envelope: Envelope,
+        message: Vec<u8>,
+    ) -> Result<Vec<Accepted>, DeliveryError> {
         if let Some(failure) = self.failure.lock().unwrap().clone() {
             return Err(failure);
         }
@@ -49,7 +53,11 @@ impl Delivery for RecordingDelivery {
             .into_iter()
             .map(|mailbox| {
                 let id = format!("{}-{n}", mailbox.local_part());
-                Accepted { mailbox, url: format!("http://results.test/r/{id}"), id }
+                Accepted {
+                    mailbox,
+                    url: format!("http://results.test/r/{id}"),
+                    id,
+                }
             })
             .collect())
     }
@@ -68,14 +76,25 @@ pub async fn start(configure: impl FnOnce(&mut SmtpConfig)) -> Server {
     let addr = listener.local_addr().unwrap();
     let mut config = SmtpConfig {
         hostname: "mx.tester.example".to_string(),
-        domains: vec![DOMAIN.to_string(), "second.test".to_string()],
+        // Written as a person might configure it; matched as `second.test`.
+        domains: vec![DOMAIN.to_string(), "Second.Test.".to_string()],
         ..SmtpConfig::new(addr)
     };
     configure(&mut config);
     let delivery = Arc::new(RecordingDelivery::default());
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(authcheck_smtp::run(listener, config, delivery.clone(), stopped));
-    Server { addr, delivery, stop: Some(stop), task }
+    let task = tokio::spawn(authcheck_smtp::run(
+        listener,
+        config,
+        delivery.clone(),
+        stopped,
+    ));
+    Server {
+        addr,
+        delivery,
+        stop: Some(stop),
+        task,
+    }
 }
 
 impl Server {
@@ -102,7 +121,10 @@ impl Server {
     /// Requests shutdown and waits for the listener to return.
     pub async fn stop(mut self) {
         let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(PATIENCE, &mut self.task).await.expect("the listener stops").unwrap();
+        tokio::time::timeout(PATIENCE, &mut self.task)
+            .await
+            .expect("the listener stops")
+            .unwrap();
     }
 }
 
@@ -112,11 +134,17 @@ pub struct Client<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     pub fn new(stream: S) -> Self {
-        Client { stream: BufReader::new(stream) }
+        Client {
+            stream: BufReader::new(stream),
+        }
     }
 
     pub async fn send(&mut self, bytes: impl AsRef<[u8]>) {
-        self.stream.get_mut().write_all(bytes.as_ref()).await.unwrap();
+        self.stream
+            .get_mut()
+            .write_all(bytes.as_ref())
+            .await
+            .unwrap();
     }
 
     /// Reads one whole reply; lines are joined with `\n`, without CRLF.
@@ -124,8 +152,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         let mut lines = Vec::new();
         loop {
             let mut line = String::new();
-            let read = tokio::time::timeout(PATIENCE, self.stream.read_line(&mut line)).await.expect("a reply in time");
-            assert!(read.unwrap() > 0, "connection closed; replies so far: {lines:?}");
+            let read = tokio::time::timeout(PATIENCE, self.stream.read_line(&mut line))
+                .await
+                .expect("a reply in time");
+            assert!(
+                read.unwrap() > 0,
+                "connection closed; replies so far: {lines:?}"
+            );
             let line = line.trim_end_matches(['\r', '\n']).to_string();
             let last = line.as_bytes().get(3) != Some(&b'-');
             lines.push(line);
@@ -152,7 +185,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     }
 
     pub fn into_inner(self) -> S {
-        assert!(self.stream.buffer().is_empty(), "unread bytes from the server");
+        assert!(
+            self.stream.buffer().is_empty(),
+            "unread bytes from the server"
+        );
         self.stream.into_inner()
     }
 

@@ -102,7 +102,13 @@ struct Conclusion {
 
 impl Conclusion {
     fn early(result: SpfResult, reason: String) -> Conclusion {
-        Conclusion { result, reason, decided_by: None, explanation: None, trace: Vec::new() }
+        Conclusion {
+            result,
+            reason,
+            decided_by: None,
+            explanation: None,
+            trace: Vec::new(),
+        }
     }
 }
 
@@ -125,7 +131,12 @@ struct TermError {
 
 impl TermError {
     fn new(result: SpfResult, reason: String) -> TermError {
-        TermError { result, detail: reason.clone(), reason, nested: Vec::new() }
+        TermError {
+            result,
+            detail: reason.clone(),
+            reason,
+            nested: Vec::new(),
+        }
     }
 }
 
@@ -138,7 +149,11 @@ struct TermMatch {
 
 impl TermMatch {
     fn new(matched: bool, detail: String) -> TermMatch {
-        TermMatch { matched, detail, nested: Vec::new() }
+        TermMatch {
+            matched,
+            detail,
+            nested: Vec::new(),
+        }
     }
 }
 
@@ -153,7 +168,9 @@ type BoxedConclusion<'s> = Pin<Box<dyn Future<Output = Conclusion> + Send + 's>>
 
 impl<'a> Evaluator<'a> {
     fn top_domain(&self) -> &str {
-        self.stack.first().map_or(self.sender.domain.as_str(), String::as_str)
+        self.stack
+            .first()
+            .map_or(self.sender.domain.as_str(), String::as_str)
     }
 
     /// `check_host()` for `domain`; `explanation_applies` is false under an `include:`, whose
@@ -166,7 +183,9 @@ impl<'a> Evaluator<'a> {
                 RecordLookup::Failed(result, reason) => return Conclusion::early(result, reason),
             };
             self.stack.push(domain.to_ascii_lowercase());
-            let conclusion = self.evaluate_record(&domain, &record, explanation_applies).await;
+            let conclusion = self
+                .evaluate_record(&domain, &record, explanation_applies)
+                .await;
             self.stack.pop();
             conclusion
         })
@@ -179,25 +198,38 @@ impl<'a> Evaluator<'a> {
             Err(LookupError::Temporary(_, why)) => {
                 return RecordLookup::Failed(
                     SpfResult::Temperror,
-                    format!("the TXT lookup for {domain} failed ({why}), so its SPF record could not be read: temperror"),
+                    format!(
+                        "the TXT lookup for {domain} failed ({why}), so its SPF record could not be read: temperror"
+                    ),
                 );
             }
             Err(LookupError::NxDomain(_)) => {
-                return RecordLookup::Missing(format!("{domain} does not exist (NXDOMAIN), so it has no SPF record"));
+                return RecordLookup::Missing(format!(
+                    "{domain} does not exist (NXDOMAIN), so it has no SPF record"
+                ));
             }
             Err(LookupError::NoRecords(..)) => {
-                return RecordLookup::Missing(format!("{domain} has no TXT records, so no SPF record"));
+                return RecordLookup::Missing(format!(
+                    "{domain} has no TXT records, so no SPF record"
+                ));
             }
             Err(LookupError::InvalidName(_)) => {
-                return RecordLookup::Missing(format!("'{domain}' is not a valid domain name, so it has no SPF record"));
+                return RecordLookup::Missing(format!(
+                    "'{domain}' is not a valid domain name, so it has no SPF record"
+                ));
             }
         };
         let spf: Vec<&Vec<u8>> = txts.iter().filter(|t| record::is_spf_record(t)).collect();
         if is_top {
-            self.top_records = spf.iter().map(|t| String::from_utf8_lossy(t).into_owned()).collect();
+            self.top_records = spf
+                .iter()
+                .map(|t| String::from_utf8_lossy(t).into_owned())
+                .collect();
         }
         match spf.as_slice() {
-            [] => RecordLookup::Missing(format!("{domain} has no SPF record (no TXT record starts with v=spf1)")),
+            [] => RecordLookup::Missing(format!(
+                "{domain} has no SPF record (no TXT record starts with v=spf1)"
+            )),
             [text] => match record::parse_record(text) {
                 Ok(record) => RecordLookup::Found(record),
                 Err(error) => RecordLookup::Failed(
@@ -215,13 +247,27 @@ impl<'a> Evaluator<'a> {
         }
     }
 
-    async fn evaluate_record(&mut self, domain: &str, record: &Record, explanation_applies: bool) -> Conclusion {
+    async fn evaluate_record(
+        &mut self,
+        domain: &str,
+        record: &Record,
+        explanation_applies: bool,
+    ) -> Conclusion {
         let mut trace = Vec::new();
         let mut decision: Option<(&Term, SpfResult)> = None;
         for term in &record.terms {
-            let TermKind::Directive { qualifier, mechanism } = &term.kind else {
+            let TermKind::Directive {
+                qualifier,
+                mechanism,
+            } = &term.kind
+            else {
                 if term.kind == TermKind::UnknownModifier {
-                    trace.push(step(domain, term, SpfTermOutcome::Ignored, "unknown modifier: ignored (RFC 7208 §6)".into()));
+                    trace.push(step(
+                        domain,
+                        term,
+                        SpfTermOutcome::Ignored,
+                        "unknown modifier: ignored (RFC 7208 §6)".into(),
+                    ));
                 }
                 continue;
             };
@@ -232,7 +278,11 @@ impl<'a> Evaluator<'a> {
             }
             match self.evaluate_mechanism(domain, term, mechanism).await {
                 Ok(outcome) => {
-                    let kind = if outcome.matched { SpfTermOutcome::Match } else { SpfTermOutcome::NoMatch };
+                    let kind = if outcome.matched {
+                        SpfTermOutcome::Match
+                    } else {
+                        SpfTermOutcome::NoMatch
+                    };
                     trace.push(SpfTraceStep {
                         domain: domain.to_string(),
                         term: term.text.clone(),
@@ -268,7 +318,8 @@ impl<'a> Evaluator<'a> {
                 let detail = format!("not used: {} matched", decider.text);
                 trace.push(step(domain, redirect, SpfTermOutcome::Ignored, detail));
             }
-            let explanation = self.own_explanation(domain, record, result, explanation_applies, &mut trace);
+            let explanation =
+                self.own_explanation(domain, record, result, explanation_applies, &mut trace);
             return Conclusion {
                 result,
                 reason: self.match_reason(domain, &decider.text, result),
@@ -280,25 +331,43 @@ impl<'a> Evaluator<'a> {
 
         if let Some((redirect, spec)) = record.redirect() {
             if let Some((exp, _)) = record.explanation() {
-                let detail = "not used: after redirect= the target's own exp= applies (RFC 7208 §6.2)".into();
+                let detail =
+                    "not used: after redirect= the target's own exp= applies (RFC 7208 §6.2)"
+                        .into();
                 trace.push(step(domain, exp, SpfTermOutcome::Ignored, detail));
             }
-            let mut conclusion = self.follow_redirect(domain, redirect, spec, explanation_applies).await;
+            let mut conclusion = self
+                .follow_redirect(domain, redirect, spec, explanation_applies)
+                .await;
             conclusion.trace.splice(0..0, trace);
             return conclusion;
         }
 
-        let explanation = self.own_explanation(domain, record, SpfResult::Neutral, explanation_applies, &mut trace);
+        let explanation = self.own_explanation(
+            domain,
+            record,
+            SpfResult::Neutral,
+            explanation_applies,
+            &mut trace,
+        );
         let top = self.top_domain();
         let ip = self.sender.ip;
         let reason = if domain.eq_ignore_ascii_case(top) {
-            format!("{ip} matched no mechanism of {top}'s SPF record; the default result is neutral (RFC 7208 §4.7)")
+            format!(
+                "{ip} matched no mechanism of {top}'s SPF record; the default result is neutral (RFC 7208 §4.7)"
+            )
         } else {
             format!(
                 "{ip} matched no mechanism of {top}'s SPF record or of {domain}'s, reached by redirect; the default result is neutral (RFC 7208 §4.7)"
             )
         };
-        Conclusion { result: SpfResult::Neutral, reason, decided_by: None, explanation, trace }
+        Conclusion {
+            result: SpfResult::Neutral,
+            reason,
+            decided_by: None,
+            explanation,
+            trace,
+        }
     }
 
     /// This record's `exp=`: kept for later when its `fail` may become the final result,
@@ -313,12 +382,20 @@ impl<'a> Evaluator<'a> {
     ) -> Option<PendingExplanation> {
         let (term, spec) = record.explanation()?;
         if result == SpfResult::Fail && explanation_applies {
-            return Some(PendingExplanation { domain: domain.to_string(), term: term.text.clone(), spec: spec.clone() });
+            return Some(PendingExplanation {
+                domain: domain.to_string(),
+                term: term.text.clone(),
+                spec: spec.clone(),
+            });
         }
         let detail = if result == SpfResult::Fail {
-            "not used: the explanation of an included record is never shown (RFC 7208 §6.2)".to_string()
+            "not used: the explanation of an included record is never shown (RFC 7208 §6.2)"
+                .to_string()
         } else {
-            format!("not used: exp= is only consulted when the result is fail, and this record gave {}", result.as_str())
+            format!(
+                "not used: exp= is only consulted when the result is fail, and this record gave {}",
+                result.as_str()
+            )
         };
         trace.push(step(domain, term, SpfTermOutcome::Ignored, detail));
         None
@@ -375,7 +452,10 @@ impl<'a> Evaluator<'a> {
             );
             return failed(TermError::new(SpfResult::Permerror, reason), None);
         }
-        let detail = format!("followed: {target}'s record gives {}", inner.result.as_str());
+        let detail = format!(
+            "followed: {target}'s record gives {}",
+            inner.result.as_str()
+        );
         Conclusion {
             result: inner.result,
             reason: inner.reason,
@@ -406,12 +486,18 @@ impl<'a> Evaluator<'a> {
             Mechanism::Ip4 { network, prefix } => {
                 let matched = in_network(ip, IpAddr::V4(*network), *prefix);
                 let verb = if matched { "is" } else { "is not" };
-                Ok(TermMatch::new(matched, format!("{ip} {verb} in {network}/{prefix}")))
+                Ok(TermMatch::new(
+                    matched,
+                    format!("{ip} {verb} in {network}/{prefix}"),
+                ))
             }
             Mechanism::Ip6 { network, prefix } => {
                 let matched = in_network(ip, IpAddr::V6(*network), *prefix);
                 let verb = if matched { "is" } else { "is not" };
-                Ok(TermMatch::new(matched, format!("{ip} {verb} in {network}/{prefix}")))
+                Ok(TermMatch::new(
+                    matched,
+                    format!("{ip} {verb} in {network}/{prefix}"),
+                ))
             }
             Mechanism::A { domain: spec, cidr } => {
                 let target = self.optional_target(spec.as_ref(), domain).await;
@@ -436,7 +522,13 @@ impl<'a> Evaluator<'a> {
         }
     }
 
-    async fn match_a(&mut self, domain: &str, term: &Term, target: &str, cidr: DualCidr) -> Result<TermMatch, TermError> {
+    async fn match_a(
+        &mut self,
+        domain: &str,
+        term: &Term,
+        target: &str,
+        cidr: DualCidr,
+    ) -> Result<TermMatch, TermError> {
         let ip = self.sender.ip;
         let kind = address_kind(ip);
         match self.dns.addresses(target, ip).await {
@@ -445,14 +537,27 @@ impl<'a> Evaluator<'a> {
                 let matched = addresses.iter().any(|a| in_network(ip, *a, prefix));
                 let listed = list(&addresses);
                 let verb = if matched { "is" } else { "is not" };
-                let within = if prefix == full_prefix(ip) { String::new() } else { format!(" within /{prefix}") };
-                Ok(TermMatch::new(matched, format!("{target} has {kind} {listed}; {ip} {verb} among them{within}")))
+                let within = if prefix == full_prefix(ip) {
+                    String::new()
+                } else {
+                    format!(" within /{prefix}")
+                };
+                Ok(TermMatch::new(
+                    matched,
+                    format!("{target} has {kind} {listed}; {ip} {verb} among them{within}"),
+                ))
             }
             Err(error) => self.lookup_failed(domain, term, target, kind, error),
         }
     }
 
-    async fn match_mx(&mut self, domain: &str, term: &Term, target: &str, cidr: DualCidr) -> Result<TermMatch, TermError> {
+    async fn match_mx(
+        &mut self,
+        domain: &str,
+        term: &Term,
+        target: &str,
+        cidr: DualCidr,
+    ) -> Result<TermMatch, TermError> {
         let ip = self.sender.ip;
         let mut exchanges = match self.dns.mx(target).await {
             Ok(exchanges) => exchanges,
@@ -468,9 +573,16 @@ impl<'a> Evaluator<'a> {
         }
         exchanges.sort_by_key(|(preference, _)| *preference);
         // A null MX (RFC 7505) names the root: the domain accepts no mail and has no MX host.
-        let hosts: Vec<String> = exchanges.into_iter().map(|(_, host)| host).filter(|h| !h.is_empty()).collect();
+        let hosts: Vec<String> = exchanges
+            .into_iter()
+            .map(|(_, host)| host)
+            .filter(|h| !h.is_empty())
+            .collect();
         if hosts.is_empty() {
-            return Ok(TermMatch::new(false, format!("{target} has only a null MX (no mail hosts), so nothing matches")));
+            return Ok(TermMatch::new(
+                false,
+                format!("{target} has only a null MX (no mail hosts), so nothing matches"),
+            ));
         }
         let prefix = prefix_for(ip, cidr);
         let kind = address_kind(ip);
@@ -500,7 +612,10 @@ impl<'a> Evaluator<'a> {
         }
         Ok(TermMatch::new(
             false,
-            format!("{target}'s MX hosts have these addresses: {}; {ip} is not among them", looked_at.join("; ")),
+            format!(
+                "{target}'s MX hosts have these addresses: {}; {ip} is not among them",
+                looked_at.join("; ")
+            ),
         ))
     }
 
@@ -513,22 +628,35 @@ impl<'a> Evaluator<'a> {
                     self.count_void(domain, &format!("the PTR lookup of {ip}"))?;
                 }
                 // A failed PTR lookup makes ptr not match; it is not an error (§5.5).
-                return Ok(TermMatch::new(false, format!("{ip} has no usable PTR record ({error}), so ptr does not match")));
+                return Ok(TermMatch::new(
+                    false,
+                    format!("{ip} has no usable PTR record ({error}), so ptr does not match"),
+                ));
             }
         };
         let considered: Vec<&String> = names.iter().take(PTR_LIMIT).collect();
-        let candidates: Vec<&String> = considered.iter().copied().filter(|n| is_within(n, target)).collect();
+        let candidates: Vec<&String> = considered
+            .iter()
+            .copied()
+            .filter(|n| is_within(n, target))
+            .collect();
         for name in &candidates {
             if let Ok(addresses) = self.dns.addresses(name, ip).await
                 && addresses.contains(&ip)
             {
                 return Ok(TermMatch::new(
                     true,
-                    format!("{ip} has PTR name {name}, which is within {target} and resolves back to {ip}"),
+                    format!(
+                        "{ip} has PTR name {name}, which is within {target} and resolves back to {ip}"
+                    ),
                 ));
             }
         }
-        let names_text = considered.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(", ");
+        let names_text = considered
+            .iter()
+            .map(|n| n.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
         let detail = if candidates.is_empty() {
             format!("{ip} has PTR names {names_text}; none is within {target}")
         } else {
@@ -537,17 +665,30 @@ impl<'a> Evaluator<'a> {
         Ok(TermMatch::new(false, detail))
     }
 
-    async fn match_exists(&mut self, domain: &str, term: &Term, target: &str) -> Result<TermMatch, TermError> {
+    async fn match_exists(
+        &mut self,
+        domain: &str,
+        term: &Term,
+        target: &str,
+    ) -> Result<TermMatch, TermError> {
         match self.dns.a(target).await {
             Ok(addresses) => {
                 let listed = list(&addresses.iter().map(|a| IpAddr::V4(*a)).collect::<Vec<_>>());
-                Ok(TermMatch::new(true, format!("{target} exists (A {listed})")))
+                Ok(TermMatch::new(
+                    true,
+                    format!("{target} exists (A {listed})"),
+                ))
             }
             Err(error) => self.lookup_failed(domain, term, target, "A", error),
         }
     }
 
-    async fn match_include(&mut self, domain: &str, term: &Term, target: &str) -> Result<TermMatch, TermError> {
+    async fn match_include(
+        &mut self,
+        domain: &str,
+        term: &Term,
+        target: &str,
+    ) -> Result<TermMatch, TermError> {
         self.check_loop(domain, term, target)?;
         let inner = self.check_host(target.to_string(), false).await;
         let result = inner.result.as_str();
@@ -597,16 +738,24 @@ impl<'a> Evaluator<'a> {
                 self.count_void(domain, &term.text)?;
                 Ok(TermMatch::new(
                     false,
-                    format!("{what} (void lookup {} of {VOID_LOOKUP_LIMIT} allowed)", self.void_lookups),
+                    format!(
+                        "{what} (void lookup {} of {VOID_LOOKUP_LIMIT} allowed)",
+                        self.void_lookups
+                    ),
                 ))
             }
             LookupError::InvalidName(_) => Ok(TermMatch::new(
                 false,
-                format!("'{target}' is not a valid domain name, so it has no {kind} record and nothing matches"),
+                format!(
+                    "'{target}' is not a valid domain name, so it has no {kind} record and nothing matches"
+                ),
             )),
             LookupError::Temporary(_, why) => Err(TermError::new(
                 SpfResult::Temperror,
-                format!("looking up {kind} records of {target} for {domain}'s {} failed ({why}): temperror", term.text),
+                format!(
+                    "looking up {kind} records of {target} for {domain}'s {} failed ({why}): temperror",
+                    term.text
+                ),
             )),
         }
     }
@@ -673,8 +822,15 @@ impl<'a> Evaluator<'a> {
     }
 
     async fn expand(&mut self, spec: &MacroString, domain: &str) -> String {
-        let validated_name = if spec.uses_validated_name() { Some(self.validated_name(domain).await) } else { None };
-        let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let validated_name = if spec.uses_validated_name() {
+            Some(self.validated_name(domain).await)
+        } else {
+            None
+        };
+        let timestamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
         let values = MacroValues {
             local_part: &self.sender.local_part,
             sender_domain: &self.sender.domain,
@@ -691,11 +847,22 @@ impl<'a> Evaluator<'a> {
     /// `%{p}` (§7.3): a PTR name of the client that resolves back to it, preferring `domain`
     /// itself, then its subdomains; `unknown` when there is none.
     async fn validated_name(&mut self, domain: &str) -> String {
-        if let Some((_, name)) = self.validated_names.iter().find(|(d, _)| d.eq_ignore_ascii_case(domain)) {
+        if let Some((_, name)) = self
+            .validated_names
+            .iter()
+            .find(|(d, _)| d.eq_ignore_ascii_case(domain))
+        {
             return name.clone();
         }
         let ip = self.sender.ip;
-        let mut names: Vec<String> = self.dns.ptr(ip).await.unwrap_or_default().into_iter().take(PTR_LIMIT).collect();
+        let mut names: Vec<String> = self
+            .dns
+            .ptr(ip)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .take(PTR_LIMIT)
+            .collect();
         names.sort_by_key(|n| {
             if n.eq_ignore_ascii_case(domain) {
                 0
@@ -714,7 +881,8 @@ impl<'a> Evaluator<'a> {
                 break;
             }
         }
-        self.validated_names.push((domain.to_string(), found.clone()));
+        self.validated_names
+            .push((domain.to_string(), found.clone()));
         found
     }
 
@@ -724,29 +892,53 @@ impl<'a> Evaluator<'a> {
         let target = self.target_name(&pending.spec, &pending.domain).await;
         let outcome = match self.dns.txt(&target).await {
             Ok(texts) if texts.len() == 1 => match std::str::from_utf8(&texts[0]) {
-                Ok(text) if text.is_ascii() => match MacroString::parse(text, MacroContext::Explanation) {
-                    Ok(parsed) => Ok(self.expand(&parsed, &pending.domain).await),
-                    Err(problem) => Err(format!("the explanation at {target} is malformed ({problem})")),
-                },
+                Ok(text) if text.is_ascii() => {
+                    match MacroString::parse(text, MacroContext::Explanation) {
+                        Ok(parsed) => Ok(self.expand(&parsed, &pending.domain).await),
+                        Err(problem) => Err(format!(
+                            "the explanation at {target} is malformed ({problem})"
+                        )),
+                    }
+                }
                 _ => Err(format!("the explanation at {target} is not ASCII text")),
             },
-            Ok(texts) => Err(format!("{target} has {} TXT records instead of one", texts.len())),
+            Ok(texts) => Err(format!(
+                "{target} has {} TXT records instead of one",
+                texts.len()
+            )),
             Err(error) => Err(format!("the explanation could not be fetched: {error}")),
         };
         let (text, outcome, detail) = match outcome {
             Ok(text) => {
-                let detail = format!("the result is fail; the explanation from {target} reads: {text}");
+                let detail =
+                    format!("the result is fail; the explanation from {target} reads: {text}");
                 (Some(text), SpfTermOutcome::Applied, detail)
             }
-            Err(why) => (None, SpfTermOutcome::Ignored, format!("the result is fail, but {why}; no explanation is given")),
+            Err(why) => (
+                None,
+                SpfTermOutcome::Ignored,
+                format!("the result is fail, but {why}; no explanation is given"),
+            ),
         };
-        let step = SpfTraceStep { domain: pending.domain, term: pending.term, outcome, detail, nested: Vec::new() };
+        let step = SpfTraceStep {
+            domain: pending.domain,
+            term: pending.term,
+            outcome,
+            detail,
+            nested: Vec::new(),
+        };
         (text, step)
     }
 }
 
 fn step(domain: &str, term: &Term, outcome: SpfTermOutcome, detail: String) -> SpfTraceStep {
-    SpfTraceStep { domain: domain.to_string(), term: term.text.clone(), outcome, detail, nested: Vec::new() }
+    SpfTraceStep {
+        domain: domain.to_string(),
+        term: term.text.clone(),
+        outcome,
+        detail,
+        nested: Vec::new(),
+    }
 }
 
 fn address_kind(ip: IpAddr) -> &'static str {
@@ -784,7 +976,12 @@ fn is_within(name: &str, domain: &str) -> bool {
 }
 
 fn list(addresses: &[IpAddr]) -> String {
-    let mut text = addresses.iter().take(LISTED).map(IpAddr::to_string).collect::<Vec<_>>().join(", ");
+    let mut text = addresses
+        .iter()
+        .take(LISTED)
+        .map(IpAddr::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
     if addresses.len() > LISTED {
         text.push_str(&format!(" and {} more", addresses.len() - LISTED));
     }
@@ -813,7 +1010,11 @@ mod tests {
         assert!(!in_network(ip, "::".parse().unwrap(), 0));
         let ip6: IpAddr = "2001:db8:1234::cafe".parse().unwrap();
         assert!(in_network(ip6, "2001:db8:1234::beef".parse().unwrap(), 64));
-        assert!(!in_network(ip6, "2001:db8:1234::beef".parse().unwrap(), 128));
+        assert!(!in_network(
+            ip6,
+            "2001:db8:1234::beef".parse().unwrap(),
+            128
+        ));
     }
 
     #[test]

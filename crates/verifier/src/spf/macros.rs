@@ -64,7 +64,10 @@ impl MacroLetter {
     }
 
     fn explanation_only(self) -> bool {
-        matches!(self, MacroLetter::ReadableIp | MacroLetter::Receiver | MacroLetter::Timestamp)
+        matches!(
+            self,
+            MacroLetter::ReadableIp | MacroLetter::Receiver | MacroLetter::Timestamp
+        )
     }
 }
 
@@ -135,7 +138,11 @@ impl MacroString {
                         "'%{other}' is not a macro: '%' must be followed by '{{', '%', '_' or '-' (RFC 7208 §7.1)"
                     ));
                 }
-                None => return Err("a '%' at the end is not a macro; write '%%' for a percent sign".into()),
+                None => {
+                    return Err(
+                        "a '%' at the end is not a macro; write '%%' for a percent sign".into(),
+                    );
+                }
             };
             if !literal.is_empty() {
                 pieces.push(Piece::Literal(std::mem::take(&mut literal)));
@@ -160,7 +167,10 @@ impl MacroString {
 
     /// Whether the string ends in a macro expansion (which satisfies `domain-end`, §7.1).
     pub fn ends_with_macro(&self) -> bool {
-        matches!(self.pieces.last(), Some(Piece::Expand(_) | Piece::Escape(_)))
+        matches!(
+            self.pieces.last(),
+            Some(Piece::Expand(_) | Piece::Escape(_))
+        )
     }
 
     /// The literal text after the last macro (all of it when there is no macro).
@@ -169,10 +179,6 @@ impl MacroString {
             Some(Piece::Literal(text)) => text,
             _ => "",
         }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.pieces.is_empty()
     }
 
     /// Expands every macro with `values`.
@@ -194,8 +200,13 @@ fn check_literal_char(c: char, context: MacroContext) -> Result<(), String> {
         '!'..='~' => Ok(()),
         ' ' if context == MacroContext::Explanation => Ok(()),
         ' ' => Err("a space cannot appear here".into()),
-        c if c.is_control() => Err(format!("control character {:?} is not allowed (RFC 7208 §4.6.1)", c)),
-        c => Err(format!("non-ASCII character {c:?} is not allowed; SPF records are 7-bit ASCII")),
+        c if c.is_control() => Err(format!(
+            "control character {:?} is not allowed (RFC 7208 §4.6.1)",
+            c
+        )),
+        c => Err(format!(
+            "non-ASCII character {c:?} is not allowed; SPF records are 7-bit ASCII"
+        )),
     }
 }
 
@@ -207,7 +218,9 @@ fn parse_expand(
     let letter = MacroLetter::from_char(letter_char)
         .ok_or_else(|| format!("'%{{{letter_char}' names no macro; the letters are s l o d i p h c r t v (RFC 7208 §7.2)"))?;
     if letter.explanation_only() && context == MacroContext::DomainSpec {
-        return Err(format!("macro '%{{{letter_char}}}' is only allowed in explanation text (RFC 7208 §7.2)"));
+        return Err(format!(
+            "macro '%{{{letter_char}}}' is only allowed in explanation text (RFC 7208 §7.2)"
+        ));
     }
     let mut digits = String::new();
     while let Some(&c) = chars.peek() {
@@ -222,7 +235,9 @@ fn parse_expand(
     } else {
         let count = digits.parse::<usize>().unwrap_or(usize::MAX).min(MAX_PARTS);
         if count == 0 {
-            return Err(format!("'%{{{letter_char}{digits}' asks for zero parts; the count must be at least 1 (RFC 7208 §7.3)"));
+            return Err(format!(
+                "'%{{{letter_char}{digits}' asks for zero parts; the count must be at least 1 (RFC 7208 §7.3)"
+            ));
         }
         Some(count)
     };
@@ -235,11 +250,21 @@ fn parse_expand(
         match chars.next() {
             Some('}') => break,
             Some(c @ ('.' | '-' | '+' | ',' | '/' | '_' | '=')) => delimiters.push(c),
-            Some(c) => return Err(format!("{c:?} cannot appear in a macro; delimiters are . - + , / _ = (RFC 7208 §7.1)")),
+            Some(c) => {
+                return Err(format!(
+                    "{c:?} cannot appear in a macro; delimiters are . - + , / _ = (RFC 7208 §7.1)"
+                ));
+            }
             None => return Err("'%{' is not closed".into()),
         }
     }
-    Ok(MacroExpand { letter, url_escape: letter_char.is_ascii_uppercase(), keep, reverse, delimiters })
+    Ok(MacroExpand {
+        letter,
+        url_escape: letter_char.is_ascii_uppercase(),
+        keep,
+        reverse,
+        delimiters,
+    })
 }
 
 fn expand_one(expand: &MacroExpand, values: &MacroValues<'_>) -> String {
@@ -260,7 +285,11 @@ fn expand_one(expand: &MacroExpand, values: &MacroValues<'_>) -> String {
         MacroLetter::Timestamp => values.timestamp.to_string(),
     };
     let transformed = transform(&raw, expand);
-    if expand.url_escape { url_escape(&transformed) } else { transformed }
+    if expand.url_escape {
+        url_escape(&transformed)
+    } else {
+        transformed
+    }
 }
 
 /// Splits on the delimiters, reverses, keeps the right-hand parts, and joins with dots (§7.3).
@@ -269,7 +298,11 @@ fn transform(value: &str, expand: &MacroExpand) -> String {
         return value.to_string();
     }
     let is_delimiter = |c: char| {
-        if expand.delimiters.is_empty() { c == '.' } else { expand.delimiters.contains(&c) }
+        if expand.delimiters.is_empty() {
+            c == '.'
+        } else {
+            expand.delimiters.contains(&c)
+        }
     };
     let mut parts: Vec<&str> = value.split(is_delimiter).collect();
     if expand.reverse {
@@ -334,7 +367,9 @@ mod tests {
     }
 
     fn expand(text: &str, ip: &str) -> String {
-        MacroString::parse(text, MacroContext::Explanation).unwrap().expand(&values(ip))
+        MacroString::parse(text, MacroContext::Explanation)
+            .unwrap()
+            .expand(&values(ip))
     }
 
     #[test]
@@ -350,8 +385,14 @@ mod tests {
         assert_eq!(expand("%{lr}", "192.0.2.3"), "strong-bad");
         assert_eq!(expand("%{lr-}", "192.0.2.3"), "bad.strong");
         assert_eq!(expand("%{l1r-}", "192.0.2.3"), "strong");
-        assert_eq!(expand("%{ir}.%{v}._spf.%{d2}", "192.0.2.3"), "3.2.0.192.in-addr._spf.example.com");
-        assert_eq!(expand("%{lr-}.lp._spf.%{d2}", "192.0.2.3"), "bad.strong.lp._spf.example.com");
+        assert_eq!(
+            expand("%{ir}.%{v}._spf.%{d2}", "192.0.2.3"),
+            "3.2.0.192.in-addr._spf.example.com"
+        );
+        assert_eq!(
+            expand("%{lr-}.lp._spf.%{d2}", "192.0.2.3"),
+            "bad.strong.lp._spf.example.com"
+        );
         assert_eq!(
             expand("%{ir}.%{v}._spf.%{d2}", "2001:db8::cb01").to_ascii_lowercase(),
             "1.0.b.c.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6._spf.example.com"
@@ -362,14 +403,19 @@ mod tests {
     fn uppercase_letters_are_url_escaped_and_escapes_expand() {
         let mut v = values("192.0.2.3");
         v.local_part = "~jack&jill=up";
-        let text = MacroString::parse("%{L}|%%|%_|%-", MacroContext::Explanation).unwrap().expand(&v);
+        let text = MacroString::parse("%{L}|%%|%_|%-", MacroContext::Explanation)
+            .unwrap()
+            .expand(&v);
         assert_eq!(text, "~jack%26jill%3Dup|%| |%20");
     }
 
     #[test]
     fn rejects_bad_macros() {
         for bad in ["%", "%x", "%{", "%{q}", "%{d0}", "%{d2!}", "%(ir)", "a b"] {
-            assert!(MacroString::parse(bad, MacroContext::DomainSpec).is_err(), "{bad} should be rejected");
+            assert!(
+                MacroString::parse(bad, MacroContext::DomainSpec).is_err(),
+                "{bad} should be rejected"
+            );
         }
         assert!(MacroString::parse("%{c}", MacroContext::DomainSpec).is_err());
         assert!(MacroString::parse("%{c} %{r} %{t}", MacroContext::Explanation).is_ok());

@@ -23,9 +23,18 @@ use eval::{DNS_LOOKUP_LIMIT, Sender, VOID_LOOKUP_LIMIT};
 
 /// SPF for the MAIL FROM identity; with an empty `mail_from` (null reverse-path) this checks
 /// `postmaster@<helo>` with identity_kind Helo (RFC 7208 §2.4).
-pub async fn check_mail_from(dns: &Dns, ip: IpAddr, mail_from: &str, helo: &str, time_limit: Duration) -> SpfCheck {
+pub async fn check_mail_from(
+    dns: &Dns,
+    ip: IpAddr,
+    mail_from: &str,
+    helo: &str,
+    time_limit: Duration,
+) -> SpfCheck {
     let mail_from = mail_from.trim();
-    let mail_from = mail_from.strip_prefix('<').and_then(|m| m.strip_suffix('>')).unwrap_or(mail_from);
+    let mail_from = mail_from
+        .strip_prefix('<')
+        .and_then(|m| m.strip_suffix('>'))
+        .unwrap_or(mail_from);
     if mail_from.is_empty() {
         return check_helo(dns, ip, helo, time_limit).await;
     }
@@ -34,7 +43,11 @@ pub async fn check_mail_from(dns: &Dns, ip: IpAddr, mail_from: &str, helo: &str,
         Some((local, domain)) => (local, domain),
         None => ("", mail_from),
     };
-    let local_part = if local_part.is_empty() { "postmaster" } else { local_part };
+    let local_part = if local_part.is_empty() {
+        "postmaster"
+    } else {
+        local_part
+    };
     let identity = format!("{local_part}@{domain}");
     if let Some(problem) = domain_problem(domain) {
         let reason = format!(
@@ -42,7 +55,12 @@ pub async fn check_mail_from(dns: &Dns, ip: IpAddr, mail_from: &str, helo: &str,
         );
         return unchecked_none(SpfIdentityKind::Mailfrom, identity, domain, reason);
     }
-    let sender = Sender { ip: canonical_ip(ip), local_part: local_part.into(), domain: domain.into(), helo: helo.into() };
+    let sender = Sender {
+        ip: canonical_ip(ip),
+        local_part: local_part.into(),
+        domain: domain.into(),
+        helo: helo.into(),
+    };
     run(dns, SpfIdentityKind::Mailfrom, identity, sender, time_limit).await
 }
 
@@ -56,18 +74,41 @@ pub async fn check_helo(dns: &Dns, ip: IpAddr, helo: &str, time_limit: Duration)
         );
         return unchecked_none(SpfIdentityKind::Helo, identity, helo, reason);
     }
-    let sender = Sender { ip: canonical_ip(ip), local_part: "postmaster".into(), domain: helo.into(), helo: helo.into() };
+    let sender = Sender {
+        ip: canonical_ip(ip),
+        local_part: "postmaster".into(),
+        domain: helo.into(),
+        helo: helo.into(),
+    };
     run(dns, SpfIdentityKind::Helo, identity, sender, time_limit).await
 }
 
 /// A check that could not run (e.g. no client IP): checked=false, result None, the reason given.
 pub fn not_checked(kind: SpfIdentityKind, identity: &str, domain: &str, reason: &str) -> SpfCheck {
-    SpfCheck { checked: false, ..empty_check(kind, identity.into(), domain, SpfResult::None, reason.into()) }
+    SpfCheck {
+        checked: false,
+        ..empty_check(
+            kind,
+            identity.into(),
+            domain,
+            SpfResult::None,
+            reason.into(),
+        )
+    }
 }
 
-async fn run(dns: &Dns, kind: SpfIdentityKind, identity: String, sender: Sender, time_limit: Duration) -> SpfCheck {
+async fn run(
+    dns: &Dns,
+    kind: SpfIdentityKind,
+    identity: String,
+    sender: Sender,
+    time_limit: Duration,
+) -> SpfCheck {
     let domain = sender.domain.trim_end_matches('.').to_string();
-    let sender = Sender { domain: domain.clone(), ..sender };
+    let sender = Sender {
+        domain: domain.clone(),
+        ..sender
+    };
     match tokio::time::timeout(time_limit, eval::evaluate(dns, &sender)).await {
         Ok(evaluation) => SpfCheck {
             checked: true,
@@ -96,11 +137,22 @@ async fn run(dns: &Dns, kind: SpfIdentityKind, identity: String, sender: Sender,
 }
 
 /// A `none` result decided before any DNS lookup (the identity has no usable domain).
-fn unchecked_none(kind: SpfIdentityKind, identity: String, domain: &str, reason: String) -> SpfCheck {
+fn unchecked_none(
+    kind: SpfIdentityKind,
+    identity: String,
+    domain: &str,
+    reason: String,
+) -> SpfCheck {
     empty_check(kind, identity, domain, SpfResult::None, reason)
 }
 
-fn empty_check(kind: SpfIdentityKind, identity: String, domain: &str, result: SpfResult, reason: String) -> SpfCheck {
+fn empty_check(
+    kind: SpfIdentityKind,
+    identity: String,
+    domain: &str,
+    result: SpfResult,
+    reason: String,
+) -> SpfCheck {
     SpfCheck {
         checked: true,
         identity_kind: kind,
@@ -181,7 +233,13 @@ mod tests {
 
     #[test]
     fn mapped_addresses_become_ipv4() {
-        assert_eq!(canonical_ip("::ffff:192.0.2.1".parse().unwrap()), "192.0.2.1".parse::<IpAddr>().unwrap());
-        assert_eq!(canonical_ip("2001:db8::1".parse().unwrap()), "2001:db8::1".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            canonical_ip("::ffff:192.0.2.1".parse().unwrap()),
+            "192.0.2.1".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            canonical_ip("2001:db8::1".parse().unwrap()),
+            "2001:db8::1".parse::<IpAddr>().unwrap()
+        );
     }
 }

@@ -47,24 +47,42 @@ impl Default for DualCidr {
 pub enum Mechanism {
     All,
     Include(MacroString),
-    A { domain: Option<MacroString>, cidr: DualCidr },
-    Mx { domain: Option<MacroString>, cidr: DualCidr },
+    A {
+        domain: Option<MacroString>,
+        cidr: DualCidr,
+    },
+    Mx {
+        domain: Option<MacroString>,
+        cidr: DualCidr,
+    },
     Ptr(Option<MacroString>),
-    Ip4 { network: Ipv4Addr, prefix: u8 },
-    Ip6 { network: Ipv6Addr, prefix: u8 },
+    Ip4 {
+        network: Ipv4Addr,
+        prefix: u8,
+    },
+    Ip6 {
+        network: Ipv6Addr,
+        prefix: u8,
+    },
     Exists(MacroString),
 }
 
 impl Mechanism {
     /// Whether evaluating it queries DNS, so it counts against the limit of 10 (§4.6.4).
     pub fn queries_dns(&self) -> bool {
-        !matches!(self, Mechanism::All | Mechanism::Ip4 { .. } | Mechanism::Ip6 { .. })
+        !matches!(
+            self,
+            Mechanism::All | Mechanism::Ip4 { .. } | Mechanism::Ip6 { .. }
+        )
     }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TermKind {
-    Directive { qualifier: Qualifier, mechanism: Mechanism },
+    Directive {
+        qualifier: Qualifier,
+        mechanism: Mechanism,
+    },
     Redirect(MacroString),
     Explanation(MacroString),
     /// A modifier this implementation does not know: ignored (§6).
@@ -142,7 +160,10 @@ pub fn parse_record(txt: &[u8]) -> Result<Record, SyntaxError> {
     let mut seen_redirect = false;
     let mut seen_explanation = false;
     for text in text[VERSION.len()..].split(' ').filter(|t| !t.is_empty()) {
-        let error = |problem: String| SyntaxError { term: Some(text.to_string()), problem };
+        let error = |problem: String| SyntaxError {
+            term: Some(text.to_string()),
+            problem,
+        };
         let kind = parse_term(text).map_err(error)?;
         let duplicate = match kind {
             TermKind::Redirect(_) => std::mem::replace(&mut seen_redirect, true),
@@ -152,7 +173,10 @@ pub fn parse_record(txt: &[u8]) -> Result<Record, SyntaxError> {
         if duplicate {
             return Err(error("this modifier appears more than once; redirect= and exp= may each appear once (RFC 7208 §6)".into()));
         }
-        terms.push(Term { text: text.to_string(), kind });
+        terms.push(Term {
+            text: text.to_string(),
+            kind,
+        });
     }
     Ok(Record { terms })
 }
@@ -183,7 +207,9 @@ fn parse_term(text: &str) -> Result<TermKind, String> {
         "ptr" => Mechanism::Ptr(match args.strip_prefix(':') {
             Some(spec) => Some(domain_spec(spec)?),
             None if args.is_empty() => None,
-            None => return Err("'ptr' takes only ':domain', no prefix length (RFC 7208 §5.5)".into()),
+            None => {
+                return Err("'ptr' takes only ':domain', no prefix length (RFC 7208 §5.5)".into());
+            }
         }),
         "a" => {
             let (domain, cidr) = domain_and_cidr(args)?;
@@ -194,25 +220,42 @@ fn parse_term(text: &str) -> Result<TermKind, String> {
             Mechanism::Mx { domain, cidr }
         }
         "ip4" => {
-            let value = args.strip_prefix(':').ok_or("'ip4' needs ':' and an address (RFC 7208 §5.6)")?;
-            let (address, prefix) = value.split_once('/').map_or((value, None), |(a, p)| (a, Some(p)));
-            let network = parse_ipv4(address)
-                .ok_or_else(|| format!("'{address}' is not an IPv4 address in dotted-quad form (RFC 7208 §5.6)"))?;
+            let value = args
+                .strip_prefix(':')
+                .ok_or("'ip4' needs ':' and an address (RFC 7208 §5.6)")?;
+            let (address, prefix) = value
+                .split_once('/')
+                .map_or((value, None), |(a, p)| (a, Some(p)));
+            let network = parse_ipv4(address).ok_or_else(|| {
+                format!("'{address}' is not an IPv4 address in dotted-quad form (RFC 7208 §5.6)")
+            })?;
             let prefix = prefix.map_or(Ok(32), |p| prefix_length(p, 32))?;
             Mechanism::Ip4 { network, prefix }
         }
         "ip6" => {
-            let value = args.strip_prefix(':').ok_or("'ip6' needs ':' and an address (RFC 7208 §5.6)")?;
-            let (address, prefix) = value.split_once('/').map_or((value, None), |(a, p)| (a, Some(p)));
-            let network: Ipv6Addr =
-                address.parse().map_err(|_| format!("'{address}' is not an IPv6 address (RFC 7208 §5.6)"))?;
+            let value = args
+                .strip_prefix(':')
+                .ok_or("'ip6' needs ':' and an address (RFC 7208 §5.6)")?;
+            let (address, prefix) = value
+                .split_once('/')
+                .map_or((value, None), |(a, p)| (a, Some(p)));
+            let network: Ipv6Addr = address
+                .parse()
+                .map_err(|_| format!("'{address}' is not an IPv6 address (RFC 7208 §5.6)"))?;
             let prefix = prefix.map_or(Ok(128), |p| prefix_length(p, 128))?;
             Mechanism::Ip6 { network, prefix }
         }
-        "redirect" | "exp" => return Err(format!("'{name}' is a modifier and needs '=' (RFC 7208 §6)")),
+        "redirect" | "exp" => {
+            return Err(format!(
+                "'{name}' is a modifier and needs '=' (RFC 7208 §6)"
+            ));
+        }
         _ => return Err(format!("'{name}' is not a mechanism (RFC 7208 §5)")),
     };
-    Ok(TermKind::Directive { qualifier, mechanism })
+    Ok(TermKind::Directive {
+        qualifier,
+        mechanism,
+    })
 }
 
 fn parse_modifier(name: &str, value: &str) -> Result<TermKind, String> {
@@ -259,14 +302,18 @@ fn domain_spec(spec: &str) -> Result<MacroString, String> {
         Some((_, top)) => Err(format!(
             "'{spec}' is not a domain name: its last label '{top}' must be letters, digits and inner hyphens, not all digits (RFC 7208 §7.1)"
         )),
-        None => Err(format!("'{spec}' is not a fully qualified domain name (RFC 7208 §7.1)")),
+        None => Err(format!(
+            "'{spec}' is not a fully qualified domain name (RFC 7208 §7.1)"
+        )),
     }
 }
 
 fn is_toplabel(label: &str) -> bool {
     let bytes = label.as_bytes();
     !bytes.is_empty()
-        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
         && bytes[0] != b'-'
         && bytes[bytes.len() - 1] != b'-'
         && (label.contains('-') || bytes.iter().any(u8::is_ascii_alphabetic))
@@ -325,7 +372,9 @@ fn prefix_length(digits: &str, max: u8) -> Result<u8, String> {
         && (digits == "0" || !digits.starts_with('0'));
     match digits.parse::<u8>() {
         Ok(n) if valid && n <= max => Ok(n),
-        _ => Err(format!("'/{digits}' is not a prefix length from 0 to {max} (RFC 7208 §5.6)")),
+        _ => Err(format!(
+            "'/{digits}' is not a prefix length from 0 to {max} (RFC 7208 §5.6)"
+        )),
     }
 }
 
@@ -367,9 +416,33 @@ mod tests {
     fn parses_every_mechanism_and_dual_cidr() {
         let record = parse("v=spf1 +a -mx:example.com/24//64 ~ptr ?ip4:192.0.2.0/24 ip6:2001:db8::/32 exists:%{i}.x.example include:_spf.example.net a:foo:bar/baz.example.com all").unwrap();
         let kinds: Vec<_> = record.terms.iter().map(|t| &t.kind).collect();
-        assert!(matches!(kinds[1], TermKind::Directive { qualifier: Qualifier::Fail, mechanism: Mechanism::Mx { cidr: DualCidr { v4: 24, v6: 64 }, .. } }));
-        assert!(matches!(kinds[3], TermKind::Directive { mechanism: Mechanism::Ip4 { prefix: 24, .. }, .. }));
-        assert!(matches!(kinds[7], TermKind::Directive { mechanism: Mechanism::A { domain: Some(_), cidr: DualCidr { v4: 32, v6: 128 } }, .. }));
+        assert!(matches!(
+            kinds[1],
+            TermKind::Directive {
+                qualifier: Qualifier::Fail,
+                mechanism: Mechanism::Mx {
+                    cidr: DualCidr { v4: 24, v6: 64 },
+                    ..
+                }
+            }
+        ));
+        assert!(matches!(
+            kinds[3],
+            TermKind::Directive {
+                mechanism: Mechanism::Ip4 { prefix: 24, .. },
+                ..
+            }
+        ));
+        assert!(matches!(
+            kinds[7],
+            TermKind::Directive {
+                mechanism: Mechanism::A {
+                    domain: Some(_),
+                    cidr: DualCidr { v4: 32, v6: 128 }
+                },
+                ..
+            }
+        ));
         assert_eq!(record.terms.len(), 9);
     }
 

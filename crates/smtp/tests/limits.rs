@@ -1,0 +1,137 @@
+//! The session and connection limits, each configured small so it is reached quickly.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{PATIENCE, start};
+
+#[tokio::test]
+async fn too_many_bad_commands_end_the_session() {
+    let server = start(|config| config.max_bad_commands = 3).await;
+    let mut client = server.greeted_client().await;
+    for _ in 0..3 {
+        assert_eq!(
+            client.command("XYZZY").await,
+            "500 5.5.1 command not recognized"
+        );
+    }
+    // Good commands do not reset the count.
+    assert_eq!(client.command("NOOP").await, "250 2.0.0 OK");
+    assert_eq!(
+        client.command("RCPT TO:<spf@tester.example>").await,
+        "421 4.7.0 too many errors"
+    );
+    assert!(client.is_closed().await);
+}
+
+#[tokio::test]
+async fn a_command_line_over_the_limit_is_refused_and_skipped() {
+    let server = start(|config| config.max_line_length = 100).await;
+    let mut client = server.greeted_client().await;
+    let long = format!("NOOP {}\r\n", "x".repeat(200));
+    assert_eq!(
+        client.command(long.trim_end()).await,
+        "500 5.5.2 line too long"
+    );
+    // A line longer than the limit arriving in several writes is refused once.
+    client.send(format!("NOOP {}", "y".repeat(150))).await;
+    assert_eq!(client.reply().await, "500 5.5.2 line too long");
+    client.send(format!("{}\r\n", "y".repeat(150))).await;
+    assert_eq!(client.command("NOOP").await, "250 2.0.0 OK");
+    let fits = format!("NOOP {}", "z".repeat(90));
+    assert_eq!(client.command(&fits).await, "250 2.0.0 OK");
+}
+
+#[tokio::test]
+async fn connections_from_one_address_over_the_limit_are_refused() {
+    let server = start(|config| config.max_connections_per_ip = 2).await;
+    let mut first = server.client().await;
+    let _second = server.client().await;
+    let mut third = server.connect().await;
+    assert_eq!(
+        third.reply().await,
+        "421 4.7.0 too many connections from your address"
+    );
+    assert!(third.is_closed().await);
+
+    // Once a session ends its place is free again.
+    first.command("QUIT").await;
+    assert!(first.is_closed().await);
+    assert!(connects_within_patience(&server).await);
+}
+
+#[tokio::test]
+async fn connections_over_the_total_limit_are_refused() {
+    let server = start(|config| config.max_connections = 2).await;
+    let _first = server.client().await;
+    let _second = server.client().await;
+    let mut third = server.connect().await;
+    assert_eq!(
+        third.reply().await,
+        "421 4.7.0 too many connections, try again later"
+    );
+    assert!(third.is_closed().await);
+}
+
+/// Whether a new connection is greeted; the listener frees a place only after the session
+/// task ends, a moment after the client sees the connection close.
+async fn connects_within_patience(server: &common::Server) -> bool {
+    let attempts = 100;
+    for _ in 0..attempts {
+        let mut client = server.connect().await;
+        if client.reply().await.starts_with("220 ") {
+            return true;
+        }
+        tokio::time::sleep(PATIENCE / attempts).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn a_silent_client_is_timed_out() {
+    let server = start(|config| config.command_timeout = Duration::from_millis(200)).await;
+    let mut client = server.greeted_client().await;
+    assert_eq!(
+        client.reply().await,
+        "421 4.4.2 mx.tester.example timeout, closing"
+    );
+    assert!(client.is_closed().await);
+}
+
+#[tokio::test]
+async fn a_client_that_stops_sending_data_is_timed_out() {
+    let server = start(|config| config.command_timeout = Duration::from_millis(200)).await;
+    let mut client = server.greeted_client().await;
+    client
+        .envelope("sender@example.com", &["spf@tester.example"])
+        .await;
+    client.command("DATA").await;
+    client.send("Subject: unfinished\r\n").await;
+    assert_eq!(
+        client.reply().await,
+        "421 4.4.2 mx.tester.example timeout, closing"
+    );
+    assert!(client.is_closed().await);
+    assert!(server.delivery.messages().is_empty());
+}
+
+#[tokio::test]
+async fn a_session_over_its_time_limit_is_closed() {
+    let server = start(|config| config.session_timeout = Duration::from_millis(300)).await;
+    let mut client = server.greeted_client().await;
+    // Busy, but not for ever: each NOOP is answered until the session limit.
+    let mut last = String::new();
+    for _ in 0..1000 {
+        last = client.command("NOOP").await;
+        if !last.starts_with("250") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        last,
+        "421 4.4.2 mx.tester.example session time limit reached, closing"
+    );
+    assert!(client.is_closed().await);
+}
