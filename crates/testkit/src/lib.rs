@@ -59,6 +59,10 @@ pub struct SignOptions {
     pub relaxed: bool,
     /// Seconds from now until `x=`.
     pub expiration_secs: Option<u64>,
+    /// `i=`, the agent or user identifier.
+    pub identity: Option<String>,
+    /// Whether to write `l=` (the signed body length).
+    pub body_length: bool,
 }
 
 impl SignOptions {
@@ -70,6 +74,8 @@ impl SignOptions {
             headers: ["From", "To", "Subject", "Date", "Message-ID"].map(String::from).to_vec(),
             relaxed: true,
             expiration_secs: None,
+            identity: None,
+            body_length: false,
         }
     }
 }
@@ -82,9 +88,13 @@ fn sign_with<K: mail_auth::common::crypto::SigningKey>(key: K, message: &[u8], o
         .selector(selector)
         .headers(options.headers.clone())
         .header_canonicalization(canon)
-        .body_canonicalization(canon);
+        .body_canonicalization(canon)
+        .body_length(options.body_length);
     if let Some(x) = options.expiration_secs {
         signer = signer.expiration(x);
+    }
+    if let Some(identity) = &options.identity {
+        signer = signer.agent_user_identifier(identity);
     }
     signer.sign(message).expect("sign the test message").to_header()
 }

@@ -39,15 +39,26 @@ fn zone(dns: &TestDns) {
 }
 
 fn bench_verify(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
     let dns = runtime.block_on(TestDns::start());
     zone(&dns);
     let verifier: Verifier = runtime.block_on(async { verifier(&dns) });
     let message = four_kilobyte_message();
 
-    for (name, key) in [("rsa-sha256 2048", TestKey::Rsa2048), ("ed25519-sha256", TestKey::Ed25519)] {
+    for (name, key) in [
+        ("rsa-sha256 2048", TestKey::Rsa2048),
+        ("ed25519-sha256", TestKey::Ed25519),
+    ] {
         let signed = sign(&message, &SignOptions::new("sender.test", key));
-        let input = MessageInput { client_ip: Some(CLIENT_IP.parse().unwrap()), helo: HELO, mail_from: MAIL_FROM, message: &signed };
+        let input = MessageInput {
+            client_ip: Some(CLIENT_IP.parse().unwrap()),
+            helo: HELO,
+            mail_from: MAIL_FROM,
+            message: &signed,
+        };
         let warm = runtime.block_on(verifier.verify(&input));
         assert_eq!(
             (warm.verdicts.spf.as_str(), warm.verdicts.dkim.as_str()),
@@ -57,9 +68,13 @@ fn bench_verify(c: &mut Criterion) {
         );
         let queries_before = dns.query_count();
         c.bench_function(&format!("verify 4 KB message, {name}"), |b| {
-            b.to_async(&runtime).iter(|| async { black_box(verifier.verify(black_box(&input)).await) })
+            b.to_async(&runtime)
+                .iter(|| async { black_box(verifier.verify(black_box(&input)).await) })
         });
-        println!("{name}: {} DNS queries reached the server while measuring", dns.query_count() - queries_before);
+        println!(
+            "{name}: {} DNS queries reached the server while measuring",
+            dns.query_count() - queries_before
+        );
     }
 }
 

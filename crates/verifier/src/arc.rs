@@ -15,27 +15,34 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use mail_auth::{AuthenticatedMessage, DkimResult, MessageAuthenticator};
-use rsa::pkcs1::DecodeRsaPublicKey as _;
-use rsa::pkcs8::DecodePublicKey as _;
 use rsa::traits::PublicKeyParts as _;
 
+use crate::dkim::{MIN_RSA_BITS, rsa_public_key};
+use crate::dkim::tags::{TagList, without_fws};
 use crate::dns::Dns;
 use crate::report::{ArcReport, ArcResult};
 
 const ARC_SEAL: &str = "ARC-Seal";
 const ARC_MESSAGE_SIGNATURE: &str = "ARC-Message-Signature";
 const ARC_AUTHENTICATION_RESULTS: &str = "ARC-Authentication-Results";
-/// RFC 8301 §3.2: verifiers must not accept RSA keys shorter than this.
-const MIN_RSA_BITS: usize = 1024;
+/// The signing algorithms an ARC set may use (RFC 8617 with RFC 8463).
 const PERMITTED_ALGORITHMS: [&str; 2] = ["rsa-sha256", "ed25519-sha256"];
 
 /// Validates the ARC chain of `message`, giving up after `time_limit`.
 pub async fn verify_chain(dns: &Dns, message: &[u8], time_limit: Duration) -> ArcReport {
     let fields = arc_fields(message);
     let sets = count_sets(&fields);
-    let fail = |reason: String| ArcReport { result: ArcResult::Fail, sets, reason };
+    let fail = |reason: String| ArcReport {
+        result: ArcResult::Fail,
+        sets,
+        reason,
+    };
     if sets == 0 {
-        return ArcReport { result: ArcResult::None, sets, reason: "The message carries no ARC header fields.".into() };
+        return ArcReport {
+            result: ArcResult::None,
+            sets,
+            reason: "The message carries no ARC header fields.".into(),
+        };
     }
     if let Some(problem) = structural_problem(&fields) {
         return fail(format!("The ARC chain is malformed: {problem}."));
@@ -104,8 +111,14 @@ fn arc_fields(message: &[u8]) -> Vec<ArcField> {
         in_arc_field = false;
         if let Some((name, value)) = text.split_once(':') {
             let name = name.trim_end();
-            if [ARC_SEAL, ARC_MESSAGE_SIGNATURE, ARC_AUTHENTICATION_RESULTS].iter().any(|arc| name.eq_ignore_ascii_case(arc)) {
-                fields.push(ArcField { name: name.to_string(), value: value.to_string() });
+            if [ARC_SEAL, ARC_MESSAGE_SIGNATURE, ARC_AUTHENTICATION_RESULTS]
+                .iter()
+                .any(|arc| name.eq_ignore_ascii_case(arc))
+            {
+                fields.push(ArcField {
+                    name: name.to_string(),
+                    value: value.to_string(),
+                });
                 in_arc_field = true;
             }
         }
@@ -117,14 +130,20 @@ fn arc_fields(message: &[u8]) -> Vec<ArcField> {
 /// so that a broken set still counts.
 fn count_sets(fields: &[ArcField]) -> u32 {
     let count = |name: &str| fields.iter().filter(|field| field.is(name)).count();
-    let most = count(ARC_SEAL).max(count(ARC_MESSAGE_SIGNATURE)).max(count(ARC_AUTHENTICATION_RESULTS));
+    let most = count(ARC_SEAL)
+        .max(count(ARC_MESSAGE_SIGNATURE))
+        .max(count(ARC_AUTHENTICATION_RESULTS));
     u32::try_from(most).unwrap_or(u32::MAX)
 }
 
 /// The first way the ARC fields break RFC 8617's structure rules, if any.
 fn structural_problem(fields: &[ArcField]) -> Option<String> {
     let count = |name: &str| fields.iter().filter(|field| field.is(name)).count();
-    let (seals, signatures, results) = (count(ARC_SEAL), count(ARC_MESSAGE_SIGNATURE), count(ARC_AUTHENTICATION_RESULTS));
+    let (seals, signatures, results) = (
+        count(ARC_SEAL),
+        count(ARC_MESSAGE_SIGNATURE),
+        count(ARC_AUTHENTICATION_RESULTS),
+    );
     if seals != signatures || seals != results {
         return Some(format!(
             "the message has {seals} {ARC_SEAL}, {signatures} {ARC_MESSAGE_SIGNATURE} and {results} \
@@ -139,11 +158,11 @@ fn structural_problem(fields: &[ArcField]) -> Option<String> {
         } else {
             continue;
         };
-        let tags = match parse_tag_list(&field.value) {
+        let tags = match TagList::parse(&field.value) {
             Ok(tags) => tags,
-            Err(problem) => return Some(format!("an {} field {problem}", field.name)),
+            Err(problem) => return Some(format!("an {} field has a malformed tag list: {problem}", field.name)),
         };
-        let value = |name: &str| tags.iter().find(|(tag, _)| tag == name).map(|(_, value)| value.as_str());
+        let value = |name: &str| tags.value(name);
         let instance = value("i").unwrap_or("?");
         if let Some(missing) = required.iter().find(|tag| value(tag).is_none()) {
             return Some(format!("{} i={instance} has no {missing}= tag", field.name));
@@ -157,58 +176,43 @@ fn structural_problem(fields: &[ArcField]) -> Option<String> {
             ));
         }
         if field.is(ARC_MESSAGE_SIGNATURE)
-            && value("h").unwrap_or_default().split(':').any(|header| header.trim().eq_ignore_ascii_case(ARC_SEAL))
+            && value("h")
+                .unwrap_or_default()
+                .split(':')
+                .any(|header| header.trim().eq_ignore_ascii_case(ARC_SEAL))
         {
-            return Some(format!("{ARC_MESSAGE_SIGNATURE} i={instance} signs ARC-Seal fields, which RFC 8617 §4.1.2 forbids"));
+            return Some(format!(
+                "{ARC_MESSAGE_SIGNATURE} i={instance} signs ARC-Seal fields, which RFC 8617 §4.1.2 forbids"
+            ));
         }
     }
     None
 }
 
-/// Parses a tag list strictly (RFC 6376 §3.2): `name=value` parts separated by semicolons, only
-/// the last of which may be empty; names are ALPHA *(ALPHA / DIGIT / "_") and do not repeat.
-/// Values come back with all white space removed.
-fn parse_tag_list(text: &str) -> Result<Vec<(String, String)>, String> {
-    let parts: Vec<&str> = text.split(';').collect();
-    let mut tags: Vec<(String, String)> = Vec::with_capacity(parts.len());
-    for (index, part) in parts.iter().enumerate() {
-        if part.trim().is_empty() {
-            if index == parts.len() - 1 {
-                break;
-            }
-            return Err("has an empty tag between two semicolons".into());
-        }
-        let Some((name, value)) = part.split_once('=') else {
-            return Err(format!("has {:?}, which is not a tag=value pair", part.trim()));
-        };
-        let name = name.trim();
-        let mut chars = name.chars();
-        let valid_name = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
-            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !valid_name {
-            return Err(format!("has the invalid tag name {name:?}"));
-        }
-        if tags.iter().any(|(seen, _)| seen == name) {
-            return Err(format!("has the tag {name}= more than once"));
-        }
-        tags.push((name.to_string(), value.chars().filter(|c| !c.is_whitespace()).collect()));
-    }
-    Ok(tags)
-}
-
 /// The first ARC-Seal or ARC-Message-Signature key that is an RSA key under 1024 bits, as a
 /// reason. The records are in the resolver's cache by now: mail-auth has just fetched them.
 async fn short_key(dns: &Dns, fields: &[ArcField]) -> Option<String> {
-    for field in fields.iter().filter(|field| field.is(ARC_SEAL) || field.is(ARC_MESSAGE_SIGNATURE)) {
-        let Ok(tags) = parse_tag_list(&field.value) else { continue };
-        let value = |name: &str| tags.iter().find(|(tag, _)| tag == name).map(|(_, value)| value.as_str());
-        let (Some("rsa-sha256"), Some(selector), Some(domain)) = (value("a"), value("s"), value("d")) else {
+    for field in fields
+        .iter()
+        .filter(|field| field.is(ARC_SEAL) || field.is(ARC_MESSAGE_SIGNATURE))
+    {
+        let Ok(tags) = TagList::parse(&field.value) else {
+            continue;
+        };
+        let value = |name: &str| tags.value(name);
+        let (Some("rsa-sha256"), Some(selector), Some(domain)) =
+            (value("a"), value("s"), value("d"))
+        else {
             continue;
         };
         let name = format!("{selector}._domainkey.{domain}");
-        let Ok(records) = dns.txt(&name).await else { continue };
+        let Ok(records) = dns.txt(&name).await else {
+            continue;
+        };
         for record in records {
-            let Some(bits) = rsa_key_bits(&record) else { continue };
+            let Some(bits) = rsa_key_bits(&record) else {
+                continue;
+            };
             if bits < MIN_RSA_BITS {
                 return Some(format!(
                     "The {} key at {name} is a {bits}-bit RSA key; keys under {MIN_RSA_BITS} bits are refused (RFC 8301).",
@@ -222,11 +226,10 @@ async fn short_key(dns: &Dns, fields: &[ArcField]) -> Option<String> {
 
 /// The modulus size of the RSA key in a DKIM key record (SubjectPublicKeyInfo or bare PKCS#1).
 fn rsa_key_bits(record: &[u8]) -> Option<usize> {
-    let tags = parse_tag_list(std::str::from_utf8(record).ok()?).ok()?;
-    let encoded = tags.iter().find(|(tag, _)| tag == "p").map(|(_, value)| value)?;
-    let der = base64::engine::general_purpose::STANDARD.decode(encoded).ok()?;
-    let key = rsa::RsaPublicKey::from_public_key_der(&der).or_else(|_| rsa::RsaPublicKey::from_pkcs1_der(&der)).ok()?;
-    Some(key.n().bits())
+    let text = std::str::from_utf8(record).ok()?;
+    let tags = TagList::parse(text).ok()?;
+    let der = base64::engine::general_purpose::STANDARD.decode(without_fws(tags.value("p")?)).ok()?;
+    Some(rsa_public_key(&der).ok()?.n().bits())
 }
 
 #[cfg(test)]
@@ -234,39 +237,52 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tag_lists_follow_rfc_6376_syntax() {
-        assert_eq!(
-            parse_tag_list(" a=rsa-sha256; b=ab\r\n cd; i=1;").unwrap(),
-            [("a".to_string(), "rsa-sha256".to_string()), ("b".into(), "abcd".into()), ("i".into(), "1".into())]
-        );
-        assert!(parse_tag_list("a=x;; b=y").unwrap_err().contains("empty tag"));
-        assert!(parse_tag_list("a=x; a=y").unwrap_err().contains("more than once"));
-        assert!(parse_tag_list("_=x").unwrap_err().contains("invalid tag name"));
-        assert!(parse_tag_list("a=x; junk").unwrap_err().contains("not a tag=value pair"));
-    }
-
-    #[test]
     fn incomplete_sets_and_forbidden_tags_are_named() {
         let fields = |list: &[(&str, &str)]| -> Vec<ArcField> {
-            list.iter().map(|(name, value)| ArcField { name: name.to_string(), value: value.to_string() }).collect()
+            list.iter()
+                .map(|(name, value)| ArcField {
+                    name: name.to_string(),
+                    value: value.to_string(),
+                })
+                .collect()
         };
         let seal = "i=1; a=rsa-sha256; cv=none; d=example.test; s=sel; b=AAAA";
         let signature = "i=1; a=rsa-sha256; d=example.test; s=sel; h=from:to; bh=AAAA; b=AAAA";
         let results = "i=1; example.test; spf=pass";
         assert_eq!(
-            structural_problem(&fields(&[(ARC_SEAL, seal), (ARC_MESSAGE_SIGNATURE, signature), (ARC_AUTHENTICATION_RESULTS, results)])),
+            structural_problem(&fields(&[
+                (ARC_SEAL, seal),
+                (ARC_MESSAGE_SIGNATURE, signature),
+                (ARC_AUTHENTICATION_RESULTS, results)
+            ])),
             None
         );
-        let missing = structural_problem(&fields(&[(ARC_SEAL, seal), (ARC_AUTHENTICATION_RESULTS, results)])).unwrap();
+        let missing = structural_problem(&fields(&[
+            (ARC_SEAL, seal),
+            (ARC_AUTHENTICATION_RESULTS, results),
+        ]))
+        .unwrap();
         assert!(missing.contains("needs exactly one of each"), "{missing}");
         let sha1 = seal.replace("rsa-sha256", "rsa-sha1");
-        let problem = structural_problem(&fields(&[(ARC_SEAL, &sha1), (ARC_MESSAGE_SIGNATURE, signature), (ARC_AUTHENTICATION_RESULTS, results)]));
+        let problem = structural_problem(&fields(&[
+            (ARC_SEAL, &sha1),
+            (ARC_MESSAGE_SIGNATURE, signature),
+            (ARC_AUTHENTICATION_RESULTS, results),
+        ]));
         assert!(problem.unwrap().contains("a=rsa-sha1"));
         let signs_seal = signature.replace("h=from:to", "h=from:ARC-Seal");
-        let problem = structural_problem(&fields(&[(ARC_SEAL, seal), (ARC_MESSAGE_SIGNATURE, &signs_seal), (ARC_AUTHENTICATION_RESULTS, results)]));
+        let problem = structural_problem(&fields(&[
+            (ARC_SEAL, seal),
+            (ARC_MESSAGE_SIGNATURE, &signs_seal),
+            (ARC_AUTHENTICATION_RESULTS, results),
+        ]));
         assert!(problem.unwrap().contains("forbids"));
         let upper = seal.replace("s=sel", "S=sel");
-        let problem = structural_problem(&fields(&[(ARC_SEAL, &upper), (ARC_MESSAGE_SIGNATURE, signature), (ARC_AUTHENTICATION_RESULTS, results)]));
+        let problem = structural_problem(&fields(&[
+            (ARC_SEAL, &upper),
+            (ARC_MESSAGE_SIGNATURE, signature),
+            (ARC_AUTHENTICATION_RESULTS, results),
+        ]));
         assert!(problem.unwrap().contains("no s= tag"));
     }
 }

@@ -9,7 +9,10 @@
 //! DKIM results use the RFC 8601 §2.7.1 names: `pass`, `fail`, `temperror`, and `neutral` for a
 //! signature that could not be processed (the report's `invalid`), with the reason in a comment.
 
-use crate::report::{ArcReport, ArcResult, DkimResult, DkimSignatureReport, DmarcReport, SpfCheck, SpfIdentityKind, SpfReport};
+use crate::report::{
+    ArcReport, ArcResult, DkimResult, DkimSignatureReport, DmarcReport, SpfCheck, SpfIdentityKind,
+    SpfReport,
+};
 
 /// Lines are folded to stay within this many bytes where spaces allow (RFC 5322 §2.1.1).
 const LINE_LENGTH: usize = 78;
@@ -25,7 +28,11 @@ pub fn authentication_results(
     arc: &ArcReport,
 ) -> String {
     let mut results = vec![spf_result(&spf.check)];
-    if let Some(helo) = spf.helo.as_ref().filter(|_| spf.check.identity_kind == SpfIdentityKind::Mailfrom) {
+    if let Some(helo) = spf
+        .helo
+        .as_ref()
+        .filter(|_| spf.check.identity_kind == SpfIdentityKind::Mailfrom)
+    {
         results.push(spf_result(helo));
     }
     if dkim.is_empty() {
@@ -55,7 +62,12 @@ struct ResInfo {
 
 impl ResInfo {
     fn new(method: &'static str, result: &'static str) -> ResInfo {
-        ResInfo { method, result, comment: None, properties: Vec::new() }
+        ResInfo {
+            method,
+            result,
+            comment: None,
+            properties: Vec::new(),
+        }
     }
 
     fn comment(mut self, text: &str) -> ResInfo {
@@ -92,7 +104,10 @@ fn spf_result(check: &SpfCheck) -> ResInfo {
     match check.identity_kind {
         SpfIdentityKind::Mailfrom => result.property("smtp.mailfrom", &check.identity),
         SpfIdentityKind::Helo => {
-            let helo = check.identity.rsplit_once('@').map_or(check.identity.as_str(), |(_, domain)| domain);
+            let helo = check
+                .identity
+                .rsplit_once('@')
+                .map_or(check.identity.as_str(), |(_, domain)| domain);
             result.property("smtp.helo", helo)
         }
     }
@@ -115,7 +130,10 @@ fn dkim_result(signature: &DkimSignatureReport) -> ResInfo {
 fn dmarc_result(dmarc: &DmarcReport) -> ResInfo {
     let comment = match &dmarc.record {
         Some(record) => format!("p={} dis={}", record.p, dmarc.policy),
-        None => dmarc.problem.clone().unwrap_or_else(|| dmarc.reason.clone()),
+        None => dmarc
+            .problem
+            .clone()
+            .unwrap_or_else(|| dmarc.reason.clone()),
     };
     ResInfo::new("dmarc", dmarc.result.as_str())
         .comment(&comment)
@@ -134,7 +152,10 @@ fn arc_result(arc: &ArcReport) -> ResInfo {
 const TSPECIALS: &[u8] = b"()<>@,;:\\\"/[]?=";
 
 fn is_token(text: &str) -> bool {
-    !text.is_empty() && text.bytes().all(|b| b.is_ascii_graphic() && !TSPECIALS.contains(&b))
+    !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !TSPECIALS.contains(&b))
 }
 
 /// RFC 5322 `atext`, the characters of a dot-atom.
@@ -143,7 +164,10 @@ fn is_atext(b: u8) -> bool {
 }
 
 fn is_dot_atom(text: &str) -> bool {
-    !text.is_empty() && text.split('.').all(|atom| !atom.is_empty() && atom.bytes().all(is_atext))
+    !text.is_empty()
+        && text
+            .split('.')
+            .all(|atom| !atom.is_empty() && atom.bytes().all(is_atext))
 }
 
 /// A property value as RFC 8601 §2.2 allows it: a token, `local-part@domain` written as is
@@ -177,7 +201,10 @@ fn value(text: &str) -> String {
 /// Comment text: parentheses and backslashes escaped, control characters (line breaks above
 /// all) turned into spaces, cut at a word when very long.
 fn comment_text(text: &str) -> String {
-    let mut short: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let mut short: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
     if short.len() > COMMENT_LENGTH {
         let mut cut = COMMENT_LENGTH;
         while !short.is_char_boundary(cut) {
@@ -241,25 +268,45 @@ mod tests {
         assert_eq!(value("rsa-sha256"), "rsa-sha256");
         assert_eq!(value("example.test"), "example.test");
         assert_eq!(value("alice@example.test"), "alice@example.test");
-        assert_eq!(value("first.last+tag@example.test"), "first.last+tag@example.test");
+        assert_eq!(
+            value("first.last+tag@example.test"),
+            "first.last+tag@example.test"
+        );
         assert_eq!(value("a b@example.test"), "\"a b@example.test\"");
         assert_eq!(value("say \"hi\""), "\"say \\\"hi\\\"\"");
     }
 
     #[test]
     fn comments_escape_parentheses_and_drop_line_breaks() {
-        assert_eq!(comment_text("key (2048 bits)\r\nok\\"), "key \\(2048 bits\\)  ok\\\\");
+        assert_eq!(
+            comment_text("key (2048 bits)\r\nok\\"),
+            "key \\(2048 bits\\)  ok\\\\"
+        );
     }
 
     #[test]
     fn folding_breaks_long_lines_at_spaces_outside_quotes_only() {
-        let long = format!("\tdkim=pass ({}) header.d=\"{}\"", "word ".repeat(30).trim_end(), "quoted text ".repeat(10));
+        let long = format!(
+            "\tdkim=pass ({}) header.d=\"{}\"",
+            "word ".repeat(30).trim_end(),
+            "quoted text ".repeat(10)
+        );
         let folded = fold(&long);
-        assert_eq!(folded.replace("\r\n\t  ", " "), long, "unfolding gives back the line");
+        assert_eq!(
+            folded.replace("\r\n\t  ", " "),
+            long,
+            "unfolding gives back the line"
+        );
         for physical in folded.split("\r\n") {
-            assert!(physical.len() <= LINE_LENGTH || physical.contains('"'), "{physical:?} is too long");
+            assert!(
+                physical.len() <= LINE_LENGTH || physical.contains('"'),
+                "{physical:?} is too long"
+            );
         }
         let quoted_part = folded.split('"').nth(1).unwrap();
-        assert!(!quoted_part.contains("\r\n"), "never folds inside a quoted string");
+        assert!(
+            !quoted_part.contains("\r\n"),
+            "never folds inside a quoted string"
+        );
     }
 }

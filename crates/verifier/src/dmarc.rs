@@ -18,8 +18,8 @@ use mail_parser::{Address, HeaderName, MessageParser};
 use crate::dns::{Dns, LookupError};
 use crate::domain::{aligned, normalize, organizational_domain};
 use crate::report::{
-    Alignment, AlignmentMode, DkimResult, DkimSignatureReport, DmarcRecord, DmarcReport, DmarcResult, SpfCheck,
-    SpfResult,
+    Alignment, AlignmentMode, DkimResult, DkimSignatureReport, DmarcRecord, DmarcReport,
+    DmarcResult, SpfCheck, SpfResult,
 };
 
 /// The `From` header fields of a message, as DMARC needs them.
@@ -36,11 +36,21 @@ impl FromField {
     /// Reads the `From` header fields of `message` (the header block only).
     pub fn read(message: &[u8]) -> FromField {
         let Some(parsed) = MessageParser::new().parse_headers(message) else {
-            return FromField { field_count: 0, addresses: Vec::new() };
+            return FromField {
+                field_count: 0,
+                addresses: Vec::new(),
+            };
         };
-        let from_fields: Vec<_> = parsed.headers().iter().filter(|header| header.name == HeaderName::From).collect();
+        let from_fields: Vec<_> = parsed
+            .headers()
+            .iter()
+            .filter(|header| header.name == HeaderName::From)
+            .collect();
         let addresses = match from_fields.first().map(|header| header.value.as_address()) {
-            Some(Some(Address::List(list))) => list.iter().map(|addr| addr.address().unwrap_or("").to_string()).collect(),
+            Some(Some(Address::List(list))) => list
+                .iter()
+                .map(|addr| addr.address().unwrap_or("").to_string())
+                .collect(),
             Some(Some(Address::Group(groups))) => groups
                 .iter()
                 .flat_map(|group| &group.addresses)
@@ -48,12 +58,18 @@ impl FromField {
                 .collect(),
             Some(None) | None => Vec::new(),
         };
-        FromField { field_count: from_fields.len(), addresses }
+        FromField {
+            field_count: from_fields.len(),
+            addresses,
+        }
     }
 
     /// The first address of the first `From` field, if it has one.
     pub fn first_address(&self) -> Option<&str> {
-        self.addresses.first().map(String::as_str).filter(|address| !address.is_empty())
+        self.addresses
+            .first()
+            .map(String::as_str)
+            .filter(|address| !address.is_empty())
     }
 
     /// The domain of the first address (normalized), if it is a usable domain name.
@@ -81,13 +97,19 @@ impl FromField {
             )));
         }
         let Some(address) = self.first_address() else {
-            return Err(FromProblem::Malformed("The From header field holds no email address.".into()));
+            return Err(FromProblem::Malformed(
+                "The From header field holds no email address.".into(),
+            ));
         };
         if !address.contains('@') {
-            return Err(FromProblem::Malformed(format!("The From address {address:?} has no domain.")));
+            return Err(FromProblem::Malformed(format!(
+                "The From address {address:?} has no domain."
+            )));
         }
         self.first_domain().ok_or_else(|| {
-            FromProblem::Malformed(format!("The domain of the From address {address:?} is not a valid domain name."))
+            FromProblem::Malformed(format!(
+                "The domain of the From address {address:?} is not a valid domain name."
+            ))
         })
     }
 }
@@ -117,7 +139,9 @@ fn is_domain_name(name: &str) -> bool {
         && name.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || !b.is_ascii())
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || !b.is_ascii())
         })
 }
 
@@ -174,17 +198,26 @@ fn evaluate_found(
         Discovery::Found { record, .. } => Some(record.clone()),
         _ => None,
     };
-    let (aspf, adkim) = record.as_ref().map_or((AlignmentMode::Relaxed, AlignmentMode::Relaxed), |r| (r.aspf, r.adkim));
+    let (aspf, adkim) = record
+        .as_ref()
+        .map_or((AlignmentMode::Relaxed, AlignmentMode::Relaxed), |r| {
+            (r.aspf, r.adkim)
+        });
 
     let spf_alignment = spf_alignment(spf, Some(&from_domain), aspf);
-    let dkim_aligned: Vec<bool> = dkim.iter().map(|signature| dkim_signature_aligned(signature, &from_domain, adkim)).collect();
+    let dkim_aligned: Vec<bool> = dkim
+        .iter()
+        .map(|signature| dkim_signature_aligned(signature, &from_domain, adkim))
+        .collect();
     let dkim_alignment = dkim_alignment(dkim, &dkim_aligned, adkim);
 
     let (result, policy, reason) = match discovery {
         Discovery::TemporaryFailure(error) => (
             DmarcResult::Temperror,
             "none".to_string(),
-            format!("The DMARC record could not be fetched ({error}); a receiver would defer the message and try again."),
+            format!(
+                "The DMARC record could not be fetched ({error}); a receiver would defer the message and try again."
+            ),
         ),
         Discovery::NoPolicy(why) => (
             DmarcResult::None,
@@ -195,7 +228,11 @@ fn evaluate_found(
             let note = note.map(|note| format!(" {note}")).unwrap_or_default();
             if spf_alignment.aligned || dkim_alignment.aligned {
                 let how = passing_identifiers(&spf_alignment, &dkim_alignment);
-                (DmarcResult::Pass, "none".to_string(), format!("{how} with the From domain {from_domain}.{note}"))
+                (
+                    DmarcResult::Pass,
+                    "none".to_string(),
+                    format!("{how} with the From domain {from_domain}.{note}"),
+                )
             } else {
                 let applied = applied_policy(&record, &from_domain);
                 let reason = fail_reason(&record, &applied, &from_domain, spf, dkim, adkim, aspf);
@@ -224,17 +261,29 @@ fn evaluate_found(
 /// The evaluation of a message whose From field cannot be evaluated. Alignment is still
 /// reported against the first address's domain when there is one, so the sender sees which
 /// identifiers would have aligned; no DNS is asked.
-fn unevaluable(from: &FromField, problem: &FromProblem, spf: &SpfCheck, dkim: &[DkimSignatureReport]) -> DmarcEvaluation {
+fn unevaluable(
+    from: &FromField,
+    problem: &FromProblem,
+    spf: &SpfCheck,
+    dkim: &[DkimSignatureReport],
+) -> DmarcEvaluation {
     let from_domain = from.first_domain();
     let mode = AlignmentMode::Relaxed;
     let spf_alignment = spf_alignment(spf, from_domain.as_deref(), mode);
     let dkim_aligned: Vec<bool> = dkim
         .iter()
-        .map(|signature| from_domain.as_deref().is_some_and(|domain| dkim_signature_aligned(signature, domain, mode)))
+        .map(|signature| {
+            from_domain
+                .as_deref()
+                .is_some_and(|domain| dkim_signature_aligned(signature, domain, mode))
+        })
         .collect();
     let dkim_alignment = dkim_alignment(dkim, &dkim_aligned, mode);
     let (result, consequence) = match problem {
-        FromProblem::Missing => (DmarcResult::None, "There is no author domain whose policy could apply."),
+        FromProblem::Missing => (
+            DmarcResult::None,
+            "There is no author domain whose policy could apply.",
+        ),
         FromProblem::Malformed(_) => (
             DmarcResult::Permerror,
             "DMARC cannot evaluate a message without exactly one author domain (RFC 7489 §6.6.1); receivers often reject such messages.",
@@ -257,7 +306,11 @@ fn unevaluable(from: &FromField, problem: &FromProblem, spf: &SpfCheck, dkim: &[
     }
 }
 
-fn dkim_signature_aligned(signature: &DkimSignatureReport, from_domain: &str, mode: AlignmentMode) -> bool {
+fn dkim_signature_aligned(
+    signature: &DkimSignatureReport,
+    from_domain: &str,
+    mode: AlignmentMode,
+) -> bool {
     signature.result == DkimResult::Pass && aligned(&signature.domain, from_domain, mode)
 }
 
@@ -267,19 +320,46 @@ fn spf_alignment(spf: &SpfCheck, from_domain: Option<&str>, mode: AlignmentMode)
     let spf_domain = (spf.checked && !spf.domain.is_empty()).then(|| normalize(&spf.domain));
     let is_aligned = spf.result == SpfResult::Pass
         && matches!((&spf_domain, from_domain), (Some(spf_domain), Some(from)) if aligned(spf_domain, from, mode));
-    Alignment { mode, aligned: is_aligned, domain: spf_domain }
+    Alignment {
+        mode,
+        aligned: is_aligned,
+        domain: spf_domain,
+    }
 }
 
 /// DKIM alignment: the first aligned signature's `d=`, else the first passing one's, else none.
-fn dkim_alignment(dkim: &[DkimSignatureReport], aligned_flags: &[bool], mode: AlignmentMode) -> Alignment {
-    let first_aligned = dkim.iter().zip(aligned_flags).find(|(_, aligned)| **aligned).map(|(signature, _)| signature);
-    let shown = first_aligned.or_else(|| dkim.iter().find(|signature| signature.result == DkimResult::Pass));
-    Alignment { mode, aligned: first_aligned.is_some(), domain: shown.map(|signature| normalize(&signature.domain)) }
+fn dkim_alignment(
+    dkim: &[DkimSignatureReport],
+    aligned_flags: &[bool],
+    mode: AlignmentMode,
+) -> Alignment {
+    let first_aligned = dkim
+        .iter()
+        .zip(aligned_flags)
+        .find(|(_, aligned)| **aligned)
+        .map(|(signature, _)| signature);
+    let shown = first_aligned.or_else(|| {
+        dkim.iter()
+            .find(|signature| signature.result == DkimResult::Pass)
+    });
+    Alignment {
+        mode,
+        aligned: first_aligned.is_some(),
+        domain: shown.map(|signature| normalize(&signature.domain)),
+    }
 }
 
 fn passing_identifiers(spf: &Alignment, dkim: &Alignment) -> String {
-    let spf_part = spf.domain.as_deref().filter(|_| spf.aligned).map(|d| format!("SPF passed for {d}"));
-    let dkim_part = dkim.domain.as_deref().filter(|_| dkim.aligned).map(|d| format!("a DKIM signature by {d} passed"));
+    let spf_part = spf
+        .domain
+        .as_deref()
+        .filter(|_| spf.aligned)
+        .map(|d| format!("SPF passed for {d}"));
+    let dkim_part = dkim
+        .domain
+        .as_deref()
+        .filter(|_| dkim.aligned)
+        .map(|d| format!("a DKIM signature by {d} passed"));
     match (spf_part, dkim_part) {
         (Some(spf), Some(dkim)) => format!("{spf} and {dkim}, both aligned"),
         (Some(one), None) | (None, Some(one)) => format!("{one}, aligned"),
@@ -309,16 +389,27 @@ fn fail_reason(
     let spf_part = if spf.result != SpfResult::Pass {
         format!("SPF did not pass ({})", spf.result.as_str())
     } else {
-        format!("SPF passed for {} but it does not align ({} alignment)", normalize(&spf.domain), mode_name(aspf))
+        format!(
+            "SPF passed for {} but it does not align ({} alignment)",
+            normalize(&spf.domain),
+            mode_name(aspf)
+        )
     };
-    let passing: Vec<&str> =
-        dkim.iter().filter(|s| s.result == DkimResult::Pass).map(|s| s.domain.as_str()).collect();
+    let passing: Vec<&str> = dkim
+        .iter()
+        .filter(|s| s.result == DkimResult::Pass)
+        .map(|s| s.domain.as_str())
+        .collect();
     let dkim_part = if dkim.is_empty() {
         "the message has no DKIM signature".to_string()
     } else if passing.is_empty() {
         "no DKIM signature passed".to_string()
     } else {
-        format!("DKIM passed only for {} ({} alignment)", passing.join(", "), mode_name(adkim))
+        format!(
+            "DKIM passed only for {} ({} alignment)",
+            passing.join(", "),
+            mode_name(adkim)
+        )
     };
     let mut reason = format!(
         "Neither SPF nor DKIM authenticated a domain aligned with the From domain {from_domain}: {spf_part}, and {dkim_part}. \
@@ -326,7 +417,11 @@ fn fail_reason(
         record.name
     );
     if record.pct < 100 && applied != "none" {
-        let milder = if applied == "reject" { "quarantine" } else { "none" };
+        let milder = if applied == "reject" {
+            "quarantine"
+        } else {
+            "none"
+        };
         reason.push_str(&format!(
             " With pct={}, that applies to {}% of failing messages; the rest get {milder}.",
             record.pct, record.pct
@@ -377,13 +472,18 @@ async fn discover_policy(dns: &Dns, from_domain: &str, organizational: &str) -> 
             Lookup::TemporaryFailure(error) => return Discovery::TemporaryFailure(error),
         }
     }
-    Discovery::NoPolicy(format!("No DMARC record was found at {}.", names.join(" or ")))
+    Discovery::NoPolicy(format!(
+        "No DMARC record was found at {}.",
+        names.join(" or ")
+    ))
 }
 
 async fn lookup(dns: &Dns, name: &str) -> Lookup {
     let texts = match dns.txt(name).await {
         Ok(texts) => texts,
-        Err(error @ LookupError::Temporary(..)) => return Lookup::TemporaryFailure(error.to_string()),
+        Err(error @ LookupError::Temporary(..)) => {
+            return Lookup::TemporaryFailure(error.to_string());
+        }
         Err(LookupError::InvalidName(_)) => {
             return Lookup::Unusable(format!("{name} is not a name DNS can look up."));
         }
@@ -398,13 +498,21 @@ async fn lookup(dns: &Dns, name: &str) -> Lookup {
         [] => Lookup::Absent,
         [text] => match parse_record(name, text) {
             Ok(record) => Lookup::Record(record, None),
-            Err(RecordError { problem, reporting_record: Some(record) }) => Lookup::Record(
-                record,
-                Some(format!("The record at {name} is not valid ({problem}); because it names a report address, receivers treat it as p=none.")),
+            Err(RecordError {
+                problem,
+                reporting_record: Some(record),
+            }) => Lookup::Record(
+                *record,
+                Some(format!(
+                    "The record at {name} is not valid ({problem}); because it names a report address, receivers treat it as p=none."
+                )),
             ),
-            Err(RecordError { problem, reporting_record: None }) => {
-                Lookup::Unusable(format!("The DMARC record at {name} is not valid ({problem})."))
-            }
+            Err(RecordError {
+                problem,
+                reporting_record: None,
+            }) => Lookup::Unusable(format!(
+                "The DMARC record at {name} is not valid ({problem})."
+            )),
         },
         several => Lookup::Unusable(format!(
             "{name} has {} DMARC records; there must be exactly one (RFC 7489 §6.6.3).",
@@ -427,7 +535,7 @@ fn is_dmarc_record(text: &str) -> bool {
 struct RecordError {
     problem: String,
     /// RFC 7489 §6.6.3: a record without a valid `p` but with a valid `rua` acts as `p=none`.
-    reporting_record: Option<DmarcRecord>,
+    reporting_record: Option<Box<DmarcRecord>>,
 }
 
 /// Parses a DMARC record found at `name` (RFC 7489 §6.3). Unknown tags are ignored, and invalid
@@ -446,7 +554,9 @@ fn parse_record(name: &str, text: &str) -> Result<DmarcRecord, RecordError> {
     };
     let mut problem = None;
     for tag in text.split(';').skip(1) {
-        let Some((tag_name, value)) = tag.split_once('=') else { continue };
+        let Some((tag_name, value)) = tag.split_once('=') else {
+            continue;
+        };
         let value = value.trim();
         match tag_name.trim().to_ascii_lowercase().as_str() {
             "p" => match policy(value) {
@@ -459,9 +569,20 @@ fn parse_record(name: &str, text: &str) -> Result<DmarcRecord, RecordError> {
             },
             "adkim" => record.adkim = alignment_mode(value),
             "aspf" => record.aspf = alignment_mode(value),
-            "pct" => record.pct = value.parse::<u8>().ok().filter(|pct| *pct <= 100).unwrap_or(100),
+            "pct" => {
+                record.pct = value
+                    .parse::<u8>()
+                    .ok()
+                    .filter(|pct| *pct <= 100)
+                    .unwrap_or(100)
+            }
             "rua" => {
-                record.rua = value.split(',').map(str::trim).filter(|uri| !uri.is_empty()).map(String::from).collect();
+                record.rua = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|uri| !uri.is_empty())
+                    .map(String::from)
+                    .collect();
             }
             _ => {}
         }
@@ -473,8 +594,17 @@ fn parse_record(name: &str, text: &str) -> Result<DmarcRecord, RecordError> {
         None => Ok(record),
         Some(problem) => {
             let reports_somewhere = record.rua.iter().any(|uri| is_valid_report_uri(uri));
-            let reporting_record = reports_somewhere.then(|| DmarcRecord { p: "none".into(), sp: None, ..record });
-            Err(RecordError { problem, reporting_record })
+            let reporting_record = reports_somewhere.then(|| {
+                Box::new(DmarcRecord {
+                    p: "none".into(),
+                    sp: None,
+                    ..record
+                })
+            });
+            Err(RecordError {
+                problem,
+                reporting_record,
+            })
         }
     }
 }
@@ -485,7 +615,11 @@ fn policy(value: &str) -> Option<String> {
 }
 
 fn alignment_mode(value: &str) -> AlignmentMode {
-    if value.eq_ignore_ascii_case("s") { AlignmentMode::Strict } else { AlignmentMode::Relaxed }
+    if value.eq_ignore_ascii_case("s") {
+        AlignmentMode::Strict
+    } else {
+        AlignmentMode::Relaxed
+    }
 }
 
 /// A `rua` URI a receiver could send reports to: `mailto:` with an address (an optional `!size`
@@ -496,7 +630,11 @@ fn is_valid_report_uri(uri: &str) -> bool {
         .get(..7)
         .is_some_and(|scheme| scheme.eq_ignore_ascii_case("mailto:"))
         .then(|| &address[7..])
-        .is_some_and(|mailbox| mailbox.split_once('@').is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty()))
+        .is_some_and(|mailbox| {
+            mailbox
+                .split_once('@')
+                .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty())
+        })
 }
 
 #[cfg(test)]
@@ -516,14 +654,24 @@ mod tests {
     #[test]
     fn from_problems_are_named() {
         assert_eq!(from_of("").author_domain(), Err(FromProblem::Missing));
-        let several_fields = from_of("From: a@example.test\r\nFrom: b@example.test\r\n").author_domain();
-        assert!(matches!(several_fields, Err(FromProblem::Malformed(p)) if p.contains("2 From header fields")));
+        let several_fields =
+            from_of("From: a@example.test\r\nFrom: b@example.test\r\n").author_domain();
+        assert!(
+            matches!(several_fields, Err(FromProblem::Malformed(p)) if p.contains("2 From header fields"))
+        );
         let several_addresses = from_of("From: a@example.test, b@example.org\r\n").author_domain();
-        assert!(matches!(several_addresses, Err(FromProblem::Malformed(p)) if p.contains("2 addresses")));
+        assert!(
+            matches!(several_addresses, Err(FromProblem::Malformed(p)) if p.contains("2 addresses"))
+        );
         let no_domain = from_of("From: alice\r\n").author_domain();
-        assert!(matches!(no_domain, Err(FromProblem::Malformed(_))), "{no_domain:?}");
+        assert!(
+            matches!(no_domain, Err(FromProblem::Malformed(_))),
+            "{no_domain:?}"
+        );
         let literal = from_of("From: alice@[192.0.2.1]\r\n").author_domain();
-        assert!(matches!(literal, Err(FromProblem::Malformed(p)) if p.contains("not a valid domain name")));
+        assert!(
+            matches!(literal, Err(FromProblem::Malformed(p)) if p.contains("not a valid domain name"))
+        );
     }
 
     #[test]
@@ -538,8 +686,14 @@ mod tests {
         assert_eq!(record.adkim, AlignmentMode::Strict);
         assert_eq!(record.aspf, AlignmentMode::Relaxed);
         assert_eq!(record.pct, 50);
-        assert_eq!(record.rua, ["mailto:a@example.test", "mailto:b@example.test"]);
-        assert_eq!(parse_record("n", "v=DMARC1; p=none; pct=500").unwrap().pct, 100);
+        assert_eq!(
+            record.rua,
+            ["mailto:a@example.test", "mailto:b@example.test"]
+        );
+        assert_eq!(
+            parse_record("n", "v=DMARC1; p=none; pct=500").unwrap().pct,
+            100
+        );
     }
 
     #[test]
@@ -548,7 +702,10 @@ mod tests {
         assert!(error.problem.contains("p=block"));
         assert!(error.reporting_record.is_none());
         let error = parse_record("n", "v=DMARC1; rua=mailto:dmarc@example.test").unwrap_err();
-        assert_eq!(error.reporting_record.map(|r| r.p), Some("none".to_string()));
+        assert_eq!(
+            error.reporting_record.map(|r| r.p),
+            Some("none".to_string())
+        );
     }
 
     #[test]

@@ -47,7 +47,8 @@ pub fn aligned(authenticated: &str, from: &str, mode: AlignmentMode) -> bool {
     match mode {
         AlignmentMode::Strict => authenticated == from,
         AlignmentMode::Relaxed => {
-            authenticated == from || organizational_domain(&authenticated) == organizational_domain(&from)
+            authenticated == from
+                || organizational_domain(&authenticated) == organizational_domain(&from)
         }
     }
 }
@@ -61,13 +62,19 @@ mod tests {
         assert_eq!(organizational_domain("mail.example.com"), "example.com");
         assert_eq!(organizational_domain("a.b.example.co.uk"), "example.co.uk");
         assert_eq!(organizational_domain("Example.COM."), "example.com");
-        assert_eq!(organizational_domain("someone.github.io"), "someone.github.io");
+        assert_eq!(
+            organizational_domain("someone.github.io"),
+            "someone.github.io"
+        );
     }
 
     #[test]
     fn unknown_top_level_domains_take_the_last_two_labels() {
         assert_eq!(organizational_domain("mail.example.test"), "example.test");
-        assert_eq!(organizational_domain("a.b.c.example.localhost"), "example.localhost");
+        assert_eq!(
+            organizational_domain("a.b.c.example.localhost"),
+            "example.localhost"
+        );
         assert_eq!(organizational_domain("example.test"), "example.test");
         assert_eq!(organizational_domain("localhost"), "localhost");
     }
@@ -80,16 +87,36 @@ mod tests {
 
     #[test]
     fn relaxed_alignment_compares_organizational_domains() {
-        assert!(aligned("mail.example.test", "example.test", AlignmentMode::Relaxed));
-        assert!(aligned("bounce.Example.COM.", "news.example.com", AlignmentMode::Relaxed));
-        assert!(!aligned("example.org", "example.com", AlignmentMode::Relaxed));
+        assert!(aligned(
+            "mail.example.test",
+            "example.test",
+            AlignmentMode::Relaxed
+        ));
+        assert!(aligned(
+            "bounce.Example.COM.",
+            "news.example.com",
+            AlignmentMode::Relaxed
+        ));
+        assert!(!aligned(
+            "example.org",
+            "example.com",
+            AlignmentMode::Relaxed
+        ));
         assert!(!aligned("a.co.uk", "b.co.uk", AlignmentMode::Relaxed));
     }
 
     #[test]
     fn strict_alignment_needs_equal_names() {
-        assert!(aligned("Example.test.", "example.test", AlignmentMode::Strict));
-        assert!(!aligned("mail.example.test", "example.test", AlignmentMode::Strict));
+        assert!(aligned(
+            "Example.test.",
+            "example.test",
+            AlignmentMode::Strict
+        ));
+        assert!(!aligned(
+            "mail.example.test",
+            "example.test",
+            AlignmentMode::Strict
+        ));
     }
 
     #[test]

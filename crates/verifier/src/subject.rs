@@ -21,7 +21,12 @@ pub fn rewrite_subject(message: &[u8], verdict: &str) -> Vec<u8> {
     let verdict = printable(verdict);
     let eol = line_ending_of(message);
     let header = HeaderBlock::find(message);
-    let subjects: Vec<Field> = header.fields.iter().copied().filter(|field| field.is_named(message, "subject")).collect();
+    let subjects: Vec<Field> = header
+        .fields
+        .iter()
+        .copied()
+        .filter(|field| field.is_named(message, "subject"))
+        .collect();
 
     let mut out = Vec::with_capacity(message.len() + verdict.len() + 16);
     if subjects.is_empty() {
@@ -41,7 +46,8 @@ pub fn rewrite_subject(message: &[u8], verdict: &str) -> Vec<u8> {
         let insertion = subject.value_start(message);
         out.extend_from_slice(&message[copied..insertion.at]);
         copied = insertion.at;
-        let line_length = insertion.line_length_before + verdict.len() + 1 + insertion.line_length_after;
+        let line_length =
+            insertion.line_length_before + verdict.len() + 1 + insertion.line_length_after;
         if !insertion.has_leading_space {
             out.push(b' ');
         }
@@ -71,7 +77,9 @@ pub fn from_address(message: &[u8]) -> Option<String> {
 /// `text` with control characters (line breaks above all) turned into spaces: the verdict must
 /// not end the header field or start a new one.
 fn printable(text: &str) -> String {
-    text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 /// The line ending the message uses: that of its first line, CRLF when it has none.
@@ -86,7 +94,30 @@ fn line_ending_of(message: &[u8]) -> &'static [u8] {
 /// The line ending of the line holding byte `at`, if that line has one.
 fn line_ending_at(message: &[u8], at: usize) -> Option<&'static [u8]> {
     let newline = at + message[at..].iter().position(|&b| b == b'\n')?;
-    Some(if newline > 0 && message[newline - 1] == b'\r' { b"\r\n" } else { b"\n" })
+    Some(if newline > 0 && message[newline - 1] == b'\r' {
+        b"\r\n"
+    } else {
+        b"\n"
+    })
+}
+
+/// How many bytes of blank space `value` starts with: spaces, tabs, and line endings that
+/// are followed by a space or tab (folds). A line ending followed by anything else ends the
+/// blank space, so the verdict never lands after a line break that is not a fold.
+fn leading_blank(value: &[u8]) -> usize {
+    let is_wsp = |at: usize| matches!(value.get(at), Some(b' ' | b'\t'));
+    let mut at = 0;
+    loop {
+        if is_wsp(at) {
+            at += 1;
+        } else if value[at..].starts_with(b"\r\n") && is_wsp(at + 2) {
+            at += 2;
+        } else if value[at..].starts_with(b"\n") && is_wsp(at + 1) {
+            at += 1;
+        } else {
+            return at;
+        }
+    }
 }
 
 /// One header field: from the start of its name to the end of its last line, line ending excluded.
@@ -113,16 +144,28 @@ struct Insertion {
 
 impl Field {
     fn is_named(&self, message: &[u8], name: &str) -> bool {
-        message[self.start..self.colon].trim_ascii_end().eq_ignore_ascii_case(name.as_bytes())
+        message[self.start..self.colon]
+            .trim_ascii_end()
+            .eq_ignore_ascii_case(name.as_bytes())
     }
 
     fn value_start(&self, message: &[u8]) -> Insertion {
         let value = &message[self.colon + 1..self.end];
-        let blank = value.iter().take_while(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n')).count();
+        let blank = leading_blank(value);
         let at = self.colon + 1 + blank;
-        let line_start = message[..at].iter().rposition(|&b| b == b'\n').map_or(0, |newline| newline + 1);
-        let line_end = message[at..].iter().position(|&b| b == b'\n').map_or(message.len(), |newline| at + newline);
-        let line_end = if line_end > at && message[line_end - 1] == b'\r' { line_end - 1 } else { line_end };
+        let line_start = message[..at]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |newline| newline + 1);
+        let line_end = message[at..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(message.len(), |newline| at + newline);
+        let line_end = if line_end > at && message[line_end - 1] == b'\r' {
+            line_end - 1
+        } else {
+            line_end
+        };
         Insertion {
             at,
             has_leading_space: blank > 0,
@@ -143,9 +186,13 @@ struct HeaderBlock {
 impl HeaderBlock {
     fn find(message: &[u8]) -> HeaderBlock {
         let mut fields: Vec<Field> = Vec::new();
+        let mut in_field = false;
         let mut line_start = 0;
         while line_start < message.len() {
-            let newline = message[line_start..].iter().position(|&b| b == b'\n').map(|n| line_start + n);
+            let newline = message[line_start..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .map(|n| line_start + n);
             let content_end = match newline {
                 Some(n) if n > line_start && message[n - 1] == b'\r' => n - 1,
                 Some(n) => n,
@@ -153,21 +200,35 @@ impl HeaderBlock {
             };
             let line = &message[line_start..content_end];
             if line.is_empty() {
-                return HeaderBlock { fields, end: line_start };
+                return HeaderBlock {
+                    fields,
+                    end: line_start,
+                };
             }
             if matches!(line[0], b' ' | b'\t') {
-                if let Some(field) = fields.last_mut() {
+                if in_field && let Some(field) = fields.last_mut() {
                     field.end = content_end;
                 }
             } else if let Some(colon) = line.iter().position(|&b| b == b':') {
-                fields.push(Field { start: line_start, colon: line_start + colon, end: content_end });
+                fields.push(Field {
+                    start: line_start,
+                    colon: line_start + colon,
+                    end: content_end,
+                });
+                in_field = true;
+            } else {
+                // Not a field: neither it nor the continuation lines after it belong to one.
+                in_field = false;
             }
             match newline {
                 Some(n) => line_start = n + 1,
                 None => break,
             }
         }
-        HeaderBlock { fields, end: message.len() }
+        HeaderBlock {
+            fields,
+            end: message.len(),
+        }
     }
 }
 
@@ -177,20 +238,36 @@ mod tests {
 
     #[test]
     fn the_verdict_goes_before_the_subject() {
-        let rewritten = rewrite_subject(b"From: a@b.test\r\nSubject: Hello\r\n\r\nbody", "|OK| spf-pass");
-        assert_eq!(rewritten, b"From: a@b.test\r\nSubject: |OK| spf-pass Hello\r\n\r\nbody");
+        let rewritten = rewrite_subject(
+            b"From: a@b.test\r\nSubject: Hello\r\n\r\nbody",
+            "|OK| spf-pass",
+        );
+        assert_eq!(
+            rewritten,
+            b"From: a@b.test\r\nSubject: |OK| spf-pass Hello\r\n\r\nbody"
+        );
     }
 
     #[test]
     fn a_missing_subject_is_added_at_the_end_of_the_header() {
-        let rewritten = rewrite_subject(b"From: a@b.test\nTo: c@d.test\n\nbody\n", "!! dkim-none !!");
-        assert_eq!(rewritten, b"From: a@b.test\nTo: c@d.test\nSubject: !! dkim-none !!\n\nbody\n");
+        let rewritten =
+            rewrite_subject(b"From: a@b.test\nTo: c@d.test\n\nbody\n", "!! dkim-none !!");
+        assert_eq!(
+            rewritten,
+            b"From: a@b.test\nTo: c@d.test\nSubject: !! dkim-none !!\n\nbody\n"
+        );
     }
 
     #[test]
     fn an_empty_subject_becomes_the_verdict() {
-        assert_eq!(rewrite_subject(b"Subject:\r\n\r\n", "v"), b"Subject: v\r\n\r\n");
-        assert_eq!(rewrite_subject(b"Subject: \r\n\r\n", "v"), b"Subject: v\r\n\r\n");
+        assert_eq!(
+            rewrite_subject(b"Subject:\r\n\r\n", "v"),
+            b"Subject: v\r\n\r\n"
+        );
+        assert_eq!(
+            rewrite_subject(b"Subject: \r\n\r\n", "v"),
+            b"Subject: v\r\n\r\n"
+        );
     }
 
     #[test]
@@ -198,7 +275,16 @@ mod tests {
         let subject = "x".repeat(MAX_LINE_LENGTH - "Subject: ".len());
         let message = format!("Subject: {subject}\r\n\r\n");
         let rewritten = rewrite_subject(message.as_bytes(), "!! spf-fail !!");
-        assert_eq!(rewritten, format!("Subject: !! spf-fail !!\r\n {subject}\r\n\r\n").into_bytes());
+        assert_eq!(
+            rewritten,
+            format!("Subject: !! spf-fail !!\r\n {subject}\r\n\r\n").into_bytes()
+        );
+    }
+
+    #[test]
+    fn a_line_that_is_not_a_field_ends_the_subject() {
+        let rewritten = rewrite_subject(b"Subject:\r\n\0\r\n continued\r\n\r\n", "v");
+        assert_eq!(rewritten, b"Subject: v\r\n\0\r\n continued\r\n\r\n");
     }
 
     #[test]

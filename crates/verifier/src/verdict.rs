@@ -34,9 +34,16 @@ pub fn dkim_verdict(signatures: &[DkimSignatureReport], spf_aligned: bool) -> St
     if signatures.is_empty() {
         return "!! dkim-none !!".into();
     }
-    let has = |result: DkimResult| signatures.iter().any(|signature| signature.result == result);
+    let has = |result: DkimResult| {
+        signatures
+            .iter()
+            .any(|signature| signature.result == result)
+    };
     let verdict = if has(DkimResult::Pass) {
-        if signatures.iter().any(|signature| signature.result == DkimResult::Pass && signature.aligned) {
+        if signatures
+            .iter()
+            .any(|signature| signature.result == DkimResult::Pass && signature.aligned)
+        {
             "|OK| dkim-pass"
         } else if spf_aligned {
             "|~OK| dkim-pass"

@@ -77,7 +77,10 @@ impl Verifier {
 
     /// Verifies `input` as of now.
     pub async fn verify(&self, input: &MessageInput<'_>) -> Report {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
         self.verify_at(input, now).await
     }
 
@@ -96,11 +99,26 @@ impl Verifier {
         for (signature, aligned) in dkim.iter_mut().zip(&dmarc.dkim_aligned) {
             signature.aligned = *aligned;
         }
-        let spf = SpfReport { check: spf_check, aligned: dmarc.spf_aligned, helo: helo_check };
+        let spf = SpfReport {
+            check: spf_check,
+            aligned: dmarc.spf_aligned,
+            helo: helo_check,
+        };
         let any_dkim_aligned = dkim.iter().any(|signature| signature.aligned);
-        let verdicts = Verdicts { spf: spf_verdict(&spf, any_dkim_aligned), dkim: dkim_verdict(&dkim, spf.aligned) };
-        let authentication_results = authentication_results(&config.authserv_id, &spf, &dkim, &dmarc.report, &arc);
-        Report { verdicts, spf, dkim, dmarc: dmarc.report, arc, authentication_results }
+        let verdicts = Verdicts {
+            spf: spf_verdict(&spf, any_dkim_aligned),
+            dkim: dkim_verdict(&dkim, spf.aligned),
+        };
+        let authentication_results =
+            authentication_results(&config.authserv_id, &spf, &dkim, &dmarc.report, &arc);
+        Report {
+            verdicts,
+            spf,
+            dkim,
+            dmarc: dmarc.report,
+            arc,
+            authentication_results,
+        }
     }
 
     /// SPF for the identity that counts (MAIL FROM, or HELO for the null reverse-path) and,
@@ -112,7 +130,8 @@ impl Verifier {
         };
         if input.mail_from.trim().is_empty() {
             // The null reverse-path: the HELO check is the one that counts, so it runs once.
-            let helo = spf::check_mail_from(&self.dns, ip, input.mail_from, input.helo, time_limit).await;
+            let helo =
+                spf::check_mail_from(&self.dns, ip, input.mail_from, input.helo, time_limit).await;
             return (helo.clone(), Some(helo));
         }
         let (mail_from, helo) = tokio::join!(
@@ -128,9 +147,16 @@ fn not_checked(input: &MessageInput<'_>) -> SpfCheck {
     let mail_from = input.mail_from.trim();
     if mail_from.is_empty() {
         let helo = input.helo.trim();
-        spf::not_checked(SpfIdentityKind::Helo, &format!("postmaster@{helo}"), helo, NO_CLIENT_IP)
+        spf::not_checked(
+            SpfIdentityKind::Helo,
+            &format!("postmaster@{helo}"),
+            helo,
+            NO_CLIENT_IP,
+        )
     } else {
-        let domain = mail_from.rsplit_once('@').map_or(mail_from, |(_, domain)| domain);
+        let domain = mail_from
+            .rsplit_once('@')
+            .map_or(mail_from, |(_, domain)| domain);
         spf::not_checked(SpfIdentityKind::Mailfrom, mail_from, domain, NO_CLIENT_IP)
     }
 }

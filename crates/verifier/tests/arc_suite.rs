@@ -12,7 +12,10 @@ use authcheck_testdns::TestDns;
 use authcheck_verifier::{ArcResult, arc};
 use serde_json::Value;
 
-const SUITE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/corpora/arc/arc-draft-validation-tests.json");
+const SUITE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../../shared/corpora/arc/arc-draft-validation-tests.json"
+);
 
 /// Tests whose result differs from the suite's, each with why. Keep this list short.
 const KNOWN_DIFFERENCES: &[(&str, &str)] = &[
@@ -41,7 +44,8 @@ fn expected(cv: &str) -> Option<ArcResult> {
 
 #[tokio::test]
 async fn the_arc_validation_suite_gives_the_expected_chain_results() {
-    let suite: Value = serde_json::from_str(&std::fs::read_to_string(SUITE).expect("read the ARC suite")).unwrap();
+    let suite: Value =
+        serde_json::from_str(&std::fs::read_to_string(SUITE).expect("read the ARC suite")).unwrap();
     let scenarios = suite.as_array().expect("the suite is a list of scenarios");
     let mut run = 0;
     let mut matched = 0;
@@ -58,8 +62,12 @@ async fn the_arc_validation_suite_gives_the_expected_chain_results() {
             run += 1;
             // The suite writes messages with LF for readability; on the wire they are CRLF,
             // and simple canonicalization tells the two apart.
-            let message = test["message"].as_str().expect("a message").replace('\n', "\r\n");
-            let report = arc::verify_chain(verifier.dns(), message.as_bytes(), Duration::from_secs(5)).await;
+            let message = test["message"]
+                .as_str()
+                .expect("a message")
+                .replace('\n', "\r\n");
+            let report =
+                arc::verify_chain(verifier.dns(), message.as_bytes(), Duration::from_secs(5)).await;
             if report.result == want {
                 matched += 1;
             } else if !KNOWN_DIFFERENCES.iter().any(|(known, _)| known == name) {
@@ -76,13 +84,22 @@ async fn the_arc_validation_suite_gives_the_expected_chain_results() {
     for (name, reason) in KNOWN_DIFFERENCES {
         println!("known difference {name}: {reason}");
     }
-    assert!(run > 150, "only {run} tests ran: is the suite file complete?");
-    assert!(unexpected.is_empty(), "{} unexpected result(s):\n{}", unexpected.len(), unexpected.join("\n"));
+    assert!(
+        run > 150,
+        "only {run} tests ran: is the suite file complete?"
+    );
+    assert!(
+        unexpected.is_empty(),
+        "{} unexpected result(s):\n{}",
+        unexpected.len(),
+        unexpected.join("\n")
+    );
 }
 
 /// The suite's scenario that holds `test`, and that test's message with CRLF line endings.
 fn suite_case(test: &str) -> (Value, String) {
-    let suite: Value = serde_json::from_str(&std::fs::read_to_string(SUITE).expect("read the ARC suite")).unwrap();
+    let suite: Value =
+        serde_json::from_str(&std::fs::read_to_string(SUITE).expect("read the ARC suite")).unwrap();
     let scenario = suite
         .as_array()
         .unwrap()
@@ -90,7 +107,10 @@ fn suite_case(test: &str) -> (Value, String) {
         .find(|scenario| scenario["tests"].get(test).is_some())
         .unwrap_or_else(|| panic!("{test} is not in the suite"))
         .clone();
-    let message = scenario["tests"][test]["message"].as_str().unwrap().replace('\n', "\r\n");
+    let message = scenario["tests"][test]["message"]
+        .as_str()
+        .unwrap()
+        .replace('\n', "\r\n");
     (scenario, message)
 }
 
@@ -107,25 +127,59 @@ async fn the_verifier_reports_the_arc_chain_and_names_it_in_authentication_resul
     let (scenario, message) = suite_case("cv_pass_i1_1");
     let dns = serve(&scenario).await;
     let verifier = common::verifier(&dns);
-    let report = common::verify(&verifier, "192.0.2.10", "lists.example.org", "jqd@d1.example.org", message.as_bytes()).await;
+    let report = common::verify(
+        &verifier,
+        "192.0.2.10",
+        "lists.example.org",
+        "jqd@d1.example.org",
+        message.as_bytes(),
+    )
+    .await;
     assert_eq!(report.arc.result, ArcResult::Pass, "{}", report.arc.reason);
     assert_eq!(report.arc.sets, 1);
-    assert!(report.authentication_results.ends_with("arc=pass"), "{}", report.authentication_results);
+    assert!(
+        report.authentication_results.ends_with("arc=pass"),
+        "{}",
+        report.authentication_results
+    );
 
     let tampered = message.replace("This is a test message.", "This is another message.");
-    let report = common::verify(&verifier, "192.0.2.10", "lists.example.org", "jqd@d1.example.org", tampered.as_bytes()).await;
+    let report = common::verify(
+        &verifier,
+        "192.0.2.10",
+        "lists.example.org",
+        "jqd@d1.example.org",
+        tampered.as_bytes(),
+    )
+    .await;
     assert_eq!(report.arc.result, ArcResult::Fail);
-    assert!(report.arc.reason.contains("body hash"), "{}", report.arc.reason);
-    assert!(report.authentication_results.contains("arc=fail ("), "{}", report.authentication_results);
+    assert!(
+        report.arc.reason.contains("body hash"),
+        "{}",
+        report.arc.reason
+    );
+    assert!(
+        report.authentication_results.contains("arc=fail ("),
+        "{}",
+        report.authentication_results
+    );
 }
 
 #[tokio::test]
 async fn an_unanswered_key_lookup_fails_the_chain_with_advice_to_retry() {
     let (scenario, message) = suite_case("cv_pass_i1_1");
     let dns = serve(&scenario).await;
-    dns.set_behaviour("dummy._domainkey.example.org", authcheck_testdns::Behaviour::Timeout);
+    dns.set_behaviour(
+        "dummy._domainkey.example.org",
+        authcheck_testdns::Behaviour::Timeout,
+    );
     let verifier = common::verifier(&dns);
-    let report = arc::verify_chain(verifier.dns(), message.as_bytes(), Duration::from_millis(200)).await;
+    let report = arc::verify_chain(
+        verifier.dns(),
+        message.as_bytes(),
+        Duration::from_millis(200),
+    )
+    .await;
     assert_eq!(report.result, ArcResult::Fail);
     assert!(report.reason.contains("try again"), "{}", report.reason);
 }

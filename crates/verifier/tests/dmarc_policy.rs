@@ -32,23 +32,44 @@ async fn zone() -> TestDns {
     ] {
         dns.add_txt(domain, SPF);
     }
-    dns.add_txt("_dmarc.sender.test", "v=DMARC1; p=reject; rua=mailto:dmarc@sender.test");
-    dns.add_txt("_dmarc.strict.test", "v=DMARC1; p=quarantine; aspf=s; adkim=s");
+    dns.add_txt(
+        "_dmarc.sender.test",
+        "v=DMARC1; p=reject; rua=mailto:dmarc@sender.test",
+    );
+    dns.add_txt(
+        "_dmarc.strict.test",
+        "v=DMARC1; p=quarantine; aspf=s; adkim=s",
+    );
     dns.set_behaviour("_dmarc.flaky.test", Behaviour::ServFail);
     dns.add_txt("_dmarc.sp.test", "v=DMARC1; p=reject; sp=quarantine");
     dns.add_txt("_dmarc.pct.test", "v=DMARC1; p=reject; pct=25");
     dns.add_txt("_dmarc.invalid.test", "v=DMARC1; p=bounce");
-    dns.add_txt("_dmarc.reporting.test", "v=DMARC1; p=bounce; rua=mailto:reports@reporting.test");
+    dns.add_txt(
+        "_dmarc.reporting.test",
+        "v=DMARC1; p=bounce; rua=mailto:reports@reporting.test",
+    );
     dns.add_txt("_dmarc.twice.test", "v=DMARC1; p=reject");
     dns.add_txt("_dmarc.twice.test", "v=DMARC1; p=none");
-    for domain in ["sender.test", "mail.sender.test", "strict.test", "mail.strict.test"] {
+    for domain in [
+        "sender.test",
+        "mail.sender.test",
+        "strict.test",
+        "mail.strict.test",
+    ] {
         publish_keys(&dns, domain);
     }
     dns
 }
 
 async fn check(dns: &TestDns, ip: &str, mail_from: &str, message: &[u8]) -> Report {
-    verify(&verifier(dns), ip, "client.example.test", mail_from, message).await
+    verify(
+        &verifier(dns),
+        ip,
+        "client.example.test",
+        mail_from,
+        message,
+    )
+    .await
 }
 
 fn from(address: &str) -> Vec<u8> {
@@ -62,8 +83,19 @@ fn signed(message: &[u8], domain: &str) -> Vec<u8> {
 #[tokio::test]
 async fn relaxed_spf_alignment_accepts_a_subdomain_mail_from() {
     let dns = zone().await;
-    let report = check(&dns, ALLOWED_IP, "bounce@mail.sender.test", &from("alice@sender.test")).await;
-    assert_eq!(report.dmarc.result, DmarcResult::Pass, "{}", report.dmarc.reason);
+    let report = check(
+        &dns,
+        ALLOWED_IP,
+        "bounce@mail.sender.test",
+        &from("alice@sender.test"),
+    )
+    .await;
+    assert_eq!(
+        report.dmarc.result,
+        DmarcResult::Pass,
+        "{}",
+        report.dmarc.reason
+    );
     assert_eq!(report.dmarc.spf_alignment.mode, AlignmentMode::Relaxed);
     assert!(report.spf.aligned);
     assert_eq!(report.verdicts.spf, "|OK| spf-pass");
@@ -77,16 +109,32 @@ async fn relaxed_spf_alignment_accepts_a_subdomain_mail_from() {
 #[tokio::test]
 async fn strict_spf_alignment_needs_the_exact_domain() {
     let dns = zone().await;
-    let report = check(&dns, ALLOWED_IP, "bounce@mail.strict.test", &from("alice@strict.test")).await;
+    let report = check(
+        &dns,
+        ALLOWED_IP,
+        "bounce@mail.strict.test",
+        &from("alice@strict.test"),
+    )
+    .await;
     assert_eq!(report.spf.check.result.as_str(), "pass");
     assert_eq!(report.dmarc.spf_alignment.mode, AlignmentMode::Strict);
     assert!(!report.spf.aligned);
     assert_eq!(report.verdicts.spf, "!! spf-diff !!");
     assert_eq!(report.dmarc.result, DmarcResult::Fail);
     assert_eq!(report.dmarc.policy, "quarantine");
-    assert!(report.dmarc.reason.contains("strict"), "{}", report.dmarc.reason);
+    assert!(
+        report.dmarc.reason.contains("strict"),
+        "{}",
+        report.dmarc.reason
+    );
 
-    let report = check(&dns, ALLOWED_IP, "bounce@strict.test", &from("alice@strict.test")).await;
+    let report = check(
+        &dns,
+        ALLOWED_IP,
+        "bounce@strict.test",
+        &from("alice@strict.test"),
+    )
+    .await;
     assert!(report.spf.aligned);
     assert_eq!(report.dmarc.result, DmarcResult::Pass);
 }
@@ -100,7 +148,10 @@ async fn dkim_alignment_is_relaxed_unless_the_record_says_strict() {
     assert!(report.dkim[0].aligned);
     assert_eq!(report.verdicts.dkim, "|OK| dkim-pass");
     assert_eq!(report.dmarc.result, DmarcResult::Pass);
-    assert_eq!(report.dmarc.dkim_alignment.domain.as_deref(), Some("mail.sender.test"));
+    assert_eq!(
+        report.dmarc.dkim_alignment.domain.as_deref(),
+        Some("mail.sender.test")
+    );
 
     // d=mail.strict.test for From strict.test under adkim=s: not aligned.
     let strict = signed(&from("alice@strict.test"), "mail.strict.test");
@@ -121,11 +172,21 @@ async fn dkim_alignment_is_relaxed_unless_the_record_says_strict() {
 #[tokio::test]
 async fn no_record_means_none() {
     let dns = zone().await;
-    let report = check(&dns, ALLOWED_IP, "alice@nodmarc.test", &from("alice@nodmarc.test")).await;
+    let report = check(
+        &dns,
+        ALLOWED_IP,
+        "alice@nodmarc.test",
+        &from("alice@nodmarc.test"),
+    )
+    .await;
     assert_eq!(report.dmarc.result, DmarcResult::None);
     assert!(report.dmarc.record.is_none());
     assert_eq!(report.dmarc.policy, "none");
-    assert!(report.dmarc.reason.contains("_dmarc.nodmarc.test"), "{}", report.dmarc.reason);
+    assert!(
+        report.dmarc.reason.contains("_dmarc.nodmarc.test"),
+        "{}",
+        report.dmarc.reason
+    );
     // Alignment is still worked out (relaxed) for the verdicts.
     assert!(report.spf.aligned);
     assert_eq!(report.verdicts.spf, "|OK| spf-pass");
@@ -134,28 +195,71 @@ async fn no_record_means_none() {
 #[tokio::test]
 async fn a_dns_failure_fetching_the_record_is_temperror() {
     let dns = zone().await;
-    let report = check(&dns, ALLOWED_IP, "alice@flaky.test", &from("alice@flaky.test")).await;
-    assert_eq!(report.dmarc.result, DmarcResult::Temperror, "{}", report.dmarc.reason);
+    let report = check(
+        &dns,
+        ALLOWED_IP,
+        "alice@flaky.test",
+        &from("alice@flaky.test"),
+    )
+    .await;
+    assert_eq!(
+        report.dmarc.result,
+        DmarcResult::Temperror,
+        "{}",
+        report.dmarc.reason
+    );
     assert_eq!(report.dmarc.policy, "none");
 }
 
 #[tokio::test]
 async fn a_record_is_looked_up_at_the_organizational_domain_of_a_test_name() {
     let dns = zone().await;
-    let report = check(&dns, ALLOWED_IP, "alice@sender.test", &from("alice@news.eu.sender.test")).await;
-    assert_eq!(report.dmarc.from_domain.as_deref(), Some("news.eu.sender.test"));
-    assert_eq!(report.dmarc.organizational_domain.as_deref(), Some("sender.test"));
-    assert_eq!(report.dmarc.record.as_ref().map(|r| r.name.as_str()), Some("_dmarc.sender.test"));
-    assert_eq!(report.dmarc.result, DmarcResult::Pass, "{}", report.dmarc.reason);
-    assert!(report.spf.aligned, "sender.test aligns with news.eu.sender.test (relaxed)");
+    let report = check(
+        &dns,
+        ALLOWED_IP,
+        "alice@sender.test",
+        &from("alice@news.eu.sender.test"),
+    )
+    .await;
+    assert_eq!(
+        report.dmarc.from_domain.as_deref(),
+        Some("news.eu.sender.test")
+    );
+    assert_eq!(
+        report.dmarc.organizational_domain.as_deref(),
+        Some("sender.test")
+    );
+    assert_eq!(
+        report.dmarc.record.as_ref().map(|r| r.name.as_str()),
+        Some("_dmarc.sender.test")
+    );
+    assert_eq!(
+        report.dmarc.result,
+        DmarcResult::Pass,
+        "{}",
+        report.dmarc.reason
+    );
+    assert!(
+        report.spf.aligned,
+        "sender.test aligns with news.eu.sender.test (relaxed)"
+    );
 }
 
 #[tokio::test]
 async fn subdomains_get_the_sp_policy() {
     let dns = zone().await;
-    let report = check(&dns, OTHER_IP, "alice@sub.sp.test", &from("alice@sub.sp.test")).await;
+    let report = check(
+        &dns,
+        OTHER_IP,
+        "alice@sub.sp.test",
+        &from("alice@sub.sp.test"),
+    )
+    .await;
     assert_eq!(report.dmarc.result, DmarcResult::Fail);
-    assert_eq!(report.dmarc.record.as_ref().unwrap().sp.as_deref(), Some("quarantine"));
+    assert_eq!(
+        report.dmarc.record.as_ref().unwrap().sp.as_deref(),
+        Some("quarantine")
+    );
     assert_eq!(report.dmarc.policy, "quarantine");
 
     let report = check(&dns, OTHER_IP, "alice@sp.test", &from("alice@sp.test")).await;
@@ -163,7 +267,13 @@ async fn subdomains_get_the_sp_policy() {
     assert_eq!(report.dmarc.policy, "reject");
 
     // Without sp=, a subdomain gets p=.
-    let report = check(&dns, OTHER_IP, "alice@sender.test", &from("alice@mail.sender.test")).await;
+    let report = check(
+        &dns,
+        OTHER_IP,
+        "alice@sender.test",
+        &from("alice@mail.sender.test"),
+    )
+    .await;
     assert_eq!(report.dmarc.policy, "reject");
 }
 
@@ -173,26 +283,64 @@ async fn a_partial_pct_is_explained() {
     let report = check(&dns, OTHER_IP, "alice@pct.test", &from("alice@pct.test")).await;
     assert_eq!(report.dmarc.result, DmarcResult::Fail);
     assert_eq!(report.dmarc.record.as_ref().unwrap().pct, 25);
-    assert!(report.dmarc.reason.contains("pct=25"), "{}", report.dmarc.reason);
-    assert!(report.dmarc.reason.contains("quarantine"), "{}", report.dmarc.reason);
+    assert!(
+        report.dmarc.reason.contains("pct=25"),
+        "{}",
+        report.dmarc.reason
+    );
+    assert!(
+        report.dmarc.reason.contains("quarantine"),
+        "{}",
+        report.dmarc.reason
+    );
 }
 
 #[tokio::test]
 async fn invalid_or_duplicate_records_give_no_policy() {
     let dns = zone().await;
-    let report = check(&dns, OTHER_IP, "alice@invalid.test", &from("alice@invalid.test")).await;
+    let report = check(
+        &dns,
+        OTHER_IP,
+        "alice@invalid.test",
+        &from("alice@invalid.test"),
+    )
+    .await;
     assert_eq!(report.dmarc.result, DmarcResult::None);
-    assert!(report.dmarc.reason.contains("p=bounce"), "{}", report.dmarc.reason);
+    assert!(
+        report.dmarc.reason.contains("p=bounce"),
+        "{}",
+        report.dmarc.reason
+    );
 
-    let report = check(&dns, OTHER_IP, "alice@twice.test", &from("alice@twice.test")).await;
+    let report = check(
+        &dns,
+        OTHER_IP,
+        "alice@twice.test",
+        &from("alice@twice.test"),
+    )
+    .await;
     assert_eq!(report.dmarc.result, DmarcResult::None);
-    assert!(report.dmarc.reason.contains("2 DMARC records"), "{}", report.dmarc.reason);
+    assert!(
+        report.dmarc.reason.contains("2 DMARC records"),
+        "{}",
+        report.dmarc.reason
+    );
 
     // An invalid policy next to a report address counts as p=none (RFC 7489 §6.6.3).
-    let report = check(&dns, OTHER_IP, "alice@reporting.test", &from("alice@reporting.test")).await;
+    let report = check(
+        &dns,
+        OTHER_IP,
+        "alice@reporting.test",
+        &from("alice@reporting.test"),
+    )
+    .await;
     assert_eq!(report.dmarc.result, DmarcResult::Fail);
     assert_eq!(report.dmarc.policy, "none");
-    assert!(report.dmarc.reason.contains("p=none"), "{}", report.dmarc.reason);
+    assert!(
+        report.dmarc.reason.contains("p=none"),
+        "{}",
+        report.dmarc.reason
+    );
 }
 
 #[tokio::test]
@@ -200,7 +348,10 @@ async fn from_field_problems_make_dmarc_permerror() {
     let dns = zone().await;
     let base = "To: spf@tester.test\r\nSubject: x\r\n\r\nbody\r\n";
     let cases = [
-        ("From: alice@sender.test\r\nFrom: bob@sender.test\r\n", "2 From header fields"),
+        (
+            "From: alice@sender.test\r\nFrom: bob@sender.test\r\n",
+            "2 From header fields",
+        ),
         ("From: alice@sender.test, bob@other.test\r\n", "2 addresses"),
         ("From: Alice Only\r\n", "From"),
         ("From: alice@[192.0.2.1]\r\n", "not a valid domain name"),
@@ -208,7 +359,11 @@ async fn from_field_problems_make_dmarc_permerror() {
     for (from_fields, problem) in cases {
         let message = format!("{from_fields}{base}");
         let report = check(&dns, ALLOWED_IP, "alice@sender.test", message.as_bytes()).await;
-        assert_eq!(report.dmarc.result, DmarcResult::Permerror, "{from_fields:?}");
+        assert_eq!(
+            report.dmarc.result,
+            DmarcResult::Permerror,
+            "{from_fields:?}"
+        );
         let described = report.dmarc.problem.as_deref().unwrap_or_default();
         assert!(described.contains(problem), "{from_fields:?}: {described}");
         assert!(report.dmarc.record.is_none());
@@ -222,7 +377,13 @@ async fn a_message_without_from_is_dmarc_none_with_the_problem_named() {
     let report = check(&dns, ALLOWED_IP, "alice@sender.test", message).await;
     assert_eq!(report.dmarc.result, DmarcResult::None);
     assert_eq!(report.dmarc.from_domain, None);
-    assert!(report.dmarc.problem.as_deref().is_some_and(|p| p.contains("no From")));
+    assert!(
+        report
+            .dmarc
+            .problem
+            .as_deref()
+            .is_some_and(|p| p.contains("no From"))
+    );
     assert!(!report.spf.aligned, "nothing aligns without a From domain");
     assert_eq!(report.verdicts.spf, "!! spf-diff !!");
 }
@@ -231,8 +392,17 @@ async fn a_message_without_from_is_dmarc_none_with_the_problem_named() {
 async fn the_from_domain_record_wins_over_the_organizational_one() {
     let dns = zone().await;
     dns.add_txt("_dmarc.mail.sender.test", "v=DMARC1; p=none");
-    let report = check(&dns, OTHER_IP, "alice@sender.test", &from("alice@mail.sender.test")).await;
-    assert_eq!(report.dmarc.record.as_ref().map(|r| r.name.as_str()), Some("_dmarc.mail.sender.test"));
+    let report = check(
+        &dns,
+        OTHER_IP,
+        "alice@sender.test",
+        &from("alice@mail.sender.test"),
+    )
+    .await;
+    assert_eq!(
+        report.dmarc.record.as_ref().map(|r| r.name.as_str()),
+        Some("_dmarc.mail.sender.test")
+    );
     assert_eq!(report.dmarc.result, DmarcResult::Fail);
     assert_eq!(report.dmarc.policy, "none");
 }

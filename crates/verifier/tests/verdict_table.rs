@@ -58,7 +58,13 @@ async fn spf_pass_aligned_is_ok() {
 #[tokio::test]
 async fn spf_pass_unaligned_rescued_by_aligned_dkim_is_nearly_ok() {
     let dns = zone().await;
-    let report = check(&dns, ALLOWED_IP, "bounce@other.test", &signed_by("sender.test")).await;
+    let report = check(
+        &dns,
+        ALLOWED_IP,
+        "bounce@other.test",
+        &signed_by("sender.test"),
+    )
+    .await;
     assert_eq!(report.spf.check.result, SpfResult::Pass);
     assert!(!report.spf.aligned);
     assert!(report.dkim[0].aligned);
@@ -72,7 +78,13 @@ async fn spf_pass_for_another_domain_alone_is_diff() {
     assert_eq!(report.spf.check.result, SpfResult::Pass);
     assert_eq!(report.verdicts.spf, "!! spf-diff !!");
     // Signed, but by a domain that does not align either: still diff.
-    let report = check(&dns, ALLOWED_IP, "bounce@other.test", &signed_by("other.test")).await;
+    let report = check(
+        &dns,
+        ALLOWED_IP,
+        "bounce@other.test",
+        &signed_by("other.test"),
+    )
+    .await;
     assert_eq!(report.verdicts.spf, "!! spf-diff !!");
 }
 
@@ -90,7 +102,11 @@ async fn every_spf_failure_result_has_its_verdict() {
     for (ip, mail_from, expected) in cases {
         // An aligned passing DKIM signature does not soften an SPF failure.
         let report = check(&dns, ip, mail_from, &signed_by("sender.test")).await;
-        assert_eq!(report.verdicts.spf, expected, "MAIL FROM {mail_from}: {:?}", report.spf.check.reason);
+        assert_eq!(
+            report.verdicts.spf, expected,
+            "MAIL FROM {mail_from}: {:?}",
+            report.spf.check.reason
+        );
     }
 }
 
@@ -98,10 +114,18 @@ async fn every_spf_failure_result_has_its_verdict() {
 async fn without_a_client_ip_spf_is_not_checked() {
     let dns = zone().await;
     let message = plain();
-    let input = MessageInput { client_ip: None, helo: HELO, mail_from: "alice@sender.test", message: &message };
+    let input = MessageInput {
+        client_ip: None,
+        helo: HELO,
+        mail_from: "alice@sender.test",
+        message: &message,
+    };
     let report = verifier(&dns).verify(&input).await;
     assert!(!report.spf.check.checked);
-    assert_eq!(report.spf.check.reason, "no client IP address was given, so SPF cannot be evaluated");
+    assert_eq!(
+        report.spf.check.reason,
+        "no client IP address was given, so SPF cannot be evaluated"
+    );
     assert!(report.spf.helo.is_none());
     assert_eq!(report.verdicts.spf, "!! spf-none !!");
 }
@@ -132,7 +156,11 @@ async fn an_aligned_passing_signature_is_ok_with_either_key_type() {
         let message = sign(&plain(), &SignOptions::new("sender.test", key));
         // SPF fails: DKIM alone makes the verdict.
         let report = check(&dns, OTHER_IP, "alice@sender.test", &message).await;
-        assert_eq!(report.verdicts.dkim, "|OK| dkim-pass", "{key:?}: {}", report.dkim[0].reason);
+        assert_eq!(
+            report.verdicts.dkim, "|OK| dkim-pass",
+            "{key:?}: {}",
+            report.dkim[0].reason
+        );
         assert!(report.dkim[0].aligned);
     }
 }
@@ -140,7 +168,13 @@ async fn an_aligned_passing_signature_is_ok_with_either_key_type() {
 #[tokio::test]
 async fn an_unaligned_passing_signature_rescued_by_aligned_spf_is_nearly_ok() {
     let dns = zone().await;
-    let report = check(&dns, ALLOWED_IP, "alice@sender.test", &signed_by("other.test")).await;
+    let report = check(
+        &dns,
+        ALLOWED_IP,
+        "alice@sender.test",
+        &signed_by("other.test"),
+    )
+    .await;
     assert_eq!(report.dkim[0].result, DkimResult::Pass);
     assert!(!report.dkim[0].aligned);
     assert_eq!(report.verdicts.dkim, "|~OK| dkim-pass");
@@ -149,7 +183,13 @@ async fn an_unaligned_passing_signature_rescued_by_aligned_spf_is_nearly_ok() {
 #[tokio::test]
 async fn an_unaligned_passing_signature_alone_is_diff() {
     let dns = zone().await;
-    let report = check(&dns, OTHER_IP, "alice@sender.test", &signed_by("other.test")).await;
+    let report = check(
+        &dns,
+        OTHER_IP,
+        "alice@sender.test",
+        &signed_by("other.test"),
+    )
+    .await;
     assert_eq!(report.dkim[0].result, DkimResult::Pass);
     assert_eq!(report.verdicts.dkim, "!! dkim-diff !!");
 }
@@ -204,18 +244,34 @@ async fn one_aligned_pass_among_failures_is_ok() {
     let unaligned = signed_by("other.test");
     let mut options = SignOptions::new("sender.test", TestKey::Ed25519);
     options.selector = Some("unpublished".into());
-    let both = sign(&sign(&unaligned, &SignOptions::new("sender.test", TestKey::Rsa2048)), &options);
+    let both = sign(
+        &sign(
+            &unaligned,
+            &SignOptions::new("sender.test", TestKey::Rsa2048),
+        ),
+        &options,
+    );
     let report = check(&dns, OTHER_IP, "alice@sender.test", &both).await;
     assert_eq!(report.dkim.len(), 3);
     assert_eq!(report.verdicts.dkim, "|OK| dkim-pass");
     let aligned: Vec<bool> = report.dkim.iter().map(|s| s.aligned).collect();
-    assert_eq!(aligned, [false, true, false], "only the passing sender.test signature aligns");
+    assert_eq!(
+        aligned,
+        [false, true, false],
+        "only the passing sender.test signature aligns"
+    );
 }
 
 #[tokio::test]
 async fn the_json_report_keeps_its_stable_paths() {
     let dns = zone().await;
-    let report = check(&dns, ALLOWED_IP, "alice@sender.test", &signed_by("sender.test")).await;
+    let report = check(
+        &dns,
+        ALLOWED_IP,
+        "alice@sender.test",
+        &signed_by("sender.test"),
+    )
+    .await;
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(json["verdicts"]["spf"], "|OK| spf-pass");
     assert_eq!(json["verdicts"]["dkim"], "|OK| dkim-pass");
@@ -223,13 +279,23 @@ async fn the_json_report_keeps_its_stable_paths() {
     assert_eq!(json["spf"]["domain"], "sender.test");
     assert_eq!(json["spf"]["aligned"], true);
     assert_eq!(json["dkim"][0]["result"], "pass");
-    assert!(json["dkim"][0]["reason"].as_str().is_some_and(|reason| !reason.is_empty()));
+    assert!(
+        json["dkim"][0]["reason"]
+            .as_str()
+            .is_some_and(|reason| !reason.is_empty())
+    );
     assert_eq!(json["dkim"][0]["domain"], "sender.test");
     assert_eq!(json["dkim"][0]["selector"], "rsa2048");
     assert_eq!(json["dkim"][0]["aligned"], true);
     assert_eq!(json["dmarc"]["result"], "pass");
 
-    let failing = check(&dns, OTHER_IP, "alice@sender.test", &signed_by("other.test")).await;
+    let failing = check(
+        &dns,
+        OTHER_IP,
+        "alice@sender.test",
+        &signed_by("other.test"),
+    )
+    .await;
     let json = serde_json::to_value(&failing).unwrap();
     assert_eq!(json["verdicts"]["spf"], "!! spf-fail !!");
     assert_eq!(json["spf"]["result"], "fail");
@@ -242,9 +308,18 @@ async fn the_json_report_keeps_its_stable_paths() {
 #[tokio::test]
 async fn authentication_results_name_every_result() {
     let dns = zone().await;
-    let report = check(&dns, ALLOWED_IP, "alice@sender.test", &signed_by("sender.test")).await;
+    let report = check(
+        &dns,
+        ALLOWED_IP,
+        "alice@sender.test",
+        &signed_by("sender.test"),
+    )
+    .await;
     let field = &report.authentication_results;
-    assert!(field.starts_with("Authentication-Results: tester.test;\r\n"), "{field}");
+    assert!(
+        field.starts_with("Authentication-Results: tester.test;\r\n"),
+        "{field}"
+    );
     let unfolded = unfold(field);
     for expected in [
         "spf=pass",
@@ -256,7 +331,10 @@ async fn authentication_results_name_every_result() {
         "header.from=sender.test",
         "arc=none",
     ] {
-        assert!(unfolded.contains(expected), "{expected:?} missing from {field}");
+        assert!(
+            unfolded.contains(expected),
+            "{expected:?} missing from {field}"
+        );
     }
     for line in field.split("\r\n") {
         assert!(line.len() <= 998, "line too long: {line}");
@@ -269,7 +347,13 @@ async fn authentication_results_report_invalid_signatures_as_neutral() {
     let dns = zone().await;
     let mut options = SignOptions::new("sender.test", TestKey::Rsa2048);
     options.selector = Some("unpublished".into());
-    let report = check(&dns, OTHER_IP, "alice@sender.test", &sign(&plain(), &options)).await;
+    let report = check(
+        &dns,
+        OTHER_IP,
+        "alice@sender.test",
+        &sign(&plain(), &options),
+    )
+    .await;
     let unfolded = unfold(&report.authentication_results);
     assert!(unfolded.contains("spf=fail"), "{unfolded}");
     assert!(unfolded.contains("dkim=neutral ("), "{unfolded}");

@@ -1,1 +1,83 @@
-//! placeholder
+//! The results site and JSON API.
+//!
+//! [`router`] builds every HTTP route of the tester's web side: the server-rendered pages
+//! (`/`, `/spf`, `/dkim`, `/r/{id}`, `/r/{id}/raw`), the JSON API under `/api/v1/`, the live
+//! feed of new results at `/events` (server-sent events), the static assets and `/healthz`.
+//! Every response carries the security headers of [`security`].
+
+mod api;
+mod assets;
+mod json;
+mod live;
+mod pages;
+mod params;
+mod security;
+mod view;
+
+use std::sync::Arc;
+
+use authcheck_store::SharedStore;
+use axum::Router;
+use axum::routing::get;
+
+/// What the web side needs to know about this tester instance.
+#[derive(Clone, Debug)]
+pub struct WebConfig {
+    /// The tester domains; people write to `spf@` and `dkim@` each of them.
+    pub domains: Vec<String>,
+    /// The site's public base URL, without a trailing slash, e.g. `https://tester.example`.
+    pub public_url: String,
+    /// The SMTP host name of this instance.
+    pub hostname: String,
+}
+
+/// Shared by every handler of one router.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub(crate) store: SharedStore,
+    pub(crate) config: Arc<WebConfig>,
+    pub(crate) live: Arc<live::LiveFeed>,
+}
+
+/// The absolute address of a result's page: `<public-url>/r/<id>`.
+pub fn result_url(public_url: &str, id: &str) -> String {
+    format!("{}/r/{id}", public_url.trim_end_matches('/'))
+}
+
+/// Every page, API route and asset of the site, reading results from `store`.
+///
+/// The live feed's single store poller starts with the first `/events` client and stops once
+/// the router (and every clone of it) is dropped.
+pub fn router(store: SharedStore, config: WebConfig) -> Router {
+    let state = AppState {
+        live: Arc::new(live::LiveFeed::new(store.clone())),
+        store,
+        config: Arc::new(config),
+    };
+    Router::new()
+        .route("/", get(pages::index))
+        .route("/spf", get(pages::spf_results))
+        .route("/dkim", get(pages::dkim_results))
+        .route("/r/{id}", get(pages::result_detail))
+        .route("/r/{id}/raw", get(pages::raw_message))
+        .route("/events", get(live::events))
+        .route("/api/v1/results", get(api::list_results))
+        .route("/api/v1/results/{id}", get(api::get_result))
+        .route("/healthz", get(api::healthz))
+        .route("/static/app.js", get(assets::app_js))
+        .route("/static/style.css", get(assets::style_css))
+        .fallback(pages::not_found)
+        .with_state(state)
+        .layer(axum::middleware::from_fn(security::add_headers))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::result_url;
+
+    #[test]
+    fn result_url_joins_base_and_id_with_one_slash() {
+        assert_eq!(result_url("https://t.example", "ab12"), "https://t.example/r/ab12");
+        assert_eq!(result_url("https://t.example/", "ab12"), "https://t.example/r/ab12");
+    }
+}

@@ -208,7 +208,7 @@ pub fn parse_key_record(
 }
 
 /// An RSA public key from SubjectPublicKeyInfo DER or bare PKCS#1 RSAPublicKey DER.
-fn rsa_public_key(der: &[u8]) -> Result<rsa::RsaPublicKey, String> {
+pub(crate) fn rsa_public_key(der: &[u8]) -> Result<rsa::RsaPublicKey, String> {
     let pkcs1 = match SubjectPublicKeyInfoRef::try_from(der) {
         Ok(info) => {
             if info.algorithm.oid != rsa::pkcs1::ALGORITHM_OID {

@@ -19,7 +19,10 @@ mod canonical;
 mod key;
 mod message;
 mod signature;
-mod tags;
+pub(crate) mod tags;
+
+/// Shared with ARC, whose signatures use the same key records.
+pub(crate) use key::{MIN_RSA_BITS, rsa_public_key};
 mod verify;
 
 pub use verify::verify_signatures;

@@ -1,0 +1,198 @@
+//! The live feed: new results pushed to open pages as server-sent events at `/events`.
+//!
+//! One background task per router polls the store for results newer than the last one it saw
+//! (the store is the only shared state, so this works with several instances on one
+//! PostgreSQL database) and fans them out through a broadcast channel; each client filters the
+//! stream by mailbox and sender. A client that passes `after=<id>` (or reconnects with
+//! `Last-Event-ID`) first gets what it missed since that result, so nothing that arrived
+//! between rendering the page and opening the stream is lost.
+
+use std::convert::Infallible;
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::Duration;
+
+use authcheck_store::{ListQuery, MAX_LIST_LIMIT, SharedStore, StoreError, StoredResult};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::stream::{self, StreamExt};
+use serde::Deserialize;
+use tokio::sync::broadcast;
+use tokio_stream::wrappers::BroadcastStream;
+
+use crate::AppState;
+use crate::api::{error_json, store_unavailable_json};
+use crate::json::result_json;
+use crate::params::{ParamError, RawListParams, is_result_id, matches_sender};
+use crate::view::ResultRow;
+
+/// How often the poller asks the store for new results: well under the one second within
+/// which an open page should show a new result.
+const POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Results a slow client may fall behind by before it misses some (it then just goes on).
+const CHANNEL_CAPACITY: usize = 256;
+
+/// The fan-out of new results to every `/events` client of one router.
+pub(crate) struct LiveFeed {
+    store: SharedStore,
+    sender: Arc<broadcast::Sender<Arc<StoredResult>>>,
+    poller_started: OnceLock<()>,
+}
+
+impl LiveFeed {
+    pub(crate) fn new(store: SharedStore) -> Self {
+        let (sender, _) = broadcast::channel(CHANNEL_CAPACITY);
+        LiveFeed { store, sender: Arc::new(sender), poller_started: OnceLock::new() }
+    }
+
+    /// A receiver of every result stored from now on; starts the poller on first use.
+    fn subscribe(&self) -> broadcast::Receiver<Arc<StoredResult>> {
+        let receiver = self.sender.subscribe();
+        self.poller_started.get_or_init(|| {
+            tokio::spawn(poll_store(self.store.clone(), Arc::downgrade(&self.sender)));
+        });
+        receiver
+    }
+}
+
+/// Polls until the router is dropped (the weak sender no longer upgrades).
+async fn poll_store(store: SharedStore, sender: Weak<broadcast::Sender<Arc<StoredResult>>>) {
+    let mut last_seq: Option<i64> = None;
+    let mut interval = tokio::time::interval(POLL_INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let Some(sender) = sender.upgrade() else { return };
+        match poll_once(&store, last_seq).await {
+            Ok((seq, new_results)) => {
+                last_seq = Some(seq);
+                for result in new_results {
+                    // No receivers just means nobody is watching right now.
+                    let _ = sender.send(Arc::new(result));
+                }
+            }
+            Err(error) => tracing::warn!(%error, "live feed: cannot poll the store for new results"),
+        }
+    }
+}
+
+/// The newest `seq` and, unless this is the first poll (which only finds the starting
+/// point), the results stored after `last_seq`, oldest first.
+async fn poll_once(store: &SharedStore, last_seq: Option<i64>) -> Result<(i64, Vec<StoredResult>), StoreError> {
+    let Some(seen) = last_seq else {
+        let newest = store.list(&ListQuery { limit: 1, ..ListQuery::default() }).await?;
+        return Ok((newest.first().map_or(0, |result| result.seq), Vec::new()));
+    };
+    // The store lists newest first, so a burst larger than one page is read backwards, page
+    // by page, down to the last result already seen.
+    let mut new_results: Vec<StoredResult> = Vec::new();
+    loop {
+        let query = ListQuery {
+            after_seq: Some(seen),
+            before: new_results.last().map(|result| result.id.clone()),
+            limit: MAX_LIST_LIMIT,
+            ..ListQuery::default()
+        };
+        let page = store.list(&query).await?;
+        let full = page.len() == MAX_LIST_LIMIT as usize;
+        new_results.extend(page);
+        if !full {
+            break;
+        }
+    }
+    new_results.reverse();
+    let newest = new_results.last().map_or(seen, |result| result.seq);
+    Ok((newest, new_results))
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct EventParams {
+    #[serde(flatten)]
+    list: RawListParams,
+    /// The id of the newest result the page already shows.
+    after: Option<String>,
+}
+
+/// `GET /events?mailbox=spf&sender=...&after=<id>`: each new matching result as one `result`
+/// event whose data is its API JSON plus a `row` object for drawing the table line.
+pub(crate) async fn events(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    params: Result<Query<EventParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(params)) = params else {
+        return error_json(StatusCode::BAD_REQUEST, "the query string is malformed; use mailbox=spf|dkim&sender=ADDRESS");
+    };
+    let filter = match LiveFilter::from_params(&params.list) {
+        Ok(filter) => filter,
+        Err(error) => return error_json(StatusCode::BAD_REQUEST, &error.message),
+    };
+    // A reconnecting EventSource says where it left off; that beats the page's own `after`.
+    let last_event_id = headers.get("last-event-id").and_then(|value| value.to_str().ok());
+    let after = last_event_id.or(params.after.as_deref()).filter(|id| is_result_id(id));
+
+    let receiver = state.live.subscribe();
+    let missed = match missed_since(&state.store, &filter, after).await {
+        Ok(missed) => missed,
+        Err(error) => return store_unavailable_json(&error),
+    };
+    let caught_up_to = missed.last().map(|result| result.seq);
+    let public_url = state.config.public_url.clone();
+
+    let live = BroadcastStream::new(receiver).filter_map(move |item| {
+        // A lagging client skips what it missed rather than being disconnected.
+        let keep = item.ok().filter(|result| {
+            caught_up_to.is_none_or(|seq| result.seq > seq) && filter.matches(result)
+        });
+        futures::future::ready(keep)
+    });
+    let all = stream::iter(missed.into_iter().map(Arc::new)).chain(live);
+    let events = all.map(move |result| Ok::<_, Infallible>(result_event(&result, &public_url)));
+    Sse::new(events).keep_alive(KeepAlive::default()).into_response()
+}
+
+/// Results stored after `after` that the client has not seen, oldest first.
+async fn missed_since(
+    store: &SharedStore,
+    filter: &LiveFilter,
+    after: Option<&str>,
+) -> Result<Vec<StoredResult>, StoreError> {
+    let Some(after) = after else { return Ok(Vec::new()) };
+    let Some(last_seen) = store.get(after).await? else { return Ok(Vec::new()) };
+    let query = ListQuery {
+        mailbox: filter.mailbox,
+        sender: filter.sender.clone(),
+        after_seq: Some(last_seen.seq),
+        limit: MAX_LIST_LIMIT,
+        ..ListQuery::default()
+    };
+    let mut missed = store.list(&query).await?;
+    missed.reverse();
+    Ok(missed)
+}
+
+fn result_event(result: &StoredResult, public_url: &str) -> Event {
+    let mut data = result_json(result, public_url);
+    data["row"] = serde_json::to_value(ResultRow::new(result)).unwrap_or_default();
+    Event::default().event("result").id(result.id.clone()).data(data.to_string())
+}
+
+/// Which results one client wants.
+struct LiveFilter {
+    mailbox: Option<authcheck_store::Mailbox>,
+    sender: Option<String>,
+}
+
+impl LiveFilter {
+    fn from_params(params: &RawListParams) -> Result<Self, ParamError> {
+        Ok(LiveFilter { mailbox: params.mailbox()?, sender: params.sender()? })
+    }
+
+    fn matches(&self, result: &StoredResult) -> bool {
+        self.mailbox.is_none_or(|mailbox| mailbox == result.mailbox)
+            && self.sender.as_deref().is_none_or(|sender| matches_sender(result, sender))
+    }
+}
+

@@ -1,0 +1,276 @@
+//! The server-rendered pages: the instructions at `/`, the result lists at `/spf` and `/dkim`,
+//! a result's report at `/r/{id}`, its raw message at `/r/{id}/raw`, and the error pages.
+//!
+//! Templates are in the workspace's `templates/` folder; askama escapes every value, and no
+//! template marks message-derived text `|safe`.
+
+use askama::Template;
+use authcheck_store::{ListQuery, Mailbox, StoreError, StoredResult};
+use authcheck_verifier::Report;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
+use axum::response::{Html, IntoResponse, Response};
+
+use crate::AppState;
+use crate::api::{PageError, list_page};
+use crate::params::{PAGE_SIZE, ParamError, RawListParams, is_result_id};
+use crate::view::{
+    HeaderField, ResultRow, TraceItem, display_mail_from, flatten_trace, header_fields, utc_time, verdict_class,
+};
+
+/// Results of each mailbox shown on the front page.
+const FRONT_PAGE_RESULTS: u32 = 10;
+
+/// Renders `template` with `status`; a template that fails to render is a bug, shown as 500.
+fn render(status: StatusCode, template: &impl Template) -> Response {
+    match template.render() {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(error) => {
+            tracing::error!(%error, "web: a page template failed to render");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error: the page could not be rendered").into_response()
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage<'a> {
+    title: &'a str,
+    message: &'a str,
+}
+
+fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
+    render(status, &ErrorPage { title, message })
+}
+
+fn bad_request_page(error: &ParamError) -> Response {
+    error_page(StatusCode::BAD_REQUEST, "Bad request", &error.message)
+}
+
+fn store_unavailable_page(error: &StoreError) -> Response {
+    tracing::warn!(%error, "web: store query failed");
+    error_page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Temporarily unavailable",
+        "The result database cannot be reached right now. Please try again in a moment.",
+    )
+}
+
+fn malformed_query_page() -> Response {
+    error_page(
+        StatusCode::BAD_REQUEST,
+        "Bad request",
+        "The query string is malformed. Use the links and the filter form on the page.",
+    )
+}
+
+/// Any path the site does not have.
+pub(crate) async fn not_found() -> Response {
+    error_page(StatusCode::NOT_FOUND, "Not found", "There is no page at this address.")
+}
+
+fn result_not_found_page() -> Response {
+    error_page(
+        StatusCode::NOT_FOUND,
+        "Result not found",
+        "This result does not exist or has expired. Results are kept for a limited time; send a new test message.",
+    )
+}
+
+/// The test addresses of one tester domain.
+struct DomainAddresses {
+    spf: String,
+    dkim: String,
+}
+
+#[derive(Template)]
+#[template(path = "index.html")]
+struct IndexPage {
+    domains: Vec<DomainAddresses>,
+    hostname: String,
+    example_address: String,
+    spf_rows: Vec<ResultRow>,
+    dkim_rows: Vec<ResultRow>,
+}
+
+/// `GET /`
+pub(crate) async fn index(State(state): State<AppState>) -> Response {
+    let latest = |mailbox| ListQuery { mailbox: Some(mailbox), limit: FRONT_PAGE_RESULTS, ..ListQuery::default() };
+    let (spf, dkim) = tokio::join!(state.store.list(&latest(Mailbox::Spf)), state.store.list(&latest(Mailbox::Dkim)));
+    let (spf, dkim) = match (spf, dkim) {
+        (Ok(spf), Ok(dkim)) => (spf, dkim),
+        (Err(error), _) | (_, Err(error)) => return store_unavailable_page(&error),
+    };
+    let config = &state.config;
+    let domains = config
+        .domains
+        .iter()
+        .map(|domain| DomainAddresses { spf: format!("spf@{domain}"), dkim: format!("dkim@{domain}") })
+        .collect();
+    let example_address =
+        config.domains.first().map_or_else(|| "spf@tester.example".to_owned(), |domain| format!("spf@{domain}"));
+    let page = IndexPage {
+        domains,
+        hostname: config.hostname.clone(),
+        example_address,
+        spf_rows: spf.iter().map(ResultRow::new).collect(),
+        dkim_rows: dkim.iter().map(ResultRow::new).collect(),
+    };
+    render(StatusCode::OK, &page)
+}
+
+#[derive(Template)]
+#[template(path = "list.html")]
+struct ListPage {
+    mailbox: &'static str,
+    sender: String,
+    rows: Vec<ResultRow>,
+    /// The link to the next (older) page, query string included.
+    older_link: Option<String>,
+    /// Whether this is the newest page, the only one new results appear on.
+    is_first_page: bool,
+    /// The newest result shown, for the live feed to catch up from.
+    newest_id: String,
+}
+
+pub(crate) async fn spf_results(
+    state: State<AppState>,
+    params: Result<Query<RawListParams>, QueryRejection>,
+) -> Response {
+    results_page(state, Mailbox::Spf, params).await
+}
+
+pub(crate) async fn dkim_results(
+    state: State<AppState>,
+    params: Result<Query<RawListParams>, QueryRejection>,
+) -> Response {
+    results_page(state, Mailbox::Dkim, params).await
+}
+
+/// `GET /spf` and `GET /dkim`: a page of results, newest first, with `before` and `sender`.
+async fn results_page(
+    State(state): State<AppState>,
+    mailbox: Mailbox,
+    params: Result<Query<RawListParams>, QueryRejection>,
+) -> Response {
+    let Ok(Query(params)) = params else { return malformed_query_page() };
+    let (before, sender) = match (params.before(), params.sender()) {
+        (Ok(before), Ok(sender)) => (before, sender),
+        (Err(error), _) | (_, Err(error)) => return bad_request_page(&error),
+    };
+    let query = ListQuery {
+        mailbox: Some(mailbox),
+        sender: sender.clone(),
+        before: before.clone(),
+        after_seq: None,
+        limit: PAGE_SIZE,
+    };
+    let page = match list_page(&state, query).await {
+        Ok(page) => page,
+        Err(PageError::Param(error)) => return bad_request_page(&error),
+        Err(PageError::Store(error)) => return store_unavailable_page(&error),
+    };
+    let sender = sender.unwrap_or_default();
+    let older_link = page.next_before.map(|id| {
+        let mut link = format!("/{}?before={id}", mailbox.as_str());
+        if !sender.is_empty() {
+            link.push_str("&sender=");
+            link.push_str(&percent_encode_query_value(&sender));
+        }
+        link
+    });
+    let rows: Vec<ResultRow> = page.results.iter().map(ResultRow::new).collect();
+    let list = ListPage {
+        mailbox: mailbox.as_str(),
+        newest_id: rows.first().map(|row| row.id.clone()).unwrap_or_default(),
+        sender,
+        rows,
+        older_link,
+        is_first_page: before.is_none(),
+    };
+    render(StatusCode::OK, &list)
+}
+
+/// Encodes a query value so that it round-trips through `application/x-www-form-urlencoded`.
+fn percent_encode_query_value(value: &str) -> String {
+    let mut encoded = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~' | b'@') {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}
+
+#[derive(Template)]
+#[template(path = "result.html")]
+struct ResultPage<'a> {
+    result: &'a StoredResult,
+    /// `None` when the stored report does not parse as this version's report.
+    report: Option<&'a Report>,
+    report_json: String,
+    spf_trace: Vec<TraceItem<'a>>,
+    helo_trace: Vec<TraceItem<'a>>,
+    verdict_class: &'static str,
+    verdict_spf_class: &'static str,
+    verdict_dkim_class: &'static str,
+    mail_from: String,
+    received_at: String,
+    headers: Vec<HeaderField>,
+}
+
+/// `GET /r/{id}`
+pub(crate) async fn result_detail(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    if !is_result_id(&id) {
+        return result_not_found_page();
+    }
+    let (result, raw) = tokio::join!(state.store.get(&id), state.store.raw_message(&id));
+    let (result, raw) = match (result, raw) {
+        (Ok(Some(result)), Ok(raw)) => (result, raw.unwrap_or_default()),
+        (Ok(None), _) => return result_not_found_page(),
+        (Err(error), _) | (_, Err(error)) => return store_unavailable_page(&error),
+    };
+    let report: Option<Report> = serde_json::from_value(result.report.clone()).ok();
+    let report_json = serde_json::to_string_pretty(&result.report).unwrap_or_default();
+    let page = ResultPage {
+        result: &result,
+        report: report.as_ref(),
+        report_json,
+        spf_trace: report.as_ref().map(|report| flatten_trace(&report.spf.check.trace)).unwrap_or_default(),
+        helo_trace: report
+            .as_ref()
+            .and_then(|report| report.spf.helo.as_ref())
+            .map(|helo| flatten_trace(&helo.trace))
+            .unwrap_or_default(),
+        verdict_class: verdict_class(&result.verdict),
+        verdict_spf_class: verdict_class(report.as_ref().map_or("", |report| &report.verdicts.spf)),
+        verdict_dkim_class: verdict_class(report.as_ref().map_or("", |report| &report.verdicts.dkim)),
+        mail_from: display_mail_from(&result.session.mail_from),
+        received_at: utc_time(&result.received_at),
+        headers: header_fields(&raw),
+    };
+    render(StatusCode::OK, &page)
+}
+
+/// `GET /r/{id}/raw`: the message exactly as received, as a download.
+pub(crate) async fn raw_message(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    if !is_result_id(&id) {
+        return result_not_found_page();
+    }
+    match state.store.raw_message(&id).await {
+        Ok(Some(raw)) => (
+            [
+                (CONTENT_TYPE, "message/rfc822".to_owned()),
+                (CONTENT_DISPOSITION, format!("attachment; filename=\"{id}.eml\"")),
+            ],
+            raw,
+        )
+            .into_response(),
+        Ok(None) => result_not_found_page(),
+        Err(error) => store_unavailable_page(&error),
+    }
+}
