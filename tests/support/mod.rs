@@ -84,7 +84,7 @@ impl Service {
             .args(["--database-url", &database_url])
             .args(&options.extra_args)
             .current_dir(&data_dir)
-            .env_remove("RUST_LOG")
+            .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -85,6 +85,11 @@ pub struct ServiceArgs {
     #[arg(long, env = "AUTHCHECK_MAX_CONNECTIONS_PER_IP", value_name = "N")]
     pub max_connections_per_ip: Option<usize>,
 
+    /// How long an SMTP client may stay silent (between commands or inside message data)
+    /// before it is disconnected with a 421, e.g. 5m, 30s [default: 5m, RFC 5321's minimum].
+    #[arg(long, env = "AUTHCHECK_COMMAND_TIMEOUT", value_name = "DURATION")]
+    pub command_timeout: Option<String>,
+
     /// PEM certificate chain for STARTTLS (with --tls-key) [default: a self-signed certificate made at start].
     #[arg(long, env = "AUTHCHECK_TLS_CERT", value_name = "PATH")]
     pub tls_cert: Option<PathBuf>,

@@ -22,6 +22,8 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 10 * 1024 * 1024;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1000;
 /// As Postfix's smtpd_client_connection_count_limit.
 pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 50;
+/// RFC 5321 section 4.5.3.2 asks servers to wait at least 5 minutes for a command.
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 
 /// A setting that cannot be used; the message names it.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +57,7 @@ pub struct Settings {
     pub max_message_size: usize,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
+    pub command_timeout: Duration,
     pub tls: Option<(PathBuf, PathBuf)>,
     pub log_format: LogFormat,
 }
@@ -76,6 +79,7 @@ struct FileSettings {
     max_message_size: Option<toml::Value>,
     max_connections: Option<usize>,
     max_connections_per_ip: Option<usize>,
+    command_timeout: Option<String>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     log_format: Option<String>,
@@ -166,6 +170,11 @@ impl Settings {
             args.max_connections_per_ip.or(file.max_connections_per_ip).unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_IP),
         )?;
 
+        let command_timeout = match args.command_timeout.as_deref().or(file.command_timeout.as_deref()) {
+            Some(text) => parse_duration("command_timeout", text)?,
+            None => DEFAULT_COMMAND_TIMEOUT,
+        };
+
         let tls = match (args.tls_cert.clone().or(file.tls_cert), args.tls_key.clone().or(file.tls_key)) {
             (Some(cert), Some(key)) => Some((cert, key)),
             (None, None) => None,
@@ -191,6 +200,7 @@ impl Settings {
             max_message_size,
             max_connections,
             max_connections_per_ip,
+            command_timeout,
             tls,
             log_format,
         })

@@ -6,7 +6,6 @@
 //! sender retries; nothing is acknowledged that was not stored.
 
 use std::net::IpAddr;
-use std::sync::Arc;
 
 use authcheck_smtp::{Accepted, Delivery, DeliveryError, Envelope, Mailbox as SmtpMailbox};
 use authcheck_store::{Mailbox, NewResult, SessionFacts, SharedStore};
@@ -142,6 +141,3 @@ impl Delivery for TesterDelivery {
         self.verify_and_store(envelope, message)
     }
 }
-
-/// Shared so the listener can hold it across sessions.
-pub type SharedDelivery = Arc<TesterDelivery>;

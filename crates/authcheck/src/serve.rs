@@ -109,6 +109,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         max_message_size: settings.max_message_size,
         max_connections: settings.max_connections,
         max_connections_per_ip: settings.max_connections_per_ip,
+        command_timeout: settings.command_timeout,
         tls: Some(tls),
         shutdown_grace: SHUTDOWN_GRACE,
         ..SmtpConfig::new(smtp_addr)

@@ -17,7 +17,7 @@
 mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Once};
+use std::sync::Once;
 use std::time::Duration;
 
 use common::{DOMAIN, Server, start};
@@ -162,6 +162,7 @@ fn run_case(
     server: &Server,
     input: &[u8],
     pieces: usize,
+    delivered_so_far: &AtomicUsize,
 ) -> Result<(), TestCaseError> {
     let panics_before = PANICS.load(Ordering::SeqCst);
     let received = runtime
@@ -173,7 +174,10 @@ fn run_case(
         panics_before,
         "a session panicked"
     );
-    for (envelope, message) in server.delivery.messages() {
+    // Taken out as checked, so that each case looks only at its own messages.
+    let delivered = std::mem::take(&mut *server.delivery.delivered.lock().unwrap());
+    delivered_so_far.fetch_add(delivered.len(), Ordering::SeqCst);
+    for (envelope, message) in delivered {
         prop_assert!(
             message.len() <= MAX_MESSAGE_SIZE,
             "a {}-byte message was delivered past the {MAX_MESSAGE_SIZE}-byte limit",
@@ -192,7 +196,8 @@ where
     S: Strategy<Value = (Vec<u8>, usize)>,
 {
     let (runtime, server) = fuzz_server();
-    let runs = Arc::new(AtomicUsize::new(0));
+    let runs = AtomicUsize::new(0);
+    let delivered = AtomicUsize::new(0);
     let mut runner = TestRunner::new(Config {
         cases: cases(),
         failure_persistence: None,
@@ -201,9 +206,9 @@ where
     let started = std::time::Instant::now();
     let outcome = runner.run(&strategy, |(input, pieces)| {
         runs.fetch_add(1, Ordering::SeqCst);
-        run_case(&runtime, &server, &input, pieces)
+        run_case(&runtime, &server, &input, pieces, &delivered)
     });
-    let delivered = server.delivery.messages().len();
+    let delivered = delivered.load(Ordering::SeqCst);
     println!(
         "{name}: {} executions ({} cases) in {:.1?}; {delivered} messages delivered",
         runs.load(Ordering::SeqCst),

@@ -179,6 +179,8 @@ pub enum DkimReasonCode {
     FromNotSigned,
     KeyAlgorithmMismatch,
     DnsFailure,
+    /// Not verified: the message carries more signatures than the verifier checks.
+    TooManySignatures,
 }
 
 /// One `DKIM-Signature` header field and what became of it.

@@ -1,6 +1,7 @@
 //! The JSON API (`/api/v1/results`, `/api/v1/results/{id}`) and `/healthz`.
 //!
-//! Errors are JSON objects `{"error": "..."}`: 400 names the bad parameter, 404 an unknown
+//! Errors are JSON objects `{"error": "..."}`: 400 names the bad parameter (also as
+//! `"parameter"`), 404 an unknown
 //! id, 503 a database that cannot be reached.
 
 use authcheck_store::{ListQuery, MAX_LIST_LIMIT, StoreError, StoredResult};
@@ -17,6 +18,12 @@ use crate::params::{ParamError, RawListParams, is_result_id};
 
 pub(crate) fn error_json(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({ "error": message }))).into_response()
+}
+
+/// A 400 naming the parameter both in the sentence and as `parameter`.
+pub(crate) fn param_error_json(error: &ParamError) -> Response {
+    let body = json!({ "error": error.message, "parameter": error.parameter });
+    (StatusCode::BAD_REQUEST, Json(body)).into_response()
 }
 
 pub(crate) fn store_unavailable_json(error: &StoreError) -> Response {
@@ -65,7 +72,7 @@ pub(crate) async fn list_results(
     };
     let query = match list_query(&params) {
         Ok(query) => query,
-        Err(error) => return error_json(StatusCode::BAD_REQUEST, &error.message),
+        Err(error) => return param_error_json(&error),
     };
     match list_page(&state, query).await {
         Ok(page) => {
@@ -73,7 +80,7 @@ pub(crate) async fn list_results(
             let results: Vec<_> = page.results.iter().map(|result| result_json(result, public_url)).collect();
             Json(json!({ "results": results, "next_before": page.next_before })).into_response()
         }
-        Err(PageError::Param(error)) => error_json(StatusCode::BAD_REQUEST, &error.message),
+        Err(PageError::Param(error)) => param_error_json(&error),
         Err(PageError::Store(error)) => store_unavailable_json(&error),
     }
 }

@@ -8,7 +8,7 @@
 //! between rendering the page and opening the stream is lost.
 
 use std::convert::Infallible;
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use authcheck_store::{ListQuery, MAX_LIST_LIMIT, SharedStore, StoreError, StoredResult};
@@ -18,11 +18,11 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::stream::{self, StreamExt};
 use serde::Deserialize;
-use tokio::sync::broadcast;
+use tokio::sync::{OnceCell, broadcast};
 use tokio_stream::wrappers::BroadcastStream;
 
 use crate::AppState;
-use crate::api::{error_json, store_unavailable_json};
+use crate::api::{error_json, param_error_json, store_unavailable_json};
 use crate::json::result_json;
 use crate::params::{ParamError, RawListParams, is_result_id, matches_sender};
 use crate::view::ResultRow;
@@ -38,36 +38,42 @@ const CHANNEL_CAPACITY: usize = 256;
 pub(crate) struct LiveFeed {
     store: SharedStore,
     sender: Arc<broadcast::Sender<Arc<StoredResult>>>,
-    poller_started: OnceLock<()>,
+    poller_started: OnceCell<()>,
 }
 
 impl LiveFeed {
     pub(crate) fn new(store: SharedStore) -> Self {
         let (sender, _) = broadcast::channel(CHANNEL_CAPACITY);
-        LiveFeed { store, sender: Arc::new(sender), poller_started: OnceLock::new() }
+        LiveFeed { store, sender: Arc::new(sender), poller_started: OnceCell::new() }
     }
 
-    /// A receiver of every result stored from now on; starts the poller on first use.
-    fn subscribe(&self) -> broadcast::Receiver<Arc<StoredResult>> {
+    /// A receiver of every result stored from now on. The first call finds the newest
+    /// result before it returns and then starts the poller from there, so even the very first
+    /// client gets every result stored after it subscribed.
+    async fn subscribe(&self) -> Result<broadcast::Receiver<Arc<StoredResult>>, StoreError> {
         let receiver = self.sender.subscribe();
-        self.poller_started.get_or_init(|| {
-            tokio::spawn(poll_store(self.store.clone(), Arc::downgrade(&self.sender)));
-        });
-        receiver
+        self.poller_started
+            .get_or_try_init(|| async {
+                let (newest_seq, _) = poll_once(&self.store, None).await?;
+                tokio::spawn(poll_store(self.store.clone(), Arc::downgrade(&self.sender), newest_seq));
+                Ok::<_, StoreError>(())
+            })
+            .await?;
+        Ok(receiver)
     }
 }
 
 /// Polls until the router is dropped (the weak sender no longer upgrades).
-async fn poll_store(store: SharedStore, sender: Weak<broadcast::Sender<Arc<StoredResult>>>) {
-    let mut last_seq: Option<i64> = None;
+async fn poll_store(store: SharedStore, sender: Weak<broadcast::Sender<Arc<StoredResult>>>, newest_seq: i64) {
+    let mut last_seq = newest_seq;
     let mut interval = tokio::time::interval(POLL_INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
         let Some(sender) = sender.upgrade() else { return };
-        match poll_once(&store, last_seq).await {
+        match poll_once(&store, Some(last_seq)).await {
             Ok((seq, new_results)) => {
-                last_seq = Some(seq);
+                last_seq = seq;
                 for result in new_results {
                     // No receivers just means nobody is watching right now.
                     let _ = sender.send(Arc::new(result));
@@ -127,13 +133,16 @@ pub(crate) async fn events(
     };
     let filter = match LiveFilter::from_params(&params.list) {
         Ok(filter) => filter,
-        Err(error) => return error_json(StatusCode::BAD_REQUEST, &error.message),
+        Err(error) => return param_error_json(&error),
     };
     // A reconnecting EventSource says where it left off; that beats the page's own `after`.
     let last_event_id = headers.get("last-event-id").and_then(|value| value.to_str().ok());
     let after = last_event_id.or(params.after.as_deref()).filter(|id| is_result_id(id));
 
-    let receiver = state.live.subscribe();
+    let receiver = match state.live.subscribe().await {
+        Ok(receiver) => receiver,
+        Err(error) => return store_unavailable_json(&error),
+    };
     let missed = match missed_since(&state.store, &filter, after).await {
         Ok(missed) => missed,
         Err(error) => return store_unavailable_json(&error),

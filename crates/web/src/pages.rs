@@ -98,7 +98,8 @@ struct IndexPage {
 /// `GET /`
 pub(crate) async fn index(State(state): State<AppState>) -> Response {
     let latest = |mailbox| ListQuery { mailbox: Some(mailbox), limit: FRONT_PAGE_RESULTS, ..ListQuery::default() };
-    let (spf, dkim) = tokio::join!(state.store.list(&latest(Mailbox::Spf)), state.store.list(&latest(Mailbox::Dkim)));
+    let (spf_query, dkim_query) = (latest(Mailbox::Spf), latest(Mailbox::Dkim));
+    let (spf, dkim) = tokio::join!(state.store.list(&spf_query), state.store.list(&dkim_query));
     let (spf, dkim) = match (spf, dkim) {
         (Ok(spf), Ok(dkim)) => (spf, dkim),
         (Err(error), _) | (_, Err(error)) => return store_unavailable_page(&error),

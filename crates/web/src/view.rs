@@ -137,7 +137,9 @@ pub(crate) fn flatten_trace(steps: &[SpfTraceStep]) -> Vec<TraceItem<'_>> {
     out
 }
 
-pub(crate) fn term_outcome(outcome: SpfTermOutcome) -> &'static str {
+// The helpers below take references because templates pass every argument by reference.
+
+pub(crate) fn term_outcome(outcome: &SpfTermOutcome) -> &'static str {
     match outcome {
         SpfTermOutcome::Match => "match",
         SpfTermOutcome::NoMatch => "no match",
@@ -147,21 +149,21 @@ pub(crate) fn term_outcome(outcome: SpfTermOutcome) -> &'static str {
     }
 }
 
-pub(crate) fn identity_kind(kind: SpfIdentityKind) -> &'static str {
+pub(crate) fn identity_kind(kind: &SpfIdentityKind) -> &'static str {
     match kind {
         SpfIdentityKind::Mailfrom => "MAIL FROM",
         SpfIdentityKind::Helo => "HELO",
     }
 }
 
-pub(crate) fn alignment_mode(mode: AlignmentMode) -> &'static str {
+pub(crate) fn alignment_mode(mode: &AlignmentMode) -> &'static str {
     match mode {
         AlignmentMode::Relaxed => "relaxed",
         AlignmentMode::Strict => "strict",
     }
 }
 
-pub(crate) fn arc_result(result: ArcResult) -> &'static str {
+pub(crate) fn arc_result(result: &ArcResult) -> &'static str {
     match result {
         ArcResult::None => "none",
         ArcResult::Pass => "pass",
@@ -169,8 +171,8 @@ pub(crate) fn arc_result(result: ArcResult) -> &'static str {
     }
 }
 
-pub(crate) fn yes_no(value: bool) -> &'static str {
-    if value { "yes" } else { "no" }
+pub(crate) fn yes_no(value: &bool) -> &'static str {
+    if *value { "yes" } else { "no" }
 }
 
 /// An optional value, or a dash when absent.

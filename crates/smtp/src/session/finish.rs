@@ -44,12 +44,14 @@ impl<D: Delivery> Session<D> {
             .delivery
             .deliver(envelope, transaction.body.into_bytes())
             .await;
+        // Verification time is the server's, not the client's: the command timeout restarts.
+        self.waiting_since = std::time::Instant::now();
         let took_ms = transaction.started.elapsed().as_millis() as u64;
         let reply = match outcome {
             Ok(accepted) => {
                 self.messages_stored += 1;
                 let ids: Vec<&str> = accepted.iter().map(|a| a.id.as_str()).collect();
-                tracing::info!(
+                tracing::debug!(
                     client = %client.ip(), helo, mail_from, recipients, size, ids = ids.join(","), took_ms,
                     "message stored"
                 );

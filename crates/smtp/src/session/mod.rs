@@ -132,6 +132,10 @@ pub(crate) struct Session<D> {
     skipping_long_line: bool,
     shutdown: watch::Receiver<bool>,
     started: Instant,
+    /// When the client last completed a command line, sent message bytes, or got the reply
+    /// to its message. The command timeout counts from here rather than from the last read,
+    /// so a command trickled in a byte at a time cannot hold a connection slot for ever.
+    waiting_since: Instant,
     messages_stored: usize,
 }
 
@@ -157,6 +161,7 @@ impl<D: Delivery> Session<D> {
             skipping_long_line: false,
             shutdown,
             started: Instant::now(),
+            waiting_since: Instant::now(),
             messages_stored: 0,
         }
     }
@@ -200,6 +205,7 @@ impl<D: Delivery> Session<D> {
                 Next::StartTls => {
                     self.flush().await?;
                     self.start_tls().await?;
+                    self.waiting_since = Instant::now();
                     continue;
                 }
             }
@@ -211,7 +217,15 @@ impl<D: Delivery> Session<D> {
                 self.flush().await?;
                 return Ok(Ending::SessionTimeLimit);
             }
-            let wait = left.min(self.config.command_timeout);
+            let command_deadline = self.waiting_since + self.config.command_timeout;
+            let command_left = command_deadline.saturating_duration_since(Instant::now());
+            // A read that always has a byte ready would never let the timeout below fire.
+            if command_left.is_zero() {
+                self.push(&replies::command_timeout(&self.config.hostname));
+                self.flush().await?;
+                return Ok(Ending::CommandTimeout);
+            }
+            let wait = left.min(command_left);
             // At shutdown, a session waiting for a command is closed; one receiving a message
             // is left to finish it (within the listener's grace period).
             let between_messages = matches!(
@@ -255,6 +269,9 @@ impl<D: Delivery> Session<D> {
                     let decoded =
                         decoder.decode(&self.input, |bytes| transaction.body.append(bytes));
                     self.input.advance(decoded.consumed);
+                    if decoded.consumed > 0 {
+                        self.waiting_since = Instant::now();
+                    }
                     if decoded.finished {
                         self.end_of_message().await
                     } else {
@@ -270,6 +287,9 @@ impl<D: Delivery> Session<D> {
                     let available = (*remaining).min(self.input.len());
                     transaction.body.append(&self.input[..available]);
                     self.input.advance(available);
+                    if available > 0 {
+                        self.waiting_since = Instant::now();
+                    }
                     *remaining -= available;
                     match (*remaining, *last, *size) {
                         (0, true, _) => self.end_of_message().await,
@@ -280,6 +300,9 @@ impl<D: Delivery> Session<D> {
                 State::RefusedChunk { remaining, .. } => {
                     let available = (*remaining).min(self.input.len());
                     self.input.advance(available);
+                    if available > 0 {
+                        self.waiting_since = Instant::now();
+                    }
                     *remaining -= available;
                     if *remaining == 0 {
                         self.end_of_refused_chunk()
@@ -310,6 +333,7 @@ impl<D: Delivery> Session<D> {
             return Step::NeedInput;
         };
         let line = self.input.split_to(newline + 1);
+        self.waiting_since = Instant::now();
         if std::mem::take(&mut self.skipping_long_line) {
             return Step::Continue;
         }

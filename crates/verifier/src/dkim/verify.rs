@@ -27,9 +27,16 @@ const SHA256_DIGEST_INFO_PREFIX: [u8; 19] = [
     0x00, 0x04, 0x20,
 ];
 
+/// The most signatures verified per message. Real mail carries one to three; each one costs a
+/// key lookup, a body hash and a public-key operation, so without a limit a message of
+/// hundreds of copies would cost hundreds of times the work. Those past it are still reported,
+/// as `invalid` and unverified.
+pub const MAX_VERIFIED_SIGNATURES: usize = 20;
+
 /// Every DKIM-Signature header field of `message`, in header order, malformed ones included.
 /// `now` is seconds since the epoch (decides x= expiry). `aligned` is left false: the caller computes alignment.
 /// All key lookups together are bounded by `time_limit` (then temperror, reason says so).
+/// Only the first [`MAX_VERIFIED_SIGNATURES`] are verified.
 pub async fn verify_signatures(
     dns: &Dns,
     message: &[u8],
@@ -37,11 +44,22 @@ pub async fn verify_signatures(
     time_limit: Duration,
 ) -> Vec<DkimSignatureReport> {
     let message = RawMessage::parse(message);
-    let checks: Vec<Check> = message
+    let fields: Vec<&HeaderField> = message
         .fields()
         .iter()
         .filter(|field| message.is_named(field, "DKIM-Signature"))
-        .map(|field| Check::read(&message, field, now))
+        .collect();
+    let total = fields.len();
+    let checks: Vec<Check> = fields
+        .into_iter()
+        .enumerate()
+        .map(|(index, field)| {
+            if index < MAX_VERIFIED_SIGNATURES {
+                Check::read(&message, field, now)
+            } else {
+                Check::skip(&message, field, total)
+            }
+        })
         .collect();
     let key_names: BTreeSet<String> = checks
         .iter()
@@ -129,6 +147,22 @@ impl Check {
             field: field.clone(),
             report,
             signature,
+        }
+    }
+
+    /// Reports a signature past [`MAX_VERIFIED_SIGNATURES`] without verifying it.
+    fn skip(message: &RawMessage<'_>, field: &HeaderField, total: usize) -> Check {
+        let header_value = String::from_utf8_lossy(message.field_value(field)).into_owned();
+        Check {
+            field: field.clone(),
+            report: describe(&header_value),
+            signature: Err(Invalid::new(
+                DkimReasonCode::TooManySignatures,
+                format!(
+                    "not verified: the message carries {total} DKIM-Signature fields and only the first \
+                     {MAX_VERIFIED_SIGNATURES} are verified; sign once per signing domain"
+                ),
+            )),
         }
     }
 
@@ -395,18 +429,22 @@ fn signed_header_data(
 ) -> Vec<u8> {
     let canonicalization = signature.header_canonicalization;
     let fields = message.fields();
-    // The signature's own field is never one of the fields it signs.
-    let mut used: Vec<bool> = fields
-        .iter()
-        .map(|field| field == signature_field)
-        .collect();
+    // Each name's instances in header order, taken from the end as `h=` names them, so the
+    // work is linear in `h=` plus the header however often a name is listed. The signature's
+    // own field is never one of the fields it signs.
+    let mut unused: HashMap<Vec<u8>, Vec<usize>> = HashMap::new();
+    for (index, field) in fields.iter().enumerate() {
+        if field != signature_field {
+            let name = message.field_name(field).to_ascii_lowercase();
+            unused.entry(name).or_default().push(index);
+        }
+    }
     let mut data = Vec::new();
     for name in &signature.signed_headers {
-        let instance = (0..fields.len())
-            .rev()
-            .find(|&i| !used[i] && message.is_named(&fields[i], name));
+        let instance = unused
+            .get_mut(name.to_ascii_lowercase().as_bytes())
+            .and_then(Vec::pop);
         if let Some(index) = instance {
-            used[index] = true;
             canonical_header(
                 message.field_bytes(&fields[index]),
                 canonicalization,

@@ -1,0 +1,136 @@
+//! A headless Chromium driven through chromedriver, for tests that need a real browser
+//! (script behaviour, what the DOM shows, that hostile text never runs).
+//!
+//! Usage: `let Some(browser) = Browser::launch().await else { return };` (it prints why it
+//! skipped when Chromium is not installed), then `browser.goto(url)`, `browser.eval(js)`,
+//! `browser.wait_until(js_condition, timeout)`, and finally `browser.quit().await`.
+//! chromedriver runs as a child process on a free loopback port with a fresh profile folder;
+//! it is killed by `quit` or, should a test panic first, when the `Browser` is dropped.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder};
+use hyper_util::client::legacy::connect::HttpConnector;
+use serde_json::{Value, json};
+use tokio::process::{Child, Command};
+
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// How long chromedriver may take to listen, and Chromium to start a session.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub struct Browser {
+    client: Client,
+    chromedriver: Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    /// Starts chromedriver and a headless Chromium session, or returns `None` (after saying so
+    /// on stderr) when they are not installed.
+    pub async fn launch() -> Option<Browser> {
+        if !Path::new(CHROMEDRIVER).exists() || !Path::new(CHROMIUM).exists() {
+            eprintln!("skipped: chromium/chromedriver not installed");
+            return None;
+        }
+        let port = free_loopback_port();
+        let mut chromedriver = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start chromedriver");
+        if let Err(message) = wait_until_listening(port).await {
+            let _ = chromedriver.kill().await;
+            panic!("{message}");
+        }
+
+        let profile = tempfile::tempdir().expect("make a browser profile folder");
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-dev-shm-usage",
+                    "--disable-quic",
+                    "--no-first-run",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ],
+            }),
+        );
+        let mut builder = ClientBuilder::new(HttpConnector::new());
+        builder.capabilities(capabilities);
+        let webdriver_url = format!("http://127.0.0.1:{port}");
+        let connecting = builder.connect(&webdriver_url);
+        let client = match tokio::time::timeout(STARTUP_TIMEOUT, connecting).await {
+            Ok(Ok(client)) => client,
+            failure => {
+                let _ = chromedriver.kill().await;
+                panic!("cannot start a Chromium session through chromedriver: {failure:?}");
+            }
+        };
+        Some(Browser { client, chromedriver, _profile: profile })
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub async fn goto(&self, url: &str) {
+        self.client.goto(url).await.unwrap_or_else(|error| panic!("open {url}: {error}"));
+    }
+
+    /// Runs `script` (a function body; use `return`) in the page and gives its result.
+    pub async fn eval(&self, script: &str) -> Value {
+        self.client.execute(script, vec![]).await.unwrap_or_else(|error| panic!("run {script:?}: {error}"))
+    }
+
+    /// Polls `condition` (a JavaScript expression) until it is true or `timeout` passes;
+    /// returns whether it became true.
+    pub async fn wait_until(&self, condition: &str, timeout: Duration) -> bool {
+        let script = format!("return Boolean({condition});");
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if self.eval(&script).await == Value::Bool(true) {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Ends the browser session and stops chromedriver.
+    pub async fn quit(mut self) {
+        let _ = self.client.clone().close().await;
+        let _ = self.chromedriver.kill().await;
+    }
+}
+
+fn free_loopback_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("find a free loopback port");
+    listener.local_addr().expect("local address").port()
+}
+
+async fn wait_until_listening(port: u16) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + STARTUP_TIMEOUT;
+    while tokio::time::Instant::now() < deadline {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err(format!("chromedriver did not listen on port {port} within {STARTUP_TIMEOUT:?}"))
+}

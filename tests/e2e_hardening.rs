@@ -1,0 +1,538 @@
+//! The real `authcheck serve` against hostile input, hostile DNS and load: malformed and
+//! oversized messages are stored with a report (or refused with the proper reply), no address
+//! form relays to another domain, a session stuck on a silent nameserver does not hold up the
+//! others, 500 concurrent connections are all served and stored, and idle, slow or greedy
+//! clients lose their slot rather than take the service's.
+
+mod support;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use authcheck_testdns::{Behaviour, TestDns};
+use authcheck_testkit::{SignOptions, TestKey, message, publish_keys, sign};
+use support::{RawSmtp, Reply, Service, ServiceOptions, dot_stuff};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpSocket, TcpStream};
+
+/// Every verdict the tester can show (README, "The verdicts").
+const VERDICTS: [&str; 16] = [
+    "|OK| spf-pass",
+    "|~OK| spf-pass",
+    "!! spf-diff !!",
+    "!! spf-fail !!",
+    "!! spf-softfail !!",
+    "!! spf-neutral !!",
+    "!! spf-none !!",
+    "!! spf-permerror !!",
+    "!! spf-temperror !!",
+    "|OK| dkim-pass",
+    "|~OK| dkim-pass",
+    "!! dkim-diff !!",
+    "!! dkim-none !!",
+    "!! dkim-fail !!",
+    "!! dkim-invalid !!",
+    "!! dkim-temperror !!",
+];
+
+/// `pass.test` authorises every loopback address; `silent.test` never answers.
+async fn zone() -> TestDns {
+    let dns = TestDns::start().await;
+    dns.add_txt("pass.test", "v=spf1 ip4:127.0.0.0/8 -all");
+    dns.add_txt("helo.test", "v=spf1 ip4:127.0.0.0/8 -all");
+    publish_keys(&dns, "pass.test");
+    for name in [
+        "silent.test",
+        "_dmarc.silent.test",
+        "rsa2048._domainkey.silent.test",
+    ] {
+        dns.set_behaviour(name, Behaviour::Timeout);
+    }
+    dns
+}
+
+/// A message with this header block and body, joined by an empty line.
+fn raw(header: &str, body: &str) -> Vec<u8> {
+    format!("{header}\r\n{body}").into_bytes()
+}
+
+fn plain() -> Vec<u8> {
+    message("a@pass.test", "Edge", "Hello.\r\n")
+}
+
+/// Checks a stored result through the API and its page.
+async fn assert_stored(service: &Service, reply: &Reply, case: &str) -> serde_json::Value {
+    assert_eq!(reply.code, 250, "{case}: {reply:?}");
+    let stored = reply.stored();
+    assert_eq!(stored.len(), 1, "{case}: {reply:?}");
+    let id = &stored[0].0;
+    let result = service.get_json(&format!("/api/v1/results/{id}")).await;
+    let verdict = result["verdict"].as_str().unwrap_or_default();
+    assert!(VERDICTS.contains(&verdict), "{case}: verdict {verdict:?}");
+    let page = service.get(&format!("/r/{id}")).await;
+    assert_eq!(page.status(), 200, "{case}: /r/{id}");
+    result
+}
+
+/// MIME parts nested `depth` levels deep.
+fn nested_mime(depth: usize) -> Vec<u8> {
+    let mut body = String::from("innermost\r\n");
+    for level in (0..depth).rev() {
+        body = format!(
+            "--b{level}\r\nContent-Type: multipart/mixed; boundary=\"b{}\"\r\n\r\n{body}\r\n--b{level}--\r\n",
+            level + 1
+        );
+    }
+    raw(
+        "From: a@pass.test\r\nSubject: Nested\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b0\"\r\n",
+        &body,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_case_messages_are_stored_with_a_report() {
+    let dns = zone().await;
+    let service = Service::start(&dns).await;
+
+    let mut thousand_fields = String::from("From: a@pass.test\r\nSubject: Many fields\r\n");
+    for i in 0..1000 {
+        thousand_fields.push_str(&format!("X-Field-{i}: value {i}\r\n"));
+    }
+    let invalid_utf8 =
+        b"From: a@pass.test\r\nSubject: caf\xe9 \xff\xfe na\xc3\xafve\r\nX-Bin: \x80\x81\r\n\r\nbody \xff\r\n".to_vec();
+    let signed = sign(&plain(), &SignOptions::new("pass.test", TestKey::Rsa2048));
+    let huge_signature = [
+        format!("DKIM-Signature: v=1; a=rsa-sha256; d=pass.test; s=rsa2048; z={}\r\n", "A".repeat(100 * 1024))
+            .into_bytes(),
+        signed.clone(),
+    ]
+    .concat();
+    let mut five_hundred_signatures = Vec::new();
+    let signature_field_end = signed.windows(3).position(|w| w == b"\r\nF").unwrap() + 2;
+    for _ in 0..499 {
+        five_hundred_signatures.extend_from_slice(&signed[..signature_field_end]);
+    }
+    five_hundred_signatures.extend_from_slice(&signed);
+
+    let cases: Vec<(&str, &str, Vec<u8>)> = vec![
+        ("no header fields", "spf", raw("", "Only a body.\r\n")),
+        ("no body", "spf", b"From: a@pass.test\r\nSubject: No body\r\n".to_vec()),
+        ("an empty message", "spf", Vec::new()),
+        ("8-bit and invalid UTF-8 in header fields", "spf", invalid_utf8),
+        ("1,000 header fields", "spf", raw(&thousand_fields, "Body.\r\n")),
+        (
+            "a body line of 100,000 bytes",
+            "spf",
+            raw("From: a@pass.test\r\nSubject: Long line\r\n", &format!("{}\r\n", "x".repeat(100_000))),
+        ),
+        (
+            "a header line of 100,000 bytes",
+            "spf",
+            raw(&format!("From: a@pass.test\r\nSubject: {}\r\n", "y".repeat(100_000)), "Body.\r\n"),
+        ),
+        ("MIME nested 200 levels deep", "spf", nested_mime(200)),
+        ("a DKIM-Signature of 100 KB", "dkim", huge_signature),
+        ("500 DKIM-Signature fields", "dkim", five_hundred_signatures),
+        (
+            "bare LF line endings",
+            "spf",
+            b"From: a@pass.test\nSubject: Bare LF\n\nline one\nline two\n".to_vec(),
+        ),
+        (
+            "NUL bytes",
+            "spf",
+            b"From: a@pass.test\r\nSubject: nul\0here\r\nX-Nul: \0\0\r\n\r\nbody\0body\r\n".to_vec(),
+        ),
+    ];
+    for (case, mailbox, message) in &cases {
+        let recipient = format!("{mailbox}@tester.test");
+        let reply = support::send(&service, "helo.test", "a@pass.test", &[&recipient], message).await;
+        let result = assert_stored(&service, &reply, case).await;
+        assert_eq!(result["mailbox"], *mailbox, "{case}");
+        match *case {
+            "a DKIM-Signature of 100 KB" => {
+                assert_eq!(result["dkim"][0]["result"], "invalid", "{case}: {:#}", result["dkim"][0]["reason"]);
+                assert_eq!(result["verdict"], "|OK| dkim-pass", "{case}: the real signature still counts");
+            }
+            "500 DKIM-Signature fields" => {
+                let signatures = result["dkim"].as_array().unwrap();
+                assert_eq!(signatures.len(), 500, "{case}");
+                assert_eq!(signatures[0]["result"], "pass", "{case}");
+                assert_eq!(signatures[499]["reason_code"], "too_many_signatures", "{case}");
+                assert_eq!(result["verdict"], "|OK| dkim-pass", "{case}");
+            }
+            "no header fields" | "an empty message" => {
+                assert_eq!(result["verdict"], "!! spf-diff !!", "{case}: no From domain to align with");
+            }
+            _ => assert_eq!(result["verdict"], "|OK| spf-pass", "{case}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn no_address_form_relays_to_another_domain() {
+    let dns = zone().await;
+    let service = Service::start(&dns).await;
+    let relays = [
+        "@a.example,@b.example:spf@tester.test",
+        "@tester.test:spf@other.test",
+        "@other.test:spf@tester.test",
+        "spf%other.test@tester.test",
+        "spf@other.test%tester.test",
+        "other.test!spf@tester.test",
+        "spf!other.test@tester.test",
+        "\"spf@other.test\"@tester.test",
+        "\"spf\"@tester.test",
+        "\"spf%other.test\"@tester.test",
+        "spf@[127.0.0.1]",
+        "spf@[IPv6:::1]",
+        "SPF@OTHER.TEST",
+        "spf@TESTER.TEST.OTHER.TEST",
+        "spf@sub.tester.test",
+        "spf@tester.test.",
+        "spf@tester.test@other.test",
+        "spf@other.test",
+        "dkim@other.test",
+    ];
+    for relay in relays {
+        let (mut smtp, greeting) = RawSmtp::connect(service.smtp).await;
+        assert_eq!(greeting.code, 220);
+        assert_eq!(smtp.command("EHLO helo.test").await.code, 250);
+        assert_eq!(smtp.command("MAIL FROM:<a@pass.test>").await.code, 250);
+        let reply = smtp.command(&format!("RCPT TO:<{relay}>")).await;
+        assert_eq!(reply.code, 550, "RCPT TO:<{relay}>: {reply:?}");
+        assert!(reply.text().starts_with("5.7.1"), "RCPT TO:<{relay}>: {reply:?}");
+        let data = smtp.command("DATA").await;
+        assert_eq!(data.code / 100, 5, "DATA after a refused relay: {data:?}");
+        let _ = smtp.command("QUIT").await;
+    }
+    let list = service.get_json("/api/v1/results").await;
+    assert_eq!(list["results"].as_array().unwrap().len(), 0, "nothing was accepted");
+}
+
+/// Sends `message` up to the end of DATA and returns the final reply and how long it took
+/// from the end of the data to the reply.
+async fn timed_send(service: &Service, mail_from: &str, message: &[u8]) -> (Reply, Duration) {
+    let (mut smtp, _) = RawSmtp::connect(service.smtp).await;
+    assert_eq!(smtp.command("EHLO helo.test").await.code, 250);
+    assert_eq!(smtp.command(&format!("MAIL FROM:<{mail_from}>")).await.code, 250);
+    assert_eq!(smtp.command("RCPT TO:<spf@tester.test>").await.code, 250);
+    assert_eq!(smtp.command("DATA").await.code, 354);
+    let started = Instant::now();
+    smtp.write(&dot_stuff(message)).await;
+    let reply = smtp.read_reply().await;
+    (reply, started.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_stuck_on_a_silent_nameserver_does_not_hold_up_another() {
+    let dns = zone().await;
+    let service = Service::start(&dns).await;
+
+    let stuck_message = sign(
+        &message("a@silent.test", "Stuck", "Hello.\r\n"),
+        &SignOptions::new("silent.test", TestKey::Rsa2048),
+    );
+    let stuck = async {
+        let (reply, took) = timed_send(&service, "a@silent.test", &stuck_message).await;
+        (reply, took, Instant::now())
+    };
+    let prompt = async {
+        // Let the stuck session reach its DNS lookups first.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (reply, took) = timed_send(&service, "a@pass.test", &plain()).await;
+        (reply, took, Instant::now())
+    };
+    let ((stuck_reply, stuck_took, stuck_done), (prompt_reply, prompt_took, prompt_done)) =
+        tokio::join!(stuck, prompt);
+
+    let stuck_result = assert_stored(&service, &stuck_reply, "silent nameserver").await;
+    assert_eq!(stuck_result["verdict"], "!! spf-temperror !!");
+    let prompt_result = assert_stored(&service, &prompt_reply, "normal zone").await;
+    assert_eq!(prompt_result["verdict"], "|OK| spf-pass");
+    println!("stuck session: {stuck_took:?}; the other session: {prompt_took:?}");
+    assert!(prompt_done < stuck_done, "the normal message waited for the stuck one");
+    assert!(
+        prompt_took < stuck_took / 4,
+        "the normal message took {prompt_took:?} while another session waited {stuck_took:?} on DNS"
+    );
+}
+
+/// A client socket bound to `source` (any port) and connected to `server`.
+async fn connect_from(source: Ipv4Addr, server: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(IpAddr::V4(source), 0))?;
+    socket.connect(server).await
+}
+
+/// Reads one whole reply (all its lines) as text; None if the connection closed first.
+async fn read_reply<R: tokio::io::AsyncBufRead + Unpin>(reader: &mut R) -> Option<String> {
+    let mut reply = String::new();
+    loop {
+        let mut line = String::new();
+        let read = tokio::time::timeout(support::PATIENCE, reader.read_line(&mut line)).await;
+        match read {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return None,
+        }
+        let last = line.as_bytes().get(3) != Some(&b'-');
+        reply.push_str(&line);
+        if last {
+            return Some(reply);
+        }
+    }
+}
+
+/// The highest resident set size of the service process, from /proc.
+fn service_peak_memory(service: &Service) -> Option<String> {
+    let marker = service.data_dir.to_string_lossy().into_owned();
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        if cmdline.contains("serve") && cmdline.contains(&marker) {
+            let status = std::fs::read_to_string(entry.path().join("status")).ok()?;
+            return status
+                .lines()
+                .find(|line| line.starts_with("VmHWM"))
+                .map(|line| line.split_whitespace().skip(1).collect::<Vec<_>>().join(" "));
+        }
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_hundred_concurrent_connections_are_all_served_and_stored() {
+    const CONNECTIONS: usize = 500;
+    const SOURCES: u8 = 20;
+    let dns = zone().await;
+    let service = Service::start(&dns).await;
+    let smtp = service.smtp;
+    let body = "A message sent under load.\r\n".repeat(20);
+
+    // Every connection is opened and greeted before any sends, so all 500 are held at once.
+    let all_connected = std::sync::Arc::new(tokio::sync::Barrier::new(CONNECTIONS));
+    let mut clients = tokio::task::JoinSet::new();
+    for n in 0..CONNECTIONS {
+        let source = Ipv4Addr::new(127, 0, 0, 2 + (n % SOURCES as usize) as u8);
+        let all_connected = all_connected.clone();
+        let message = message(&format!("client{n}@pass.test"), &format!("Load {n}"), &body);
+        clients.spawn(async move {
+            let stream = connect_from(source, smtp).await.expect("connect");
+            let (read, mut write) = stream.into_split();
+            let mut read = BufReader::new(read);
+            let greeting = read_reply(&mut read).await.unwrap_or_default();
+            all_connected.wait().await;
+            if !greeting.starts_with("220") {
+                return (n, greeting);
+            }
+            let commands = format!(
+                "EHLO client{n}.helo.test\r\nMAIL FROM:<client{n}@pass.test>\r\nRCPT TO:<spf@tester.test>\r\nDATA\r\n"
+            );
+            write.write_all(commands.as_bytes()).await.expect("send commands");
+            for expected in ["250", "250", "250", "354"] {
+                let reply = read_reply(&mut read).await.unwrap_or_default();
+                if !reply.starts_with(expected) {
+                    return (n, reply);
+                }
+            }
+            write.write_all(&dot_stuff(&message)).await.expect("send the message");
+            let reply = read_reply(&mut read).await.unwrap_or_default();
+            let _ = write.write_all(b"QUIT\r\n").await;
+            (n, reply)
+        });
+    }
+    let mut stored_ids = Vec::new();
+    let mut refused = Vec::new();
+    while let Some(finished) = tokio::time::timeout(support::PATIENCE * 4, clients.join_next())
+        .await
+        .expect("the clients finished in time")
+    {
+        let (n, reply) = finished.expect("client task");
+        match Reply::parse(&reply) {
+            Some(parsed) if parsed.code == 250 => stored_ids.push((n, parsed.stored()[0].0.clone())),
+            _ => refused.push((n, reply)),
+        }
+    }
+    println!(
+        "{} of {CONNECTIONS} messages stored; service VmHWM after the load: {}",
+        stored_ids.len(),
+        service_peak_memory(&service).unwrap_or_else(|| "unknown".into())
+    );
+    assert!(refused.is_empty(), "refused under load: {:?}", &refused[..refused.len().min(5)]);
+
+    // Every 250 is a stored result, readable through the API with its own subject.
+    let http = support::http();
+    for chunk in stored_ids.chunks(50) {
+        let fetches = chunk.iter().map(|(n, id)| {
+            let http = http.clone();
+            let url = service.url(&format!("/api/v1/results/{id}"));
+            async move {
+                let result: serde_json::Value = http.get(url).send().await.expect("GET").json().await.expect("JSON");
+                assert_eq!(result["subject"], format!("Load {n}"), "{result:#}");
+                assert_eq!(result["verdict"], "|OK| spf-pass");
+            }
+        });
+        futures::future::join_all(fetches).await;
+    }
+}
+
+trait ParseReply {
+    fn parse(text: &str) -> Option<Reply>;
+}
+
+impl ParseReply for Reply {
+    fn parse(text: &str) -> Option<Reply> {
+        let first = text.lines().next()?;
+        let code = first.get(..3)?.parse().ok()?;
+        let lines = text.lines().map(|line| line.get(4..).unwrap_or("").to_string()).collect();
+        Some(Reply { code, lines })
+    }
+}
+
+#[tokio::test]
+async fn connections_beyond_the_limit_get_421_at_once() {
+    let dns = zone().await;
+    let mut options = ServiceOptions::new(&dns);
+    options.extra_args = vec!["--max-connections".into(), "5".into(), "--command-timeout".into(), "20s".into()];
+    let service = Service::start_with(options).await;
+
+    let mut held = Vec::new();
+    for _ in 0..5 {
+        let (smtp, greeting) = RawSmtp::connect(service.smtp).await;
+        assert_eq!(greeting.code, 220);
+        held.push(smtp);
+    }
+    for _ in 0..3 {
+        let started = Instant::now();
+        let (mut extra, reply) = RawSmtp::connect(service.smtp).await;
+        let waited = started.elapsed();
+        assert_eq!(reply.code, 421, "{reply:?}");
+        assert!(reply.text().contains("too many connections"), "{reply:?}");
+        assert!(extra.is_closed().await, "the refused connection is closed");
+        assert!(waited < Duration::from_secs(5), "the 421 took {waited:?}; it must not wait for a slot");
+    }
+    // A slot given back is usable again.
+    let mut first = held.remove(0);
+    assert_eq!(first.command("QUIT").await.code, 221);
+    assert!(first.is_closed().await);
+    let admitted = support::eventually(Duration::from_secs(5), || async {
+        let (_smtp, greeting) = RawSmtp::connect(service.smtp).await;
+        (greeting.code == 220).then_some(())
+    })
+    .await;
+    assert!(admitted.is_some(), "the freed slot was not given to a new client");
+}
+
+#[tokio::test]
+async fn idle_and_slow_clients_time_out_and_free_their_slot() {
+    let dns = zone().await;
+    let mut options = ServiceOptions::new(&dns);
+    options.extra_args =
+        vec!["--max-connections".into(), "2".into(), "--command-timeout".into(), "1s".into()];
+    let service = Service::start_with(options).await;
+
+    let (mut idle, greeting) = RawSmtp::connect(service.smtp).await;
+    assert_eq!(greeting.code, 220);
+    let (slow_read, mut slow_write) = TcpStream::connect(service.smtp).await.unwrap().into_split();
+    let mut slow_read = BufReader::new(slow_read);
+    let greeting = read_reply(&mut slow_read).await.unwrap_or_default();
+    assert!(greeting.starts_with("220"), "{greeting:?}");
+    let (_, refused) = RawSmtp::connect(service.smtp).await;
+    assert_eq!(refused.code, 421, "both slots are taken: {refused:?}");
+
+    // The slow client sends a command one byte every 1.5 s, slower than the timeout, until
+    // the server hangs up.
+    let slow_writer = tokio::spawn(async move {
+        for byte in b"EHLO slow.test\r\n" {
+            if slow_write.write_all(&[*byte]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+        }
+    });
+    let (idle_reply, slow_reply) = tokio::join!(idle.try_read_reply(), read_reply(&mut slow_read));
+    slow_writer.abort();
+    let idle_reply = idle_reply.expect("the idle client is told why it is closed");
+    assert_eq!(idle_reply.code, 421, "{idle_reply:?}");
+    assert!(idle_reply.text().contains("timeout"), "{idle_reply:?}");
+    assert!(idle.is_closed().await);
+    let slow_reply = slow_reply.expect("the slow client is told why it is closed");
+    assert!(slow_reply.starts_with("421 4.4.2"), "{slow_reply:?}");
+
+    // Both slots are free again.
+    let mut admitted = Vec::new();
+    for _ in 0..2 {
+        let client = support::eventually(Duration::from_secs(5), || async {
+            let (smtp, greeting) = RawSmtp::connect(service.smtp).await;
+            (greeting.code == 220).then_some(smtp)
+        })
+        .await;
+        admitted.push(client.expect("a timed-out client's slot was not freed"));
+    }
+}
+
+#[tokio::test]
+async fn a_command_trickled_a_byte_at_a_time_is_timed_out() {
+    const TRICKLE_FOR: Duration = Duration::from_secs(10);
+    let dns = zone().await;
+    let mut options = ServiceOptions::new(&dns);
+    options.extra_args = vec!["--command-timeout".into(), "1s".into()];
+    let service = Service::start_with(options).await;
+
+    let (read, mut write) = TcpStream::connect(service.smtp).await.unwrap().into_split();
+    let mut read = BufReader::new(read);
+    let greeting = read_reply(&mut read).await.unwrap_or_default();
+    assert!(greeting.starts_with("220"), "{greeting:?}");
+    // One byte every 300 ms, well inside the timeout each time, of a line that never ends.
+    let started = Instant::now();
+    let trickle = tokio::spawn(async move {
+        let mut line = b"EHLO ".iter().chain(std::iter::repeat(&b'x'));
+        while started.elapsed() < TRICKLE_FOR {
+            let byte = *line.next().unwrap();
+            if write.write_all(&[byte]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+    let reply = read_reply(&mut read).await.unwrap_or_default();
+    let waited = started.elapsed();
+    trickle.abort();
+    assert!(reply.starts_with("421 4.4.2"), "{reply:?}");
+    assert!(
+        waited < TRICKLE_FOR,
+        "the slot was held for {waited:?}, as long as the client kept trickling"
+    );
+}
+
+#[tokio::test]
+async fn one_client_address_cannot_take_every_slot() {
+    let dns = zone().await;
+    let mut options = ServiceOptions::new(&dns);
+    options.extra_args =
+        vec!["--max-connections".into(), "10".into(), "--max-connections-per-ip".into(), "3".into()];
+    let service = Service::start_with(options).await;
+    let greedy = Ipv4Addr::new(127, 0, 0, 2);
+
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let stream = connect_from(greedy, service.smtp).await.unwrap();
+        let mut reader = BufReader::new(stream);
+        let greeting = read_reply(&mut reader).await.unwrap_or_default();
+        assert!(greeting.starts_with("220"), "{greeting:?}");
+        held.push(reader);
+    }
+    let stream = connect_from(greedy, service.smtp).await.unwrap();
+    let mut reader = BufReader::new(stream);
+    let refused = read_reply(&mut reader).await.unwrap_or_default();
+    assert!(refused.starts_with("421 4.7.0 too many connections from your address"), "{refused:?}");
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(support::PATIENCE, reader.read_to_end(&mut rest)).await;
+    assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "the refused connection is closed");
+
+    let other = connect_from(Ipv4Addr::new(127, 0, 0, 3), service.smtp).await.unwrap();
+    let mut reader = BufReader::new(other);
+    let greeting = read_reply(&mut reader).await.unwrap_or_default();
+    assert!(greeting.starts_with("220"), "another address is still served: {greeting:?}");
+    let _ = reader.get_mut().write_all(b"QUIT\r\n").await;
+}
