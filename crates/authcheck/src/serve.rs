@@ -19,6 +19,8 @@ use crate::delivery::TesterDelivery;
 
 /// How long sessions in flight may take to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// How long the web server may take to close its connections after a shutdown signal.
+const WEB_SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 fn setting_error(setting: &'static str, problem: impl std::fmt::Display) -> ConfigError {
     ConfigError { setting, problem: problem.to_string() }
@@ -127,7 +129,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     };
     let app = authcheck_web::router(store.clone(), web_config).merge(crate::metrics::router(metrics));
     let mut web_stop = stop_rx.clone();
-    let web = tokio::spawn(async move {
+    let mut web = tokio::spawn(async move {
         axum::serve(http_listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
             .with_graceful_shutdown(async move {
                 let _ = web_stop.changed().await;
@@ -151,7 +153,10 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     tracing::info!("shutting down: no new connections; letting sessions in flight finish");
     let _ = stop_tx.send(true);
     let _ = smtp.await;
-    let _ = web.await;
+    // Open result pages hold event streams; they get a moment to close, then are cut.
+    if tokio::time::timeout(WEB_SHUTDOWN_GRACE, &mut web).await.is_err() {
+        web.abort();
+    }
     let _ = purge.await;
     store.close().await;
     tracing::info!("stopped");

@@ -16,8 +16,8 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Once;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::{DOMAIN, Server, start};
@@ -126,9 +126,7 @@ fn check_replies(received: &Received) -> Result<(), TestCaseError> {
 
 fn check_lines(received: &[u8], closed_cleanly: bool) -> Result<(), TestCaseError> {
     if received.is_empty() {
-        return Err(TestCaseError::fail(
-            "no greeting: the server sent nothing",
-        ));
+        return Err(TestCaseError::fail("no greeting: the server sent nothing"));
     }
     prop_assert!(
         received.ends_with(b"\r\n"),
@@ -233,7 +231,7 @@ fn element() -> impl Strategy<Value = Vec<u8>> {
         Just(format!("spf@{DOMAIN}")),
         Just(format!("dkim+tag@{DOMAIN}")),
         Just(format!("SPF@{}", DOMAIN.to_uppercase())),
-        Just(format!("dkim@second.test")),
+        Just("dkim@second.test".to_string()),
         Just("spf@other.example".to_string()),
         Just(format!("@relay.example:spf@{DOMAIN}")),
         Just(format!("\"spf@other\"@{DOMAIN}")),

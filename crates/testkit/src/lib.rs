@@ -1,9 +1,12 @@
-//! Test material shared by the verifier's tests and the end-to-end tests: DKIM signing keys,
-//! a signer, their DNS key records, and simple test messages.
+//! Test material shared by the crates' tests and the end-to-end tests: DKIM signing keys,
+//! a signer, their DNS key records, simple test messages, and a headless browser
+//! ([`browser::Browser`]).
 //!
 //! The keys in `keys/` were made with `openssl genpkey` for these tests only and protect
 //! nothing. Each key's public half is published under its own selector at
 //! `<selector>._domainkey.<domain>` by [`publish_keys`].
+
+pub mod browser;
 
 use authcheck_testdns::TestDns;
 use mail_auth::common::crypto::{Ed25519Key, RsaKey, Sha256};

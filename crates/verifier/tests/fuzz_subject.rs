@@ -172,8 +172,8 @@ fn check_rewrite(message: &[u8], verdict: &str) -> Result<(), TestCaseError> {
             None => &message[field.end..],
         };
         let original = &message[field.clone()];
-        let length = (original.len() + verdict.len()..=original.len() + verdict.len() + 4)
-            .find(|&length| {
+        let length =
+            (original.len() + verdict.len()..=original.len() + verdict.len() + 4).find(|&length| {
                 let end = at + length;
                 end <= rewritten.len()
                     && rewritten[end..].starts_with(next_fixed)
@@ -263,7 +263,10 @@ fn arbitrary_bytes_change_only_the_subject() {
 
 #[test]
 fn header_shaped_input_changes_only_the_subject() {
-    let message = (header_message(), proptest::collection::vec(any::<u8>(), 0..64))
+    let message = (
+        header_message(),
+        proptest::collection::vec(any::<u8>(), 0..64),
+    )
         .prop_map(|(header, body)| [header, b"\r\n".to_vec(), body].concat());
     fuzz("rewrite_subject, header-shaped input", (message, verdict()));
 }

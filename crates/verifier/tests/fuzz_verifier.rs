@@ -122,7 +122,9 @@ fn check_report(report: &Report) -> Result<(), TestCaseError> {
     prop_assert!(field.starts_with(b"Authentication-Results:"));
     for (i, &byte) in field.iter().enumerate() {
         let folded = match byte {
-            b'\n' => i > 0 && field[i - 1] == b'\r' && matches!(field.get(i + 1), Some(b' ' | b'\t')),
+            b'\n' => {
+                i > 0 && field[i - 1] == b'\r' && matches!(field.get(i + 1), Some(b' ' | b'\t'))
+            }
             b'\r' => field.get(i + 1) == Some(&b'\n'),
             _ => true,
         };
@@ -133,7 +135,8 @@ fn check_report(report: &Report) -> Result<(), TestCaseError> {
         );
     }
     let json = serde_json::to_string(report).map_err(|e| TestCaseError::fail(e.to_string()))?;
-    let back: Report = serde_json::from_str(&json).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let back: Report =
+        serde_json::from_str(&json).map_err(|e| TestCaseError::fail(e.to_string()))?;
     prop_assert_eq!(&back, report, "the report changed in a JSON round trip");
     Ok(())
 }
@@ -226,7 +229,11 @@ fn dkim_tag_soup_gives_a_well_formed_report() {
             check_report(&report)?;
             // Each added field is reported, plus the real signature; a tab after the line break
             // folds each added field into the one below it.
-            let expected = if fold == "\r\n\t" && !fields.is_empty() { 1 } else { fields.len() + 1 };
+            let expected = if fold == "\r\n\t" && !fields.is_empty() {
+                1
+            } else {
+                fields.len() + 1
+            };
             prop_assert_eq!(report.dkim.len(), expected);
             Ok(())
         },
@@ -267,8 +274,14 @@ impl Mutation {
             }
             Mutation::DuplicateLine { at } => {
                 let at = position(*at);
-                let start = message[..at].iter().rposition(|&b| b == b'\n').map_or(0, |n| n + 1);
-                let end = message[at..].iter().position(|&b| b == b'\n').map_or(message.len(), |n| at + n + 1);
+                let start = message[..at]
+                    .iter()
+                    .rposition(|&b| b == b'\n')
+                    .map_or(0, |n| n + 1);
+                let end = message[at..]
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .map_or(message.len(), |n| at + n + 1);
                 let line = message[start..end].to_vec();
                 message.splice(start..start, line);
             }
@@ -279,7 +292,10 @@ impl Mutation {
 fn mutation() -> impl Strategy<Value = Mutation> {
     prop_oneof![
         (any::<usize>(), any::<u8>()).prop_map(|(at, byte)| Mutation::Flip { at, byte }),
-        (any::<usize>(), proptest::collection::vec(any::<u8>(), 1..16))
+        (
+            any::<usize>(),
+            proptest::collection::vec(any::<u8>(), 1..16)
+        )
             .prop_map(|(at, bytes)| Mutation::Insert { at, bytes }),
         (any::<usize>(), 1usize..64).prop_map(|(at, length)| Mutation::Delete { at, length }),
         any::<usize>().prop_map(|at| Mutation::Truncate { at }),
@@ -295,13 +311,17 @@ fn mutations_of_a_signed_message_give_a_well_formed_report() {
         assert_eq!(report.verdicts.dkim, "|OK| dkim-pass", "{report:#?}");
     }
     let mutations = proptest::collection::vec(mutation(), 1..4);
-    fuzz("verifier, mutated signed message", mutations, |world, mutations| {
-        let mut message = world.signed.clone();
-        for mutation in &mutations {
-            mutation.apply(&mut message);
-        }
-        check_report(&world.verify(&message))
-    });
+    fuzz(
+        "verifier, mutated signed message",
+        mutations,
+        |world, mutations| {
+            let mut message = world.signed.clone();
+            for mutation in &mutations {
+                mutation.apply(&mut message);
+            }
+            check_report(&world.verify(&message))
+        },
+    );
 }
 
 #[test]
@@ -310,7 +330,12 @@ fn a_changed_body_character_always_fails_the_body_hash() {
     // changes to white space.
     let visible_body_positions: Vec<usize> = {
         let world = World::new();
-        let body_start = world.signed.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let body_start = world
+            .signed
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap()
+            + 4;
         (body_start..world.signed.len())
             .filter(|&at| world.signed[at].is_ascii_graphic())
             .collect()
@@ -332,7 +357,10 @@ fn a_changed_body_character_always_fails_the_body_hash() {
             check_report(&report)?;
             prop_assert_eq!(report.dkim.len(), 1);
             prop_assert_eq!(report.dkim[0].result, DkimResult::Fail);
-            prop_assert_eq!(&report.dkim[0].reason_code, &DkimReasonCode::BodyHashMismatch);
+            prop_assert_eq!(
+                &report.dkim[0].reason_code,
+                &DkimReasonCode::BodyHashMismatch
+            );
             prop_assert_eq!(&report.verdicts.dkim, "!! dkim-fail !!");
             Ok(())
         },

@@ -61,7 +61,12 @@ async fn verify_from(dns: &TestDns, domain: &str, message_bytes: &[u8]) -> Repor
 }
 
 async fn spf_of(dns: &TestDns, domain: &str) -> Report {
-    verify_from(dns, domain, &message(&format!("user@{domain}"), "Hostile", "Hi.\r\n")).await
+    verify_from(
+        dns,
+        domain,
+        &message(&format!("user@{domain}"), "Hostile", "Hi.\r\n"),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -77,9 +82,17 @@ async fn more_than_ten_dns_terms_is_a_permerror() {
     dns.add_txt("many.test", &record);
 
     let report = spf_of(&dns, "many.test").await;
-    assert_eq!(report.spf.check.result, SpfResult::Permerror, "{}", report.spf.check.reason);
+    assert_eq!(
+        report.spf.check.result,
+        SpfResult::Permerror,
+        "{}",
+        report.spf.check.reason
+    );
     assert_eq!(report.verdicts.spf, "!! spf-permerror !!");
-    assert_eq!(report.spf.check.dns_lookups, 11, "evaluation stops at the 11th term");
+    assert_eq!(
+        report.spf.check.dns_lookups, 11,
+        "evaluation stops at the 11th term"
+    );
 }
 
 #[tokio::test]
@@ -88,8 +101,14 @@ async fn include_loops_and_a_record_that_includes_itself_are_permerrors() {
     dns.add_txt("loop-a.test", "v=spf1 include:loop-b.test -all");
     dns.add_txt("loop-b.test", "v=spf1 include:loop-c.test -all");
     dns.add_txt("loop-c.test", "v=spf1 include:loop-a.test -all");
-    dns.add_txt("itself.test", "v=spf1 include:itself.test ip4:192.0.2.1 -all");
-    dns.add_txt("redirects-itself.test", "v=spf1 redirect=redirects-itself.test");
+    dns.add_txt(
+        "itself.test",
+        "v=spf1 include:itself.test ip4:192.0.2.1 -all",
+    );
+    dns.add_txt(
+        "redirects-itself.test",
+        "v=spf1 redirect=redirects-itself.test",
+    );
 
     for domain in ["loop-a.test", "itself.test", "redirects-itself.test"] {
         let report = spf_of(&dns, domain).await;
@@ -114,12 +133,23 @@ async fn a_very_long_record_is_read_over_tcp_and_evaluated() {
         record.push_str(&format!(" ip4:198.51.{}.{}/32", 100 + i / 250, i % 250));
     }
     record.push_str(&format!(" ip4:{CLIENT} -all"));
-    assert!(record.len() > 4096, "the answer cannot fit in one UDP datagram");
+    assert!(
+        record.len() > 4096,
+        "the answer cannot fit in one UDP datagram"
+    );
     dns.add_txt("long.test", &record);
 
     let report = spf_of(&dns, "long.test").await;
-    assert_eq!(report.spf.check.result, SpfResult::Pass, "{}", report.spf.check.reason);
-    assert_eq!(report.spf.check.decided_by.as_deref(), Some(&*format!("ip4:{CLIENT}")));
+    assert_eq!(
+        report.spf.check.result,
+        SpfResult::Pass,
+        "{}",
+        report.spf.check.reason
+    );
+    assert_eq!(
+        report.spf.check.decided_by.as_deref(),
+        Some(&*format!("ip4:{CLIENT}"))
+    );
 }
 
 #[tokio::test]
@@ -133,8 +163,16 @@ async fn many_void_lookups_are_a_permerror() {
     dns.add_txt("voids.test", &record);
 
     let report = spf_of(&dns, "voids.test").await;
-    assert_eq!(report.spf.check.result, SpfResult::Permerror, "{}", report.spf.check.reason);
-    assert_eq!(report.spf.check.void_lookups, 3, "the third void lookup ends evaluation");
+    assert_eq!(
+        report.spf.check.result,
+        SpfResult::Permerror,
+        "{}",
+        report.spf.check.reason
+    );
+    assert_eq!(
+        report.spf.check.void_lookups, 3,
+        "the third void lookup ends evaluation"
+    );
 }
 
 #[tokio::test]
@@ -155,12 +193,27 @@ async fn a_nameserver_that_never_answers_gives_temperrors_in_time() {
     );
 
     let report = verify_from(&dns, "silent.test", &signed).await;
-    assert_eq!(report.spf.check.result, SpfResult::Temperror, "{}", report.spf.check.reason);
+    assert_eq!(
+        report.spf.check.result,
+        SpfResult::Temperror,
+        "{}",
+        report.spf.check.reason
+    );
     assert_eq!(report.verdicts.spf, "!! spf-temperror !!");
     assert_eq!(report.dkim.len(), 1);
-    assert_eq!(report.dkim[0].result, DkimResult::Temperror, "{}", report.dkim[0].reason);
+    assert_eq!(
+        report.dkim[0].result,
+        DkimResult::Temperror,
+        "{}",
+        report.dkim[0].reason
+    );
     assert_eq!(report.verdicts.dkim, "!! dkim-temperror !!");
-    assert_eq!(report.dmarc.result, DmarcResult::Temperror, "{}", report.dmarc.reason);
+    assert_eq!(
+        report.dmarc.result,
+        DmarcResult::Temperror,
+        "{}",
+        report.dmarc.reason
+    );
 }
 
 #[tokio::test]
@@ -170,7 +223,12 @@ async fn a_slow_nameserver_within_the_query_timeout_still_gives_the_answer() {
     dns.set_behaviour("slowish.test", Behaviour::Delay(QUERY_TIMEOUT / 3));
 
     let report = spf_of(&dns, "slowish.test").await;
-    assert_eq!(report.spf.check.result, SpfResult::Pass, "{}", report.spf.check.reason);
+    assert_eq!(
+        report.spf.check.result,
+        SpfResult::Pass,
+        "{}",
+        report.spf.check.reason
+    );
 }
 
 #[tokio::test]
@@ -205,7 +263,12 @@ async fn a_chain_of_slow_includes_stops_at_the_time_limit_with_temperror() {
     let started = Instant::now();
     let report = verifier.verify(&input).await;
     let took = started.elapsed();
-    assert_eq!(report.spf.check.result, SpfResult::Temperror, "{}", report.spf.check.reason);
+    assert_eq!(
+        report.spf.check.result,
+        SpfResult::Temperror,
+        "{}",
+        report.spf.check.reason
+    );
     assert!(
         took < Duration::from_millis(500) + SLACK,
         "took {took:?} with a 500 ms SPF time limit"
@@ -221,7 +284,10 @@ async fn many_dkim_keys_behind_a_silent_nameserver_share_one_time_limit() {
     // Twenty signatures, each naming its own selector that never answers.
     for i in 0..20 {
         let selector = format!("silent{i}");
-        dns.set_behaviour(&format!("{selector}._domainkey.keys.test"), Behaviour::Timeout);
+        dns.set_behaviour(
+            &format!("{selector}._domainkey.keys.test"),
+            Behaviour::Timeout,
+        );
         let mut options = SignOptions::new("keys.test", TestKey::Ed25519);
         options.selector = Some(selector);
         message_bytes = sign(&message_bytes, &options);
@@ -230,9 +296,16 @@ async fn many_dkim_keys_behind_a_silent_nameserver_share_one_time_limit() {
     let report = verify_from(&dns, "keys.test", &message_bytes).await;
     assert_eq!(report.dkim.len(), 20);
     assert!(
-        report.dkim.iter().all(|signature| signature.result == DkimResult::Temperror),
+        report
+            .dkim
+            .iter()
+            .all(|signature| signature.result == DkimResult::Temperror),
         "{:#?}",
         report.dkim
     );
-    assert_eq!(report.spf.check.result, SpfResult::Pass, "SPF is unaffected by the DKIM keys");
+    assert_eq!(
+        report.spf.check.result,
+        SpfResult::Pass,
+        "SPF is unaffected by the DKIM keys"
+    );
 }

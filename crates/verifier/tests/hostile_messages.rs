@@ -46,10 +46,17 @@ fn with_repeated_signature(message: &[u8], copies: usize) -> Vec<u8> {
 #[tokio::test]
 async fn five_hundred_signatures_are_reported_but_only_the_first_are_verified() {
     let dns = zone().await;
-    let body = "A line of body text that every copy of the signature would hash again.\r\n"
-        .repeat(2000);
+    let body =
+        "A line of body text that every copy of the signature would hash again.\r\n".repeat(2000);
     let message_bytes = with_repeated_signature(&signed(&body), 499);
-    let report = verify(&verifier(&dns), CLIENT, "mail.many.test", &format!("a@{DOMAIN}"), &message_bytes).await;
+    let report = verify(
+        &verifier(&dns),
+        CLIENT,
+        "mail.many.test",
+        &format!("a@{DOMAIN}"),
+        &message_bytes,
+    )
+    .await;
 
     assert_eq!(report.dkim.len(), 500, "every signature field is reported");
     let verified: Vec<_> = report
@@ -62,16 +69,25 @@ async fn five_hundred_signatures_are_reported_but_only_the_first_are_verified() 
         "{} signatures were verified",
         verified.len()
     );
-    assert!(verified.iter().all(|signature| signature.result == DkimResult::Pass));
+    assert!(
+        verified
+            .iter()
+            .all(|signature| signature.result == DkimResult::Pass)
+    );
     for skipped in &report.dkim[verified.len()..] {
         assert_eq!(skipped.result, DkimResult::Invalid);
         assert_eq!(skipped.reason_code, DkimReasonCode::TooManySignatures);
         assert!(
-            skipped.reason.contains(&format!("only the first {}", verified.len())),
+            skipped
+                .reason
+                .contains(&format!("only the first {}", verified.len())),
             "{}",
             skipped.reason
         );
-        assert_eq!(skipped.domain, DOMAIN, "what the signature claims is still shown");
+        assert_eq!(
+            skipped.domain, DOMAIN,
+            "what the signature claims is still shown"
+        );
     }
     assert_eq!(report.verdicts.dkim, "|OK| dkim-pass");
 }
@@ -88,13 +104,27 @@ async fn an_h_list_of_thousands_of_names_over_thousands_of_fields_is_verified() 
     // Every filler field, then the same name 20,000 more times: those instances do not exist
     // and add nothing (RFC 6376 §5.4.2), but each one must not cost a pass over the header.
     options.headers = ["From", "Subject"].map(String::from).to_vec();
-    options.headers.extend(std::iter::repeat_n("X-Filler".to_string(), 25_000));
+    options
+        .headers
+        .extend(std::iter::repeat_n("X-Filler".to_string(), 25_000));
     let message_bytes = sign(base.as_bytes(), &options);
     assert!(message_bytes.len() > 200_000);
 
-    let report = verify(&verifier(&dns), CLIENT, "mail.many.test", &format!("a@{DOMAIN}"), &message_bytes).await;
+    let report = verify(
+        &verifier(&dns),
+        CLIENT,
+        "mail.many.test",
+        &format!("a@{DOMAIN}"),
+        &message_bytes,
+    )
+    .await;
     assert_eq!(report.dkim.len(), 1);
-    assert_eq!(report.dkim[0].result, DkimResult::Pass, "{}", report.dkim[0].reason);
+    assert_eq!(
+        report.dkim[0].result,
+        DkimResult::Pass,
+        "{}",
+        report.dkim[0].reason
+    );
     assert!(report.dkim[0].signed_headers.len() > 25_000);
 }
 
@@ -109,9 +139,26 @@ async fn a_signature_field_of_100_kilobytes_is_reported_as_malformed() {
     message_bytes.extend_from_slice(b"\r\n");
     message_bytes.extend_from_slice(&signed);
 
-    let report = verify(&verifier(&dns), CLIENT, "mail.many.test", &format!("a@{DOMAIN}"), &message_bytes).await;
+    let report = verify(
+        &verifier(&dns),
+        CLIENT,
+        "mail.many.test",
+        &format!("a@{DOMAIN}"),
+        &message_bytes,
+    )
+    .await;
     assert_eq!(report.dkim.len(), 2);
-    assert_eq!(report.dkim[0].result, DkimResult::Invalid, "{}", report.dkim[0].reason);
-    assert_eq!(report.dkim[1].result, DkimResult::Pass, "{}", report.dkim[1].reason);
+    assert_eq!(
+        report.dkim[0].result,
+        DkimResult::Invalid,
+        "{}",
+        report.dkim[0].reason
+    );
+    assert_eq!(
+        report.dkim[1].result,
+        DkimResult::Pass,
+        "{}",
+        report.dkim[1].reason
+    );
     assert_eq!(report.verdicts.dkim, "|OK| dkim-pass");
 }

@@ -28,7 +28,10 @@ pub(crate) fn param_error_json(error: &ParamError) -> Response {
 
 pub(crate) fn store_unavailable_json(error: &StoreError) -> Response {
     tracing::warn!(%error, "web: store query failed");
-    error_json(StatusCode::SERVICE_UNAVAILABLE, "the result database is unavailable; try again shortly")
+    error_json(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the result database is unavailable; try again shortly",
+    )
 }
 
 /// One page of results, newest first, and the `before` value of the next page (if any).
@@ -49,14 +52,24 @@ pub(crate) async fn list_page(state: &AppState, mut query: ListQuery) -> Result<
     query.limit = (limit + 1).min(MAX_LIST_LIMIT);
     let mut results = match state.store.list(&query).await {
         Ok(results) => results,
-        Err(StoreError::UnknownId(id)) => return Err(PageError::Param(ParamError::unknown_before(&id))),
+        Err(StoreError::UnknownId(id)) => {
+            return Err(PageError::Param(ParamError::unknown_before(&id)));
+        }
         Err(error) => return Err(PageError::Store(error)),
     };
     // At the largest limit there is no room to look ahead: a full page may have a successor.
-    let has_more = results.len() > limit as usize || (limit == MAX_LIST_LIMIT && results.len() == limit as usize);
+    let has_more = results.len() > limit as usize
+        || (limit == MAX_LIST_LIMIT && results.len() == limit as usize);
     results.truncate(limit as usize);
-    let next_before = if has_more { results.last().map(|result| result.id.clone()) } else { None };
-    Ok(Page { results, next_before })
+    let next_before = if has_more {
+        results.last().map(|result| result.id.clone())
+    } else {
+        None
+    };
+    Ok(Page {
+        results,
+        next_before,
+    })
 }
 
 /// `GET /api/v1/results?mailbox=spf|dkim&limit=N&before=ID&sender=S`
@@ -77,7 +90,11 @@ pub(crate) async fn list_results(
     match list_page(&state, query).await {
         Ok(page) => {
             let public_url = &state.config.public_url;
-            let results: Vec<_> = page.results.iter().map(|result| result_json(result, public_url)).collect();
+            let results: Vec<_> = page
+                .results
+                .iter()
+                .map(|result| result_json(result, public_url))
+                .collect();
             Json(json!({ "results": results, "next_before": page.next_before })).into_response()
         }
         Err(PageError::Param(error)) => param_error_json(&error),
@@ -114,7 +131,11 @@ pub(crate) async fn healthz(State(state): State<AppState>) -> Response {
         Ok(()) => (StatusCode::OK, "ok").into_response(),
         Err(error) => {
             tracing::warn!(%error, "healthz: the store does not answer");
-            (StatusCode::SERVICE_UNAVAILABLE, "the result database is unavailable\n").into_response()
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the result database is unavailable\n",
+            )
+                .into_response()
         }
     }
 }

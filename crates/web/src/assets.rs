@@ -10,9 +10,21 @@ const STYLE_CSS: &str = include_str!("../../../templates/static/style.css");
 const ASSET_CACHE: &str = "public, max-age=3600";
 
 pub(crate) async fn app_js() -> impl IntoResponse {
-    ([(CONTENT_TYPE, "text/javascript; charset=utf-8"), (CACHE_CONTROL, ASSET_CACHE)], APP_JS)
+    (
+        [
+            (CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (CACHE_CONTROL, ASSET_CACHE),
+        ],
+        APP_JS,
+    )
 }
 
 pub(crate) async fn style_css() -> impl IntoResponse {
-    ([(CONTENT_TYPE, "text/css; charset=utf-8"), (CACHE_CONTROL, ASSET_CACHE)], STYLE_CSS)
+    (
+        [
+            (CONTENT_TYPE, "text/css; charset=utf-8"),
+            (CACHE_CONTROL, ASSET_CACHE),
+        ],
+        STYLE_CSS,
+    )
 }

@@ -77,7 +77,13 @@ mod tests {
 
     #[test]
     fn result_url_joins_base_and_id_with_one_slash() {
-        assert_eq!(result_url("https://t.example", "ab12"), "https://t.example/r/ab12");
-        assert_eq!(result_url("https://t.example/", "ab12"), "https://t.example/r/ab12");
+        assert_eq!(
+            result_url("https://t.example", "ab12"),
+            "https://t.example/r/ab12"
+        );
+        assert_eq!(
+            result_url("https://t.example/", "ab12"),
+            "https://t.example/r/ab12"
+        );
     }
 }

@@ -5,7 +5,8 @@
 //! PostgreSQL database) and fans them out through a broadcast channel; each client filters the
 //! stream by mailbox and sender. A client that passes `after=<id>` (or reconnects with
 //! `Last-Event-ID`) first gets what it missed since that result, so nothing that arrived
-//! between rendering the page and opening the stream is lost.
+//! between rendering the page and opening the stream is lost. Streams end after
+//! [`MAX_STREAM_LIFETIME`] and the browser reconnects, so shutdown never waits on a client.
 
 use std::convert::Infallible;
 use std::sync::{Arc, Weak};
@@ -34,6 +35,12 @@ const POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// Results a slow client may fall behind by before it misses some (it then just goes on).
 const CHANNEL_CAPACITY: usize = 256;
 
+/// How long one event stream stays open. Browsers reconnect by themselves (after
+/// [`RECONNECT_DELAY`], resuming from `Last-Event-ID`), and a bounded stream keeps a graceful
+/// server shutdown, which waits for open connections, from waiting forever.
+const MAX_STREAM_LIFETIME: Duration = Duration::from_secs(30);
+const RECONNECT_DELAY: Duration = Duration::from_secs(1);
+
 /// The fan-out of new results to every `/events` client of one router.
 pub(crate) struct LiveFeed {
     store: SharedStore,
@@ -44,7 +51,11 @@ pub(crate) struct LiveFeed {
 impl LiveFeed {
     pub(crate) fn new(store: SharedStore) -> Self {
         let (sender, _) = broadcast::channel(CHANNEL_CAPACITY);
-        LiveFeed { store, sender: Arc::new(sender), poller_started: OnceCell::new() }
+        LiveFeed {
+            store,
+            sender: Arc::new(sender),
+            poller_started: OnceCell::new(),
+        }
     }
 
     /// A receiver of every result stored from now on. The first call finds the newest
@@ -55,7 +66,11 @@ impl LiveFeed {
         self.poller_started
             .get_or_try_init(|| async {
                 let (newest_seq, _) = poll_once(&self.store, None).await?;
-                tokio::spawn(poll_store(self.store.clone(), Arc::downgrade(&self.sender), newest_seq));
+                tokio::spawn(poll_store(
+                    self.store.clone(),
+                    Arc::downgrade(&self.sender),
+                    newest_seq,
+                ));
                 Ok::<_, StoreError>(())
             })
             .await?;
@@ -64,13 +79,19 @@ impl LiveFeed {
 }
 
 /// Polls until the router is dropped (the weak sender no longer upgrades).
-async fn poll_store(store: SharedStore, sender: Weak<broadcast::Sender<Arc<StoredResult>>>, newest_seq: i64) {
+async fn poll_store(
+    store: SharedStore,
+    sender: Weak<broadcast::Sender<Arc<StoredResult>>>,
+    newest_seq: i64,
+) {
     let mut last_seq = newest_seq;
     let mut interval = tokio::time::interval(POLL_INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
-        let Some(sender) = sender.upgrade() else { return };
+        let Some(sender) = sender.upgrade() else {
+            return;
+        };
         match poll_once(&store, Some(last_seq)).await {
             Ok((seq, new_results)) => {
                 last_seq = seq;
@@ -79,16 +100,26 @@ async fn poll_store(store: SharedStore, sender: Weak<broadcast::Sender<Arc<Store
                     let _ = sender.send(Arc::new(result));
                 }
             }
-            Err(error) => tracing::warn!(%error, "live feed: cannot poll the store for new results"),
+            Err(error) => {
+                tracing::warn!(%error, "live feed: cannot poll the store for new results")
+            }
         }
     }
 }
 
 /// The newest `seq` and, unless this is the first poll (which only finds the starting
 /// point), the results stored after `last_seq`, oldest first.
-async fn poll_once(store: &SharedStore, last_seq: Option<i64>) -> Result<(i64, Vec<StoredResult>), StoreError> {
+async fn poll_once(
+    store: &SharedStore,
+    last_seq: Option<i64>,
+) -> Result<(i64, Vec<StoredResult>), StoreError> {
     let Some(seen) = last_seq else {
-        let newest = store.list(&ListQuery { limit: 1, ..ListQuery::default() }).await?;
+        let newest = store
+            .list(&ListQuery {
+                limit: 1,
+                ..ListQuery::default()
+            })
+            .await?;
         return Ok((newest.first().map_or(0, |result| result.seq), Vec::new()));
     };
     // The store lists newest first, so a burst larger than one page is read backwards, page
@@ -129,15 +160,22 @@ pub(crate) async fn events(
     params: Result<Query<EventParams>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let Ok(Query(params)) = params else {
-        return error_json(StatusCode::BAD_REQUEST, "the query string is malformed; use mailbox=spf|dkim&sender=ADDRESS");
+        return error_json(
+            StatusCode::BAD_REQUEST,
+            "the query string is malformed; use mailbox=spf|dkim&sender=ADDRESS",
+        );
     };
     let filter = match LiveFilter::from_params(&params.list) {
         Ok(filter) => filter,
         Err(error) => return param_error_json(&error),
     };
     // A reconnecting EventSource says where it left off; that beats the page's own `after`.
-    let last_event_id = headers.get("last-event-id").and_then(|value| value.to_str().ok());
-    let after = last_event_id.or(params.after.as_deref()).filter(|id| is_result_id(id));
+    let last_event_id = headers
+        .get("last-event-id")
+        .and_then(|value| value.to_str().ok());
+    let after = last_event_id
+        .or(params.after.as_deref())
+        .filter(|id| is_result_id(id));
 
     let receiver = match state.live.subscribe().await {
         Ok(receiver) => receiver,
@@ -157,9 +195,15 @@ pub(crate) async fn events(
         });
         futures::future::ready(keep)
     });
-    let all = stream::iter(missed.into_iter().map(Arc::new)).chain(live);
-    let events = all.map(move |result| Ok::<_, Infallible>(result_event(&result, &public_url)));
-    Sse::new(events).keep_alive(KeepAlive::default()).into_response()
+    let results = stream::iter(missed.into_iter().map(Arc::new)).chain(live);
+    let result_events = results.map(move |result| result_event(&result, &public_url));
+    let events = stream::once(async { Event::default().retry(RECONNECT_DELAY) })
+        .chain(result_events)
+        .take_until(tokio::time::sleep(MAX_STREAM_LIFETIME))
+        .map(Ok::<_, Infallible>);
+    Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response()
 }
 
 /// Results stored after `after` that the client has not seen, oldest first.
@@ -168,8 +212,12 @@ async fn missed_since(
     filter: &LiveFilter,
     after: Option<&str>,
 ) -> Result<Vec<StoredResult>, StoreError> {
-    let Some(after) = after else { return Ok(Vec::new()) };
-    let Some(last_seen) = store.get(after).await? else { return Ok(Vec::new()) };
+    let Some(after) = after else {
+        return Ok(Vec::new());
+    };
+    let Some(last_seen) = store.get(after).await? else {
+        return Ok(Vec::new());
+    };
     let query = ListQuery {
         mailbox: filter.mailbox,
         sender: filter.sender.clone(),
@@ -185,7 +233,10 @@ async fn missed_since(
 fn result_event(result: &StoredResult, public_url: &str) -> Event {
     let mut data = result_json(result, public_url);
     data["row"] = serde_json::to_value(ResultRow::new(result)).unwrap_or_default();
-    Event::default().event("result").id(result.id.clone()).data(data.to_string())
+    Event::default()
+        .event("result")
+        .id(result.id.clone())
+        .data(data.to_string())
 }
 
 /// Which results one client wants.
@@ -196,12 +247,17 @@ struct LiveFilter {
 
 impl LiveFilter {
     fn from_params(params: &RawListParams) -> Result<Self, ParamError> {
-        Ok(LiveFilter { mailbox: params.mailbox()?, sender: params.sender()? })
+        Ok(LiveFilter {
+            mailbox: params.mailbox()?,
+            sender: params.sender()?,
+        })
     }
 
     fn matches(&self, result: &StoredResult) -> bool {
         self.mailbox.is_none_or(|mailbox| mailbox == result.mailbox)
-            && self.sender.as_deref().is_none_or(|sender| matches_sender(result, sender))
+            && self
+                .sender
+                .as_deref()
+                .is_none_or(|sender| matches_sender(result, sender))
     }
 }
-

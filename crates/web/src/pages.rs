@@ -17,7 +17,8 @@ use crate::AppState;
 use crate::api::{PageError, list_page};
 use crate::params::{PAGE_SIZE, ParamError, RawListParams, is_result_id};
 use crate::view::{
-    HeaderField, ResultRow, TraceItem, display_mail_from, flatten_trace, header_fields, utc_time, verdict_class,
+    HeaderField, ResultRow, TraceItem, display_mail_from, flatten_trace, header_fields, utc_time,
+    verdict_class,
 };
 
 /// Results of each mailbox shown on the front page.
@@ -29,7 +30,11 @@ fn render(status: StatusCode, template: &impl Template) -> Response {
         Ok(html) => (status, Html(html)).into_response(),
         Err(error) => {
             tracing::error!(%error, "web: a page template failed to render");
-            (StatusCode::INTERNAL_SERVER_ERROR, "internal error: the page could not be rendered").into_response()
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error: the page could not be rendered",
+            )
+                .into_response()
         }
     }
 }
@@ -68,7 +73,11 @@ fn malformed_query_page() -> Response {
 
 /// Any path the site does not have.
 pub(crate) async fn not_found() -> Response {
-    error_page(StatusCode::NOT_FOUND, "Not found", "There is no page at this address.")
+    error_page(
+        StatusCode::NOT_FOUND,
+        "Not found",
+        "There is no page at this address.",
+    )
 }
 
 fn result_not_found_page() -> Response {
@@ -97,7 +106,11 @@ struct IndexPage {
 
 /// `GET /`
 pub(crate) async fn index(State(state): State<AppState>) -> Response {
-    let latest = |mailbox| ListQuery { mailbox: Some(mailbox), limit: FRONT_PAGE_RESULTS, ..ListQuery::default() };
+    let latest = |mailbox| ListQuery {
+        mailbox: Some(mailbox),
+        limit: FRONT_PAGE_RESULTS,
+        ..ListQuery::default()
+    };
     let (spf_query, dkim_query) = (latest(Mailbox::Spf), latest(Mailbox::Dkim));
     let (spf, dkim) = tokio::join!(state.store.list(&spf_query), state.store.list(&dkim_query));
     let (spf, dkim) = match (spf, dkim) {
@@ -108,10 +121,15 @@ pub(crate) async fn index(State(state): State<AppState>) -> Response {
     let domains = config
         .domains
         .iter()
-        .map(|domain| DomainAddresses { spf: format!("spf@{domain}"), dkim: format!("dkim@{domain}") })
+        .map(|domain| DomainAddresses {
+            spf: format!("spf@{domain}"),
+            dkim: format!("dkim@{domain}"),
+        })
         .collect();
-    let example_address =
-        config.domains.first().map_or_else(|| "spf@tester.example".to_owned(), |domain| format!("spf@{domain}"));
+    let example_address = config.domains.first().map_or_else(
+        || "spf@tester.example".to_owned(),
+        |domain| format!("spf@{domain}"),
+    );
     let page = IndexPage {
         domains,
         hostname: config.hostname.clone(),
@@ -156,7 +174,9 @@ async fn results_page(
     mailbox: Mailbox,
     params: Result<Query<RawListParams>, QueryRejection>,
 ) -> Response {
-    let Ok(Query(params)) = params else { return malformed_query_page() };
+    let Ok(Query(params)) = params else {
+        return malformed_query_page();
+    };
     let (before, sender) = match (params.before(), params.sender()) {
         (Ok(before), Ok(sender)) => (before, sender),
         (Err(error), _) | (_, Err(error)) => return bad_request_page(&error),
@@ -225,7 +245,10 @@ struct ResultPage<'a> {
 }
 
 /// `GET /r/{id}`
-pub(crate) async fn result_detail(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+pub(crate) async fn result_detail(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Response {
     if !is_result_id(&id) {
         return result_not_found_page();
     }
@@ -241,7 +264,10 @@ pub(crate) async fn result_detail(State(state): State<AppState>, Path(id): Path<
         result: &result,
         report: report.as_ref(),
         report_json,
-        spf_trace: report.as_ref().map(|report| flatten_trace(&report.spf.check.trace)).unwrap_or_default(),
+        spf_trace: report
+            .as_ref()
+            .map(|report| flatten_trace(&report.spf.check.trace))
+            .unwrap_or_default(),
         helo_trace: report
             .as_ref()
             .and_then(|report| report.spf.helo.as_ref())
@@ -249,7 +275,9 @@ pub(crate) async fn result_detail(State(state): State<AppState>, Path(id): Path<
             .unwrap_or_default(),
         verdict_class: verdict_class(&result.verdict),
         verdict_spf_class: verdict_class(report.as_ref().map_or("", |report| &report.verdicts.spf)),
-        verdict_dkim_class: verdict_class(report.as_ref().map_or("", |report| &report.verdicts.dkim)),
+        verdict_dkim_class: verdict_class(
+            report.as_ref().map_or("", |report| &report.verdicts.dkim),
+        ),
         mail_from: display_mail_from(&result.session.mail_from),
         received_at: utc_time(&result.received_at),
         headers: header_fields(&raw),
@@ -266,7 +294,10 @@ pub(crate) async fn raw_message(State(state): State<AppState>, Path(id): Path<St
         Ok(Some(raw)) => (
             [
                 (CONTENT_TYPE, "message/rfc822".to_owned()),
-                (CONTENT_DISPOSITION, format!("attachment; filename=\"{id}.eml\"")),
+                (
+                    CONTENT_DISPOSITION,
+                    format!("attachment; filename=\"{id}.eml\""),
+                ),
             ],
             raw,
         )

@@ -19,14 +19,19 @@ pub(crate) struct ParamError {
 
 impl ParamError {
     fn new(parameter: &'static str, message: impl Into<String>) -> Self {
-        ParamError { parameter, message: message.into() }
+        ParamError {
+            parameter,
+            message: message.into(),
+        }
     }
 
     /// `before` named no stored result: it never existed or the retention purge removed it.
     pub(crate) fn unknown_before(id: &str) -> Self {
         ParamError::new(
             "before",
-            format!("before: no result with id {id:?}; it may have expired, start again from the newest results"),
+            format!(
+                "before: no result with id {id:?}; it may have expired, start again from the newest results"
+            ),
         )
     }
 }
@@ -45,9 +50,12 @@ impl RawListParams {
     pub(crate) fn mailbox(&self) -> Result<Option<Mailbox>, ParamError> {
         match self.mailbox.as_deref().map(str::trim) {
             None | Some("") => Ok(None),
-            Some(name) => Mailbox::parse(name)
-                .map(Some)
-                .ok_or_else(|| ParamError::new("mailbox", format!("mailbox: {name:?} is not a mailbox; use spf or dkim"))),
+            Some(name) => Mailbox::parse(name).map(Some).ok_or_else(|| {
+                ParamError::new(
+                    "mailbox",
+                    format!("mailbox: {name:?} is not a mailbox; use spf or dkim"),
+                )
+            }),
         }
     }
 
@@ -60,7 +68,9 @@ impl RawListParams {
             Ok(limit) if (1..=MAX_LIST_LIMIT).contains(&limit) => Ok(limit),
             _ => Err(ParamError::new(
                 "limit",
-                format!("limit: {text:?} is not allowed; use a whole number from 1 to {MAX_LIST_LIMIT}"),
+                format!(
+                    "limit: {text:?} is not allowed; use a whole number from 1 to {MAX_LIST_LIMIT}"
+                ),
             )),
         }
     }
@@ -86,7 +96,9 @@ pub(crate) fn sender_filter(raw: Option<&str>) -> Result<Option<String>, ParamEr
         None | Some("") => Ok(None),
         Some(sender) if sender.len() > MAX_SENDER_LEN => Err(ParamError::new(
             "sender",
-            format!("sender: longer than {MAX_SENDER_LEN} characters; give one address or one domain"),
+            format!(
+                "sender: longer than {MAX_SENDER_LEN} characters; give one address or one domain"
+            ),
         )),
         Some(sender) => Ok(Some(sender.to_owned())),
     }
@@ -102,10 +114,17 @@ pub(crate) fn is_result_id(id: &str) -> bool {
 /// or From address, or either one's domain, equals `sender` without regard to case.
 pub(crate) fn matches_sender(result: &StoredResult, sender: &str) -> bool {
     let sender = sender.trim().to_lowercase();
-    let candidates = [Some(result.session.mail_from.as_str()), result.header_from.as_deref()];
-    candidates.into_iter().flatten().filter(|address| !address.is_empty()).any(|address| {
-        let address = address.to_lowercase();
-        let domain = address.rsplit_once('@').map(|(_, domain)| domain);
-        address == sender || domain == Some(sender.as_str())
-    })
+    let candidates = [
+        Some(result.session.mail_from.as_str()),
+        result.header_from.as_deref(),
+    ];
+    candidates
+        .into_iter()
+        .flatten()
+        .filter(|address| !address.is_empty())
+        .any(|address| {
+            let address = address.to_lowercase();
+            let domain = address.rsplit_once('@').map(|(_, domain)| domain);
+            address == sender || domain == Some(sender.as_str())
+        })
 }

@@ -34,7 +34,11 @@ impl ResultRow {
 
 /// The null reverse-path shown as people write it.
 pub(crate) fn display_mail_from(mail_from: &str) -> String {
-    if mail_from.is_empty() { "<>".to_owned() } else { mail_from.to_owned() }
+    if mail_from.is_empty() {
+        "<>".to_owned()
+    } else {
+        mail_from.to_owned()
+    }
 }
 
 /// The CSS class colouring a verdict: `ok` (`|OK|`), `partial` (`|~OK|`), `problem` (`!!`).
@@ -79,10 +83,15 @@ pub(crate) fn header_fields(raw: &[u8]) -> Vec<HeaderField> {
                 field.value.push_str(content);
             }
             _ => match content.split_once(':') {
-                Some((name, value)) if !name.is_empty() && !name.contains([' ', '\t']) => {
-                    fields.push(HeaderField { name: name.to_owned(), value: value.trim_start().to_owned() })
-                }
-                _ => fields.push(HeaderField { name: String::new(), value: content.to_owned() }),
+                Some((name, value)) if !name.is_empty() && !name.contains([' ', '\t']) => fields
+                    .push(HeaderField {
+                        name: name.to_owned(),
+                        value: value.trim_start().to_owned(),
+                    }),
+                _ => fields.push(HeaderField {
+                    name: String::new(),
+                    value: content.to_owned(),
+                }),
             },
         }
     }
@@ -191,9 +200,18 @@ mod tests {
         assert_eq!(
             fields,
             vec![
-                HeaderField { name: "From".into(), value: "a@example.com".into() },
-                HeaderField { name: "Subject".into(), value: "one\n  two".into() },
-                HeaderField { name: "X-Empty".into(), value: String::new() },
+                HeaderField {
+                    name: "From".into(),
+                    value: "a@example.com".into()
+                },
+                HeaderField {
+                    name: "Subject".into(),
+                    value: "one\n  two".into()
+                },
+                HeaderField {
+                    name: "X-Empty".into(),
+                    value: String::new()
+                },
             ]
         );
     }

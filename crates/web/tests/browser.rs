@@ -5,30 +5,50 @@ mod common;
 
 use std::time::Duration;
 
-use common::browser::Browser;
+use authcheck_testkit::browser::Browser;
 use common::{Sample, TestSite};
 use serde_json::Value;
 
 /// Far longer than a live update needs, so a loaded machine does not fail the test.
 const APPEAR_TIMEOUT: Duration = Duration::from_secs(15);
 
-const HOSTILE_SUBJECT: &str =
-    "<img src=x onerror=\"window.__pwned=1\"><script>window.__pwned=1</script>\"><b id=injected>bold</b>";
+const HOSTILE_SUBJECT: &str = "<img src=x onerror=\"window.__pwned=1\"><script>window.__pwned=1</script>\"><b id=injected>bold</b>";
 
 #[tokio::test]
 async fn a_new_hostile_result_appears_live_as_plain_text() {
     let site = TestSite::start().await;
-    let Some(browser) = Browser::launch().await else { return };
-    let shown = site.insert(Sample { subject: Some("already here".into()), ..Sample::default() }.new_result()).await;
+    let Some(browser) = Browser::launch().await else {
+        return;
+    };
+    let shown = site
+        .insert(
+            Sample {
+                subject: Some("already here".into()),
+                ..Sample::default()
+            }
+            .new_result(),
+        )
+        .await;
 
     browser.goto(&site.url("/spf")).await;
-    let first_row = format!("document.querySelector('#live tbody tr[data-id=\"{shown}\"]') !== null");
-    assert!(browser.wait_until(&first_row, APPEAR_TIMEOUT).await, "the list shows the stored result");
+    let first_row =
+        format!("document.querySelector('#live tbody tr[data-id=\"{shown}\"]') !== null");
+    assert!(
+        browser.wait_until(&first_row, APPEAR_TIMEOUT).await,
+        "the list shows the stored result"
+    );
 
-    let hostile = Sample { subject: Some(HOSTILE_SUBJECT.into()), verdict: "!! spf-fail !!".into(), ..Sample::default() };
+    let hostile = Sample {
+        subject: Some(HOSTILE_SUBJECT.into()),
+        verdict: "!! spf-fail !!".into(),
+        ..Sample::default()
+    };
     let id = site.insert(hostile.new_result()).await;
     let new_row = format!("document.querySelector('#live tbody tr[data-id=\"{id}\"]') !== null");
-    assert!(browser.wait_until(&new_row, APPEAR_TIMEOUT).await, "the new result appears without a reload");
+    assert!(
+        browser.wait_until(&new_row, APPEAR_TIMEOUT).await,
+        "the new result appears without a reload"
+    );
 
     let row = browser
         .eval(
@@ -39,7 +59,11 @@ async fn a_new_hostile_result_appears_live_as_plain_text() {
         )
         .await;
     assert_eq!(row["id"], id.as_str(), "the new result is the top row");
-    assert_eq!(row["subject"], format!("!! spf-fail !! {HOSTILE_SUBJECT}").as_str(), "the Subject is shown as text");
+    assert_eq!(
+        row["subject"],
+        format!("!! spf-fail !! {HOSTILE_SUBJECT}").as_str(),
+        "the Subject is shown as text"
+    );
     assert_eq!(row["className"], "verdict problem");
     assert_eq!(row["href"], format!("/r/{id}").as_str());
     assert_eq!(row["rows"], 2);
@@ -54,7 +78,11 @@ async fn a_new_hostile_result_appears_live_as_plain_text() {
     assert_eq!(injected["pwned"], "undefined", "no injected script ran");
     assert_eq!(injected["images"], 0, "no injected img element");
     assert_eq!(injected["bold"], false, "no injected element at all");
-    assert_eq!(injected["scripts"], Value::from(vec!["/static/app.js"]), "only the site's own script");
+    assert_eq!(
+        injected["scripts"],
+        Value::from(vec!["/static/app.js"]),
+        "only the site's own script"
+    );
 
     // The result page the new row links to renders the same Subject as text too.
     browser.goto(&site.url(&format!("/r/{id}"))).await;

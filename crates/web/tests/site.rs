@@ -17,14 +17,21 @@ async fn get(url: &str) -> (StatusCode, HeaderMap, String) {
     let response = reqwest::get(url).await.expect("request the site");
     let status = response.status();
     let headers = response.headers().clone();
-    (status, headers, response.text().await.expect("read the body"))
+    (
+        status,
+        headers,
+        response.text().await.expect("read the body"),
+    )
 }
 
 async fn get_json(url: &str) -> (StatusCode, Value) {
     let response = reqwest::get(url).await.expect("request the API");
     let status = response.status();
     assert!(
-        response.headers()["content-type"].to_str().unwrap().starts_with("application/json"),
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json"),
         "API answers are JSON"
     );
     (status, response.json().await.expect("a JSON body"))
@@ -58,7 +65,14 @@ async fn insert_series(site: &TestSite, count: usize, sample: &Sample) -> Vec<St
 #[tokio::test]
 async fn front_page_explains_the_addresses_and_shows_both_mailboxes() {
     let site = TestSite::start().await;
-    site.insert(Sample { subject: Some("spf probe".into()), ..Sample::default() }.new_result()).await;
+    site.insert(
+        Sample {
+            subject: Some("spf probe".into()),
+            ..Sample::default()
+        }
+        .new_result(),
+    )
+    .await;
     let dkim = Sample {
         mailbox: Mailbox::Dkim,
         subject: Some("dkim probe".into()),
@@ -71,7 +85,12 @@ async fn front_page_explains_the_addresses_and_shows_both_mailboxes() {
     assert_eq!(status, StatusCode::OK);
     assert_security_headers(&headers);
     assert_eq!(headers["cache-control"], "no-store");
-    for address in ["spf@tester.example", "dkim@tester.example", "spf@second.example", "dkim@second.example"] {
+    for address in [
+        "spf@tester.example",
+        "dkim@tester.example",
+        "spf@second.example",
+        "dkim@second.example",
+    ] {
         assert!(body.contains(address), "front page names {address}");
     }
     assert!(body.contains("|OK|") && body.contains("|~OK|") && body.contains("!! … !!"));
@@ -85,7 +104,15 @@ async fn front_page_explains_the_addresses_and_shows_both_mailboxes() {
 async fn mailbox_page_lists_its_results_newest_first_with_links_and_colours() {
     let site = TestSite::start().await;
     let base = Sample::default();
-    let older = site.insert(Sample { verdict: "!! spf-fail !!".into(), ..base.clone() }.new_result()).await;
+    let older = site
+        .insert(
+            Sample {
+                verdict: "!! spf-fail !!".into(),
+                ..base.clone()
+            }
+            .new_result(),
+        )
+        .await;
     let newer = site
         .insert(
             Sample {
@@ -96,21 +123,39 @@ async fn mailbox_page_lists_its_results_newest_first_with_links_and_colours() {
             .new_result(),
         )
         .await;
-    let other_mailbox = site.insert(Sample { mailbox: Mailbox::Dkim, ..base.clone() }.new_result()).await;
+    let other_mailbox = site
+        .insert(
+            Sample {
+                mailbox: Mailbox::Dkim,
+                ..base.clone()
+            }
+            .new_result(),
+        )
+        .await;
 
     let (status, headers, body) = get(&site.url("/spf")).await;
     assert_eq!(status, StatusCode::OK);
     assert_security_headers(&headers);
     assert_eq!(headers["cache-control"], "no-store");
-    let newer_at = body.find(&format!("href=\"/r/{newer}\"")).expect("the newer result links to its page");
-    let older_at = body.find(&format!("href=\"/r/{older}\"")).expect("the older result links to its page");
+    let newer_at = body
+        .find(&format!("href=\"/r/{newer}\""))
+        .expect("the newer result links to its page");
+    let older_at = body
+        .find(&format!("href=\"/r/{older}\""))
+        .expect("the older result links to its page");
     assert!(newer_at < older_at, "newest first");
-    assert!(!body.contains(&other_mailbox), "a dkim@ result is not on the spf@ page");
+    assert!(
+        !body.contains(&other_mailbox),
+        "a dkim@ result is not on the spf@ page"
+    );
     assert!(body.contains("class=\"verdict partial\""));
     assert!(body.contains("class=\"verdict problem\""));
     assert!(body.contains("2026-11-23 12:35:56 UTC"));
     assert!(body.contains("bounce@sender.example") && body.contains("alice@sender.example"));
-    assert!(body.contains("<script src=\"/static/app.js\""), "the list page loads the live-update script");
+    assert!(
+        body.contains("<script src=\"/static/app.js\""),
+        "the list page loads the live-update script"
+    );
     assert!(body.contains(&format!("data-after=\"{newer}\"")));
 
     let (status, _, body) = get(&site.url("/dkim")).await;
@@ -127,14 +172,23 @@ async fn mailbox_page_pages_through_older_results() {
     assert_eq!(first.matches("<tr data-id=").count(), 50);
     assert!(first.contains(&ids[0]) && first.contains(&ids[49]) && !first.contains(&ids[50]));
     let older_link = format!("/spf?before={}", ids[49]);
-    assert!(first.contains(&format!("href=\"{older_link}\"")), "the first page links to older results");
+    assert!(
+        first.contains(&format!("href=\"{older_link}\"")),
+        "the first page links to older results"
+    );
 
     let (status, _, second) = get(&site.url(&older_link)).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(second.matches("<tr data-id=").count(), 3);
     assert!(second.contains(&ids[50]) && second.contains(&ids[52]));
-    assert!(!second.contains("?before="), "the last page has no older link");
-    assert!(!second.contains("id=\"live\""), "only the newest page updates live");
+    assert!(
+        !second.contains("?before="),
+        "the last page has no older link"
+    );
+    assert!(
+        !second.contains("id=\"live\""),
+        "only the newest page updates live"
+    );
 }
 
 #[tokio::test]
@@ -152,15 +206,28 @@ async fn mailbox_page_filters_by_sender_address_or_domain() {
         )
         .await;
 
-    for filter in ["sender.example", "ALICE@sender.example", "bounce@sender.example"] {
+    for filter in [
+        "sender.example",
+        "ALICE@sender.example",
+        "bounce@sender.example",
+    ] {
         let (status, _, body) = get(&site.url(&format!("/spf?sender={filter}"))).await;
         assert_eq!(status, StatusCode::OK);
-        assert!(body.contains(&ours) && !body.contains(&theirs), "filter {filter}");
+        assert!(
+            body.contains(&ours) && !body.contains(&theirs),
+            "filter {filter}"
+        );
     }
     let (_, _, body) = get(&site.url("/spf?sender=other.example")).await;
     assert!(body.contains(&theirs) && !body.contains(&ours));
-    assert!(body.contains("value=\"other.example\""), "the form keeps the filter");
-    assert!(body.contains("data-sender=\"other.example\""), "live updates keep the filter");
+    assert!(
+        body.contains("value=\"other.example\""),
+        "the form keeps the filter"
+    );
+    assert!(
+        body.contains("data-sender=\"other.example\""),
+        "live updates keep the filter"
+    );
 }
 
 #[tokio::test]
@@ -168,15 +235,27 @@ async fn bad_page_parameters_get_a_400_page() {
     let site = TestSite::start().await;
     site.insert(Sample::default().new_result()).await;
     let unknown = "0123456789abcdef0123456789abcdef";
-    for query in [format!("before={unknown}"), "before=not-an-id".to_owned(), format!("sender={}", "a".repeat(400))] {
+    for query in [
+        format!("before={unknown}"),
+        "before=not-an-id".to_owned(),
+        format!("sender={}", "a".repeat(400)),
+    ] {
         let (status, headers, body) = get(&site.url(&format!("/spf?{query}"))).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
         assert_security_headers(&headers);
-        assert!(headers["content-type"].to_str().unwrap().starts_with("text/html"));
+        assert!(
+            headers["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html")
+        );
         assert!(body.contains("Bad request"), "{query}");
     }
     let (_, _, body) = get(&site.url(&format!("/dkim?before={unknown}"))).await;
-    assert!(body.contains("before: no result with id"), "the page names the parameter");
+    assert!(
+        body.contains("before: no result with id"),
+        "the page names the parameter"
+    );
 }
 
 #[tokio::test]
@@ -227,11 +306,21 @@ async fn result_page_shows_the_whole_report_session_and_header_fields() {
         "caf\u{e9}",
         &format!("href=\"/r/{id}/raw\""),
     ] {
-        assert!(body.contains(expected), "the result page shows {expected:?}");
+        assert!(
+            body.contains(expected),
+            "the result page shows {expected:?}"
+        );
     }
-    let outer = body.find("include:_spf.sender.example</span>").expect("the include step");
-    let nested = body[outer..].find("<ul><li><span class=\"mono term\">ip4:192.0.2.0/24").map(|at| outer + at);
-    assert!(nested.is_some(), "the included record's steps are a nested list");
+    let outer = body
+        .find("include:_spf.sender.example</span>")
+        .expect("the include step");
+    let nested = body[outer..]
+        .find("<ul><li><span class=\"mono term\">ip4:192.0.2.0/24")
+        .map(|at| outer + at);
+    assert!(
+        nested.is_some(),
+        "the included record's steps are a nested list"
+    );
 }
 
 #[tokio::test]
@@ -241,18 +330,30 @@ async fn raw_message_downloads_exactly_as_received() {
     let expected = result.raw_message.clone();
     let id = site.insert(result).await;
 
-    let response = reqwest::get(site.url(&format!("/r/{id}/raw"))).await.unwrap();
+    let response = reqwest::get(site.url(&format!("/r/{id}/raw")))
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["content-type"], "message/rfc822");
-    assert_eq!(response.headers()["content-disposition"], format!("attachment; filename=\"{id}.eml\"").as_str());
+    assert_eq!(
+        response.headers()["content-disposition"],
+        format!("attachment; filename=\"{id}.eml\"").as_str()
+    );
     assert_security_headers(response.headers());
-    assert_eq!(response.bytes().await.unwrap().as_ref(), expected.as_slice());
+    assert_eq!(
+        response.bytes().await.unwrap().as_ref(),
+        expected.as_slice()
+    );
 }
 
 #[tokio::test]
 async fn unknown_results_and_paths_are_404_pages() {
     let site = TestSite::start().await;
-    for path in ["/r/0123456789abcdef0123456789abcdef", "/r/0123456789abcdef0123456789abcdef/raw", "/r/<nope>"] {
+    for path in [
+        "/r/0123456789abcdef0123456789abcdef",
+        "/r/0123456789abcdef0123456789abcdef/raw",
+        "/r/<nope>",
+    ] {
         let (status, headers, body) = get(&site.url(path)).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
         assert_security_headers(&headers);
@@ -277,20 +378,44 @@ async fn hostile_message_fields_are_escaped_on_every_page() {
     };
     let id = site.insert(hostile.new_result()).await;
 
-    for path in ["/".to_owned(), "/spf".to_owned(), format!("/r/{id}"), format!("/spf?sender={id}")] {
+    for path in [
+        "/".to_owned(),
+        "/spf".to_owned(),
+        format!("/r/{id}"),
+        format!("/spf?sender={id}"),
+    ] {
         let (status, _, body) = get(&site.url(&path)).await;
         assert_eq!(status, StatusCode::OK, "{path}");
-        assert!(!body.contains("<script>window"), "{path} must not contain a live script tag");
-        assert!(!body.contains("<img src=x"), "{path} must not contain a live img tag");
-        assert!(!body.contains("\"><img"), "{path} must not let a value close an attribute");
+        assert!(
+            !body.contains("<script>window"),
+            "{path} must not contain a live script tag"
+        );
+        assert!(
+            !body.contains("<img src=x"),
+            "{path} must not contain a live img tag"
+        );
+        assert!(
+            !body.contains("\"><img"),
+            "{path} must not let a value close an attribute"
+        );
     }
     let (_, _, list) = get(&site.url("/spf")).await;
-    assert!(list.contains("&#60;script&#62;window.__pwned=1&#60;/script&#62;"), "the Subject is shown as text");
+    assert!(
+        list.contains("&#60;script&#62;window.__pwned=1&#60;/script&#62;"),
+        "the Subject is shown as text"
+    );
     let (_, _, detail) = get(&site.url(&format!("/r/{id}"))).await;
-    assert!(detail.contains("&#60;img src=x onerror=alert(1)&#62;"), "the HELO is shown as text");
+    assert!(
+        detail.contains("&#60;img src=x onerror=alert(1)&#62;"),
+        "the HELO is shown as text"
+    );
 
-    let (_, _, filtered) = get(&site.url(&format!("/spf?sender={}", urlencode(ATTRIBUTE_PAYLOAD)))).await;
-    assert!(!filtered.contains("\"><img"), "the sender filter is escaped back into the form");
+    let (_, _, filtered) =
+        get(&site.url(&format!("/spf?sender={}", urlencode(ATTRIBUTE_PAYLOAD)))).await;
+    assert!(
+        !filtered.contains("\"><img"),
+        "the sender filter is escaped back into the form"
+    );
 }
 
 fn urlencode(text: &str) -> String {
@@ -315,7 +440,9 @@ async fn api_result_objects_have_every_documented_field() {
     let site = TestSite::start().await;
     let id = site.insert(Sample::default().new_result()).await;
 
-    let response = reqwest::get(site.url(&format!("/api/v1/results/{id}"))).await.unwrap();
+    let response = reqwest::get(site.url(&format!("/api/v1/results/{id}")))
+        .await
+        .unwrap();
     assert_security_headers(response.headers());
     assert_eq!(response.headers()["cache-control"], "no-store");
     let result: Value = response.json().await.unwrap();
@@ -332,7 +459,10 @@ async fn api_result_objects_have_every_documented_field() {
     assert_eq!(result["spf"]["result"], "pass");
     assert_eq!(result["spf"]["domain"], "sender.example");
     assert_eq!(result["spf"]["aligned"], true);
-    assert_eq!(result["spf"]["trace"][0]["nested"][0]["term"], "ip4:192.0.2.0/24");
+    assert_eq!(
+        result["spf"]["trace"][0]["nested"][0]["term"],
+        "ip4:192.0.2.0/24"
+    );
     assert_eq!(result["dkim"][0]["domain"], "sender.example");
     assert_eq!(result["dkim"][0]["selector"], "sel2026");
     assert_eq!(result["dkim"][0]["algorithm"], "rsa-sha256");
@@ -341,7 +471,12 @@ async fn api_result_objects_have_every_documented_field() {
     assert_eq!(result["dkim"][0]["aligned"], false);
     assert_eq!(result["dmarc"]["result"], "pass");
     assert_eq!(result["arc"]["result"], "none");
-    assert!(result["authentication_results"].as_str().unwrap().starts_with("Authentication-Results:"));
+    assert!(
+        result["authentication_results"]
+            .as_str()
+            .unwrap()
+            .starts_with("Authentication-Results:")
+    );
     let session = &result["session"];
     assert_eq!(session["client_ip"], "192.0.2.25");
     assert_eq!(session["client_port"], 41234);
@@ -357,7 +492,10 @@ async fn api_result_objects_have_every_documented_field() {
 
     let (status, listed) = get_json(&site.url("/api/v1/results?mailbox=spf")).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(listed["results"][0], result, "the list and the single result agree");
+    assert_eq!(
+        listed["results"][0], result,
+        "the list and the single result agree"
+    );
     assert_eq!(listed["next_before"], Value::Null);
 }
 
@@ -365,25 +503,49 @@ async fn api_result_objects_have_every_documented_field() {
 async fn api_pages_with_before_and_next_before() {
     let site = TestSite::start().await;
     let ids = insert_series(&site, 5, &Sample::default()).await;
-    site.insert(Sample { mailbox: Mailbox::Dkim, ..Sample::default() }.new_result()).await;
+    site.insert(
+        Sample {
+            mailbox: Mailbox::Dkim,
+            ..Sample::default()
+        }
+        .new_result(),
+    )
+    .await;
 
     let ids_of = |page: &Value| -> Vec<String> {
-        page["results"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_owned()).collect()
+        page["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .collect()
     };
     let (_, first) = get_json(&site.url("/api/v1/results?mailbox=spf&limit=2")).await;
     assert_eq!(ids_of(&first), ids[0..2]);
     assert_eq!(first["next_before"], ids[1].as_str());
 
-    let (_, second) = get_json(&site.url(&format!("/api/v1/results?mailbox=spf&limit=2&before={}", ids[1]))).await;
+    let (_, second) = get_json(&site.url(&format!(
+        "/api/v1/results?mailbox=spf&limit=2&before={}",
+        ids[1]
+    )))
+    .await;
     assert_eq!(ids_of(&second), ids[2..4]);
     assert_eq!(second["next_before"], ids[3].as_str());
 
-    let (_, last) = get_json(&site.url(&format!("/api/v1/results?mailbox=spf&limit=2&before={}", ids[3]))).await;
+    let (_, last) = get_json(&site.url(&format!(
+        "/api/v1/results?mailbox=spf&limit=2&before={}",
+        ids[3]
+    )))
+    .await;
     assert_eq!(ids_of(&last), ids[4..5]);
     assert_eq!(last["next_before"], Value::Null);
 
     let (_, default_limit) = get_json(&site.url("/api/v1/results")).await;
-    assert_eq!(default_limit["results"].as_array().unwrap().len(), 6, "no mailbox lists both");
+    assert_eq!(
+        default_limit["results"].as_array().unwrap().len(),
+        6,
+        "no mailbox lists both"
+    );
 }
 
 #[tokio::test]
@@ -391,8 +553,12 @@ async fn api_filters_by_sender() {
     let site = TestSite::start().await;
     let ours = site.insert(Sample::default().new_result()).await;
     site.insert(
-        Sample { mail_from: "x@other.example".into(), header_from: Some("y@other.example".into()), ..Sample::default() }
-            .new_result(),
+        Sample {
+            mail_from: "x@other.example".into(),
+            header_from: Some("y@other.example".into()),
+            ..Sample::default()
+        }
+        .new_result(),
     )
     .await;
     let (_, page) = get_json(&site.url("/api/v1/results?sender=SENDER.example")).await;
@@ -416,14 +582,27 @@ async fn api_rejects_bad_parameters_naming_them() {
         let (status, body) = get_json(&site.url(&format!("/api/v1/results?{query}"))).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
         assert_eq!(body["parameter"], parameter, "{query}");
-        assert!(body["error"].as_str().unwrap().starts_with(&format!("{parameter}:")), "{query}: {body}");
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("{parameter}:")),
+            "{query}: {body}"
+        );
     }
     let (status, body) = get_json(&site.url("/api/v1/results?limit=200")).await;
-    assert_eq!(status, StatusCode::OK, "200 is the largest allowed limit: {body}");
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "200 is the largest allowed limit: {body}"
+    );
 
     let (status, body) = get_json(&site.url(&format!("/api/v1/results/{unknown}"))).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(body["error"], format!("no result with id {unknown}").as_str());
+    assert_eq!(
+        body["error"],
+        format!("no result with id {unknown}").as_str()
+    );
 }
 
 #[tokio::test]
@@ -449,17 +628,30 @@ async fn static_assets_are_served_with_their_types_and_no_inline_code_exists() {
     let site = TestSite::start().await;
     let (status, headers, script) = get(&site.url("/static/app.js")).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(headers["content-type"].to_str().unwrap().starts_with("text/javascript"));
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
     assert_security_headers(&headers);
     assert!(script.contains("EventSource") && !script.contains("innerHTML"));
     let (status, headers, _) = get(&site.url("/static/style.css")).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(headers["content-type"].to_str().unwrap().starts_with("text/css"));
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/css")
+    );
 
     let id = site.insert(Sample::default().new_result()).await;
     for path in ["/".to_owned(), "/spf".to_owned(), format!("/r/{id}")] {
         let (_, _, body) = get(&site.url(&path)).await;
-        assert!(!body.contains("<style") && !body.contains(" style="), "{path} has no inline style");
+        assert!(
+            !body.contains("<style") && !body.contains(" style="),
+            "{path} has no inline style"
+        );
         assert!(!body.contains("<script>"), "{path} has no inline script");
     }
 }

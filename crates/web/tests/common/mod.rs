@@ -2,15 +2,14 @@
 //! with full reports to put in it. Each test binary uses a different part of this module.
 #![allow(dead_code)]
 
-pub mod browser;
 
 use std::net::SocketAddr;
 
 use authcheck_store::{Mailbox, NewResult, SessionFacts, SharedStore};
 use authcheck_verifier::{
-    Alignment, AlignmentMode, ArcReport, ArcResult, DkimReasonCode, DkimResult, DkimSignatureReport, DmarcRecord,
-    DmarcReport, DmarcResult, Report, SpfCheck, SpfIdentityKind, SpfReport, SpfResult, SpfTermOutcome, SpfTraceStep,
-    Verdicts,
+    Alignment, AlignmentMode, ArcReport, ArcResult, DkimReasonCode, DkimResult,
+    DkimSignatureReport, DmarcRecord, DmarcReport, DmarcResult, Report, SpfCheck, SpfIdentityKind,
+    SpfReport, SpfResult, SpfTermOutcome, SpfTraceStep, Verdicts,
 };
 use authcheck_web::WebConfig;
 use chrono::{DateTime, TimeZone, Utc};
@@ -33,7 +32,9 @@ impl Drop for TestSite {
 impl TestSite {
     /// Serves the router over a fresh in-memory SQLite store on 127.0.0.1.
     pub async fn start() -> TestSite {
-        let store = authcheck_store::open("sqlite::memory:").await.expect("open an in-memory SQLite store");
+        let store = authcheck_store::open("sqlite::memory:")
+            .await
+            .expect("open an in-memory SQLite store");
         TestSite::start_with(store).await
     }
 
@@ -44,14 +45,23 @@ impl TestSite {
             hostname: "mx.tester.example".into(),
         };
         let app = authcheck_web::router(store.clone(), config);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a loopback port");
         let addr = listener.local_addr().expect("local address");
         let server = tokio::spawn(async move {
-            axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-                .await
-                .expect("serve the site");
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await
+            .expect("serve the site");
         });
-        TestSite { base: format!("http://{addr}"), store, server }
+        TestSite {
+            base: format!("http://{addr}"),
+            store,
+            server,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -126,7 +136,10 @@ impl Sample {
 
     /// A full report: SPF with a nested include, one DKIM signature, DMARC with a record.
     pub fn report(&self) -> Report {
-        let domain = self.mail_from.rsplit_once('@').map_or("sender.example".to_owned(), |(_, d)| d.to_owned());
+        let domain = self
+            .mail_from
+            .rsplit_once('@')
+            .map_or("sender.example".to_owned(), |(_, d)| d.to_owned());
         let spf_check = SpfCheck {
             checked: true,
             identity_kind: SpfIdentityKind::Mailfrom,

@@ -80,7 +80,11 @@ impl Browser {
                 panic!("cannot start a Chromium session through chromedriver: {failure:?}");
             }
         };
-        Some(Browser { client, chromedriver, _profile: profile })
+        Some(Browser {
+            client,
+            chromedriver,
+            _profile: profile,
+        })
     }
 
     pub fn client(&self) -> &Client {
@@ -88,12 +92,18 @@ impl Browser {
     }
 
     pub async fn goto(&self, url: &str) {
-        self.client.goto(url).await.unwrap_or_else(|error| panic!("open {url}: {error}"));
+        self.client
+            .goto(url)
+            .await
+            .unwrap_or_else(|error| panic!("open {url}: {error}"));
     }
 
     /// Runs `script` (a function body; use `return`) in the page and gives its result.
     pub async fn eval(&self, script: &str) -> Value {
-        self.client.execute(script, vec![]).await.unwrap_or_else(|error| panic!("run {script:?}: {error}"))
+        self.client
+            .execute(script, vec![])
+            .await
+            .unwrap_or_else(|error| panic!("run {script:?}: {error}"))
     }
 
     /// Polls `condition` (a JavaScript expression) until it is true or `timeout` passes;
@@ -127,10 +137,15 @@ fn free_loopback_port() -> u16 {
 async fn wait_until_listening(port: u16) -> Result<(), String> {
     let deadline = tokio::time::Instant::now() + STARTUP_TIMEOUT;
     while tokio::time::Instant::now() < deadline {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    Err(format!("chromedriver did not listen on port {port} within {STARTUP_TIMEOUT:?}"))
+    Err(format!(
+        "chromedriver did not listen on port {port} within {STARTUP_TIMEOUT:?}"
+    ))
 }
