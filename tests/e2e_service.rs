@@ -312,3 +312,64 @@ async fn bad_configuration_stops_at_start_naming_the_setting() {
         assert!(stderr.contains(setting), "{args:?}: {stderr}");
     }
 }
+
+#[tokio::test]
+async fn metrics_count_messages_replies_and_timings() {
+    let dns = zone().await;
+    let service = Service::start(&dns).await;
+    send_and_fetch(&service, "helo.test", "a@pass.test", "spf@tester.test", &plain("a@pass.test")).await;
+    let response = service.get("/metrics").await;
+    assert!(response.status().is_success());
+    let text = response.text().await.unwrap();
+    for expected in [
+        r#"authcheck_messages_total{mailbox="spf",verdict="|OK| spf-pass"} 1"#,
+        r#"authcheck_smtp_replies_total{code="250"}"#,
+        r#"authcheck_smtp_replies_total{code="354"} 1"#,
+        "authcheck_verification_seconds_bucket",
+        "authcheck_dns_query_seconds_bucket",
+        "authcheck_smtp_connections_open",
+    ] {
+        assert!(text.contains(expected), "/metrics lacks {expected}:\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn migrate_and_purge_work_on_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/fresh/authcheck.db", dir.path().display());
+    let (status, stdout, stderr) = support::run_cli(&["migrate", "--database-url", &url], None, dir.path()).await;
+    assert!(status.success(), "{stderr}");
+    assert!(stdout.contains("migrations applied"), "{stdout}");
+    assert!(dir.path().join("fresh/authcheck.db").exists());
+    let (status, stdout, stderr) =
+        support::run_cli(&["purge", "--database-url", &url, "--retention", "1h"], None, dir.path()).await;
+    assert!(status.success(), "{stderr}");
+    assert!(stdout.contains("deleted 0 results"), "{stdout}");
+}
+
+#[tokio::test]
+async fn json_logs_carry_the_message_outcome() {
+    let dns = zone().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("stderr.log");
+    let mut options = ServiceOptions::new(&dns);
+    options.extra_args = vec!["--log-format".into(), "json".into()];
+    options.env = vec![("RUST_LOG".into(), "info".into())];
+    options.stderr_to = Some(log.clone());
+    let service = Service::start_with(options).await;
+    let result = send_and_fetch(&service, "helo.test", "a@pass.test", "spf@tester.test", &plain("a@pass.test")).await;
+    let id = result["id"].as_str().unwrap().to_string();
+    service.stop().await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    let outcome = text
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|line| line["message"] == "message verified and stored")
+        .unwrap_or_else(|| panic!("no JSON outcome line in:\n{text}"));
+    assert_eq!(outcome["client_ip"], "127.0.0.1");
+    assert_eq!(outcome["helo"], "helo.test");
+    assert_eq!(outcome["mail_from"], "a@pass.test");
+    assert_eq!(outcome["spf"], "|OK| spf-pass");
+    assert_eq!(outcome["ids"], id.as_str());
+    assert!(outcome["millis"].is_u64());
+}

@@ -31,6 +31,8 @@ pub struct ServiceOptions {
     pub env: Vec<(String, String)>,
     /// Reuse this folder (for restarts); otherwise a new temporary one.
     pub data_dir: Option<PathBuf>,
+    /// Write the service's log (stderr) to this file instead of the test's stderr.
+    pub stderr_to: Option<PathBuf>,
 }
 
 impl ServiceOptions {
@@ -42,6 +44,7 @@ impl ServiceOptions {
             extra_args: Vec::new(),
             env: Vec::new(),
             data_dir: None,
+            stderr_to: None,
         }
     }
 }
@@ -87,8 +90,11 @@ impl Service {
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
             .kill_on_drop(true);
+        match &options.stderr_to {
+            Some(path) => command.stderr(std::fs::File::create(path).expect("create the log file")),
+            None => command.stderr(Stdio::inherit()),
+        };
         for domain in &options.domains {
             command.args(["--domain", domain]);
         }
