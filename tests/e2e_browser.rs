@@ -15,7 +15,8 @@ use support::{Service, send};
 
 /// Script and markup that would set `window.__pwned` or add an element if it were ever
 /// interpreted instead of shown as text.
-const PAYLOAD: &str = "<img src=x onerror=\"window.__pwned=1\"><script>window.__pwned=1</script><b id=injected>b</b>";
+const PAYLOAD: &str =
+    "<img src=x onerror=\"window.__pwned=1\"><script>window.__pwned=1</script><b id=injected>b</b>";
 
 const APPEAR: Duration = Duration::from_secs(5);
 
@@ -52,34 +53,75 @@ const INSPECT: &str = "return {
 };";
 
 fn assert_inert(state: &Value, page: &str) {
-    assert_eq!(state["pwned"], "undefined", "{page}: a script from the message ran");
-    assert_eq!(state["images"], 0, "{page}: an img element came from the message");
-    assert_eq!(state["injected"], false, "{page}: markup from the message became elements");
-    assert_eq!(state["overflow"], false, "{page}: long hostile text broke the layout");
+    assert_eq!(
+        state["pwned"], "undefined",
+        "{page}: a script from the message ran"
+    );
+    assert_eq!(
+        state["images"], 0,
+        "{page}: an img element came from the message"
+    );
+    assert_eq!(
+        state["injected"], false,
+        "{page}: markup from the message became elements"
+    );
+    assert_eq!(
+        state["overflow"], false,
+        "{page}: long hostile text broke the layout"
+    );
 }
 
 #[tokio::test]
 async fn a_result_appears_live_and_hostile_fields_stay_text() {
     let dns = zone().await;
     let service = Service::start(&dns).await;
-    let Some(browser) = Browser::launch().await else { return };
+    let Some(browser) = Browser::launch().await else {
+        return;
+    };
 
     browser.goto(&service.url("/spf")).await;
-    assert!(browser.wait_until("document.querySelector('#live') !== null", APPEAR).await, "the list page loads");
-    let before = browser.eval("return document.querySelectorAll('#live tbody tr').length;").await;
+    assert!(
+        browser
+            .wait_until("document.querySelector('#live') !== null", APPEAR)
+            .await,
+        "the list page loads"
+    );
+    let before = browser
+        .eval("return document.querySelectorAll('#live tbody tr').length;")
+        .await;
     assert_eq!(before, 0);
 
-    let reply = send(&service, &format!("x{PAYLOAD}"), "a@pass.test", &["spf@tester.test"], &hostile_message()).await;
+    let reply = send(
+        &service,
+        &format!("x{PAYLOAD}"),
+        "a@pass.test",
+        &["spf@tester.test"],
+        &hostile_message(),
+    )
+    .await;
     assert_eq!(reply.code, 250, "{reply:?}");
     let id = reply.stored()[0].0.clone();
 
     let row = format!("document.querySelector('#live tbody tr[data-id=\"{id}\"]') !== null");
-    assert!(browser.wait_until(&row, APPEAR).await, "the new result appears without a reload");
-    let subject = browser.eval("return document.querySelector('#live tbody tr td.subject a').textContent;").await;
-    assert_eq!(subject, Value::from(format!("|OK| spf-pass {PAYLOAD}")), "the Subject is shown as text");
+    assert!(
+        browser.wait_until(&row, APPEAR).await,
+        "the new result appears without a reload"
+    );
+    let subject = browser
+        .eval("return document.querySelector('#live tbody tr td.subject a').textContent;")
+        .await;
+    assert_eq!(
+        subject,
+        Value::from(format!("|OK| spf-pass {PAYLOAD}")),
+        "the Subject is shown as text"
+    );
     let list = browser.eval(INSPECT).await;
     assert_inert(&list, "/spf after the live update");
-    assert_eq!(list["scripts"], Value::from(vec!["/static/app.js"]), "only the site's own script");
+    assert_eq!(
+        list["scripts"],
+        Value::from(vec!["/static/app.js"]),
+        "only the site's own script"
+    );
 
     // The same page loaded afresh renders the row on the server side.
     browser.goto(&service.url("/spf")).await;
@@ -92,18 +134,40 @@ async fn a_result_appears_live_and_hostile_fields_stay_text() {
     assert_inert(&detail, "/r/{id}");
     let text = browser.eval("return document.body.textContent;").await;
     let text = text.as_str().unwrap_or_default();
-    assert!(text.contains("<script>window.__pwned=1</script>"), "the payload is shown as text");
-    assert!(text.contains("X-<b>Name</b>"), "a hostile header name is shown as text");
-    assert!(text.contains("<i>sel</i>"), "a hostile DKIM selector is shown as text");
+    assert!(
+        text.contains("<script>window.__pwned=1</script>"),
+        "the payload is shown as text"
+    );
+    assert!(
+        text.contains("X-<b>Name</b>"),
+        "a hostile header name is shown as text"
+    );
+    assert!(
+        text.contains("<i>sel</i>"),
+        "a hostile DKIM selector is shown as text"
+    );
 
     // A failing SPF check shows the domain's explanation, which is markup here.
-    let reply = send(&service, "helo.test", "a@exp.test", &["spf@tester.test"], &hostile_message()).await;
+    let reply = send(
+        &service,
+        "helo.test",
+        "a@exp.test",
+        &["spf@tester.test"],
+        &hostile_message(),
+    )
+    .await;
     assert_eq!(reply.code, 250, "{reply:?}");
     let failed = &reply.stored()[0].0;
     browser.goto(&service.url(&format!("/r/{failed}"))).await;
-    assert_inert(&browser.eval(INSPECT).await, "/r/{id} with an SPF explanation");
+    assert_inert(
+        &browser.eval(INSPECT).await,
+        "/r/{id} with an SPF explanation",
+    );
     let text = browser.eval("return document.body.textContent;").await;
-    assert!(text.as_str().unwrap_or_default().contains("onerror"), "the explanation is shown as text");
+    assert!(
+        text.as_str().unwrap_or_default().contains("onerror"),
+        "the explanation is shown as text"
+    );
 
     browser.quit().await;
 }

@@ -15,7 +15,10 @@ async fn zone() -> TestDns {
 }
 
 fn signed_message() -> Vec<u8> {
-    sign(&message("alice@sender.test", "Hello", "Hi there.\r\n"), &SignOptions::new("sender.test", TestKey::Rsa2048))
+    sign(
+        &message("alice@sender.test", "Hello", "Hi there.\r\n"),
+        &SignOptions::new("sender.test", TestKey::Rsa2048),
+    )
 }
 
 #[tokio::test]
@@ -87,8 +90,14 @@ async fn human_report_puts_the_verdicts_first_and_explains_failures() {
     let first = stdout.lines().next().unwrap_or_default();
     assert!(first.contains("!! spf-fail !!"), "first line: {first:?}");
     assert!(first.contains("|OK| dkim-pass"), "first line: {first:?}");
-    assert!(stdout.contains("-all"), "the SPF trace names the deciding term:\n{stdout}");
-    assert!(!stdout.contains('\x1b'), "no colour when stdout is not a terminal");
+    assert!(
+        stdout.contains("-all"),
+        "the SPF trace names the deciding term:\n{stdout}"
+    );
+    assert!(
+        !stdout.contains('\x1b'),
+        "no colour when stdout is not a terminal"
+    );
 }
 
 #[tokio::test]
@@ -96,19 +105,35 @@ async fn without_an_ip_spf_is_reported_as_not_checked() {
     let dns = zone().await;
     let dir = tempfile::tempdir().unwrap();
     let server = dns.addr().to_string();
-    let (status, stdout, _) =
-        run_cli(&["check", "-", "--dns-server", &server, "--json"], Some(&signed_message()), dir.path()).await;
+    let (status, stdout, _) = run_cli(
+        &["check", "-", "--dns-server", &server, "--json"],
+        Some(&signed_message()),
+        dir.path(),
+    )
+    .await;
     assert!(status.success());
     let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(report["spf"]["checked"], false);
-    assert!(report["spf"]["reason"].as_str().unwrap().to_lowercase().contains("ip"), "{}", report["spf"]["reason"]);
-    assert_eq!(report["dkim"][0]["result"], "pass", "DKIM does not need the IP");
+    assert!(
+        report["spf"]["reason"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("ip"),
+        "{}",
+        report["spf"]["reason"]
+    );
+    assert_eq!(
+        report["dkim"][0]["result"], "pass",
+        "DKIM does not need the IP"
+    );
 }
 
 #[tokio::test]
 async fn an_unreadable_file_is_a_usage_error_with_one_line() {
     let dir = tempfile::tempdir().unwrap();
-    let (status, stdout, stderr) = run_cli(&["check", "/nonexistent/message.eml"], None, dir.path()).await;
+    let (status, stdout, stderr) =
+        run_cli(&["check", "/nonexistent/message.eml"], None, dir.path()).await;
     assert_eq!(status.code(), Some(2));
     assert!(stdout.is_empty());
     assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr:?}");
@@ -118,7 +143,8 @@ async fn an_unreadable_file_is_a_usage_error_with_one_line() {
 #[tokio::test]
 async fn bad_usage_exits_2() {
     let dir = tempfile::tempdir().unwrap();
-    let (status, _, stderr) = run_cli(&["check", "x.eml", "--ip", "not-an-ip"], None, dir.path()).await;
+    let (status, _, stderr) =
+        run_cli(&["check", "x.eml", "--ip", "not-an-ip"], None, dir.path()).await;
     assert_eq!(status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("--ip"), "{stderr}");
 }

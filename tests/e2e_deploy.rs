@@ -23,9 +23,17 @@ fn expand_defaults(value: &str) -> String {
     let mut rest = value;
     while let Some(start) = rest.find("${") {
         out.push_str(&rest[..start]);
-        let end = rest[start..].find('}').map(|e| start + e).expect("closing brace");
+        let end = rest[start..]
+            .find('}')
+            .map(|e| start + e)
+            .expect("closing brace");
         let inner = &rest[start + 2..end];
-        out.push_str(inner.split_once(":-").map(|(_, default)| default).unwrap_or(""));
+        out.push_str(
+            inner
+                .split_once(":-")
+                .map(|(_, default)| default)
+                .unwrap_or(""),
+        );
         rest = &rest[end + 1..];
     }
     out.push_str(rest);
@@ -33,17 +41,31 @@ fn expand_defaults(value: &str) -> String {
 }
 
 fn compose_environment() -> BTreeMap<String, String> {
-    let docs = YamlLoader::load_from_str(&workspace_file("deploy/docker-compose.yml")).expect("compose file is YAML");
+    let docs = YamlLoader::load_from_str(&workspace_file("deploy/docker-compose.yml"))
+        .expect("compose file is YAML");
     let service = &docs[0]["services"]["authcheck"];
-    assert!(!service.is_badvalue(), "the compose file has an authcheck service");
-    let Yaml::Hash(environment) = &service["environment"] else { panic!("authcheck.environment is a mapping") };
+    assert!(
+        !service.is_badvalue(),
+        "the compose file has an authcheck service"
+    );
+    let Yaml::Hash(environment) = &service["environment"] else {
+        panic!("authcheck.environment is a mapping")
+    };
     environment
         .iter()
-        .map(|(k, v)| (k.as_str().unwrap().to_string(), expand_defaults(v.as_str().expect("string values"))))
+        .map(|(k, v)| {
+            (
+                k.as_str().unwrap().to_string(),
+                expand_defaults(v.as_str().expect("string values")),
+            )
+        })
         .collect()
 }
 
-async fn start_with_env(env: &BTreeMap<String, String>, dir: &std::path::Path) -> tokio::process::Child {
+async fn start_with_env(
+    env: &BTreeMap<String, String>,
+    dir: &std::path::Path,
+) -> tokio::process::Child {
     let mut child = tokio::process::Command::new(binary())
         .arg("serve")
         .env_clear()
@@ -55,8 +77,14 @@ async fn start_with_env(env: &BTreeMap<String, String>, dir: &std::path::Path) -
         .spawn()
         .expect("start authcheck");
     let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let ready = tokio::time::timeout(PATIENCE, lines.next_line()).await.expect("ready in time").unwrap();
-    assert!(ready.is_some_and(|l| l.contains("listening")), "authcheck did not start with this environment");
+    let ready = tokio::time::timeout(PATIENCE, lines.next_line())
+        .await
+        .expect("ready in time")
+        .unwrap();
+    assert!(
+        ready.is_some_and(|l| l.contains("listening")),
+        "authcheck did not start with this environment"
+    );
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     child
 }
@@ -88,15 +116,24 @@ async fn the_binary_starts_with_the_compose_environment() {
     env.insert("AUTHCHECK_HTTP_LISTEN".into(), "127.0.0.1:28080".into());
     let dir = tempfile::tempdir().unwrap();
     let mut child = start_with_env(&env, dir.path()).await;
-    assert!(healthy("http://127.0.0.1:28080/healthz").await, "/healthz answers");
+    assert!(
+        healthy("http://127.0.0.1:28080/healthz").await,
+        "/healthz answers"
+    );
     let _ = child.kill().await;
 }
 
 #[tokio::test]
 async fn the_image_environment_starts_the_service_and_its_healthcheck_answers() {
     let dockerfile = workspace_file("docker/Dockerfile");
-    assert!(dockerfile.contains("cargo build --release --locked"), "the image builds as CI does");
-    assert!(dockerfile.contains("USER authcheck"), "the image runs as a non-root user");
+    assert!(
+        dockerfile.contains("cargo build --release --locked"),
+        "the image builds as CI does"
+    );
+    assert!(
+        dockerfile.contains("USER authcheck"),
+        "the image runs as a non-root user"
+    );
     let mut env = BTreeMap::new();
     let mut in_env = false;
     for line in dockerfile.lines() {
@@ -115,15 +152,27 @@ async fn the_image_environment_starts_the_service_and_its_healthcheck_answers() 
         }
         in_env = in_env && line.ends_with('\\');
     }
-    assert_eq!(env.get("AUTHCHECK_HTTP_LISTEN").map(String::as_str), Some("0.0.0.0:8080"));
-    let healthcheck = dockerfile.lines().find(|l| l.contains("CMD curl")).expect("HEALTHCHECK command");
+    assert_eq!(
+        env.get("AUTHCHECK_HTTP_LISTEN").map(String::as_str),
+        Some("0.0.0.0:8080")
+    );
+    let healthcheck = dockerfile
+        .lines()
+        .find(|l| l.contains("CMD curl"))
+        .expect("HEALTHCHECK command");
     assert!(healthcheck.contains("http://127.0.0.1:8080/healthz"));
     // Inside a container the ports are private; here another process may hold them.
     env.insert("AUTHCHECK_SMTP_LISTEN".into(), "127.0.0.1:0".into());
     env.insert("AUTHCHECK_HTTP_LISTEN".into(), "127.0.0.1:28081".into());
     let dir = tempfile::tempdir().unwrap();
     let mut child = start_with_env(&env, dir.path()).await;
-    assert!(healthy("http://127.0.0.1:28081/healthz").await, "/healthz answers");
-    assert!(dir.path().join("data/authcheck.db").exists(), "SQLite data goes to the volume folder");
+    assert!(
+        healthy("http://127.0.0.1:28081/healthz").await,
+        "/healthz answers"
+    );
+    assert!(
+        dir.path().join("data/authcheck.db").exists(),
+        "SQLite data goes to the volume folder"
+    );
     let _ = child.kill().await;
 }

@@ -29,12 +29,19 @@ async fn zone() -> TestDns {
 
 /// A pseudo-random number from the clock, so each run kills at a different moment.
 fn jitter(max_millis: u64) -> u64 {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
     nanos.wrapping_mul(6364136223846793005).rotate_left(17) % max_millis.max(1)
 }
 
 /// Sends messages on one connection until it breaks; records the id of every 250.
-async fn stream_messages(service_smtp: std::net::SocketAddr, acknowledged: Arc<Mutex<Vec<String>>>, worker: usize) {
+async fn stream_messages(
+    service_smtp: std::net::SocketAddr,
+    acknowledged: Arc<Mutex<Vec<String>>>,
+    worker: usize,
+) {
     let (mut smtp, greeting) = RawSmtp::connect(service_smtp).await;
     if greeting.code != 220 || smtp.command("EHLO pass.test").await.code != 250 {
         return;
@@ -44,7 +51,8 @@ async fn stream_messages(service_smtp: std::net::SocketAddr, acknowledged: Arc<M
         &SignOptions::new("pass.test", TestKey::Ed25519),
     );
     for _ in 0..10_000 {
-        smtp.write(b"MAIL FROM:<a@pass.test>\r\nRCPT TO:<dkim@tester.test>\r\nDATA\r\n").await;
+        smtp.write(b"MAIL FROM:<a@pass.test>\r\nRCPT TO:<dkim@tester.test>\r\nDATA\r\n")
+            .await;
         let mut ok = true;
         for expected in [250, 250, 354] {
             match smtp.try_read_reply().await {
@@ -58,7 +66,10 @@ async fn stream_messages(service_smtp: std::net::SocketAddr, acknowledged: Arc<M
         smtp.write(&support::dot_stuff(&msg)).await;
         match smtp.try_read_reply().await {
             Some(reply) if reply.code == 250 => {
-                acknowledged.lock().unwrap().extend(reply.stored().into_iter().map(|(id, _)| id));
+                acknowledged
+                    .lock()
+                    .unwrap()
+                    .extend(reply.stored().into_iter().map(|(id, _)| id));
             }
             _ => return,
         }
@@ -66,7 +77,9 @@ async fn stream_messages(service_smtp: std::net::SocketAddr, acknowledged: Arc<M
 }
 
 async fn integrity(database: &Path) -> Vec<String> {
-    let store = authcheck_store::open(&format!("sqlite://{}", database.display())).await.expect("open the database");
+    let store = authcheck_store::open(&format!("sqlite://{}", database.display()))
+        .await
+        .expect("open the database");
     let problems = store.integrity_check().await.expect("integrity check");
     store.close().await;
     problems
@@ -74,7 +87,10 @@ async fn integrity(database: &Path) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_message_survives_sigkill() {
-    let runs: usize = std::env::var("AUTHCHECK_CRASH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
+    let runs: usize = std::env::var("AUTHCHECK_CRASH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
     let verbose = std::env::var_os("AUTHCHECK_CRASH_REPORT").is_some();
     let dns = zone().await;
     let dir = tempfile::tempdir().unwrap();
@@ -96,7 +112,10 @@ async fn every_acknowledged_message_survives_sigkill() {
             let _ = tokio::time::timeout(Duration::from_secs(10), worker).await;
         }
         let acked: Vec<String> = acknowledged.lock().unwrap().clone();
-        assert!(integrity(&database).await.is_empty(), "run {run}: the database is damaged");
+        assert!(
+            integrity(&database).await.is_empty(),
+            "run {run}: the database is damaged"
+        );
 
         let service = Service::start_with(options.clone()).await;
         let mut missing = Vec::new();
@@ -107,19 +126,34 @@ async fn every_acknowledged_message_survives_sigkill() {
                 continue;
             }
             let result: serde_json::Value = response.json().await.unwrap();
-            assert_eq!(result["verdict"], "|OK| dkim-pass", "run {run}: {id} lost its report");
+            assert_eq!(
+                result["verdict"], "|OK| dkim-pass",
+                "run {run}: {id} lost its report"
+            );
             assert_eq!(result["dkim"][0]["result"], "pass");
         }
-        assert!(missing.is_empty(), "run {run}: acknowledged but lost after SIGKILL: {missing:?}");
+        assert!(
+            missing.is_empty(),
+            "run {run}: acknowledged but lost after SIGKILL: {missing:?}"
+        );
         if verbose {
-            eprintln!("crash run {run}: killed after {kill_after:?}, {} acknowledged, all found", acked.len());
+            eprintln!(
+                "crash run {run}: killed after {kill_after:?}, {} acknowledged, all found",
+                acked.len()
+            );
         }
         all_acknowledged.extend(acked);
         let status = service.stop().await;
         assert!(status.success());
     }
-    eprintln!("crash test: {runs} runs, {} messages acknowledged and found after SIGKILL", all_acknowledged.len());
-    assert!(!all_acknowledged.is_empty(), "the stream never got a message through: the test proved nothing");
+    eprintln!(
+        "crash test: {runs} runs, {} messages acknowledged and found after SIGKILL",
+        all_acknowledged.len()
+    );
+    assert!(
+        !all_acknowledged.is_empty(),
+        "the stream never got a message through: the test proved nothing"
+    );
 }
 
 /// A small tmpfs for the database, so the disk can really fill up or turn read-only.
@@ -131,7 +165,14 @@ impl SmallDisk {
     fn mount(megabytes: u32) -> Option<SmallDisk> {
         let dir = tempfile::tempdir().ok()?;
         let ok = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m"), "tmpfs", dir.path().to_str()?])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={megabytes}m"),
+                "tmpfs",
+                dir.path().to_str()?,
+            ])
             .status()
             .map(|s| s.success())
             .unwrap_or(false);
@@ -162,13 +203,26 @@ impl SmallDisk {
 
 impl Drop for SmallDisk {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(self.dir.path()).status();
+        let _ = std::process::Command::new("umount")
+            .arg(self.dir.path())
+            .status();
     }
 }
 
 async fn send_one(service: &Service, subject: &str) -> support::Reply {
-    let msg = message("a@pass.test", subject, &"Some text to take room.\r\n".repeat(200));
-    support::send(service, "pass.test", "a@pass.test", &["spf@tester.test"], &msg).await
+    let msg = message(
+        "a@pass.test",
+        subject,
+        &"Some text to take room.\r\n".repeat(200),
+    );
+    support::send(
+        service,
+        "pass.test",
+        "a@pass.test",
+        &["spf@tester.test"],
+        &msg,
+    )
+    .await
 }
 
 #[tokio::test]
@@ -208,9 +262,16 @@ async fn a_full_disk_gives_451_and_recovers_when_space_returns() {
         (reply.code == 250).then_some(reply)
     })
     .await;
-    assert!(recovered.is_some(), "the service stores results again once space returns");
+    assert!(
+        recovered.is_some(),
+        "the service stores results again once space returns"
+    );
     for id in stored_while_full {
         let response = service.get(&format!("/api/v1/results/{id}")).await;
-        assert_eq!(response.status(), reqwest::StatusCode::OK, "{id} got a 250 on the full disk but is gone");
+        assert_eq!(
+            response.status(),
+            reqwest::StatusCode::OK,
+            "{id} got a 250 on the full disk but is gone"
+        );
     }
 }

@@ -34,12 +34,19 @@ fn fresh_database(url: &str) -> String {
         .status()
         .expect("run psql");
     assert!(status.success(), "create database {name}");
-    let base = url.rsplit_once('/').map(|(base, _)| base).expect("URL with a database name");
+    let base = url
+        .rsplit_once('/')
+        .map(|(base, _)| base)
+        .expect("URL with a database name");
     format!("{base}/{name}")
 }
 
 fn rand_suffix() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 % 1_000_000_007
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        % 1_000_000_007
 }
 
 async fn zone() -> TestDns {
@@ -62,20 +69,41 @@ async fn a_result_accepted_by_one_instance_shows_on_the_other() {
     let a = Service::start_with(with_database(&dns, &database)).await;
     let b = Service::start_with(with_database(&dns, &database)).await;
 
-    let stored = send_and_fetch(&a, "helo.test", "x@pass.test", "spf@tester.test", &message("x@pass.test", "Shared", "Hi.\r\n")).await;
+    let stored = send_and_fetch(
+        &a,
+        "helo.test",
+        "x@pass.test",
+        "spf@tester.test",
+        &message("x@pass.test", "Shared", "Hi.\r\n"),
+    )
+    .await;
     let id = stored["id"].as_str().unwrap().to_string();
     let seen = eventually(Duration::from_secs(1), || async {
         let list = b.get_json("/api/v1/results?mailbox=spf").await;
         (list["results"][0]["id"] == id.as_str()).then_some(())
     })
     .await;
-    assert!(seen.is_some(), "instance B's API shows A's result within a second");
+    assert!(
+        seen.is_some(),
+        "instance B's API shows A's result within a second"
+    );
     let page = b.get_text("/spf").await;
     assert!(page.contains(&id), "instance B's page lists A's result");
 
     // The live stream on B announces a result stored through A.
-    let mut events = support::http().get(b.url("/events?mailbox=spf")).send().await.unwrap();
-    let second = send(&a, "helo.test", "x@pass.test", &["spf@tester.test"], &message("x@pass.test", "Live", "Hi.\r\n")).await;
+    let mut events = support::http()
+        .get(b.url("/events?mailbox=spf"))
+        .send()
+        .await
+        .unwrap();
+    let second = send(
+        &a,
+        "helo.test",
+        "x@pass.test",
+        &["spf@tester.test"],
+        &message("x@pass.test", "Live", "Hi.\r\n"),
+    )
+    .await;
     assert_eq!(second.code, 250, "{second:?}");
     let second_id = second.stored()[0].0.clone();
     let mut received = String::new();
@@ -86,7 +114,10 @@ async fn a_result_accepted_by_one_instance_shows_on_the_other() {
             _ => break,
         }
     }
-    assert!(received.contains(&second_id), "B's event stream carried A's new result: {received:?}");
+    assert!(
+        received.contains(&second_id),
+        "B's event stream carried A's new result: {received:?}"
+    );
 }
 
 #[tokio::test]
@@ -95,13 +126,25 @@ async fn concurrent_purges_on_one_database_are_safe() {
     let database = fresh_database(&server);
     let dns = zone().await;
     let a = Service::start_with(with_database(&dns, &database)).await;
-    send_and_fetch(&a, "helo.test", "x@pass.test", "spf@tester.test", &message("x@pass.test", "Old", "Hi.\r\n")).await;
+    send_and_fetch(
+        &a,
+        "helo.test",
+        "x@pass.test",
+        "spf@tester.test",
+        &message("x@pass.test", "Old", "Hi.\r\n"),
+    )
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let purges = (0..4).map(|_| {
         let database = database.clone();
         let dir = dir.path().to_path_buf();
         async move {
-            support::run_cli(&["purge", "--database-url", &database, "--retention", "1s"], None, &dir).await
+            support::run_cli(
+                &["purge", "--database-url", &database, "--retention", "1s"],
+                None,
+                &dir,
+            )
+            .await
         }
     });
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -122,23 +165,51 @@ struct PrivatePostgres {
 
 impl PrivatePostgres {
     fn bin_dir() -> Option<PathBuf> {
-        let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql").ok()?.flatten().map(|e| e.path()).collect();
+        let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .collect();
         versions.sort();
-        versions.pop().map(|v| v.join("bin")).filter(|b| b.join("initdb").exists())
+        versions
+            .pop()
+            .map(|v| v.join("bin"))
+            .filter(|b| b.join("initdb").exists())
     }
 
     fn as_postgres(args: &[&str]) -> bool {
-        StdCommand::new("runuser").args(["-u", "postgres", "--"]).args(args).status().map(|s| s.success()).unwrap_or(false)
+        StdCommand::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .args(args)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
     }
 
     fn create() -> Option<PrivatePostgres> {
         let bin = Self::bin_dir()?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
         let dir = std::env::temp_dir().join(format!("authcheck-pg-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).ok()?;
-        StdCommand::new("chown").args(["postgres:postgres", dir.to_str()?]).status().ok()?;
+        StdCommand::new("chown")
+            .args(["postgres:postgres", dir.to_str()?])
+            .status()
+            .ok()?;
         let initdb = bin.join("initdb");
-        if !Self::as_postgres(&[initdb.to_str()?, "-D", dir.to_str()?, "-A", "trust", "-U", "postgres", "--no-sync"]) {
+        if !Self::as_postgres(&[
+            initdb.to_str()?,
+            "-D",
+            dir.to_str()?,
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "--no-sync",
+        ]) {
             return None;
         }
         let pg = PrivatePostgres { dir, port, bin };
@@ -147,13 +218,34 @@ impl PrivatePostgres {
 
     fn start(&self) -> bool {
         let ctl = self.bin.join("pg_ctl");
-        let options = format!("-p {} -k /tmp -c listen_addresses=127.0.0.1 -c fsync=off", self.port);
-        Self::as_postgres(&[ctl.to_str().unwrap(), "-D", self.dir.to_str().unwrap(), "-o", &options, "-w", "-l", self.dir.join("log").to_str().unwrap(), "start"])
+        let options = format!(
+            "-p {} -k /tmp -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port
+        );
+        Self::as_postgres(&[
+            ctl.to_str().unwrap(),
+            "-D",
+            self.dir.to_str().unwrap(),
+            "-o",
+            &options,
+            "-w",
+            "-l",
+            self.dir.join("log").to_str().unwrap(),
+            "start",
+        ])
     }
 
     fn stop(&self) -> bool {
         let ctl = self.bin.join("pg_ctl");
-        Self::as_postgres(&[ctl.to_str().unwrap(), "-D", self.dir.to_str().unwrap(), "-m", "fast", "-w", "stop"])
+        Self::as_postgres(&[
+            ctl.to_str().unwrap(),
+            "-D",
+            self.dir.to_str().unwrap(),
+            "-m",
+            "fast",
+            "-w",
+            "stop",
+        ])
     }
 
     fn url(&self) -> String {
@@ -173,24 +265,59 @@ async fn a_lost_database_gives_451_and_the_service_recovers() {
     if postgres_url().is_none() {
         return;
     }
-    let pg = PrivatePostgres::create().expect("a private PostgreSQL cluster (initdb as the postgres user)");
+    let pg = PrivatePostgres::create()
+        .expect("a private PostgreSQL cluster (initdb as the postgres user)");
     let dns = zone().await;
     let service = Service::start_with(with_database(&dns, &pg.url())).await;
     let msg = message("x@pass.test", "Outage", "Hi.\r\n");
-    assert_eq!(send(&service, "helo.test", "x@pass.test", &["spf@tester.test"], &msg).await.code, 250);
+    assert_eq!(
+        send(
+            &service,
+            "helo.test",
+            "x@pass.test",
+            &["spf@tester.test"],
+            &msg
+        )
+        .await
+        .code,
+        250
+    );
 
     assert!(pg.stop(), "stop PostgreSQL");
-    let reply = send(&service, "helo.test", "x@pass.test", &["spf@tester.test"], &msg).await;
+    let reply = send(
+        &service,
+        "helo.test",
+        "x@pass.test",
+        &["spf@tester.test"],
+        &msg,
+    )
+    .await;
     assert_eq!(reply.code, 451, "the sender is told to retry: {reply:?}");
     assert!(reply.text().starts_with("4.3.0"), "{reply:?}");
-    assert_eq!(service.get("/healthz").await.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        service.get("/healthz").await.status(),
+        reqwest::StatusCode::SERVICE_UNAVAILABLE
+    );
 
     assert!(pg.start(), "start PostgreSQL again");
     let recovered = eventually(Duration::from_secs(20), || async {
-        let reply = send(&service, "helo.test", "x@pass.test", &["spf@tester.test"], &msg).await;
+        let reply = send(
+            &service,
+            "helo.test",
+            "x@pass.test",
+            &["spf@tester.test"],
+            &msg,
+        )
+        .await;
         (reply.code == 250).then_some(reply)
     })
     .await;
-    assert!(recovered.is_some(), "the service stores results again once the database is back");
-    assert_eq!(service.get("/healthz").await.status(), reqwest::StatusCode::OK);
+    assert!(
+        recovered.is_some(),
+        "the service stores results again once the database is back"
+    );
+    assert_eq!(
+        service.get("/healthz").await.status(),
+        reqwest::StatusCode::OK
+    );
 }

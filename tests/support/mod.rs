@@ -81,7 +81,12 @@ impl Service {
         let mut command = Command::new(binary());
         command
             .arg("serve")
-            .args(["--smtp-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+            .args([
+                "--smtp-listen",
+                "127.0.0.1:0",
+                "--http-listen",
+                "127.0.0.1:0",
+            ])
             .args(["--hostname", "authcheck.test"])
             .args(["--dns-server", &options.dns.to_string()])
             .args(["--database-url", &database_url])
@@ -110,12 +115,29 @@ impl Service {
             .expect("read authcheck's output")
             .expect("authcheck serve exited before listening");
         // "authcheck: smtp listening on A, http listening on B, results at URL"
-        let smtp = between(&line, "smtp listening on ", ",").parse().expect("smtp address");
-        let http = between(&line, "http listening on ", ",").parse().expect("http address");
-        let public_url = line.split("results at ").nth(1).expect("public url").trim().to_string();
+        let smtp = between(&line, "smtp listening on ", ",")
+            .parse()
+            .expect("smtp address");
+        let http = between(&line, "http listening on ", ",")
+            .parse()
+            .expect("http address");
+        let public_url = line
+            .split("results at ")
+            .nth(1)
+            .expect("public url")
+            .trim()
+            .to_string();
         // Keep draining stdout so the child never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Service { child, smtp, http, public_url, data_dir, _temp: temp, options }
+        Service {
+            child,
+            smtp,
+            http,
+            public_url,
+            data_dir,
+            _temp: temp,
+            options,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -123,31 +145,48 @@ impl Service {
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        http().get(self.url(path)).send().await.expect("HTTP request")
+        http()
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("HTTP request")
     }
 
     pub async fn get_json(&self, path: &str) -> serde_json::Value {
         let response = self.get(path).await;
-        assert!(response.status().is_success(), "GET {path}: {}", response.status());
+        assert!(
+            response.status().is_success(),
+            "GET {path}: {}",
+            response.status()
+        );
         response.json().await.expect("JSON body")
     }
 
     pub async fn get_text(&self, path: &str) -> String {
         let response = self.get(path).await;
-        assert!(response.status().is_success(), "GET {path}: {}", response.status());
+        assert!(
+            response.status().is_success(),
+            "GET {path}: {}",
+            response.status()
+        );
         response.text().await.expect("text body")
     }
 
     /// Asks the service to stop (SIGTERM) and waits for it to exit.
     pub async fn stop(mut self) -> ExitStatus {
         self.terminate();
-        tokio::time::timeout(PATIENCE, self.child.wait()).await.expect("authcheck did not stop in time").expect("wait")
+        tokio::time::timeout(PATIENCE, self.child.wait())
+            .await
+            .expect("authcheck did not stop in time")
+            .expect("wait")
     }
 
     /// Sends SIGTERM without waiting.
     pub fn terminate(&self) {
         if let Some(pid) = self.child.id() {
-            let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
         }
     }
 
@@ -163,12 +202,18 @@ impl Service {
 }
 
 fn between<'a>(text: &'a str, start: &str, end: &str) -> &'a str {
-    let rest = text.split(start).nth(1).unwrap_or_else(|| panic!("{start:?} not in {text:?}"));
+    let rest = text
+        .split(start)
+        .nth(1)
+        .unwrap_or_else(|| panic!("{start:?} not in {text:?}"));
     rest.split(end).next().unwrap_or(rest).trim()
 }
 
 pub fn http() -> reqwest::Client {
-    reqwest::Client::builder().timeout(PATIENCE).build().expect("HTTP client")
+    reqwest::Client::builder()
+        .timeout(PATIENCE)
+        .build()
+        .expect("HTTP client")
 }
 
 /// One SMTP reply: the code and the text of every line.
@@ -186,11 +231,16 @@ impl Reply {
     /// The `(id, url)` pairs of a `250 2.0.0 Stored as <id>: <url>[; <id>: <url>]` reply.
     pub fn stored(&self) -> Vec<(String, String)> {
         let text = self.text();
-        let Some(list) = text.split("Stored as ").nth(1) else { return Vec::new() };
+        let Some(list) = text.split("Stored as ").nth(1) else {
+            return Vec::new();
+        };
         list.split(';')
             .filter_map(|item| {
                 let (id, url) = item.trim().split_once(": ")?;
-                Some((id.trim().to_string(), url.split_whitespace().next()?.to_string()))
+                Some((
+                    id.trim().to_string(),
+                    url.split_whitespace().next()?.to_string(),
+                ))
             })
             .collect()
     }
@@ -205,15 +255,23 @@ pub struct RawSmtp {
 impl RawSmtp {
     /// Connects and reads the greeting.
     pub async fn connect(addr: SocketAddr) -> (RawSmtp, Reply) {
-        let stream = TcpStream::connect(addr).await.expect("connect to the SMTP listener");
+        let stream = TcpStream::connect(addr)
+            .await
+            .expect("connect to the SMTP listener");
         let (read, write) = tokio::io::split(stream);
-        let mut smtp = RawSmtp { reader: BufReader::new(read), writer: write };
+        let mut smtp = RawSmtp {
+            reader: BufReader::new(read),
+            writer: write,
+        };
         let greeting = smtp.read_reply().await;
         (smtp, greeting)
     }
 
     pub async fn write(&mut self, bytes: &[u8]) {
-        self.writer.write_all(bytes).await.expect("write to the SMTP listener");
+        self.writer
+            .write_all(bytes)
+            .await
+            .expect("write to the SMTP listener");
     }
 
     /// Sends one command line (CRLF added) and reads its reply.
@@ -223,7 +281,9 @@ impl RawSmtp {
     }
 
     pub async fn read_reply(&mut self) -> Reply {
-        self.try_read_reply().await.expect("the server closed the connection instead of replying")
+        self.try_read_reply()
+            .await
+            .expect("the server closed the connection instead of replying")
     }
 
     /// Reads a reply, or None when the server closed the connection.
@@ -252,11 +312,20 @@ impl RawSmtp {
     /// True when the server has closed the connection (reads end of stream).
     pub async fn is_closed(&mut self) -> bool {
         let mut buf = [0u8; 1];
-        matches!(tokio::time::timeout(PATIENCE, self.reader.read(&mut buf)).await, Ok(Ok(0)) | Ok(Err(_)))
+        matches!(
+            tokio::time::timeout(PATIENCE, self.reader.read(&mut buf)).await,
+            Ok(Ok(0)) | Ok(Err(_))
+        )
     }
 
     /// EHLO, MAIL FROM, RCPT TO each, DATA, the message (dot-stuffed), and the final reply.
-    pub async fn send(&mut self, helo: &str, mail_from: &str, recipients: &[&str], message: &[u8]) -> Reply {
+    pub async fn send(
+        &mut self,
+        helo: &str,
+        mail_from: &str,
+        recipients: &[&str],
+        message: &[u8],
+    ) -> Reply {
         let ehlo = self.command(&format!("EHLO {helo}")).await;
         assert_eq!(ehlo.code, 250, "EHLO: {ehlo:?}");
         let mail = self.command(&format!("MAIL FROM:<{mail_from}>")).await;
@@ -291,7 +360,13 @@ pub fn dot_stuff(message: &[u8]) -> Vec<u8> {
 }
 
 /// Sends `message` with the raw client and returns the final reply.
-pub async fn send(service: &Service, helo: &str, mail_from: &str, recipients: &[&str], message: &[u8]) -> Reply {
+pub async fn send(
+    service: &Service,
+    helo: &str,
+    mail_from: &str,
+    recipients: &[&str],
+    message: &[u8],
+) -> Reply {
     let (mut smtp, greeting) = RawSmtp::connect(service.smtp).await;
     assert_eq!(greeting.code, 220, "greeting: {greeting:?}");
     let reply = smtp.send(helo, mail_from, recipients, message).await;
@@ -311,15 +386,25 @@ pub async fn send_and_fetch(
     assert_eq!(reply.code, 250, "final reply: {reply:?}");
     let stored = reply.stored();
     assert_eq!(stored.len(), 1, "one result expected: {reply:?}");
-    service.get_json(&format!("/api/v1/results/{}", stored[0].0)).await
+    service
+        .get_json(&format!("/api/v1/results/{}", stored[0].0))
+        .await
 }
 
 /// Runs `authcheck` with these arguments and standard input; returns (status, stdout, stderr).
-pub async fn run_cli(args: &[&str], stdin: Option<&[u8]>, cwd: &Path) -> (ExitStatus, String, String) {
+pub async fn run_cli(
+    args: &[&str],
+    stdin: Option<&[u8]>,
+    cwd: &Path,
+) -> (ExitStatus, String, String) {
     let mut child = Command::new(binary())
         .args(args)
         .current_dir(cwd)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)

@@ -4,8 +4,8 @@
 use std::io::{IsTerminal, Read, Write};
 
 use authcheck_verifier::{
-    DkimResult, DnsConfig, MessageInput, Report, SpfCheck, SpfResult, SpfTermOutcome, SpfTraceStep, Verifier,
-    VerifierConfig,
+    DkimResult, DnsConfig, MessageInput, Report, SpfCheck, SpfResult, SpfTermOutcome, SpfTraceStep,
+    Verifier, VerifierConfig,
 };
 
 use crate::cli::{CheckArgs, ColorChoice};
@@ -23,38 +23,63 @@ fn read_message(file: &str) -> Result<Vec<u8>, UsageError> {
             .map_err(|e| UsageError(format!("cannot read the message from standard input: {e}")))?;
         return Ok(bytes);
     }
-    std::fs::read(file).map_err(|e| UsageError(format!("cannot read {file}: {e}; give a message file, or - for standard input")))
+    std::fs::read(file).map_err(|e| {
+        UsageError(format!(
+            "cannot read {file}: {e}; give a message file, or - for standard input"
+        ))
+    })
 }
 
 pub async fn run(args: CheckArgs) -> Result<(), UsageError> {
     let message = read_message(&args.file)?;
     if message.is_empty() {
-        return Err(UsageError(format!("{} is empty; give a whole message (header fields and body)", args.file)));
+        return Err(UsageError(format!(
+            "{} is empty; give a whole message (header fields and body)",
+            args.file
+        )));
     }
     let mail_from = match args.mail_from.trim() {
         "<>" => "",
         other => other.trim_start_matches('<').trim_end_matches('>'),
     };
-    let hostname = args.hostname.clone().unwrap_or_else(|| "authcheck.localhost".to_string());
-    let dns = DnsConfig { servers: args.dns_servers.clone(), ..DnsConfig::default() };
-    let verifier = Verifier::new(VerifierConfig::new(hostname, dns)).map_err(|e| UsageError(e.to_string()))?;
-    let input = MessageInput { client_ip: args.ip, helo: args.helo.trim(), mail_from, message: &message };
+    let hostname = args
+        .hostname
+        .clone()
+        .unwrap_or_else(|| "authcheck.localhost".to_string());
+    let dns = DnsConfig {
+        servers: args.dns_servers.clone(),
+        ..DnsConfig::default()
+    };
+    let verifier =
+        Verifier::new(VerifierConfig::new(hostname, dns)).map_err(|e| UsageError(e.to_string()))?;
+    let input = MessageInput {
+        client_ip: args.ip,
+        helo: args.helo.trim(),
+        mail_from,
+        message: &message,
+    };
     let report = verifier.verify(&input).await;
 
     let mut out = std::io::stdout().lock();
     let written = if args.json {
-        serde_json::to_writer_pretty(&mut out, &report).map_err(std::io::Error::other).and_then(|_| writeln!(out))
+        serde_json::to_writer_pretty(&mut out, &report)
+            .map_err(std::io::Error::other)
+            .and_then(|_| writeln!(out))
     } else {
         let color = match args.color {
             ColorChoice::Always => true,
             ColorChoice::Never => false,
-            ColorChoice::Auto => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+            ColorChoice::Auto => {
+                std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+            }
         };
         out.write_all(render(&report, color).as_bytes())
     };
     // A closed pipe (`| head`) is not an error worth reporting.
     match written {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(UsageError(format!("cannot write the report: {e}"))),
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(UsageError(format!("cannot write the report: {e}")))
+        }
         _ => Ok(()),
     }
 }
@@ -66,7 +91,11 @@ struct Paint {
 
 impl Paint {
     fn wrap(&self, code: &str, text: &str) -> String {
-        if self.enabled { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_string() }
+        if self.enabled {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
     }
     fn verdict(&self, verdict: &str) -> String {
         let code = if verdict.starts_with("|OK|") {
@@ -93,11 +122,18 @@ impl Paint {
 pub fn render(report: &Report, color: bool) -> String {
     let p = Paint { enabled: color };
     let mut s = String::new();
-    s.push_str(&format!("{}  {}\n", p.verdict(&report.verdicts.spf), p.verdict(&report.verdicts.dkim)));
+    s.push_str(&format!(
+        "{}  {}\n",
+        p.verdict(&report.verdicts.spf),
+        p.verdict(&report.verdicts.dkim)
+    ));
 
     s.push_str(&format!("\n{}\n", p.heading("SPF")));
     render_spf(&mut s, &p, &report.spf.check, "  ");
-    s.push_str(&format!("  aligned with From: {}\n", yes_no(report.spf.aligned)));
+    s.push_str(&format!(
+        "  aligned with From: {}\n",
+        yes_no(report.spf.aligned)
+    ));
     if let Some(helo) = &report.spf.helo {
         s.push_str(&format!("  {}\n", p.heading("HELO identity")));
         render_spf(&mut s, &p, helo, "    ");
@@ -122,7 +158,10 @@ pub fn render(report: &Report, color: bool) -> String {
         if let (Some(kind), Some(bits)) = (&sig.key_type, sig.key_bits) {
             s.push_str(&format!("     key: {kind} {bits} bits\n"));
         }
-        s.push_str(&format!("     aligned with From: {}\n", yes_no(sig.aligned)));
+        s.push_str(&format!(
+            "     aligned with From: {}\n",
+            yes_no(sig.aligned)
+        ));
         for warning in &sig.warnings {
             s.push_str(&format!("     warning: {warning}\n"));
         }
@@ -144,15 +183,25 @@ pub fn render(report: &Report, color: bool) -> String {
     }
     s.push_str(&format!(
         "  result: {}, policy a receiver would apply: {}\n  {}\n",
-        p.good(d.result == authcheck_verifier::DmarcResult::Pass, d.result.as_str()),
+        p.good(
+            d.result == authcheck_verifier::DmarcResult::Pass,
+            d.result.as_str()
+        ),
         d.policy,
         d.reason
     ));
 
     s.push_str(&format!("\n{}\n", p.heading("ARC")));
-    s.push_str(&format!("  {:?} ({} sets): {}\n", report.arc.result, report.arc.sets, report.arc.reason));
+    s.push_str(&format!(
+        "  {:?} ({} sets): {}\n",
+        report.arc.result, report.arc.sets, report.arc.reason
+    ));
 
-    s.push_str(&format!("\n{}\n{}\n", p.heading("Authentication-Results"), p.dim(&report.authentication_results)));
+    s.push_str(&format!(
+        "\n{}\n{}\n",
+        p.heading("Authentication-Results"),
+        p.dim(&report.authentication_results)
+    ));
     s
 }
 
@@ -190,7 +239,11 @@ fn render_trace(s: &mut String, p: &Paint, steps: &[SpfTraceStep], indent: &str)
             SpfTermOutcome::Applied => "applied ".to_string(),
             SpfTermOutcome::Ignored => p.dim("ignored "),
         };
-        s.push_str(&format!("{indent}{mark} {}  {}\n", step.term, p.dim(&step.detail)));
+        s.push_str(&format!(
+            "{indent}{mark} {}  {}\n",
+            step.term,
+            p.dim(&step.detail)
+        ));
         render_trace(s, p, &step.nested, &format!("{indent}    "));
     }
 }

@@ -50,7 +50,12 @@ pub struct ServiceArgs {
     pub http_listen: Option<String>,
 
     /// A tester domain; repeat for several [default: tester.localhost].
-    #[arg(long = "domain", env = "AUTHCHECK_DOMAIN", value_name = "NAME", value_delimiter = ',')]
+    #[arg(
+        long = "domain",
+        env = "AUTHCHECK_DOMAIN",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
     pub domains: Vec<String>,
 
     /// Name in the SMTP greeting and the Authentication-Results authserv-id [default: this machine's host name].
@@ -58,7 +63,12 @@ pub struct ServiceArgs {
     pub hostname: Option<String>,
 
     /// Nameserver to ask, ADDR:PORT; repeat for several [default: the system resolver].
-    #[arg(long = "dns-server", env = "AUTHCHECK_DNS_SERVER", value_name = "ADDR:PORT", value_delimiter = ',')]
+    #[arg(
+        long = "dns-server",
+        env = "AUTHCHECK_DNS_SERVER",
+        value_name = "ADDR:PORT",
+        value_delimiter = ','
+    )]
     pub dns_servers: Vec<String>,
 
     /// Database: sqlite://PATH or postgres://USER:PASS@HOST/DB [default: sqlite://data/authcheck.db].

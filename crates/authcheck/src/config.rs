@@ -34,7 +34,10 @@ pub struct ConfigError {
 }
 
 fn invalid(setting: &'static str, problem: impl Into<String>) -> ConfigError {
-    ConfigError { setting, problem: problem.into() }
+    ConfigError {
+        setting,
+        problem: problem.into(),
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,18 +111,27 @@ impl Settings {
 
         let smtp_listen = parse_addr(
             "smtp_listen",
-            args.smtp_listen.as_deref().or(file.smtp_listen.as_deref()).unwrap_or(DEFAULT_SMTP_LISTEN),
+            args.smtp_listen
+                .as_deref()
+                .or(file.smtp_listen.as_deref())
+                .unwrap_or(DEFAULT_SMTP_LISTEN),
         )?;
         let http_listen = parse_addr(
             "http_listen",
-            args.http_listen.as_deref().or(file.http_listen.as_deref()).unwrap_or(DEFAULT_HTTP_LISTEN),
+            args.http_listen
+                .as_deref()
+                .or(file.http_listen.as_deref())
+                .unwrap_or(DEFAULT_HTTP_LISTEN),
         )?;
 
         let mut domains = first_non_empty(&args.domains, &file.domains);
         if domains.is_empty() {
             domains.push(DEFAULT_DOMAIN.to_string());
         }
-        let domains = domains.iter().map(|d| parse_domain("domain", d)).collect::<Result<Vec<_>, _>>()?;
+        let domains = domains
+            .iter()
+            .map(|d| parse_domain("domain", d))
+            .collect::<Result<Vec<_>, _>>()?;
 
         let hostname = match args.hostname.clone().or(file.hostname) {
             Some(name) => parse_domain("hostname", &name)?,
@@ -131,15 +143,20 @@ impl Settings {
             .map(|s| parse_addr("dns_server", s))
             .collect::<Result<Vec<_>, _>>()?;
 
-        let database_url =
-            args.database_url.clone().or(file.database_url).unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string());
+        let database_url = args
+            .database_url
+            .clone()
+            .or(file.database_url)
+            .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string());
         if !(database_url.starts_with("sqlite:")
             || database_url.starts_with("postgres://")
             || database_url.starts_with("postgresql://"))
         {
             return Err(invalid(
                 "database_url",
-                format!("{database_url:?} is neither sqlite://PATH nor postgres://USER:PASS@HOST/DB"),
+                format!(
+                    "{database_url:?} is neither sqlite://PATH nor postgres://USER:PASS@HOST/DB"
+                ),
             ));
         }
 
@@ -157,35 +174,71 @@ impl Settings {
             (Some(text), _) => parse_size(text)?,
             (None, Some(toml::Value::Integer(n))) if *n > 0 => *n as usize,
             (None, Some(toml::Value::String(text))) => parse_size(text)?,
-            (None, Some(other)) => return Err(invalid("max_message_size", format!("{other} is not a size in bytes"))),
+            (None, Some(other)) => {
+                return Err(invalid(
+                    "max_message_size",
+                    format!("{other} is not a size in bytes"),
+                ));
+            }
             (None, None) => DEFAULT_MAX_MESSAGE_SIZE,
         };
 
         let max_connections = positive(
             "max_connections",
-            args.max_connections.or(file.max_connections).unwrap_or(DEFAULT_MAX_CONNECTIONS),
+            args.max_connections
+                .or(file.max_connections)
+                .unwrap_or(DEFAULT_MAX_CONNECTIONS),
         )?;
         let max_connections_per_ip = positive(
             "max_connections_per_ip",
-            args.max_connections_per_ip.or(file.max_connections_per_ip).unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_IP),
+            args.max_connections_per_ip
+                .or(file.max_connections_per_ip)
+                .unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_IP),
         )?;
 
-        let command_timeout = match args.command_timeout.as_deref().or(file.command_timeout.as_deref()) {
+        let command_timeout = match args
+            .command_timeout
+            .as_deref()
+            .or(file.command_timeout.as_deref())
+        {
             Some(text) => parse_duration("command_timeout", text)?,
             None => DEFAULT_COMMAND_TIMEOUT,
         };
 
-        let tls = match (args.tls_cert.clone().or(file.tls_cert), args.tls_key.clone().or(file.tls_key)) {
+        let tls = match (
+            args.tls_cert.clone().or(file.tls_cert),
+            args.tls_key.clone().or(file.tls_key),
+        ) {
             (Some(cert), Some(key)) => Some((cert, key)),
             (None, None) => None,
-            (Some(_), None) => return Err(invalid("tls_key", "tls_cert is set but tls_key is not; give both")),
-            (None, Some(_)) => return Err(invalid("tls_cert", "tls_key is set but tls_cert is not; give both")),
+            (Some(_), None) => {
+                return Err(invalid(
+                    "tls_key",
+                    "tls_cert is set but tls_key is not; give both",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "tls_cert",
+                    "tls_key is set but tls_cert is not; give both",
+                ));
+            }
         };
 
-        let log_format = match args.log_format.as_deref().or(file.log_format.as_deref()).unwrap_or("text") {
+        let log_format = match args
+            .log_format
+            .as_deref()
+            .or(file.log_format.as_deref())
+            .unwrap_or("text")
+        {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
-            other => return Err(invalid("log_format", format!("{other:?} is neither text nor json"))),
+            other => {
+                return Err(invalid(
+                    "log_format",
+                    format!("{other:?} is neither text nor json"),
+                ));
+            }
         };
 
         Ok(Settings {
@@ -208,13 +261,19 @@ impl Settings {
 }
 
 fn parse_addr(setting: &'static str, text: &str) -> Result<SocketAddr, ConfigError> {
-    text.trim().parse().map_err(|_| invalid(setting, format!("{text:?} is not an ADDR:PORT such as 127.0.0.1:2525")))
+    text.trim().parse().map_err(|_| {
+        invalid(
+            setting,
+            format!("{text:?} is not an ADDR:PORT such as 127.0.0.1:2525"),
+        )
+    })
 }
 
 fn parse_domain(setting: &'static str, text: &str) -> Result<String, ConfigError> {
     let name = text.trim().trim_end_matches('.').to_ascii_lowercase();
-    let valid_label =
-        |l: &str| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    let valid_label = |l: &str| {
+        !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
     if name.is_empty() || name.len() > 253 || !name.split('.').all(valid_label) {
         return Err(invalid(setting, format!("{text:?} is not a domain name")));
     }
@@ -223,17 +282,28 @@ fn parse_domain(setting: &'static str, text: &str) -> Result<String, ConfigError
 
 fn parse_public_url(text: &str) -> Result<String, ConfigError> {
     let url = text.trim().trim_end_matches('/');
-    let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"));
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"));
     match rest {
-        Some(host) if !host.is_empty() && !host.contains(char::is_whitespace) => Ok(url.to_string()),
-        _ => Err(invalid("public_url", format!("{text:?} is not an http:// or https:// URL"))),
+        Some(host) if !host.is_empty() && !host.contains(char::is_whitespace) => {
+            Ok(url.to_string())
+        }
+        _ => Err(invalid(
+            "public_url",
+            format!("{text:?} is not an http:// or https:// URL"),
+        )),
     }
 }
 
 /// Accepts humantime forms: `7d`, `12h`, `30m`, `1h 30m`.
 pub fn parse_duration(setting: &'static str, text: &str) -> Result<Duration, ConfigError> {
-    let duration = humantime::parse_duration(text.trim())
-        .map_err(|e| invalid(setting, format!("{text:?} is not a duration such as 7d or 12h ({e})")))?;
+    let duration = humantime::parse_duration(text.trim()).map_err(|e| {
+        invalid(
+            setting,
+            format!("{text:?} is not a duration such as 7d or 12h ({e})"),
+        )
+    })?;
     if duration.is_zero() {
         return Err(invalid(setting, "must be longer than zero"));
     }
@@ -254,12 +324,19 @@ fn parse_size(text: &str) -> Result<usize, ConfigError> {
     };
     match digits.parse::<usize>() {
         Ok(n) if n > 0 && multiplier > 0 => Ok(n.saturating_mul(multiplier)),
-        _ => Err(invalid("max_message_size", format!("{text:?} is not a size such as 10485760 or 10MiB"))),
+        _ => Err(invalid(
+            "max_message_size",
+            format!("{text:?} is not a size such as 10485760 or 10MiB"),
+        )),
     }
 }
 
 fn positive(setting: &'static str, n: usize) -> Result<usize, ConfigError> {
-    if n == 0 { Err(invalid(setting, "must be at least 1")) } else { Ok(n) }
+    if n == 0 {
+        Err(invalid(setting, "must be at least 1"))
+    } else {
+        Ok(n)
+    }
 }
 
 /// The machine's host name, for the greeting and authserv-id when none is configured.

@@ -33,14 +33,23 @@ fn verdict_for(report: &Report, mailbox: Mailbox) -> &str {
 
 /// The PTR name of `ip` and whether it resolves back to `ip` (forward-confirmed reverse DNS).
 async fn reverse_dns(dns: &Dns, ip: IpAddr) -> (Option<String>, bool) {
-    let Ok(names) = dns.ptr(ip).await else { return (None, false) };
-    let Some(name) = names.into_iter().next() else { return (None, false) };
-    let confirmed = matches!(dns.addresses(&name, ip).await, Ok(addresses) if addresses.contains(&ip));
+    let Ok(names) = dns.ptr(ip).await else {
+        return (None, false);
+    };
+    let Some(name) = names.into_iter().next() else {
+        return (None, false);
+    };
+    let confirmed =
+        matches!(dns.addresses(&name, ip).await, Ok(addresses) if addresses.contains(&ip));
     (Some(name), confirmed)
 }
 
 impl TesterDelivery {
-    async fn verify_and_store(&self, envelope: Envelope, message: Vec<u8>) -> Result<Vec<Accepted>, DeliveryError> {
+    async fn verify_and_store(
+        &self,
+        envelope: Envelope,
+        message: Vec<u8>,
+    ) -> Result<Vec<Accepted>, DeliveryError> {
         let client_ip = envelope.client.ip();
         let input = MessageInput {
             client_ip: Some(client_ip),
@@ -49,9 +58,12 @@ impl TesterDelivery {
             message: &message,
         };
         let started = std::time::Instant::now();
-        let (report, (client_ptr, client_ptr_confirmed)) =
-            tokio::join!(self.verifier.verify(&input), reverse_dns(self.verifier.dns(), client_ip));
-        metrics::histogram!("authcheck_verification_seconds").record(started.elapsed().as_secs_f64());
+        let (report, (client_ptr, client_ptr_confirmed)) = tokio::join!(
+            self.verifier.verify(&input),
+            reverse_dns(self.verifier.dns(), client_ip)
+        );
+        metrics::histogram!("authcheck_verification_seconds")
+            .record(started.elapsed().as_secs_f64());
         let report_json = serde_json::to_value(&report)
             .map_err(|e| DeliveryError::Temporary(format!("cannot encode the report: {e}")))?;
         let subject = authcheck_verifier::subject::subject_of(&message);

@@ -11,7 +11,9 @@ use axum::routing::get;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Buckets for every `*_seconds` histogram: DNS answers in milliseconds up to SPF's 20 s limit.
-const SECONDS_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0];
+const SECONDS_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0,
+];
 
 /// Installs the process-wide recorder. Call once, before anything records.
 pub fn install() -> anyhow::Result<PrometheusHandle> {
@@ -23,13 +25,31 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
 }
 
 fn describe() {
-    metrics::describe_counter!("authcheck_messages_total", "Test results stored, by mailbox and verdict");
-    metrics::describe_histogram!("authcheck_verification_seconds", "Time to verify one message");
-    metrics::describe_histogram!("authcheck_dns_query_seconds", "Time of one DNS query, by record type");
-    metrics::describe_counter!("authcheck_dns_failures_total", "DNS queries that failed temporarily");
-    metrics::describe_counter!("authcheck_store_errors_total", "Results that could not be stored");
+    metrics::describe_counter!(
+        "authcheck_messages_total",
+        "Test results stored, by mailbox and verdict"
+    );
+    metrics::describe_histogram!(
+        "authcheck_verification_seconds",
+        "Time to verify one message"
+    );
+    metrics::describe_histogram!(
+        "authcheck_dns_query_seconds",
+        "Time of one DNS query, by record type"
+    );
+    metrics::describe_counter!(
+        "authcheck_dns_failures_total",
+        "DNS queries that failed temporarily"
+    );
+    metrics::describe_counter!(
+        "authcheck_store_errors_total",
+        "Results that could not be stored"
+    );
     metrics::describe_counter!("authcheck_smtp_replies_total", "SMTP replies sent, by code");
-    metrics::describe_gauge!("authcheck_smtp_connections_open", "SMTP connections open now");
+    metrics::describe_gauge!(
+        "authcheck_smtp_connections_open",
+        "SMTP connections open now"
+    );
 }
 
 /// The `/metrics` route.

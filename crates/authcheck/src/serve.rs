@@ -23,16 +23,26 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 const WEB_SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 fn setting_error(setting: &'static str, problem: impl std::fmt::Display) -> ConfigError {
-    ConfigError { setting, problem: problem.to_string() }
+    ConfigError {
+        setting,
+        problem: problem.to_string(),
+    }
 }
 
 /// Opens the store named by the settings; a failure names `database_url`.
 pub async fn open_store(settings: &Settings) -> Result<SharedStore, ConfigError> {
-    authcheck_store::open(&settings.database_url).await.map_err(|e| setting_error("database_url", e))
+    authcheck_store::open(&settings.database_url)
+        .await
+        .map_err(|e| setting_error("database_url", e))
 }
 
-async fn bind(setting: &'static str, addr: std::net::SocketAddr) -> Result<TcpListener, ConfigError> {
-    TcpListener::bind(addr).await.map_err(|e| setting_error(setting, format!("cannot listen on {addr}: {e}")))
+async fn bind(
+    setting: &'static str,
+    addr: std::net::SocketAddr,
+) -> Result<TcpListener, ConfigError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| setting_error(setting, format!("cannot listen on {addr}: {e}")))
 }
 
 /// Resolves when the process is asked to stop (SIGTERM, SIGINT/Ctrl-C).
@@ -59,12 +69,20 @@ fn purge_interval(retention: Duration) -> Duration {
 }
 
 /// Deletes results older than the retention; returns how many.
-pub async fn purge_once(store: &SharedStore, retention: Duration) -> Result<u64, authcheck_store::StoreError> {
-    let cutoff = chrono::Utc::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+pub async fn purge_once(
+    store: &SharedStore,
+    retention: Duration,
+) -> Result<u64, authcheck_store::StoreError> {
+    let cutoff =
+        chrono::Utc::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
     store.purge(cutoff).await
 }
 
-async fn purge_periodically(store: SharedStore, retention: Duration, mut stop: watch::Receiver<bool>) {
+async fn purge_periodically(
+    store: SharedStore,
+    retention: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut ticker = tokio::time::interval(purge_interval(retention));
     loop {
         tokio::select! {
@@ -83,13 +101,19 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let metrics = crate::metrics::install()?;
     let store = open_store(&settings).await?;
 
-    let dns = DnsConfig { servers: settings.dns_servers.clone(), ..DnsConfig::default() };
+    let dns = DnsConfig {
+        servers: settings.dns_servers.clone(),
+        ..DnsConfig::default()
+    };
     let verifier = Verifier::new(VerifierConfig::new(settings.hostname.clone(), dns))
         .map_err(|e| setting_error("dns_server", e))?;
 
     let tls = match &settings.tls {
-        Some((cert, key)) => authcheck_smtp::load_tls(cert, key).map_err(|e| setting_error("tls_cert", e))?,
-        None => authcheck_smtp::self_signed_tls(&settings.hostname).map_err(|e| setting_error("tls_cert", e))?,
+        Some((cert, key)) => {
+            authcheck_smtp::load_tls(cert, key).map_err(|e| setting_error("tls_cert", e))?
+        }
+        None => authcheck_smtp::self_signed_tls(&settings.hostname)
+            .map_err(|e| setting_error("tls_cert", e))?,
     };
 
     let smtp_listener = bind("smtp_listen", settings.smtp_listen).await?;
@@ -116,28 +140,45 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         shutdown_grace: SHUTDOWN_GRACE,
         ..SmtpConfig::new(smtp_addr)
     };
-    let delivery = Arc::new(TesterDelivery { verifier, store: store.clone(), public_url: public_url.clone() });
+    let delivery = Arc::new(TesterDelivery {
+        verifier,
+        store: store.clone(),
+        public_url: public_url.clone(),
+    });
     let mut smtp_stop = stop_rx.clone();
-    let smtp = tokio::spawn(authcheck_smtp::run(smtp_listener, smtp_config, delivery, async move {
-        let _ = smtp_stop.changed().await;
-    }));
+    let smtp = tokio::spawn(authcheck_smtp::run(
+        smtp_listener,
+        smtp_config,
+        delivery,
+        async move {
+            let _ = smtp_stop.changed().await;
+        },
+    ));
 
     let web_config = WebConfig {
         domains: settings.domains.clone(),
         public_url: public_url.clone(),
         hostname: settings.hostname.clone(),
     };
-    let app = authcheck_web::router(store.clone(), web_config).merge(crate::metrics::router(metrics));
+    let app =
+        authcheck_web::router(store.clone(), web_config).merge(crate::metrics::router(metrics));
     let mut web_stop = stop_rx.clone();
     let mut web = tokio::spawn(async move {
-        axum::serve(http_listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-            .with_graceful_shutdown(async move {
-                let _ = web_stop.changed().await;
-            })
-            .await
+        axum::serve(
+            http_listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = web_stop.changed().await;
+        })
+        .await
     });
 
-    let purge = tokio::spawn(purge_periodically(store.clone(), settings.retention, stop_rx.clone()));
+    let purge = tokio::spawn(purge_periodically(
+        store.clone(),
+        settings.retention,
+        stop_rx.clone(),
+    ));
 
     tracing::info!(
         smtp = %smtp_addr,
@@ -147,14 +188,19 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         "authcheck is running"
     );
     // A line for people and scripts that start the service with port 0.
-    println!("authcheck: smtp listening on {smtp_addr}, http listening on {http_addr}, results at {public_url}");
+    println!(
+        "authcheck: smtp listening on {smtp_addr}, http listening on {http_addr}, results at {public_url}"
+    );
 
     shutdown_requested().await;
     tracing::info!("shutting down: no new connections; letting sessions in flight finish");
     let _ = stop_tx.send(true);
     let _ = smtp.await;
     // Open result pages hold event streams; they get a moment to close, then are cut.
-    if tokio::time::timeout(WEB_SHUTDOWN_GRACE, &mut web).await.is_err() {
+    if tokio::time::timeout(WEB_SHUTDOWN_GRACE, &mut web)
+        .await
+        .is_err()
+    {
         web.abort();
     }
     let _ = purge.await;

@@ -42,7 +42,8 @@ impl Reply {
 /// Reply text from elsewhere (a delivery error) must stay on one line.
 /// Counts a reply by its code for `/metrics` (`authcheck_smtp_replies_total{code="250"}`).
 pub(crate) fn count(reply: &Reply) {
-    metrics::counter!("authcheck_smtp_replies_total", "code" => reply.code().to_string()).increment(1);
+    metrics::counter!("authcheck_smtp_replies_total", "code" => reply.code().to_string())
+        .increment(1);
 }
 
 fn one_line(text: &str) -> String {

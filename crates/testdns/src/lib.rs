@@ -76,7 +76,10 @@ fn parse_name(name: &str) -> Name {
 
 /// The name's labels as they are on the wire, joined by dots (no presentation escapes).
 fn raw_labels(name: &Name) -> String {
-    name.iter().map(|label| String::from_utf8_lossy(label).into_owned()).collect::<Vec<_>>().join(".")
+    name.iter()
+        .map(|label| String::from_utf8_lossy(label).into_owned())
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 /// The name under `in-addr.arpa` or `ip6.arpa` that holds the PTR record of `ip`.
@@ -102,9 +105,13 @@ impl TestDns {
     pub async fn start() -> TestDns {
         // UDP and TCP must share the port; retry if another process takes the TCP side first.
         for _ in 0..20 {
-            let udp = UdpSocket::bind("127.0.0.1:0").await.expect("bind UDP on loopback");
+            let udp = UdpSocket::bind("127.0.0.1:0")
+                .await
+                .expect("bind UDP on loopback");
             let addr = udp.local_addr().expect("local addr");
-            let Ok(tcp) = TcpListener::bind(addr).await else { continue };
+            let Ok(tcp) = TcpListener::bind(addr).await else {
+                continue;
+            };
             let zone = Arc::new(RwLock::new(Zone::default()));
             let tasks = vec![
                 tokio::spawn(serve_udp(Arc::new(udp), zone.clone())),
@@ -126,13 +133,23 @@ impl TestDns {
     }
 
     fn add(&self, name: &str, data: RData) {
-        self.zone.write().unwrap().records.entry(key(name)).or_default().push(data);
+        self.zone
+            .write()
+            .unwrap()
+            .records
+            .entry(key(name))
+            .or_default()
+            .push(data);
     }
 
     /// Adds a TXT record holding one string (split into 255-byte strings when longer).
     pub fn add_txt(&self, name: &str, value: &str) {
         let chunks: Vec<&[u8]> = value.as_bytes().chunks(255).collect();
-        let chunks = if chunks.is_empty() { vec![&b""[..]] } else { chunks };
+        let chunks = if chunks.is_empty() {
+            vec![&b""[..]]
+        } else {
+            chunks
+        };
         self.add(name, RData::TXT(TXT::from_bytes(chunks)));
     }
 
@@ -172,12 +189,21 @@ impl TestDns {
 
     /// Makes `name` exist with no records of any type (answers `NOERROR` with no data).
     pub fn add_empty(&self, name: &str) {
-        self.zone.write().unwrap().records.entry(key(name)).or_default();
+        self.zone
+            .write()
+            .unwrap()
+            .records
+            .entry(key(name))
+            .or_default();
     }
 
     /// Makes every query for `name` behave this way.
     pub fn set_behaviour(&self, name: &str, behaviour: Behaviour) {
-        self.zone.write().unwrap().behaviours.insert(key(name), behaviour);
+        self.zone
+            .write()
+            .unwrap()
+            .behaviours
+            .insert(key(name), behaviour);
     }
 
     /// Removes every record and behaviour.
@@ -242,11 +268,18 @@ fn answer(zone: &RwLock<Zone>, request: &Message) -> (Reply, Option<Duration>) {
             _ => None,
         });
         if let Some(target) = cname {
-            response.add_answer(Record::from_rdata(owner, TTL, RData::CNAME(CNAME(target.clone()))));
+            response.add_answer(Record::from_rdata(
+                owner,
+                TTL,
+                RData::CNAME(CNAME(target.clone())),
+            ));
             name = key(&raw_labels(&target));
             continue;
         }
-        for data in records.iter().filter(|r| r.record_type() == query_type || query_type == RecordType::ANY) {
+        for data in records
+            .iter()
+            .filter(|r| r.record_type() == query_type || query_type == RecordType::ANY)
+        {
             response.add_answer(Record::from_rdata(owner.clone(), TTL, data.clone()));
         }
         return (Reply::Send(response), delay);
@@ -258,11 +291,22 @@ fn answer(zone: &RwLock<Zone>, request: &Message) -> (Reply, Option<Duration>) {
 async fn serve_udp(socket: Arc<UdpSocket>, zone: Arc<RwLock<Zone>>) {
     let mut buf = vec![0u8; 4096];
     loop {
-        let Ok((len, peer)) = socket.recv_from(&mut buf).await else { continue };
-        let Ok(request) = Message::from_vec(&buf[..len]) else { continue };
-        let limit = request.edns.as_ref().map(|e| e.max_payload() as usize).unwrap_or(UDP_LIMIT).max(UDP_LIMIT);
+        let Ok((len, peer)) = socket.recv_from(&mut buf).await else {
+            continue;
+        };
+        let Ok(request) = Message::from_vec(&buf[..len]) else {
+            continue;
+        };
+        let limit = request
+            .edns
+            .as_ref()
+            .map(|e| e.max_payload() as usize)
+            .unwrap_or(UDP_LIMIT)
+            .max(UDP_LIMIT);
         let (reply, delay) = answer(&zone, &request);
-        let Reply::Send(mut response) = reply else { continue };
+        let Reply::Send(mut response) = reply else {
+            continue;
+        };
         let socket = socket.clone();
         tokio::spawn(async move {
             if let Some(delay) = delay {
@@ -271,7 +315,9 @@ async fn serve_udp(socket: Arc<UdpSocket>, zone: Arc<RwLock<Zone>>) {
             if let Some(edns) = request.edns.clone() {
                 response.set_edns(edns);
             }
-            let Ok(mut bytes) = response.to_vec() else { return };
+            let Ok(mut bytes) = response.to_vec() else {
+                return;
+            };
             if bytes.len() > limit {
                 let mut truncated = response.truncate();
                 truncated.metadata.truncation = true;
@@ -285,26 +331,36 @@ async fn serve_udp(socket: Arc<UdpSocket>, zone: Arc<RwLock<Zone>>) {
 
 async fn serve_tcp(listener: TcpListener, zone: Arc<RwLock<Zone>>) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
         tokio::spawn(serve_tcp_connection(stream, zone.clone()));
     }
 }
 
 async fn serve_tcp_connection(mut stream: TcpStream, zone: Arc<RwLock<Zone>>) {
     loop {
-        let Ok(len) = stream.read_u16().await else { return };
+        let Ok(len) = stream.read_u16().await else {
+            return;
+        };
         let mut buf = vec![0u8; len as usize];
         if stream.read_exact(&mut buf).await.is_err() {
             return;
         }
-        let Ok(request) = Message::from_vec(&buf) else { return };
+        let Ok(request) = Message::from_vec(&buf) else {
+            return;
+        };
         let (reply, delay) = answer(&zone, &request);
-        let Reply::Send(response) = reply else { continue };
+        let Reply::Send(response) = reply else {
+            continue;
+        };
         if let Some(delay) = delay {
             tokio::time::sleep(delay).await;
         }
         let Ok(bytes) = response.to_vec() else { return };
-        if stream.write_u16(bytes.len() as u16).await.is_err() || stream.write_all(&bytes).await.is_err() {
+        if stream.write_u16(bytes.len() as u16).await.is_err()
+            || stream.write_all(&bytes).await.is_err()
+        {
             return;
         }
     }

@@ -25,7 +25,12 @@ pub enum TestKey {
 }
 
 impl TestKey {
-    pub const ALL: [TestKey; 4] = [TestKey::Rsa2048, TestKey::Rsa1024, TestKey::Rsa512, TestKey::Ed25519];
+    pub const ALL: [TestKey; 4] = [
+        TestKey::Rsa2048,
+        TestKey::Rsa1024,
+        TestKey::Rsa512,
+        TestKey::Ed25519,
+    ];
 
     /// The selector this key is published under.
     pub fn selector(self) -> &'static str {
@@ -38,14 +43,22 @@ impl TestKey {
     }
 
     fn read(self, suffix: &str) -> Vec<u8> {
-        let path = format!("{}/keys/{}{suffix}", env!("CARGO_MANIFEST_DIR"), self.selector());
+        let path = format!(
+            "{}/keys/{}{suffix}",
+            env!("CARGO_MANIFEST_DIR"),
+            self.selector()
+        );
         std::fs::read(&path).unwrap_or_else(|e| panic!("read {path}: {e}"))
     }
 
     /// The DKIM key record (TXT value) publishing this key.
     pub fn dns_record(self) -> String {
         let public = String::from_utf8(self.read(".pub.b64")).expect("base64 is ASCII");
-        let k = if self == TestKey::Ed25519 { "ed25519" } else { "rsa" };
+        let k = if self == TestKey::Ed25519 {
+            "ed25519"
+        } else {
+            "rsa"
+        };
         format!("v=DKIM1; k={k}; p={}", public.trim())
     }
 }
@@ -74,7 +87,9 @@ impl SignOptions {
             domain: domain.into(),
             key,
             selector: None,
-            headers: ["From", "To", "Subject", "Date", "Message-ID"].map(String::from).to_vec(),
+            headers: ["From", "To", "Subject", "Date", "Message-ID"]
+                .map(String::from)
+                .to_vec(),
             relaxed: true,
             expiration_secs: None,
             identity: None,
@@ -83,9 +98,20 @@ impl SignOptions {
     }
 }
 
-fn sign_with<K: mail_auth::common::crypto::SigningKey>(key: K, message: &[u8], options: &SignOptions) -> String {
-    let selector = options.selector.clone().unwrap_or_else(|| options.key.selector().into());
-    let canon = if options.relaxed { Canonicalization::Relaxed } else { Canonicalization::Simple };
+fn sign_with<K: mail_auth::common::crypto::SigningKey>(
+    key: K,
+    message: &[u8],
+    options: &SignOptions,
+) -> String {
+    let selector = options
+        .selector
+        .clone()
+        .unwrap_or_else(|| options.key.selector().into());
+    let canon = if options.relaxed {
+        Canonicalization::Relaxed
+    } else {
+        Canonicalization::Simple
+    };
     let mut signer = DkimSigner::from_key(key)
         .domain(&options.domain)
         .selector(selector)
@@ -99,7 +125,10 @@ fn sign_with<K: mail_auth::common::crypto::SigningKey>(key: K, message: &[u8], o
     if let Some(identity) = &options.identity {
         signer = signer.agent_user_identifier(identity);
     }
-    signer.sign(message).expect("sign the test message").to_header()
+    signer
+        .sign(message)
+        .expect("sign the test message")
+        .to_header()
 }
 
 /// Returns `message` with a DKIM-Signature header field prepended.
@@ -110,7 +139,11 @@ pub fn sign(message: &[u8], options: &SignOptions) -> Vec<u8> {
             let key = Ed25519Key::from_pkcs8_der(der.secret_der()).expect("ed25519 test key");
             sign_with(key, message, options)
         }
-        _ => sign_with(RsaKey::<Sha256>::from_key_der(der).expect("RSA test key"), message, options),
+        _ => sign_with(
+            RsaKey::<Sha256>::from_key_der(der).expect("RSA test key"),
+            message,
+            options,
+        ),
     };
     let mut out = header.into_bytes();
     out.extend_from_slice(message);
@@ -120,7 +153,10 @@ pub fn sign(message: &[u8], options: &SignOptions) -> Vec<u8> {
 /// Publishes every test key under `<selector>._domainkey.<domain>`.
 pub fn publish_keys(dns: &TestDns, domain: &str) {
     for key in TestKey::ALL {
-        dns.add_txt(&format!("{}._domainkey.{domain}", key.selector()), &key.dns_record());
+        dns.add_txt(
+            &format!("{}._domainkey.{domain}", key.selector()),
+            &key.dns_record(),
+        );
     }
 }
 

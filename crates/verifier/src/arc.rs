@@ -17,8 +17,8 @@ use base64::Engine as _;
 use mail_auth::{AuthenticatedMessage, DkimResult, MessageAuthenticator};
 use rsa::traits::PublicKeyParts as _;
 
-use crate::dkim::{MIN_RSA_BITS, rsa_public_key};
 use crate::dkim::tags::{TagList, without_fws};
+use crate::dkim::{MIN_RSA_BITS, rsa_public_key};
 use crate::dns::Dns;
 use crate::report::{ArcReport, ArcResult};
 
@@ -160,7 +160,12 @@ fn structural_problem(fields: &[ArcField]) -> Option<String> {
         };
         let tags = match TagList::parse(&field.value) {
             Ok(tags) => tags,
-            Err(problem) => return Some(format!("an {} field has a malformed tag list: {problem}", field.name)),
+            Err(problem) => {
+                return Some(format!(
+                    "an {} field has a malformed tag list: {problem}",
+                    field.name
+                ));
+            }
         };
         let value = |name: &str| tags.value(name);
         let instance = value("i").unwrap_or("?");
@@ -228,7 +233,9 @@ async fn short_key(dns: &Dns, fields: &[ArcField]) -> Option<String> {
 fn rsa_key_bits(record: &[u8]) -> Option<usize> {
     let text = std::str::from_utf8(record).ok()?;
     let tags = TagList::parse(text).ok()?;
-    let der = base64::engine::general_purpose::STANDARD.decode(without_fws(tags.value("p")?)).ok()?;
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(without_fws(tags.value("p")?))
+        .ok()?;
     Some(rsa_public_key(&der).ok()?.n().bits())
 }
 

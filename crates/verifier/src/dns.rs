@@ -30,7 +30,11 @@ pub struct DnsConfig {
 
 impl Default for DnsConfig {
     fn default() -> Self {
-        DnsConfig { servers: Vec::new(), query_timeout: Duration::from_secs(5), attempts: 2 }
+        DnsConfig {
+            servers: Vec::new(),
+            query_timeout: Duration::from_secs(5),
+            attempts: 2,
+        }
     }
 }
 
@@ -94,18 +98,25 @@ impl Dns {
                     server
                 })
                 .collect();
-            (ResolverConfig::from_name_servers(servers), ResolverOpts::default())
+            (
+                ResolverConfig::from_name_servers(servers),
+                ResolverOpts::default(),
+            )
         };
         opts.timeout = config.query_timeout;
         opts.attempts = config.attempts.max(1);
         opts.ndots = 0;
         opts.use_hosts_file = ResolveHosts::Never;
         opts.edns0 = true;
-        let resolver = TokioResolver::builder_with_config(resolver_config, TokioRuntimeProvider::default())
-            .with_options(opts)
-            .build()
-            .map_err(|e| DnsSetupError(e.to_string()))?;
-        Ok(Dns { resolver, config: config.clone() })
+        let resolver =
+            TokioResolver::builder_with_config(resolver_config, TokioRuntimeProvider::default())
+                .with_options(opts)
+                .build()
+                .map_err(|e| DnsSetupError(e.to_string()))?;
+        Ok(Dns {
+            resolver,
+            config: config.clone(),
+        })
     }
 
     /// The configuration this client was made from.
@@ -133,7 +144,10 @@ impl Dns {
                     .map(|r| r.data.clone())
                     .collect();
                 if records.is_empty() {
-                    Err(LookupError::NoRecords(name.to_string(), type_name(record_type)))
+                    Err(LookupError::NoRecords(
+                        name.to_string(),
+                        type_name(record_type),
+                    ))
                 } else {
                     Ok(records)
                 }
@@ -155,7 +169,12 @@ impl Dns {
             .await?
             .into_iter()
             .filter_map(|data| match data {
-                RData::TXT(txt) => Some(txt.txt_data.iter().flat_map(|s| s.iter().copied()).collect()),
+                RData::TXT(txt) => Some(
+                    txt.txt_data
+                        .iter()
+                        .flat_map(|s| s.iter().copied())
+                        .collect(),
+                ),
                 _ => None,
             })
             .collect())
@@ -227,18 +246,30 @@ fn name_to_string(name: &Name) -> String {
 }
 
 fn labels_to_string(name: &Name) -> String {
-    name.iter().map(|label| String::from_utf8_lossy(label).into_owned()).collect::<Vec<_>>().join(".")
+    name.iter()
+        .map(|label| String::from_utf8_lossy(label).into_owned())
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 fn to_fqdn(name: &str) -> Result<Name, LookupError> {
     let trimmed = name.trim_end_matches('.');
-    if trimmed.is_empty() || trimmed.len() > 253 || trimmed.split('.').any(|l| l.is_empty() || l.len() > 63) {
+    if trimmed.is_empty()
+        || trimmed.len() > 253
+        || trimmed.split('.').any(|l| l.is_empty() || l.len() > 63)
+    {
         return Err(LookupError::InvalidName(name.to_string()));
     }
     // SPF targets may hold any visible ASCII (`foo:bar/baz.example.com`), which the text parser
     // refuses; such names go on the wire label by label as they are.
     let mut fqdn = Name::from_str_relaxed(trimmed)
-        .or_else(|e| if trimmed.is_ascii() { Name::from_labels(trimmed.split('.').map(str::as_bytes)) } else { Err(e) })
+        .or_else(|e| {
+            if trimmed.is_ascii() {
+                Name::from_labels(trimmed.split('.').map(str::as_bytes))
+            } else {
+                Err(e)
+            }
+        })
         .map_err(|_| LookupError::InvalidName(name.to_string()))?;
     fqdn.set_fqdn(true);
     Ok(fqdn)
@@ -259,7 +290,9 @@ fn classify(name: &str, record_type: RecordType, error: NetError) -> LookupError
     match error {
         NetError::Dns(DnsError::NoRecordsFound(no_records)) => match no_records.response_code {
             ResponseCode::NXDomain => LookupError::NxDomain(name.to_string()),
-            ResponseCode::NoError => LookupError::NoRecords(name.to_string(), type_name(record_type)),
+            ResponseCode::NoError => {
+                LookupError::NoRecords(name.to_string(), type_name(record_type))
+            }
             code => LookupError::Temporary(name.to_string(), code.to_string()),
         },
         NetError::Timeout => LookupError::Temporary(name.to_string(), "timed out".into()),

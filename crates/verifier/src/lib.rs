@@ -10,16 +10,16 @@
 //! This crate knows nothing of SMTP, storage or HTTP: its only contact with the world is DNS,
 //! through [`Dns`], whose time limits bound every check.
 
+pub mod arc;
+pub mod auth_results;
+pub mod dkim;
+pub mod dmarc;
 pub mod dns;
+pub mod domain;
 pub mod report;
 pub mod spf;
-pub mod dkim;
-pub mod domain;
-pub mod dmarc;
-pub mod arc;
-pub mod verdict;
-pub mod auth_results;
 pub mod subject;
+pub mod verdict;
 mod verifier;
 
 pub use dns::{Dns, DnsConfig, DnsSetupError, LookupError};

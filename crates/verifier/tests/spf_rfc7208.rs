@@ -120,7 +120,11 @@ fn load_zone(dns: &TestDns, zone: &Yaml) {
                     "MX" => {
                         let parts = value.as_vec().expect("MX is [preference, name]");
                         let exchange = root_if_empty(string(&parts[1]));
-                        dns.add_mx(&name, parts[0].as_i64().expect("MX preference") as u16, &exchange);
+                        dns.add_mx(
+                            &name,
+                            parts[0].as_i64().expect("MX preference") as u16,
+                            &exchange,
+                        );
                     }
                     "PTR" => {
                         let ip = reverse_to_ip(&name);

@@ -11,7 +11,11 @@ pub use authcheck_testkit::{SignOptions, TestKey, message, publish_keys, sign};
 
 /// A DNS configuration that sends every query to `dns` and gives up quickly.
 pub fn dns_config(dns: &TestDns) -> DnsConfig {
-    DnsConfig { servers: vec![dns.addr()], query_timeout: Duration::from_millis(500), attempts: 1 }
+    DnsConfig {
+        servers: vec![dns.addr()],
+        query_timeout: Duration::from_millis(500),
+        attempts: 1,
+    }
 }
 
 /// A verifier that asks `dns`.
@@ -20,8 +24,19 @@ pub fn verifier(dns: &TestDns) -> Verifier {
 }
 
 /// Verifies `message` as received from `ip` with this HELO and MAIL FROM.
-pub async fn verify(verifier: &Verifier, ip: &str, helo: &str, mail_from: &str, message: &[u8]) -> Report {
-    let input = MessageInput { client_ip: Some(ip.parse().unwrap()), helo, mail_from, message };
+pub async fn verify(
+    verifier: &Verifier,
+    ip: &str,
+    helo: &str,
+    mail_from: &str,
+    message: &[u8],
+) -> Report {
+    let input = MessageInput {
+        client_ip: Some(ip.parse().unwrap()),
+        helo,
+        mail_from,
+        message,
+    };
     verifier.verify(&input).await
 }
 

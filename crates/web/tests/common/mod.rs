@@ -2,7 +2,6 @@
 //! with full reports to put in it. Each test binary uses a different part of this module.
 #![allow(dead_code)]
 
-
 use std::net::SocketAddr;
 
 use authcheck_store::{Mailbox, NewResult, SessionFacts, SharedStore};
