@@ -387,23 +387,23 @@ async fn five_hundred_concurrent_connections_are_all_served_and_stored() {
             let stream = connect_from(source, smtp).await.expect("connect");
             let (read, mut write) = stream.into_split();
             let mut read = BufReader::new(read);
-            let greeting = read_reply(&mut read).await.unwrap_or_default();
+            let greeting = read_reply(&mut read).await;
             all_connected.wait().await;
-            if !greeting.starts_with("220") {
-                return (n, greeting);
-            }
+            let Some(greeting) = greeting.filter(|greeting| greeting.starts_with("220")) else {
+                return (n, "no greeting".to_string());
+            };
             let commands = format!(
                 "EHLO client{n}.helo.test\r\nMAIL FROM:<client{n}@pass.test>\r\nRCPT TO:<spf@tester.test>\r\nDATA\r\n"
             );
             write.write_all(commands.as_bytes()).await.expect("send commands");
-            for expected in ["250", "250", "250", "354"] {
-                let reply = read_reply(&mut read).await.unwrap_or_default();
-                if !reply.starts_with(expected) {
-                    return (n, reply);
+            for (command, expected) in ["EHLO", "MAIL", "RCPT", "DATA"].into_iter().zip(["250", "250", "250", "354"]) {
+                let reply = read_reply(&mut read).await;
+                if !reply.as_deref().is_some_and(|reply| reply.starts_with(expected)) {
+                    return (n, format!("{command}: {reply:?} after {greeting:?}"));
                 }
             }
             write.write_all(&dot_stuff(&message)).await.expect("send the message");
-            let reply = read_reply(&mut read).await.unwrap_or_default();
+            let reply = read_reply(&mut read).await.unwrap_or_else(|| "no final reply".into());
             let _ = write.write_all(b"QUIT\r\n").await;
             (n, reply)
         });

@@ -20,6 +20,9 @@ use crate::{ACQUIRE_TIMEOUT, SharedStore, StoreError, StoreResult};
 /// How long a writer waits for another connection's write to finish before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Writers of this process take turns for SQLite's single write lock (see `insert`).
+static WRITE_TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// WAL lets readers work while one connection writes; a few connections are plenty.
 const FILE_POOL_SIZE: u32 = 4;
 
@@ -140,6 +143,10 @@ impl Backend for Sqlite {
     }
 
     async fn insert(pool: &SqlitePool, rows: &[InsertRow<'_>]) -> StoreResult<()> {
+        // SQLite admits one writer at a time; a second one that finds the lock taken sleeps in
+        // SQLite's busy handler for up to tens of milliseconds before it looks again. Taking
+        // turns here instead hands the lock over the moment the last commit ends.
+        let _turn = WRITE_TURN.lock().await;
         let mut transaction = pool.begin().await.map_err(Sqlite::failure)?;
         for row in rows {
             row.bind_to(
