@@ -329,10 +329,18 @@ async fn connect_from(source: Ipv4Addr, server: SocketAddr) -> std::io::Result<T
 
 /// Reads one whole reply (all its lines) as text; None if the connection closed first.
 async fn read_reply<R: tokio::io::AsyncBufRead + Unpin>(reader: &mut R) -> Option<String> {
+    read_reply_within(reader, support::PATIENCE).await
+}
+
+/// Like [`read_reply`], giving up after `patience` (None then too).
+async fn read_reply_within<R: tokio::io::AsyncBufRead + Unpin>(
+    reader: &mut R,
+    patience: Duration,
+) -> Option<String> {
     let mut reply = String::new();
     loop {
         let mut line = String::new();
-        let read = tokio::time::timeout(support::PATIENCE, reader.read_line(&mut line)).await;
+        let read = tokio::time::timeout(patience, reader.read_line(&mut line)).await;
         match read {
             Ok(Ok(n)) if n > 0 => {}
             _ => return None,
@@ -371,6 +379,9 @@ fn service_peak_memory(service: &Service) -> Option<String> {
 async fn five_hundred_concurrent_connections_are_all_served_and_stored() {
     const CONNECTIONS: usize = 500;
     const SOURCES: u8 = 20;
+    // 500 sessions verified and stored at once on a small, busy machine can take a while;
+    // the test is about every one being served, not about speed.
+    const LOAD_PATIENCE: Duration = Duration::from_secs(120);
     let dns = zone().await;
     let service = Service::start(&dns).await;
     let smtp = service.smtp;
@@ -387,30 +398,45 @@ async fn five_hundred_concurrent_connections_are_all_served_and_stored() {
             let stream = connect_from(source, smtp).await.expect("connect");
             let (read, mut write) = stream.into_split();
             let mut read = BufReader::new(read);
-            let greeting = read_reply(&mut read).await;
+            let greeting = read_reply_within(&mut read, LOAD_PATIENCE).await;
             all_connected.wait().await;
             let Some(greeting) = greeting.filter(|greeting| greeting.starts_with("220")) else {
                 return (n, "no greeting".to_string());
             };
             let commands = format!(
-                "EHLO client{n}.helo.test\r\nMAIL FROM:<client{n}@pass.test>\r\nRCPT TO:<spf@tester.test>\r\nDATA\r\n"
+                "EHLO client{n}.helo.test\r\nMAIL FROM:<client{n}@pass.test>\r\n\
+                 RCPT TO:<spf@tester.test>\r\nDATA\r\n"
             );
-            write.write_all(commands.as_bytes()).await.expect("send commands");
-            for (command, expected) in ["EHLO", "MAIL", "RCPT", "DATA"].into_iter().zip(["250", "250", "250", "354"]) {
-                let reply = read_reply(&mut read).await;
-                if !reply.as_deref().is_some_and(|reply| reply.starts_with(expected)) {
+            write
+                .write_all(commands.as_bytes())
+                .await
+                .expect("send commands");
+            for (command, expected) in ["EHLO", "MAIL", "RCPT", "DATA"]
+                .into_iter()
+                .zip(["250", "250", "250", "354"])
+            {
+                let reply = read_reply_within(&mut read, LOAD_PATIENCE).await;
+                if !reply
+                    .as_deref()
+                    .is_some_and(|reply| reply.starts_with(expected))
+                {
                     return (n, format!("{command}: {reply:?} after {greeting:?}"));
                 }
             }
-            write.write_all(&dot_stuff(&message)).await.expect("send the message");
-            let reply = read_reply(&mut read).await.unwrap_or_else(|| "no final reply".into());
+            write
+                .write_all(&dot_stuff(&message))
+                .await
+                .expect("send the message");
+            let reply = read_reply_within(&mut read, LOAD_PATIENCE)
+                .await
+                .unwrap_or_else(|| "no final reply".into());
             let _ = write.write_all(b"QUIT\r\n").await;
             (n, reply)
         });
     }
     let mut stored_ids = Vec::new();
     let mut refused = Vec::new();
-    while let Some(finished) = tokio::time::timeout(support::PATIENCE * 4, clients.join_next())
+    while let Some(finished) = tokio::time::timeout(LOAD_PATIENCE * 2, clients.join_next())
         .await
         .expect("the clients finished in time")
     {

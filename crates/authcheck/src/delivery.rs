@@ -31,8 +31,18 @@ fn verdict_for(report: &Report, mailbox: Mailbox) -> &str {
     }
 }
 
-/// The PTR name of `ip` and whether it resolves back to `ip` (forward-confirmed reverse DNS).
+/// The most time the PTR lookup and its forward confirmation may take together.
+const REVERSE_DNS_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The PTR name of `ip` and whether it resolves back to `ip` (forward-confirmed reverse DNS),
+/// bounded like the checks so that a silent nameserver cannot hold the reply back.
 async fn reverse_dns(dns: &Dns, ip: IpAddr) -> (Option<String>, bool) {
+    tokio::time::timeout(REVERSE_DNS_TIME_LIMIT, lookup_reverse_dns(dns, ip))
+        .await
+        .unwrap_or((None, false))
+}
+
+async fn lookup_reverse_dns(dns: &Dns, ip: IpAddr) -> (Option<String>, bool) {
     let Ok(names) = dns.ptr(ip).await else {
         return (None, false);
     };

@@ -7,6 +7,7 @@
 //! from the database URL and runs the migrations in `migrations/`.
 
 mod failure;
+mod group_commit;
 mod listing;
 mod postgres;
 mod record;
@@ -122,7 +123,7 @@ pub struct ListQuery {
     pub limit: u32,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database cannot be reached or written now (connection lost, disk full, read-only);
     /// the SMTP client should retry later.

@@ -10,18 +10,16 @@ use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::error::DatabaseError;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Sqlite, SqlitePool};
+use sqlx::{Sqlite, SqliteConnection, SqlitePool};
 
 use crate::failure::query_failure;
 use crate::record::{INSERT_RAW_MESSAGE_SQL, INSERT_RESULT_SQL, InsertRow, to_stored_precision};
+use crate::group_commit::GroupCommitStore;
 use crate::sql_store::{Backend, SqlStore};
 use crate::{ACQUIRE_TIMEOUT, SharedStore, StoreError, StoreResult};
 
 /// How long a writer waits for another connection's write to finish before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Writers of this process take turns for SQLite's single write lock (see `insert`).
-static WRITE_TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// WAL lets readers work while one connection writes; a few connections are plenty.
 const FILE_POOL_SIZE: u32 = 4;
@@ -74,7 +72,7 @@ pub(crate) async fn open(url: &str) -> StoreResult<SharedStore> {
                  created by a newer authcheck, run that version or start from a new file"
             ))
         })?;
-    Ok(Arc::new(SqlStore::new(pool)))
+    Ok(Arc::new(GroupCommitStore::new(SqlStore::new(pool.clone()), pool)))
 }
 
 enum SqliteLocation {
@@ -125,6 +123,29 @@ fn create_parent_folder(database: &Path) -> StoreResult<()> {
     })
 }
 
+/// Writes `rows` and their raw messages on `connection` (inside the caller's transaction).
+pub(crate) async fn insert_rows(
+    connection: &mut SqliteConnection,
+    rows: &[InsertRow<'_>],
+) -> StoreResult<()> {
+    for row in rows {
+        row.bind_to(
+            sqlx::query(INSERT_RESULT_SQL),
+            stored_time_text(row.received_at),
+        )
+        .execute(&mut *connection)
+        .await
+        .map_err(Sqlite::failure)?;
+        sqlx::query(INSERT_RAW_MESSAGE_SQL)
+            .bind(row.id.as_str())
+            .bind(row.raw_message())
+            .execute(&mut *connection)
+            .await
+            .map_err(Sqlite::failure)?;
+    }
+    Ok(())
+}
+
 /// UTC RFC 3339 with exactly six fractional digits, so that comparing the stored text (as the
 /// purge does) compares the instants.
 fn stored_time_text(at: DateTime<Utc>) -> String {
@@ -143,26 +164,8 @@ impl Backend for Sqlite {
     }
 
     async fn insert(pool: &SqlitePool, rows: &[InsertRow<'_>]) -> StoreResult<()> {
-        // SQLite admits one writer at a time; a second one that finds the lock taken sleeps in
-        // SQLite's busy handler for up to tens of milliseconds before it looks again. Taking
-        // turns here instead hands the lock over the moment the last commit ends.
-        let _turn = WRITE_TURN.lock().await;
         let mut transaction = pool.begin().await.map_err(Sqlite::failure)?;
-        for row in rows {
-            row.bind_to(
-                sqlx::query(INSERT_RESULT_SQL),
-                stored_time_text(row.received_at),
-            )
-            .execute(&mut *transaction)
-            .await
-            .map_err(Sqlite::failure)?;
-            sqlx::query(INSERT_RAW_MESSAGE_SQL)
-                .bind(row.id.as_str())
-                .bind(row.raw_message())
-                .execute(&mut *transaction)
-                .await
-                .map_err(Sqlite::failure)?;
-        }
+        insert_rows(&mut transaction, rows).await?;
         transaction.commit().await.map_err(Sqlite::failure)
     }
 
