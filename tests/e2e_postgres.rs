@@ -26,29 +26,6 @@ fn postgres_url() -> Option<String> {
     }
 }
 
-/// Creates a fresh database on the server of `url` and returns its URL.
-fn fresh_database(url: &str) -> String {
-    let name = format!("authcheck_e2e_{}_{}", std::process::id(), rand_suffix());
-    let status = StdCommand::new("psql")
-        .args([url, "-qc", &format!("CREATE DATABASE {name}")])
-        .status()
-        .expect("run psql");
-    assert!(status.success(), "create database {name}");
-    let base = url
-        .rsplit_once('/')
-        .map(|(base, _)| base)
-        .expect("URL with a database name");
-    format!("{base}/{name}")
-}
-
-fn rand_suffix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        % 1_000_000_007
-}
-
 async fn zone() -> TestDns {
     let dns = TestDns::start().await;
     dns.add_txt("pass.test", "v=spf1 ip4:127.0.0.1 -all");
@@ -64,7 +41,7 @@ fn with_database(dns: &TestDns, url: &str) -> ServiceOptions {
 #[tokio::test]
 async fn a_result_accepted_by_one_instance_shows_on_the_other() {
     let Some(server) = postgres_url() else { return };
-    let database = fresh_database(&server);
+    let database = support::fresh_postgres_database(&server);
     let dns = zone().await;
     let a = Service::start_with(with_database(&dns, &database)).await;
     let b = Service::start_with(with_database(&dns, &database)).await;
@@ -123,7 +100,7 @@ async fn a_result_accepted_by_one_instance_shows_on_the_other() {
 #[tokio::test]
 async fn concurrent_purges_on_one_database_are_safe() {
     let Some(server) = postgres_url() else { return };
-    let database = fresh_database(&server);
+    let database = support::fresh_postgres_database(&server);
     let dns = zone().await;
     let a = Service::start_with(with_database(&dns, &database)).await;
     send_and_fetch(

@@ -35,12 +35,47 @@ pub struct ServiceOptions {
     pub stderr_to: Option<PathBuf>,
 }
 
+/// Creates a fresh database on the PostgreSQL server of `server_url` and returns its URL.
+pub fn fresh_postgres_database(server_url: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = format!("authcheck_e2e_{}_{nanos}_{n}", std::process::id());
+    let status = std::process::Command::new("psql")
+        .args([server_url, "-qc", &format!("CREATE DATABASE {name}")])
+        .status()
+        .expect("run psql");
+    assert!(status.success(), "create database {name}");
+    let base = server_url
+        .rsplit_once('/')
+        .map(|(base, _)| base)
+        .expect("URL with a database name");
+    format!("{base}/{name}")
+}
+
+/// The database new services use: SQLite in their folder by default; with
+/// `AUTHCHECK_E2E_BACKEND=postgres`, a fresh database on `AUTHCHECK_TEST_POSTGRES_URL`'s
+/// server, so the same end-to-end tests run against both backends.
+fn default_database() -> Option<String> {
+    match std::env::var("AUTHCHECK_E2E_BACKEND").as_deref() {
+        Ok("postgres") => {
+            let server = std::env::var("AUTHCHECK_TEST_POSTGRES_URL")
+                .expect("AUTHCHECK_E2E_BACKEND=postgres needs AUTHCHECK_TEST_POSTGRES_URL");
+            Some(fresh_postgres_database(&server))
+        }
+        _ => None,
+    }
+}
+
 impl ServiceOptions {
     pub fn new(dns: &TestDns) -> Self {
         ServiceOptions {
             dns: dns.addr(),
             domains: vec!["tester.test".into()],
-            database_url: None,
+            database_url: default_database(),
             extra_args: Vec::new(),
             env: Vec::new(),
             data_dir: None,

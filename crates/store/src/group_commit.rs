@@ -117,7 +117,10 @@ impl ResultStore for GroupCommitStore {
             return Ok(Vec::new());
         }
         let (done, answer) = oneshot::channel();
-        let job = Job { results: results.to_vec(), done };
+        let job = Job {
+            results: results.to_vec(),
+            done,
+        };
         let writer_gone = || StoreError::Unavailable("the database writer has stopped".into());
         self.jobs.send(job).await.map_err(|_| writer_gone())?;
         answer.await.map_err(|_| writer_gone())?

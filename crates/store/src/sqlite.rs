@@ -13,8 +13,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Sqlite, SqliteConnection, SqlitePool};
 
 use crate::failure::query_failure;
-use crate::record::{INSERT_RAW_MESSAGE_SQL, INSERT_RESULT_SQL, InsertRow, to_stored_precision};
 use crate::group_commit::GroupCommitStore;
+use crate::record::{INSERT_RAW_MESSAGE_SQL, INSERT_RESULT_SQL, InsertRow, to_stored_precision};
 use crate::sql_store::{Backend, SqlStore};
 use crate::{ACQUIRE_TIMEOUT, SharedStore, StoreError, StoreResult};
 
@@ -72,7 +72,10 @@ pub(crate) async fn open(url: &str) -> StoreResult<SharedStore> {
                  created by a newer authcheck, run that version or start from a new file"
             ))
         })?;
-    Ok(Arc::new(GroupCommitStore::new(SqlStore::new(pool.clone()), pool)))
+    Ok(Arc::new(GroupCommitStore::new(
+        SqlStore::new(pool.clone()),
+        pool,
+    )))
 }
 
 enum SqliteLocation {
