@@ -91,10 +91,11 @@ async fn a_result_appears_live_and_hostile_fields_stay_text() {
         .await;
     assert_eq!(before, 0);
 
+    let hostile_mail_from = "\"<img src=x onerror=window.__pwned=1>\"@pass.test";
     let reply = send(
         &service,
         &format!("x{PAYLOAD}"),
-        "a@pass.test",
+        hostile_mail_from,
         &["spf@tester.test"],
         &hostile_message(),
     )
@@ -127,8 +128,8 @@ async fn a_result_appears_live_and_hostile_fields_stay_text() {
     browser.goto(&service.url("/spf")).await;
     assert_inert(&browser.eval(INSPECT).await, "/spf reloaded");
 
-    // The result page shows every hostile field: From, Subject, header names and values,
-    // DKIM tags, the HELO.
+    // The result page shows every hostile field: From, Subject, MAIL FROM, header names and
+    // values, DKIM tags, the HELO.
     browser.goto(&service.url(&format!("/r/{id}"))).await;
     let detail = browser.eval(INSPECT).await;
     assert_inert(&detail, "/r/{id}");
@@ -145,6 +146,10 @@ async fn a_result_appears_live_and_hostile_fields_stay_text() {
     assert!(
         text.contains("<i>sel</i>"),
         "a hostile DKIM selector is shown as text"
+    );
+    assert!(
+        text.contains(hostile_mail_from),
+        "a hostile MAIL FROM is shown as text"
     );
 
     // A failing SPF check shows the domain's explanation, which is markup here.

@@ -100,3 +100,7 @@ impl std::fmt::Debug for SmtpConfig {
 pub(crate) const READ_CHUNK: usize = 16 * 1024;
 /// How long closing a connection (TLS close_notify included) may take.
 pub(crate) const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Message data the client must send within each command timeout to keep the connection.
+/// RFC 5321 asks servers to wait minutes between data blocks; a client that sends a message a
+/// byte every few seconds would otherwise hold its slot until the whole-session limit.
+pub(crate) const MIN_DATA_PER_TIMEOUT: usize = 1024;

@@ -117,6 +117,32 @@ async fn a_client_that_stops_sending_data_is_timed_out() {
 }
 
 #[tokio::test]
+async fn a_message_trickled_a_byte_at_a_time_is_timed_out() {
+    let server = start(|config| config.command_timeout = Duration::from_millis(500)).await;
+    let mut client = server.greeted_client().await;
+    client
+        .envelope("sender@example.com", &["spf@tester.example"])
+        .await;
+    client.command("DATA").await;
+    // One byte every 50 ms: never silent for the 500 ms timeout, but far below 1 KiB per
+    // timeout, so the slot must be taken back. Bounded: 100 bytes, 5 s.
+    let mut answered = false;
+    for _ in 0..100 {
+        client.send(b"x").await;
+        if client.has_input_within(Duration::from_millis(50)).await {
+            answered = true;
+            break;
+        }
+    }
+    assert!(answered, "the trickling client was never cut off");
+    assert_eq!(
+        client.reply().await,
+        "421 4.4.2 mx.tester.example timeout, closing"
+    );
+    assert!(server.delivery.messages().is_empty());
+}
+
+#[tokio::test]
 async fn a_session_over_its_time_limit_is_closed() {
     let server = start(|config| config.session_timeout = Duration::from_millis(300)).await;
     let mut client = server.greeted_client().await;

@@ -26,7 +26,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::timeout;
 
-use crate::config::{CLOSE_TIMEOUT, READ_CHUNK, SmtpConfig};
+use crate::config::{CLOSE_TIMEOUT, MIN_DATA_PER_TIMEOUT, READ_CHUNK, SmtpConfig};
 use crate::delivery::{Delivery, TlsInfo};
 use crate::replies::{self, Reply};
 use dot::DotDecoder;
@@ -136,6 +136,8 @@ pub(crate) struct Session<D> {
     /// to its message. The command timeout counts from here rather than from the last read,
     /// so a command trickled in a byte at a time cannot hold a connection slot for ever.
     waiting_since: Instant,
+    /// Message bytes received since `waiting_since` last moved for data.
+    data_since_wait: usize,
     messages_stored: usize,
 }
 
@@ -162,6 +164,7 @@ impl<D: Delivery> Session<D> {
             shutdown,
             started: Instant::now(),
             waiting_since: Instant::now(),
+            data_since_wait: 0,
             messages_stored: 0,
         }
     }
@@ -269,9 +272,11 @@ impl<D: Delivery> Session<D> {
                     let decoded =
                         decoder.decode(&self.input, |bytes| transaction.body.append(bytes));
                     self.input.advance(decoded.consumed);
-                    if decoded.consumed > 0 {
-                        self.waiting_since = Instant::now();
-                    }
+                    note_data(
+                        &mut self.waiting_since,
+                        &mut self.data_since_wait,
+                        decoded.consumed,
+                    );
                     if decoded.finished {
                         self.end_of_message().await
                     } else {
@@ -287,9 +292,11 @@ impl<D: Delivery> Session<D> {
                     let available = (*remaining).min(self.input.len());
                     transaction.body.append(&self.input[..available]);
                     self.input.advance(available);
-                    if available > 0 {
-                        self.waiting_since = Instant::now();
-                    }
+                    note_data(
+                        &mut self.waiting_since,
+                        &mut self.data_since_wait,
+                        available,
+                    );
                     *remaining -= available;
                     match (*remaining, *last, *size) {
                         (0, true, _) => self.end_of_message().await,
@@ -300,9 +307,11 @@ impl<D: Delivery> Session<D> {
                 State::RefusedChunk { remaining, .. } => {
                     let available = (*remaining).min(self.input.len());
                     self.input.advance(available);
-                    if available > 0 {
-                        self.waiting_since = Instant::now();
-                    }
+                    note_data(
+                        &mut self.waiting_since,
+                        &mut self.data_since_wait,
+                        available,
+                    );
                     *remaining -= available;
                     if *remaining == 0 {
                         self.end_of_refused_chunk()
@@ -444,5 +453,16 @@ impl<D: Delivery> Session<D> {
             }
             _ => replies::MAIL_FIRST,
         }
+    }
+}
+
+/// Message data counts as progress (moves `waiting_since`) once a whole
+/// [`MIN_DATA_PER_TIMEOUT`] has arrived, so a message trickled in a byte at a time is cut off by
+/// the command timeout. (Free-standing so it can borrow two fields while the state is borrowed.)
+fn note_data(waiting_since: &mut Instant, data_since_wait: &mut usize, bytes: usize) {
+    *data_since_wait += bytes;
+    if *data_since_wait >= MIN_DATA_PER_TIMEOUT {
+        *data_since_wait = 0;
+        *waiting_since = Instant::now();
     }
 }

@@ -147,6 +147,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             .unwrap();
     }
 
+    /// Whether the server has sent something (or closed) within `wait`; reads nothing.
+    pub async fn has_input_within(&mut self, wait: Duration) -> bool {
+        matches!(
+            tokio::time::timeout(wait, self.stream.fill_buf()).await,
+            Ok(_)
+        )
+    }
+
     /// Reads one whole reply; lines are joined with `\n`, without CRLF.
     pub async fn reply(&mut self) -> String {
         let mut lines = Vec::new();
