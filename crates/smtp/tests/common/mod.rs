@@ -149,10 +149,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
 
     /// Whether the server has sent something (or closed) within `wait`; reads nothing.
     pub async fn has_input_within(&mut self, wait: Duration) -> bool {
-        matches!(
-            tokio::time::timeout(wait, self.stream.fill_buf()).await,
-            Ok(_)
-        )
+        tokio::time::timeout(wait, self.stream.fill_buf())
+            .await
+            .is_ok()
     }
 
     /// Reads one whole reply; lines are joined with `\n`, without CRLF.
