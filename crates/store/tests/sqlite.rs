@@ -39,26 +39,7 @@ macro_rules! on_a_fresh_store {
     };
 }
 
-on_a_fresh_store!(
-    round_trip_keeps_every_field,
-    absent_optional_fields_stay_absent,
-    nul_in_text_is_stored_as_replacement_character,
-    unknown_ids_are_absent,
-    ids_are_unique_lowercase_hex,
-    one_message_stores_all_its_results_in_order,
-    list_is_newest_first,
-    list_filters_by_mailbox,
-    paging_with_before_walks_back_without_gaps,
-    unknown_before_id_is_an_error,
-    after_seq_gives_only_newer_results,
-    before_and_after_seq_combine,
-    limit_is_clamped,
-    sender_filter_matches_addresses_and_domains,
-    sender_and_mailbox_filters_combine,
-    purge_removes_only_older_results_and_their_messages,
-    health_checks_pass,
-    closed_store_is_unavailable,
-);
+suite::every_case!(on_a_fresh_store);
 
 #[tokio::test]
 async fn failed_insert_stores_none_of_the_message() {
