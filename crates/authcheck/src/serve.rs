@@ -11,7 +11,7 @@ use authcheck_smtp::SmtpConfig;
 use authcheck_store::SharedStore;
 use authcheck_verifier::{DnsConfig, Verifier, VerifierConfig};
 use authcheck_web::WebConfig;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 
 use crate::config::{ConfigError, Settings};
@@ -21,6 +21,12 @@ use crate::delivery::TesterDelivery;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// How long the web server may take to close its connections after a shutdown signal.
 const WEB_SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+/// Connections the kernel may hold completed but not yet accepted (it caps this at
+/// `net.core.somaxconn`). Std's and tokio's default of 128 overflows when a few hundred
+/// clients connect at once; the kernel then answers with SYN cookies and silently drops
+/// the handshakes it has no room for, and an SMTP client, waiting for a greeting that
+/// never comes, hangs until its own timeout.
+const LISTEN_BACKLOG: u32 = 4096;
 
 fn setting_error(setting: &'static str, problem: impl std::fmt::Display) -> ConfigError {
     ConfigError {
@@ -36,13 +42,22 @@ pub async fn open_store(settings: &Settings) -> Result<SharedStore, ConfigError>
         .map_err(|e| setting_error("database_url", e))
 }
 
-async fn bind(
+fn bind(
     setting: &'static str,
     addr: std::net::SocketAddr,
 ) -> Result<TcpListener, ConfigError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|e| setting_error(setting, format!("cannot listen on {addr}: {e}")))
+    let listen = || -> std::io::Result<TcpListener> {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        // As std does: a restarted service can listen again while old connections linger.
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(LISTEN_BACKLOG)
+    };
+    listen().map_err(|e| setting_error(setting, format!("cannot listen on {addr}: {e}")))
 }
 
 /// Resolves when the process is asked to stop (SIGTERM, SIGINT/Ctrl-C).
@@ -116,8 +131,8 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
             .map_err(|e| setting_error("tls_cert", e))?,
     };
 
-    let smtp_listener = bind("smtp_listen", settings.smtp_listen).await?;
-    let http_listener = bind("http_listen", settings.http_listen).await?;
+    let smtp_listener = bind("smtp_listen", settings.smtp_listen)?;
+    let http_listener = bind("http_listen", settings.http_listen)?;
     let smtp_addr = smtp_listener.local_addr()?;
     let http_addr = http_listener.local_addr()?;
     // With port 0 the default public URL must name the port actually bound.
