@@ -42,10 +42,7 @@ pub async fn open_store(settings: &Settings) -> Result<SharedStore, ConfigError>
         .map_err(|e| setting_error("database_url", e))
 }
 
-fn bind(
-    setting: &'static str,
-    addr: std::net::SocketAddr,
-) -> Result<TcpListener, ConfigError> {
+fn bind(setting: &'static str, addr: std::net::SocketAddr) -> Result<TcpListener, ConfigError> {
     let listen = || -> std::io::Result<TcpListener> {
         let socket = if addr.is_ipv4() {
             TcpSocket::new_v4()?

@@ -9,14 +9,13 @@
 //! the sync is shared.
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use sqlx::{Sqlite, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::record::InsertRow;
-use crate::sql_store::{Backend, SqlStore};
+use crate::sql_store::{Backend, RowWriter};
 use crate::sqlite::insert_rows;
-use crate::{ListQuery, NewResult, ResultStore, StoreError, StoreResult, StoredResult};
+use crate::{StoreError, StoreResult};
 
 /// Most messages written in one transaction; more wait for the next one.
 const MAX_BATCH: usize = 64;
@@ -24,37 +23,56 @@ const MAX_BATCH: usize = 64;
 const QUEUE_DEPTH: usize = 1024;
 
 struct Job {
-    results: Vec<NewResult>,
-    done: oneshot::Sender<StoreResult<Vec<String>>>,
+    rows: Vec<InsertRow>,
+    done: oneshot::Sender<StoreResult<()>>,
 }
 
-/// The SQLite store: reads go straight to the pool, inserts through the one writer task.
-pub(crate) struct GroupCommitStore {
-    reads: SqlStore<Sqlite>,
+/// The handle callers write through; the writer stops when the last handle is dropped.
+pub(crate) struct GroupCommit {
     jobs: mpsc::Sender<Job>,
 }
 
-impl GroupCommitStore {
-    pub fn new(reads: SqlStore<Sqlite>, pool: SqlitePool) -> GroupCommitStore {
+impl GroupCommit {
+    /// Starts the writer on a thread of its own. Each statement is a round trip to SQLite's
+    /// worker thread; on the service's runtime every round trip would also wait its turn
+    /// behind the sessions' verification work, and the one writer would become the limit.
+    pub fn start(pool: SqlitePool) -> StoreResult<GroupCommit> {
+        let cannot_start = |error: std::io::Error| {
+            StoreError::Config(format!("cannot start the SQLite writer: {error}"))
+        };
         let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
-        tokio::spawn(write_batches(pool, queue));
-        GroupCommitStore { reads, jobs }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(cannot_start)?;
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || runtime.block_on(write_batches(pool, queue)))
+            .map_err(cannot_start)?;
+        Ok(GroupCommit { jobs })
+    }
+}
+
+#[async_trait]
+impl RowWriter for GroupCommit {
+    async fn write(&self, rows: Vec<InsertRow>) -> StoreResult<()> {
+        let (done, answer) = oneshot::channel();
+        let writer_gone = || StoreError::Unavailable("the database writer has stopped".into());
+        self.jobs
+            .send(Job { rows, done })
+            .await
+            .map_err(|_| writer_gone())?;
+        answer.await.map_err(|_| writer_gone())?
     }
 }
 
 /// Runs until the store is dropped (the queue closes).
 async fn write_batches(pool: SqlitePool, mut queue: mpsc::Receiver<Job>) {
-    while let Some(first) = queue.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
-        let (results, replies): (Vec<_>, Vec<_>) =
-            batch.into_iter().map(|job| (job.results, job.done)).unzip();
-        match write_batch(&pool, &results).await {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let (messages, replies): (Vec<_>, Vec<_>) =
+            batch.drain(..).map(|job| (job.rows, job.done)).unzip();
+        match write_batch(&pool, &messages).await {
             Ok(outcomes) => {
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     let _ = reply.send(outcome);
@@ -70,18 +88,44 @@ async fn write_batches(pool: SqlitePool, mut queue: mpsc::Receiver<Job>) {
 }
 
 /// One transaction for all `messages`; each message's outcome, or the error that lost them all.
+///
+/// All the rows go in a few statements: each statement is a round trip to SQLite's worker
+/// thread, and on a busy machine the round trips, not SQLite, are what take the time. Only if
+/// that fails are the messages written again one by one, so that one message's failure
+/// (an oversized row, say) costs no other message its place.
 async fn write_batch(
     pool: &SqlitePool,
-    messages: &[Vec<NewResult>],
-) -> StoreResult<Vec<StoreResult<Vec<String>>>> {
+    messages: &[Vec<InsertRow>],
+) -> StoreResult<Vec<StoreResult<()>>> {
+    let all_rows: Vec<&InsertRow> = messages.iter().flatten().collect();
+    let mut transaction = pool.begin().await.map_err(Sqlite::failure)?;
+    match insert_rows(&mut transaction, &all_rows).await {
+        Ok(()) => {
+            transaction.commit().await.map_err(Sqlite::failure)?;
+            Ok(vec![Ok(()); messages.len()])
+        }
+        Err(error) if messages.len() == 1 => Ok(vec![Err(error)]),
+        Err(_) => {
+            transaction.rollback().await.map_err(Sqlite::failure)?;
+            write_one_by_one(pool, messages).await
+        }
+    }
+}
+
+/// Like [`write_batch`], each message in a savepoint of its own.
+async fn write_one_by_one(
+    pool: &SqlitePool,
+    messages: &[Vec<InsertRow>],
+) -> StoreResult<Vec<StoreResult<()>>> {
     let mut transaction = pool.begin().await.map_err(Sqlite::failure)?;
     let mut outcomes = Vec::with_capacity(messages.len());
-    for results in messages {
+    for rows in messages {
         sqlx::query("SAVEPOINT message")
             .execute(&mut *transaction)
             .await
             .map_err(Sqlite::failure)?;
-        let outcome = write_message(&mut transaction, results).await;
+        let rows: Vec<&InsertRow> = rows.iter().collect();
+        let outcome = insert_rows(&mut transaction, &rows).await;
         if outcome.is_err() {
             sqlx::query("ROLLBACK TO message")
                 .execute(&mut *transaction)
@@ -96,61 +140,4 @@ async fn write_batch(
     }
     transaction.commit().await.map_err(Sqlite::failure)?;
     Ok(outcomes)
-}
-
-async fn write_message(
-    connection: &mut sqlx::SqliteConnection,
-    results: &[NewResult],
-) -> StoreResult<Vec<String>> {
-    let rows = results
-        .iter()
-        .map(InsertRow::new)
-        .collect::<StoreResult<Vec<_>>>()?;
-    insert_rows(connection, &rows).await?;
-    Ok(rows.into_iter().map(|row| row.id).collect())
-}
-
-#[async_trait]
-impl ResultStore for GroupCommitStore {
-    async fn insert(&self, results: &[NewResult]) -> StoreResult<Vec<String>> {
-        if results.is_empty() {
-            return Ok(Vec::new());
-        }
-        let (done, answer) = oneshot::channel();
-        let job = Job {
-            results: results.to_vec(),
-            done,
-        };
-        let writer_gone = || StoreError::Unavailable("the database writer has stopped".into());
-        self.jobs.send(job).await.map_err(|_| writer_gone())?;
-        answer.await.map_err(|_| writer_gone())?
-    }
-
-    async fn get(&self, id: &str) -> StoreResult<Option<StoredResult>> {
-        self.reads.get(id).await
-    }
-
-    async fn raw_message(&self, id: &str) -> StoreResult<Option<Vec<u8>>> {
-        self.reads.raw_message(id).await
-    }
-
-    async fn list(&self, query: &ListQuery) -> StoreResult<Vec<StoredResult>> {
-        self.reads.list(query).await
-    }
-
-    async fn purge(&self, cutoff: DateTime<Utc>) -> StoreResult<u64> {
-        self.reads.purge(cutoff).await
-    }
-
-    async fn ping(&self) -> StoreResult<()> {
-        self.reads.ping().await
-    }
-
-    async fn integrity_check(&self) -> StoreResult<Vec<String>> {
-        self.reads.integrity_check().await
-    }
-
-    async fn close(&self) {
-        self.reads.close().await;
-    }
 }

@@ -11,8 +11,8 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::failure::query_failure;
-use crate::record::{INSERT_RAW_MESSAGE_SQL, INSERT_RESULT_SQL, InsertRow};
-use crate::sql_store::{Backend, SqlStore};
+use crate::record::{InsertRow, MAX_ROWS_PER_INSERT, raw_messages_insert, results_insert};
+use crate::sql_store::{Backend, RowWriter, SqlStore};
 use crate::{ACQUIRE_TIMEOUT, SharedStore, StoreError, StoreResult};
 
 const POOL_SIZE: u32 = 8;
@@ -52,7 +52,7 @@ pub(crate) async fn open(url: &str) -> StoreResult<SharedStore> {
                  last used by a newer authcheck, run that version"
             ))
         })?;
-    Ok(Arc::new(SqlStore::new(pool)))
+    Ok(Arc::new(SqlStore::new(pool.clone(), PgWriter { pool })))
 }
 
 /// A server that refuses us (bad password, no such database) needs the operator; a server
@@ -93,31 +93,42 @@ async fn lock_for_transaction(
     Ok(())
 }
 
-#[async_trait]
-impl Backend for Postgres {
-    fn failure(error: sqlx::Error) -> StoreError {
-        query_failure(error, is_schema_mismatch)
-    }
+/// Writes each message in its own transaction, the instances taking turns.
+struct PgWriter {
+    pool: PgPool,
+}
 
-    async fn insert(pool: &PgPool, rows: &[InsertRow<'_>]) -> StoreResult<()> {
-        let mut transaction = pool.begin().await.map_err(Postgres::failure)?;
+#[async_trait]
+impl RowWriter for PgWriter {
+    async fn write(&self, rows: Vec<InsertRow>) -> StoreResult<()> {
+        let mut transaction = self.pool.begin().await.map_err(Postgres::failure)?;
         // Sequence numbers are handed out when rows are inserted, but become visible when
         // transactions commit. Taking turns makes both orders agree, so a client polling with
         // `after_seq` never skips a result that commits late with a smaller `seq`.
         lock_for_transaction(&mut transaction, INSERT_LOCK).await?;
-        for row in rows {
-            row.bind_to(sqlx::query(INSERT_RESULT_SQL), row.received_at)
+        let rows: Vec<&InsertRow> = rows.iter().collect();
+        for chunk in rows.chunks(MAX_ROWS_PER_INSERT) {
+            let mut results = results_insert(chunk, |row| row.received_at);
+            results
+                .build()
                 .execute(&mut *transaction)
                 .await
                 .map_err(Postgres::failure)?;
-            sqlx::query(INSERT_RAW_MESSAGE_SQL)
-                .bind(row.id.as_str())
-                .bind(row.raw_message())
+            let mut raw_messages = raw_messages_insert(chunk);
+            raw_messages
+                .build()
                 .execute(&mut *transaction)
                 .await
                 .map_err(Postgres::failure)?;
         }
         transaction.commit().await.map_err(Postgres::failure)
+    }
+}
+
+#[async_trait]
+impl Backend for Postgres {
+    fn failure(error: sqlx::Error) -> StoreError {
+        query_failure(error, is_schema_mismatch)
     }
 
     async fn purge(pool: &PgPool, cutoff: DateTime<Utc>) -> StoreResult<u64> {

@@ -8,7 +8,9 @@ use chrono::{DateTime, SubsecRound, Utc};
 use rand::RngCore;
 use rand::rngs::OsRng;
 use sqlx::types::Json;
-use sqlx::{Database, Encode, Type};
+use sqlx::{Database, Encode, QueryBuilder, Type};
+
+use serde_json::value::RawValue;
 
 use crate::{Mailbox, NewResult, SessionFacts, StoreError, StoreResult, StoredResult};
 
@@ -74,38 +76,57 @@ fn json_without_nul(value: &serde_json::Value) -> Cow<'_, serde_json::Value> {
     }
 }
 
-/// Inserts one row of `results`; [`InsertRow::bind_to`] supplies the values in this order.
-pub(crate) const INSERT_RESULT_SQL: &str = "INSERT INTO results (\
+/// The start of the statement that stores results; [`results_insert`] adds the rows' values
+/// in this column order.
+const INSERT_RESULTS_HEAD: &str = "INSERT INTO results (\
         id, mailbox, received_at, client_ip, client_port, client_ptr, client_ptr_confirmed, \
         helo, tls_version, tls_cipher, mail_from, mail_from_lower, mail_from_domain, recipient, \
         size, header_from, header_from_lower, header_from_domain, subject, verdict, \
-        prefixed_subject, report) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
-        $19, $20, $21, $22)";
+        prefixed_subject, report) ";
 
-pub(crate) const INSERT_RAW_MESSAGE_SQL: &str =
-    "INSERT INTO raw_messages (result_id, message) VALUES ($1, $2)";
+const INSERT_RAW_MESSAGES_HEAD: &str = "INSERT INTO raw_messages (result_id, message) ";
+
+/// Most rows one statement stores: 256 rows of 22 values stay far below the databases'
+/// limits on bound parameters (32,766 for SQLite, 65,535 for PostgreSQL).
+pub(crate) const MAX_ROWS_PER_INSERT: usize = 256;
 
 /// The columns [`ResultRow`] reads, for `SELECT {RESULT_COLUMNS} FROM results ...`.
 pub(crate) const RESULT_COLUMNS: &str = "id, seq, mailbox, received_at, client_ip, client_port, \
     client_ptr, client_ptr_confirmed, helo, tls_version, tls_cipher, mail_from, recipient, size, \
     header_from, subject, verdict, prefixed_subject, report";
 
-/// Everything stored for one new result apart from `received_at`, whose column type differs
-/// between the backends.
-pub(crate) struct InsertRow<'a> {
+/// One new result made ready for the database: its id chosen, NUL replaced in its text, the
+/// filter columns derived and the report serialized. It is built in the caller's task, so
+/// that whatever writes it (one transaction per message, or SQLite's single writer for many)
+/// only binds values.
+pub(crate) struct InsertRow {
     pub id: String,
     pub received_at: DateTime<Utc>,
-    result: &'a NewResult,
+    mailbox: Mailbox,
+    client_ip: String,
+    client_port: i32,
+    client_ptr: Option<String>,
+    client_ptr_confirmed: bool,
+    helo: String,
+    tls_version: Option<String>,
+    tls_cipher: Option<String>,
+    mail_from: String,
     mail_from_lower: String,
     mail_from_domain: Option<String>,
+    recipient: String,
+    size: i64,
+    header_from: Option<String>,
     header_from_lower: Option<String>,
     header_from_domain: Option<String>,
-    size: i64,
+    subject: Option<String>,
+    verdict: String,
+    prefixed_subject: String,
+    report: Box<RawValue>,
+    raw_message: Vec<u8>,
 }
 
-impl<'a> InsertRow<'a> {
-    pub fn new(result: &'a NewResult) -> StoreResult<InsertRow<'a>> {
+impl InsertRow {
+    pub fn new(result: &NewResult) -> StoreResult<InsertRow> {
         let session = &result.session;
         let size = i64::try_from(session.size).map_err(|_| {
             StoreError::Config(format!(
@@ -113,69 +134,108 @@ impl<'a> InsertRow<'a> {
                 session.size
             ))
         })?;
+        let text = |value: &str| without_nul(value).into_owned();
+        let optional_text = |value: &Option<String>| value.as_deref().map(text);
+        let report = serde_json::value::to_raw_value(&*json_without_nul(&result.report))
+            .map_err(|error| StoreError::Config(format!("cannot encode a report: {error}")))?;
         Ok(InsertRow {
             id: new_result_id(),
             received_at: to_stored_precision(result.received_at),
-            result,
-            mail_from_lower: session.mail_from.to_lowercase(),
-            mail_from_domain: domain_of(&session.mail_from),
-            header_from_lower: result.header_from.as_deref().map(str::to_lowercase),
-            header_from_domain: result.header_from.as_deref().and_then(domain_of),
+            mailbox: result.mailbox,
+            client_ip: text(&session.client_ip),
+            client_port: i32::from(session.client_port),
+            client_ptr: optional_text(&session.client_ptr),
+            client_ptr_confirmed: session.client_ptr_confirmed,
+            helo: text(&session.helo),
+            tls_version: optional_text(&session.tls_version),
+            tls_cipher: optional_text(&session.tls_cipher),
+            mail_from: text(&session.mail_from),
+            mail_from_lower: text(&session.mail_from.to_lowercase()),
+            mail_from_domain: domain_of(&session.mail_from).map(|domain| text(&domain)),
+            recipient: text(&session.recipient),
             size,
+            header_from: optional_text(&result.header_from),
+            header_from_lower: result
+                .header_from
+                .as_deref()
+                .map(|from| text(&from.to_lowercase())),
+            header_from_domain: result
+                .header_from
+                .as_deref()
+                .and_then(domain_of)
+                .map(|domain| text(&domain)),
+            subject: optional_text(&result.subject),
+            verdict: text(&result.verdict),
+            prefixed_subject: text(&result.prefixed_subject),
+            report,
+            raw_message: result.raw_message.clone(),
         })
     }
+}
 
-    pub fn raw_message(&self) -> &'a [u8] {
-        &self.result.raw_message
-    }
+/// One statement storing `rows` (at most [`MAX_ROWS_PER_INSERT`]) in `results`;
+/// `received_at` is the backend's encoding of [`InsertRow::received_at`].
+pub(crate) fn results_insert<'q, DB, T>(
+    rows: &'q [&'q InsertRow],
+    received_at: impl Fn(&'q InsertRow) -> T,
+) -> QueryBuilder<'q, DB>
+where
+    DB: Database,
+    <DB as Database>::Arguments<'q>: Default,
+    T: 'q + Encode<'q, DB> + Type<DB>,
+    &'q str: Encode<'q, DB> + Type<DB>,
+    Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    i32: Encode<'q, DB> + Type<DB>,
+    i64: Encode<'q, DB> + Type<DB>,
+    bool: Encode<'q, DB> + Type<DB>,
+    Json<&'q RawValue>: Encode<'q, DB> + Type<DB>,
+{
+    debug_assert!(rows.len() <= MAX_ROWS_PER_INSERT);
+    let mut query = QueryBuilder::new(INSERT_RESULTS_HEAD);
+    query.push_values(rows, |mut values, row| {
+        values
+            .push_bind(row.id.as_str())
+            .push_bind(row.mailbox.as_str())
+            .push_bind(received_at(row))
+            .push_bind(row.client_ip.as_str())
+            .push_bind(row.client_port)
+            .push_bind(row.client_ptr.as_deref())
+            .push_bind(row.client_ptr_confirmed)
+            .push_bind(row.helo.as_str())
+            .push_bind(row.tls_version.as_deref())
+            .push_bind(row.tls_cipher.as_deref())
+            .push_bind(row.mail_from.as_str())
+            .push_bind(row.mail_from_lower.as_str())
+            .push_bind(row.mail_from_domain.as_deref())
+            .push_bind(row.recipient.as_str())
+            .push_bind(row.size)
+            .push_bind(row.header_from.as_deref())
+            .push_bind(row.header_from_lower.as_deref())
+            .push_bind(row.header_from_domain.as_deref())
+            .push_bind(row.subject.as_deref())
+            .push_bind(row.verdict.as_str())
+            .push_bind(row.prefixed_subject.as_str())
+            .push_bind(Json(&*row.report));
+    });
+    query
+}
 
-    /// Binds this row to [`INSERT_RESULT_SQL`]; `received_at` is the backend's encoding of
-    /// [`InsertRow::received_at`].
-    pub fn bind_to<'q, DB, T>(
-        &'q self,
-        query: sqlx::query::Query<'q, DB, <DB as Database>::Arguments<'q>>,
-        received_at: T,
-    ) -> sqlx::query::Query<'q, DB, <DB as Database>::Arguments<'q>>
-    where
-        'a: 'q,
-        DB: Database,
-        T: 'q + Encode<'q, DB> + Type<DB>,
-        &'q str: Encode<'q, DB> + Type<DB>,
-        Cow<'q, str>: Encode<'q, DB> + Type<DB>,
-        Option<Cow<'q, str>>: Encode<'q, DB> + Type<DB>,
-        i32: Encode<'q, DB> + Type<DB>,
-        i64: Encode<'q, DB> + Type<DB>,
-        bool: Encode<'q, DB> + Type<DB>,
-        Json<Cow<'q, serde_json::Value>>: Encode<'q, DB> + Type<DB>,
-    {
-        let result = self.result;
-        let session = &result.session;
-        let text = |value: &'q str| without_nul(value);
-        let optional_text = |value: &'q Option<String>| value.as_deref().map(without_nul);
-        query
-            .bind(self.id.as_str())
-            .bind(result.mailbox.as_str())
-            .bind(received_at)
-            .bind(text(&session.client_ip))
-            .bind(i32::from(session.client_port))
-            .bind(optional_text(&session.client_ptr))
-            .bind(session.client_ptr_confirmed)
-            .bind(text(&session.helo))
-            .bind(optional_text(&session.tls_version))
-            .bind(optional_text(&session.tls_cipher))
-            .bind(text(&session.mail_from))
-            .bind(text(&self.mail_from_lower))
-            .bind(optional_text(&self.mail_from_domain))
-            .bind(text(&session.recipient))
-            .bind(self.size)
-            .bind(optional_text(&result.header_from))
-            .bind(optional_text(&self.header_from_lower))
-            .bind(optional_text(&self.header_from_domain))
-            .bind(optional_text(&result.subject))
-            .bind(text(&result.verdict))
-            .bind(text(&result.prefixed_subject))
-            .bind(Json(json_without_nul(&result.report)))
-    }
+/// One statement storing the raw messages of `rows` (at most [`MAX_ROWS_PER_INSERT`]).
+pub(crate) fn raw_messages_insert<'q, DB>(rows: &'q [&'q InsertRow]) -> QueryBuilder<'q, DB>
+where
+    DB: Database,
+    <DB as Database>::Arguments<'q>: Default,
+    &'q str: Encode<'q, DB> + Type<DB>,
+    &'q [u8]: Encode<'q, DB> + Type<DB>,
+{
+    debug_assert!(rows.len() <= MAX_ROWS_PER_INSERT);
+    let mut query = QueryBuilder::new(INSERT_RAW_MESSAGES_HEAD);
+    query.push_values(rows, |mut values, row| {
+        values
+            .push_bind(row.id.as_str())
+            .push_bind(row.raw_message.as_slice());
+    });
+    query
 }
 
 /// One row of [`RESULT_COLUMNS`] as both backends decode it.

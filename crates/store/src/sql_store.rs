@@ -1,6 +1,6 @@
 //! [`ResultStore`] written once for both databases. The reads are the same SQL on SQLite and
-//! PostgreSQL; what differs (writing, purging, error codes, integrity checks) is each
-//! backend's [`Backend`] implementation.
+//! PostgreSQL; what differs (purging, error codes, integrity checks) is each backend's
+//! [`Backend`] implementation, and writing is each backend's [`RowWriter`].
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -16,9 +16,6 @@ pub(crate) trait Backend: Database {
     /// Classifies a failed query.
     fn failure(error: sqlx::Error) -> StoreError;
 
-    /// Stores `rows` and their raw messages in one transaction.
-    async fn insert(pool: &Pool<Self>, rows: &[InsertRow<'_>]) -> StoreResult<()>;
-
     /// Deletes the results received before `cutoff` and returns how many; several instances
     /// may call this at once.
     async fn purge(pool: &Pool<Self>, cutoff: DateTime<Utc>) -> StoreResult<u64>;
@@ -27,18 +24,27 @@ pub(crate) trait Backend: Database {
     async fn integrity_check(pool: &Pool<Self>) -> StoreResult<Vec<String>>;
 }
 
-pub(crate) struct SqlStore<DB: Database> {
-    pool: Pool<DB>,
+/// How a backend makes new results durable.
+#[async_trait]
+pub(crate) trait RowWriter: Send + Sync {
+    /// Stores one message's `rows` and their raw messages in one transaction: all of them
+    /// are durable when this returns `Ok`, none of them otherwise.
+    async fn write(&self, rows: Vec<InsertRow>) -> StoreResult<()>;
 }
 
-impl<DB: Database> SqlStore<DB> {
-    pub fn new(pool: Pool<DB>) -> SqlStore<DB> {
-        SqlStore { pool }
+pub(crate) struct SqlStore<DB: Database, W> {
+    pool: Pool<DB>,
+    writer: W,
+}
+
+impl<DB: Database, W> SqlStore<DB, W> {
+    pub fn new(pool: Pool<DB>, writer: W) -> SqlStore<DB, W> {
+        SqlStore { pool, writer }
     }
 }
 
 #[async_trait]
-impl<DB: Backend> ResultStore for SqlStore<DB>
+impl<DB: Backend, W: RowWriter> ResultStore for SqlStore<DB, W>
 where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
@@ -53,10 +59,11 @@ where
             .iter()
             .map(InsertRow::new)
             .collect::<StoreResult<Vec<_>>>()?;
+        let ids = rows.iter().map(|row| row.id.clone()).collect();
         if !rows.is_empty() {
-            DB::insert(&self.pool, &rows).await?;
+            self.writer.write(rows).await?;
         }
-        Ok(rows.into_iter().map(|row| row.id).collect())
+        Ok(ids)
     }
 
     async fn get(&self, id: &str) -> StoreResult<Option<StoredResult>> {

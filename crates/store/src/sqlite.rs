@@ -13,8 +13,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Sqlite, SqliteConnection, SqlitePool};
 
 use crate::failure::query_failure;
-use crate::group_commit::GroupCommitStore;
-use crate::record::{INSERT_RAW_MESSAGE_SQL, INSERT_RESULT_SQL, InsertRow, to_stored_precision};
+use crate::group_commit::GroupCommit;
+use crate::record::{
+    InsertRow, MAX_ROWS_PER_INSERT, raw_messages_insert, results_insert, to_stored_precision,
+};
 use crate::sql_store::{Backend, SqlStore};
 use crate::{ACQUIRE_TIMEOUT, SharedStore, StoreError, StoreResult};
 
@@ -72,10 +74,8 @@ pub(crate) async fn open(url: &str) -> StoreResult<SharedStore> {
                  created by a newer authcheck, run that version or start from a new file"
             ))
         })?;
-    Ok(Arc::new(GroupCommitStore::new(
-        SqlStore::new(pool.clone()),
-        pool,
-    )))
+    let writer = GroupCommit::start(pool.clone())?;
+    Ok(Arc::new(SqlStore::new(pool, writer)))
 }
 
 enum SqliteLocation {
@@ -126,22 +126,22 @@ fn create_parent_folder(database: &Path) -> StoreResult<()> {
     })
 }
 
-/// Writes `rows` and their raw messages on `connection` (inside the caller's transaction).
+/// Writes `rows` and their raw messages on `connection` (inside the caller's transaction),
+/// a few statements for all of them.
 pub(crate) async fn insert_rows(
     connection: &mut SqliteConnection,
-    rows: &[InsertRow<'_>],
+    rows: &[&InsertRow],
 ) -> StoreResult<()> {
-    for row in rows {
-        row.bind_to(
-            sqlx::query(INSERT_RESULT_SQL),
-            stored_time_text(row.received_at),
-        )
-        .execute(&mut *connection)
-        .await
-        .map_err(Sqlite::failure)?;
-        sqlx::query(INSERT_RAW_MESSAGE_SQL)
-            .bind(row.id.as_str())
-            .bind(row.raw_message())
+    for chunk in rows.chunks(MAX_ROWS_PER_INSERT) {
+        let mut results = results_insert(chunk, |row| stored_time_text(row.received_at));
+        results
+            .build()
+            .execute(&mut *connection)
+            .await
+            .map_err(Sqlite::failure)?;
+        let mut raw_messages = raw_messages_insert(chunk);
+        raw_messages
+            .build()
             .execute(&mut *connection)
             .await
             .map_err(Sqlite::failure)?;
@@ -164,12 +164,6 @@ fn is_schema_mismatch(error: &dyn DatabaseError) -> bool {
 impl Backend for Sqlite {
     fn failure(error: sqlx::Error) -> StoreError {
         query_failure(error, is_schema_mismatch)
-    }
-
-    async fn insert(pool: &SqlitePool, rows: &[InsertRow<'_>]) -> StoreResult<()> {
-        let mut transaction = pool.begin().await.map_err(Sqlite::failure)?;
-        insert_rows(&mut transaction, rows).await?;
-        transaction.commit().await.map_err(Sqlite::failure)
     }
 
     async fn purge(pool: &SqlitePool, cutoff: DateTime<Utc>) -> StoreResult<u64> {

@@ -89,13 +89,9 @@ macro_rules! on_a_fresh_store {
 
 suite::every_case!(on_a_fresh_store);
 
-#[tokio::test]
-async fn failed_insert_stores_none_of_the_message() {
-    let Some(server) = server_url() else { return };
-    let schema = Schema::create(&server).await;
-    let store = schema.open().await;
-    // The database itself rejects the second result, as a server crash or a full disk in the
-    // middle of the message would.
+/// Makes the schema's database reject results with [`REJECTED_VERDICT`], as a server crash or
+/// a full disk in the middle of a message would.
+async fn reject_in(schema: &Schema) {
     let name = &schema.name;
     sqlx::query(&format!(
         "CREATE FUNCTION {name}.reject_for_test() RETURNS trigger LANGUAGE plpgsql AS $$ \
@@ -115,7 +111,25 @@ async fn failed_insert_stores_none_of_the_message() {
     .execute(&schema.admin)
     .await
     .unwrap();
+}
+
+#[tokio::test]
+async fn failed_insert_stores_none_of_the_message() {
+    let Some(server) = server_url() else { return };
+    let schema = Schema::create(&server).await;
+    let store = schema.open().await;
+    reject_in(&schema).await;
     suite::failed_insert_stores_none_of_the_message(store).await;
+    schema.drop().await;
+}
+
+#[tokio::test]
+async fn rejected_message_costs_concurrent_messages_nothing() {
+    let Some(server) = server_url() else { return };
+    let schema = Schema::create(&server).await;
+    let store = schema.open().await;
+    reject_in(&schema).await;
+    suite::rejected_message_costs_concurrent_messages_nothing(store).await;
     schema.drop().await;
 }
 

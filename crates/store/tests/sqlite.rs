@@ -41,13 +41,11 @@ macro_rules! on_a_fresh_store {
 
 suite::every_case!(on_a_fresh_store);
 
-#[tokio::test]
-async fn failed_insert_stores_none_of_the_message() {
-    let (_folder, url) = fresh_url();
-    let store = open_ok(&url).await;
-    // A second, plain connection makes the database itself reject the second result, as a
-    // full disk or a crash in the middle of the message would.
-    let direct = sqlx::SqlitePool::connect(&url).await.unwrap();
+/// A store whose database rejects results with [`REJECTED_VERDICT`], as a full disk or a
+/// crash in the middle of a message would (a second, plain connection installs a trigger).
+async fn store_that_rejects(url: &str) -> SharedStore {
+    let store = open_ok(url).await;
+    let direct = sqlx::SqlitePool::connect(url).await.unwrap();
     sqlx::query(&format!(
         "CREATE TRIGGER reject_for_test BEFORE INSERT ON results \
          WHEN NEW.verdict = '{REJECTED_VERDICT}' \
@@ -57,7 +55,20 @@ async fn failed_insert_stores_none_of_the_message() {
     .await
     .unwrap();
     direct.close().await;
-    suite::failed_insert_stores_none_of_the_message(store).await;
+    store
+}
+
+#[tokio::test]
+async fn failed_insert_stores_none_of_the_message() {
+    let (_folder, url) = fresh_url();
+    suite::failed_insert_stores_none_of_the_message(store_that_rejects(&url).await).await;
+}
+
+#[tokio::test]
+async fn rejected_message_costs_concurrent_messages_nothing() {
+    let (_folder, url) = fresh_url();
+    let store = store_that_rejects(&url).await;
+    suite::rejected_message_costs_concurrent_messages_nothing(store).await;
 }
 
 #[tokio::test]

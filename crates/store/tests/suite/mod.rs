@@ -249,6 +249,43 @@ pub async fn failed_insert_stores_none_of_the_message(store: SharedStore) {
     );
 }
 
+/// Needs a store whose database rejects results with [`REJECTED_VERDICT`]. Messages stored
+/// at the same moment may share a transaction (SQLite's group commit); one bad message among
+/// them must cost the others nothing.
+pub async fn rejected_message_costs_concurrent_messages_nothing(store: SharedStore) {
+    const ROUNDS: usize = 5;
+    const MESSAGES: usize = 24;
+    const REJECTED: usize = MESSAGES / 2;
+    for round in 0..ROUNDS {
+        let inserts = (0..MESSAGES).map(|n| {
+            let store = store.clone();
+            let mut result = sample(Mailbox::Spf, at(2));
+            result.subject = Some(format!("round {round} message {n}"));
+            if n == REJECTED {
+                result.verdict = REJECTED_VERDICT.to_owned();
+            }
+            tokio::spawn(async move { store.insert(&[result]).await })
+        });
+        let outcomes = futures::future::join_all(inserts.collect::<Vec<_>>()).await;
+        for (n, outcome) in outcomes.into_iter().enumerate() {
+            let outcome = outcome.expect("insert task");
+            if n == REJECTED {
+                assert!(outcome.is_err(), "round {round}: {outcome:?}");
+                continue;
+            }
+            let ids = outcome.unwrap_or_else(|e| panic!("round {round} message {n}: {e}"));
+            let stored = store.get(&ids[0]).await.unwrap().expect("stored result");
+            assert_eq!(
+                stored.subject.as_deref(),
+                Some(format!("round {round} message {n}").as_str())
+            );
+        }
+    }
+    let all = store.list(&query(MAX_LIST_LIMIT)).await.unwrap();
+    assert_eq!(all.len(), ROUNDS * (MESSAGES - 1));
+    assert!(all.iter().all(|result| result.verdict != REJECTED_VERDICT));
+}
+
 pub async fn list_is_newest_first(store: SharedStore) {
     let ids = insert_many(&store, 5).await;
     let listed = store.list(&query(50)).await.unwrap();
