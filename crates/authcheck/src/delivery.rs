@@ -74,7 +74,7 @@ impl TesterDelivery {
         );
         metrics::histogram!("authcheck_verification_seconds")
             .record(started.elapsed().as_secs_f64());
-        let report_json = serde_json::to_value(&report)
+        let report_json = serde_json::value::to_raw_value(&report)
             .map_err(|e| DeliveryError::Temporary(format!("cannot encode the report: {e}")))?;
         let subject = authcheck_verifier::subject::subject_of(&message);
         let header_from = authcheck_verifier::subject::from_address(&message);

@@ -10,7 +10,11 @@
 
 use async_trait::async_trait;
 use sqlx::{Sqlite, SqlitePool};
-use tokio::sync::{mpsc, oneshot};
+use std::sync::Arc;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::record::InsertRow;
 use crate::sql_store::{Backend, RowWriter};
@@ -21,6 +25,11 @@ use crate::{StoreError, StoreResult};
 const MAX_BATCH: usize = 64;
 /// Inserts that may wait for the writer before callers wait to queue.
 const QUEUE_DEPTH: usize = 1024;
+/// A checkpoint is due after this many transactions or messages, whichever comes first:
+/// about SQLite's own threshold of 1,000 pages of write-ahead log, as a transaction changes
+/// some ten pages (tables and indexes) and a message adds about three.
+const COMMITS_PER_CHECKPOINT: usize = 100;
+const MESSAGES_PER_CHECKPOINT: usize = 300;
 
 struct Job {
     rows: Vec<InsertRow>,
@@ -45,9 +54,16 @@ impl GroupCommit {
             .enable_all()
             .build()
             .map_err(cannot_start)?;
+        let checkpoints = Arc::new(Checkpoints::default());
+        let checkpointer = checkpoint_when_due(pool.clone(), checkpoints.clone());
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || runtime.block_on(write_batches(pool, queue)))
+            .spawn(move || {
+                runtime.block_on(async {
+                    tokio::spawn(checkpointer);
+                    write_batches(pool, queue, &checkpoints).await;
+                })
+            })
             .map_err(cannot_start)?;
         Ok(GroupCommit { jobs })
     }
@@ -67,8 +83,13 @@ impl RowWriter for GroupCommit {
 }
 
 /// Runs until the store is dropped (the queue closes).
-async fn write_batches(pool: SqlitePool, mut queue: mpsc::Receiver<Job>) {
+async fn write_batches(
+    pool: SqlitePool,
+    mut queue: mpsc::Receiver<Job>,
+    checkpoints: &Checkpoints,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    let (mut commits, mut messages_written) = (0, 0);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let (messages, replies): (Vec<_>, Vec<_>) =
             batch.drain(..).map(|job| (job.rows, job.done)).unzip();
@@ -84,6 +105,61 @@ async fn write_batches(pool: SqlitePool, mut queue: mpsc::Receiver<Job>) {
                 }
             }
         }
+        commits += 1;
+        messages_written += messages.len();
+        if commits >= COMMITS_PER_CHECKPOINT || messages_written >= MESSAGES_PER_CHECKPOINT {
+            checkpoints.due.notify_one();
+            (commits, messages_written) = (0, 0);
+        }
+        if checkpoints.caught_up.swap(false, Ordering::AcqRel) {
+            finish_checkpoint(&pool).await;
+        }
+    }
+}
+
+/// What the writer and the checkpointer tell each other.
+#[derive(Default)]
+struct Checkpoints {
+    /// The write-ahead log has grown enough to be copied into the database file.
+    due: Notify,
+    /// The checkpointer has copied all the log it saw; the writer finishes the rest.
+    caught_up: AtomicBool,
+}
+
+/// Copies the write-ahead log into the database file whenever the writer says it has grown.
+///
+/// SQLite would otherwise do this itself inside the commit that crosses its threshold, and
+/// every message in that batch would wait for the copy and its sync. A passive checkpoint on
+/// another connection does not block the writer; but the log only starts over from its
+/// beginning once a checkpoint has caught up with the writer, which one running beside a
+/// busy writer never does. So the writer, between two batches, copies the little written
+/// since (see [`finish_checkpoint`]).
+async fn checkpoint_when_due(pool: SqlitePool, checkpoints: Arc<Checkpoints>) {
+    loop {
+        checkpoints.due.notified().await;
+        match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+        {
+            Ok(_) => checkpoints.caught_up.store(true, Ordering::Release),
+            Err(_) if pool.is_closed() => return,
+            Err(error) => tracing::warn!(
+                %error,
+                "SQLite checkpoint failed; the write-ahead log grows until one succeeds"
+            ),
+        }
+    }
+}
+
+/// Run by the writer between batches after the checkpointer caught up: copies what was
+/// written meanwhile, so that the next transaction starts the log over.
+async fn finish_checkpoint(pool: &SqlitePool) {
+    if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+        .execute(pool)
+        .await
+        && !pool.is_closed()
+    {
+        tracing::warn!(%error, "SQLite checkpoint failed; the write-ahead log grows until one succeeds");
     }
 }
 

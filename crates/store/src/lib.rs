@@ -85,8 +85,9 @@ pub struct NewResult {
     pub verdict: String,
     /// `<verdict> <original subject>`.
     pub prefixed_subject: String,
-    /// The verifier's report, as JSON.
-    pub report: serde_json::Value,
+    /// The verifier's report, serialized once as JSON (a message sent to both mailboxes
+    /// shares it, and it is stored as it is).
+    pub report: Box<serde_json::value::RawValue>,
     /// The message exactly as received.
     pub raw_message: Vec<u8>,
 }

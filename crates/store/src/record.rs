@@ -45,7 +45,9 @@ fn without_nul(text: &str) -> Cow<'_, str> {
     }
 }
 
-fn json_without_nul(value: &serde_json::Value) -> Cow<'_, serde_json::Value> {
+/// `report` with every NUL in its strings replaced; JSON text can only hold a NUL escaped,
+/// so only a report whose text shows that escape is parsed to look closer.
+fn report_without_nul(report: &RawValue) -> StoreResult<Box<RawValue>> {
     fn has_nul(value: &serde_json::Value) -> bool {
         match value {
             serde_json::Value::String(text) => text.contains('\0'),
@@ -69,11 +71,17 @@ fn json_without_nul(value: &serde_json::Value) -> Cow<'_, serde_json::Value> {
             other => other.clone(),
         }
     }
-    if has_nul(value) {
-        Cow::Owned(replace_nul(value))
-    } else {
-        Cow::Borrowed(value)
+    let unreadable = |error: serde_json::Error| {
+        StoreError::Config(format!("a report is not valid JSON: {error}"))
+    };
+    if !report.get().contains("\\u0000") {
+        return Ok(report.to_owned());
     }
+    let value: serde_json::Value = serde_json::from_str(report.get()).map_err(unreadable)?;
+    if !has_nul(&value) {
+        return Ok(report.to_owned());
+    }
+    serde_json::value::to_raw_value(&replace_nul(&value)).map_err(unreadable)
 }
 
 /// The start of the statement that stores results; [`results_insert`] adds the rows' values
@@ -136,8 +144,7 @@ impl InsertRow {
         })?;
         let text = |value: &str| without_nul(value).into_owned();
         let optional_text = |value: &Option<String>| value.as_deref().map(text);
-        let report = serde_json::value::to_raw_value(&*json_without_nul(&result.report))
-            .map_err(|error| StoreError::Config(format!("cannot encode a report: {error}")))?;
+        let report = report_without_nul(&result.report)?;
         Ok(InsertRow {
             id: new_result_id(),
             received_at: to_stored_precision(result.received_at),

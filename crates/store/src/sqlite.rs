@@ -41,10 +41,16 @@ pub(crate) async fn open(url: &str) -> StoreResult<SharedStore> {
         .journal_mode(SqliteJournalMode::Wal)
         // A 250 reply promises the message is kept, so every commit must reach the disk.
         .synchronous(SqliteSynchronous::Full)
+        // The writer asks for checkpoints off the commit path (see `group_commit`).
+        .pragma("wal_autocheckpoint", "0")
         .busy_timeout(BUSY_TIMEOUT)
         .foreign_keys(true);
 
-    let pool_options = SqlitePoolOptions::new().acquire_timeout(ACQUIRE_TIMEOUT);
+    let pool_options = SqlitePoolOptions::new()
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        // A connection to a file in this process cannot go stale; testing it before each
+        // use would cost the writer a round trip per batch.
+        .test_before_acquire(false);
     let pool_options = match &location {
         // An in-memory database lives only as long as a connection to it, and shared-cache
         // connections lock each other out, so keep exactly one connection forever.

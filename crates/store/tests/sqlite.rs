@@ -80,6 +80,38 @@ async fn concurrent_purges_from_two_handles_agree() {
 }
 
 #[tokio::test]
+async fn write_ahead_log_is_folded_back_while_results_keep_coming() {
+    const MESSAGES: usize = 1_000;
+    // SQLite's own limit before it folds the log back is 1,000 pages; allow some slack.
+    const MAX_LOG_BYTES: u64 = 8 * 1024 * 1024;
+    let (folder, url) = fresh_url();
+    let store = open_ok(&url).await;
+    let log = folder.path().join("authcheck.db-wal");
+    let mut largest = 0;
+    for n in 0..MESSAGES {
+        let mut result = sample(Mailbox::Spf, at(1));
+        result.raw_message =
+            format!("Subject: {n}\r\n\r\n{}", "body line\r\n".repeat(400)).into_bytes();
+        insert_one(&store, result).await;
+        largest = largest.max(std::fs::metadata(&log).map_or(0, |meta| meta.len()));
+    }
+    eprintln!("largest write-ahead log: {largest} bytes");
+    assert!(
+        largest < MAX_LOG_BYTES,
+        "the write-ahead log grew to {largest} bytes over {MESSAGES} messages"
+    );
+    let all = store
+        .list(&ListQuery {
+            limit: 1,
+            ..ListQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 1);
+    store.close().await;
+}
+
+#[tokio::test]
 async fn missing_folders_and_file_are_created() {
     let folder = tempfile::tempdir().unwrap();
     let database = folder

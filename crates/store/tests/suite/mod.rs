@@ -44,6 +44,11 @@ pub fn at(day: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 3, day, 12, 0, 0).unwrap()
 }
 
+/// `value` as the serialized report a [`NewResult`] carries.
+pub fn raw_json(value: serde_json::Value) -> Box<serde_json::value::RawValue> {
+    serde_json::value::to_raw_value(&value).expect("serialize a JSON value")
+}
+
 pub fn sample(mailbox: Mailbox, received_at: DateTime<Utc>) -> NewResult {
     NewResult {
         mailbox,
@@ -64,7 +69,7 @@ pub fn sample(mailbox: Mailbox, received_at: DateTime<Utc>) -> NewResult {
         subject: Some("hello".to_owned()),
         verdict: "|OK| spf-pass".to_owned(),
         prefixed_subject: "|OK| spf-pass hello".to_owned(),
-        report: json!({"spf": {"result": "pass"}}),
+        report: raw_json(json!({"spf": {"result": "pass"}})),
         raw_message: b"Subject: hello\r\n\r\nbody\r\n".to_vec(),
     }
 }
@@ -142,7 +147,7 @@ pub async fn round_trip_keeps_every_field(store: SharedStore) {
         subject: Some("Grüße".to_owned()),
         verdict: "|OK| dkim-pass".to_owned(),
         prefixed_subject: "|OK| dkim-pass Grüße".to_owned(),
-        report: report.clone(),
+        report: raw_json(report.clone()),
         raw_message: raw_message.clone(),
     };
     let id = insert_one(&store, result.clone()).await;
@@ -181,7 +186,7 @@ pub async fn absent_optional_fields_stay_absent(store: SharedStore) {
 pub async fn nul_in_text_is_stored_as_replacement_character(store: SharedStore) {
     let mut result = sample(Mailbox::Spf, at(2));
     result.subject = Some("a\0b".to_owned());
-    result.report = json!({"subject": "a\0b"});
+    result.report = raw_json(json!({"subject": "a\0b"}));
     let id = insert_one(&store, result).await;
 
     let stored = store.get(&id).await.unwrap().unwrap();

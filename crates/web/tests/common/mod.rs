@@ -128,7 +128,7 @@ impl Sample {
             subject: self.subject.clone(),
             verdict: self.verdict.clone(),
             prefixed_subject: format!("{} {subject}", self.verdict),
-            report: serde_json::to_value(self.report()).expect("serialize the report"),
+            report: serde_json::value::to_raw_value(&self.report()).expect("serialize the report"),
             raw_message: raw_message.into_bytes(),
         }
     }
