@@ -163,12 +163,22 @@ pub struct Policy {
     discovery: Result<(String, Discovery), FromProblem>,
 }
 
-/// Looks up the DMARC policy for the author domain of `from` (RFC 7489 §6.6.3). Asks no DNS when
-/// the From field gives no usable domain.
-pub async fn discover(dns: &Dns, from: FromField) -> Policy {
+/// Looks up the DMARC policy for the author domain of `from` (RFC 7489 §6.6.3), taking at most
+/// `time_limit` for both lookups together (past it, the result is `temperror`). Asks no DNS
+/// when the From field gives no usable domain.
+pub async fn discover(dns: &Dns, from: FromField, time_limit: std::time::Duration) -> Policy {
     let discovery = match from.author_domain() {
         Ok(domain) => {
-            let found = discover_policy(dns, &domain, &organizational_domain(&domain)).await;
+            let organizational = organizational_domain(&domain);
+            let lookups = discover_policy(dns, &domain, &organizational);
+            let found = tokio::time::timeout(time_limit, lookups)
+                .await
+                .unwrap_or_else(|_| {
+                    Discovery::TemporaryFailure(format!(
+                        "no answer from DNS within the DMARC time limit of {} ms",
+                        time_limit.as_millis()
+                    ))
+                });
             Ok((domain, found))
         }
         Err(problem) => Err(problem),

@@ -28,6 +28,9 @@ pub struct VerifierConfig {
     /// The most time all DKIM key lookups of one message may take together; ARC validation,
     /// which fetches keys the same way, gets the same limit.
     pub dkim_time_limit: Duration,
+    /// The most time the DMARC record lookups (From domain, then organizational domain) may
+    /// take together.
+    pub dmarc_time_limit: Duration,
 }
 
 impl VerifierConfig {
@@ -37,6 +40,7 @@ impl VerifierConfig {
             dns,
             spf_time_limit: Duration::from_secs(20),
             dkim_time_limit: Duration::from_secs(20),
+            dmarc_time_limit: Duration::from_secs(20),
         }
     }
 }
@@ -92,7 +96,7 @@ impl Verifier {
             self.check_spf(input),
             dkim::verify_signatures(dns, input.message, now, config.dkim_time_limit),
             arc::verify_chain(dns, input.message, config.dkim_time_limit),
-            dmarc::discover(dns, FromField::read(input.message)),
+            dmarc::discover(dns, FromField::read(input.message), config.dmarc_time_limit),
         );
 
         let dmarc = policy.evaluate(&spf_check, &dkim);

@@ -309,3 +309,45 @@ async fn many_dkim_keys_behind_a_silent_nameserver_share_one_time_limit() {
         "SPF is unaffected by the DKIM keys"
     );
 }
+
+#[tokio::test]
+async fn dmarc_lookups_behind_slow_answers_stop_at_their_time_limit_with_temperror() {
+    let dns = TestDns::start().await;
+    dns.add_txt("mail.slowdmarc.test", &format!("v=spf1 ip4:{CLIENT} -all"));
+    // Two lookups (the From domain, then its organizational domain), each answered well
+    // within the query timeout: together past the DMARC time limit.
+    dns.add_txt("_dmarc.mail.slowdmarc.test", "not a DMARC record");
+    dns.add_txt("_dmarc.slowdmarc.test", "v=DMARC1; p=reject");
+    for name in ["_dmarc.mail.slowdmarc.test", "_dmarc.slowdmarc.test"] {
+        dns.set_behaviour(name, Behaviour::Delay(Duration::from_millis(400)));
+    }
+    let mut dns_config = dns_config(&dns);
+    dns_config.query_timeout = Duration::from_secs(5);
+    let dmarc_time_limit = Duration::from_millis(500);
+    let verifier = Verifier::new(VerifierConfig {
+        dmarc_time_limit,
+        ..VerifierConfig::new("tester.test", dns_config)
+    })
+    .unwrap();
+    let plain = message("user@mail.slowdmarc.test", "Slow DMARC", "Hi.\r\n");
+    let input = MessageInput {
+        client_ip: Some(CLIENT.parse().unwrap()),
+        helo: "mail.helo.test",
+        mail_from: "user@mail.slowdmarc.test",
+        message: &plain,
+    };
+    let started = Instant::now();
+    let report = verifier.verify(&input).await;
+    let took = started.elapsed();
+    assert_eq!(
+        report.dmarc.result,
+        DmarcResult::Temperror,
+        "{:?}",
+        report.dmarc
+    );
+    assert!(
+        took < dmarc_time_limit + SLACK,
+        "took {took:?} with a {dmarc_time_limit:?} DMARC time limit"
+    );
+    assert_eq!(report.spf.check.result, SpfResult::Pass);
+}
