@@ -1,10 +1,11 @@
 //! Nothing acknowledged is lost: the real service is killed with SIGKILL in the middle of a
 //! stream of messages and started again; every message that got a 250 is there with its full
-//! report, and the database passes its integrity check. A full disk gives `451 4.3.0`, never a
-//! 250 for a message that is not stored, and the service recovers when space returns. (A
-//! read-only database takes the same path, `StoreError::Unavailable` → 451; the store's own
-//! tests open a read-only database to show it, since a tmpfs with open files cannot be
-//! remounted read-only.)
+//! report, and the database passes its integrity check. A full disk, or a database that turns
+//! read-only under the running service, gives `451 4.3.0`, never a 250 for a message that is
+//! not stored, and the service recovers when space returns or the files are writable again.
+//! (A mounted filesystem with files open for writing cannot be remounted read-only, so the
+//! read-only test marks the database files immutable, which refuses writes through the
+//! service's open files just the same.)
 //!
 //! `AUTHCHECK_CRASH_RUNS` sets how many kill points the crash test tries (default 3, for CI);
 //! `AUTHCHECK_CRASH_REPORT=1` prints the figures of each run.
@@ -272,6 +273,96 @@ async fn a_full_disk_gives_451_and_recovers_when_space_returns() {
             response.status(),
             reqwest::StatusCode::OK,
             "{id} got a 250 on the full disk but is gone"
+        );
+    }
+}
+
+/// The database files marked immutable (`chattr +i`) while the value lives: the filesystem
+/// then refuses every write to them, through files already open too.
+struct ReadOnlyFiles {
+    files: Vec<std::path::PathBuf>,
+}
+
+impl ReadOnlyFiles {
+    /// None when this filesystem or user cannot mark files immutable.
+    fn mark(files: Vec<std::path::PathBuf>) -> Option<ReadOnlyFiles> {
+        let marked = std::process::Command::new("chattr")
+            .arg("+i")
+            .args(&files)
+            .status()
+            .is_ok_and(|status| status.success());
+        let guard = ReadOnlyFiles { files };
+        marked.then_some(guard)
+    }
+
+    fn unmark(&self) {
+        let _ = std::process::Command::new("chattr")
+            .arg("-i")
+            .args(&self.files)
+            .status();
+    }
+}
+
+impl Drop for ReadOnlyFiles {
+    fn drop(&mut self) {
+        // Also on a failed assertion, or the temporary folder could never be removed.
+        self.unmark();
+    }
+}
+
+#[tokio::test]
+async fn a_read_only_database_gives_451_and_recovers_when_writable_again() {
+    let dns = zone().await;
+    let service = Service::start(&dns).await;
+    assert_eq!(send_one(&service, "before").await.code, 250);
+
+    let database = service.database_path();
+    let log = database.with_extension("db-wal");
+    assert!(log.exists(), "the database runs with a write-ahead log");
+    let Some(read_only) = ReadOnlyFiles::mark(vec![database, log]) else {
+        eprintln!(
+            "skipped: cannot mark files immutable here (needs root and a filesystem with \
+             chattr support, such as ext4)"
+        );
+        return;
+    };
+    let mut stored_while_read_only = Vec::new();
+    let mut refused = None;
+    for attempt in 0..20 {
+        let reply = send_one(&service, &format!("read-only {attempt}")).await;
+        match reply.code {
+            250 => stored_while_read_only.extend(reply.stored().into_iter().map(|(id, _)| id)),
+            451 => {
+                refused = Some(reply);
+                break;
+            }
+            _ => panic!("a read-only database must give 451 4.3.0: {reply:?}"),
+        }
+    }
+    let refused = refused.expect("the read-only database never refused a message");
+    assert!(refused.text().starts_with("4.3.0"), "{refused:?}");
+    let health = service.get("/healthz").await;
+    assert_eq!(
+        health.status(),
+        reqwest::StatusCode::OK,
+        "reading still works, so the site stays up"
+    );
+
+    read_only.unmark();
+    let recovered = eventually(Duration::from_secs(10), || async {
+        let reply = send_one(&service, "after").await;
+        (reply.code == 250).then_some(reply)
+    })
+    .await
+    .expect("the service stores results again once the database is writable");
+    let (id, _) = recovered.stored().into_iter().next().expect("a stored id");
+    stored_while_read_only.push(id);
+    for id in stored_while_read_only {
+        let response = service.get(&format!("/api/v1/results/{id}")).await;
+        assert_eq!(
+            response.status(),
+            reqwest::StatusCode::OK,
+            "{id} got a 250 but is not stored"
         );
     }
 }
