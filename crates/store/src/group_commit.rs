@@ -3,22 +3,27 @@
 //! Every commit is synced to disk (`synchronous=FULL`), because a 250 reply promises the result
 //! is kept. SQLite admits one writer at a time, so with one transaction per message the sync is
 //! paid once per message and concurrent writers wait in SQLite's busy handler, which sleeps for
-//! milliseconds at a time. Here one task owns writing: it takes every insert waiting in its
-//! queue, writes each in its own savepoint (so one message's failure rolls back that message
-//! only), commits once, and only then answers each caller. Durability per reply is unchanged;
-//! the sync is shared.
+//! milliseconds at a time. Here one writer, on a thread of its own with a connection of its
+//! own, takes every insert waiting in its queue, writes them all in one transaction, and only
+//! then answers each caller. Durability per reply is unchanged; the sync is shared.
+//!
+//! The writer keeps its own connection because SQLite's page cache belongs to a connection and
+//! is dropped whenever another connection has written: a writer taking turns with the pool's
+//! connections would read the tables' upper pages from the file again for every batch.
 
-use async_trait::async_trait;
-use sqlx::{Sqlite, SqlitePool};
 use std::sync::Arc;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use async_trait::async_trait;
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{ConnectOptions, Connection, QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use crate::record::InsertRow;
+use crate::record::{
+    InsertRow, MAX_ROWS_PER_INSERT, push_raw_messages_insert, push_results_insert,
+};
 use crate::sql_store::{Backend, RowWriter};
-use crate::sqlite::insert_rows;
+use crate::sqlite::stored_time_text;
 use crate::{StoreError, StoreResult};
 
 /// Most messages written in one transaction; more wait for the next one.
@@ -31,41 +36,57 @@ const QUEUE_DEPTH: usize = 1024;
 const COMMITS_PER_CHECKPOINT: usize = 100;
 const MESSAGES_PER_CHECKPOINT: usize = 300;
 
-struct Job {
-    rows: Vec<InsertRow>,
-    done: oneshot::Sender<StoreResult<()>>,
+enum Command {
+    Write {
+        rows: Vec<InsertRow>,
+        done: oneshot::Sender<StoreResult<()>>,
+    },
+    /// Write what came before, close the connection, answer, and stop.
+    Stop(oneshot::Sender<()>),
 }
 
-/// The handle callers write through; the writer stops when the last handle is dropped.
+/// The handle callers write through; the writer stops when asked to or when the last handle
+/// is dropped.
 pub(crate) struct GroupCommit {
-    jobs: mpsc::Sender<Job>,
+    commands: mpsc::Sender<Command>,
 }
 
 impl GroupCommit {
-    /// Starts the writer on a thread of its own. Each statement is a round trip to SQLite's
-    /// worker thread; on the service's runtime every round trip would also wait its turn
-    /// behind the sessions' verification work, and the one writer would become the limit.
-    pub fn start(pool: SqlitePool) -> StoreResult<GroupCommit> {
+    /// Opens the writer's connection with `options` and starts the writer on a thread of its
+    /// own: on the service's runtime, every round trip to SQLite's worker thread would wait its
+    /// turn behind the sessions' verification work. `keep_alive` (a temporary folder, say)
+    /// is dropped when the writer stops.
+    pub async fn start(
+        options: &SqliteConnectOptions,
+        pool: SqlitePool,
+        keep_alive: impl Send + 'static,
+    ) -> StoreResult<GroupCommit> {
         let cannot_start = |error: std::io::Error| {
             StoreError::Config(format!("cannot start the SQLite writer: {error}"))
         };
-        let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
+        let connection = options.connect().await.map_err(Sqlite::failure)?;
+        let writer = Writer {
+            connection: Some(connection),
+            options: options.clone(),
+        };
+        let (commands, queue) = mpsc::channel(QUEUE_DEPTH);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(cannot_start)?;
         let checkpoints = Arc::new(Checkpoints::default());
-        let checkpointer = checkpoint_when_due(pool.clone(), checkpoints.clone());
+        let checkpointer = checkpoint_when_due(pool, checkpoints.clone());
         std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || {
+                let _keep_alive = keep_alive;
                 runtime.block_on(async {
                     tokio::spawn(checkpointer);
-                    write_batches(pool, queue, &checkpoints).await;
+                    writer.run(queue, &checkpoints).await;
                 })
             })
             .map_err(cannot_start)?;
-        Ok(GroupCommit { jobs })
+        Ok(GroupCommit { commands })
     }
 }
 
@@ -74,45 +95,142 @@ impl RowWriter for GroupCommit {
     async fn write(&self, rows: Vec<InsertRow>) -> StoreResult<()> {
         let (done, answer) = oneshot::channel();
         let writer_gone = || StoreError::Unavailable("the database writer has stopped".into());
-        self.jobs
-            .send(Job { rows, done })
+        self.commands
+            .send(Command::Write { rows, done })
             .await
             .map_err(|_| writer_gone())?;
         answer.await.map_err(|_| writer_gone())?
     }
+
+    async fn close(&self) {
+        let (done, stopped) = oneshot::channel();
+        if self.commands.send(Command::Stop(done)).await.is_ok() {
+            let _ = stopped.await;
+        }
+    }
 }
 
-/// Runs until the store is dropped (the queue closes).
-async fn write_batches(
-    pool: SqlitePool,
-    mut queue: mpsc::Receiver<Job>,
-    checkpoints: &Checkpoints,
-) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    let (mut commits, mut messages_written) = (0, 0);
-    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let (messages, replies): (Vec<_>, Vec<_>) =
-            batch.drain(..).map(|job| (job.rows, job.done)).unzip();
-        match write_batch(&pool, &messages).await {
-            Ok(outcomes) => {
+/// The writer's side: its connection, reopened with `options` if a failure left it unusable.
+struct Writer {
+    connection: Option<SqliteConnection>,
+    options: SqliteConnectOptions,
+}
+
+impl Writer {
+    /// Runs until asked to stop or until the store is dropped (the queue closes).
+    async fn run(mut self, mut queue: mpsc::Receiver<Command>, checkpoints: &Checkpoints) {
+        let mut commands = Vec::with_capacity(MAX_BATCH);
+        let (mut commits, mut messages_written) = (0, 0);
+        while queue.recv_many(&mut commands, MAX_BATCH).await > 0 {
+            let mut messages = Vec::with_capacity(commands.len());
+            let mut replies = Vec::with_capacity(commands.len());
+            let mut stop = None;
+            for command in commands.drain(..) {
+                match command {
+                    Command::Write { rows, done } if stop.is_none() => {
+                        messages.push(rows);
+                        replies.push(done);
+                    }
+                    // Dropped unanswered, the caller learns the writer has stopped.
+                    Command::Write { .. } => {}
+                    Command::Stop(done) => stop = Some(done),
+                }
+            }
+            if !messages.is_empty() {
+                let outcomes = self.write_batch(&messages).await;
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     let _ = reply.send(outcome);
                 }
+                commits += 1;
+                messages_written += messages.len();
             }
-            Err(error) => {
-                for reply in replies {
-                    let _ = reply.send(Err(error.clone()));
+            if let Some(done) = stop {
+                if let Some(connection) = self.connection.take() {
+                    let _ = connection.close().await;
                 }
+                let _ = done.send(());
+                return;
+            }
+            if commits >= COMMITS_PER_CHECKPOINT || messages_written >= MESSAGES_PER_CHECKPOINT {
+                checkpoints.due.notify_one();
+                (commits, messages_written) = (0, 0);
+            }
+            if checkpoints.caught_up.swap(false, Ordering::AcqRel) {
+                self.finish_checkpoint().await;
             }
         }
-        commits += 1;
-        messages_written += messages.len();
-        if commits >= COMMITS_PER_CHECKPOINT || messages_written >= MESSAGES_PER_CHECKPOINT {
-            checkpoints.due.notify_one();
-            (commits, messages_written) = (0, 0);
+    }
+
+    async fn connection(&mut self) -> StoreResult<&mut SqliteConnection> {
+        let connection = match self.connection.take() {
+            Some(connection) => connection,
+            None => self.options.connect().await.map_err(Sqlite::failure)?,
+        };
+        Ok(self.connection.insert(connection))
+    }
+
+    /// One transaction for all `messages`, and each message's outcome. Only if that
+    /// transaction fails are the messages written again one by one, so that one message's
+    /// failure (an oversized row, say) costs no other message its place.
+    async fn write_batch(&mut self, messages: &[Vec<InsertRow>]) -> Vec<StoreResult<()>> {
+        let all_rows: Vec<&InsertRow> = messages.iter().flatten().collect();
+        match self.write_in_transaction(&all_rows).await {
+            Ok(()) => vec![Ok(()); messages.len()],
+            Err(error) if messages.len() == 1 => vec![Err(error)],
+            Err(_) => {
+                let mut outcomes = Vec::with_capacity(messages.len());
+                for rows in messages {
+                    let rows: Vec<&InsertRow> = rows.iter().collect();
+                    outcomes.push(self.write_in_transaction(&rows).await);
+                }
+                outcomes
+            }
         }
-        if checkpoints.caught_up.swap(false, Ordering::AcqRel) {
-            finish_checkpoint(&pool).await;
+    }
+
+    /// Stores `rows` and their raw messages in one transaction, sent to SQLite as one query.
+    ///
+    /// Every query is a round trip to SQLite's worker thread, and on a busy machine those
+    /// round trips, not the writing, are what take the time; so BEGIN, the inserts and
+    /// COMMIT go together. If a statement fails part-way, whatever it left open is rolled
+    /// back here.
+    async fn write_in_transaction(&mut self, rows: &[&InsertRow]) -> StoreResult<()> {
+        let connection = self.connection().await?;
+        let mut query = QueryBuilder::new("BEGIN IMMEDIATE; ");
+        for chunk in rows.chunks(MAX_ROWS_PER_INSERT) {
+            push_results_insert(&mut query, chunk, |row| stored_time_text(row.received_at));
+            query.push("; ");
+            push_raw_messages_insert(&mut query, chunk);
+            query.push("; ");
+        }
+        query.push("COMMIT");
+        let Err(error) = query.build().execute(&mut *connection).await else {
+            return Ok(());
+        };
+        match sqlx::query("ROLLBACK").execute(&mut *connection).await {
+            Ok(_) => {}
+            Err(sqlx::Error::Database(rollback))
+                if rollback.message().contains("no transaction is active") => {}
+            Err(rollback) => {
+                // Closing the connection ends its transaction; the next write opens another.
+                tracing::warn!(%rollback, "cannot roll back a failed SQLite write; reconnecting");
+                self.connection = None;
+            }
+        }
+        Err(Sqlite::failure(error))
+    }
+
+    /// Run between batches after the checkpointer caught up: copies what was written
+    /// meanwhile, so that the next transaction starts the log over.
+    async fn finish_checkpoint(&mut self) {
+        let Ok(connection) = self.connection().await else {
+            return;
+        };
+        if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(connection)
+            .await
+        {
+            tracing::warn!(%error, "SQLite checkpoint failed; the write-ahead log grows until one succeeds");
         }
     }
 }
@@ -133,7 +251,7 @@ struct Checkpoints {
 /// another connection does not block the writer; but the log only starts over from its
 /// beginning once a checkpoint has caught up with the writer, which one running beside a
 /// busy writer never does. So the writer, between two batches, copies the little written
-/// since (see [`finish_checkpoint`]).
+/// since (see [`Writer::finish_checkpoint`]).
 async fn checkpoint_when_due(pool: SqlitePool, checkpoints: Arc<Checkpoints>) {
     loop {
         checkpoints.due.notified().await;
@@ -149,71 +267,4 @@ async fn checkpoint_when_due(pool: SqlitePool, checkpoints: Arc<Checkpoints>) {
             ),
         }
     }
-}
-
-/// Run by the writer between batches after the checkpointer caught up: copies what was
-/// written meanwhile, so that the next transaction starts the log over.
-async fn finish_checkpoint(pool: &SqlitePool) {
-    if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-        .execute(pool)
-        .await
-        && !pool.is_closed()
-    {
-        tracing::warn!(%error, "SQLite checkpoint failed; the write-ahead log grows until one succeeds");
-    }
-}
-
-/// One transaction for all `messages`; each message's outcome, or the error that lost them all.
-///
-/// All the rows go in a few statements: each statement is a round trip to SQLite's worker
-/// thread, and on a busy machine the round trips, not SQLite, are what take the time. Only if
-/// that fails are the messages written again one by one, so that one message's failure
-/// (an oversized row, say) costs no other message its place.
-async fn write_batch(
-    pool: &SqlitePool,
-    messages: &[Vec<InsertRow>],
-) -> StoreResult<Vec<StoreResult<()>>> {
-    let all_rows: Vec<&InsertRow> = messages.iter().flatten().collect();
-    let mut transaction = pool.begin().await.map_err(Sqlite::failure)?;
-    match insert_rows(&mut transaction, &all_rows).await {
-        Ok(()) => {
-            transaction.commit().await.map_err(Sqlite::failure)?;
-            Ok(vec![Ok(()); messages.len()])
-        }
-        Err(error) if messages.len() == 1 => Ok(vec![Err(error)]),
-        Err(_) => {
-            transaction.rollback().await.map_err(Sqlite::failure)?;
-            write_one_by_one(pool, messages).await
-        }
-    }
-}
-
-/// Like [`write_batch`], each message in a savepoint of its own.
-async fn write_one_by_one(
-    pool: &SqlitePool,
-    messages: &[Vec<InsertRow>],
-) -> StoreResult<Vec<StoreResult<()>>> {
-    let mut transaction = pool.begin().await.map_err(Sqlite::failure)?;
-    let mut outcomes = Vec::with_capacity(messages.len());
-    for rows in messages {
-        sqlx::query("SAVEPOINT message")
-            .execute(&mut *transaction)
-            .await
-            .map_err(Sqlite::failure)?;
-        let rows: Vec<&InsertRow> = rows.iter().collect();
-        let outcome = insert_rows(&mut transaction, &rows).await;
-        if outcome.is_err() {
-            sqlx::query("ROLLBACK TO message")
-                .execute(&mut *transaction)
-                .await
-                .map_err(Sqlite::failure)?;
-        }
-        sqlx::query("RELEASE message")
-            .execute(&mut *transaction)
-            .await
-            .map_err(Sqlite::failure)?;
-        outcomes.push(outcome);
-    }
-    transaction.commit().await.map_err(Sqlite::failure)?;
-    Ok(outcomes)
 }

@@ -177,7 +177,8 @@ pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 ///
 /// * `sqlite://PATH` (relative to the working directory) or `sqlite:///ABSOLUTE/PATH`: the
 ///   file and its folder are created when missing;
-/// * `sqlite::memory:`: a private in-memory database, gone when the store is dropped (tests);
+/// * `sqlite::memory:`: a private database in a temporary folder, removed when the store is
+///   dropped (tests);
 /// * `postgres://USER:PASSWORD@HOST:PORT/DATABASE` (or `postgresql://`).
 ///
 /// A malformed URL, a folder that cannot be created, or a database the migrations cannot

@@ -8,10 +8,12 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::error::DatabaseError;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::{PgPool, Postgres, QueryBuilder, Transaction};
 
 use crate::failure::query_failure;
-use crate::record::{InsertRow, MAX_ROWS_PER_INSERT, raw_messages_insert, results_insert};
+use crate::record::{
+    InsertRow, MAX_ROWS_PER_INSERT, push_raw_messages_insert, push_results_insert,
+};
 use crate::sql_store::{Backend, RowWriter, SqlStore};
 use crate::{ACQUIRE_TIMEOUT, SharedStore, StoreError, StoreResult};
 
@@ -108,13 +110,15 @@ impl RowWriter for PgWriter {
         lock_for_transaction(&mut transaction, INSERT_LOCK).await?;
         let rows: Vec<&InsertRow> = rows.iter().collect();
         for chunk in rows.chunks(MAX_ROWS_PER_INSERT) {
-            let mut results = results_insert(chunk, |row| row.received_at);
+            let mut results = QueryBuilder::new("");
+            push_results_insert(&mut results, chunk, |row| row.received_at);
             results
                 .build()
                 .execute(&mut *transaction)
                 .await
                 .map_err(Postgres::failure)?;
-            let mut raw_messages = raw_messages_insert(chunk);
+            let mut raw_messages = QueryBuilder::new("");
+            push_raw_messages_insert(&mut raw_messages, chunk);
             raw_messages
                 .build()
                 .execute(&mut *transaction)
@@ -123,6 +127,9 @@ impl RowWriter for PgWriter {
         }
         transaction.commit().await.map_err(Postgres::failure)
     }
+
+    /// Writes go through the store's pool, which the store closes.
+    async fn close(&self) {}
 }
 
 #[async_trait]

@@ -180,15 +180,14 @@ impl InsertRow {
     }
 }
 
-/// One statement storing `rows` (at most [`MAX_ROWS_PER_INSERT`]) in `results`;
-/// `received_at` is the backend's encoding of [`InsertRow::received_at`].
-pub(crate) fn results_insert<'q, DB, T>(
+/// Appends to `query` one statement storing `rows` (at most [`MAX_ROWS_PER_INSERT`]) in
+/// `results`; `received_at` is the backend's encoding of [`InsertRow::received_at`].
+pub(crate) fn push_results_insert<'q, DB, T>(
+    query: &mut QueryBuilder<'q, DB>,
     rows: &'q [&'q InsertRow],
     received_at: impl Fn(&'q InsertRow) -> T,
-) -> QueryBuilder<'q, DB>
-where
+) where
     DB: Database,
-    <DB as Database>::Arguments<'q>: Default,
     T: 'q + Encode<'q, DB> + Type<DB>,
     &'q str: Encode<'q, DB> + Type<DB>,
     Option<&'q str>: Encode<'q, DB> + Type<DB>,
@@ -198,7 +197,7 @@ where
     Json<&'q RawValue>: Encode<'q, DB> + Type<DB>,
 {
     debug_assert!(rows.len() <= MAX_ROWS_PER_INSERT);
-    let mut query = QueryBuilder::new(INSERT_RESULTS_HEAD);
+    query.push(INSERT_RESULTS_HEAD);
     query.push_values(rows, |mut values, row| {
         values
             .push_bind(row.id.as_str())
@@ -224,25 +223,25 @@ where
             .push_bind(row.prefixed_subject.as_str())
             .push_bind(Json(&*row.report));
     });
-    query
 }
 
-/// One statement storing the raw messages of `rows` (at most [`MAX_ROWS_PER_INSERT`]).
-pub(crate) fn raw_messages_insert<'q, DB>(rows: &'q [&'q InsertRow]) -> QueryBuilder<'q, DB>
-where
+/// Appends to `query` one statement storing the raw messages of `rows` (at most
+/// [`MAX_ROWS_PER_INSERT`]).
+pub(crate) fn push_raw_messages_insert<'q, DB>(
+    query: &mut QueryBuilder<'q, DB>,
+    rows: &'q [&'q InsertRow],
+) where
     DB: Database,
-    <DB as Database>::Arguments<'q>: Default,
     &'q str: Encode<'q, DB> + Type<DB>,
     &'q [u8]: Encode<'q, DB> + Type<DB>,
 {
     debug_assert!(rows.len() <= MAX_ROWS_PER_INSERT);
-    let mut query = QueryBuilder::new(INSERT_RAW_MESSAGES_HEAD);
+    query.push(INSERT_RAW_MESSAGES_HEAD);
     query.push_values(rows, |mut values, row| {
         values
             .push_bind(row.id.as_str())
             .push_bind(row.raw_message.as_slice());
     });
-    query
 }
 
 /// One row of [`RESULT_COLUMNS`] as both backends decode it.

@@ -30,6 +30,10 @@ pub(crate) trait RowWriter: Send + Sync {
     /// Stores one message's `rows` and their raw messages in one transaction: all of them
     /// are durable when this returns `Ok`, none of them otherwise.
     async fn write(&self, rows: Vec<InsertRow>) -> StoreResult<()>;
+
+    /// Finishes the writes under way and closes whatever the writer holds of its own;
+    /// later writes fail with [`StoreError::Unavailable`].
+    async fn close(&self);
 }
 
 pub(crate) struct SqlStore<DB: Database, W> {
@@ -122,6 +126,7 @@ where
     }
 
     async fn close(&self) {
+        self.writer.close().await;
         self.pool.close().await;
     }
 }

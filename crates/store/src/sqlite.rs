@@ -10,33 +10,55 @@ use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::error::DatabaseError;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Sqlite, SqliteConnection, SqlitePool};
+use sqlx::{Sqlite, SqlitePool};
 
 use crate::failure::query_failure;
 use crate::group_commit::GroupCommit;
-use crate::record::{
-    InsertRow, MAX_ROWS_PER_INSERT, raw_messages_insert, results_insert, to_stored_precision,
-};
+use crate::record::to_stored_precision;
 use crate::sql_store::{Backend, SqlStore};
 use crate::{ACQUIRE_TIMEOUT, SharedStore, StoreError, StoreResult};
 
 /// How long a writer waits for another connection's write to finish before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// WAL lets readers work while one connection writes; a few connections are plenty.
-const FILE_POOL_SIZE: u32 = 4;
+/// WAL lets readers work while one connection writes; a few connections are plenty for the
+/// pages, the API, the live feed and the purge. The writer has a connection of its own.
+const READ_POOL_SIZE: u32 = 4;
 
 /// Opens `url` (`sqlite://PATH`, `sqlite:///ABSOLUTE/PATH` or `sqlite::memory:`), creating
 /// the file and its folder when missing, and applies the migrations.
+///
+/// `sqlite::memory:` is a database file in a new temporary folder, removed when the store is
+/// dropped: a true in-memory database lives inside one connection, but the store needs the
+/// pool's readers and its own writer to see the same data.
 pub(crate) async fn open(url: &str) -> StoreResult<SharedStore> {
     let location = SqliteLocation::parse(url)?;
-    let options = SqliteConnectOptions::from_str(url)
-        .map_err(|error| {
-            StoreError::Config(format!(
-                "the SQLite database URL is not valid ({error}); use sqlite://PATH, \
-                 sqlite:///ABSOLUTE/PATH or sqlite::memory:"
-            ))
-        })?
+    let (options, temporary_folder) = match &location {
+        SqliteLocation::Memory => {
+            let folder = tempfile::Builder::new()
+                .prefix("authcheck-db-")
+                .tempdir()
+                .map_err(|error| {
+                    StoreError::Config(format!(
+                        "cannot create a temporary folder for the database ({error}); set \
+                         TMPDIR to a writable folder or use sqlite://PATH"
+                    ))
+                })?;
+            let file = folder.path().join("authcheck.db");
+            (SqliteConnectOptions::new().filename(file), Some(folder))
+        }
+        SqliteLocation::File(path) => {
+            create_parent_folder(path)?;
+            let options = SqliteConnectOptions::from_str(url).map_err(|error| {
+                StoreError::Config(format!(
+                    "the SQLite database URL is not valid ({error}); use sqlite://PATH, \
+                     sqlite:///ABSOLUTE/PATH or sqlite::memory:"
+                ))
+            })?;
+            (options, None)
+        }
+    };
+    let options = options
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
         // A 250 reply promises the message is kept, so every commit must reach the disk.
@@ -46,31 +68,22 @@ pub(crate) async fn open(url: &str) -> StoreResult<SharedStore> {
         .busy_timeout(BUSY_TIMEOUT)
         .foreign_keys(true);
 
-    let pool_options = SqlitePoolOptions::new()
-        .acquire_timeout(ACQUIRE_TIMEOUT)
-        // A connection to a file in this process cannot go stale; testing it before each
-        // use would cost the writer a round trip per batch.
-        .test_before_acquire(false);
-    let pool_options = match &location {
-        // An in-memory database lives only as long as a connection to it, and shared-cache
-        // connections lock each other out, so keep exactly one connection forever.
-        SqliteLocation::Memory => pool_options
-            .max_connections(1)
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None),
-        SqliteLocation::File(path) => {
-            create_parent_folder(path)?;
-            pool_options.max_connections(FILE_POOL_SIZE)
-        }
-    };
     let described = location.describe();
-    let pool = pool_options.connect_with(options).await.map_err(|error| {
+    let cannot_open = |error: sqlx::Error| {
         StoreError::Config(format!(
             "cannot open the SQLite database {described} ({error}); check that the path \
-                 names a file (not a folder) that authcheck may read and write"
+             names a file (not a folder) that authcheck may read and write"
         ))
-    })?;
+    };
+    let pool = SqlitePoolOptions::new()
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        // A connection to a file in this process cannot go stale; testing it before each
+        // use would cost a round trip to SQLite's worker thread.
+        .test_before_acquire(false)
+        .max_connections(READ_POOL_SIZE)
+        .connect_with(options.clone())
+        .await
+        .map_err(cannot_open)?;
     sqlx::migrate!("../../migrations/sqlite")
         .run(&pool)
         .await
@@ -80,7 +93,7 @@ pub(crate) async fn open(url: &str) -> StoreResult<SharedStore> {
                  created by a newer authcheck, run that version or start from a new file"
             ))
         })?;
-    let writer = GroupCommit::start(pool.clone())?;
+    let writer = GroupCommit::start(&options, pool.clone(), temporary_folder).await?;
     Ok(Arc::new(SqlStore::new(pool, writer)))
 }
 
@@ -110,7 +123,7 @@ impl SqliteLocation {
 
     fn describe(&self) -> String {
         match self {
-            SqliteLocation::Memory => "in memory".to_owned(),
+            SqliteLocation::Memory => "in a temporary folder".to_owned(),
             SqliteLocation::File(path) => format!("at {}", path.display()),
         }
     }
@@ -132,32 +145,9 @@ fn create_parent_folder(database: &Path) -> StoreResult<()> {
     })
 }
 
-/// Writes `rows` and their raw messages on `connection` (inside the caller's transaction),
-/// a few statements for all of them.
-pub(crate) async fn insert_rows(
-    connection: &mut SqliteConnection,
-    rows: &[&InsertRow],
-) -> StoreResult<()> {
-    for chunk in rows.chunks(MAX_ROWS_PER_INSERT) {
-        let mut results = results_insert(chunk, |row| stored_time_text(row.received_at));
-        results
-            .build()
-            .execute(&mut *connection)
-            .await
-            .map_err(Sqlite::failure)?;
-        let mut raw_messages = raw_messages_insert(chunk);
-        raw_messages
-            .build()
-            .execute(&mut *connection)
-            .await
-            .map_err(Sqlite::failure)?;
-    }
-    Ok(())
-}
-
 /// UTC RFC 3339 with exactly six fractional digits, so that comparing the stored text (as the
 /// purge does) compares the instants.
-fn stored_time_text(at: DateTime<Utc>) -> String {
+pub(crate) fn stored_time_text(at: DateTime<Utc>) -> String {
     to_stored_precision(at).to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
