@@ -10,7 +10,9 @@
 //!
 //! Semantics follow an authoritative server: a name that holds any record answers `NOERROR`
 //! (with an empty answer when it has none of the asked type); a name that holds nothing answers
-//! `NXDOMAIN`. Names are matched without regard to case.
+//! `NXDOMAIN`. Names are matched without regard to case. Negative answers carry no SOA record
+//! unless [`TestDns::cache_negative_answers`] asks for one, so that by default every query
+//! reaches the server, however the zone changes between them.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -18,7 +20,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use hickory_proto::op::{Message, MessageType, ResponseCode};
-use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, PTR, TXT};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, PTR, SOA, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -40,6 +42,8 @@ struct Zone {
     records: HashMap<String, Vec<RData>>,
     behaviours: HashMap<String, Behaviour>,
     queries: u64,
+    /// When set, negative answers carry an SOA record with this TTL and minimum.
+    negative_ttl: Option<u32>,
 }
 
 /// A running DNS server; it stops when dropped.
@@ -206,6 +210,13 @@ impl TestDns {
             .insert(key(name), behaviour);
     }
 
+    /// Makes negative answers (`NXDOMAIN`, and `NOERROR` without the asked type) carry an SOA
+    /// record with this TTL and minimum, as a production nameserver's do (RFC 2308), so that
+    /// resolvers cache them like positive answers.
+    pub fn cache_negative_answers(&self, ttl: u32) {
+        self.zone.write().unwrap().negative_ttl = Some(ttl);
+    }
+
     /// Removes every record and behaviour.
     pub fn clear(&self) {
         let mut zone = self.zone.write().unwrap();
@@ -259,6 +270,7 @@ fn answer(zone: &RwLock<Zone>, request: &Message) -> (Reply, Option<Duration>) {
         let Some(records) = zone.records.get(&name) else {
             if response.answers.is_empty() {
                 response.metadata.response_code = ResponseCode::NXDomain;
+                add_negative_soa(&mut response, &name, zone.negative_ttl);
             }
             return (Reply::Send(response), delay);
         };
@@ -282,10 +294,31 @@ fn answer(zone: &RwLock<Zone>, request: &Message) -> (Reply, Option<Duration>) {
         {
             response.add_answer(Record::from_rdata(owner.clone(), TTL, data.clone()));
         }
+        if response.answers.is_empty() {
+            add_negative_soa(&mut response, &name, zone.negative_ttl);
+        }
         return (Reply::Send(response), delay);
     }
     response.metadata.response_code = ResponseCode::ServFail;
     (Reply::Send(response), delay)
+}
+
+/// The SOA of a negative answer for `name` (with the last two labels of `name` as the zone),
+/// when the zone caches negative answers.
+fn add_negative_soa(response: &mut Message, name: &str, negative_ttl: Option<u32>) {
+    let Some(ttl) = negative_ttl else { return };
+    let labels: Vec<&str> = name.split('.').collect();
+    let apex = parse_name(&labels[labels.len().saturating_sub(2)..].join("."));
+    let soa = SOA::new(
+        parse_name("ns.test"),
+        parse_name("hostmaster.test"),
+        1,
+        3600,
+        600,
+        86400,
+        ttl,
+    );
+    response.add_authority(Record::from_rdata(apex, ttl, RData::SOA(soa)));
 }
 
 async fn serve_udp(socket: Arc<UdpSocket>, zone: Arc<RwLock<Zone>>) {
