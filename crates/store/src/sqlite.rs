@@ -65,6 +65,9 @@ pub(crate) async fn open(url: &str) -> StoreResult<SharedStore> {
         .synchronous(SqliteSynchronous::Full)
         // The writer asks for checkpoints off the commit path (see `group_commit`).
         .pragma("wal_autocheckpoint", "0")
+        // A batch's inserts keep a statement journal (to undo one statement alone); past
+        // 64 KiB SQLite would spill it to a temporary file created and deleted per batch.
+        .pragma("temp_store", "memory")
         .busy_timeout(BUSY_TIMEOUT)
         .foreign_keys(true);
 
