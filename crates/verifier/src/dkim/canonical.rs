@@ -76,20 +76,20 @@ pub fn canonical_body(body: &[u8], canonicalization: Canonicalization) -> Vec<u8
             // Empty lines are held back until a non-empty line shows they are not trailing.
             let mut pending_empty_lines = 0;
             for line in body_lines(body) {
-                let mut canonical = Vec::with_capacity(line.len());
-                push_collapsing_wsp(line, &mut canonical);
-                if canonical.last() == Some(&b' ') {
-                    canonical.pop();
+                let start = out.len();
+                push_collapsing_wsp(line, &mut out);
+                if out.len() > start && out.last() == Some(&b' ') {
+                    out.pop();
                 }
-                if canonical.is_empty() {
+                if out.len() == start {
                     pending_empty_lines += 1;
                     continue;
                 }
-                for _ in 0..pending_empty_lines {
-                    out.extend_from_slice(b"\r\n");
+                if pending_empty_lines > 0 {
+                    let held_back = b"\r\n".repeat(pending_empty_lines);
+                    out.splice(start..start, held_back);
+                    pending_empty_lines = 0;
                 }
-                pending_empty_lines = 0;
-                out.extend_from_slice(&canonical);
                 out.extend_from_slice(b"\r\n");
             }
             out
@@ -97,25 +97,27 @@ pub fn canonical_body(body: &[u8], canonicalization: Canonicalization) -> Vec<u8
     }
 }
 
-/// The body's lines without their CRLF; a final line lacking CRLF counts as a line.
+/// The body's lines without their CRLF; a final line lacking CRLF counts as a line, and a
+/// bare LF is part of its line.
 fn body_lines(body: &[u8]) -> impl Iterator<Item = &[u8]> {
     let mut rest = body;
     std::iter::from_fn(move || {
         if rest.is_empty() {
             return None;
         }
-        match rest.windows(2).position(|w| w == b"\r\n") {
-            Some(end) => {
-                let line = &rest[..end];
-                rest = &rest[end + 2..];
-                Some(line)
+        let mut search_from = 0;
+        while let Some(offset) = memchr::memchr(b'\n', &rest[search_from..]) {
+            let newline = search_from + offset;
+            if newline > 0 && rest[newline - 1] == b'\r' {
+                let line = &rest[..newline - 1];
+                rest = &rest[newline + 1..];
+                return Some(line);
             }
-            None => {
-                let line = rest;
-                rest = &[];
-                Some(line)
-            }
+            search_from = newline + 1;
         }
+        let line = rest;
+        rest = &[];
+        Some(line)
     })
 }
 
@@ -226,5 +228,57 @@ mod tests {
             &mut out,
         );
         assert_eq!(out, b"subject:Hello World\r\n");
+    }
+
+    /// RFC 6376 §3.4.4 step by step, line by line, as plainly as it can be written.
+    fn relaxed_body_by_the_rfc(body: &[u8]) -> Vec<u8> {
+        let text: Vec<u8> = body.to_vec();
+        let mut lines: Vec<Vec<u8>> = Vec::new();
+        let mut rest = text.as_slice();
+        while !rest.is_empty() {
+            match rest.windows(2).position(|w| w == b"\r\n") {
+                Some(end) => {
+                    lines.push(rest[..end].to_vec());
+                    rest = &rest[end + 2..];
+                }
+                None => {
+                    lines.push(rest.to_vec());
+                    rest = &[];
+                }
+            }
+        }
+        let mut canonical: Vec<Vec<u8>> = lines
+            .iter()
+            .map(|line| {
+                let mut out = Vec::new();
+                push_collapsing_wsp(line, &mut out);
+                if out.last() == Some(&b' ') {
+                    out.pop();
+                }
+                out
+            })
+            .collect();
+        while canonical.last().is_some_and(Vec::is_empty) {
+            canonical.pop();
+        }
+        canonical
+            .iter()
+            .flat_map(|line| [line.as_slice(), b"\r\n"].concat())
+            .collect()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn relaxed_body_matches_the_rfc_on_any_mix_of_whitespace_and_line_ends(
+            body in proptest::collection::vec(
+                proptest::sample::select(vec![b' ', b'\t', b'\r', b'\n', b'a', b'.']),
+                0..64,
+            )
+        ) {
+            proptest::prop_assert_eq!(
+                canonical_body(&body, Canonicalization::Relaxed),
+                relaxed_body_by_the_rfc(&body)
+            );
+        }
     }
 }

@@ -127,7 +127,7 @@ pub fn is_fws(c: char) -> bool {
 
 /// `value` with all folding whitespace removed, as base64 values and colon lists are compared.
 pub fn without_fws(value: &str) -> String {
-    value.chars().filter(|c| !is_fws(*c)).collect()
+    value.split(is_fws).collect()
 }
 
 fn is_tag_name(name: &str) -> bool {
