@@ -226,6 +226,45 @@ async fn send_one(service: &Service, subject: &str) -> support::Reply {
     .await
 }
 
+/// Sends messages while the database cannot be written (`trouble` names why) until one is
+/// refused, which must be with `451 4.3.0`; returns the ids of those that got a 250 first
+/// (SQLite may still have room in pages it holds, so the first ones can be stored for real).
+async fn send_until_refused(service: &Service, trouble: &str) -> Vec<String> {
+    let mut acknowledged = Vec::new();
+    for attempt in 0..50 {
+        let reply = send_one(service, &format!("{trouble} {attempt}")).await;
+        match reply.code {
+            250 => acknowledged.extend(reply.stored().into_iter().map(|(id, _)| id)),
+            451 => {
+                assert!(reply.text().starts_with("4.3.0"), "{reply:?}");
+                return acknowledged;
+            }
+            _ => panic!("{trouble}: must give 451 4.3.0, not {reply:?}"),
+        }
+    }
+    panic!("{trouble}: the service never refused a message");
+}
+
+/// Once the trouble is over, a message is stored again, and every message acknowledged
+/// during the trouble is there.
+async fn assert_recovers_keeping(service: &Service, acknowledged: Vec<String>) {
+    let recovered = eventually(Duration::from_secs(10), || async {
+        let reply = send_one(service, "after").await;
+        (reply.code == 250).then_some(reply)
+    })
+    .await
+    .expect("the service stores results again once the database can be written");
+    let stored_after = recovered.stored().into_iter().map(|(id, _)| id);
+    for id in acknowledged.into_iter().chain(stored_after) {
+        let response = service.get(&format!("/api/v1/results/{id}")).await;
+        assert_eq!(
+            response.status(),
+            reqwest::StatusCode::OK,
+            "{id} got a 250 but is not stored"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_full_disk_gives_451_and_recovers_when_space_returns() {
     let Some(disk) = SmallDisk::mount(4) else {
@@ -239,42 +278,9 @@ async fn a_full_disk_gives_451_and_recovers_when_space_returns() {
     assert_eq!(send_one(&service, "before").await.code, 250);
 
     disk.fill();
-    // SQLite may still have room in pages it holds already, so the first messages can be
-    // stored for real; what must never happen is a 250 for a message that is not stored.
-    let mut stored_while_full = Vec::new();
-    let mut refused = None;
-    for attempt in 0..50 {
-        let reply = send_one(&service, &format!("full {attempt}")).await;
-        match reply.code {
-            250 => stored_while_full.extend(reply.stored().into_iter().map(|(id, _)| id)),
-            451 => {
-                refused = Some(reply);
-                break;
-            }
-            _ => panic!("a full disk must give 451 4.3.0: {reply:?}"),
-        }
-    }
-    let refused = refused.expect("the full disk never refused a message");
-    assert!(refused.text().starts_with("4.3.0"), "{refused:?}");
-
+    let acknowledged = send_until_refused(&service, "full disk").await;
     disk.free();
-    let recovered = eventually(Duration::from_secs(10), || async {
-        let reply = send_one(&service, "after").await;
-        (reply.code == 250).then_some(reply)
-    })
-    .await;
-    assert!(
-        recovered.is_some(),
-        "the service stores results again once space returns"
-    );
-    for id in stored_while_full {
-        let response = service.get(&format!("/api/v1/results/{id}")).await;
-        assert_eq!(
-            response.status(),
-            reqwest::StatusCode::OK,
-            "{id} got a 250 on the full disk but is gone"
-        );
-    }
+    assert_recovers_keeping(&service, acknowledged).await;
 }
 
 /// The database files marked immutable (`chattr +i`) while the value lives: the filesystem
@@ -326,21 +332,7 @@ async fn a_read_only_database_gives_451_and_recovers_when_writable_again() {
         );
         return;
     };
-    let mut stored_while_read_only = Vec::new();
-    let mut refused = None;
-    for attempt in 0..20 {
-        let reply = send_one(&service, &format!("read-only {attempt}")).await;
-        match reply.code {
-            250 => stored_while_read_only.extend(reply.stored().into_iter().map(|(id, _)| id)),
-            451 => {
-                refused = Some(reply);
-                break;
-            }
-            _ => panic!("a read-only database must give 451 4.3.0: {reply:?}"),
-        }
-    }
-    let refused = refused.expect("the read-only database never refused a message");
-    assert!(refused.text().starts_with("4.3.0"), "{refused:?}");
+    let acknowledged = send_until_refused(&service, "read-only database").await;
     let health = service.get("/healthz").await;
     assert_eq!(
         health.status(),
@@ -349,20 +341,5 @@ async fn a_read_only_database_gives_451_and_recovers_when_writable_again() {
     );
 
     read_only.unmark();
-    let recovered = eventually(Duration::from_secs(10), || async {
-        let reply = send_one(&service, "after").await;
-        (reply.code == 250).then_some(reply)
-    })
-    .await
-    .expect("the service stores results again once the database is writable");
-    let (id, _) = recovered.stored().into_iter().next().expect("a stored id");
-    stored_while_read_only.push(id);
-    for id in stored_while_read_only {
-        let response = service.get(&format!("/api/v1/results/{id}")).await;
-        assert_eq!(
-            response.status(),
-            reqwest::StatusCode::OK,
-            "{id} got a 250 but is not stored"
-        );
-    }
+    assert_recovers_keeping(&service, acknowledged).await;
 }
