@@ -84,7 +84,9 @@ async fn main() -> ExitCode {
                 Err(code) => return code,
             };
             match serve::open_store(&settings).await {
-                Ok(_) => {
+                Ok(store) => {
+                    // Closing folds SQLite's log into the database file and syncs it.
+                    store.close().await;
                     println!("authcheck: migrations applied to {}", settings.database_url);
                     ExitCode::SUCCESS
                 }
@@ -100,7 +102,10 @@ async fn main() -> ExitCode {
                 Ok(store) => store,
                 Err(e) => return config_failure(e),
             };
-            match serve::purge_once(&store, settings.retention).await {
+            let purged = serve::purge_once(&store, settings.retention).await;
+            // Closing folds SQLite's log into the database file and syncs it.
+            store.close().await;
+            match purged {
                 Ok(n) => {
                     println!(
                         "authcheck: deleted {n} results older than {}",
