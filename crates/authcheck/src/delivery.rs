@@ -80,18 +80,24 @@ impl TesterDelivery {
         let header_from = authcheck_verifier::subject::from_address(&message);
 
         // One result per mailbox: spf+a@ and spf+b@ in one message are one spf test.
-        let mut results: Vec<NewResult> = Vec::new();
+        let mut tested = Vec::new();
         for recipient in &envelope.recipients {
-            let mailbox = store_mailbox(recipient.mailbox);
-            if results.iter().any(|r| r.mailbox == mailbox) {
-                continue;
+            if !tested
+                .iter()
+                .any(|(mailbox, _)| *mailbox == recipient.mailbox)
+            {
+                tested.push((recipient.mailbox, recipient.address.as_str()));
             }
+        }
+        let size = message.len() as u64;
+        let result_for = |mailbox, recipient: &str, serialized_report, raw_message| {
+            let mailbox = store_mailbox(mailbox);
             let verdict = verdict_for(&report, mailbox).to_string();
             let prefixed_subject = match &subject {
                 Some(s) if !s.is_empty() => format!("{verdict} {s}"),
                 _ => verdict.clone(),
             };
-            results.push(NewResult {
+            NewResult {
                 mailbox,
                 received_at: envelope.received_at,
                 session: SessionFacts {
@@ -103,19 +109,38 @@ impl TesterDelivery {
                     tls_version: envelope.tls.as_ref().map(|t| t.version.clone()),
                     tls_cipher: envelope.tls.as_ref().map(|t| t.cipher.clone()),
                     mail_from: envelope.mail_from.clone(),
-                    recipient: recipient.address.clone(),
-                    size: message.len() as u64,
+                    recipient: recipient.to_owned(),
+                    size,
                 },
                 header_from: header_from.clone(),
                 subject: subject.clone(),
                 verdict,
                 prefixed_subject,
-                report: report_json.clone(),
-                raw_message: message.clone(),
-            });
-        }
+                report: serialized_report,
+                raw_message,
+            }
+        };
+        // The message and the report are copied for all but the last result, which takes them.
+        let Some((&(last_mailbox, last_recipient), others)) = tested.split_last() else {
+            // The session hands over only messages with an accepted recipient.
+            return Err(DeliveryError::Permanent(
+                "the message has no recipient".into(),
+            ));
+        };
+        let mut results: Vec<NewResult> = others
+            .iter()
+            .map(|&(mailbox, recipient)| {
+                result_for(mailbox, recipient, report_json.clone(), message.clone())
+            })
+            .collect();
+        results.push(result_for(
+            last_mailbox,
+            last_recipient,
+            report_json,
+            message,
+        ));
 
-        let ids = self.store.insert(&results).await.map_err(|e| {
+        let ids = self.store.insert(results).await.map_err(|e| {
             metrics::counter!("authcheck_store_errors_total").increment(1);
             tracing::error!(error = %e, client_ip = %client_ip, "could not store a result; the client was told to retry");
             DeliveryError::Temporary("the result could not be stored".into())
@@ -131,22 +156,20 @@ impl TesterDelivery {
             millis = started.elapsed().as_millis() as u64,
             "message verified and stored"
         );
-        for result in &results {
+        for &(mailbox, _) in &tested {
+            let mailbox = store_mailbox(mailbox);
             metrics::counter!(
                 "authcheck_messages_total",
-                "mailbox" => result.mailbox.as_str(),
-                "verdict" => result.verdict.clone()
+                "mailbox" => mailbox.as_str(),
+                "verdict" => verdict_for(&report, mailbox).to_owned()
             )
             .increment(1);
         }
-        Ok(results
+        Ok(tested
             .iter()
             .zip(ids)
-            .map(|(result, id)| Accepted {
-                mailbox: match result.mailbox {
-                    Mailbox::Spf => SmtpMailbox::Spf,
-                    Mailbox::Dkim => SmtpMailbox::Dkim,
-                },
+            .map(|(&(mailbox, _), id)| Accepted {
+                mailbox,
                 url: authcheck_web::result_url(&self.public_url, &id),
                 id,
             })

@@ -85,8 +85,7 @@ pub struct NewResult {
     pub verdict: String,
     /// `<verdict> <original subject>`.
     pub prefixed_subject: String,
-    /// The verifier's report, serialized once as JSON (a message sent to both mailboxes
-    /// shares it, and it is stored as it is).
+    /// The verifier's report, serialized once as JSON and stored as it is.
     pub report: Box<serde_json::value::RawValue>,
     /// The message exactly as received.
     pub raw_message: Vec<u8>,
@@ -144,8 +143,9 @@ pub type StoreResult<T> = Result<T, StoreError>;
 #[async_trait]
 pub trait ResultStore: Send + Sync {
     /// Stores the results of one message in one transaction and returns their ids, in order.
-    /// When this returns `Ok`, the results are durable.
-    async fn insert(&self, results: &[NewResult]) -> StoreResult<Vec<String>>;
+    /// When this returns `Ok`, the results are durable. The results are taken, not copied:
+    /// their raw message and report go to the database as they are.
+    async fn insert(&self, results: Vec<NewResult>) -> StoreResult<Vec<String>>;
     async fn get(&self, id: &str) -> StoreResult<Option<StoredResult>>;
     async fn raw_message(&self, id: &str) -> StoreResult<Option<Vec<u8>>>;
     /// Results matching `query`, newest first.

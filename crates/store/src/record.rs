@@ -47,7 +47,7 @@ fn without_nul(text: &str) -> Cow<'_, str> {
 
 /// `report` with every NUL in its strings replaced; JSON text can only hold a NUL escaped,
 /// so only a report whose text shows that escape is parsed to look closer.
-fn report_without_nul(report: &RawValue) -> StoreResult<Box<RawValue>> {
+fn report_without_nul(report: Box<RawValue>) -> StoreResult<Box<RawValue>> {
     fn has_nul(value: &serde_json::Value) -> bool {
         match value {
             serde_json::Value::String(text) => text.contains('\0'),
@@ -75,16 +75,16 @@ fn report_without_nul(report: &RawValue) -> StoreResult<Box<RawValue>> {
         StoreError::Config(format!("a report is not valid JSON: {error}"))
     };
     if !report.get().contains("\\u0000") {
-        return Ok(report.to_owned());
+        return Ok(report);
     }
     let value: serde_json::Value = serde_json::from_str(report.get()).map_err(unreadable)?;
     if !has_nul(&value) {
-        return Ok(report.to_owned());
+        return Ok(report);
     }
     serde_json::value::to_raw_value(&replace_nul(&value)).map_err(unreadable)
 }
 
-/// The start of the statement that stores results; [`results_insert`] adds the rows' values
+/// The start of the statement that stores results; [`push_results_insert`] adds the rows' values
 /// in this column order.
 const INSERT_RESULTS_HEAD: &str = "INSERT INTO results (\
         id, mailbox, received_at, client_ip, client_port, client_ptr, client_ptr_confirmed, \
@@ -134,7 +134,7 @@ pub(crate) struct InsertRow {
 }
 
 impl InsertRow {
-    pub fn new(result: &NewResult) -> StoreResult<InsertRow> {
+    pub fn new(result: NewResult) -> StoreResult<InsertRow> {
         let session = &result.session;
         let size = i64::try_from(session.size).map_err(|_| {
             StoreError::Config(format!(
@@ -144,7 +144,7 @@ impl InsertRow {
         })?;
         let text = |value: &str| without_nul(value).into_owned();
         let optional_text = |value: &Option<String>| value.as_deref().map(text);
-        let report = report_without_nul(&result.report)?;
+        let report = report_without_nul(result.report)?;
         Ok(InsertRow {
             id: new_result_id(),
             received_at: to_stored_precision(result.received_at),
@@ -175,7 +175,7 @@ impl InsertRow {
             verdict: text(&result.verdict),
             prefixed_subject: text(&result.prefixed_subject),
             report,
-            raw_message: result.raw_message.clone(),
+            raw_message: result.raw_message,
         })
     }
 }

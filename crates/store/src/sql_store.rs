@@ -58,9 +58,9 @@ where
     for<'r> ResultRow: FromRow<'r, DB::Row>,
     usize: ColumnIndex<DB::Row>,
 {
-    async fn insert(&self, results: &[NewResult]) -> StoreResult<Vec<String>> {
+    async fn insert(&self, results: Vec<NewResult>) -> StoreResult<Vec<String>> {
         let rows = results
-            .iter()
+            .into_iter()
             .map(InsertRow::new)
             .collect::<StoreResult<Vec<_>>>()?;
         let ids = rows.iter().map(|row| row.id.clone()).collect();

@@ -269,7 +269,7 @@ async fn lost_server_is_unavailable_until_it_returns() {
     let first = insert_one(&store, sample(Mailbox::Spf, at(1))).await;
 
     let (relay_address, server_address) = relay.cut().await;
-    let outcome = store.insert(&[sample(Mailbox::Spf, at(2))]).await;
+    let outcome = store.insert(vec![sample(Mailbox::Spf, at(2))]).await;
     assert!(
         matches!(&outcome, Err(StoreError::Unavailable(_))),
         "{outcome:?}"

@@ -173,7 +173,7 @@ async fn read_only_database_is_unavailable_for_writes() {
     // the way SQLite does for a read-only mount.
     let read_only = open_ok(&format!("{url}?mode=ro")).await;
     assert!(read_only.get(&id).await.unwrap().is_some());
-    let outcome = read_only.insert(&[sample(Mailbox::Spf, at(2))]).await;
+    let outcome = read_only.insert(vec![sample(Mailbox::Spf, at(2))]).await;
     assert!(
         matches!(&outcome, Err(StoreError::Unavailable(message)) if message.contains("readonly")),
         "{outcome:?}"

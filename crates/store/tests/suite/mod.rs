@@ -93,7 +93,7 @@ fn query(limit: u32) -> ListQuery {
 }
 
 pub async fn insert_one(store: &SharedStore, result: NewResult) -> String {
-    let mut ids = store.insert(&[result]).await.expect("insert");
+    let mut ids = store.insert(vec![result]).await.expect("insert");
     assert_eq!(ids.len(), 1);
     ids.pop().unwrap()
 }
@@ -203,7 +203,7 @@ pub async fn unknown_ids_are_absent(store: SharedStore) {
 
 pub async fn ids_are_unique_lowercase_hex(store: SharedStore) {
     let batch: Vec<NewResult> = (0..50).map(|_| sample(Mailbox::Spf, at(1))).collect();
-    let mut ids = store.insert(&batch).await.unwrap();
+    let mut ids = store.insert(batch).await.unwrap();
     ids.extend(insert_many(&store, 10).await);
     for id in &ids {
         assert_eq!(id.len(), 32, "{id}");
@@ -222,7 +222,10 @@ pub async fn ids_are_unique_lowercase_hex(store: SharedStore) {
 pub async fn one_message_stores_all_its_results_in_order(store: SharedStore) {
     let before = insert_one(&store, sample(Mailbox::Spf, at(1))).await;
     let ids = store
-        .insert(&[sample(Mailbox::Spf, at(2)), sample(Mailbox::Dkim, at(2))])
+        .insert(vec![
+            sample(Mailbox::Spf, at(2)),
+            sample(Mailbox::Dkim, at(2)),
+        ])
         .await
         .unwrap();
     assert_eq!(ids.len(), 2);
@@ -235,14 +238,19 @@ pub async fn one_message_stores_all_its_results_in_order(store: SharedStore) {
     assert!(spf.seq < dkim.seq);
     assert!(store.raw_message(&ids[1]).await.unwrap().is_some());
 
-    assert_eq!(store.insert(&[]).await.unwrap(), Vec::<String>::new());
+    assert_eq!(
+        store.insert(Vec::new()).await.unwrap(),
+        Vec::<String>::new()
+    );
 }
 
 /// Needs a store whose database rejects results with [`REJECTED_VERDICT`].
 pub async fn failed_insert_stores_none_of_the_message(store: SharedStore) {
     let mut rejected = sample(Mailbox::Dkim, at(2));
     rejected.verdict = REJECTED_VERDICT.to_owned();
-    let attempt = store.insert(&[sample(Mailbox::Spf, at(2)), rejected]).await;
+    let attempt = store
+        .insert(vec![sample(Mailbox::Spf, at(2)), rejected])
+        .await;
     assert!(attempt.is_err(), "{attempt:?}");
     assert_eq!(store.list(&query(10)).await.unwrap(), Vec::new());
 
@@ -269,7 +277,7 @@ pub async fn rejected_message_costs_concurrent_messages_nothing(store: SharedSto
             if n == REJECTED {
                 result.verdict = REJECTED_VERDICT.to_owned();
             }
-            tokio::spawn(async move { store.insert(&[result]).await })
+            tokio::spawn(async move { store.insert(vec![result]).await })
         });
         let outcomes = futures::future::join_all(inserts.collect::<Vec<_>>()).await;
         for (n, outcome) in outcomes.into_iter().enumerate() {
@@ -389,7 +397,7 @@ pub async fn limit_is_clamped(store: SharedStore) {
     let batch: Vec<NewResult> = (0..MAX_LIST_LIMIT + 5)
         .map(|n| sample(Mailbox::Spf, at(1) + Duration::seconds(i64::from(n))))
         .collect();
-    let ids = store.insert(&batch).await.unwrap();
+    let ids = store.insert(batch).await.unwrap();
 
     let zero = store.list(&query(0)).await.unwrap();
     assert_eq!(ids_of(&zero), vec![ids.last().unwrap().as_str()]);
@@ -476,7 +484,10 @@ pub async fn sender_and_mailbox_filters_combine(store: SharedStore) {
 
 pub async fn purge_removes_only_older_results_and_their_messages(store: SharedStore) {
     let old = store
-        .insert(&[sample(Mailbox::Spf, at(1)), sample(Mailbox::Dkim, at(2))])
+        .insert(vec![
+            sample(Mailbox::Spf, at(1)),
+            sample(Mailbox::Dkim, at(2)),
+        ])
         .await
         .unwrap();
     let at_cutoff = insert_one(&store, sample(Mailbox::Spf, at(10))).await;
@@ -505,7 +516,7 @@ pub async fn concurrent_purges_from_two_handles_agree(first: SharedStore, second
     let old: Vec<NewResult> = (0..40)
         .map(|n| sample(Mailbox::Spf, at(1) + Duration::minutes(n)))
         .collect();
-    first.insert(&old).await.unwrap();
+    first.insert(old).await.unwrap();
     let kept = insert_one(&second, sample(Mailbox::Dkim, at(20))).await;
 
     let (by_first, by_second) = tokio::join!(first.purge(at(10)), second.purge(at(10)));
@@ -529,7 +540,7 @@ pub async fn health_checks_pass(store: SharedStore) {
 
 pub async fn closed_store_is_unavailable(store: SharedStore) {
     store.close().await;
-    let outcome = store.insert(&[sample(Mailbox::Spf, at(1))]).await;
+    let outcome = store.insert(vec![sample(Mailbox::Spf, at(1))]).await;
     assert!(
         matches!(outcome, Err(StoreError::Unavailable(_))),
         "{outcome:?}"

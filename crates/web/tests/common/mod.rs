@@ -69,7 +69,11 @@ impl TestSite {
 
     /// Stores `result` and returns its id.
     pub async fn insert(&self, result: NewResult) -> String {
-        let ids = self.store.insert(&[result]).await.expect("insert a result");
+        let ids = self
+            .store
+            .insert(vec![result])
+            .await
+            .expect("insert a result");
         ids.into_iter().next().expect("one id per result")
     }
 }
