@@ -237,11 +237,8 @@ impl Writer {
         let Ok(connection) = self.connection().await else {
             return;
         };
-        if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(connection)
-            .await
-        {
-            tracing::warn!(%error, "SQLite checkpoint failed; the write-ahead log grows until one succeeds");
+        if let Err(error) = passive_checkpoint(connection).await {
+            warn_checkpoint_failed(&error);
         }
     }
 }
@@ -353,18 +350,27 @@ struct Checkpoints {
 async fn checkpoint_when_due(pool: SqlitePool, checkpoints: Arc<Checkpoints>) {
     loop {
         checkpoints.due.notified().await;
-        match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&pool)
-            .await
-        {
-            Ok(_) => checkpoints.caught_up.store(true, Ordering::Release),
+        match passive_checkpoint(&pool).await {
+            Ok(()) => checkpoints.caught_up.store(true, Ordering::Release),
             Err(_) if pool.is_closed() => return,
-            Err(error) => tracing::warn!(
-                %error,
-                "SQLite checkpoint failed; the write-ahead log grows until one succeeds"
-            ),
+            Err(error) => warn_checkpoint_failed(&error),
         }
     }
+}
+
+/// Copies as much of the write-ahead log into the database file as no reader still needs,
+/// without waiting for anyone.
+async fn passive_checkpoint<'c>(
+    executor: impl sqlx::Executor<'c, Database = Sqlite>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+        .execute(executor)
+        .await
+        .map(drop)
+}
+
+fn warn_checkpoint_failed(error: &sqlx::Error) {
+    tracing::warn!(%error, "SQLite checkpoint failed; the write-ahead log grows until one succeeds");
 }
 
 #[cfg(test)]
