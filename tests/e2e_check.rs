@@ -100,6 +100,64 @@ async fn human_report_puts_the_verdicts_first_and_explains_failures() {
     );
 }
 
+/// Runs `authcheck` on a pseudo-terminal (util-linux `script`), as a person at a terminal
+/// would; returns what the terminal showed.
+async fn run_on_a_terminal(args: &[&str], no_color: bool) -> String {
+    let command = std::iter::once(support::binary())
+        .chain(args.iter().copied())
+        .map(|arg| format!("'{arg}'"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut script = tokio::process::Command::new("script");
+    script
+        .args(["--quiet", "--return", "--command", &command, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .env_remove("NO_COLOR");
+    if no_color {
+        script.env("NO_COLOR", "1");
+    }
+    let output = tokio::time::timeout(std::time::Duration::from_secs(60), script.output())
+        .await
+        .expect("authcheck on a terminal did not finish in time")
+        .expect("run util-linux `script`");
+    assert!(output.status.success(), "exit {}", output.status);
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn on_a_terminal_the_verdicts_are_coloured_unless_no_color_is_set() {
+    let dns = zone().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("message.eml");
+    std::fs::write(&file, signed_message()).unwrap();
+    let server = dns.addr().to_string();
+    let args = [
+        "check",
+        file.to_str().unwrap(),
+        "--ip",
+        "198.51.100.7",
+        "--mail-from",
+        "alice@sender.test",
+        "--dns-server",
+        &server,
+    ];
+
+    let shown = run_on_a_terminal(&args, false).await;
+    let first = shown.lines().next().unwrap_or_default();
+    assert!(
+        first.contains("\x1b[1;31m!! spf-fail !!\x1b[0m"),
+        "SPF fail in red: {first:?}"
+    );
+    assert!(
+        first.contains("\x1b[1;32m|OK| dkim-pass\x1b[0m"),
+        "DKIM pass in green: {first:?}"
+    );
+
+    let plain = run_on_a_terminal(&args, true).await;
+    assert!(!plain.contains('\x1b'), "NO_COLOR is honoured: {plain:?}");
+    assert!(plain.contains("!! spf-fail !!"), "{plain}");
+}
+
 #[tokio::test]
 async fn without_an_ip_spf_is_reported_as_not_checked() {
     let dns = zone().await;
@@ -127,6 +185,23 @@ async fn without_an_ip_spf_is_reported_as_not_checked() {
         report["dkim"][0]["result"], "pass",
         "DKIM does not need the IP"
     );
+
+    let (status, stdout, _) = run_cli(
+        &["check", "-", "--dns-server", &server],
+        Some(&signed_message()),
+        dir.path(),
+    )
+    .await;
+    assert!(status.success());
+    let first = stdout.lines().next().unwrap_or_default();
+    assert!(
+        first.contains("SPF not checked"),
+        "the verdict line says SPF was not checked: {first:?}"
+    );
+    assert!(
+        stdout.contains("not checked: no client IP"),
+        "the SPF section says why:\n{stdout}"
+    );
 }
 
 #[tokio::test]
@@ -141,10 +216,23 @@ async fn an_unreadable_file_is_a_usage_error_with_one_line() {
 }
 
 #[tokio::test]
-async fn bad_usage_exits_2() {
+async fn bad_usage_exits_2_with_one_line_that_says_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
-    let (status, _, stderr) =
-        run_cli(&["check", "x.eml", "--ip", "not-an-ip"], None, dir.path()).await;
-    assert_eq!(status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("--ip"), "{stderr}");
+    let bad_usages: [(&[&str], &str); 4] = [
+        (&["check", "x.eml", "--ip", "not-an-ip"], "--ip"),
+        (&["check"], "<FILE>"),
+        (&["check", "x.eml", "--no-such-flag"], "--no-such-flag"),
+        (&["no-such-command"], "no-such-command"),
+    ];
+    for (args, named) in bad_usages {
+        let (status, stdout, stderr) = run_cli(args, None, dir.path()).await;
+        assert_eq!(status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: not one line: {stderr}");
+        assert!(stderr.contains(named), "{args:?}: {stderr}");
+        assert!(stderr.contains("--help"), "{args:?}: says nothing of --help: {stderr}");
+        assert!(stdout.is_empty(), "{args:?}: {stdout}");
+    }
+    let (status, stdout, _) = run_cli(&["check", "--help"], None, dir.path()).await;
+    assert_eq!(status.code(), Some(0), "--help is not an error");
+    assert!(stdout.contains("--mail-from"), "{stdout}");
 }

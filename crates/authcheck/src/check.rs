@@ -33,9 +33,13 @@ fn read_message(file: &str) -> Result<Vec<u8>, UsageError> {
 pub async fn run(args: CheckArgs) -> Result<(), UsageError> {
     let message = read_message(&args.file)?;
     if message.is_empty() {
+        let source = if args.file == "-" {
+            "standard input"
+        } else {
+            &args.file
+        };
         return Err(UsageError(format!(
-            "{} is empty; give a whole message (header fields and body)",
-            args.file
+            "{source} is empty; give a whole message (header fields and body)"
         )));
     }
     let mail_from = match args.mail_from.trim() {
@@ -45,7 +49,7 @@ pub async fn run(args: CheckArgs) -> Result<(), UsageError> {
     let hostname = args
         .hostname
         .clone()
-        .unwrap_or_else(|| "authcheck.localhost".to_string());
+        .unwrap_or_else(crate::config::machine_hostname);
     let dns = DnsConfig {
         servers: args.dns_servers.clone(),
         ..DnsConfig::default()
@@ -123,10 +127,15 @@ pub fn render(report: &Report, color: bool) -> String {
     let p = Paint { enabled: color };
     let mut s = String::new();
     s.push_str(&format!(
-        "{}  {}\n",
+        "{}  {}",
         p.verdict(&report.verdicts.spf),
         p.verdict(&report.verdicts.dkim)
     ));
+    if !report.spf.check.checked {
+        // `spf-none` would otherwise read as "the domain publishes no SPF record".
+        s.push_str(&p.dim("  (SPF not checked: no client IP)"));
+    }
+    s.push('\n');
 
     s.push_str(&format!("\n{}\n", p.heading("SPF")));
     render_spf(&mut s, &p, &report.spf.check, "  ");
@@ -193,8 +202,10 @@ pub fn render(report: &Report, color: bool) -> String {
 
     s.push_str(&format!("\n{}\n", p.heading("ARC")));
     s.push_str(&format!(
-        "  {:?} ({} sets): {}\n",
-        report.arc.result, report.arc.sets, report.arc.reason
+        "  {} ({} sets): {}\n",
+        report.arc.result.as_str(),
+        report.arc.sets,
+        report.arc.reason
     ));
 
     s.push_str(&format!(

@@ -340,7 +340,7 @@ fn positive(setting: &'static str, n: usize) -> Result<usize, ConfigError> {
 }
 
 /// The machine's host name, for the greeting and authserv-id when none is configured.
-fn machine_hostname() -> String {
+pub(crate) fn machine_hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok())

@@ -47,9 +47,41 @@ fn load_settings(args: &cli::ServiceArgs) -> Result<Settings, ExitCode> {
     Ok(settings)
 }
 
+/// Parses the command line; a usage error becomes one line that says what to do, exit 2.
+/// `--help` and `--version` print as clap writes them.
+fn parse_command_line() -> Result<Cli, ExitCode> {
+    let error = match Cli::try_parse() {
+        Ok(cli) => return Ok(cli),
+        Err(error) => error,
+    };
+    if !error.use_stderr() {
+        // --help or --version: not an error.
+        let _ = error.print();
+        return Err(ExitCode::SUCCESS);
+    }
+    eprintln!("{}", one_line_usage_error(&error.render().to_string()));
+    Err(ExitCode::from(2))
+}
+
+/// clap's message up to its first blank line (the problem, then any argument it names), on one
+/// line, followed by where to read the usage.
+fn one_line_usage_error(rendered: &str) -> String {
+    let problem: Vec<&str> = rendered
+        .lines()
+        .take_while(|line| !line.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    let problem = problem.join(" ");
+    let problem = problem.strip_prefix("error: ").unwrap_or(&problem);
+    format!("authcheck: {problem}; run `authcheck --help` (or `authcheck COMMAND --help`) for usage")
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse_command_line() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     match cli.command {
         Command::Serve(args) => {
             let settings = match load_settings(&args) {

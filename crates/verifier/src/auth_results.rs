@@ -141,10 +141,10 @@ fn dmarc_result(dmarc: &DmarcReport) -> ResInfo {
 }
 
 fn arc_result(arc: &ArcReport) -> ResInfo {
+    let info = ResInfo::new("arc", arc.result.as_str());
     match arc.result {
-        ArcResult::None => ResInfo::new("arc", "none"),
-        ArcResult::Pass => ResInfo::new("arc", "pass"),
-        ArcResult::Fail => ResInfo::new("arc", "fail").comment(&arc.reason),
+        ArcResult::Fail => info.comment(&arc.reason),
+        ArcResult::None | ArcResult::Pass => info,
     }
 }
 

@@ -295,6 +295,16 @@ pub enum ArcResult {
     Fail,
 }
 
+impl ArcResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ArcResult::None => "none",
+            ArcResult::Pass => "pass",
+            ArcResult::Fail => "fail",
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct ArcReport {
     pub result: ArcResult,
