@@ -227,9 +227,16 @@ async fn bad_usage_exits_2_with_one_line_that_says_what_to_do() {
     for (args, named) in bad_usages {
         let (status, stdout, stderr) = run_cli(args, None, dir.path()).await;
         assert_eq!(status.code(), Some(2), "{args:?}: {stderr}");
-        assert_eq!(stderr.lines().count(), 1, "{args:?}: not one line: {stderr}");
+        assert_eq!(
+            stderr.lines().count(),
+            1,
+            "{args:?}: not one line: {stderr}"
+        );
         assert!(stderr.contains(named), "{args:?}: {stderr}");
-        assert!(stderr.contains("--help"), "{args:?}: says nothing of --help: {stderr}");
+        assert!(
+            stderr.contains("--help"),
+            "{args:?}: says nothing of --help: {stderr}"
+        );
         assert!(stdout.is_empty(), "{args:?}: {stdout}");
     }
     let (status, stdout, _) = run_cli(&["check", "--help"], None, dir.path()).await;

@@ -73,7 +73,9 @@ fn one_line_usage_error(rendered: &str) -> String {
         .collect();
     let problem = problem.join(" ");
     let problem = problem.strip_prefix("error: ").unwrap_or(&problem);
-    format!("authcheck: {problem}; run `authcheck --help` (or `authcheck COMMAND --help`) for usage")
+    format!(
+        "authcheck: {problem}; run `authcheck --help` (or `authcheck COMMAND --help`) for usage"
+    )
 }
 
 #[tokio::main]

@@ -42,6 +42,8 @@ struct Zone {
     records: HashMap<String, Vec<RData>>,
     behaviours: HashMap<String, Behaviour>,
     queries: u64,
+    /// How many queries asked about each name (lowercase, without the final dot).
+    queries_by_name: HashMap<String, u64>,
     /// When set, negative answers carry an SOA record with this TTL and minimum.
     negative_ttl: Option<u32>,
 }
@@ -134,6 +136,12 @@ impl TestDns {
     /// How many queries the server has received.
     pub fn query_count(&self) -> u64 {
         self.zone.read().unwrap().queries
+    }
+
+    /// How many queries asked about `name` (any type).
+    pub fn query_count_for(&self, name: &str) -> u64 {
+        let zone = self.zone.read().unwrap();
+        zone.queries_by_name.get(&key(name)).copied().unwrap_or(0)
     }
 
     fn add(&self, name: &str, data: RData) {
@@ -254,6 +262,7 @@ fn answer(zone: &RwLock<Zone>, request: &Message) -> (Reply, Option<Duration>) {
         return (Reply::Send(response), None);
     };
     let mut name = key(&raw_labels(query.name()));
+    *zone.queries_by_name.entry(name.clone()).or_default() += 1;
     let query_type = query.query_type();
     let mut delay = None;
     // Follow CNAMEs inside the zone, a few steps at most.
