@@ -27,8 +27,13 @@ const SUITE_SIZE: usize = 203;
 const CONCURRENCY: usize = 24;
 
 /// Tests allowed to fail, each with the reason; the run still fails on any other failure.
-/// Empty: all 203 pass.
-const KNOWN_FAILURES: &[(&str, &str)] = &[];
+const KNOWN_FAILURES: &[(&str, &str)] = &[(
+    "null-text",
+    "the zone holds a TXT record of no strings (RDLENGTH 0), which RFC 1035 §3.3.14 does not \
+     allow; hickory-proto rejects the whole answer as malformed (InvalidEmptyRecord), so the \
+     SPF record beside it is never seen and the result is temperror, not the suite's pass. \
+     SPF does not crash, which is what the test's comment asks",
+)];
 
 struct Case {
     scenario: usize,
@@ -100,18 +105,14 @@ fn load_zone(dns: &TestDns, zone: &Yaml) {
                 has_records = true;
                 match kind.as_str() {
                     "TXT" | "SPF" => {
-                        let mut strings: Vec<Vec<u8>> = match value {
+                        let strings: Vec<Vec<u8>> = match value {
                             Yaml::Array(parts) => {
                                 parts.iter().map(|p| raw_bytes(&string(p))).collect()
                             }
                             other => vec![raw_bytes(&string(other))],
                         };
-                        // A TXT record of no strings is malformed DNS that our resolver refuses to
-                        // decode at all (the whole answer fails); the suite only wants it not to
-                        // disturb the other record, so it is served as one empty string.
-                        if strings.is_empty() {
-                            strings.push(Vec::new());
-                        }
+                        // Served exactly as the suite gives it, a TXT record of no strings
+                        // included (see KNOWN_FAILURES).
                         let strings: Vec<&[u8]> = strings.iter().map(Vec::as_slice).collect();
                         dns.add_txt_strings(&name, &strings);
                     }
