@@ -40,16 +40,17 @@ fn expand_defaults(value: &str) -> String {
     out
 }
 
-fn compose_environment() -> BTreeMap<String, String> {
-    let docs = YamlLoader::load_from_str(&workspace_file("deploy/docker-compose.yml"))
-        .expect("compose file is YAML");
-    let service = &docs[0]["services"]["authcheck"];
-    assert!(
-        !service.is_badvalue(),
-        "the compose file has an authcheck service"
-    );
+fn compose_file() -> Yaml {
+    YamlLoader::load_from_str(&workspace_file("deploy/docker-compose.yml"))
+        .expect("compose file is YAML")
+        .remove(0)
+}
+
+/// A compose service's `environment` mapping, with `${NAME:-default}` expanded.
+fn environment_of(service: &Yaml) -> BTreeMap<String, String> {
+    assert!(!service.is_badvalue(), "the compose file has this service");
     let Yaml::Hash(environment) = &service["environment"] else {
-        panic!("authcheck.environment is a mapping")
+        panic!("environment is a mapping")
     };
     environment
         .iter()
@@ -61,6 +62,9 @@ fn compose_environment() -> BTreeMap<String, String> {
         })
         .collect()
 }
+
+/// Both tests start the service on the image's fixed ports, so they take turns.
+static FIXED_PORTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn start_with_env(
     env: &BTreeMap<String, String>,
@@ -99,25 +103,50 @@ async fn healthy(url: &str) -> bool {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "needs PostgreSQL: AUTHCHECK_TEST_POSTGRES_URL was not set when the tests were built (scripts/test sets it)"
+)]
 async fn the_binary_starts_with_the_compose_environment() {
-    let mut env = compose_environment();
-    assert_eq!(env["AUTHCHECK_SMTP_LISTEN"], "0.0.0.0:2525");
-    assert_eq!(env["AUTHCHECK_HTTP_LISTEN"], "0.0.0.0:8080");
-    assert!(env["AUTHCHECK_DATABASE_URL"].starts_with("postgres://authcheck:"));
-    let Ok(test_database) = std::env::var("AUTHCHECK_TEST_POSTGRES_URL") else {
-        eprintln!("skipped: AUTHCHECK_TEST_POSTGRES_URL is not set (scripts/test sets it)");
-        return;
-    };
-    // The compose network's host `postgres` does not exist here: point at the test server.
-    // Every other variable is exactly as the compose file gives it.
+    let compose = compose_file();
+    let authcheck = &compose["services"]["authcheck"];
+    let ports: Vec<&str> = authcheck["ports"]
+        .as_vec()
+        .expect("authcheck.ports is a list")
+        .iter()
+        .filter_map(Yaml::as_str)
+        .collect();
+    assert!(
+        ports.contains(&"25:2525"),
+        "the host's port 25 goes to 2525: {ports:?}"
+    );
+
+    let mut env = environment_of(authcheck);
+    let postgres = environment_of(&compose["services"]["postgres"]);
+    let database = reqwest::Url::parse(&env["AUTHCHECK_DATABASE_URL"]).expect("a database URL");
+    assert_eq!(database.scheme(), "postgres");
+    assert_eq!(
+        database.host_str(),
+        Some("postgres"),
+        "the compose service's name"
+    );
+    assert_eq!(database.username(), postgres["POSTGRES_USER"]);
+    assert_eq!(
+        database.password(),
+        Some(postgres["POSTGRES_PASSWORD"].as_str())
+    );
+    assert_eq!(database.path(), format!("/{}", postgres["POSTGRES_DB"]));
+
+    // Every variable is exactly as the compose file gives it, but for the database: the
+    // compose network's host `postgres` does not exist here, so the test server stands in.
+    let test_database =
+        std::env::var("AUTHCHECK_TEST_POSTGRES_URL").expect("AUTHCHECK_TEST_POSTGRES_URL");
     env.insert("AUTHCHECK_DATABASE_URL".into(), test_database);
-    // Distinct ports, so this can run beside the Dockerfile test.
-    env.insert("AUTHCHECK_SMTP_LISTEN".into(), "127.0.0.1:0".into());
-    env.insert("AUTHCHECK_HTTP_LISTEN".into(), "127.0.0.1:28080".into());
+    let _turn = FIXED_PORTS.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let mut child = start_with_env(&env, dir.path()).await;
     assert!(
-        healthy("http://127.0.0.1:28080/healthz").await,
+        healthy("http://127.0.0.1:8080/healthz").await,
         "/healthz answers"
     );
     let _ = child.kill().await;
@@ -133,6 +162,11 @@ async fn the_image_environment_starts_the_service_and_its_healthcheck_answers() 
     assert!(
         dockerfile.contains("USER authcheck"),
         "the image runs as a non-root user"
+    );
+    assert!(
+        dockerfile.contains("chown authcheck:authcheck /var/lib/authcheck/data")
+            && dockerfile.contains(r#"VOLUME ["/var/lib/authcheck/data"]"#),
+        "the data volume exists in the image and belongs to the non-root user"
     );
     let mut env = BTreeMap::new();
     let mut in_env = false;
@@ -161,13 +195,15 @@ async fn the_image_environment_starts_the_service_and_its_healthcheck_answers() 
         .find(|l| l.contains("CMD curl"))
         .expect("HEALTHCHECK command");
     assert!(healthcheck.contains("http://127.0.0.1:8080/healthz"));
-    // Inside a container the ports are private; here another process may hold them.
-    env.insert("AUTHCHECK_SMTP_LISTEN".into(), "127.0.0.1:0".into());
-    env.insert("AUTHCHECK_HTTP_LISTEN".into(), "127.0.0.1:28081".into());
+    assert!(
+        dockerfile.contains("EXPOSE 2525 8080"),
+        "the image exposes the SMTP and HTTP ports"
+    );
+    let _turn = FIXED_PORTS.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let mut child = start_with_env(&env, dir.path()).await;
     assert!(
-        healthy("http://127.0.0.1:28081/healthz").await,
+        healthy("http://127.0.0.1:8080/healthz").await,
         "/healthz answers"
     );
     assert!(

@@ -462,6 +462,25 @@ async fn bad_configuration_stops_at_start_naming_the_setting() {
 async fn metrics_count_messages_replies_and_timings() {
     let dns = zone().await;
     let service = Service::start(&dns).await;
+    let text = service.get("/metrics").await.text().await.unwrap();
+    for expected in [
+        "authcheck_store_errors_total 0",
+        r#"authcheck_dns_failures_total{type="TXT"} 0"#,
+    ] {
+        assert!(
+            text.contains(expected),
+            "error counters start at 0: /metrics lacks {expected}:\n{text}"
+        );
+    }
+    // temperror.test answers SERVFAIL: a DNS failure.
+    send_and_fetch(
+        &service,
+        "helo.test",
+        "a@temperror.test",
+        "spf@tester.test",
+        &plain("a@temperror.test"),
+    )
+    .await;
     send_and_fetch(
         &service,
         "helo.test",
@@ -476,7 +495,7 @@ async fn metrics_count_messages_replies_and_timings() {
     for expected in [
         r#"authcheck_messages_total{mailbox="spf",verdict="|OK| spf-pass"} 1"#,
         r#"authcheck_smtp_replies_total{code="250"}"#,
-        r#"authcheck_smtp_replies_total{code="354"} 1"#,
+        r#"authcheck_smtp_replies_total{code="354"} 2"#,
         "authcheck_verification_seconds_bucket",
         "authcheck_dns_query_seconds_bucket",
         "authcheck_smtp_connections_open",
@@ -486,6 +505,12 @@ async fn metrics_count_messages_replies_and_timings() {
             "/metrics lacks {expected}:\n{text}"
         );
     }
+    let txt_failures = text
+        .lines()
+        .find_map(|line| line.strip_prefix(r#"authcheck_dns_failures_total{type="TXT"} "#))
+        .and_then(|count| count.trim().parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no TXT DNS failure count:\n{text}"));
+    assert!(txt_failures >= 1, "the SERVFAIL is counted:\n{text}");
 }
 
 #[tokio::test]

@@ -21,7 +21,17 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)?
         .install_recorder()?;
     describe();
+    start_error_counters_at_zero();
     Ok(handle)
+}
+
+/// A counter appears in `/metrics` only once something records it; error counters are shown
+/// at 0 from the start so that alerts on them work before the first error.
+fn start_error_counters_at_zero() {
+    metrics::counter!("authcheck_store_errors_total").increment(0);
+    for record_type in ["TXT", "A", "AAAA", "MX", "PTR"] {
+        metrics::counter!("authcheck_dns_failures_total", "type" => record_type).increment(0);
+    }
 }
 
 fn describe() {

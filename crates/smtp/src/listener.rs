@@ -137,11 +137,27 @@ impl<D: Delivery> Listener<D> {
         sessions.spawn(async move {
             let _permit = permit;
             let _slot = slot;
-            let open = metrics::gauge!("authcheck_smtp_connections_open");
-            open.increment(1.0);
+            let _counted = OpenConnection::count();
             session.run().await;
-            open.decrement(1.0);
         });
+    }
+}
+
+/// One connection in the `authcheck_smtp_connections_open` gauge, for as long as it lives:
+/// dropped when the session ends, even by a panic.
+struct OpenConnection(metrics::Gauge);
+
+impl OpenConnection {
+    fn count() -> OpenConnection {
+        let gauge = metrics::gauge!("authcheck_smtp_connections_open");
+        gauge.increment(1.0);
+        OpenConnection(gauge)
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
     }
 }
 

@@ -175,9 +175,9 @@ impl<D: Delivery> Session<D> {
         let helo = self.helo.as_deref().unwrap_or("");
         let seconds = self.started.elapsed().as_secs_f64();
         match ending {
-            // Each message's outcome has its own info line; a session that ends otherwise
-            // than by the client deserves one too.
-            Ok(ending) if ending.by_client() => tracing::debug!(
+            // Each message's outcome has its own info line; a session that stored no message,
+            // or ends otherwise than by the client, deserves one too.
+            Ok(ending) if ending.by_client() && self.messages_stored > 0 => tracing::debug!(
                 client = %self.client,
                 helo,
                 messages = self.messages_stored,
