@@ -94,7 +94,7 @@ pub struct NewResult {
 /// A stored result, without the raw message (fetch that with [`ResultStore::raw_message`]).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct StoredResult {
-    /// Public, unguessable id (128 random bits, lowercase hex).
+    /// Public, unguessable id: 32 lowercase hex digits, the second it was made then 96 random bits.
     pub id: String,
     /// Store-wide insertion order; newer results have larger values.
     pub seq: i64,
