@@ -61,10 +61,9 @@ pub(crate) async fn open(url: &str) -> StoreResult<SharedStore> {
     let options = options
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
-        // A 250 reply promises the message is kept, so every commit must reach the disk: the
-        // writer syncs the log after each commit itself (see `group_commit`), and SQLite syncs
-        // it before every checkpoint and the database after.
-        .synchronous(SqliteSynchronous::Normal)
+        // A 250 reply promises the message is kept, so every commit must reach the disk
+        // before its callers are answered (see `group_commit`).
+        .synchronous(SqliteSynchronous::Full)
         // The writer asks for checkpoints off the commit path (see `group_commit`).
         .pragma("wal_autocheckpoint", "0")
         // A batch's inserts keep a statement journal (to undo one statement alone); past
