@@ -118,8 +118,7 @@ impl RowWriter for GroupCommit {
     }
 }
 
-/// The writer's side: its connection, reopened with `options` if a failure left it unusable,
-/// and the syncer that answers for what it committed.
+/// The writer's side: its connection, reopened with `options` if a failure left it unusable.
 struct Writer {
     connection: Option<SqliteConnection>,
     options: SqliteConnectOptions,

@@ -20,11 +20,8 @@ use crate::{Mailbox, NewResult, SessionFacts, StoreError, StoreResult, StoredRes
 /// ids grow at their end instead of dirtying a random page for every message.
 pub(crate) fn new_result_id() -> String {
     let seconds = Utc::now().timestamp() as u32;
-    let mut random = [0u8; 12];
-    OsRng.fill_bytes(&mut random);
-    let mut random_bits = [0u8; 16];
-    random_bits[4..].copy_from_slice(&random);
-    format!("{seconds:08x}{:024x}", u128::from_be_bytes(random_bits))
+    let (high, low) = (OsRng.next_u32(), OsRng.next_u64());
+    format!("{seconds:08x}{high:08x}{low:016x}")
 }
 
 /// PostgreSQL keeps timestamps to the microsecond; SQLite is held to the same precision so
