@@ -1,6 +1,7 @@
 //! The load generator's SMTP client: concurrent sessions that each say EHLO once and then repeat
-//! MAIL/RCPT/DATA transactions, timing each end of DATA to its reply; and a pool of idle
-//! connections kept alive with NOOP while the load runs.
+//! MAIL/RCPT/DATA transactions (or, like most real senders, open a new connection for every
+//! message), timing each end of DATA to its reply; and a pool of idle connections kept alive
+//! with NOOP while the load runs.
 //!
 //! Every loop is bounded: sessions stop when the shared message budget or the deadline is
 //! spent, a reply is read under a timeout, and held connections stop when the pool is finished.
@@ -26,6 +27,17 @@ pub struct ClientSettings {
     pub data: Arc<[u8]>,
     /// The longest wait for a connection or any one reply.
     pub reply_timeout: Duration,
+    /// Whether a session sends all its messages over one connection or opens one per message.
+    pub connections: ConnectionMode,
+}
+
+/// How a session uses its connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ConnectionMode {
+    /// EHLO once, then one transaction after another over the same connection.
+    Reuse,
+    /// Connect, EHLO, one transaction and QUIT for every message, as most senders do.
+    PerMessage,
 }
 
 /// When the sessions stop taking new transactions.
@@ -296,13 +308,37 @@ async fn session(
 
 /// Runs transactions until the budget is spent; a refused transaction is counted and the next
 /// one tried, while a lost connection (or 421) ends the session and leaves the remaining budget
-/// to the others.
+/// to the others. In [`ConnectionMode::PerMessage`] every transaction has a connection of its own.
 async fn run_session(
     addr: SocketAddr,
     settings: &ClientSettings,
     budget: &Budget,
     outcome: &mut LoadOutcome,
 ) -> Result<(), Failure> {
+    match settings.connections {
+        ConnectionMode::Reuse => {
+            let mut connection = greeted_connection(addr, settings).await?;
+            while budget.claim() {
+                send_one(&mut connection, settings, outcome).await?;
+            }
+            let _ = connection.command("QUIT").await;
+        }
+        ConnectionMode::PerMessage => {
+            while budget.claim() {
+                let mut connection = greeted_connection(addr, settings).await?;
+                send_one(&mut connection, settings, outcome).await?;
+                let _ = connection.command("QUIT").await;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Connects, checks the greeting and says EHLO.
+async fn greeted_connection(
+    addr: SocketAddr,
+    settings: &ClientSettings,
+) -> Result<SmtpConnection, Failure> {
     let (mut connection, greeting) = SmtpConnection::open(addr, settings.reply_timeout)
         .await
         .map_err(Failure::connection("connect"))?;
@@ -312,26 +348,33 @@ async fn run_session(
         .await
         .map_err(Failure::connection("EHLO"))?;
     expect("EHLO", ehlo, 250)?;
-    while budget.claim() {
-        match transaction(&mut connection, settings).await {
-            Ok(latency) => {
-                outcome.delivered += 1;
-                outcome.latencies.push(latency);
-            }
-            Err(failure @ Failure::Reply { .. }) if !failure.closes_session() => {
-                failure.record(&mut outcome.errors);
-                // The server may still be inside the transaction; RSET starts the next one clean.
-                let reset = connection
-                    .command("RSET")
-                    .await
-                    .map_err(Failure::connection("RSET"))?;
-                expect("RSET", reset, 250)?;
-            }
-            Err(failure) => return Err(failure),
+    Ok(connection)
+}
+
+/// One transaction, counted in `outcome`; a refusal that leaves the session usable is recorded
+/// and the session reset, anything else ends the session.
+async fn send_one(
+    connection: &mut SmtpConnection,
+    settings: &ClientSettings,
+    outcome: &mut LoadOutcome,
+) -> Result<(), Failure> {
+    match transaction(connection, settings).await {
+        Ok(latency) => {
+            outcome.delivered += 1;
+            outcome.latencies.push(latency);
+            Ok(())
         }
+        Err(failure @ Failure::Reply { .. }) if !failure.closes_session() => {
+            failure.record(&mut outcome.errors);
+            // The server may still be inside the transaction; RSET starts the next one clean.
+            let reset = connection
+                .command("RSET")
+                .await
+                .map_err(Failure::connection("RSET"))?;
+            expect("RSET", reset, 250).map(drop)
+        }
+        Err(failure) => Err(failure),
     }
-    let _ = connection.command("QUIT").await;
-    Ok(())
 }
 
 /// Runs `connections` sessions against `addr` until `workload` is spent and adds up what they did.
@@ -513,13 +556,17 @@ mod tests {
     }
 
     /// A loopback SMTP server that accepts every transaction except each `reject_every`th
-    /// RCPT (answered 550 5.1.1), so that the client's counting can be checked.
-    async fn start_server(reject_every: u64) -> SocketAddr {
+    /// RCPT (answered 550 5.1.1), so that the client's counting can be checked; it also counts
+    /// the connections it accepted.
+    async fn start_server(reject_every: u64) -> (SocketAddr, Arc<AtomicU64>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let rcpt_count = Arc::new(AtomicU64::new(0));
+        let accepted = Arc::new(AtomicU64::new(0));
+        let counted = accepted.clone();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
                 let rcpt_count = rcpt_count.clone();
                 tokio::spawn(async move {
                     let mut stream = BufReader::new(stream);
@@ -561,22 +608,27 @@ mod tests {
                 });
             }
         });
-        addr
+        (addr, accepted)
     }
 
-    fn settings() -> Arc<ClientSettings> {
+    fn settings_with(connections: ConnectionMode) -> Arc<ClientSettings> {
         Arc::new(ClientSettings {
             helo: "client.test".into(),
             mail_from: "a@client.test".into(),
             rcpt_to: "spf@tester.test".into(),
             data: smtp_data(b"Subject: hi\r\n\r\n.hidden dot\r\nbody\r\n").into(),
             reply_timeout: Duration::from_secs(10),
+            connections,
         })
+    }
+
+    fn settings() -> Arc<ClientSettings> {
+        settings_with(ConnectionMode::Reuse)
     }
 
     #[tokio::test]
     async fn load_sends_exactly_the_budget_and_counts_every_refusal() {
-        let addr = start_server(10).await;
+        let (addr, connections) = start_server(10).await;
         let outcome = run_load(addr, 4, Workload::Messages(100), settings()).await;
         assert_eq!(outcome.delivered, 90);
         assert_eq!(outcome.latencies.len(), 90);
@@ -584,6 +636,21 @@ mod tests {
         let tally = &outcome.errors["RCPT 550 5.1.1"];
         assert_eq!(tally.count, 10);
         assert_eq!(tally.example, "550 5.1.1 no such mailbox");
+        assert_eq!(
+            connections.load(Ordering::SeqCst),
+            4,
+            "one connection per session"
+        );
+    }
+
+    #[tokio::test]
+    async fn per_message_mode_opens_a_connection_for_every_message() {
+        let (addr, connections) = start_server(10).await;
+        let settings = settings_with(ConnectionMode::PerMessage);
+        let outcome = run_load(addr, 4, Workload::Messages(100), settings).await;
+        assert_eq!(outcome.delivered, 90);
+        assert_eq!(outcome.errors["RCPT 550 5.1.1"].count, 10);
+        assert_eq!(connections.load(Ordering::SeqCst), 100);
     }
 
     #[tokio::test]
@@ -604,7 +671,7 @@ mod tests {
 
     #[tokio::test]
     async fn held_connections_are_counted_as_accepted_and_none_dropped() {
-        let addr = start_server(u64::MAX).await;
+        let (addr, _) = start_server(u64::MAX).await;
         let pool = HoldPool::open(addr, 5, settings()).await;
         let report = pool.finish().await;
         assert_eq!(

@@ -8,6 +8,7 @@
 
 mod client;
 mod scenario;
+mod smtp_source;
 mod stats;
 mod targets;
 
@@ -15,7 +16,7 @@ use anyhow::Context as _;
 use authcheck_testdns::TestDns;
 use authcheck_testkit::TestKey;
 use clap::{Parser, ValueEnum};
-use client::{ClientSettings, HoldPool, Workload};
+use client::{ClientSettings, ConnectionMode, HoldPool, Workload};
 use stats::{Latencies, MemoryReport, RunReport};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,9 +36,27 @@ struct Cli {
     #[arg(long, value_enum, default_value_t = TargetChoice::Both)]
     target: TargetChoice,
 
-    /// Concurrent SMTP sessions, each doing EHLO once and then one transaction after another.
+    /// Concurrent SMTP sessions.
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
     connections: u32,
+
+    /// Whether each session reuses its connection for one message after another or opens a
+    /// new one for every message (as most real senders do).
+    #[arg(long, value_enum, default_value_t = ConnectionMode::Reuse)]
+    connection_mode: ConnectionMode,
+
+    /// The client that sends the load: the benchmark's own (which also times each reply) or
+    /// Postfix's lean `smtp-source` (rate only).
+    #[arg(long, value_enum, default_value_t = Driver::Loadgen)]
+    driver: Driver,
+
+    /// Postfix's smtp-source, for `--driver smtp-source`.
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "/tmp/postfix-x/usr/sbin/smtp-source"
+    )]
+    smtp_source: PathBuf,
 
     /// Messages to send in all, shared among the sessions.
     #[arg(long, default_value_t = 5000)]
@@ -90,6 +109,14 @@ enum TargetChoice {
     Authcheck,
     SmtpSink,
     Both,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Driver {
+    /// The benchmark's own tokio client.
+    Loadgen,
+    /// Postfix's smtp-source.
+    SmtpSource,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -169,17 +196,32 @@ async fn run(cli: Cli) -> anyhow::Result<Vec<RunReport>> {
         rcpt_to: scenario::RCPT_TO.into(),
         data: client::smtp_data(&message).into(),
         reply_timeout: Duration::from_secs(cli.reply_timeout),
+        connections: cli.connection_mode,
     });
     let workload = match cli.duration {
         Some(seconds) => Workload::Duration(Duration::from_secs(seconds)),
         None => Workload::Messages(cli.messages),
     };
+    if cli.driver == Driver::SmtpSource {
+        smtp_source::check_binary(&cli.smtp_source)?;
+        if cli.duration.is_some() {
+            anyhow::bail!("smtp-source sends a number of messages: use --messages, not --duration");
+        }
+    }
     let max_connections = cli
         .server_max_connections
         .unwrap_or(cli.connections + cli.hold + 16) as usize;
     eprintln!(
-        "{} connections, {}, {} held; {}-byte messages signed {}; DNS on {}",
+        "{} sessions ({}, driven by {}), {}, {} held; {}-byte messages signed {}; DNS on {}",
         cli.connections,
+        match cli.connection_mode {
+            ConnectionMode::Reuse => "connections reused",
+            ConnectionMode::PerMessage => "one connection per message",
+        },
+        match cli.driver {
+            Driver::Loadgen => "the benchmark's client",
+            Driver::SmtpSource => "smtp-source",
+        },
         match workload {
             Workload::Messages(count) => format!("{count} messages"),
             Workload::Duration(duration) => format!("for {}s", duration.as_secs()),
@@ -194,12 +236,12 @@ async fn run(cli: Cli) -> anyhow::Result<Vec<RunReport>> {
     let measured = async {
         if cli.target != TargetChoice::Authcheck {
             let sink = targets::start_smtp_sink(&cli.smtp_sink, max_connections).await?;
-            reports.push(measure(sink, &cli, workload, settings.clone()).await?);
+            reports.push(measure(sink, &cli, workload, settings.clone(), &message).await?);
         }
         if cli.target != TargetChoice::SmtpSink {
             let authcheck =
                 targets::start_authcheck(&cli.authcheck, dns.addr(), max_connections).await?;
-            reports.push(measure(authcheck, &cli, workload, settings.clone()).await?);
+            reports.push(measure(authcheck, &cli, workload, settings.clone(), &message).await?);
         }
         anyhow::Ok(())
     }
@@ -220,12 +262,16 @@ async fn run(cli: Cli) -> anyhow::Result<Vec<RunReport>> {
     measured.map(|()| reports)
 }
 
+/// The longest an smtp-source run may take; far above any run the README describes.
+const SMTP_SOURCE_TIME_LIMIT: Duration = Duration::from_secs(3600);
+
 /// Holds the idle connections, runs the load, then reads the server's memory and stops it.
 async fn measure(
     target: Target,
     cli: &Cli,
     workload: Workload,
     settings: Arc<ClientSettings>,
+    message: &[u8],
 ) -> anyhow::Result<RunReport> {
     let addr = target.smtp_addr();
     eprintln!("{}: listening on {addr}", target.name());
@@ -237,7 +283,27 @@ async fn measure(
     };
     let sampler = target.sample_memory();
     eprintln!("{}: running the load", target.name());
-    let load = client::run_load(addr, cli.connections as usize, workload, settings).await;
+    let cpu_before = target.cpu_time();
+    let load = match cli.driver {
+        Driver::Loadgen => {
+            client::run_load(addr, cli.connections as usize, workload, settings.clone()).await
+        }
+        Driver::SmtpSource => {
+            let source = smtp_source::SourceSettings {
+                helo: &settings.helo,
+                mail_from: &settings.mail_from,
+                rcpt_to: &settings.rcpt_to,
+                sessions: cli.connections,
+                messages: cli.messages,
+                connections: cli.connection_mode,
+                time_limit: SMTP_SOURCE_TIME_LIMIT,
+            };
+            smtp_source::run(&cli.smtp_source, addr, &source, message).await?
+        }
+    };
+    let cpu = cpu_before
+        .zip(target.cpu_time())
+        .map(|(before, after)| after.saturating_sub(before));
     let sampled_max_kib = sampler.finish();
     let hold = held.finish().await;
     let peak_kib = target.memory_kib("VmHWM");
@@ -252,6 +318,7 @@ async fn measure(
         elapsed: load.elapsed,
         latencies: Latencies::new(load.latencies),
         errors: load.errors,
+        cpu,
         memory: MemoryReport {
             peak_kib,
             holding_kib,
@@ -277,6 +344,10 @@ mod tests {
         assert_eq!(cli.target, TargetChoice::Both);
         assert_eq!((cli.connections, cli.messages, cli.hold), (50, 5000, 0));
         assert_eq!(cli.key, KeyChoice::Rsa2048);
+        assert_eq!(
+            (cli.driver, cli.connection_mode),
+            (Driver::Loadgen, ConnectionMode::Reuse)
+        );
         assert!(cli.authcheck.ends_with("target/release/authcheck"));
     }
 

@@ -101,6 +101,8 @@ pub struct RunReport {
     pub elapsed: Duration,
     pub latencies: Latencies,
     pub errors: Errors,
+    /// The CPU time the server used during the load phase (user and system).
+    pub cpu: Option<Duration>,
     pub memory: MemoryReport,
     pub hold: HoldReport,
 }
@@ -116,6 +118,12 @@ impl RunReport {
         }
     }
 
+    /// The server's CPU time per delivered message.
+    pub fn cpu_per_message(&self) -> Option<Duration> {
+        let cpu = self.cpu?;
+        (self.delivered > 0).then(|| cpu / self.delivered.try_into().unwrap_or(u32::MAX))
+    }
+
     pub fn error_count(&self) -> u64 {
         self.errors.values().map(|tally| tally.count).sum()
     }
@@ -123,12 +131,13 @@ impl RunReport {
     /// One line of `key=value` fields, for scripts and for the README's figures.
     pub fn summary_line(&self) -> String {
         let mut line = format!(
-            "target={} messages={} rate={:.1} msg/s p50={} p99={} peak_rss={} errors={}",
+            "target={} messages={} rate={:.1} msg/s p50={} p99={} cpu_per_msg={} peak_rss={} errors={}",
             self.target,
             self.delivered,
             self.rate(),
             millis(self.latencies.percentile(50.0)),
             millis(self.latencies.percentile(99.0)),
+            micros(self.cpu_per_message()),
             mebibytes(self.memory.peak_kib),
             self.error_count(),
         );
@@ -166,7 +175,7 @@ pub fn ratio_line(service: &RunReport, ceiling: &RunReport) -> String {
 /// A plain table of every run, then the errors of each run that had any.
 pub fn table(reports: &[RunReport]) -> String {
     let mut out = format!(
-        "{:<10} {:>9} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9} {:>10}\n",
+        "{:<10} {:>9} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9} {:>10}\n",
         "target",
         "delivered",
         "errors",
@@ -176,6 +185,7 @@ pub fn table(reports: &[RunReport]) -> String {
         "p90",
         "p99",
         "max",
+        "cpu/msg",
         "peak_rss",
         "rss_run",
         "rss_held",
@@ -185,7 +195,7 @@ pub fn table(reports: &[RunReport]) -> String {
         let latencies = &report.latencies;
         let _ = writeln!(
             out,
-            "{:<10} {:>9} {:>6} {:>7.2}s {:>8.1} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9} {:>10}",
+            "{:<10} {:>9} {:>6} {:>7.2}s {:>8.1} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9} {:>10}",
             report.target,
             report.delivered,
             report.error_count(),
@@ -195,6 +205,7 @@ pub fn table(reports: &[RunReport]) -> String {
             millis(latencies.percentile(90.0)),
             millis(latencies.percentile(99.0)),
             millis(latencies.max()),
+            micros(report.cpu_per_message()),
             mebibytes(report.memory.peak_kib),
             mebibytes(report.memory.sampled_max_kib),
             mebibytes(report.memory.holding_kib),
@@ -212,6 +223,13 @@ pub fn table(reports: &[RunReport]) -> String {
         }
     }
     out
+}
+
+fn micros(duration: Option<Duration>) -> String {
+    match duration {
+        Some(duration) => format!("{}us", duration.as_micros()),
+        None => "n/a".into(),
+    }
 }
 
 fn millis(duration: Option<Duration>) -> String {
@@ -279,6 +297,7 @@ mod tests {
             elapsed: ms(elapsed_ms),
             latencies: Latencies::new(latencies_ms.iter().map(|&n| ms(n)).collect()),
             errors: Errors::new(),
+            cpu: Some(Duration::from_secs(1)),
             memory: MemoryReport {
                 peak_kib: Some(40 * 1024 + 512),
                 holding_kib: None,
@@ -299,7 +318,7 @@ mod tests {
         });
         assert_eq!(
             run.summary_line(),
-            "target=authcheck messages=3000 rate=1500.0 msg/s p50=4.00ms p99=8.00ms peak_rss=40.5MB errors=2"
+            "target=authcheck messages=3000 rate=1500.0 msg/s p50=4.00ms p99=8.00ms cpu_per_msg=333us peak_rss=40.5MB errors=2"
         );
         assert_eq!(run.errors["RCPT 451"].example, "451 4.3.0 try later");
     }
