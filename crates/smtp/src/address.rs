@@ -1,5 +1,6 @@
-//! The recipient policy: only `spf@` and `dkim@` (with an optional `+tag`) at a tester domain,
-//! and no way of naming another domain — the listener must never look like a relay.
+//! The recipient policy: only `spf@` and `dkim@` (with an optional `+tag` of letters, digits
+//! and `._=-`) at a tester domain, and no way of naming another domain — the listener must
+//! never look like a relay.
 //!
 //! smtp-proto's parser silently drops source routes and quotes, so these checks read the path
 //! exactly as the client wrote it in the command line.
@@ -81,7 +82,7 @@ pub(crate) fn check_recipient(path: &str, domains: &[String]) -> Result<Recipien
     if !domains.contains(&domain) {
         return Err(Refusal::RelayDenied);
     }
-    let mailbox_name = local.split_once('+').map_or(local, |(name, _tag)| name);
+    let (mailbox_name, tag) = local.split_once('+').unwrap_or((local, ""));
     let mailbox = if mailbox_name.eq_ignore_ascii_case("spf") {
         Mailbox::Spf
     } else if mailbox_name.eq_ignore_ascii_case("dkim") {
@@ -89,10 +90,18 @@ pub(crate) fn check_recipient(path: &str, domains: &[String]) -> Result<Recipien
     } else {
         return Err(Refusal::NoSuchMailbox);
     };
+    // The tag is shown on pages and in logs and used to find results: plain characters only.
+    if !tag.chars().all(is_tag_character) {
+        return Err(Refusal::Syntax);
+    }
     Ok(Recipient {
         address: path.to_string(),
         mailbox,
     })
+}
+
+fn is_tag_character(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '=' | '-')
 }
 
 #[cfg(test)]
@@ -127,6 +136,21 @@ mod tests {
         assert_eq!(recipient.mailbox, Mailbox::Dkim);
         assert_eq!(recipient.address, "dkim+run-42@tester.example");
         assert_eq!(check("spf+@tester.example").unwrap().mailbox, Mailbox::Spf);
+        assert!(check("spf+a.b_c=d-9@tester.example").is_ok());
+    }
+
+    #[test]
+    fn a_tag_with_other_characters_is_a_syntax_error() {
+        for path in [
+            "spf+a\rb@tester.example",
+            "spf+a b@tester.example",
+            "dkim+caf\u{e9}@tester.example",
+            "dkim+a/b@tester.example",
+            "spf+a+b@tester.example",
+            "spf+\u{1b}[31m@tester.example",
+        ] {
+            assert_eq!(check(path), Err(Refusal::Syntax), "{path:?}");
+        }
     }
 
     #[test]

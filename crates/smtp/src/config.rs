@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::clock::{Clock, SystemClock};
+
 /// Settings for [`crate::run`]. Start from [`SmtpConfig::new`] and override what differs:
 /// `SmtpConfig { domains: vec!["tester.example".into()], ..SmtpConfig::new(addr) }`.
 #[derive(Clone)]
@@ -20,8 +22,22 @@ pub struct SmtpConfig {
     pub max_recipients: usize,
     /// The most sessions open at once; a client over it is refused with a 421.
     pub max_connections: usize,
-    /// The most sessions open at once from one client IP address.
+    /// The most sessions open at once from one client: one IPv4 address, or one IPv6 /64
+    /// (a single host commonly holds a whole /64).
     pub max_connections_per_ip: usize,
+    /// The most bytes of message data held at once across all sessions; past it new
+    /// transactions, and messages that would grow it, get `452 4.3.1`.
+    pub max_memory_in_flight: usize,
+    /// The most new transactions (MAIL FROM) from one client (IPv4 address or IPv6 /64) per
+    /// `rate_window`; past it `450 4.7.1`. 0 turns the limit off.
+    pub messages_per_client: u32,
+    /// The most new transactions per MAIL FROM domain per `rate_window`; past it `450 4.7.1`.
+    /// 0 turns the limit off. The null reverse-path is limited per client only.
+    pub messages_per_sender_domain: u32,
+    /// The window of the two rate limits above.
+    pub rate_window: Duration,
+    /// The time the rate limits read; tests replace it with a [`crate::ManualClock`].
+    pub clock: Arc<dyn Clock>,
     /// How long to wait for the client to send anything (a command or message data).
     pub command_timeout: Duration,
     /// How long one session may last, however busy it is.
@@ -38,6 +54,15 @@ pub struct SmtpConfig {
 
 /// The default `max_message_size`: 10 MiB.
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 10 * 1024 * 1024;
+/// The default `max_memory_in_flight`: 512 MiB, a quarter of a 2 GB host.
+pub const DEFAULT_MAX_MEMORY_IN_FLIGHT: usize = 512 * 1024 * 1024;
+/// The default `messages_per_client`: a person testing sends a few messages a minute.
+pub const DEFAULT_MESSAGES_PER_CLIENT: u32 = 60;
+/// The default `messages_per_sender_domain`: twice the client limit, as several people may
+/// test the same domain at once.
+pub const DEFAULT_MESSAGES_PER_SENDER_DOMAIN: u32 = 120;
+/// The default `rate_window`: 10 minutes.
+pub const DEFAULT_RATE_WINDOW: Duration = Duration::from_secs(10 * 60);
 /// The default `max_recipients`.
 pub const DEFAULT_MAX_RECIPIENTS: usize = 10;
 /// The default `max_connections`.
@@ -66,6 +91,11 @@ impl SmtpConfig {
             max_recipients: DEFAULT_MAX_RECIPIENTS,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            max_memory_in_flight: DEFAULT_MAX_MEMORY_IN_FLIGHT,
+            messages_per_client: DEFAULT_MESSAGES_PER_CLIENT,
+            messages_per_sender_domain: DEFAULT_MESSAGES_PER_SENDER_DOMAIN,
+            rate_window: DEFAULT_RATE_WINDOW,
+            clock: Arc::new(SystemClock),
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
             session_timeout: DEFAULT_SESSION_TIMEOUT,
             max_line_length: DEFAULT_MAX_LINE_LENGTH,
@@ -86,6 +116,13 @@ impl std::fmt::Debug for SmtpConfig {
             .field("max_recipients", &self.max_recipients)
             .field("max_connections", &self.max_connections)
             .field("max_connections_per_ip", &self.max_connections_per_ip)
+            .field("max_memory_in_flight", &self.max_memory_in_flight)
+            .field("messages_per_client", &self.messages_per_client)
+            .field(
+                "messages_per_sender_domain",
+                &self.messages_per_sender_domain,
+            )
+            .field("rate_window", &self.rate_window)
             .field("command_timeout", &self.command_timeout)
             .field("session_timeout", &self.session_timeout)
             .field("max_line_length", &self.max_line_length)
@@ -104,3 +141,13 @@ pub(crate) const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// RFC 5321 asks servers to wait minutes between data blocks; a client that sends a message a
 /// byte every few seconds would otherwise hold its slot until the whole-session limit.
 pub(crate) const MIN_DATA_PER_TIMEOUT: usize = 1024;
+/// How many clients, and how many sender domains, the rate limits track at most (a client
+/// costs about 60 bytes, a domain at most about 320); when a table is full of keys still
+/// counting, new keys are refused until some expire.
+pub(crate) const RATE_LIMIT_MAX_KEYS: usize = 50_000;
+/// The longest sender domain the rate limit keeps as a key (RFC 1035: 255 octets).
+pub(crate) const MAX_DOMAIN_LENGTH: usize = 255;
+/// The smallest step in which a message's buffer (and its reservation) grows.
+pub(crate) const MIN_BODY_GROWTH: usize = 64 * 1024;
+/// The longest client text (a HELO name, an address) echoed in a reply.
+pub(crate) const MAX_ECHO: usize = 256;

@@ -54,8 +54,6 @@ pub struct Envelope {
     pub recipients: Vec<Recipient>,
     /// When the end of the message data arrived.
     pub received_at: DateTime<Utc>,
-    /// The message size in bytes.
-    pub size: usize,
 }
 
 /// A stored result, named in the final reply to DATA or BDAT LAST.

@@ -7,18 +7,24 @@
 //! one file per command.
 
 mod address;
+mod budget;
+mod clock;
 mod config;
 mod delivery;
 mod listener;
+mod rate;
 mod replies;
 mod session;
 mod tls;
 
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
     DEFAULT_COMMAND_TIMEOUT, DEFAULT_MAX_BAD_COMMANDS, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_MAX_CONNECTIONS_PER_IP, DEFAULT_MAX_LINE_LENGTH, DEFAULT_MAX_MESSAGE_SIZE,
-    DEFAULT_MAX_RECIPIENTS, DEFAULT_SESSION_TIMEOUT, DEFAULT_SHUTDOWN_GRACE, SmtpConfig,
+    DEFAULT_MAX_CONNECTIONS_PER_IP, DEFAULT_MAX_LINE_LENGTH, DEFAULT_MAX_MEMORY_IN_FLIGHT,
+    DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_RECIPIENTS, DEFAULT_MESSAGES_PER_CLIENT,
+    DEFAULT_MESSAGES_PER_SENDER_DOMAIN, DEFAULT_RATE_WINDOW, DEFAULT_SESSION_TIMEOUT,
+    DEFAULT_SHUTDOWN_GRACE, SmtpConfig,
 };
 pub use delivery::{Accepted, Delivery, DeliveryError, Envelope, Mailbox, Recipient, TlsInfo};
-pub use listener::{Listener, run};
+pub use listener::run;
 pub use tls::{TlsError, load_tls, self_signed_tls};

@@ -1,10 +1,11 @@
 //! Accepting connections: at most `max_connections` sessions at once and at most
-//! `max_connections_per_ip` from one address, one task per session, and a graceful shutdown
-//! that stops accepting, closes idle sessions and lets messages in flight finish.
+//! `max_connections_per_ip` from one client (an IPv4 address or an IPv6 /64), one task per
+//! session, what the sessions share (the memory budget and the rate limits), and a graceful
+//! shutdown that stops accepting, closes idle sessions and lets messages in flight finish.
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -12,8 +13,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
-use crate::config::SmtpConfig;
+use crate::budget::MemoryBudget;
+use crate::config::{RATE_LIMIT_MAX_KEYS, SmtpConfig};
 use crate::delivery::Delivery;
+use crate::rate::RateLimiter;
 use crate::replies::{self, Reply};
 use crate::session::{Session, Stream};
 
@@ -21,17 +24,41 @@ use crate::session::{Session, Stream};
 /// loop does not spin while the condition lasts.
 const ACCEPT_RETRY_PAUSE: Duration = Duration::from_millis(100);
 
+/// What every session of one listener shares.
+pub(crate) struct Shared {
+    /// The bytes of message data held in flight, across all sessions.
+    pub budget: Arc<MemoryBudget>,
+    /// New transactions per client (see [`client_key`]).
+    pub per_client: RateLimiter<IpAddr>,
+    /// New transactions per MAIL FROM domain, lowercase.
+    pub per_sender_domain: RateLimiter<String>,
+}
+
+/// The key under which per-client limits count a client: its IPv4 address, or its IPv6 /64
+/// (a single host or home network commonly holds a whole /64). An IPv4-mapped IPv6 address
+/// counts as its IPv4 address.
+pub(crate) fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from_bits(v6.to_bits() & !u128::from(u64::MAX))),
+        },
+    }
+}
+
 /// A bound SMTP listener with its configuration and delivery.
-pub struct Listener<D> {
+struct Listener<D> {
     tcp: TcpListener,
     config: Arc<SmtpConfig>,
     delivery: Arc<D>,
     connections: Arc<Semaphore>,
     per_client: Arc<ClientCounts>,
+    shared: Arc<Shared>,
 }
 
 impl<D: Delivery> Listener<D> {
-    pub fn new(tcp: TcpListener, mut config: SmtpConfig, delivery: Arc<D>) -> Self {
+    fn new(tcp: TcpListener, mut config: SmtpConfig, delivery: Arc<D>) -> Self {
         // The recipient check compares lowercase names without the root's trailing dot.
         for domain in &mut config.domains {
             *domain = domain.trim_end_matches('.').to_ascii_lowercase();
@@ -39,23 +66,32 @@ impl<D: Delivery> Listener<D> {
         let connections = Arc::new(Semaphore::new(
             config.max_connections.min(Semaphore::MAX_PERMITS),
         ));
+        let shared = Arc::new(Shared {
+            budget: MemoryBudget::new(config.max_memory_in_flight),
+            per_client: RateLimiter::new(
+                config.messages_per_client,
+                config.rate_window,
+                RATE_LIMIT_MAX_KEYS,
+            ),
+            per_sender_domain: RateLimiter::new(
+                config.messages_per_sender_domain,
+                config.rate_window,
+                RATE_LIMIT_MAX_KEYS,
+            ),
+        });
         Listener {
             tcp,
             config: Arc::new(config),
             delivery,
             connections,
             per_client: Arc::default(),
+            shared,
         }
-    }
-
-    /// The address clients connect to.
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.tcp.local_addr()
     }
 
     /// Serves until `shutdown` completes, then stops accepting and waits for the sessions,
     /// at most `shutdown_grace`; sessions still running after that are cut off.
-    pub async fn run(self, shutdown: impl Future) {
+    async fn run(self, shutdown: impl Future) {
         let (stop_sessions, stop_signal) = watch::channel(false);
         let mut sessions = JoinSet::new();
         tracing::info!(listen = %self.config.listen, hostname = %self.config.hostname, "SMTP listener accepting");
@@ -115,7 +151,7 @@ impl<D: Delivery> Listener<D> {
         };
         let Some(slot) = ClientCounts::claim(
             &self.per_client,
-            client.ip(),
+            client_key(client.ip()),
             self.config.max_connections_per_ip,
         ) else {
             tracing::warn!(
@@ -132,6 +168,7 @@ impl<D: Delivery> Listener<D> {
             client,
             self.config.clone(),
             self.delivery.clone(),
+            self.shared.clone(),
             shutdown,
         );
         sessions.spawn(async move {
@@ -188,7 +225,7 @@ fn log_panic(finished: Result<(), tokio::task::JoinError>) {
     }
 }
 
-/// Open sessions per client address.
+/// Open sessions per client (see [`client_key`]).
 #[derive(Default)]
 struct ClientCounts {
     open: Mutex<HashMap<IpAddr, usize>>,
@@ -228,5 +265,24 @@ impl Drop for ClientSlot {
                 open.remove(&self.ip);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_clients_count_by_their_64_and_ipv4_by_address() {
+        let key = |text: &str| client_key(text.parse().unwrap());
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), key("2001:db8:1:2:ffff:1:2:3"));
+        assert_eq!(
+            key("2001:db8:1:2::7"),
+            "2001:db8:1:2::".parse::<IpAddr>().unwrap()
+        );
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(key("192.0.2.7"), "192.0.2.7".parse::<IpAddr>().unwrap());
+        assert_ne!(key("192.0.2.7"), key("192.0.2.8"));
+        assert_eq!(key("::ffff:192.0.2.7"), key("192.0.2.7"));
     }
 }

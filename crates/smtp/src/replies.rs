@@ -1,9 +1,11 @@
 //! Every reply the listener sends, in one place, so the wording can be read and changed
-//! without hunting through the session code.
+//! without hunting through the session code. Any text that did not come from this file (a
+//! HELO name, an address, a delivery error) goes through [`one_line`] before it is sent.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
+use crate::config::MAX_ECHO;
 use crate::delivery::Accepted;
 
 /// One complete SMTP reply (one or more CRLF-terminated lines).
@@ -39,17 +41,25 @@ impl Reply {
     }
 }
 
-/// Reply text from elsewhere (a delivery error) must stay on one line.
 /// Counts a reply by its code for `/metrics` (`authcheck_smtp_replies_total{code="250"}`).
 pub(crate) fn count(reply: &Reply) {
     metrics::counter!("authcheck_smtp_replies_total", "code" => reply.code().to_string())
         .increment(1);
 }
 
+/// The one sanitizer for reply text from elsewhere (the client's words, a delivery error): it
+/// must stay on one line — a CR or LF would start a reply of the client's choosing — and
+/// short, so control characters become spaces and the text is cut at [`MAX_ECHO`] characters.
 fn one_line(text: &str) -> String {
-    text.chars()
+    let mut line: String = text
+        .chars()
+        .take(MAX_ECHO)
         .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
+        .collect();
+    if text.chars().nth(MAX_ECHO).is_some() {
+        line.push_str("...");
+    }
+    line
 }
 
 pub(crate) fn greeting(hostname: &str) -> Reply {
@@ -95,7 +105,7 @@ pub(crate) const RESET: Reply = Reply::fixed("250 2.0.0 reset\r\n");
 pub(crate) const SENDER_OK: Reply = Reply::fixed("250 2.1.0 sender OK\r\n");
 
 pub(crate) fn recipient_ok(address: &str) -> Reply {
-    Reply::line(250, format_args!("2.1.5 <{address}> OK"))
+    Reply::line(250, format_args!("2.1.5 <{}> OK", one_line(address)))
 }
 
 pub(crate) const START_DATA: Reply = Reply::fixed("354 end data with <CR><LF>.<CR><LF>\r\n");
@@ -136,6 +146,56 @@ pub(crate) fn declared_size_too_big(max_message_size: usize) -> Reply {
     )
 }
 
+/// A BDAT chunk so large that reading it to stay in step is not worth it (RFC 3030 lets the
+/// server close the connection instead); follows the 552.
+pub(crate) fn chunk_not_read(hostname: &str) -> Reply {
+    Reply::line(
+        421,
+        format_args!("4.3.0 {hostname} closing: a chunk over the size limit is not read"),
+    )
+}
+
+/// Past the memory budget (RFC 3463 4.3.1, "mail system full").
+pub(crate) const BUSY: Reply = Reply::fixed(
+    "452 4.3.1 too many messages in progress on this server, try again in a few minutes\r\n",
+);
+
+pub(crate) fn client_rate_limited(limit: u32, window: std::time::Duration) -> Reply {
+    Reply::line(
+        450,
+        format_args!(
+            "4.7.1 too many messages from your address: at most {limit} per {}, try again later",
+            describe_window(window)
+        ),
+    )
+}
+
+pub(crate) fn sender_domain_rate_limited(
+    domain: &str,
+    limit: u32,
+    window: std::time::Duration,
+) -> Reply {
+    Reply::line(
+        450,
+        format_args!(
+            "4.7.1 too many messages from senders at {}: at most {limit} per {}, try again later",
+            one_line(domain),
+            describe_window(window)
+        ),
+    )
+}
+
+fn describe_window(window: std::time::Duration) -> String {
+    let seconds = window.as_secs();
+    if seconds == 60 {
+        "minute".to_string()
+    } else if seconds > 60 && seconds % 60 == 0 {
+        format!("{} minutes", seconds / 60)
+    } else {
+        format!("{seconds} seconds")
+    }
+}
+
 pub(crate) const TOO_MANY_RECIPIENTS: Reply = Reply::fixed("452 4.5.3 too many recipients\r\n");
 
 pub(crate) fn no_such_mailbox(address: &str) -> Reply {
@@ -167,8 +227,16 @@ pub(crate) const UNKNOWN_COMMAND: Reply = Reply::fixed("500 5.5.1 command not re
 pub(crate) const NOT_IMPLEMENTED: Reply = Reply::fixed("502 5.5.1 command not implemented\r\n");
 pub(crate) const LINE_TOO_LONG: Reply = Reply::fixed("500 5.5.2 line too long\r\n");
 
+/// HELO, EHLO, MAIL or RCPT with a control character (other than the final CRLF).
+pub(crate) fn control_characters(command: &str) -> Reply {
+    Reply::line(
+        501,
+        format_args!("5.5.2 control characters are not allowed in {command}"),
+    )
+}
+
 pub(crate) fn syntax_error(usage: &str) -> Reply {
-    Reply::line(501, format_args!("5.5.4 syntax: {usage}"))
+    Reply::line(501, format_args!("5.5.4 syntax: {}", one_line(usage)))
 }
 
 pub(crate) fn bad_address_syntax(address: &str) -> Reply {

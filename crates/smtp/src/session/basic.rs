@@ -3,15 +3,15 @@
 
 use super::{Ending, Next, Session, State, Step};
 use crate::delivery::Delivery;
-use crate::replies::{self, Reply};
+use crate::replies;
 
 impl<D: Delivery> Session<D> {
     /// Abandons the transaction, keeping the greeting (RFC 5321 section 4.1.1.5).
-    pub(super) fn rset(&mut self) -> Reply {
+    pub(super) fn rset(&mut self) -> Step {
         if !matches!(self.state, State::Connected) {
             self.state = State::Idle;
         }
-        replies::RESET
+        self.command_reply(replies::RESET)
     }
 
     pub(super) fn quit(&mut self) -> Step {

@@ -1,8 +1,10 @@
-//! The end of a message (after DATA's `CRLF.CRLF` or BDAT LAST): refuse it if too big, else
-//! hand it to the [`Delivery`] and answer only once that returns, so a 250 means stored.
+//! The end of a message (after DATA's `CRLF.CRLF` or BDAT LAST): refuse it if too big or if
+//! the memory budget had no room for it, else hand it to the [`Delivery`] and answer only once
+//! that returns, so a 250 means stored. The message's memory stays reserved until then.
 
 use chrono::Utc;
 
+use super::transaction::Overflow;
 use super::{Session, Step};
 use crate::delivery::{Delivery, DeliveryError, Envelope};
 use crate::replies;
@@ -19,31 +21,43 @@ impl<D: Delivery> Session<D> {
             .iter()
             .map(|r| r.address.as_str())
             .collect();
-        let recipients = recipients.join(",");
+        // Client text, escaped so it cannot forge log lines or reach a terminal raw.
+        let recipients = recipients.join(",").escape_debug().to_string();
         let size = transaction.body.size();
-        let mail_from = transaction.mail_from.clone();
+        let mail_from = transaction.mail_from.escape_debug().to_string();
+        let helo_logged = helo.escape_debug().to_string();
+        let helo_logged = helo_logged.as_str();
 
-        if transaction.body.is_too_big() {
-            tracing::info!(
-                client = %client.ip(), helo, mail_from, recipients, size,
-                limit = self.config.max_message_size, "message refused: too big"
-            );
-            return self.command_reply(replies::MESSAGE_TOO_BIG);
+        match transaction.body.overflow() {
+            None => {}
+            Some(Overflow::TooBig) => {
+                tracing::info!(
+                    client = %client.ip(), helo = helo_logged, mail_from, recipients, size,
+                    limit = self.config.max_message_size, "message refused: too big"
+                );
+                return self.command_reply(replies::MESSAGE_TOO_BIG);
+            }
+            Some(Overflow::OverBudget) => {
+                tracing::warn!(
+                    client = %client.ip(), helo = helo_logged, mail_from, recipients, size,
+                    limit = self.config.max_memory_in_flight,
+                    "message refused: the memory budget for messages in flight is used up"
+                );
+                return self.command_reply(replies::BUSY);
+            }
         }
 
         let envelope = Envelope {
             client,
-            helo: helo.clone(),
+            helo,
             tls: self.tls.clone(),
             mail_from: transaction.mail_from,
             recipients: transaction.recipients,
             received_at: Utc::now(),
-            size,
         };
-        let outcome = self
-            .delivery
-            .deliver(envelope, transaction.body.into_bytes())
-            .await;
+        let (message, memory) = transaction.body.into_parts();
+        let outcome = self.delivery.deliver(envelope, message).await;
+        drop(memory);
         // Verification time is the server's, not the client's: the command timeout restarts.
         self.waiting_since = std::time::Instant::now();
         let took_ms = transaction.started.elapsed().as_millis() as u64;
@@ -52,21 +66,21 @@ impl<D: Delivery> Session<D> {
                 self.messages_stored += 1;
                 let ids: Vec<&str> = accepted.iter().map(|a| a.id.as_str()).collect();
                 tracing::debug!(
-                    client = %client.ip(), helo, mail_from, recipients, size, ids = ids.join(","), took_ms,
+                    client = %client.ip(), helo = helo_logged, mail_from, recipients, size, ids = ids.join(","), took_ms,
                     "message stored"
                 );
                 replies::stored(&accepted)
             }
             Err(DeliveryError::Temporary(reason)) => {
                 tracing::warn!(
-                    client = %client.ip(), helo, mail_from, recipients, size, reason, took_ms,
+                    client = %client.ip(), helo = helo_logged, mail_from, recipients, size, reason, took_ms,
                     "message not stored: temporary failure, the client was told to retry"
                 );
                 replies::temporary_failure(&reason)
             }
             Err(DeliveryError::Permanent(reason)) => {
                 tracing::warn!(
-                    client = %client.ip(), helo, mail_from, recipients, size, reason, took_ms,
+                    client = %client.ip(), helo = helo_logged, mail_from, recipients, size, reason, took_ms,
                     "message refused by delivery"
                 );
                 replies::permanent_failure(&reason)

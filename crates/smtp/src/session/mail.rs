@@ -1,34 +1,107 @@
 //! MAIL FROM (RFC 5321 section 4.1.1.2) with the SIZE (RFC 1870), BODY=8BITMIME (RFC 6152)
-//! and SMTPUTF8 (RFC 6531) parameters.
+//! and SMTPUTF8 (RFC 6531) parameters. A new transaction must also fit the memory budget and
+//! the rate limits per client and per sender domain.
 
 use std::borrow::Cow;
 
 use smtp_proto::{MAIL_BODY_BINARYMIME, MailFrom};
 
 use super::transaction::Transaction;
-use super::{Session, State};
+use super::{Session, State, Step};
 use crate::address::{path_in_line, reverse_path};
+use crate::config::MAX_DOMAIN_LENGTH;
 use crate::delivery::Delivery;
-use crate::replies::{self, Reply};
+use crate::listener::client_key;
+use crate::replies;
 
 impl<D: Delivery> Session<D> {
-    pub(super) fn mail(&mut self, from: &MailFrom<Cow<'_, str>>, line: &[u8]) -> Reply {
+    pub(super) fn mail(&mut self, from: &MailFrom<Cow<'_, str>>, line: &[u8]) -> Step {
         match self.state {
-            State::Connected => return replies::HELLO_FIRST,
+            State::Connected => return self.command_reply(replies::HELLO_FIRST),
             State::Idle => {}
-            _ => return replies::NESTED_MAIL,
+            _ => return self.command_reply(replies::NESTED_MAIL),
         }
         let max_message_size = self.config.max_message_size;
         if from.size > max_message_size {
-            return replies::declared_size_too_big(max_message_size);
+            return self.command_reply(replies::declared_size_too_big(max_message_size));
         }
         if from.flags & MAIL_BODY_BINARYMIME != 0 {
-            return replies::unsupported_parameter("BODY=BINARYMIME");
+            return self.command_reply(replies::unsupported_parameter("BODY=BINARYMIME"));
         }
         // Recorded as written: the parser drops quotes, which matter to SPF's %{l} macro.
         let line = String::from_utf8_lossy(line);
         let mail_from = path_in_line(&line).map_or(from.address.as_ref(), reverse_path);
-        self.state = State::Transaction(Transaction::new(mail_from.to_string(), max_message_size));
-        replies::SENDER_OK
+
+        if !self.shared.budget.has_room_for(from.size.max(1)) {
+            tracing::warn!(
+                client = %self.client.ip(), declared_size = from.size,
+                limit = self.config.max_memory_in_flight,
+                "new transaction refused: the memory budget for messages in flight is used up"
+            );
+            return self.command_reply(replies::BUSY);
+        }
+        if let Some(reply) = self.rate_limited(mail_from) {
+            return self.command_reply(reply);
+        }
+        let memory = self.shared.budget.reservation();
+        self.state = State::Transaction(Transaction::new(
+            mail_from.to_string(),
+            max_message_size,
+            memory,
+        ));
+        self.command_reply(replies::SENDER_OK)
     }
+
+    /// Counts the transaction against the client's and the sender domain's rate limits, or
+    /// returns the refusal if either is used up (then nothing is counted).
+    fn rate_limited(&self, mail_from: &str) -> Option<replies::Reply> {
+        let now = self.config.clock.now();
+        let client = client_key(self.client.ip());
+        // The null reverse-path (bounces) has no domain; the client limit still applies.
+        let domain = mail_from
+            .rsplit_once('@')
+            .map(|(_, domain)| rate_key(domain))
+            .filter(|domain| !domain.is_empty());
+        let shared = &self.shared;
+        if !shared.per_client.allows(&client, now) {
+            tracing::info!(
+                client = %self.client.ip(), limit = self.config.messages_per_client,
+                window = ?self.config.rate_window, "new transaction refused: client rate limit"
+            );
+            return Some(replies::client_rate_limited(
+                self.config.messages_per_client,
+                self.config.rate_window,
+            ));
+        }
+        if let Some(domain) = &domain
+            && !shared.per_sender_domain.allows(domain, now)
+        {
+            tracing::info!(
+                client = %self.client.ip(), domain = %domain.escape_debug(),
+                limit = self.config.messages_per_sender_domain,
+                window = ?self.config.rate_window, "new transaction refused: sender domain rate limit"
+            );
+            return Some(replies::sender_domain_rate_limited(
+                domain,
+                self.config.messages_per_sender_domain,
+                self.config.rate_window,
+            ));
+        }
+        shared.per_client.record(client, now);
+        if let Some(domain) = domain {
+            shared.per_sender_domain.record(domain, now);
+        }
+        None
+    }
+}
+
+/// The key a sender domain is counted under: lowercase, without a trailing dot, and no longer
+/// than a domain name may be (RFC 1035: 255 octets), so the table's size stays bounded.
+fn rate_key(domain: &str) -> String {
+    let domain = domain.trim_end_matches('.');
+    let mut end = domain.len().min(MAX_DOMAIN_LENGTH);
+    while !domain.is_char_boundary(end) {
+        end -= 1;
+    }
+    domain[..end].to_lowercase()
 }

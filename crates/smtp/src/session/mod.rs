@@ -2,7 +2,9 @@
 //! handles every complete command (or message data) in the buffer, and flushes the queued
 //! replies when the buffer is drained — which is what RFC 2920 PIPELINING asks of a server.
 //!
-//! Each command has its own file; `finish` hands a complete message to the [`Delivery`].
+//! Each command has its own file, and each command handler has one signature: it takes the
+//! session and the command's arguments, queues its reply, and returns the [`Step`] the loop
+//! takes next. `finish` hands a complete message to the [`Delivery`].
 
 mod basic;
 mod bdat;
@@ -28,6 +30,7 @@ use tokio::time::timeout;
 
 use crate::config::{CLOSE_TIMEOUT, MIN_DATA_PER_TIMEOUT, READ_CHUNK, SmtpConfig};
 use crate::delivery::{Delivery, TlsInfo};
+use crate::listener::Shared;
 use crate::replies::{self, Reply};
 use dot::DotDecoder;
 pub(crate) use stream::Stream;
@@ -50,11 +53,10 @@ enum State {
         remaining: usize,
         last: bool,
     },
-    /// Inside a BDAT chunk that was refused: its bytes are read and dropped, then `reply` is
-    /// sent and the session goes back to `resume`.
+    /// Inside a BDAT chunk that was refused (the refusal is already queued): its bytes are
+    /// read and dropped, then the session goes back to `resume`.
     RefusedChunk {
         remaining: usize,
-        reply: Reply,
         resume: Box<State>,
     },
 }
@@ -74,6 +76,7 @@ enum Ending {
     CommandTimeout,
     SessionTimeLimit,
     TooManyErrors,
+    ChunkTooBig,
     Shutdown,
 }
 
@@ -85,6 +88,7 @@ impl Ending {
             Ending::CommandTimeout => "command timeout",
             Ending::SessionTimeLimit => "session time limit reached",
             Ending::TooManyErrors => "too many refused commands",
+            Ending::ChunkTooBig => "a BDAT chunk over the size limit",
             Ending::Shutdown => "server shutting down",
         }
     }
@@ -95,7 +99,7 @@ impl Ending {
     }
 }
 
-/// The result of handling one unit of input.
+/// The result of handling one unit of input; what every command handler returns.
 enum Step {
     /// Handle the next unit in the buffer.
     Continue,
@@ -116,9 +120,28 @@ enum SessionError {
     TlsTimeout,
 }
 
+impl SessionError {
+    /// The client went away without QUIT (a reset, a closed socket): ordinary traffic, as
+    /// from port checks and load balancer probes that connect and close at once.
+    fn is_client_gone(&self) -> bool {
+        use std::io::ErrorKind;
+        matches!(
+            self,
+            SessionError::Io(error) if matches!(
+                error.kind(),
+                ErrorKind::BrokenPipe
+                    | ErrorKind::ConnectionReset
+                    | ErrorKind::ConnectionAborted
+                    | ErrorKind::UnexpectedEof
+            )
+        )
+    }
+}
+
 pub(crate) struct Session<D> {
     config: Arc<SmtpConfig>,
     delivery: Arc<D>,
+    shared: Arc<Shared>,
     stream: Stream,
     client: SocketAddr,
     input: BytesMut,
@@ -139,6 +162,7 @@ pub(crate) struct Session<D> {
     /// Message bytes received since `waiting_since` last moved for data.
     data_since_wait: usize,
     messages_stored: usize,
+    commands: usize,
 }
 
 impl<D: Delivery> Session<D> {
@@ -147,11 +171,13 @@ impl<D: Delivery> Session<D> {
         client: SocketAddr,
         config: Arc<SmtpConfig>,
         delivery: Arc<D>,
+        shared: Arc<Shared>,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         Session {
             config,
             delivery,
+            shared,
             stream,
             client,
             input: BytesMut::with_capacity(READ_CHUNK),
@@ -166,30 +192,43 @@ impl<D: Delivery> Session<D> {
             waiting_since: Instant::now(),
             data_since_wait: 0,
             messages_stored: 0,
+            commands: 0,
         }
     }
 
     /// Runs the session to its end and closes the connection.
     pub(crate) async fn run(mut self) {
         let ending = self.serve().await;
-        let helo = self.helo.as_deref().unwrap_or("");
+        // Client text, escaped so it cannot forge log lines or reach a terminal raw.
+        let helo = self
+            .helo
+            .as_deref()
+            .unwrap_or("")
+            .escape_debug()
+            .to_string();
         let seconds = self.started.elapsed().as_secs_f64();
         match ending {
             // Each message's outcome has its own info line; a session that stored no message,
             // or ends otherwise than by the client, deserves one too.
             Ok(ending) if ending.by_client() && self.messages_stored > 0 => tracing::debug!(
                 client = %self.client,
-                helo,
+                %helo,
                 messages = self.messages_stored,
                 seconds,
                 reason = ending.describe(),
                 "session ended"
             ),
             Ok(ending) => tracing::info!(
-                client = %self.client, helo, messages = self.messages_stored, seconds, reason = ending.describe(), "session ended"
+                client = %self.client, %helo, messages = self.messages_stored, seconds, reason = ending.describe(), "session ended"
+            ),
+            Err(error) if error.is_client_gone() && self.commands == 0 => tracing::debug!(
+                client = %self.client, seconds, %error, "the client closed the connection before sending a command"
+            ),
+            Err(error) if error.is_client_gone() => tracing::info!(
+                client = %self.client, %helo, messages = self.messages_stored, seconds, %error, "the client closed the connection"
             ),
             Err(error) => tracing::warn!(
-                client = %self.client, helo, messages = self.messages_stored, seconds, %error, "session ended with an error"
+                client = %self.client, %helo, messages = self.messages_stored, seconds, %error, "session ended with an error"
             ),
         }
         let _ = timeout(CLOSE_TIMEOUT, self.stream.shutdown()).await;
@@ -343,6 +382,7 @@ impl<D: Delivery> Session<D> {
         };
         let line = self.input.split_to(newline + 1);
         self.waiting_since = Instant::now();
+        self.commands += 1;
         if std::mem::take(&mut self.skipping_long_line) {
             return Step::Continue;
         }
@@ -353,24 +393,29 @@ impl<D: Delivery> Session<D> {
     }
 
     fn handle_command(&mut self, line: &[u8]) -> Step {
-        let reply = match Request::parse(&mut line.iter()) {
+        if let Some(command) = envelope_command(line)
+            && has_control_characters(line)
+        {
+            return self.command_reply(replies::control_characters(command));
+        }
+        match Request::parse(&mut line.iter()) {
             Ok(Request::Ehlo { host }) => self.ehlo(&host),
             Ok(Request::Helo { host }) => self.helo(&host),
             Ok(Request::Mail { from }) => self.mail(&from, line),
             Ok(Request::Rcpt { .. }) => self.rcpt(line, true),
             // smtp-proto refuses address literals here, which must be answered as relaying.
             Err(ParseError::InvalidRecipientAddress) => self.rcpt(line, false),
-            Ok(Request::Data) => return self.data(),
+            Ok(Request::Data) => self.data(),
             Ok(Request::Bdat {
                 chunk_size,
                 is_last,
-            }) => return self.bdat(chunk_size, is_last),
-            Ok(Request::StartTls) => return self.starttls(),
+            }) => self.bdat(chunk_size, is_last),
+            Ok(Request::StartTls) => self.starttls(),
             Ok(Request::Rset) => self.rset(),
-            Ok(Request::Noop { .. }) => replies::OK,
-            Ok(Request::Vrfy { .. }) => replies::CANNOT_VERIFY,
-            Ok(Request::Help { .. }) => replies::HELP,
-            Ok(Request::Quit) => return self.quit(),
+            Ok(Request::Noop { .. }) => self.command_reply(replies::OK),
+            Ok(Request::Vrfy { .. }) => self.command_reply(replies::CANNOT_VERIFY),
+            Ok(Request::Help { .. }) => self.command_reply(replies::HELP),
+            Ok(Request::Quit) => self.quit(),
             Ok(
                 Request::Lhlo { .. }
                 | Request::Auth { .. }
@@ -378,21 +423,24 @@ impl<D: Delivery> Session<D> {
                 | Request::Etrn { .. }
                 | Request::Atrn { .. }
                 | Request::Burl { .. },
-            ) => replies::NOT_IMPLEMENTED,
-            Err(ParseError::UnknownCommand) => replies::UNKNOWN_COMMAND,
-            Err(ParseError::SyntaxError { syntax }) => replies::syntax_error(syntax),
-            Err(ParseError::InvalidSenderAddress) => {
-                replies::syntax_error("MAIL FROM:<reverse-path> [parameters]")
+            ) => self.command_reply(replies::NOT_IMPLEMENTED),
+            Err(error) => {
+                let reply = match error {
+                    ParseError::SyntaxError { syntax } => replies::syntax_error(syntax),
+                    ParseError::InvalidSenderAddress => {
+                        replies::syntax_error("MAIL FROM:<reverse-path> [parameters]")
+                    }
+                    ParseError::InvalidParameter { param } => {
+                        replies::syntax_error(&format!("a valid {param} value"))
+                    }
+                    ParseError::UnsupportedParameter { param } => {
+                        replies::unsupported_parameter(&param)
+                    }
+                    _ => replies::UNKNOWN_COMMAND,
+                };
+                self.command_reply(reply)
             }
-            Err(ParseError::InvalidParameter { param }) => {
-                replies::syntax_error(&format!("a valid {param} value"))
-            }
-            Err(ParseError::UnsupportedParameter { param }) => {
-                replies::unsupported_parameter(&param)
-            }
-            Err(_) => replies::UNKNOWN_COMMAND,
-        };
-        self.command_reply(reply)
+        }
     }
 
     /// Queues the reply to a command. Refusals are counted, and one too many ends the session.
@@ -454,6 +502,21 @@ impl<D: Delivery> Session<D> {
             _ => replies::MAIL_FIRST,
         }
     }
+}
+
+/// The commands whose arguments (a host name, an address) are kept and logged, by name.
+fn envelope_command(line: &[u8]) -> Option<&'static str> {
+    let verb = line.get(..4)?;
+    ["HELO", "EHLO", "MAIL", "RCPT"]
+        .into_iter()
+        .find(|name| verb.eq_ignore_ascii_case(name.as_bytes()))
+}
+
+/// Whether a command line holds a control character (C0, DEL or C1) before its line end.
+fn has_control_characters(line: &[u8]) -> bool {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    String::from_utf8_lossy(line).chars().any(char::is_control)
 }
 
 /// Message data counts as progress (moves `waiting_since`) once a whole

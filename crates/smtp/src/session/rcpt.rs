@@ -1,35 +1,38 @@
 //! RCPT TO (RFC 5321 section 4.1.1.3): only the tester mailboxes, at most `max_recipients`
 //! distinct ones; the same address twice is accepted once.
 
-use super::{Session, State};
+use super::{Session, State, Step};
 use crate::address::{Refusal, check_recipient, path_in_line};
 use crate::delivery::Delivery;
-use crate::replies::{self, Reply};
+use crate::replies;
 
 impl<D: Delivery> Session<D> {
     /// `parsed` is false when smtp-proto refused the address; the policy check still runs
     /// first so that every relay attempt gets the same 550 5.7.1.
-    pub(super) fn rcpt(&mut self, line: &[u8], parsed: bool) -> Reply {
+    pub(super) fn rcpt(&mut self, line: &[u8], parsed: bool) -> Step {
         let transaction = match &mut self.state {
-            State::Connected => return replies::HELLO_FIRST,
+            State::Connected => return self.command_reply(replies::HELLO_FIRST),
             State::Transaction(transaction) if transaction.chunking => {
-                return replies::FINISH_CHUNKING;
+                return self.command_reply(replies::FINISH_CHUNKING);
             }
             State::Transaction(transaction) => transaction,
-            _ => return replies::MAIL_FIRST,
+            _ => return self.command_reply(replies::MAIL_FIRST),
         };
         let line = String::from_utf8_lossy(line);
         let Some(path) = path_in_line(&line) else {
-            return replies::syntax_error("RCPT TO:<forward-path> [parameters]");
+            return self
+                .command_reply(replies::syntax_error("RCPT TO:<forward-path> [parameters]"));
         };
         let recipient = match check_recipient(path, &self.config.domains) {
             Ok(recipient) => recipient,
-            Err(Refusal::RelayDenied) => return replies::RELAYING_DENIED,
-            Err(Refusal::NoSuchMailbox) => return replies::no_such_mailbox(path),
-            Err(Refusal::Syntax) => return replies::bad_address_syntax(path),
+            Err(Refusal::RelayDenied) => return self.command_reply(replies::RELAYING_DENIED),
+            Err(Refusal::NoSuchMailbox) => {
+                return self.command_reply(replies::no_such_mailbox(path));
+            }
+            Err(Refusal::Syntax) => return self.command_reply(replies::bad_address_syntax(path)),
         };
         if !parsed {
-            return replies::bad_address_syntax(path);
+            return self.command_reply(replies::bad_address_syntax(path));
         }
         let already_given = transaction
             .recipients
@@ -37,10 +40,11 @@ impl<D: Delivery> Session<D> {
             .any(|given| given.address.eq_ignore_ascii_case(&recipient.address));
         if !already_given {
             if transaction.recipients.len() >= self.config.max_recipients {
-                return replies::TOO_MANY_RECIPIENTS;
+                return self.command_reply(replies::TOO_MANY_RECIPIENTS);
             }
             transaction.recipients.push(recipient);
         }
-        replies::recipient_ok(path)
+        let reply = replies::recipient_ok(path);
+        self.command_reply(reply)
     }
 }

@@ -3,6 +3,8 @@
 
 use std::time::Instant;
 
+use crate::budget::Reservation;
+use crate::config::MIN_BODY_GROWTH;
 use crate::delivery::Recipient;
 
 pub(crate) struct Transaction {
@@ -16,52 +18,94 @@ pub(crate) struct Transaction {
 }
 
 impl Transaction {
-    pub(crate) fn new(mail_from: String, max_message_size: usize) -> Self {
+    pub(crate) fn new(mail_from: String, max_message_size: usize, memory: Reservation) -> Self {
         Transaction {
             started: Instant::now(),
             mail_from,
             recipients: Vec::new(),
             chunking: false,
-            body: Body::new(max_message_size),
+            body: Body::new(max_message_size, memory),
         }
     }
 }
 
-/// The message bytes, kept only while they fit the size limit. Once over it the bytes are
-/// dropped and only counted, so an oversize message costs no memory.
+/// The message bytes, kept only while they fit the size limit and the memory budget. Once
+/// over either the bytes are dropped and only counted, so a refused message costs no memory.
 pub(crate) struct Body {
     bytes: Vec<u8>,
     size: usize,
     limit: usize,
+    /// Covers the whole capacity of `bytes`: the buffer grows only as far as this does.
+    memory: Reservation,
+    over_budget: bool,
+}
+
+/// Why a complete message cannot be delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Overflow {
+    /// Over `max_message_size`.
+    TooBig,
+    /// The memory budget had no room for it.
+    OverBudget,
 }
 
 impl Body {
-    fn new(limit: usize) -> Self {
+    fn new(limit: usize, memory: Reservation) -> Self {
         Body {
             bytes: Vec::new(),
             size: 0,
             limit,
+            memory,
+            over_budget: false,
         }
     }
 
     pub(crate) fn append(&mut self, chunk: &[u8]) {
         self.size = self.size.saturating_add(chunk.len());
-        if self.size > self.limit {
-            self.bytes = Vec::new();
-        } else {
-            self.bytes.extend_from_slice(chunk);
+        if self.overflow().is_some() {
+            self.drop_bytes();
+            return;
         }
+        let needed = self.bytes.len() + chunk.len();
+        if needed > self.bytes.capacity() {
+            // Doubling, as a Vec would, but never past the size limit and never past the budget.
+            let comfortable = needed
+                .max(self.bytes.capacity().saturating_mul(2))
+                .max(MIN_BODY_GROWTH)
+                .min(self.limit);
+            if !self.memory.grow_to(comfortable) && !self.memory.grow_to(needed) {
+                self.over_budget = true;
+                self.drop_bytes();
+                return;
+            }
+            self.bytes
+                .reserve_exact(self.memory.bytes() - self.bytes.len());
+        }
+        self.bytes.extend_from_slice(chunk);
     }
 
-    pub(crate) fn is_too_big(&self) -> bool {
-        self.size > self.limit
+    fn drop_bytes(&mut self) {
+        self.bytes = Vec::new();
+        self.memory.release();
+    }
+
+    /// Whether the message can no longer be delivered, and why.
+    pub(crate) fn overflow(&self) -> Option<Overflow> {
+        if self.size > self.limit {
+            Some(Overflow::TooBig)
+        } else if self.over_budget {
+            Some(Overflow::OverBudget)
+        } else {
+            None
+        }
     }
 
     pub(crate) fn size(&self) -> usize {
         self.size
     }
 
-    pub(crate) fn into_bytes(self) -> Vec<u8> {
-        self.bytes
+    /// The message, and the reservation to hold for as long as the message is in memory.
+    pub(crate) fn into_parts(self) -> (Vec<u8>, Reservation) {
+        (self.bytes, self.memory)
     }
 }

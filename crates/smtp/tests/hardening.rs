@@ -1,0 +1,322 @@
+//! Hostile clients through real SMTP: the memory budget shared by all sessions, the rate
+//! limits per client and per sender domain (on a clock the test moves), control characters
+//! in envelope commands, long echoed text, and BDAT chunks over the size limit.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use authcheck_smtp::{Clock, ManualClock};
+use common::{message, start};
+
+const KIB: usize = 1024;
+
+/// A body of exactly `size` bytes with CRLF line ends and no line starting with a dot.
+fn body(size: usize) -> String {
+    let line = format!("{}\r\n", "x".repeat(98));
+    let mut body = line.repeat(size / line.len() + 1);
+    body.truncate(size - 2);
+    body.push_str("\r\n");
+    body
+}
+
+#[tokio::test]
+async fn past_the_memory_budget_new_transactions_get_452_and_the_room_comes_back() {
+    let server = start(|config| {
+        config.max_memory_in_flight = 128 * KIB;
+        config.messages_per_client = 0;
+    })
+    .await;
+    // A chunk of exactly the budget, acknowledged, so the memory is certainly held.
+    let mut holder = server.greeted_client().await;
+    holder
+        .envelope("holder@example.com", &["spf@tester.example"])
+        .await;
+    holder
+        .send(format!("BDAT {}\r\n{}", 128 * KIB, body(128 * KIB)))
+        .await;
+    assert_eq!(
+        holder.reply().await,
+        format!("250 2.0.0 {} bytes received", 128 * KIB)
+    );
+
+    let mut other = server.greeted_client().await;
+    let busy = "452 4.3.1 too many messages in progress on this server, try again in a few minutes";
+    assert_eq!(other.command("MAIL FROM:<other@example.com>").await, busy);
+
+    // Finished and delivered, the holder's message gives its memory back.
+    assert!(
+        holder
+            .command("BDAT 0 LAST")
+            .await
+            .starts_with("250 2.0.0 Stored as spf-1")
+    );
+    assert_eq!(
+        other.command("MAIL FROM:<other@example.com>").await,
+        "250 2.1.0 sender OK"
+    );
+    // A declared size the budget has no room for is refused at once.
+    assert_eq!(other.command("RSET").await, "250 2.0.0 reset");
+    assert_eq!(
+        other
+            .command(&format!("MAIL FROM:<other@example.com> SIZE={}", 200 * KIB))
+            .await,
+        busy
+    );
+}
+
+#[tokio::test]
+async fn a_message_that_outgrows_the_budget_is_refused_with_452_and_frees_its_memory() {
+    let server = start(|config| {
+        config.max_memory_in_flight = 128 * KIB;
+        config.messages_per_client = 0;
+    })
+    .await;
+    let mut holder = server.greeted_client().await;
+    holder
+        .envelope("holder@example.com", &["spf@tester.example"])
+        .await;
+    holder
+        .send(format!("BDAT {}\r\n{}", 60 * KIB, body(60 * KIB)))
+        .await;
+    assert!(holder.reply().await.starts_with("250 2.0.0"));
+
+    let busy = "452 4.3.1 too many messages in progress on this server, try again in a few minutes";
+    let mut other = server.greeted_client().await;
+    // DATA: the message is read to its end, then refused; nothing is delivered.
+    other
+        .envelope("other@example.com", &["dkim@tester.example"])
+        .await;
+    other.command("DATA").await;
+    other.send(format!("{}.\r\n", body(100 * KIB))).await;
+    assert_eq!(other.reply().await, busy);
+    // BDAT: refused before its bytes are read; they are skipped, not taken for commands.
+    other
+        .envelope("other@example.com", &["dkim@tester.example"])
+        .await;
+    other.send("BDAT 100000 LAST\r\n").await;
+    assert_eq!(other.reply().await, busy);
+    other.send(body(100_000)).await;
+    assert_eq!(other.command("NOOP").await, "250 2.0.0 OK");
+    assert_eq!(server.delivery.messages().len(), 0);
+
+    // Once the holder is done, the same message fits.
+    assert!(
+        holder
+            .command("BDAT 0 LAST")
+            .await
+            .starts_with("250 2.0.0 Stored")
+    );
+    other
+        .envelope("other@example.com", &["dkim@tester.example"])
+        .await;
+    other.command("DATA").await;
+    other.send(format!("{}.\r\n", body(100 * KIB))).await;
+    assert!(
+        other
+            .reply()
+            .await
+            .starts_with("250 2.0.0 Stored as dkim-2")
+    );
+}
+
+#[tokio::test]
+async fn past_the_client_rate_limit_mail_gets_450_until_the_window_moves_on() {
+    let clock = Arc::new(ManualClock::new());
+    let server = start(|config| {
+        config.messages_per_client = 3;
+        config.rate_window = Duration::from_secs(600);
+        config.clock = clock.clone() as Arc<dyn Clock>;
+    })
+    .await;
+    let mut client = server.greeted_client().await;
+    for _ in 0..3 {
+        assert_eq!(
+            client.command("MAIL FROM:<a@example.com>").await,
+            "250 2.1.0 sender OK"
+        );
+        client.command("RSET").await;
+    }
+    let limited =
+        "450 4.7.1 too many messages from your address: at most 3 per 10 minutes, try again later";
+    assert_eq!(client.command("MAIL FROM:<a@example.com>").await, limited);
+    // Another connection from the same address is the same client.
+    let mut again = server.greeted_client().await;
+    assert_eq!(again.command("MAIL FROM:<b@other.test>").await, limited);
+
+    // One message's share of the window later, one more message.
+    clock.advance(Duration::from_secs(200));
+    assert_eq!(
+        client.command("MAIL FROM:<a@example.com>").await,
+        "250 2.1.0 sender OK"
+    );
+    client.command("RSET").await;
+    assert_eq!(client.command("MAIL FROM:<a@example.com>").await, limited);
+    // The refusals were not errors that end the session.
+    clock.advance(Duration::from_secs(600));
+    client
+        .envelope("a@example.com", &["spf@tester.example"])
+        .await;
+    client.command("DATA").await;
+    client.send(format!("{}.\r\n", message("later"))).await;
+    assert!(client.reply().await.starts_with("250 2.0.0 Stored"));
+}
+
+#[tokio::test]
+async fn past_the_sender_domain_rate_limit_mail_gets_450_naming_the_domain() {
+    let clock = Arc::new(ManualClock::new());
+    let server = start(|config| {
+        config.messages_per_client = 0;
+        config.messages_per_sender_domain = 2;
+        config.rate_window = Duration::from_secs(60);
+        config.clock = clock.clone() as Arc<dyn Clock>;
+    })
+    .await;
+    let mut client = server.greeted_client().await;
+    for from in ["a@example.com", "b@EXAMPLE.com"] {
+        assert_eq!(
+            client.command(&format!("MAIL FROM:<{from}>")).await,
+            "250 2.1.0 sender OK"
+        );
+        client.command("RSET").await;
+    }
+    assert_eq!(
+        client.command("MAIL FROM:<c@Example.Com.>").await,
+        "450 4.7.1 too many messages from senders at example.com: at most 2 per minute, try again later"
+    );
+    for other in ["MAIL FROM:<a@other.test>", "MAIL FROM:<>"] {
+        assert_eq!(
+            client.command(other).await,
+            "250 2.1.0 sender OK",
+            "{other}"
+        );
+        client.command("RSET").await;
+    }
+    clock.advance(Duration::from_secs(30));
+    assert_eq!(
+        client.command("MAIL FROM:<c@example.com>").await,
+        "250 2.1.0 sender OK"
+    );
+}
+
+#[tokio::test]
+async fn envelope_commands_with_control_characters_get_501_5_5_2() {
+    let server = start(|config| config.max_bad_commands = 100).await;
+    let mut client = server.client().await;
+    for (line, command) in [
+        ("EHLO evil\x1b[2J.example", "EHLO"),
+        ("HELO a\rb.example", "HELO"),
+        ("helo a\x00b", "HELO"),
+    ] {
+        assert_eq!(
+            client.command(line).await,
+            format!("501 5.5.2 control characters are not allowed in {command}"),
+            "{line:?}"
+        );
+    }
+    assert!(
+        client
+            .command("EHLO client.example")
+            .await
+            .starts_with("250-")
+    );
+    for (line, command) in [
+        ("MAIL FROM:<a\x07@example.com>", "MAIL"),
+        ("MAIL FROM:<a@example.com>\tSIZE=10", "MAIL"),
+        ("MAIL FROM:<a@example.com\u{85}>", "MAIL"),
+    ] {
+        assert_eq!(
+            client.command(line).await,
+            format!("501 5.5.2 control characters are not allowed in {command}"),
+            "{line:?}"
+        );
+    }
+    client
+        .envelope("sender@example.com", &["spf@tester.example"])
+        .await;
+    for line in [
+        "RCPT TO:<spf+a\rb@tester.example>",
+        "RCPT TO:<dkim+\x1b[31m@tester.example>",
+        "RCPT TO:<spf@tester.example\x7f>",
+    ] {
+        assert_eq!(
+            client.command(line).await,
+            "501 5.5.2 control characters are not allowed in RCPT",
+            "{line:?}"
+        );
+    }
+    // A tag of anything but letters, digits and `._=-` is not an address here.
+    for tag in ["caf\u{e9}", "a b", "a/b", "<x>"] {
+        let line = format!("RCPT TO:<spf+{tag}@tester.example>");
+        let reply = client.command(&line).await;
+        assert!(
+            reply.starts_with("501 5.5.4 bad address syntax"),
+            "{line}: {reply}"
+        );
+    }
+    assert_eq!(
+        client
+            .command("RCPT TO:<spf+run.1_a=b-c@tester.example>")
+            .await,
+        "250 2.1.5 <spf+run.1_a=b-c@tester.example> OK"
+    );
+}
+
+#[tokio::test]
+async fn echoed_client_text_is_cut_short() {
+    let server = start(|_| {}).await;
+    let mut client = server.greeted_client().await;
+    client.command("MAIL FROM:<a@example.com>").await;
+    let name = "n".repeat(2000);
+    let reply = client
+        .command(&format!("RCPT TO:<{name}@tester.example>"))
+        .await;
+    assert!(reply.starts_with("550 5.1.1 <nnnn"), "{reply}");
+    assert!(reply.contains("...>: no such mailbox here"), "{reply}");
+    assert!(reply.len() < 400, "a {}-byte reply", reply.len());
+    let host = "h".repeat(2000);
+    let ehlo = client.command(&format!("EHLO {host}")).await;
+    let first = ehlo.lines().next().unwrap();
+    assert!(first.len() < 400, "a {}-byte greeting line", first.len());
+}
+
+#[tokio::test]
+async fn a_bdat_chunk_over_the_size_limit_is_refused_before_it_is_read() {
+    let server = start(|config| config.max_message_size = 1000).await;
+    let mut client = server.greeted_client().await;
+    client
+        .envelope("sender@example.com", &["spf@tester.example"])
+        .await;
+    client.send(format!("BDAT 600\r\n{}", body(600))).await;
+    assert!(client.reply().await.starts_with("250 2.0.0 600 bytes"));
+    // The total would pass the limit: refused before a byte of it is sent, then skipped.
+    client.send("BDAT 600 LAST\r\n").await;
+    assert_eq!(
+        client.reply().await,
+        "552 5.3.4 message too big: the limit is 1000 bytes"
+    );
+    client.send(body(600)).await;
+    assert_eq!(client.command("NOOP").await, "250 2.0.0 OK");
+    assert!(server.delivery.messages().is_empty());
+    // The transaction is over.
+    assert_eq!(
+        client.command("BDAT 0 LAST").await,
+        "503 5.5.1 send MAIL FROM first"
+    );
+
+    // A chunk larger than any message is not read at all: 552, then 421 and the end.
+    client
+        .envelope("sender@example.com", &["spf@tester.example"])
+        .await;
+    client.send("BDAT 999999999999 LAST\r\n").await;
+    assert_eq!(
+        client.reply().await,
+        "552 5.3.4 message too big: the limit is 1000 bytes"
+    );
+    assert_eq!(
+        client.reply().await,
+        "421 4.3.0 mx.tester.example closing: a chunk over the size limit is not read"
+    );
+    assert!(client.is_closed().await);
+}
