@@ -97,6 +97,13 @@ async fn every_acknowledged_message_survives_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     let mut options = ServiceOptions::new(&dns);
     options.data_dir = Some(dir.path().to_path_buf());
+    // Eight clients on one address stream messages as fast as they can: no rate limits.
+    options.extra_args = vec![
+        "--messages-per-client".into(),
+        "0".into(),
+        "--messages-per-sender-domain".into(),
+        "0".into(),
+    ];
     let mut all_acknowledged = BTreeSet::new();
 
     for run in 0..runs {

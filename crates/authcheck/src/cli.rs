@@ -91,9 +91,28 @@ pub struct ServiceArgs {
     #[arg(long, env = "AUTHCHECK_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<usize>,
 
-    /// Most SMTP connections at once from one client IP [default: 50].
+    /// Most SMTP connections at once from one client: an IPv4 address or an IPv6 /64 [default: 50].
     #[arg(long, env = "AUTHCHECK_MAX_CONNECTIONS_PER_IP", value_name = "N")]
     pub max_connections_per_ip: Option<usize>,
+
+    /// Most bytes of message data held in memory at once across all SMTP sessions; past it new
+    /// messages get 452 4.3.1 (suffixes K, M, G, KiB, MiB, GiB allowed) [default: 512MiB].
+    #[arg(long, env = "AUTHCHECK_MAX_MEMORY_IN_FLIGHT", value_name = "BYTES")]
+    pub max_memory_in_flight: Option<String>,
+
+    /// Most messages (MAIL FROM) per rate window from one client, an IPv4 address or an IPv6
+    /// /64; past it 450 4.7.1; 0 for no limit [default: 60].
+    #[arg(long, env = "AUTHCHECK_MESSAGES_PER_CLIENT", value_name = "N")]
+    pub messages_per_client: Option<u32>,
+
+    /// Most messages per rate window from one MAIL FROM domain; past it 450 4.7.1; 0 for no
+    /// limit [default: 120].
+    #[arg(long, env = "AUTHCHECK_MESSAGES_PER_SENDER_DOMAIN", value_name = "N")]
+    pub messages_per_sender_domain: Option<u32>,
+
+    /// The window of the two message rate limits, e.g. 10m, 1h [default: 10m].
+    #[arg(long, env = "AUTHCHECK_RATE_WINDOW", value_name = "DURATION")]
+    pub rate_window: Option<String>,
 
     /// How long an SMTP client may stay silent (between commands or inside message data)
     /// before it is disconnected with a 421, e.g. 5m, 30s [default: 5m, RFC 5321's minimum].

@@ -60,6 +60,10 @@ pub struct Settings {
     pub max_message_size: usize,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
+    pub max_memory_in_flight: usize,
+    pub messages_per_client: u32,
+    pub messages_per_sender_domain: u32,
+    pub rate_window: Duration,
     pub command_timeout: Duration,
     pub tls: Option<(PathBuf, PathBuf)>,
     pub log_format: LogFormat,
@@ -82,6 +86,10 @@ struct FileSettings {
     max_message_size: Option<toml::Value>,
     max_connections: Option<usize>,
     max_connections_per_ip: Option<usize>,
+    max_memory_in_flight: Option<toml::Value>,
+    messages_per_client: Option<u32>,
+    messages_per_sender_domain: Option<u32>,
+    rate_window: Option<String>,
     command_timeout: Option<String>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
@@ -170,17 +178,37 @@ impl Settings {
             None => DEFAULT_RETENTION,
         };
 
-        let max_message_size = match (&args.max_message_size, &file.max_message_size) {
-            (Some(text), _) => parse_size(text)?,
-            (None, Some(toml::Value::Integer(n))) if *n > 0 => *n as usize,
-            (None, Some(toml::Value::String(text))) => parse_size(text)?,
-            (None, Some(other)) => {
-                return Err(invalid(
-                    "max_message_size",
-                    format!("{other} is not a size in bytes"),
-                ));
-            }
-            (None, None) => DEFAULT_MAX_MESSAGE_SIZE,
+        let max_message_size = size_setting(
+            "max_message_size",
+            args.max_message_size.as_deref(),
+            file.max_message_size.as_ref(),
+            DEFAULT_MAX_MESSAGE_SIZE,
+        )?;
+        let max_memory_in_flight = size_setting(
+            "max_memory_in_flight",
+            args.max_memory_in_flight.as_deref(),
+            file.max_memory_in_flight.as_ref(),
+            authcheck_smtp::DEFAULT_MAX_MEMORY_IN_FLIGHT,
+        )?;
+        if max_memory_in_flight < max_message_size {
+            return Err(invalid(
+                "max_memory_in_flight",
+                format!(
+                    "{max_memory_in_flight} bytes is less than max_message_size ({max_message_size}): no message of the largest size could be taken"
+                ),
+            ));
+        }
+        let messages_per_client = args
+            .messages_per_client
+            .or(file.messages_per_client)
+            .unwrap_or(authcheck_smtp::DEFAULT_MESSAGES_PER_CLIENT);
+        let messages_per_sender_domain = args
+            .messages_per_sender_domain
+            .or(file.messages_per_sender_domain)
+            .unwrap_or(authcheck_smtp::DEFAULT_MESSAGES_PER_SENDER_DOMAIN);
+        let rate_window = match args.rate_window.as_deref().or(file.rate_window.as_deref()) {
+            Some(text) => parse_duration("rate_window", text)?,
+            None => authcheck_smtp::DEFAULT_RATE_WINDOW,
         };
 
         let max_connections = positive(
@@ -253,6 +281,10 @@ impl Settings {
             max_message_size,
             max_connections,
             max_connections_per_ip,
+            max_memory_in_flight,
+            messages_per_client,
+            messages_per_sender_domain,
+            rate_window,
             command_timeout,
             tls,
             log_format,
@@ -311,7 +343,23 @@ pub fn parse_duration(setting: &'static str, text: &str) -> Result<Duration, Con
 }
 
 /// Accepts `10485760`, `10M`, `10MiB`, `512K`, `512KiB` (K/M are powers of 1024 as for mail sizes).
-fn parse_size(text: &str) -> Result<usize, ConfigError> {
+/// A size in bytes from a flag or the environment (text), or the file (text or a number).
+fn size_setting(
+    setting: &'static str,
+    arg: Option<&str>,
+    file: Option<&toml::Value>,
+    default: usize,
+) -> Result<usize, ConfigError> {
+    match (arg, file) {
+        (Some(text), _) => parse_size(setting, text),
+        (None, Some(toml::Value::Integer(n))) if *n > 0 => Ok(*n as usize),
+        (None, Some(toml::Value::String(text))) => parse_size(setting, text),
+        (None, Some(other)) => Err(invalid(setting, format!("{other} is not a size in bytes"))),
+        (None, None) => Ok(default),
+    }
+}
+
+fn parse_size(setting: &'static str, text: &str) -> Result<usize, ConfigError> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (digits, unit) = t.split_at(split);
@@ -325,7 +373,7 @@ fn parse_size(text: &str) -> Result<usize, ConfigError> {
     match digits.parse::<usize>() {
         Ok(n) if n > 0 && multiplier > 0 => Ok(n.saturating_mul(multiplier)),
         _ => Err(invalid(
-            "max_message_size",
+            setting,
             format!("{text:?} is not a size such as 10485760 or 10MiB"),
         )),
     }
@@ -428,10 +476,16 @@ mod tests {
 
     #[test]
     fn sizes_parse_with_units() {
-        assert_eq!(parse_size("10485760").unwrap(), 10 * 1024 * 1024);
-        assert_eq!(parse_size("10MiB").unwrap(), 10 * 1024 * 1024);
-        assert_eq!(parse_size("512K").unwrap(), 512 * 1024);
-        assert!(parse_size("0").is_err());
-        assert!(parse_size("ten").is_err());
+        assert_eq!(
+            parse_size("max_message_size", "10485760").unwrap(),
+            10 * 1024 * 1024
+        );
+        assert_eq!(
+            parse_size("max_message_size", "10MiB").unwrap(),
+            10 * 1024 * 1024
+        );
+        assert_eq!(parse_size("max_message_size", "512K").unwrap(), 512 * 1024);
+        assert!(parse_size("max_message_size", "0").is_err());
+        assert!(parse_size("max_message_size", "ten").is_err());
     }
 }

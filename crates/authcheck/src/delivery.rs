@@ -147,9 +147,10 @@ impl TesterDelivery {
         })?;
         tracing::info!(
             client_ip = %client_ip,
-            helo = %envelope.helo,
-            mail_from = %envelope.mail_from,
-            recipients = %envelope.recipients.iter().map(|r| r.address.as_str()).collect::<Vec<_>>().join(","),
+            // Client text, escaped so it cannot forge log lines or reach a terminal raw.
+            helo = %envelope.helo.escape_debug(),
+            mail_from = %envelope.mail_from.escape_debug(),
+            recipients = %envelope.recipients.iter().map(|r| r.address.as_str()).collect::<Vec<_>>().join(",").escape_debug(),
             spf = %report.verdicts.spf,
             dkim = %report.verdicts.dkim,
             ids = %ids.join(","),
