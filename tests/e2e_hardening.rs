@@ -402,7 +402,11 @@ async fn five_hundred_concurrent_connections_are_all_served_and_stored() {
     // the test is about every one being served, not about speed.
     const LOAD_PATIENCE: Duration = Duration::from_secs(120);
     let dns = zone().await;
-    let service = Service::start(&dns).await;
+    // 25 messages per source address stay under the client rate limit; all 500 come from
+    // one sender domain, which the test is not about.
+    let mut options = ServiceOptions::new(&dns);
+    options.extra_args = vec!["--messages-per-sender-domain".into(), "0".into()];
+    let service = Service::start_with(options).await;
     let smtp = service.smtp;
     let body = "A message sent under load.\r\n".repeat(20);
 
@@ -702,4 +706,60 @@ async fn one_client_address_cannot_take_every_slot() {
         "another address is still served: {greeting:?}"
     );
     let _ = reader.get_mut().write_all(b"QUIT\r\n").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_envelope_text_is_refused_and_never_reaches_the_log_raw() {
+    let _beside_others = LOAD_TEST.read().await;
+    let dns = zone().await;
+    let log_dir = tempfile::tempdir().unwrap();
+    let log = log_dir.path().join("stderr.log");
+    let mut options = ServiceOptions::new(&dns);
+    options.env = vec![("RUST_LOG".into(), "info".into())];
+    options.stderr_to = Some(log.clone());
+    let service = Service::start_with(options).await;
+
+    // Port checks and load balancer probes: connect, then reset without reading anything.
+    for _ in 0..5 {
+        let probe = TcpStream::connect(service.smtp).await.unwrap();
+        // A zero linger makes the drop send a reset at once, as such probes do; it does not block.
+        #[allow(deprecated)]
+        probe.set_linger(Some(Duration::ZERO)).unwrap();
+        drop(probe);
+    }
+
+    let (mut smtp, _) = RawSmtp::connect(service.smtp).await;
+    let control = |command: &str| format!("5.5.2 control characters are not allowed in {command}");
+    let reply = smtp.command("EHLO evil\x1b[2J\x1b]0;owned\x07.test").await;
+    assert_eq!((reply.code, reply.text()), (501, control("EHLO")));
+    assert_eq!(smtp.command("EHLO helo.test").await.code, 250);
+    let reply = smtp.command("MAIL FROM:<a\x1b[31m@pass.test>").await;
+    assert_eq!((reply.code, reply.text()), (501, control("MAIL")));
+    assert_eq!(smtp.command("MAIL FROM:<a@pass.test>").await.code, 250);
+    // A bare CR would let a tag rewrite a log line on a terminal.
+    let reply = smtp
+        .command("RCPT TO:<spf+a\rINFO forged line@tester.test>")
+        .await;
+    assert_eq!((reply.code, reply.text()), (501, control("RCPT")));
+    let reply = smtp.command("RCPT TO:<spf+caf\u{e9}@tester.test>").await;
+    assert_eq!(reply.code, 501, "{reply:?}");
+    assert_eq!(
+        smtp.command("RCPT TO:<spf+run-1@tester.test>").await.code,
+        250
+    );
+    assert_eq!(smtp.command("QUIT").await.code, 221);
+    service.stop().await;
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains('\x1b'), "a raw escape in the log:\n{text}");
+    assert!(!text.contains("forged"), "client text in the log:\n{text}");
+    let alarming: Vec<&str> = text
+        .lines()
+        .filter(|line| line.contains("WARN") || line.contains("ERROR"))
+        .filter(|line| line.contains("127.0.0.1"))
+        .collect();
+    assert!(
+        alarming.is_empty(),
+        "probes and refused commands are ordinary traffic: {alarming:#?}"
+    );
 }
