@@ -9,6 +9,7 @@
 mod client;
 mod scenario;
 mod smtp_source;
+mod slow;
 mod stats;
 mod targets;
 
@@ -99,6 +100,21 @@ struct Cli {
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     reply_timeout: u64,
 
+    /// Instead of the throughput run: open this many connections to authcheck at once, each
+    /// sending one `--message-size` message over `--send-seconds`, and report the service's
+    /// peak memory against its memory budget (`max_memory_in_flight`).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    slow_senders: Option<u32>,
+
+    /// How long each slow sender takes to send its message.
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 30,
+        requires = "slow_senders"
+    )]
+    send_seconds: u64,
+
     /// Worker threads of the client; keep it low so that the server under test gets the CPU.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     client_threads: u32,
@@ -152,12 +168,27 @@ fn default_authcheck_path() -> PathBuf {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    raise_open_file_limit(cli.connections as u64 + cli.hold as u64);
+    raise_open_file_limit(
+        cli.connections as u64 + cli.hold as u64 + cli.slow_senders.unwrap_or(0) as u64,
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cli.client_threads as usize)
         .enable_all()
         .build()
         .expect("start the tokio runtime");
+    if let Some(senders) = cli.slow_senders {
+        return match runtime.block_on(run_slow(&cli, senders)) {
+            Ok(0) => ExitCode::SUCCESS,
+            Ok(failures) => {
+                eprintln!("authcheck-loadgen: {failures} sessions failed (listed above)");
+                ExitCode::from(1)
+            }
+            Err(error) => {
+                eprintln!("authcheck-loadgen: {error:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
     match runtime.block_on(run(cli)) {
         Ok(reports) if reports.iter().all(|report| report.error_count() == 0) => ExitCode::SUCCESS,
         Ok(_) => {
@@ -264,6 +295,62 @@ async fn run(cli: Cli) -> anyhow::Result<Vec<RunReport>> {
 
 /// The longest an smtp-source run may take; far above any run the README describes.
 const SMTP_SOURCE_TIME_LIMIT: Duration = Duration::from_secs(3600);
+
+/// The memory-budget run: `senders` slow senders of one large message each into authcheck;
+/// prints how their messages ended and the service's peak memory. Returns the number of
+/// sessions that failed otherwise than by a 4xx reply.
+async fn run_slow(cli: &Cli, senders: u32) -> anyhow::Result<u64> {
+    let dns = TestDns::start().await;
+    scenario::publish_sender_records(&dns);
+    let message = scenario::signed_message(cli.key.test_key(), cli.message_size);
+    let settings = Arc::new(ClientSettings {
+        helo: scenario::CLIENT_HOSTNAME.into(),
+        mail_from: scenario::MAIL_FROM.into(),
+        rcpt_to: scenario::RCPT_TO.into(),
+        data: client::smtp_data(&message).into(),
+        reply_timeout: Duration::from_secs(cli.reply_timeout),
+        connections: cli.connection_mode,
+    });
+    let max_connections = cli.server_max_connections.unwrap_or(senders + 16) as usize;
+    let target = targets::start_authcheck(&cli.authcheck, dns.addr(), max_connections).await?;
+    let before_kib = target.memory_kib("VmRSS");
+    eprintln!(
+        "authcheck on {}: {senders} connections each sending a {}-byte message over {}s",
+        target.smtp_addr(),
+        settings.data.len(),
+        cli.send_seconds
+    );
+    let sampler = target.sample_memory();
+    let started = std::time::Instant::now();
+    let outcome = slow::run_slow_senders(
+        target.smtp_addr(),
+        senders as usize,
+        settings,
+        Duration::from_secs(cli.send_seconds),
+    )
+    .await;
+    let elapsed = started.elapsed();
+    let sampled_max_kib = sampler.finish();
+    let peak_kib = target.memory_kib("VmHWM");
+    target
+        .stop()
+        .await
+        .context("the slow-senders run is void")?;
+    let mib = |kib: Option<u64>| {
+        kib.map_or("?".to_string(), |kib| {
+            format!("{:.0} MiB", kib as f64 / 1024.0)
+        })
+    };
+    println!("sessions: {}", outcome.summary());
+    println!(
+        "authcheck memory: {} before the run, peak RSS {} (VmHWM; {} sampled), in {:.0}s",
+        mib(before_kib),
+        mib(peak_kib),
+        mib(sampled_max_kib),
+        elapsed.as_secs_f64()
+    );
+    Ok(outcome.failures())
+}
 
 /// Holds the idle connections, runs the load, then reads the server's memory and stops it.
 async fn measure(

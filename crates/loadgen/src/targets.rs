@@ -146,6 +146,13 @@ pub async fn start_authcheck(
             "--max-connections-per-ip",
             &max_connections,
         ])
+        // Every message comes from one address and one sender domain.
+        .args([
+            "--messages-per-client",
+            "0",
+            "--messages-per-sender-domain",
+            "0",
+        ])
         .current_dir(workdir.path())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
