@@ -8,8 +8,8 @@
 
 mod client;
 mod scenario;
-mod smtp_source;
 mod slow;
+mod smtp_source;
 mod stats;
 mod targets;
 
