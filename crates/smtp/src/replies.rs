@@ -189,7 +189,7 @@ fn describe_window(window: std::time::Duration) -> String {
     let seconds = window.as_secs();
     if seconds == 60 {
         "minute".to_string()
-    } else if seconds > 60 && seconds % 60 == 0 {
+    } else if seconds > 60 && seconds.is_multiple_of(60) {
         format!("{} minutes", seconds / 60)
     } else {
         format!("{seconds} seconds")
