@@ -4,8 +4,8 @@
 use std::io::{IsTerminal, Read, Write};
 
 use authcheck_verifier::{
-    DkimResult, DnsConfig, MessageInput, Report, SpfCheck, SpfResult, SpfTermOutcome, SpfTraceStep,
-    Verifier, VerifierConfig,
+    DkimResult, DnsConfig, Grade, MessageInput, Report, SpfCheck, SpfResult, SpfTermOutcome,
+    SpfTraceStep, Verdict, Verifier, VerifierConfig,
 };
 
 use crate::cli::{CheckArgs, ColorChoice};
@@ -101,15 +101,13 @@ impl Paint {
             text.to_string()
         }
     }
-    fn verdict(&self, verdict: &str) -> String {
-        let code = if verdict.starts_with("|OK|") {
-            "1;32"
-        } else if verdict.starts_with("|~OK|") {
-            "1;33"
-        } else {
-            "1;31"
+    fn verdict(&self, verdict: Verdict) -> String {
+        let code = match verdict.grade() {
+            Grade::Ok => "1;32",
+            Grade::PartialOk => "1;33",
+            Grade::Problem => "1;31",
         };
-        self.wrap(code, verdict)
+        self.wrap(code, &verdict.to_string())
     }
     fn good(&self, ok: bool, text: &str) -> String {
         self.wrap(if ok { "32" } else { "31" }, text)
@@ -128,8 +126,8 @@ pub fn render(report: &Report, color: bool) -> String {
     let mut s = String::new();
     s.push_str(&format!(
         "{}  {}",
-        p.verdict(&report.verdicts.spf),
-        p.verdict(&report.verdicts.dkim)
+        p.verdict(report.verdicts.spf),
+        p.verdict(report.verdicts.dkim)
     ));
     if !report.spf.check.checked {
         // `spf-none` would otherwise read as "the domain publishes no SPF record".

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 
 use authcheck_smtp::{Accepted, Delivery, DeliveryError, Envelope, Mailbox as SmtpMailbox};
 use authcheck_store::{Mailbox, NewResult, SessionFacts, SharedStore};
-use authcheck_verifier::{Dns, MessageInput, Report, Verifier};
+use authcheck_verifier::{Dns, MessageInput, Report, Verdict, Verifier};
 
 pub struct TesterDelivery {
     pub verifier: Verifier,
@@ -24,10 +24,10 @@ fn store_mailbox(mailbox: SmtpMailbox) -> Mailbox {
     }
 }
 
-fn verdict_for(report: &Report, mailbox: Mailbox) -> &str {
+fn verdict_for(report: &Report, mailbox: Mailbox) -> Verdict {
     match mailbox {
-        Mailbox::Spf => &report.verdicts.spf,
-        Mailbox::Dkim => &report.verdicts.dkim,
+        Mailbox::Spf => report.verdicts.spf,
+        Mailbox::Dkim => report.verdicts.dkim,
     }
 }
 
@@ -162,7 +162,7 @@ impl TesterDelivery {
             metrics::counter!(
                 "authcheck_messages_total",
                 "mailbox" => mailbox.as_str(),
-                "verdict" => verdict_for(&report, mailbox).to_owned()
+                "verdict" => verdict_for(&report, mailbox).to_string()
             )
             .increment(1);
         }

@@ -61,7 +61,10 @@ fn bench_verify(c: &mut Criterion) {
         };
         let warm = runtime.block_on(verifier.verify(&input));
         assert_eq!(
-            (warm.verdicts.spf.as_str(), warm.verdicts.dkim.as_str()),
+            (
+                warm.verdicts.spf.to_string().as_str(),
+                warm.verdicts.dkim.to_string().as_str()
+            ),
             ("|OK| spf-pass", "|OK| dkim-pass"),
             "the benchmark message must pass: {:?}",
             warm.dkim.first().map(|s| &s.reason)

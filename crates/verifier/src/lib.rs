@@ -25,4 +25,5 @@ mod verifier;
 pub use dns::{Dns, DnsConfig, DnsSetupError, LookupError};
 pub use report::*;
 pub use subject::rewrite_subject;
+pub use verdict::{Grade, UnknownVerdict, Verdict};
 pub use verifier::{MessageInput, Verifier, VerifierConfig};

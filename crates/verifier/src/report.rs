@@ -7,6 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::verdict::Verdict;
+
 /// The whole verification of one message.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Report {
@@ -22,10 +24,10 @@ pub struct Report {
     pub authentication_results: String,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Verdicts {
-    pub spf: String,
-    pub dkim: String,
+    pub spf: Verdict,
+    pub dkim: Verdict,
 }
 
 /// RFC 7208 §2.6 results.

@@ -95,7 +95,11 @@ fn assert_verdict_follows_from_the_signatures(report: &Report) {
     } else {
         "!! dkim-temperror !!"
     };
-    assert_eq!(report.verdicts.dkim, expected, "signatures: {results:?}");
+    assert_eq!(
+        report.verdicts.dkim.to_string(),
+        expected,
+        "signatures: {results:?}"
+    );
 }
 
 fn assert_outcome(

@@ -98,7 +98,7 @@ async fn relaxed_spf_alignment_accepts_a_subdomain_mail_from() {
     );
     assert_eq!(report.dmarc.spf_alignment.mode, AlignmentMode::Relaxed);
     assert!(report.spf.aligned);
-    assert_eq!(report.verdicts.spf, "|OK| spf-pass");
+    assert_eq!(report.verdicts.spf.to_string(), "|OK| spf-pass");
     assert_eq!(report.dmarc.policy, "none");
     let record = report.dmarc.record.as_ref().unwrap();
     assert_eq!(record.name, "_dmarc.sender.test");
@@ -119,7 +119,7 @@ async fn strict_spf_alignment_needs_the_exact_domain() {
     assert_eq!(report.spf.check.result.as_str(), "pass");
     assert_eq!(report.dmarc.spf_alignment.mode, AlignmentMode::Strict);
     assert!(!report.spf.aligned);
-    assert_eq!(report.verdicts.spf, "!! spf-diff !!");
+    assert_eq!(report.verdicts.spf.to_string(), "!! spf-diff !!");
     assert_eq!(report.dmarc.result, DmarcResult::Fail);
     assert_eq!(report.dmarc.policy, "quarantine");
     assert!(
@@ -146,7 +146,7 @@ async fn dkim_alignment_is_relaxed_unless_the_record_says_strict() {
     let relaxed = signed(&from("alice@sender.test"), "mail.sender.test");
     let report = check(&dns, OTHER_IP, "alice@sender.test", &relaxed).await;
     assert!(report.dkim[0].aligned);
-    assert_eq!(report.verdicts.dkim, "|OK| dkim-pass");
+    assert_eq!(report.verdicts.dkim.to_string(), "|OK| dkim-pass");
     assert_eq!(report.dmarc.result, DmarcResult::Pass);
     assert_eq!(
         report.dmarc.dkim_alignment.domain.as_deref(),
@@ -159,7 +159,7 @@ async fn dkim_alignment_is_relaxed_unless_the_record_says_strict() {
     assert_eq!(report.dkim[0].result.as_str(), "pass");
     assert!(!report.dkim[0].aligned);
     assert_eq!(report.dmarc.dkim_alignment.mode, AlignmentMode::Strict);
-    assert_eq!(report.verdicts.dkim, "!! dkim-diff !!");
+    assert_eq!(report.verdicts.dkim.to_string(), "!! dkim-diff !!");
     assert_eq!(report.dmarc.result, DmarcResult::Fail);
 
     // The exact domain aligns even in strict mode.
@@ -189,7 +189,7 @@ async fn no_record_means_none() {
     );
     // Alignment is still worked out (relaxed) for the verdicts.
     assert!(report.spf.aligned);
-    assert_eq!(report.verdicts.spf, "|OK| spf-pass");
+    assert_eq!(report.verdicts.spf.to_string(), "|OK| spf-pass");
 }
 
 #[tokio::test]
@@ -385,7 +385,7 @@ async fn a_message_without_from_is_dmarc_none_with_the_problem_named() {
             .is_some_and(|p| p.contains("no From"))
     );
     assert!(!report.spf.aligned, "nothing aligns without a From domain");
-    assert_eq!(report.verdicts.spf, "!! spf-diff !!");
+    assert_eq!(report.verdicts.spf.to_string(), "!! spf-diff !!");
 }
 
 #[tokio::test]

@@ -89,7 +89,7 @@ async fn five_hundred_signatures_are_reported_but_only_the_first_are_verified() 
             "what the signature claims is still shown"
         );
     }
-    assert_eq!(report.verdicts.dkim, "|OK| dkim-pass");
+    assert_eq!(report.verdicts.dkim.to_string(), "|OK| dkim-pass");
 }
 
 #[tokio::test]
@@ -160,5 +160,5 @@ async fn a_signature_field_of_100_kilobytes_is_reported_as_malformed() {
         "{}",
         report.dkim[1].reason
     );
-    assert_eq!(report.verdicts.dkim, "|OK| dkim-pass");
+    assert_eq!(report.verdicts.dkim.to_string(), "|OK| dkim-pass");
 }

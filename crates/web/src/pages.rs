@@ -17,8 +17,8 @@ use crate::AppState;
 use crate::api::{PageError, list_page};
 use crate::params::{PAGE_SIZE, ParamError, RawListParams, is_result_id};
 use crate::view::{
-    HeaderField, ResultRow, TraceItem, display_mail_from, flatten_trace, header_fields, utc_time,
-    verdict_class,
+    HeaderField, ResultRow, TraceItem, display_mail_from, flatten_trace, header_fields,
+    stored_verdict_class, utc_time, verdict_class,
 };
 
 /// Results of each mailbox shown on the front page.
@@ -273,11 +273,9 @@ pub(crate) async fn result_detail(
             .and_then(|report| report.spf.helo.as_ref())
             .map(|helo| flatten_trace(&helo.trace))
             .unwrap_or_default(),
-        verdict_class: verdict_class(&result.verdict),
-        verdict_spf_class: verdict_class(report.as_ref().map_or("", |report| &report.verdicts.spf)),
-        verdict_dkim_class: verdict_class(
-            report.as_ref().map_or("", |report| &report.verdicts.dkim),
-        ),
+        verdict_class: stored_verdict_class(&result),
+        verdict_spf_class: verdict_class(report.as_ref().map(|report| report.verdicts.spf)),
+        verdict_dkim_class: verdict_class(report.as_ref().map(|report| report.verdicts.dkim)),
         mail_from: display_mail_from(&result.session.mail_from),
         received_at: utc_time(&result.received_at),
         headers: header_fields(&raw),

@@ -2,7 +2,9 @@
 //! the message's header fields and the SPF trace as a flat list of open/close steps.
 
 use authcheck_store::StoredResult;
-use authcheck_verifier::{AlignmentMode, ArcResult, SpfIdentityKind, SpfTermOutcome, SpfTraceStep};
+use authcheck_verifier::{
+    AlignmentMode, ArcResult, Grade, SpfIdentityKind, SpfTermOutcome, SpfTraceStep, Verdict,
+};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -27,7 +29,7 @@ impl ResultRow {
             mail_from: display_mail_from(&result.session.mail_from),
             header_from: result.header_from.clone().unwrap_or_default(),
             prefixed_subject: result.prefixed_subject.clone(),
-            verdict_class: verdict_class(&result.verdict),
+            verdict_class: stored_verdict_class(result),
         }
     }
 }
@@ -41,17 +43,20 @@ pub(crate) fn display_mail_from(mail_from: &str) -> String {
     }
 }
 
-/// The CSS class colouring a verdict: `ok` (`|OK|`), `partial` (`|~OK|`), `problem` (`!!`).
-pub(crate) fn verdict_class(verdict: &str) -> &'static str {
-    if verdict.starts_with("|OK|") {
-        "ok"
-    } else if verdict.starts_with("|~OK|") {
-        "partial"
-    } else if verdict.starts_with("!!") {
-        "problem"
-    } else {
-        "unknown"
+/// The CSS class colouring a verdict by its grade: `ok` (`|OK|`), `partial` (`|~OK|`),
+/// `problem` (`!!`), or `unknown` when there is no verdict to show.
+pub(crate) fn verdict_class(verdict: Option<Verdict>) -> &'static str {
+    match verdict.map(Verdict::grade) {
+        Some(Grade::Ok) => "ok",
+        Some(Grade::PartialOk) => "partial",
+        Some(Grade::Problem) => "problem",
+        None => "unknown",
     }
+}
+
+/// The CSS class of a stored verdict, whose text the store keeps exactly as shown.
+pub(crate) fn stored_verdict_class(result: &StoredResult) -> &'static str {
+    verdict_class(result.verdict.parse().ok())
 }
 
 pub(crate) fn utc_time(time: &DateTime<Utc>) -> String {
@@ -217,9 +222,11 @@ mod tests {
     }
 
     #[test]
-    fn verdict_class_follows_the_prefix() {
-        assert_eq!(verdict_class("|OK| spf-pass"), "ok");
-        assert_eq!(verdict_class("|~OK| dkim-pass-unaligned"), "partial");
-        assert_eq!(verdict_class("!! spf-fail !!"), "problem");
+    fn verdict_class_follows_the_grade() {
+        let class = |text: &str| verdict_class(Some(text.parse().unwrap()));
+        assert_eq!(class("|OK| spf-pass"), "ok");
+        assert_eq!(class("|~OK| dkim-pass"), "partial");
+        assert_eq!(class("!! spf-fail !!"), "problem");
+        assert_eq!(verdict_class(None), "unknown");
     }
 }

@@ -183,7 +183,10 @@ impl Sample {
             ..spf_check.clone()
         };
         Report {
-            verdicts: Verdicts { spf: self.verdict.clone(), dkim: "!! dkim-fail !!".into() },
+            verdicts: Verdicts {
+                spf: self.verdict.parse().expect("the sample's verdict is a tester verdict"),
+                dkim: "!! dkim-fail !!".parse().unwrap(),
+            },
             spf: SpfReport { check: spf_check, aligned: true, helo: Some(helo_check) },
             dkim: vec![DkimSignatureReport {
                 domain: "sender.example".into(),
