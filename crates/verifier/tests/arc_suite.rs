@@ -14,7 +14,7 @@ use serde_json::Value;
 
 const SUITE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/corpora/arc/arc-draft-validation-tests.json"
+    "/tests/data/arc/arc-draft-validation-tests.json"
 );
 
 /// How many validation tests the suite file holds.

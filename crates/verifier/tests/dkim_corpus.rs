@@ -1,4 +1,4 @@
-//! DKIM verification against independently signed real-world messages (the shared corpus),
+//! DKIM verification against independently signed real-world messages (`tests/data/dkim/`),
 //! served by a real DNS server on loopback: each verifies, and tampered copies fail for the
 //! right reason.
 
@@ -10,7 +10,7 @@ use authcheck_testdns::TestDns;
 use authcheck_verifier::dkim::verify_signatures;
 use authcheck_verifier::{DkimReasonCode, DkimResult, DkimSignatureReport, Dns};
 
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/corpora/dkim/");
+const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/dkim/");
 const VECTORS: [&str; 6] = [
     "001.txt", "002.txt", "003.txt", "004.txt", "005.txt", "006.txt",
 ];

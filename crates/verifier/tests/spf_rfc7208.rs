@@ -1,7 +1,7 @@
 //! The RFC 7208 SPF conformance suite (pyspf's `rfc7208-tests.yml`, 203 tests) against our
 //! `check_host()`, each scenario's zone served by its own loopback DNS server.
 //!
-//! Driver conventions (see `shared/corpora/README.md`): an `SPF` record also counts as `TXT`
+//! Driver conventions (see `tests/data/README.md`): an `SPF` record also counts as `TXT`
 //! unless the name has its own `TXT` entries; `TXT: NONE` means no TXT record; a name listed as
 //! `TIMEOUT` never answers. Strings in the YAML stand for raw bytes (`"\x96"` is the byte 0x96),
 //! and an expected explanation of `DEFAULT` means "no explanation".
@@ -20,7 +20,7 @@ use yaml_rust2::{Yaml, YamlLoader};
 
 const SUITE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/corpora/spf/rfc7208-tests.yml"
+    "/tests/data/spf/rfc7208-tests.yml"
 );
 const SUITE_SIZE: usize = 203;
 /// How many tests run at once (most wait on loopback DNS, a few on a timeout).
