@@ -1,9 +1,11 @@
 //! A headless Chromium driven through chromedriver, for tests that need a real browser
 //! (script behaviour, what the DOM shows, that hostile text never runs).
 //!
-//! Usage: `let Some(browser) = Browser::launch().await else { return };` (it prints why it
-//! skipped when Chromium is not installed), then `browser.goto(url)`, `browser.eval(js)`,
-//! `browser.wait_until(js_condition, timeout)`, and finally `browser.quit().await`.
+//! Usage: `let browser = Browser::launch().await;`, then `browser.goto(url)`, `browser.eval(js)`,
+//! `browser.wait_until(js_condition, timeout)`, and finally `browser.quit().await`. A test that
+//! uses it carries `#[cfg_attr(not(browser_tests), ignore = "...")]` and its crate's build script
+//! includes `build/browser_tests.rs`: without Chromium the test is reported ignored, and under
+//! `CI` it runs and fails, saying what to install.
 //! chromedriver runs as a child process on a free loopback port with a fresh profile folder;
 //! it is killed by `quit` or, should a test panic first, when the `Browser` is dropped.
 
@@ -16,6 +18,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
+/// Where Debian's `chromium-driver` and `chromium` packages put them (`build/browser_tests.rs`
+/// looks there too).
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const CHROMIUM: &str = "/usr/bin/chromium";
 
@@ -29,13 +33,21 @@ pub struct Browser {
 }
 
 impl Browser {
-    /// Starts chromedriver and a headless Chromium session, or returns `None` (after saying so
-    /// on stderr) when they are not installed.
-    pub async fn launch() -> Option<Browser> {
-        if !Path::new(CHROMEDRIVER).exists() || !Path::new(CHROMIUM).exists() {
-            eprintln!("skipped: chromium/chromedriver not installed");
-            return None;
-        }
+    /// Starts chromedriver and a headless Chromium session.
+    ///
+    /// # Panics
+    /// When they are not installed (the test was built under `CI` without them) or do not start.
+    pub async fn launch() -> Browser {
+        let missing: Vec<&str> = [CHROMIUM, CHROMEDRIVER]
+            .into_iter()
+            .filter(|program| !Path::new(program).exists())
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "this browser test needs {} (on Debian: apt-get install chromium chromium-driver, \
+             or scripts/setup-test-deps)",
+            missing.join(" and ")
+        );
         let port = free_loopback_port();
         let mut chromedriver = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
@@ -80,11 +92,11 @@ impl Browser {
                 panic!("cannot start a Chromium session through chromedriver: {failure:?}");
             }
         };
-        Some(Browser {
+        Browser {
             client,
             chromedriver,
             _profile: profile,
-        })
+        }
     }
 
     pub fn client(&self) -> &Client {
