@@ -178,14 +178,6 @@ impl TestDns {
         self.add(name, RData::AAAA(AAAA(ip)));
     }
 
-    /// Adds an A or AAAA record, whichever fits `ip`.
-    pub fn add_ip(&self, name: &str, ip: IpAddr) {
-        match ip {
-            IpAddr::V4(v4) => self.add_a(name, v4),
-            IpAddr::V6(v6) => self.add_aaaa(name, v6),
-        }
-    }
-
     pub fn add_mx(&self, name: &str, preference: u16, exchange: &str) {
         self.add(name, RData::MX(MX::new(preference, parse_name(exchange))));
     }

@@ -75,10 +75,6 @@ impl Verifier {
         &self.dns
     }
 
-    pub fn config(&self) -> &VerifierConfig {
-        &self.config
-    }
-
     /// Verifies `input` as of now.
     pub async fn verify(&self, input: &MessageInput<'_>) -> Report {
         let now = SystemTime::now()
