@@ -9,28 +9,26 @@ use authcheck_verifier::{
 };
 
 use crate::cli::{CheckArgs, ColorChoice};
+use crate::failure::Failure;
 
-/// A failure the user can fix; printed as one line, exit status 2.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UsageError(pub String);
-
-fn read_message(file: &str) -> Result<Vec<u8>, UsageError> {
+/// An unreadable or empty message is the user's to fix: [`Failure::Usage`], status 2.
+fn read_message(file: &str) -> Result<Vec<u8>, Failure> {
     if file == "-" {
         let mut bytes = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut bytes)
-            .map_err(|e| UsageError(format!("cannot read the message from standard input: {e}")))?;
+        std::io::stdin().read_to_end(&mut bytes).map_err(|e| {
+            Failure::Usage(format!("cannot read the message from standard input: {e}"))
+        })?;
         return Ok(bytes);
     }
     std::fs::read(file).map_err(|e| {
-        UsageError(format!(
+        Failure::Usage(format!(
             "cannot read {file}: {e}; give a message file, or - for standard input"
         ))
     })
 }
 
-pub async fn run(args: CheckArgs) -> Result<(), UsageError> {
+/// Exit status 0 whatever the verdicts: `check` reports them, it does not judge them.
+pub async fn run(args: CheckArgs) -> Result<(), Failure> {
     let message = read_message(&args.file)?;
     if message.is_empty() {
         let source = if args.file == "-" {
@@ -38,7 +36,7 @@ pub async fn run(args: CheckArgs) -> Result<(), UsageError> {
         } else {
             &args.file
         };
-        return Err(UsageError(format!(
+        return Err(Failure::Usage(format!(
             "{source} is empty; give a whole message (header fields and body)"
         )));
     }
@@ -54,8 +52,8 @@ pub async fn run(args: CheckArgs) -> Result<(), UsageError> {
         servers: args.dns_servers.clone(),
         ..DnsConfig::default()
     };
-    let verifier =
-        Verifier::new(VerifierConfig::new(hostname, dns)).map_err(|e| UsageError(e.to_string()))?;
+    let verifier = Verifier::new(VerifierConfig::new(hostname, dns))
+        .map_err(|e| Failure::Runtime(anyhow::anyhow!("cannot set up DNS: {e}")))?;
     let input = MessageInput {
         client_ip: args.ip,
         helo: args.helo.trim(),
@@ -81,9 +79,9 @@ pub async fn run(args: CheckArgs) -> Result<(), UsageError> {
     };
     // A closed pipe (`| head`) is not an error worth reporting.
     match written {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            Err(UsageError(format!("cannot write the report: {e}")))
-        }
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Failure::Runtime(
+            anyhow::anyhow!("cannot write the report: {e}"),
+        )),
         _ => Ok(()),
     }
 }

@@ -1,13 +1,16 @@
 //! The command line: `serve`, `check`, `migrate` and `purge`, with every flag and its
 //! environment variable.
 //!
-//! Flags that configure the service are all optional here: [`crate::config`] layers them over
-//! the environment, the TOML file and the built-in defaults.
+//! The service's flags are made from the settings' definitions in [`crate::config`], which
+//! layers them over the TOML file and the defaults.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Arg, ArgAction, ArgMatches, Args, FromArgMatches, Parser, Subcommand, ValueEnum};
+
+use crate::config::{SETTINGS, Setting, Shape};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -33,103 +36,82 @@ pub enum Command {
     Purge(ServiceArgs),
 }
 
-/// Settings of the service. Each flag also reads `AUTHCHECK_<NAME>` from the environment;
-/// a flag wins over the environment, which wins over the `--config` file.
-#[derive(Args, Debug, Default, Clone)]
+/// Settings of the service as given on the command line or in the environment: one flag and
+/// one `AUTHCHECK_*` variable per entry of [`SETTINGS`], a flag winning over the environment.
+/// [`crate::config::Settings::load`] layers them over the `--config` file and the defaults.
+#[derive(Debug, Default, Clone)]
 pub struct ServiceArgs {
-    /// TOML file with settings (keys as the flags, with underscores: smtp_listen, domains, ...).
-    #[arg(long, env = "AUTHCHECK_CONFIG", value_name = "PATH")]
+    /// The TOML file with settings.
     pub config: Option<PathBuf>,
+    /// The values given, by setting name; absent when neither the flag nor the variable is set.
+    pub given: BTreeMap<&'static str, Vec<String>>,
+}
 
-    /// Address the SMTP listener binds [default: 127.0.0.1:2525].
-    #[arg(long, env = "AUTHCHECK_SMTP_LISTEN", value_name = "ADDR")]
-    pub smtp_listen: Option<String>,
+const CONFIG: &str = "config";
 
-    /// Address the web site binds [default: 127.0.0.1:8080].
-    #[arg(long, env = "AUTHCHECK_HTTP_LISTEN", value_name = "ADDR")]
-    pub http_listen: Option<String>,
+impl Args for ServiceArgs {
+    fn augment_args(command: clap::Command) -> clap::Command {
+        let config = Arg::new(CONFIG)
+            .long("config")
+            .env("AUTHCHECK_CONFIG")
+            .hide_env_values(true)
+            .value_name("PATH")
+            .value_parser(clap::value_parser!(PathBuf))
+            .help("TOML file with settings (keys as the flags, with underscores: smtp_listen, domains, ...)");
+        command
+            .arg(config)
+            .args(SETTINGS.iter().map(setting_arg))
+            .after_help(
+                "Each setting is read from its flag, else its AUTHCHECK_* environment variable, \
+                 else the --config file, else its default.",
+            )
+    }
 
-    /// A tester domain; repeat for several [default: tester.localhost].
-    #[arg(
-        long = "domain",
-        env = "AUTHCHECK_DOMAIN",
-        value_name = "NAME",
-        value_delimiter = ','
-    )]
-    pub domains: Vec<String>,
+    fn augment_args_for_update(command: clap::Command) -> clap::Command {
+        Self::augment_args(command)
+    }
+}
 
-    /// Name in the SMTP greeting and the Authentication-Results authserv-id [default: this machine's host name].
-    #[arg(long, env = "AUTHCHECK_HOSTNAME", value_name = "NAME")]
-    pub hostname: Option<String>,
+/// The flag and environment variable of one setting. Values stay text here: the settings
+/// parse them, so an error names the setting whichever layer it came from.
+fn setting_arg(setting: &'static Setting) -> Arg {
+    let arg = Arg::new(setting.name)
+        .long(setting.flag)
+        .env(setting.env)
+        // `--help` would otherwise print the environment's values, passwords included.
+        .hide_env_values(true)
+        .value_name(setting.value_name)
+        .value_parser(clap::value_parser!(String))
+        .help(format!(
+            "{} [default: {}]",
+            setting.help_text(),
+            setting.default_text().replace('`', "")
+        ));
+    match setting.shape {
+        Shape::List => arg.action(ArgAction::Append).value_delimiter(','),
+        Shape::One | Shape::Optional => arg.action(ArgAction::Set),
+    }
+}
 
-    /// Nameserver to ask, ADDR:PORT; repeat for several [default: the system resolver].
-    #[arg(
-        long = "dns-server",
-        env = "AUTHCHECK_DNS_SERVER",
-        value_name = "ADDR:PORT",
-        value_delimiter = ','
-    )]
-    pub dns_servers: Vec<String>,
+impl FromArgMatches for ServiceArgs {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        let given = SETTINGS
+            .iter()
+            .filter_map(|setting| {
+                let values = matches.get_many::<String>(setting.name)?;
+                Some((setting.name, values.cloned().collect()))
+            })
+            .collect();
+        Ok(ServiceArgs {
+            config: matches.get_one::<PathBuf>(CONFIG).cloned(),
+            given,
+        })
+    }
 
-    /// Database: sqlite://PATH or postgres://USER:PASS@HOST/DB [default: sqlite://data/authcheck.db].
-    #[arg(long, env = "AUTHCHECK_DATABASE_URL", value_name = "URL")]
-    pub database_url: Option<String>,
-
-    /// How result links are written [default: http:// + the HTTP address].
-    #[arg(long, env = "AUTHCHECK_PUBLIC_URL", value_name = "URL")]
-    pub public_url: Option<String>,
-
-    /// How long results are kept, e.g. 7d, 12h [default: 7d].
-    #[arg(long, env = "AUTHCHECK_RETENTION", value_name = "DURATION")]
-    pub retention: Option<String>,
-
-    /// Largest message accepted, in bytes (suffixes K, M, KiB, MiB allowed) [default: 10MiB].
-    #[arg(long, env = "AUTHCHECK_MAX_MESSAGE_SIZE", value_name = "BYTES")]
-    pub max_message_size: Option<String>,
-
-    /// Most SMTP connections at once [default: 1000].
-    #[arg(long, env = "AUTHCHECK_MAX_CONNECTIONS", value_name = "N")]
-    pub max_connections: Option<usize>,
-
-    /// Most SMTP connections at once from one client: an IPv4 address or an IPv6 /64 [default: 50].
-    #[arg(long, env = "AUTHCHECK_MAX_CONNECTIONS_PER_IP", value_name = "N")]
-    pub max_connections_per_ip: Option<usize>,
-
-    /// Most bytes of message data held in memory at once across all SMTP sessions; past it new
-    /// messages get 452 4.3.1 (suffixes K, M, G, KiB, MiB, GiB allowed) [default: 512MiB].
-    #[arg(long, env = "AUTHCHECK_MAX_MEMORY_IN_FLIGHT", value_name = "BYTES")]
-    pub max_memory_in_flight: Option<String>,
-
-    /// Most messages (MAIL FROM) per rate window from one client, an IPv4 address or an IPv6
-    /// /64; past it 450 4.7.1; 0 for no limit [default: 60].
-    #[arg(long, env = "AUTHCHECK_MESSAGES_PER_CLIENT", value_name = "N")]
-    pub messages_per_client: Option<u32>,
-
-    /// Most messages per rate window from one MAIL FROM domain; past it 450 4.7.1; 0 for no
-    /// limit [default: 120].
-    #[arg(long, env = "AUTHCHECK_MESSAGES_PER_SENDER_DOMAIN", value_name = "N")]
-    pub messages_per_sender_domain: Option<u32>,
-
-    /// The window of the two message rate limits, e.g. 10m, 1h [default: 10m].
-    #[arg(long, env = "AUTHCHECK_RATE_WINDOW", value_name = "DURATION")]
-    pub rate_window: Option<String>,
-
-    /// How long an SMTP client may stay silent (between commands or inside message data)
-    /// before it is disconnected with a 421, e.g. 5m, 30s [default: 5m, RFC 5321's minimum].
-    #[arg(long, env = "AUTHCHECK_COMMAND_TIMEOUT", value_name = "DURATION")]
-    pub command_timeout: Option<String>,
-
-    /// PEM certificate chain for STARTTLS (with --tls-key) [default: a self-signed certificate made at start].
-    #[arg(long, env = "AUTHCHECK_TLS_CERT", value_name = "PATH")]
-    pub tls_cert: Option<PathBuf>,
-
-    /// PEM private key for STARTTLS (with --tls-cert).
-    #[arg(long, env = "AUTHCHECK_TLS_KEY", value_name = "PATH")]
-    pub tls_key: Option<PathBuf>,
-
-    /// Log format: text or json [default: text]. The level comes from RUST_LOG (default info).
-    #[arg(long, env = "AUTHCHECK_LOG_FORMAT", value_name = "FORMAT")]
-    pub log_format: Option<String>,
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
 }
 
 #[derive(Args, Debug)]
@@ -172,4 +154,37 @@ pub enum ColorChoice {
     Auto,
     Always,
     Never,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn list_flags_repeat_and_split_on_commas() {
+        let cli = Cli::try_parse_from([
+            "authcheck",
+            "serve",
+            "--domain",
+            "a.test,b.test",
+            "--domain",
+            "c.test",
+            "--smtp-listen",
+            "127.0.0.1:1",
+        ])
+        .unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve: {:?}", cli.command);
+        };
+        assert_eq!(args.given["domains"], ["a.test", "b.test", "c.test"]);
+        assert_eq!(args.given["smtp_listen"], ["127.0.0.1:1"]);
+        assert!(!args.given.contains_key("log_format"));
+    }
 }

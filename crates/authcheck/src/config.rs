@@ -1,29 +1,20 @@
-//! The service's settings: the TOML file, then `AUTHCHECK_*` environment variables, then flags,
-//! later ones winning, over the built-in defaults.
+//! The service's settings: each one defined once, in the [`settings!`] table below, with its
+//! name (the TOML key), flag, `AUTHCHECK_*` environment variable, default and help. The
+//! command line (`--help` included), the TOML file, the resolved [`Settings`] and the README's
+//! settings table (checked by a test) all come from that table.
 //!
-//! Every problem is reported as one line that names the setting, so an operator can fix it
-//! without reading code: `invalid setting smtp_listen: "x" is not an ADDR:PORT`.
+//! Layering: the TOML file, then environment variables, then flags, later ones winning, over
+//! the defaults. Every problem is reported as one line that names the setting, so an operator
+//! can fix it without reading code: `invalid setting smtp_listen: "x" is not an ADDR:PORT`.
+//!
+//! To add a setting, add one entry to the table (and run the README test to get its row).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
-
 use crate::cli::ServiceArgs;
-
-pub const DEFAULT_SMTP_LISTEN: &str = "127.0.0.1:2525";
-pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8080";
-pub const DEFAULT_DOMAIN: &str = "tester.localhost";
-pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/authcheck.db";
-/// As the hosted testers keep them.
-pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
-pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 10 * 1024 * 1024;
-pub const DEFAULT_MAX_CONNECTIONS: usize = 1000;
-/// As Postfix's smtpd_client_connection_count_limit.
-pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 50;
-/// RFC 5321 section 4.5.3.2 asks servers to wait at least 5 minutes for a command.
-pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 
 /// A setting that cannot be used; the message names it.
 #[derive(Debug, thiserror::Error)]
@@ -33,10 +24,229 @@ pub struct ConfigError {
     pub problem: String,
 }
 
-fn invalid(setting: &'static str, problem: impl Into<String>) -> ConfigError {
+pub fn invalid(setting: &'static str, problem: impl Into<String>) -> ConfigError {
     ConfigError {
         setting,
         problem: problem.into(),
+    }
+}
+
+/// What a setting is when nothing sets it.
+#[derive(Clone, Copy, Debug)]
+pub enum DefaultValue {
+    /// This text, read as if the operator had written it.
+    Text(&'static str),
+    /// No value; the text says what happens then.
+    Unset(&'static str),
+}
+
+/// How many values a setting takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    /// Exactly one, from its default when nothing sets it.
+    One,
+    /// One or none.
+    Optional,
+    /// A repeatable flag, a comma-separated environment variable, a TOML list.
+    List,
+}
+
+/// One setting as an operator meets it.
+#[derive(Debug)]
+pub struct Setting {
+    /// The TOML key, and the name errors use.
+    pub name: &'static str,
+    /// The flag, without its leading `--`.
+    pub flag: &'static str,
+    pub env: &'static str,
+    /// The placeholder in `--help`: `--smtp-listen ADDR`.
+    pub value_name: &'static str,
+    pub shape: Shape,
+    pub default: DefaultValue,
+    pub help: &'static str,
+}
+
+impl Setting {
+    /// The help text on one line.
+    pub fn help_text(&self) -> String {
+        self.help.split_whitespace().collect::<Vec<_>>().join(" ")
+    }
+
+    /// The default as `--help` and the README show it.
+    pub fn default_text(&self) -> String {
+        match self.default {
+            DefaultValue::Text(text) => format!("`{text}`"),
+            DefaultValue::Unset(meaning) => meaning.to_string(),
+        }
+    }
+}
+
+/// Declares the settings: for each, a doc comment (its help), `name: shape<Type>` (the
+/// resolved field; `one`, `optional` or `list`), the parser from text, and the rest of its
+/// definition. Produces [`SETTINGS`] and [`Settings`] with its `from_layers`.
+macro_rules! settings {
+    ($(
+        $(#[doc = $help:literal])+
+        $name:ident: $shape:ident<$ty:ty> = $parse:path {
+            flag: $flag:literal,
+            env: $env:literal,
+            value: $value_name:literal,
+            default: $default:expr $(,)?
+        }
+    )*) => {
+        /// Every setting, in the order of `--help` and the README.
+        pub static SETTINGS: &[Setting] = &[$(
+            Setting {
+                name: stringify!($name),
+                flag: $flag,
+                env: $env,
+                value_name: $value_name,
+                shape: settings!(@shape $shape),
+                default: $default,
+                help: concat!($($help, " "),+),
+            },
+        )*];
+
+        /// The settings after layering and validation.
+        #[derive(Clone, Debug)]
+        pub struct Settings {
+            $(
+                $(#[doc = $help])+
+                pub $name: settings!(@type $shape $ty),
+            )*
+        }
+
+        impl Settings {
+            fn from_layers(layers: &Layers<'_>) -> Result<Settings, ConfigError> {
+                let mut definitions = SETTINGS.iter();
+                Ok(Settings {
+                    $(
+                        $name: $shape(
+                            definitions.next().expect("one definition per field"),
+                            layers,
+                            $parse,
+                        )?,
+                    )*
+                })
+            }
+        }
+    };
+    (@shape one) => { Shape::One };
+    (@shape optional) => { Shape::Optional };
+    (@shape list) => { Shape::List };
+    (@type one $ty:ty) => { $ty };
+    (@type optional $ty:ty) => { Option<$ty> };
+    (@type list $ty:ty) => { Vec<$ty> };
+}
+
+settings! {
+    /// Address the SMTP listener binds.
+    smtp_listen: one<SocketAddr> = parse_addr {
+        flag: "smtp-listen", env: "AUTHCHECK_SMTP_LISTEN", value: "ADDR",
+        default: DefaultValue::Text("127.0.0.1:2525"),
+    }
+    /// Address the web site binds.
+    http_listen: one<SocketAddr> = parse_addr {
+        flag: "http-listen", env: "AUTHCHECK_HTTP_LISTEN", value: "ADDR",
+        default: DefaultValue::Text("127.0.0.1:8080"),
+    }
+    /// A tester domain; repeat for several.
+    domains: list<String> = parse_domain {
+        flag: "domain", env: "AUTHCHECK_DOMAIN", value: "NAME",
+        default: DefaultValue::Text("tester.localhost"),
+    }
+    /// Name in the SMTP greeting and the Authentication-Results authserv-id.
+    hostname: optional<String> = parse_domain {
+        flag: "hostname", env: "AUTHCHECK_HOSTNAME", value: "NAME",
+        default: DefaultValue::Unset("the machine's host name"),
+    }
+    /// Nameserver to ask; repeat for several.
+    dns_servers: list<SocketAddr> = parse_addr {
+        flag: "dns-server", env: "AUTHCHECK_DNS_SERVER", value: "ADDR:PORT",
+        default: DefaultValue::Unset("the system resolver"),
+    }
+    /// Database: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB.
+    database_url: one<String> = parse_database_url {
+        flag: "database-url", env: "AUTHCHECK_DATABASE_URL", value: "URL",
+        default: DefaultValue::Text("sqlite://data/authcheck.db"),
+    }
+    /// How long `serve`, `migrate` and `purge` keep trying to reach the database at start
+    /// (0: one attempt); still unreachable, they exit with status 75.
+    database_connect_timeout: one<Duration> = parse_duration_or_zero {
+        flag: "database-connect-timeout", env: "AUTHCHECK_DATABASE_CONNECT_TIMEOUT",
+        value: "DURATION",
+        default: DefaultValue::Text("30s"),
+    }
+    /// How result links are written.
+    public_url: optional<String> = parse_public_url {
+        flag: "public-url", env: "AUTHCHECK_PUBLIC_URL", value: "URL",
+        default: DefaultValue::Unset("`http://` + the HTTP address"),
+    }
+    /// How long results are kept, e.g. 7d, 12h.
+    retention: one<Duration> = parse_duration {
+        flag: "retention", env: "AUTHCHECK_RETENTION", value: "DURATION",
+        default: DefaultValue::Text("7d"),
+    }
+    /// Largest message accepted, in bytes (suffixes K, M, KiB, MiB allowed).
+    max_message_size: one<usize> = parse_size {
+        flag: "max-message-size", env: "AUTHCHECK_MAX_MESSAGE_SIZE", value: "BYTES",
+        default: DefaultValue::Text("10MiB"),
+    }
+    /// Most SMTP connections at once.
+    max_connections: one<usize> = parse_count {
+        flag: "max-connections", env: "AUTHCHECK_MAX_CONNECTIONS", value: "N",
+        default: DefaultValue::Text("1000"),
+    }
+    /// Most SMTP connections at once from one client: an IPv4 address or an IPv6 /64 (as
+    /// Postfix's smtpd_client_connection_count_limit).
+    max_connections_per_ip: one<usize> = parse_count {
+        flag: "max-connections-per-ip", env: "AUTHCHECK_MAX_CONNECTIONS_PER_IP", value: "N",
+        default: DefaultValue::Text("50"),
+    }
+    /// Most bytes of message data held in memory at once across all SMTP sessions; past it
+    /// new messages get 452 4.3.1 (suffixes K, M, G, KiB, MiB, GiB allowed).
+    max_memory_in_flight: one<usize> = parse_size {
+        flag: "max-memory-in-flight", env: "AUTHCHECK_MAX_MEMORY_IN_FLIGHT", value: "BYTES",
+        default: DefaultValue::Text("512MiB"),
+    }
+    /// Most messages (MAIL FROM) per rate window from one client, an IPv4 address or an IPv6
+    /// /64; past it 450 4.7.1; 0 for no limit.
+    messages_per_client: one<u32> = parse_limit {
+        flag: "messages-per-client", env: "AUTHCHECK_MESSAGES_PER_CLIENT", value: "N",
+        default: DefaultValue::Text("60"),
+    }
+    /// Most messages per rate window from one MAIL FROM domain; past it 450 4.7.1; 0 for no
+    /// limit.
+    messages_per_sender_domain: one<u32> = parse_limit {
+        flag: "messages-per-sender-domain", env: "AUTHCHECK_MESSAGES_PER_SENDER_DOMAIN",
+        value: "N",
+        default: DefaultValue::Text("120"),
+    }
+    /// The window of the two message rate limits, e.g. 10m, 1h.
+    rate_window: one<Duration> = parse_duration {
+        flag: "rate-window", env: "AUTHCHECK_RATE_WINDOW", value: "DURATION",
+        default: DefaultValue::Text("10m"),
+    }
+    /// How long an SMTP client may stay silent (between commands or inside message data)
+    /// before it is disconnected with a 421; 5m is RFC 5321's minimum.
+    command_timeout: one<Duration> = parse_duration {
+        flag: "command-timeout", env: "AUTHCHECK_COMMAND_TIMEOUT", value: "DURATION",
+        default: DefaultValue::Text("5m"),
+    }
+    /// PEM certificate chain for STARTTLS (with tls_key).
+    tls_cert: optional<PathBuf> = parse_path {
+        flag: "tls-cert", env: "AUTHCHECK_TLS_CERT", value: "PATH",
+        default: DefaultValue::Unset("a self-signed certificate made at start"),
+    }
+    /// PEM private key for STARTTLS (with tls_cert).
+    tls_key: optional<PathBuf> = parse_path {
+        flag: "tls-key", env: "AUTHCHECK_TLS_KEY", value: "PATH",
+        default: DefaultValue::Unset("none"),
+    }
+    /// Log format: text or json. The level comes from RUST_LOG (default info).
+    log_format: one<LogFormat> = parse_log_format {
+        flag: "log-format", env: "AUTHCHECK_LOG_FORMAT", value: "FORMAT",
+        default: DefaultValue::Text("text"),
     }
 }
 
@@ -46,273 +256,166 @@ pub enum LogFormat {
     Json,
 }
 
-/// The settings after layering and validation.
-#[derive(Clone, Debug)]
-pub struct Settings {
-    pub smtp_listen: SocketAddr,
-    pub http_listen: SocketAddr,
-    pub domains: Vec<String>,
-    pub hostname: String,
-    pub dns_servers: Vec<SocketAddr>,
-    pub database_url: String,
-    pub public_url: String,
-    pub retention: Duration,
-    pub max_message_size: usize,
-    pub max_connections: usize,
-    pub max_connections_per_ip: usize,
-    pub max_memory_in_flight: usize,
-    pub messages_per_client: u32,
-    pub messages_per_sender_domain: u32,
-    pub rate_window: Duration,
-    pub command_timeout: Duration,
-    pub tls: Option<(PathBuf, PathBuf)>,
-    pub log_format: LogFormat,
-}
-
-/// The `--config` file: the same settings as the flags, snake_case.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileSettings {
-    smtp_listen: Option<String>,
-    http_listen: Option<String>,
-    #[serde(default)]
-    domains: Vec<String>,
-    hostname: Option<String>,
-    #[serde(default)]
-    dns_servers: Vec<String>,
-    database_url: Option<String>,
-    public_url: Option<String>,
-    retention: Option<String>,
-    max_message_size: Option<toml::Value>,
-    max_connections: Option<usize>,
-    max_connections_per_ip: Option<usize>,
-    max_memory_in_flight: Option<toml::Value>,
-    messages_per_client: Option<u32>,
-    messages_per_sender_domain: Option<u32>,
-    rate_window: Option<String>,
-    command_timeout: Option<String>,
-    tls_cert: Option<PathBuf>,
-    tls_key: Option<PathBuf>,
-    log_format: Option<String>,
-}
-
-fn read_file(path: &Path) -> Result<FileSettings, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| invalid("config", format!("cannot read {}: {e}", path.display())))?;
-    toml::from_str(&text).map_err(|e| {
-        let message = e.message().to_string();
-        invalid("config", format!("{}: {message}", path.display()))
-    })
-}
-
-fn first_non_empty<T: Clone>(a: &[T], b: &[T]) -> Vec<T> {
-    if a.is_empty() { b.to_vec() } else { a.to_vec() }
-}
-
 impl Settings {
     /// Layers flags and environment (already merged by clap) over the file and the defaults.
     pub fn load(args: &ServiceArgs) -> Result<Settings, ConfigError> {
         let file = match &args.config {
             Some(path) => read_file(path)?,
-            None => FileSettings::default(),
+            None => BTreeMap::new(),
         };
-
-        let smtp_listen = parse_addr(
-            "smtp_listen",
-            args.smtp_listen
-                .as_deref()
-                .or(file.smtp_listen.as_deref())
-                .unwrap_or(DEFAULT_SMTP_LISTEN),
-        )?;
-        let http_listen = parse_addr(
-            "http_listen",
-            args.http_listen
-                .as_deref()
-                .or(file.http_listen.as_deref())
-                .unwrap_or(DEFAULT_HTTP_LISTEN),
-        )?;
-
-        let mut domains = first_non_empty(&args.domains, &file.domains);
-        if domains.is_empty() {
-            domains.push(DEFAULT_DOMAIN.to_string());
-        }
-        let domains = domains
-            .iter()
-            .map(|d| parse_domain("domain", d))
-            .collect::<Result<Vec<_>, _>>()?;
-
-        let hostname = match args.hostname.clone().or(file.hostname) {
-            Some(name) => parse_domain("hostname", &name)?,
-            None => machine_hostname(),
+        let layers = Layers {
+            given: &args.given,
+            file,
         };
-
-        let dns_servers = first_non_empty(&args.dns_servers, &file.dns_servers)
-            .iter()
-            .map(|s| parse_addr("dns_server", s))
-            .collect::<Result<Vec<_>, _>>()?;
-
-        let database_url = args
-            .database_url
-            .clone()
-            .or(file.database_url)
-            .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string());
-        if !(database_url.starts_with("sqlite:")
-            || database_url.starts_with("postgres://")
-            || database_url.starts_with("postgresql://"))
-        {
-            return Err(invalid(
-                "database_url",
-                format!(
-                    "{database_url:?} is neither sqlite://PATH nor postgres://USER:PASS@HOST/DB"
-                ),
-            ));
-        }
-
-        let public_url = match args.public_url.clone().or(file.public_url) {
-            Some(url) => parse_public_url(&url)?,
-            None => format!("http://{http_listen}"),
-        };
-
-        let retention = match args.retention.as_deref().or(file.retention.as_deref()) {
-            Some(text) => parse_duration("retention", text)?,
-            None => DEFAULT_RETENTION,
-        };
-
-        let max_message_size = size_setting(
-            "max_message_size",
-            args.max_message_size.as_deref(),
-            file.max_message_size.as_ref(),
-            DEFAULT_MAX_MESSAGE_SIZE,
-        )?;
-        let max_memory_in_flight = size_setting(
-            "max_memory_in_flight",
-            args.max_memory_in_flight.as_deref(),
-            file.max_memory_in_flight.as_ref(),
-            authcheck_smtp::DEFAULT_MAX_MEMORY_IN_FLIGHT,
-        )?;
-        if max_memory_in_flight < max_message_size {
+        let settings = Settings::from_layers(&layers)?;
+        if settings.max_memory_in_flight < settings.max_message_size {
             return Err(invalid(
                 "max_memory_in_flight",
                 format!(
-                    "{max_memory_in_flight} bytes is less than max_message_size ({max_message_size}): no message of the largest size could be taken"
+                    "{} bytes is less than max_message_size ({}): no message of the largest size could be taken",
+                    settings.max_memory_in_flight, settings.max_message_size
                 ),
             ));
         }
-        let messages_per_client = args
-            .messages_per_client
-            .or(file.messages_per_client)
-            .unwrap_or(authcheck_smtp::DEFAULT_MESSAGES_PER_CLIENT);
-        let messages_per_sender_domain = args
-            .messages_per_sender_domain
-            .or(file.messages_per_sender_domain)
-            .unwrap_or(authcheck_smtp::DEFAULT_MESSAGES_PER_SENDER_DOMAIN);
-        let rate_window = match args.rate_window.as_deref().or(file.rate_window.as_deref()) {
-            Some(text) => parse_duration("rate_window", text)?,
-            None => authcheck_smtp::DEFAULT_RATE_WINDOW,
-        };
-
-        let max_connections = positive(
-            "max_connections",
-            args.max_connections
-                .or(file.max_connections)
-                .unwrap_or(DEFAULT_MAX_CONNECTIONS),
-        )?;
-        let max_connections_per_ip = positive(
-            "max_connections_per_ip",
-            args.max_connections_per_ip
-                .or(file.max_connections_per_ip)
-                .unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_IP),
-        )?;
-
-        let command_timeout = match args
-            .command_timeout
-            .as_deref()
-            .or(file.command_timeout.as_deref())
-        {
-            Some(text) => parse_duration("command_timeout", text)?,
-            None => DEFAULT_COMMAND_TIMEOUT,
-        };
-
-        let tls = match (
-            args.tls_cert.clone().or(file.tls_cert),
-            args.tls_key.clone().or(file.tls_key),
-        ) {
-            (Some(cert), Some(key)) => Some((cert, key)),
-            (None, None) => None,
-            (Some(_), None) => {
-                return Err(invalid(
-                    "tls_key",
-                    "tls_cert is set but tls_key is not; give both",
-                ));
-            }
-            (None, Some(_)) => {
-                return Err(invalid(
-                    "tls_cert",
-                    "tls_key is set but tls_cert is not; give both",
-                ));
-            }
-        };
-
-        let log_format = match args
-            .log_format
-            .as_deref()
-            .or(file.log_format.as_deref())
-            .unwrap_or("text")
-        {
-            "text" => LogFormat::Text,
-            "json" => LogFormat::Json,
-            other => {
-                return Err(invalid(
-                    "log_format",
-                    format!("{other:?} is neither text nor json"),
-                ));
-            }
-        };
-
-        Ok(Settings {
-            smtp_listen,
-            http_listen,
-            domains,
-            hostname,
-            dns_servers,
-            database_url,
-            public_url,
-            retention,
-            max_message_size,
-            max_connections,
-            max_connections_per_ip,
-            max_memory_in_flight,
-            messages_per_client,
-            messages_per_sender_domain,
-            rate_window,
-            command_timeout,
-            tls,
-            log_format,
-        })
+        match (&settings.tls_cert, &settings.tls_key) {
+            (Some(_), None) => Err(invalid(
+                "tls_key",
+                "tls_cert is set but tls_key is not; give both",
+            )),
+            (None, Some(_)) => Err(invalid(
+                "tls_cert",
+                "tls_key is set but tls_cert is not; give both",
+            )),
+            _ => Ok(settings),
+        }
     }
 }
 
-fn parse_addr(setting: &'static str, text: &str) -> Result<SocketAddr, ConfigError> {
-    text.trim().parse().map_err(|_| {
-        invalid(
-            setting,
-            format!("{text:?} is not an ADDR:PORT such as 127.0.0.1:2525"),
-        )
-    })
+/// Where values come from: what clap found (flags over environment), then the file.
+struct Layers<'a> {
+    given: &'a BTreeMap<&'static str, Vec<String>>,
+    file: BTreeMap<String, Vec<String>>,
 }
 
-fn parse_domain(setting: &'static str, text: &str) -> Result<String, ConfigError> {
+impl Layers<'_> {
+    fn values(&self, setting: &Setting) -> Option<&[String]> {
+        self.given
+            .get(setting.name)
+            .or_else(|| self.file.get(setting.name))
+            .map(Vec::as_slice)
+    }
+}
+
+type Parser<T> = fn(&str) -> Result<T, String>;
+
+fn one<T>(setting: &Setting, layers: &Layers<'_>, parse: Parser<T>) -> Result<T, ConfigError> {
+    let text = match (layers.values(setting), setting.default) {
+        (Some([.., last]), _) => last.as_str(),
+        (_, DefaultValue::Text(text)) => text,
+        (_, DefaultValue::Unset(_)) => panic!("setting {} needs a default value", setting.name),
+    };
+    parse(text).map_err(|problem| invalid(setting.name, problem))
+}
+
+fn optional<T>(
+    setting: &Setting,
+    layers: &Layers<'_>,
+    parse: Parser<T>,
+) -> Result<Option<T>, ConfigError> {
+    match layers.values(setting) {
+        Some([.., last]) => parse(last)
+            .map(Some)
+            .map_err(|problem| invalid(setting.name, problem)),
+        _ => Ok(None),
+    }
+}
+
+fn list<T>(
+    setting: &Setting,
+    layers: &Layers<'_>,
+    parse: Parser<T>,
+) -> Result<Vec<T>, ConfigError> {
+    let texts: Vec<&str> = match (layers.values(setting), setting.default) {
+        (Some(values), _) if !values.is_empty() => values.iter().map(String::as_str).collect(),
+        (_, DefaultValue::Text(text)) => text.split(',').collect(),
+        (_, DefaultValue::Unset(_)) => Vec::new(),
+    };
+    texts
+        .into_iter()
+        .map(|text| parse(text).map_err(|problem| invalid(setting.name, problem)))
+        .collect()
+}
+
+/// Reads the `--config` file: keys as the settings' names, values as text, numbers or lists.
+fn read_file(path: &Path) -> Result<BTreeMap<String, Vec<String>>, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| invalid("config", format!("cannot read {}: {e}", path.display())))?;
+    let table: toml::Table = toml::from_str(&text)
+        .map_err(|e| invalid("config", format!("{}: {}", path.display(), e.message())))?;
+    let mut values = BTreeMap::new();
+    for (key, value) in table {
+        let Some(setting) = SETTINGS.iter().find(|s| s.name == key) else {
+            return Err(invalid(
+                "config",
+                format!("{}: unknown setting {key:?}", path.display()),
+            ));
+        };
+        let texts = match value {
+            toml::Value::Array(items) if setting.shape == Shape::List => items
+                .iter()
+                .map(|item| scalar_text(setting, item))
+                .collect::<Result<Vec<_>, _>>()?,
+            single => vec![scalar_text(setting, &single)?],
+        };
+        values.insert(key, texts);
+    }
+    Ok(values)
+}
+
+fn scalar_text(setting: &Setting, value: &toml::Value) -> Result<String, ConfigError> {
+    match value {
+        toml::Value::String(text) => Ok(text.clone()),
+        toml::Value::Integer(n) => Ok(n.to_string()),
+        other => Err(invalid(
+            setting.name,
+            format!("{other} in the config file is neither text nor a whole number"),
+        )),
+    }
+}
+
+fn parse_addr(text: &str) -> Result<SocketAddr, String> {
+    text.trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not an ADDR:PORT such as 127.0.0.1:2525"))
+}
+
+fn parse_domain(text: &str) -> Result<String, String> {
     let name = text.trim().trim_end_matches('.').to_ascii_lowercase();
     let valid_label = |l: &str| {
         !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
     };
     if name.is_empty() || name.len() > 253 || !name.split('.').all(valid_label) {
-        return Err(invalid(setting, format!("{text:?} is not a domain name")));
+        return Err(format!("{text:?} is not a domain name"));
     }
     Ok(name)
 }
 
-fn parse_public_url(text: &str) -> Result<String, ConfigError> {
+fn parse_database_url(text: &str) -> Result<String, String> {
+    let url = text.trim();
+    if url.starts_with("sqlite:")
+        || url.starts_with("postgres://")
+        || url.starts_with("postgresql://")
+    {
+        Ok(url.to_string())
+    } else {
+        Err(format!(
+            "{:?} is neither sqlite://PATH nor postgres://USER:PASSWORD@HOST/DB",
+            redact_url(url)
+        ))
+    }
+}
+
+fn parse_public_url(text: &str) -> Result<String, String> {
     let url = text.trim().trim_end_matches('/');
     let rest = url
         .strip_prefix("http://")
@@ -321,45 +424,25 @@ fn parse_public_url(text: &str) -> Result<String, ConfigError> {
         Some(host) if !host.is_empty() && !host.contains(char::is_whitespace) => {
             Ok(url.to_string())
         }
-        _ => Err(invalid(
-            "public_url",
-            format!("{text:?} is not an http:// or https:// URL"),
-        )),
+        _ => Err(format!("{text:?} is not an http:// or https:// URL")),
     }
 }
 
-/// Accepts humantime forms: `7d`, `12h`, `30m`, `1h 30m`.
-pub fn parse_duration(setting: &'static str, text: &str) -> Result<Duration, ConfigError> {
-    let duration = humantime::parse_duration(text.trim()).map_err(|e| {
-        invalid(
-            setting,
-            format!("{text:?} is not a duration such as 7d or 12h ({e})"),
-        )
-    })?;
-    if duration.is_zero() {
-        return Err(invalid(setting, "must be longer than zero"));
+/// Accepts humantime forms: `7d`, `12h`, `30m`, `1h 30m`; zero is refused.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    match parse_duration_or_zero(text)? {
+        duration if duration.is_zero() => Err("must be longer than zero".to_string()),
+        duration => Ok(duration),
     }
-    Ok(duration)
+}
+
+fn parse_duration_or_zero(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim())
+        .map_err(|e| format!("{text:?} is not a duration such as 7d or 12h ({e})"))
 }
 
 /// Accepts `10485760`, `10M`, `10MiB`, `512K`, `512KiB` (K/M are powers of 1024 as for mail sizes).
-/// A size in bytes from a flag or the environment (text), or the file (text or a number).
-fn size_setting(
-    setting: &'static str,
-    arg: Option<&str>,
-    file: Option<&toml::Value>,
-    default: usize,
-) -> Result<usize, ConfigError> {
-    match (arg, file) {
-        (Some(text), _) => parse_size(setting, text),
-        (None, Some(toml::Value::Integer(n))) if *n > 0 => Ok(*n as usize),
-        (None, Some(toml::Value::String(text))) => parse_size(setting, text),
-        (None, Some(other)) => Err(invalid(setting, format!("{other} is not a size in bytes"))),
-        (None, None) => Ok(default),
-    }
-}
-
-fn parse_size(setting: &'static str, text: &str) -> Result<usize, ConfigError> {
+fn parse_size(text: &str) -> Result<usize, String> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (digits, unit) = t.split_at(split);
@@ -372,19 +455,86 @@ fn parse_size(setting: &'static str, text: &str) -> Result<usize, ConfigError> {
     };
     match digits.parse::<usize>() {
         Ok(n) if n > 0 && multiplier > 0 => Ok(n.saturating_mul(multiplier)),
-        _ => Err(invalid(
-            setting,
-            format!("{text:?} is not a size such as 10485760 or 10MiB"),
-        )),
+        _ => Err(format!("{text:?} is not a size such as 10485760 or 10MiB")),
     }
 }
 
-fn positive(setting: &'static str, n: usize) -> Result<usize, ConfigError> {
-    if n == 0 {
-        Err(invalid(setting, "must be at least 1"))
-    } else {
-        Ok(n)
+/// A whole number of at least 1.
+fn parse_count(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_string()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{text:?} is not a whole number")),
     }
+}
+
+/// A whole number; 0 turns the limit off.
+fn parse_limit(text: &str) -> Result<u32, String> {
+    text.trim()
+        .parse::<u32>()
+        .map_err(|_| format!("{text:?} is not a whole number (0 for no limit)"))
+}
+
+fn parse_path(text: &str) -> Result<PathBuf, String> {
+    match text.trim() {
+        "" => Err("is empty; give a file path".to_string()),
+        path => Ok(PathBuf::from(path)),
+    }
+}
+
+fn parse_log_format(text: &str) -> Result<LogFormat, String> {
+    match text.trim() {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        other => Err(format!("{other:?} is neither text nor json")),
+    }
+}
+
+/// The URL with its passwords replaced by `****`, wherever a database URL is shown.
+pub fn redact_url(url: &str) -> String {
+    let mut redacted = url.to_string();
+    // From the last span back, so that the earlier ones keep their place.
+    for span in password_spans(url).into_iter().rev() {
+        redacted.replace_range(span, "****");
+    }
+    redacted
+}
+
+/// `text` with every password that `url` holds replaced by `****`: for messages from
+/// libraries, which may quote the URL they were given or parts of it.
+pub fn scrub_password(text: &str, url: &str) -> String {
+    let mut scrubbed = text.replace(url, &redact_url(url));
+    for span in password_spans(url) {
+        scrubbed = scrubbed.replace(&url[span], "****");
+    }
+    scrubbed
+}
+
+/// Where the passwords of a database URL are: the user part's (`USER:PASSWORD@`, found in
+/// mistyped URLs too: without `//`, or with an unencoded `@` in the password) and `password=`
+/// query parameters'.
+fn password_spans(url: &str) -> Vec<std::ops::Range<usize>> {
+    let authority = url.find("://").map_or(0, |at| at + 3);
+    let mut spans = Vec::new();
+    if let Some(at) = url[authority..].rfind('@').map(|at| authority + at)
+        && let Some(colon) = url[authority..at].find(':').map(|c| authority + c)
+    {
+        spans.push(colon + 1..at);
+    }
+    if let Some(question) = url.find('?') {
+        let mut start = question + 1;
+        for parameter in url[question + 1..].split('&') {
+            if let Some((key, _)) = parameter.split_once('=')
+                && key.to_ascii_lowercase().ends_with("password")
+            {
+                spans.push(start + key.len() + 1..start + parameter.len());
+            }
+            start += parameter.len() + 1;
+        }
+    }
+    spans.retain(|span| !span.is_empty());
+    spans.sort_by_key(|span| span.start);
+    spans
 }
 
 /// The machine's host name, for the greeting and authserv-id when none is configured.
@@ -398,24 +548,71 @@ pub(crate) fn machine_hostname() -> String {
 }
 
 #[cfg(test)]
+/// The README's settings table as the definitions make it.
+pub fn readme_table() -> String {
+    let mut table = String::from(
+        "| flag | environment | TOML key | default | what |\n| --- | --- | --- | --- | --- |\n",
+    );
+    for s in SETTINGS {
+        let repeat = match s.shape {
+            Shape::List => " (repeatable)",
+            _ => "",
+        };
+        let env_note = match s.shape {
+            Shape::List => " (comma-separated)",
+            _ => "",
+        };
+        let key_note = match s.shape {
+            Shape::List => " (list)",
+            _ => "",
+        };
+        table.push_str(&format!(
+            "| `--{} {}`{repeat} | `{}`{env_note} | `{}`{key_note} | {} | {} |\n",
+            s.flag,
+            s.value_name,
+            s.env,
+            s.name,
+            s.default_text(),
+            s.help_text().replace('|', "\\|"),
+        ));
+    }
+    table
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
-    fn args() -> ServiceArgs {
-        ServiceArgs::default()
+    fn given(pairs: &[(&'static str, &str)]) -> ServiceArgs {
+        let mut args = ServiceArgs::default();
+        for (name, value) in pairs {
+            args.given.insert(*name, vec![value.to_string()]);
+        }
+        args
     }
 
     #[test]
     fn defaults_apply_when_nothing_is_set() {
-        let s = Settings::load(&args()).unwrap();
-        assert_eq!(s.smtp_listen.to_string(), DEFAULT_SMTP_LISTEN);
-        assert_eq!(s.http_listen.to_string(), DEFAULT_HTTP_LISTEN);
-        assert_eq!(s.domains, vec![DEFAULT_DOMAIN]);
-        assert_eq!(s.database_url, DEFAULT_DATABASE_URL);
-        assert_eq!(s.public_url, "http://127.0.0.1:8080");
-        assert_eq!(s.retention, DEFAULT_RETENTION);
-        assert_eq!(s.max_message_size, DEFAULT_MAX_MESSAGE_SIZE);
-        assert!(s.tls.is_none());
+        let s = Settings::load(&ServiceArgs::default()).unwrap();
+        assert_eq!(s.smtp_listen.to_string(), "127.0.0.1:2525");
+        assert_eq!(s.http_listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.domains, vec!["tester.localhost"]);
+        assert_eq!(s.hostname, None);
+        assert!(s.dns_servers.is_empty());
+        assert_eq!(s.database_url, "sqlite://data/authcheck.db");
+        assert_eq!(s.database_connect_timeout, Duration::from_secs(30));
+        assert_eq!(s.public_url, None);
+        assert_eq!(s.retention, Duration::from_secs(7 * 24 * 3600));
+        assert_eq!(s.max_message_size, 10 * 1024 * 1024);
+        assert_eq!(s.max_connections, 1000);
+        assert_eq!(s.max_connections_per_ip, 50);
+        assert_eq!(s.command_timeout, Duration::from_secs(300));
+        assert_eq!(s.max_memory_in_flight, 512 * 1024 * 1024);
+        assert_eq!(s.messages_per_client, 60);
+        assert_eq!(s.messages_per_sender_domain, 120);
+        assert_eq!(s.rate_window, Duration::from_secs(600));
+        assert!(s.tls_cert.is_none() && s.tls_key.is_none());
+        assert_eq!(s.log_format, LogFormat::Text);
     }
 
     #[test]
@@ -424,42 +621,49 @@ mod tests {
         let path = dir.path().join("authcheck.toml");
         std::fs::write(
             &path,
-            "smtp_listen = \"127.0.0.1:2600\"\nhttp_listen = \"127.0.0.1:8100\"\ndomains = [\"a.test\", \"b.test\"]\nretention = \"2d\"\nmax_message_size = \"1MiB\"\n",
+            "smtp_listen = \"127.0.0.1:2600\"\nhttp_listen = \"127.0.0.1:8100\"\ndomains = [\"a.test\", \"b.test\"]\nretention = \"2d\"\nmax_message_size = 1048576\nmax_connections = 7\n",
         )
         .unwrap();
-        let mut a = args();
+        let mut a = given(&[("http_listen", "127.0.0.1:9000")]);
         a.config = Some(path);
-        a.http_listen = Some("127.0.0.1:9000".into());
         let s = Settings::load(&a).unwrap();
         assert_eq!(s.smtp_listen.to_string(), "127.0.0.1:2600");
         assert_eq!(s.http_listen.to_string(), "127.0.0.1:9000");
         assert_eq!(s.domains, vec!["a.test", "b.test"]);
         assert_eq!(s.retention, Duration::from_secs(2 * 24 * 3600));
         assert_eq!(s.max_message_size, 1024 * 1024);
-        assert_eq!(s.public_url, "http://127.0.0.1:9000");
+        assert_eq!(s.max_connections, 7);
     }
 
     #[test]
     fn errors_name_the_setting() {
-        let mut a = args();
-        a.smtp_listen = Some("nowhere".into());
-        assert_eq!(Settings::load(&a).unwrap_err().setting, "smtp_listen");
+        for (name, value) in [
+            ("smtp_listen", "nowhere"),
+            ("retention", "forever"),
+            ("retention", "0s"),
+            ("database_url", "mysql://x"),
+            ("domains", "not a domain"),
+            ("max_connections", "0"),
+            ("max_message_size", "ten"),
+            ("log_format", "xml"),
+        ] {
+            let err = Settings::load(&given(&[(name, value)])).unwrap_err();
+            assert_eq!(err.setting, name, "{err}");
+        }
+        let err = Settings::load(&given(&[("tls_cert", "cert.pem")])).unwrap_err();
+        assert_eq!(err.setting, "tls_key");
+        assert_eq!(
+            Settings::load(&given(&[("smtp_listen", "x")]))
+                .unwrap_err()
+                .to_string(),
+            "invalid setting smtp_listen: \"x\" is not an ADDR:PORT such as 127.0.0.1:2525"
+        );
+    }
 
-        let mut a = args();
-        a.retention = Some("forever".into());
-        assert_eq!(Settings::load(&a).unwrap_err().setting, "retention");
-
-        let mut a = args();
-        a.tls_cert = Some("cert.pem".into());
-        assert_eq!(Settings::load(&a).unwrap_err().setting, "tls_key");
-
-        let mut a = args();
-        a.database_url = Some("mysql://x".into());
-        assert_eq!(Settings::load(&a).unwrap_err().setting, "database_url");
-
-        let mut a = args();
-        a.domains = vec!["not a domain".into()];
-        assert_eq!(Settings::load(&a).unwrap_err().setting, "domain");
+    #[test]
+    fn the_database_connect_timeout_may_be_zero() {
+        let s = Settings::load(&given(&[("database_connect_timeout", "0s")])).unwrap();
+        assert!(s.database_connect_timeout.is_zero());
     }
 
     #[test]
@@ -467,7 +671,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bad.toml");
         std::fs::write(&path, "smtp_lisen = \"127.0.0.1:25\"\n").unwrap();
-        let mut a = args();
+        let mut a = ServiceArgs::default();
         a.config = Some(path);
         let err = Settings::load(&a).unwrap_err();
         assert_eq!(err.setting, "config");
@@ -475,17 +679,80 @@ mod tests {
     }
 
     #[test]
+    fn file_values_of_the_wrong_kind_name_the_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "retention = true\n").unwrap();
+        let mut a = ServiceArgs::default();
+        a.config = Some(path);
+        assert_eq!(Settings::load(&a).unwrap_err().setting, "retention");
+    }
+
+    #[test]
     fn sizes_parse_with_units() {
+        assert_eq!(parse_size("10485760").unwrap(), 10 * 1024 * 1024);
+        assert_eq!(parse_size("10MiB").unwrap(), 10 * 1024 * 1024);
+        assert_eq!(parse_size("512K").unwrap(), 512 * 1024);
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("ten").is_err());
+    }
+
+    #[test]
+    fn names_follow_one_pattern() {
+        for s in SETTINGS {
+            let from_flag = format!(
+                "AUTHCHECK_{}",
+                s.flag.to_ascii_uppercase().replace('-', "_")
+            );
+            assert_eq!(s.env, from_flag, "{}", s.name);
+            assert!(s.name.starts_with(&s.flag.replace('-', "_")), "{}", s.name);
+        }
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        for (url, shown) in [
+            (
+                "postgres://authcheck:s3cret@db.example:5432/authcheck",
+                "postgres://authcheck:****@db.example:5432/authcheck",
+            ),
+            ("postgress://u:p@ss/w@host/db", "postgress://u:****@host/db"),
+            (
+                "postgres://u@host/db?sslmode=require&password=s3cret",
+                "postgres://u@host/db?sslmode=require&password=****",
+            ),
+            ("postgres:u:s3cret@host", "postgres:****@host"),
+            ("sqlite://data/authcheck.db", "sqlite://data/authcheck.db"),
+            (
+                "postgres://authcheck:authcheck@h/authcheck",
+                "postgres://authcheck:****@h/authcheck",
+            ),
+        ] {
+            assert_eq!(redact_url(url), shown);
+        }
+        let url = "postgres://u:s3cret@h:port/db";
         assert_eq!(
-            parse_size("max_message_size", "10485760").unwrap(),
-            10 * 1024 * 1024
+            scrub_password("bad port in postgres://u:s3cret@h:port/db (s3cret)", url),
+            "bad port in postgres://u:****@h:port/db (****)"
         );
-        assert_eq!(
-            parse_size("max_message_size", "10MiB").unwrap(),
-            10 * 1024 * 1024
+    }
+
+    /// The README's configuration table is exactly the one the definitions make.
+    #[test]
+    fn the_readme_table_matches_the_definitions() {
+        let readme = include_str!("../../../README.md");
+        let expected = readme_table();
+        let start = readme
+            .find("| flag | environment |")
+            .expect("the README has a settings table");
+        let end = readme[start..]
+            .find("\n\n")
+            .map_or(readme.len(), |n| start + n + 1);
+        let actual = &readme[start..end];
+        assert!(
+            actual == expected,
+            "README.md's settings table differs from the definitions in config.rs; \
+             replace it with:\n\n{expected}"
         );
-        assert_eq!(parse_size("max_message_size", "512K").unwrap(), 512 * 1024);
-        assert!(parse_size("max_message_size", "0").is_err());
-        assert!(parse_size("max_message_size", "ten").is_err());
     }
 }

@@ -1,13 +1,16 @@
 //! The `authcheck` binary: the tester service (`serve`), the offline verifier (`check`), and the
 //! maintenance commands (`migrate`, `purge`).
 //!
-//! Exit status: 0 when the command did its work, 2 for bad usage or configuration (with a
-//! one-line error that says what to fix), 1 for a failure while running.
+//! Exit status (see [`failure::Failure`]): 0 when the command did its work; 2 for bad usage or
+//! configuration, an unreadable message file included (with a one-line error that says what
+//! to fix); 75 (EX_TEMPFAIL) when something it needs is not there yet, such as a database that
+//! cannot be reached within `database_connect_timeout`; 1 for any other failure while running.
 
 mod check;
 mod cli;
 mod config;
 mod delivery;
+mod failure;
 mod metrics;
 mod serve;
 
@@ -18,7 +21,8 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, Command};
-use crate::config::{ConfigError, LogFormat, Settings};
+use crate::config::{LogFormat, Settings, redact_url};
+use crate::failure::Failure;
 
 /// Every message is parsed, verified and reported through many small allocations made on
 /// several threads at once; mimalloc keeps those cheap where the system allocator spends a
@@ -39,13 +43,8 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-fn config_failure(e: ConfigError) -> ExitCode {
-    eprintln!("authcheck: {e}");
-    ExitCode::from(2)
-}
-
-fn load_settings(args: &cli::ServiceArgs) -> Result<Settings, ExitCode> {
-    let settings = Settings::load(args).map_err(config_failure)?;
+fn load_settings(args: &cli::ServiceArgs) -> Result<Settings, Failure> {
+    let settings = Settings::load(args)?;
     init_logging(settings.log_format);
     Ok(settings)
 }
@@ -87,74 +86,47 @@ async fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return code,
     };
-    match cli.command {
-        Command::Serve(args) => {
-            let settings = match load_settings(&args) {
-                Ok(s) => s,
-                Err(code) => return code,
-            };
-            match serve::serve(settings).await {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => match e.downcast::<ConfigError>() {
-                    Ok(config_error) => {
-                        tracing::error!("{config_error}");
-                        config_failure(config_error)
-                    }
-                    Err(e) => {
-                        tracing::error!("{e:#}");
-                        eprintln!("authcheck: {e:#}");
-                        ExitCode::FAILURE
-                    }
-                },
-            }
+    match run(cli.command).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            // Into the log (when logging has started) and, for a person, on stderr.
+            tracing::error!("{failure}");
+            eprintln!("authcheck: {failure}");
+            failure.exit_code()
         }
-        Command::Check(args) => match check::run(args).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("authcheck check: {e}");
-                ExitCode::from(2)
-            }
-        },
+    }
+}
+
+async fn run(command: Command) -> Result<(), Failure> {
+    match command {
+        Command::Serve(args) => serve::serve(load_settings(&args)?).await,
+        Command::Check(args) => check::run(args).await,
         Command::Migrate(args) => {
-            let settings = match load_settings(&args) {
-                Ok(s) => s,
-                Err(code) => return code,
-            };
-            match serve::open_store(&settings).await {
-                Ok(store) => {
-                    // Closing folds SQLite's log into the database file and syncs it.
-                    store.close().await;
-                    println!("authcheck: migrations applied to {}", settings.database_url);
-                    ExitCode::SUCCESS
-                }
-                Err(e) => config_failure(e),
-            }
+            let settings = load_settings(&args)?;
+            let store = serve::open_store(&settings).await?;
+            // Closing folds SQLite's log into the database file and syncs it.
+            store.close().await;
+            println!(
+                "authcheck: migrations applied to {}",
+                redact_url(&settings.database_url)
+            );
+            Ok(())
         }
         Command::Purge(args) => {
-            let settings = match load_settings(&args) {
-                Ok(s) => s,
-                Err(code) => return code,
-            };
-            let store = match serve::open_store(&settings).await {
-                Ok(store) => store,
-                Err(e) => return config_failure(e),
-            };
+            let settings = load_settings(&args)?;
+            let store = serve::open_store(&settings).await?;
             let purged = serve::purge_once(&store, settings.retention).await;
             // Closing folds SQLite's log into the database file and syncs it.
             store.close().await;
-            match purged {
-                Ok(n) => {
-                    println!(
-                        "authcheck: deleted {n} results older than {}",
-                        humantime::format_duration(settings.retention)
-                    );
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("authcheck purge: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+            let purged = purged.map_err(|e| match e {
+                authcheck_store::StoreError::Unavailable(problem) => Failure::Temporary(problem),
+                other => Failure::Runtime(anyhow::anyhow!("purge failed: {other}")),
+            })?;
+            println!(
+                "authcheck: deleted {purged} results older than {}",
+                humantime::format_duration(settings.retention)
+            );
+            Ok(())
         }
     }
 }

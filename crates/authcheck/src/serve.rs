@@ -5,17 +5,18 @@
 //! flight finish (bounded by its grace period), the web server stops, the purge task ends.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use authcheck_smtp::SmtpConfig;
-use authcheck_store::SharedStore;
+use authcheck_store::{SharedStore, StoreError};
 use authcheck_verifier::{DnsConfig, Verifier, VerifierConfig};
 use authcheck_web::WebConfig;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 
-use crate::config::{ConfigError, Settings};
+use crate::config::{ConfigError, Settings, invalid, machine_hostname, scrub_password};
 use crate::delivery::TesterDelivery;
+use crate::failure::Failure;
 
 /// How long sessions in flight may take to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -27,19 +28,54 @@ const WEB_SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// the handshakes it has no room for, and an SMTP client, waiting for a greeting that
 /// never comes, hangs until its own timeout.
 const LISTEN_BACKLOG: u32 = 4096;
+/// Pauses between attempts to reach the database at start: doubling from the first to the last.
+const FIRST_CONNECT_PAUSE: Duration = Duration::from_millis(500);
+const LAST_CONNECT_PAUSE: Duration = Duration::from_secs(5);
 
-fn setting_error(setting: &'static str, problem: impl std::fmt::Display) -> ConfigError {
-    ConfigError {
-        setting,
-        problem: problem.to_string(),
+/// Opens the store named by the settings. A database that cannot be reached yet (PostgreSQL
+/// starting after authcheck) is tried again, one log line per attempt, until
+/// `database_connect_timeout` has passed; then the failure is [`Failure::Temporary`], so that a
+/// supervisor starts authcheck again later. A database that refuses us needs the operator:
+/// that is a configuration failure naming `database_url`.
+pub async fn open_store(settings: &Settings) -> Result<SharedStore, Failure> {
+    let started = Instant::now();
+    let deadline = started + settings.database_connect_timeout;
+    let mut pause = FIRST_CONNECT_PAUSE;
+    let mut attempt = 1u32;
+    loop {
+        let problem = match authcheck_store::open(&settings.database_url).await {
+            Ok(store) => {
+                if attempt > 1 {
+                    tracing::info!(attempt, "the database answered");
+                }
+                return Ok(store);
+            }
+            Err(StoreError::Unavailable(problem)) => {
+                scrub_password(&problem, &settings.database_url)
+            }
+            Err(other) => {
+                let problem = scrub_password(&other.to_string(), &settings.database_url);
+                return Err(invalid("database_url", problem).into());
+            }
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(Failure::Temporary(format!(
+                "{problem}; gave up after {attempt} {} in {}s (database_connect_timeout)",
+                if attempt == 1 { "attempt" } else { "attempts" },
+                started.elapsed().as_secs()
+            )));
+        }
+        let wait = pause.min(left);
+        tracing::warn!(
+            attempt,
+            "{problem}; trying again in {}",
+            humantime::format_duration(wait)
+        );
+        tokio::time::sleep(wait).await;
+        pause = (pause * 2).min(LAST_CONNECT_PAUSE);
+        attempt += 1;
     }
-}
-
-/// Opens the store named by the settings; a failure names `database_url`.
-pub async fn open_store(settings: &Settings) -> Result<SharedStore, ConfigError> {
-    authcheck_store::open(&settings.database_url)
-        .await
-        .map_err(|e| setting_error("database_url", e))
 }
 
 fn bind(setting: &'static str, addr: std::net::SocketAddr) -> Result<TcpListener, ConfigError> {
@@ -54,7 +90,7 @@ fn bind(setting: &'static str, addr: std::net::SocketAddr) -> Result<TcpListener
         socket.bind(addr)?;
         socket.listen(LISTEN_BACKLOG)
     };
-    listen().map_err(|e| setting_error(setting, format!("cannot listen on {addr}: {e}")))
+    listen().map_err(|e| invalid(setting, format!("cannot listen on {addr}: {e}")))
 }
 
 /// Resolves when the process is asked to stop (SIGTERM, SIGINT/Ctrl-C).
@@ -109,40 +145,41 @@ async fn purge_periodically(
     }
 }
 
-pub async fn serve(settings: Settings) -> anyhow::Result<()> {
+pub async fn serve(settings: Settings) -> Result<(), Failure> {
     let metrics = crate::metrics::install()?;
     let store = open_store(&settings).await?;
+    let hostname = settings.hostname.clone().unwrap_or_else(machine_hostname);
 
     let dns = DnsConfig {
         servers: settings.dns_servers.clone(),
         ..DnsConfig::default()
     };
-    let verifier = Verifier::new(VerifierConfig::new(settings.hostname.clone(), dns))
-        .map_err(|e| setting_error("dns_server", e))?;
+    let verifier = Verifier::new(VerifierConfig::new(hostname.clone(), dns))
+        .map_err(|e| invalid("dns_servers", e.to_string()))?;
 
-    let tls = match &settings.tls {
-        Some((cert, key)) => {
-            authcheck_smtp::load_tls(cert, key).map_err(|e| setting_error("tls_cert", e))?
+    // Settings::load makes sure the certificate and the key come together.
+    let tls = match (&settings.tls_cert, &settings.tls_key) {
+        (Some(cert), Some(key)) => {
+            authcheck_smtp::load_tls(cert, key).map_err(|e| invalid("tls_cert", e.to_string()))?
         }
-        None => authcheck_smtp::self_signed_tls(&settings.hostname)
-            .map_err(|e| setting_error("tls_cert", e))?,
+        _ => authcheck_smtp::self_signed_tls(&hostname)
+            .map_err(|e| invalid("tls_cert", e.to_string()))?,
     };
 
     let smtp_listener = bind("smtp_listen", settings.smtp_listen)?;
     let http_listener = bind("http_listen", settings.http_listen)?;
     let smtp_addr = smtp_listener.local_addr()?;
     let http_addr = http_listener.local_addr()?;
-    // With port 0 the default public URL must name the port actually bound.
-    let public_url = if settings.public_url == format!("http://{}", settings.http_listen) {
-        format!("http://{http_addr}")
-    } else {
-        settings.public_url.clone()
-    };
+    // Named after the port actually bound, which differs from the setting's with port 0.
+    let public_url = settings
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{http_addr}"));
 
     let (stop_tx, stop_rx) = watch::channel(false);
 
     let smtp_config = SmtpConfig {
-        hostname: settings.hostname.clone(),
+        hostname: hostname.clone(),
         domains: settings.domains.clone(),
         max_message_size: settings.max_message_size,
         max_connections: settings.max_connections,
@@ -174,7 +211,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let web_config = WebConfig {
         domains: settings.domains.clone(),
         public_url: public_url.clone(),
-        hostname: settings.hostname.clone(),
+        hostname: hostname.clone(),
     };
     let app =
         authcheck_web::router(store.clone(), web_config).merge(crate::metrics::router(metrics));
