@@ -671,8 +671,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bad.toml");
         std::fs::write(&path, "smtp_lisen = \"127.0.0.1:25\"\n").unwrap();
-        let mut a = ServiceArgs::default();
-        a.config = Some(path);
+        let a = ServiceArgs {
+            config: Some(path),
+            ..ServiceArgs::default()
+        };
         let err = Settings::load(&a).unwrap_err();
         assert_eq!(err.setting, "config");
         assert!(err.problem.contains("smtp_lisen"), "{err}");
@@ -683,8 +685,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bad.toml");
         std::fs::write(&path, "retention = true\n").unwrap();
-        let mut a = ServiceArgs::default();
-        a.config = Some(path);
+        let a = ServiceArgs {
+            config: Some(path),
+            ..ServiceArgs::default()
+        };
         assert_eq!(Settings::load(&a).unwrap_err().setting, "retention");
     }
 
