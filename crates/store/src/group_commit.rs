@@ -19,6 +19,7 @@
 //! is dropped whenever another connection has written: a writer taking turns with the pool's
 //! connections would read the tables' upper pages from the file again for every batch.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -27,10 +28,12 @@ use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection, QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use crate::record::{
-    InsertRow, MAX_ROWS_PER_INSERT, push_raw_messages_insert, push_results_insert,
+use chrono::{DateTime, Utc};
+
+use crate::record::{InsertRow, MAX_ROWS_PER_INSERT, push_messages_insert, push_results_insert};
+use crate::sql_store::{
+    Backend, PURGE_BATCH, PURGE_BATCH_SQL, RowWriter, delete_orphaned_messages,
 };
-use crate::sql_store::{Backend, RowWriter};
 use crate::sqlite::stored_time_text;
 use crate::{StoreError, StoreResult};
 
@@ -49,6 +52,14 @@ enum Command {
         rows: Vec<InsertRow>,
         done: oneshot::Sender<StoreResult<()>>,
     },
+    /// Delete up to [`PURGE_BATCH`] results received before `cutoff`, and the raw messages
+    /// no result refers to any more, in one short transaction between two batches of writes.
+    Purge {
+        cutoff: DateTime<Utc>,
+        done: oneshot::Sender<StoreResult<u64>>,
+    },
+    /// Commit a one-row write, to show that commits still reach the disk.
+    Probe(oneshot::Sender<StoreResult<()>>),
     /// Write what came before, close the connection, answer, and stop.
     Stop(oneshot::Sender<()>),
 }
@@ -57,6 +68,8 @@ enum Command {
 /// is dropped.
 pub(crate) struct GroupCommit {
     commands: mpsc::Sender<Command>,
+    /// The folder of the database file, whose file system's free space the store reports.
+    folder: PathBuf,
 }
 
 impl GroupCommit {
@@ -71,6 +84,10 @@ impl GroupCommit {
     ) -> StoreResult<GroupCommit> {
         let cannot_start = |error: std::io::Error| {
             StoreError::Config(format!("cannot start the SQLite writer: {error}"))
+        };
+        let folder = match options.get_filename().parent() {
+            Some(folder) if !folder.as_os_str().is_empty() => folder.to_owned(),
+            _ => PathBuf::from("."),
         };
         let connection = options.connect().await.map_err(Sqlite::failure)?;
         let writer = Writer {
@@ -94,20 +111,47 @@ impl GroupCommit {
                 })
             })
             .map_err(cannot_start)?;
-        Ok(GroupCommit { commands })
+        Ok(GroupCommit { commands, folder })
+    }
+
+    /// Queues the command `make` builds around its answer channel and waits for the answer.
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<StoreResult<T>>) -> Command,
+    ) -> StoreResult<T> {
+        let (done, answer) = oneshot::channel();
+        let writer_gone = || StoreError::Unavailable("the database writer has stopped".into());
+        self.commands
+            .send(make(done))
+            .await
+            .map_err(|_| writer_gone())?;
+        answer.await.map_err(|_| writer_gone())?
     }
 }
 
 #[async_trait]
 impl RowWriter for GroupCommit {
     async fn write(&self, rows: Vec<InsertRow>) -> StoreResult<()> {
-        let (done, answer) = oneshot::channel();
-        let writer_gone = || StoreError::Unavailable("the database writer has stopped".into());
-        self.commands
-            .send(Command::Write { rows, done })
-            .await
-            .map_err(|_| writer_gone())?;
-        answer.await.map_err(|_| writer_gone())?
+        self.ask(|done| Command::Write { rows, done }).await
+    }
+
+    async fn purge_batch(&self, cutoff: DateTime<Utc>) -> StoreResult<u64> {
+        self.ask(|done| Command::Purge { cutoff, done }).await
+    }
+
+    async fn probe(&self) -> StoreResult<()> {
+        self.ask(Command::Probe).await
+    }
+
+    fn free_disk_space(&self) -> StoreResult<Option<u64>> {
+        let stats = rustix::fs::statvfs(&self.folder).map_err(|error| {
+            StoreError::Unavailable(format!(
+                "cannot read the free space of {} ({error})",
+                self.folder.display()
+            ))
+        })?;
+        // Blocks available to unprivileged users, as `df` counts them.
+        Ok(Some(stats.f_bavail.saturating_mul(stats.f_frsize)))
     }
 
     async fn close(&self) {
@@ -132,15 +176,19 @@ impl Writer {
         while queue.recv_many(&mut commands, MAX_BATCH).await > 0 {
             let mut messages = Vec::with_capacity(commands.len());
             let mut replies = Vec::with_capacity(commands.len());
+            let mut purges = Vec::new();
+            let mut probes = Vec::new();
             let mut stop = None;
             for command in commands.drain(..) {
                 match command {
-                    Command::Write { rows, done } if stop.is_none() => {
+                    // Dropped unanswered, the caller learns the writer has stopped.
+                    _ if stop.is_some() => {}
+                    Command::Write { rows, done } => {
                         messages.push(rows);
                         replies.push(done);
                     }
-                    // Dropped unanswered, the caller learns the writer has stopped.
-                    Command::Write { .. } => {}
+                    Command::Purge { cutoff, done } => purges.push((cutoff, done)),
+                    Command::Probe(done) => probes.push(done),
                     Command::Stop(done) => stop = Some(done),
                 }
             }
@@ -151,6 +199,18 @@ impl Writer {
                 }
                 commits += 1;
                 messages_written += messages.len();
+            }
+            // Each purge batch is short, and the purge asks for the next one only after this
+            // one is answered: writes queued meanwhile go first.
+            for (cutoff, done) in purges {
+                let _ = done.send(self.purge_batch(cutoff).await);
+                commits += 1;
+            }
+            if !probes.is_empty() {
+                let outcome = self.probe().await;
+                for done in probes {
+                    let _ = done.send(outcome.clone());
+                }
             }
             if let Some(done) = stop {
                 if let Some(connection) = self.connection.take() {
@@ -206,16 +266,67 @@ impl Writer {
         let connection = self.connection().await?;
         let mut query = QueryBuilder::new("BEGIN IMMEDIATE; ");
         for chunk in rows.chunks(MAX_ROWS_PER_INSERT) {
+            if push_messages_insert(&mut query, chunk) {
+                query.push("; ");
+            }
             push_results_insert(&mut query, chunk, |row| stored_time_text(row.received_at));
-            query.push("; ");
-            push_raw_messages_insert(&mut query, chunk);
             query.push("; ");
         }
         query.push("COMMIT");
-        let Err(error) = query.build().execute(&mut *connection).await else {
-            return Ok(());
+        let outcome = query.build().execute(&mut *connection).await.map(drop);
+        self.roll_back_on_error(outcome).await
+    }
+
+    /// Deletes one batch of results older than `cutoff` and the raw messages left without a
+    /// result, in one transaction; returns how many results.
+    async fn purge_batch(&mut self, cutoff: DateTime<Utc>) -> StoreResult<u64> {
+        let connection = self.connection().await?;
+        let cutoff = stored_time_text(cutoff);
+        let outcome = async {
+            sqlx::query("BEGIN IMMEDIATE")
+                .execute(&mut *connection)
+                .await?;
+            let message_ids: Vec<Option<String>> = sqlx::query_scalar(PURGE_BATCH_SQL)
+                .bind(cutoff.as_str())
+                .bind(PURGE_BATCH)
+                .fetch_all(&mut *connection)
+                .await?;
+            let deleted = message_ids.len() as u64;
+            let message_ids: Vec<String> = message_ids.into_iter().flatten().collect();
+            if let Some(mut orphans) = delete_orphaned_messages::<Sqlite>(&message_ids) {
+                orphans.build().execute(&mut *connection).await?;
+            }
+            sqlx::query("COMMIT").execute(&mut *connection).await?;
+            Ok::<u64, sqlx::Error>(deleted)
+        }
+        .await;
+        self.roll_back_on_error(outcome).await
+    }
+
+    /// Rewrites the readiness row in a transaction of its own.
+    async fn probe(&mut self) -> StoreResult<()> {
+        let connection = self.connection().await?;
+        let outcome = sqlx::query(
+            "INSERT INTO readiness_probe (id, written_at) VALUES (1, $1) \
+             ON CONFLICT (id) DO UPDATE SET written_at = excluded.written_at",
+        )
+        .bind(stored_time_text(Utc::now()))
+        .execute(&mut *connection)
+        .await
+        .map(drop);
+        self.roll_back_on_error(outcome).await
+    }
+
+    /// `outcome`, after rolling back whatever transaction a failed statement left open.
+    async fn roll_back_on_error<T>(&mut self, outcome: Result<T, sqlx::Error>) -> StoreResult<T> {
+        let error = match outcome {
+            Ok(value) => return Ok(value),
+            Err(error) => error,
         };
-        match sqlx::query("ROLLBACK").execute(&mut *connection).await {
+        let Some(connection) = self.connection.as_mut() else {
+            return Err(Sqlite::failure(error));
+        };
+        match sqlx::query("ROLLBACK").execute(connection).await {
             Ok(_) => {}
             Err(sqlx::Error::Database(rollback))
                 if rollback.message().contains("no transaction is active") => {}

@@ -1,7 +1,8 @@
 //! Durable storage of test results.
 //!
 //! Every message the tester accepts becomes one [`StoredResult`] per tester mailbox, kept with
-//! its report, its session facts and the raw message until the retention purge removes it.
+//! its report and its session facts until the retention purge removes it; the raw message is
+//! stored once, however many mailboxes it was sent to.
 //! [`ResultStore`] is the interface; SQLite (the embedded default, in WAL mode) and PostgreSQL
 //! (for several instances sharing one tester domain) implement it. [`open`] picks the backend
 //! from the database URL and runs the migrations in `migrations/`.
@@ -144,16 +145,28 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub trait ResultStore: Send + Sync {
     /// Stores the results of one message in one transaction and returns their ids, in order.
     /// When this returns `Ok`, the results are durable. The results are taken, not copied:
-    /// their raw message and report go to the database as they are.
+    /// their raw message and report go to the database as they are, and results carrying
+    /// the same raw message share one stored copy of it.
     async fn insert(&self, results: Vec<NewResult>) -> StoreResult<Vec<String>>;
     async fn get(&self, id: &str) -> StoreResult<Option<StoredResult>>;
     async fn raw_message(&self, id: &str) -> StoreResult<Option<Vec<u8>>>;
     /// Results matching `query`, newest first.
     async fn list(&self, query: &ListQuery) -> StoreResult<Vec<StoredResult>>;
-    /// Deletes results received before `cutoff`; returns how many.
+    /// Deletes results received before `cutoff`, and their raw messages; returns how many
+    /// results. It deletes in short transactions of a few hundred results each, between
+    /// which new results are written, so a large purge delays no message for long.
     async fn purge(&self, cutoff: DateTime<Utc>) -> StoreResult<u64>;
-    /// Checks that the database answers.
+    /// Checks that the database answers (a read).
     async fn ping(&self) -> StoreResult<()>;
+    /// Readiness: commits a one-row write the way results are written (through SQLite's
+    /// writer thread, or a PostgreSQL transaction), so it fails with
+    /// [`StoreError::Unavailable`] when new results could not be stored either: the writer
+    /// has stopped, the disk is full or read-only, the server is gone.
+    async fn ready(&self) -> StoreResult<()>;
+    /// Bytes free for authcheck on the disk that holds the SQLite database (its folder's file
+    /// system, as `df` shows them), for the free-space floor. `None` for PostgreSQL, whose
+    /// disk is the server's and out of sight: watch it on the server.
+    fn free_disk_space(&self) -> StoreResult<Option<u64>>;
     /// Looks for damage in the database and returns what it found, empty when healthy.
     /// SQLite runs `PRAGMA integrity_check`; PostgreSQL verifies its own pages as it reads
     /// them, so there this only checks that the server answers.

@@ -11,10 +11,10 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres, QueryBuilder, Transaction};
 
 use crate::failure::query_failure;
-use crate::record::{
-    InsertRow, MAX_ROWS_PER_INSERT, push_raw_messages_insert, push_results_insert,
+use crate::record::{InsertRow, MAX_ROWS_PER_INSERT, push_messages_insert, push_results_insert};
+use crate::sql_store::{
+    Backend, PURGE_BATCH, PURGE_BATCH_SQL, RowWriter, SqlStore, delete_orphaned_messages,
 };
-use crate::sql_store::{Backend, RowWriter, SqlStore};
 use crate::{ACQUIRE_TIMEOUT, SharedStore, StoreError, StoreResult};
 
 const POOL_SIZE: u32 = 8;
@@ -110,6 +110,14 @@ impl RowWriter for PgWriter {
         lock_for_transaction(&mut transaction, INSERT_LOCK).await?;
         let rows: Vec<&InsertRow> = rows.iter().collect();
         for chunk in rows.chunks(MAX_ROWS_PER_INSERT) {
+            let mut messages = QueryBuilder::new("");
+            if push_messages_insert(&mut messages, chunk) {
+                messages
+                    .build()
+                    .execute(&mut *transaction)
+                    .await
+                    .map_err(Postgres::failure)?;
+            }
             let mut results = QueryBuilder::new("");
             push_results_insert(&mut results, chunk, |row| row.received_at);
             results
@@ -117,15 +125,46 @@ impl RowWriter for PgWriter {
                 .execute(&mut *transaction)
                 .await
                 .map_err(Postgres::failure)?;
-            let mut raw_messages = QueryBuilder::new("");
-            push_raw_messages_insert(&mut raw_messages, chunk);
-            raw_messages
+        }
+        transaction.commit().await.map_err(Postgres::failure)
+    }
+
+    async fn purge_batch(&self, cutoff: DateTime<Utc>) -> StoreResult<u64> {
+        // Two instances deleting the same rows at once could lock them in different orders
+        // and deadlock; taking turns cannot. The second then finds those rows gone.
+        let mut transaction = self.pool.begin().await.map_err(Postgres::failure)?;
+        lock_for_transaction(&mut transaction, PURGE_LOCK).await?;
+        let message_ids: Vec<String> = sqlx::query_scalar(PURGE_BATCH_SQL)
+            .bind(cutoff)
+            .bind(PURGE_BATCH)
+            .fetch_all(&mut *transaction)
+            .await
+            .map_err(Postgres::failure)?;
+        if let Some(mut orphans) = delete_orphaned_messages::<Postgres>(&message_ids) {
+            orphans
                 .build()
                 .execute(&mut *transaction)
                 .await
                 .map_err(Postgres::failure)?;
         }
-        transaction.commit().await.map_err(Postgres::failure)
+        transaction.commit().await.map_err(Postgres::failure)?;
+        Ok(message_ids.len() as u64)
+    }
+
+    async fn probe(&self) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO readiness_probe (id, written_at) VALUES (1, now()) \
+             ON CONFLICT (id) DO UPDATE SET written_at = excluded.written_at",
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(Postgres::failure)?;
+        Ok(())
+    }
+
+    /// The server's disk is out of sight from here.
+    fn free_disk_space(&self) -> StoreResult<Option<u64>> {
+        Ok(None)
     }
 
     /// Writes go through the store's pool, which the store closes.
@@ -136,21 +175,6 @@ impl RowWriter for PgWriter {
 impl Backend for Postgres {
     fn failure(error: sqlx::Error) -> StoreError {
         query_failure(error, is_schema_mismatch)
-    }
-
-    async fn purge(pool: &PgPool, cutoff: DateTime<Utc>) -> StoreResult<u64> {
-        // Two instances deleting the same rows at once could lock them in different orders
-        // (synchronised sequential scans start mid-table) and deadlock; taking turns cannot.
-        // The second purge then finds nothing left to delete.
-        let mut transaction = pool.begin().await.map_err(Postgres::failure)?;
-        lock_for_transaction(&mut transaction, PURGE_LOCK).await?;
-        let deleted = sqlx::query("DELETE FROM results WHERE received_at < $1")
-            .bind(cutoff)
-            .execute(&mut *transaction)
-            .await
-            .map_err(Postgres::failure)?;
-        transaction.commit().await.map_err(Postgres::failure)?;
-        Ok(deleted.rows_affected())
     }
 
     async fn integrity_check(pool: &PgPool) -> StoreResult<Vec<String>> {

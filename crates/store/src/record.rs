@@ -1,6 +1,6 @@
 //! The mapping between results and table rows that both backends share: new ids, the column
-//! values derived for the sender filter, the SQL that names the columns, and the conversion
-//! of a fetched row back into a [`StoredResult`].
+//! values derived for the sender filter, one `messages` row per distinct raw message, the SQL
+//! that names the columns, and the conversion of a fetched row back into a [`StoredResult`].
 
 use std::borrow::Cow;
 
@@ -92,11 +92,11 @@ const INSERT_RESULTS_HEAD: &str = "INSERT INTO results (\
         id, mailbox, received_at, client_ip, client_port, client_ptr, client_ptr_confirmed, \
         helo, tls_version, tls_cipher, mail_from, mail_from_lower, mail_from_domain, recipient, \
         size, header_from, header_from_lower, header_from_domain, subject, verdict, \
-        prefixed_subject, report) ";
+        prefixed_subject, report, message_id) ";
 
-const INSERT_RAW_MESSAGES_HEAD: &str = "INSERT INTO raw_messages (result_id, message) ";
+const INSERT_MESSAGES_HEAD: &str = "INSERT INTO messages (id, message) ";
 
-/// Most rows one statement stores: 256 rows of 22 values stay far below the databases'
+/// Most rows one statement stores: 256 rows of 23 values stay far below the databases'
 /// limits on bound parameters (32,766 for SQLite, 65,535 for PostgreSQL).
 pub(crate) const MAX_ROWS_PER_INSERT: usize = 256;
 
@@ -132,11 +132,35 @@ pub(crate) struct InsertRow {
     verdict: String,
     prefixed_subject: String,
     report: Box<RawValue>,
-    raw_message: Vec<u8>,
+    /// The `messages` row holding this result's raw message.
+    message_id: String,
+    /// The raw message, on the first row of those that share it; the others leave it `None`.
+    raw_message: Option<Vec<u8>>,
 }
 
 impl InsertRow {
-    pub fn new(result: NewResult) -> StoreResult<InsertRow> {
+    /// The rows for the results of one message. Results with the same raw message (one
+    /// message sent to `spf@` and `dkim@`) share one stored copy of it.
+    pub fn for_message(results: Vec<NewResult>) -> StoreResult<Vec<InsertRow>> {
+        let mut rows: Vec<InsertRow> = Vec::with_capacity(results.len());
+        for mut result in results {
+            let raw_message = std::mem::take(&mut result.raw_message);
+            let mut row = InsertRow::new(result)?;
+            let stored_copy = rows
+                .iter()
+                .find(|earlier| earlier.raw_message.as_deref() == Some(raw_message.as_slice()));
+            match stored_copy {
+                Some(earlier) => row.message_id = earlier.message_id.clone(),
+                None => row.raw_message = Some(raw_message),
+            }
+            rows.push(row);
+        }
+        Ok(rows)
+    }
+
+    /// The row for `result`, with a `messages` row of its own (empty until
+    /// [`InsertRow::for_message`] fills it).
+    fn new(result: NewResult) -> StoreResult<InsertRow> {
         let session = &result.session;
         let size = i64::try_from(session.size).map_err(|_| {
             StoreError::Config(format!(
@@ -177,7 +201,8 @@ impl InsertRow {
             verdict: text(&result.verdict),
             prefixed_subject: text(&result.prefixed_subject),
             report,
-            raw_message: result.raw_message,
+            message_id: new_result_id(),
+            raw_message: None,
         })
     }
 }
@@ -223,27 +248,37 @@ pub(crate) fn push_results_insert<'q, DB, T>(
             .push_bind(row.subject.as_deref())
             .push_bind(row.verdict.as_str())
             .push_bind(row.prefixed_subject.as_str())
-            .push_bind(Json(&*row.report));
+            .push_bind(Json(&*row.report))
+            .push_bind(row.message_id.as_str());
     });
 }
 
-/// Appends to `query` one statement storing the raw messages of `rows` (at most
-/// [`MAX_ROWS_PER_INSERT`]).
-pub(crate) fn push_raw_messages_insert<'q, DB>(
+/// Appends to `query` one statement storing the raw messages that `rows` (at most
+/// [`MAX_ROWS_PER_INSERT`]) carry, and returns whether there was one: rows that share an
+/// earlier row's copy carry none. Run it before [`push_results_insert`] for the same rows,
+/// whose `message_id` refers to these.
+pub(crate) fn push_messages_insert<'q, DB>(
     query: &mut QueryBuilder<'q, DB>,
     rows: &'q [&'q InsertRow],
-) where
+) -> bool
+where
     DB: Database,
     &'q str: Encode<'q, DB> + Type<DB>,
     &'q [u8]: Encode<'q, DB> + Type<DB>,
 {
     debug_assert!(rows.len() <= MAX_ROWS_PER_INSERT);
-    query.push(INSERT_RAW_MESSAGES_HEAD);
-    query.push_values(rows, |mut values, row| {
-        values
-            .push_bind(row.id.as_str())
-            .push_bind(row.raw_message.as_slice());
+    let mut messages = rows
+        .iter()
+        .filter_map(|row| Some((row.message_id.as_str(), row.raw_message.as_deref()?)))
+        .peekable();
+    if messages.peek().is_none() {
+        return false;
+    }
+    query.push(INSERT_MESSAGES_HEAD);
+    query.push_values(messages, |mut values, (id, message)| {
+        values.push_bind(id).push_bind(message);
     });
+    true
 }
 
 /// One row of [`RESULT_COLUMNS`] as both backends decode it.

@@ -1,10 +1,14 @@
 //! [`ResultStore`] written once for both databases. The reads are the same SQL on SQLite and
-//! PostgreSQL; what differs (purging, error codes, integrity checks) is each backend's
-//! [`Backend`] implementation, and writing is each backend's [`RowWriter`].
+//! PostgreSQL; what differs (error codes, integrity checks) is each backend's [`Backend`]
+//! implementation, and writing (new results, purge batches, the readiness probe) is each
+//! backend's [`RowWriter`].
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, FromRow, IntoArguments, Pool, Type};
+use sqlx::{
+    ColumnIndex, Database, Decode, Encode, Executor, FromRow, IntoArguments, Pool, QueryBuilder,
+    Type,
+};
 
 use crate::listing::{ListSql, SEQ_OF_ID_SQL};
 use crate::record::{InsertRow, RESULT_COLUMNS, ResultRow};
@@ -15,10 +19,6 @@ use crate::{ListQuery, NewResult, ResultStore, StoreError, StoreResult, StoredRe
 pub(crate) trait Backend: Database {
     /// Classifies a failed query.
     fn failure(error: sqlx::Error) -> StoreError;
-
-    /// Deletes the results received before `cutoff` and returns how many; several instances
-    /// may call this at once.
-    async fn purge(pool: &Pool<Self>, cutoff: DateTime<Utc>) -> StoreResult<u64>;
 
     /// See [`ResultStore::integrity_check`].
     async fn integrity_check(pool: &Pool<Self>) -> StoreResult<Vec<String>>;
@@ -31,9 +31,51 @@ pub(crate) trait RowWriter: Send + Sync {
     /// are durable when this returns `Ok`, none of them otherwise.
     async fn write(&self, rows: Vec<InsertRow>) -> StoreResult<()>;
 
+    /// Deletes at most [`PURGE_BATCH`] results received before `cutoff`, and the raw
+    /// messages no result refers to any more, in one short transaction; returns how many
+    /// results. Several instances may call this at once.
+    async fn purge_batch(&self, cutoff: DateTime<Utc>) -> StoreResult<u64>;
+
+    /// Commits a one-row write the way results are written; see [`ResultStore::ready`].
+    async fn probe(&self) -> StoreResult<()>;
+
+    /// See [`ResultStore::free_disk_space`].
+    fn free_disk_space(&self) -> StoreResult<Option<u64>>;
+
     /// Finishes the writes under way and closes whatever the writer holds of its own;
     /// later writes fail with [`StoreError::Unavailable`].
     async fn close(&self);
+}
+
+/// Most results one purge transaction deletes: small enough that the transaction takes a few
+/// milliseconds and writes of new results waiting behind it never notice.
+pub(crate) const PURGE_BATCH: i64 = 500;
+
+/// Deletes one batch of old results (`$1` the cutoff, `$2` the batch size) and returns the
+/// `message_id` of each, for [`delete_orphaned_messages`].
+pub(crate) const PURGE_BATCH_SQL: &str = "DELETE FROM results WHERE seq IN \
+    (SELECT seq FROM results WHERE received_at < $1 ORDER BY received_at LIMIT $2) \
+    RETURNING message_id";
+
+/// The statement deleting those of `message_ids` that no result refers to any more, or `None`
+/// when there are none to look at.
+pub(crate) fn delete_orphaned_messages<'q, DB>(
+    message_ids: &'q [String],
+) -> Option<QueryBuilder<'q, DB>>
+where
+    DB: Database,
+    &'q str: Encode<'q, DB> + Type<DB>,
+{
+    if message_ids.is_empty() {
+        return None;
+    }
+    let mut query = QueryBuilder::new("DELETE FROM messages WHERE id IN (");
+    let mut ids = query.separated(", ");
+    for id in message_ids {
+        ids.push_bind(id.as_str());
+    }
+    query.push(") AND NOT EXISTS (SELECT 1 FROM results WHERE results.message_id = messages.id)");
+    Some(query)
 }
 
 pub(crate) struct SqlStore<DB: Database, W> {
@@ -59,10 +101,7 @@ where
     usize: ColumnIndex<DB::Row>,
 {
     async fn insert(&self, results: Vec<NewResult>) -> StoreResult<Vec<String>> {
-        let rows = results
-            .into_iter()
-            .map(InsertRow::new)
-            .collect::<StoreResult<Vec<_>>>()?;
+        let rows = InsertRow::for_message(results)?;
         let ids = rows.iter().map(|row| row.id.clone()).collect();
         if !rows.is_empty() {
             self.writer.write(rows).await?;
@@ -81,11 +120,14 @@ where
     }
 
     async fn raw_message(&self, id: &str) -> StoreResult<Option<Vec<u8>>> {
-        sqlx::query_scalar::<DB, Vec<u8>>("SELECT message FROM raw_messages WHERE result_id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(DB::failure)
+        sqlx::query_scalar::<DB, Vec<u8>>(
+            "SELECT messages.message FROM results \
+             JOIN messages ON messages.id = results.message_id WHERE results.id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(DB::failure)
     }
 
     async fn list(&self, query: &ListQuery) -> StoreResult<Vec<StoredResult>> {
@@ -110,7 +152,22 @@ where
     }
 
     async fn purge(&self, cutoff: DateTime<Utc>) -> StoreResult<u64> {
-        DB::purge(&self.pool, cutoff).await
+        let mut deleted = 0;
+        loop {
+            let batch = self.writer.purge_batch(cutoff).await?;
+            deleted += batch;
+            if batch == 0 {
+                return Ok(deleted);
+            }
+        }
+    }
+
+    async fn ready(&self) -> StoreResult<()> {
+        self.writer.probe().await
+    }
+
+    fn free_disk_space(&self) -> StoreResult<Option<u64>> {
+        self.writer.free_disk_space()
     }
 
     async fn ping(&self) -> StoreResult<()> {

@@ -166,18 +166,6 @@ impl Backend for Sqlite {
         query_failure(error, is_schema_mismatch)
     }
 
-    async fn purge(pool: &SqlitePool, cutoff: DateTime<Utc>) -> StoreResult<u64> {
-        // SQLite lets one writer in at a time and others wait up to the busy timeout, so
-        // purges from several handles take turns; raw messages go with their result through
-        // the foreign key's ON DELETE CASCADE.
-        let deleted = sqlx::query("DELETE FROM results WHERE received_at < $1")
-            .bind(stored_time_text(cutoff))
-            .execute(pool)
-            .await
-            .map_err(Sqlite::failure)?;
-        Ok(deleted.rows_affected())
-    }
-
     async fn integrity_check(pool: &SqlitePool) -> StoreResult<Vec<String>> {
         let report: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check")
             .fetch_all(pool)

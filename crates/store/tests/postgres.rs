@@ -330,3 +330,29 @@ async fn lost_server_is_unavailable_until_it_returns() {
     assert_eq!(ids, vec![second.as_str(), first.as_str()]);
     schema.drop().await;
 }
+
+#[tokio::test]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "needs PostgreSQL: AUTHCHECK_TEST_POSTGRES_URL was not set when the tests were built (scripts/test sets it)"
+)]
+async fn a_message_to_two_mailboxes_is_stored_once() {
+    let server = server_url();
+    let schema = Schema::create(&server).await;
+    let store = schema.open().await;
+    let mut spf = sample(Mailbox::Spf, at(1));
+    spf.raw_message = vec![b'x'; 100_000];
+    let mut dkim = sample(Mailbox::Dkim, at(1));
+    dkim.raw_message = spf.raw_message.clone();
+    store.insert(vec![spf, dkim]).await.unwrap();
+    let (copies, bytes): (i64, i64) = sqlx::query_as(&format!(
+        "SELECT COUNT(*), SUM(LENGTH(message))::BIGINT FROM {}.messages",
+        schema.name
+    ))
+    .fetch_one(&schema.admin)
+    .await
+    .unwrap();
+    assert_eq!((copies, bytes), (1, 100_000));
+    store.close().await;
+    schema.drop().await;
+}

@@ -4,6 +4,7 @@
 mod suite;
 
 use std::path::Path;
+use std::str::FromStr;
 
 use authcheck_store::{ListQuery, Mailbox, SharedStore, StoreError, open};
 use suite::{REJECTED_VERDICT, at, insert_one, sample};
@@ -178,6 +179,11 @@ async fn read_only_database_is_unavailable_for_writes() {
         matches!(&outcome, Err(StoreError::Unavailable(message)) if message.contains("readonly")),
         "{outcome:?}"
     );
+    let readiness = read_only.ready().await;
+    assert!(
+        matches!(&readiness, Err(StoreError::Unavailable(_))),
+        "{readiness:?}"
+    );
     let listed = read_only
         .list(&ListQuery {
             limit: 10,
@@ -250,4 +256,73 @@ async fn unsupported_schemes_are_configuration_errors() {
             other => panic!("{url}: {:?}", other.err()),
         }
     }
+}
+
+#[tokio::test]
+async fn a_message_to_two_mailboxes_is_stored_once() {
+    let (_folder, url) = fresh_url();
+    let store = open_ok(&url).await;
+    let mut spf = sample(Mailbox::Spf, at(1));
+    spf.raw_message = vec![b'x'; 100_000];
+    let mut dkim = sample(Mailbox::Dkim, at(1));
+    dkim.raw_message = spf.raw_message.clone();
+    store.insert(vec![spf, dkim]).await.unwrap();
+    let direct = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let (copies, bytes): (i64, i64) =
+        sqlx::query_as("SELECT COUNT(*), SUM(LENGTH(message)) FROM messages")
+            .fetch_one(&direct)
+            .await
+            .unwrap();
+    assert_eq!((copies, bytes), (1, 100_000));
+    direct.close().await;
+}
+
+/// A database written by the version before raw messages were shared: its results keep their
+/// raw download after the migration.
+#[tokio::test]
+async fn results_stored_before_the_shared_copies_keep_their_raw_message() {
+    let (_folder, url) = fresh_url();
+    let first_schema = tempfile::tempdir().unwrap();
+    let migrations = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations/sqlite");
+    let first = std::fs::read_dir(&migrations)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .min()
+        .unwrap();
+    std::fs::copy(&first, first_schema.path().join(first.file_name().unwrap())).unwrap();
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(&url)
+        .unwrap()
+        .create_if_missing(true);
+    let direct = sqlx::SqlitePool::connect_with(options).await.unwrap();
+    sqlx::migrate::Migrator::new(first_schema.path())
+        .await
+        .unwrap()
+        .run(&direct)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO results (id, mailbox, received_at, client_ip, client_port, \
+         client_ptr_confirmed, helo, mail_from, mail_from_lower, recipient, size, verdict, \
+         prefixed_subject, report) VALUES ('0123456789abcdef0123456789abcdef', 'spf', \
+         '2026-03-01T12:00:00.000000Z', '192.0.2.1', 25, 0, 'h', 'a@b', 'a@b', \
+         'spf@t', 5, '|OK| spf-pass', '|OK| spf-pass', '{}')",
+    )
+    .execute(&direct)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO raw_messages (result_id, message) \
+         VALUES ('0123456789abcdef0123456789abcdef', x'4869')",
+    )
+    .execute(&direct)
+    .await
+    .unwrap();
+    direct.close().await;
+
+    let store = open_ok(&url).await;
+    let old = "0123456789abcdef0123456789abcdef";
+    assert!(store.get(old).await.unwrap().is_some());
+    assert_eq!(store.raw_message(old).await.unwrap(), Some(b"Hi".to_vec()));
+    assert_eq!(store.purge(at(2)).await.unwrap(), 1);
+    assert_eq!(store.raw_message(old).await.unwrap(), None);
 }

@@ -30,6 +30,8 @@ macro_rules! every_case {
             sender_filter_matches_addresses_and_domains,
             sender_and_mailbox_filters_combine,
             purge_removes_only_older_results_and_their_messages,
+            one_raw_copy_serves_every_result_of_a_message,
+            large_purge_lets_new_messages_through,
             health_checks_pass,
             closed_store_is_unavailable,
         );
@@ -532,9 +534,84 @@ pub async fn concurrent_purges_from_two_handles_agree(first: SharedStore, second
     }
 }
 
+/// A message to `spf@` and `dkim@`: both results give back the raw message, and the purge
+/// removes it with them. (The backends' own tests count the stored copies.)
+pub async fn one_raw_copy_serves_every_result_of_a_message(store: SharedStore) {
+    let raw = b"Subject: twice\r\n\r\nbody\r\n".to_vec();
+    let mut spf = sample(Mailbox::Spf, at(1));
+    let mut dkim = sample(Mailbox::Dkim, at(1));
+    spf.raw_message = raw.clone();
+    dkim.raw_message = raw.clone();
+    let mut other = sample(Mailbox::Spf, at(1));
+    other.raw_message = b"Subject: other\r\n\r\n".to_vec();
+    let ids = store.insert(vec![spf, dkim, other]).await.unwrap();
+    assert_eq!(store.raw_message(&ids[0]).await.unwrap(), Some(raw.clone()));
+    assert_eq!(store.raw_message(&ids[1]).await.unwrap(), Some(raw));
+    assert_eq!(
+        store.raw_message(&ids[2]).await.unwrap().as_deref(),
+        Some(&b"Subject: other\r\n\r\n"[..])
+    );
+    assert_eq!(store.purge(at(2)).await.unwrap(), 3);
+    for id in &ids {
+        assert_eq!(store.raw_message(id).await.unwrap(), None);
+    }
+}
+
+/// Expired results the purge must delete in [`large_purge_lets_new_messages_through`].
+pub const LARGE_PURGE_ROWS: usize = 100_000;
+
+/// Purging 100,000 expired results while messages keep arriving: every new message is stored
+/// (none gets the "unavailable" an SMTP client would see as 451), and the purge deletes exactly
+/// the expired results.
+pub async fn large_purge_lets_new_messages_through(store: SharedStore) {
+    const PER_INSERT: usize = 1_000;
+    for _ in 0..LARGE_PURGE_ROWS / PER_INSERT {
+        let old: Vec<NewResult> = (0..PER_INSERT)
+            .map(|_| sample(Mailbox::Spf, at(1)))
+            .collect();
+        store.insert(old).await.expect("insert expired results");
+    }
+    let purge = tokio::spawn({
+        let store = store.clone();
+        async move { store.purge(at(10)).await }
+    });
+    let mut stored_meanwhile = Vec::new();
+    let mut slowest = std::time::Duration::ZERO;
+    // Bounded: the purge of 100,000 rows ends long before this many messages.
+    for _ in 0..100_000 {
+        if purge.is_finished() {
+            break;
+        }
+        let started = std::time::Instant::now();
+        let outcome = store.insert(vec![sample(Mailbox::Dkim, at(20))]).await;
+        slowest = slowest.max(started.elapsed());
+        match outcome {
+            Ok(ids) => stored_meanwhile.extend(ids),
+            Err(error) => panic!("a message arriving during the purge was refused: {error}"),
+        }
+    }
+    let purged = purge.await.unwrap().expect("purge");
+    eprintln!(
+        "purged {purged} results while storing {} messages; slowest insert {slowest:?}",
+        stored_meanwhile.len()
+    );
+    assert_eq!(purged, LARGE_PURGE_ROWS as u64);
+    assert!(
+        !stored_meanwhile.is_empty(),
+        "no message arrived during the purge"
+    );
+    let listed = store.list(&query(MAX_LIST_LIMIT)).await.unwrap();
+    assert_eq!(
+        listed.len(),
+        stored_meanwhile.len().min(MAX_LIST_LIMIT as usize)
+    );
+    assert!(listed.iter().all(|result| result.received_at == at(20)));
+}
+
 pub async fn health_checks_pass(store: SharedStore) {
     insert_many(&store, 2).await;
     store.ping().await.unwrap();
+    store.ready().await.unwrap();
     assert_eq!(store.integrity_check().await.unwrap(), Vec::<String>::new());
 }
 
@@ -547,6 +624,10 @@ pub async fn closed_store_is_unavailable(store: SharedStore) {
     );
     assert!(matches!(
         store.ping().await,
+        Err(StoreError::Unavailable(_))
+    ));
+    assert!(matches!(
+        store.ready().await,
         Err(StoreError::Unavailable(_))
     ));
 }
