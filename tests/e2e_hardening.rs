@@ -761,5 +761,107 @@ async fn hostile_envelope_text_is_refused_and_never_reaches_the_log_raw() {
     assert!(
         alarming.is_empty(),
         "probes and refused commands are ordinary traffic: {alarming:#?}"
+/// Sends `message` from `mail_from` to spf@ on a fresh connection and returns the final reply
+/// and the instant it came.
+async fn send_until_reply(service: &Service, mail_from: &str, message: &[u8]) -> (Reply, Instant) {
+    let (reply, _) = timed_send(service, mail_from, message).await;
+    (reply, Instant::now())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_past_the_verification_deadline_get_451_while_others_are_served() {
+    let _beside_others = LOAD_TEST.read().await;
+    let dns = zone().await;
+    let deadline = Duration::from_secs(4);
+    // The resolver gives up on a silent nameserver after 10 s (two tries of 5 s): a reply
+    // before that can only come from the deadline.
+    let resolver_gives_up = Duration::from_secs(10);
+    let mut options = ServiceOptions::new(&dns);
+    options.extra_args = vec!["--verify-timeout".into(), "4s".into()];
+    let service = Service::start_with(options).await;
+
+    // Both worst-case messages wait on a nameserver that never answers: SPF, DMARC and the
+    // DKIM key (the resolver alone would wait 10 s per name, the checks 20 s).
+    let hostile = sign(
+        &message("a@silent.test", "Stuck", "Hello.\r\n"),
+        &SignOptions::new("silent.test", TestKey::Rsa2048),
+    );
+    let started = Instant::now();
+    let first = send_until_reply(&service, "a@silent.test", &hostile);
+    let second = send_until_reply(&service, "a@silent.test", &hostile);
+    let meanwhile = async {
+        // Let both hostile messages reach their DNS lookups first.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (greeting_smtp, greeting) = RawSmtp::connect(service.smtp).await;
+        drop(greeting_smtp);
+        let health = service.get("/healthz").await.status();
+        let (normal, normal_took) = timed_send(&service, "a@pass.test", &plain()).await;
+        (greeting, health, normal, normal_took, Instant::now())
+    };
+    let (
+        (first, first_done),
+        (second, second_done),
+        (greeting, health, normal, normal_took, normal_done),
+    ) = tokio::join!(first, second, meanwhile);
+
+    assert_eq!(greeting.code, 220, "greeting while verifying: {greeting:?}");
+    assert_eq!(health, 200, "/healthz while verifying");
+    let normal_result =
+        assert_stored(&service, &normal, "normal message beside hostile ones").await;
+    assert_eq!(normal_result["verdict"], "|OK| spf-pass");
+    println!(
+        "normal message: {normal_took:?}; hostile ones answered after {:?} and {:?}",
+        first_done - started,
+        second_done - started
+    );
+    assert!(
+        normal_done < first_done && normal_done < second_done,
+        "the normal message waited for the hostile ones"
+    );
+    for (reply, done) in [(&first, first_done), (&second, second_done)] {
+        assert_eq!(reply.code, 451, "{reply:?}");
+        assert!(reply.text().contains("4.4.3"), "{reply:?}");
+        assert!(reply.text().contains("try again later"), "{reply:?}");
+        let took = done - started;
+        assert!(took >= deadline, "answered before the deadline: {took:?}");
+        assert!(
+            took < resolver_gives_up,
+            "the deadline did not cut the checks short: {took:?}"
+        );
+    }
+    // Nothing was stored for the hostile messages: the list holds the normal one alone.
+    let listed = service
+        .get_json("/api/v1/results?mailbox=spf&limit=10")
+        .await;
+    let listed = listed["results"]
+        .as_array()
+        .expect("a list of results")
+        .len();
+    assert_eq!(listed, 1, "only the normal message is stored");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn below_the_free_space_floor_messages_get_452_and_an_error_is_logged() {
+    let _beside_others = LOAD_TEST.read().await;
+    let dns = zone().await;
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut options = ServiceOptions::new(&dns);
+    // The floor watches the SQLite database's disk (PostgreSQL's disk is the server's).
+    options.database_url = None;
+    // More free space than any test machine has.
+    options.extra_args = vec!["--min-free-disk".into(), "1000000G".into()];
+    options.stderr_to = Some(log.path().to_owned());
+    let service = Service::start_with(options).await;
+
+    let (reply, _) = timed_send(&service, "a@pass.test", &plain()).await;
+    assert_eq!(reply.code, 452, "{reply:?}");
+    assert!(reply.text().contains("4.3.1"), "{reply:?}");
+    let listed = service.get_json("/api/v1/results?limit=10").await;
+    assert_eq!(listed["results"].as_array().map(Vec::len), Some(0));
+    let log = std::fs::read_to_string(log.path()).unwrap();
+    assert!(
+        log.lines()
+            .any(|line| line.contains("ERROR") && line.contains("min_free_disk")),
+        "no ERROR line naming min_free_disk in the log:\n{log}"
     );
 }

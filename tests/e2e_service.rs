@@ -144,17 +144,24 @@ async fn every_dkim_verdict_reaches_the_api() {
 async fn one_message_to_both_mailboxes_gives_two_results() {
     let dns = zone().await;
     let service = Service::start(&dns).await;
+    let message = signed("a@pass.test", "pass.test");
     let reply = send(
         &service,
         "helo.test",
         "a@pass.test",
         &["spf@tester.test", "DKIM+mine@Tester.Test"],
-        &signed("a@pass.test", "pass.test"),
+        &message,
     )
     .await;
     assert_eq!(reply.code, 250, "{reply:?}");
     let stored = reply.stored();
     assert_eq!(stored.len(), 2, "{reply:?}");
+    // The store keeps one copy of the message; each result still downloads it.
+    for (id, _) in &stored {
+        let raw = service.get(&format!("/r/{id}/raw")).await;
+        assert_eq!(raw.status(), 200, "/r/{id}/raw");
+        assert_eq!(raw.bytes().await.unwrap().as_ref(), message.as_slice());
+    }
     for (id, url) in &stored {
         assert_eq!(url, &format!("{}/r/{id}", service.public_url));
         assert!(id.len() >= 24, "ids carry at least 96 random bits: {id}");

@@ -233,6 +233,18 @@ settings! {
         flag: "command-timeout", env: "AUTHCHECK_COMMAND_TIMEOUT", value: "DURATION",
         default: DefaultValue::Text("5m"),
     }
+    /// The longest time checking one message may take, DNS and CPU together; past it the
+    /// client gets 451 4.4.3 and retries later.
+    verify_timeout: one<Duration> = parse_duration {
+        flag: "verify-timeout", env: "AUTHCHECK_VERIFY_TIMEOUT", value: "DURATION",
+        default: DefaultValue::Text("30s"),
+    }
+    /// Free space the SQLite database's disk must keep; below it messages get 452 4.3.1 and
+    /// an ERROR is logged (not checked for PostgreSQL: watch the server's disk).
+    min_free_disk: one<usize> = parse_size {
+        flag: "min-free-disk", env: "AUTHCHECK_MIN_FREE_DISK", value: "BYTES",
+        default: DefaultValue::Text("256MiB"),
+    }
     /// PEM certificate chain for STARTTLS (with tls_key).
     tls_cert: optional<PathBuf> = parse_path {
         flag: "tls-cert", env: "AUTHCHECK_TLS_CERT", value: "PATH",

@@ -1,20 +1,297 @@
-//! What happens to an accepted message: verify it, store one result per tester mailbox, and
-//! answer with the ids and links the SMTP listener puts in its final reply.
+//! What happens to an accepted message: check that there is room to keep it, verify it on the
+//! verification pool within one deadline, store one result per tester mailbox, and answer with
+//! the ids and links the SMTP listener puts in its final reply.
 //!
 //! The result is committed to the store before this returns, so a 250 reply always means the
-//! result is there. A store that cannot write turns into a temporary SMTP failure (451) so the
-//! sender retries; nothing is acknowledged that was not stored.
+//! result is there. Whatever goes wrong before that (too little disk, a check past its
+//! deadline, a store that cannot write) is a temporary SMTP failure, so the sender retries;
+//! nothing is acknowledged that was not stored.
 
 use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use authcheck_smtp::{Accepted, Delivery, DeliveryError, Envelope, Mailbox as SmtpMailbox};
 use authcheck_store::{Mailbox, NewResult, SessionFacts, SharedStore};
+use authcheck_verifier::subject::{from_address, subject_of};
 use authcheck_verifier::{Dns, MessageInput, Report, Verdict, Verifier};
+use tokio::runtime::Runtime;
 
 pub struct TesterDelivery {
-    pub verifier: Verifier,
+    pub pool: VerificationPool,
     pub store: SharedStore,
     pub public_url: String,
+    /// Below this many free bytes on the database's disk, messages are refused (452).
+    pub min_free_disk: u64,
+}
+
+impl Delivery for TesterDelivery {
+    fn deliver(
+        &self,
+        envelope: Envelope,
+        message: Vec<u8>,
+    ) -> impl Future<Output = Result<Vec<Accepted>, DeliveryError>> + Send {
+        self.verify_and_store(envelope, message)
+    }
+}
+
+impl TesterDelivery {
+    async fn verify_and_store(
+        &self,
+        envelope: Envelope,
+        message: Vec<u8>,
+    ) -> Result<Vec<Accepted>, DeliveryError> {
+        self.check_free_disk_space()?;
+        let started = Instant::now();
+        let (verified, message) = self.pool.verify(&envelope, message).await?;
+        metrics::histogram!("authcheck_verification_seconds")
+            .record(started.elapsed().as_secs_f64());
+        let results = verified.results(&envelope, message)?;
+        let mailboxes: Vec<Mailbox> = results.iter().map(|result| result.mailbox).collect();
+        let ids = self.store.insert(results).await.map_err(|e| {
+            metrics::counter!("authcheck_store_errors_total").increment(1);
+            tracing::error!(error = %e, client_ip = %envelope.client.ip(), "could not store a result; the client was told to retry");
+            DeliveryError::Temporary("the result could not be stored".into())
+        })?;
+        verified.log_and_count(&envelope, &mailboxes, &ids, started);
+        Ok(mailboxes
+            .into_iter()
+            .zip(ids)
+            .map(|(mailbox, id)| Accepted {
+                mailbox: smtp_mailbox(mailbox),
+                url: authcheck_web::result_url(&self.public_url, &id),
+                id,
+            })
+            .collect())
+    }
+
+    /// Refuses the message while the database's disk is below the free-space floor: a
+    /// message accepted now might be the one that fills it, and with it every write.
+    fn check_free_disk_space(&self) -> Result<(), DeliveryError> {
+        match self.store.free_disk_space() {
+            Ok(Some(free)) if free < self.min_free_disk => {
+                tracing::error!(
+                    free_bytes = free,
+                    min_free_disk = self.min_free_disk,
+                    "refusing messages (452): the database's disk has less free space than \
+                     min_free_disk; free some space or lower the setting"
+                );
+                Err(DeliveryError::InsufficientStorage)
+            }
+            Ok(_) => Ok(()),
+            // Not knowing is no reason to refuse: the write itself will tell.
+            Err(error) => {
+                tracing::warn!(%error, "cannot check the free disk space");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Where messages are verified: a runtime of its own with one thread per core, so that
+/// messages costly to check (slow DNS, many signatures, large keys) slow one another but never
+/// the SMTP sessions, the site or `/healthz`, which run on the service's runtime. Each message
+/// gets one deadline for all of its checking, DNS and CPU alike.
+pub struct VerificationPool {
+    verifier: Arc<Verifier>,
+    /// `Some` until dropped; see the `Drop` implementation.
+    runtime: Option<Runtime>,
+    deadline: Duration,
+}
+
+impl VerificationPool {
+    pub fn new(verifier: Verifier, deadline: Duration) -> std::io::Result<VerificationPool> {
+        let threads = std::thread::available_parallelism().map_or(2, |cores| cores.get());
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("verifier")
+            .enable_all()
+            .build()?;
+        Ok(VerificationPool {
+            verifier: Arc::new(verifier),
+            runtime: Some(runtime),
+            deadline,
+        })
+    }
+
+    /// Verifies `message` on the pool and gives it back with what was found, or
+    /// [`DeliveryError::TimedOut`] when that took longer than the deadline (the checking is
+    /// then abandoned at its next wait for DNS).
+    async fn verify(
+        &self,
+        envelope: &Envelope,
+        message: Vec<u8>,
+    ) -> Result<(Verified, Vec<u8>), DeliveryError> {
+        let verifier = self.verifier.clone();
+        let client_ip = envelope.client.ip();
+        let (helo, mail_from) = (envelope.helo.clone(), envelope.mail_from.clone());
+        let runtime = self.runtime.as_ref().expect("the pool runs until dropped");
+        let task = runtime.spawn(async move {
+            let input = MessageInput {
+                client_ip: Some(client_ip),
+                helo: &helo,
+                mail_from: &mail_from,
+                message: &message,
+            };
+            let verified = Verified::check(&verifier, &input).await;
+            (verified, message)
+        });
+        let abort = task.abort_handle();
+        match tokio::time::timeout(self.deadline, task).await {
+            Ok(Ok(done)) => Ok(done),
+            Ok(Err(failure)) => {
+                tracing::error!(error = %failure, client_ip = %client_ip, "verification failed; the client was told to retry");
+                Err(DeliveryError::Temporary(
+                    "the message could not be checked".into(),
+                ))
+            }
+            Err(_) => {
+                abort.abort();
+                metrics::counter!("authcheck_verification_timeouts_total").increment(1);
+                Err(DeliveryError::TimedOut(format!(
+                    "checking takes longer than {}",
+                    humantime::format_duration(self.deadline)
+                )))
+            }
+        }
+    }
+}
+
+impl Drop for VerificationPool {
+    /// Dropping a runtime waits for its threads, which an async context may not do; checks
+    /// still under way are abandoned, as their clients were already answered.
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Everything verification found out about one message, and so everything its results are
+/// built from besides the envelope.
+struct Verified {
+    report: Report,
+    subject: Option<String>,
+    header_from: Option<String>,
+    client_ptr: Option<String>,
+    client_ptr_confirmed: bool,
+}
+
+impl Verified {
+    async fn check(verifier: &Verifier, input: &MessageInput<'_>) -> Verified {
+        let client_ip = input.client_ip.expect("the SMTP client's address is known");
+        let (report, (client_ptr, client_ptr_confirmed)) = tokio::join!(
+            verifier.verify(input),
+            reverse_dns(verifier.dns(), client_ip)
+        );
+        Verified {
+            report,
+            subject: subject_of(input.message),
+            header_from: from_address(input.message),
+            client_ptr,
+            client_ptr_confirmed,
+        }
+    }
+
+    fn verdict(&self, mailbox: Mailbox) -> Verdict {
+        match mailbox {
+            Mailbox::Spf => self.report.verdicts.spf,
+            Mailbox::Dkim => self.report.verdicts.dkim,
+        }
+    }
+
+    /// One result per tester mailbox the message was sent to (`spf+a@` and `spf+b@` in one
+    /// message are one spf test), in the order of the recipients. They carry the same raw
+    /// message, which the store keeps once.
+    fn results(
+        &self,
+        envelope: &Envelope,
+        message: Vec<u8>,
+    ) -> Result<Vec<NewResult>, DeliveryError> {
+        let report = serde_json::value::to_raw_value(&self.report)
+            .map_err(|e| DeliveryError::Temporary(format!("cannot encode the report: {e}")))?;
+        let mut tested: Vec<(Mailbox, &str)> = Vec::new();
+        for recipient in &envelope.recipients {
+            let mailbox = store_mailbox(recipient.mailbox);
+            if !tested.iter().any(|&(seen, _)| seen == mailbox) {
+                tested.push((mailbox, recipient.address.as_str()));
+            }
+        }
+        let size = message.len() as u64;
+        let session = |recipient: &str| SessionFacts {
+            client_ip: envelope.client.ip().to_string(),
+            client_port: envelope.client.port(),
+            client_ptr: self.client_ptr.clone(),
+            client_ptr_confirmed: self.client_ptr_confirmed,
+            helo: envelope.helo.clone(),
+            tls_version: envelope.tls.as_ref().map(|t| t.version.clone()),
+            tls_cipher: envelope.tls.as_ref().map(|t| t.cipher.clone()),
+            mail_from: envelope.mail_from.clone(),
+            recipient: recipient.to_owned(),
+            size,
+        };
+        let mut results: Vec<NewResult> = tested
+            .iter()
+            .map(|&(mailbox, recipient)| {
+                let verdict = self.verdict(mailbox).to_string();
+                let prefixed_subject = match &self.subject {
+                    Some(subject) if !subject.is_empty() => format!("{verdict} {subject}"),
+                    _ => verdict.clone(),
+                };
+                NewResult {
+                    mailbox,
+                    received_at: envelope.received_at,
+                    session: session(recipient),
+                    header_from: self.header_from.clone(),
+                    subject: self.subject.clone(),
+                    verdict,
+                    prefixed_subject,
+                    report: report.clone(),
+                    raw_message: Vec::new(),
+                }
+            })
+            .collect();
+        // The message is copied for all but the last result, which takes it.
+        let Some((last, others)) = results.split_last_mut() else {
+            // The session hands over only messages with an accepted recipient.
+            return Err(DeliveryError::Permanent(
+                "the message has no recipient".into(),
+            ));
+        };
+        for result in others {
+            result.raw_message = message.clone();
+        }
+        last.raw_message = message;
+        Ok(results)
+    }
+
+    fn log_and_count(
+        &self,
+        envelope: &Envelope,
+        mailboxes: &[Mailbox],
+        ids: &[String],
+        started: Instant,
+    ) {
+        tracing::info!(
+            client_ip = %envelope.client.ip(),
+            helo = %envelope.helo,
+            mail_from = %envelope.mail_from,
+            recipients = %envelope.recipients.iter().map(|r| r.address.as_str()).collect::<Vec<_>>().join(","),
+            spf = %self.report.verdicts.spf,
+            dkim = %self.report.verdicts.dkim,
+            ids = %ids.join(","),
+            millis = started.elapsed().as_millis() as u64,
+            "message verified and stored"
+        );
+        for &mailbox in mailboxes {
+            metrics::counter!(
+                "authcheck_messages_total",
+                "mailbox" => mailbox.as_str(),
+                "verdict" => self.verdict(mailbox).to_string()
+            )
+            .increment(1);
+        }
+    }
 }
 
 fn store_mailbox(mailbox: SmtpMailbox) -> Mailbox {
@@ -24,18 +301,18 @@ fn store_mailbox(mailbox: SmtpMailbox) -> Mailbox {
     }
 }
 
-fn verdict_for(report: &Report, mailbox: Mailbox) -> Verdict {
+fn smtp_mailbox(mailbox: Mailbox) -> SmtpMailbox {
     match mailbox {
-        Mailbox::Spf => report.verdicts.spf,
-        Mailbox::Dkim => report.verdicts.dkim,
+        Mailbox::Spf => SmtpMailbox::Spf,
+        Mailbox::Dkim => SmtpMailbox::Dkim,
     }
 }
 
-/// The most time the PTR lookup and its forward confirmation may take together.
-const REVERSE_DNS_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// The most time the PTR lookup and its forward confirmation may take together, within the
+/// message's deadline: past it the result is stored without a PTR name.
+const REVERSE_DNS_TIME_LIMIT: Duration = Duration::from_secs(10);
 
-/// The PTR name of `ip` and whether it resolves back to `ip` (forward-confirmed reverse DNS),
-/// bounded like the checks so that a silent nameserver cannot hold the reply back.
+/// The PTR name of `ip` and whether it resolves back to `ip` (forward-confirmed reverse DNS).
 async fn reverse_dns(dns: &Dns, ip: IpAddr) -> (Option<String>, bool) {
     tokio::time::timeout(REVERSE_DNS_TIME_LIMIT, lookup_reverse_dns(dns, ip))
         .await
@@ -52,138 +329,4 @@ async fn lookup_reverse_dns(dns: &Dns, ip: IpAddr) -> (Option<String>, bool) {
     let confirmed =
         matches!(dns.addresses(&name, ip).await, Ok(addresses) if addresses.contains(&ip));
     (Some(name), confirmed)
-}
-
-impl TesterDelivery {
-    async fn verify_and_store(
-        &self,
-        envelope: Envelope,
-        message: Vec<u8>,
-    ) -> Result<Vec<Accepted>, DeliveryError> {
-        let client_ip = envelope.client.ip();
-        let input = MessageInput {
-            client_ip: Some(client_ip),
-            helo: &envelope.helo,
-            mail_from: &envelope.mail_from,
-            message: &message,
-        };
-        let started = std::time::Instant::now();
-        let (report, (client_ptr, client_ptr_confirmed)) = tokio::join!(
-            self.verifier.verify(&input),
-            reverse_dns(self.verifier.dns(), client_ip)
-        );
-        metrics::histogram!("authcheck_verification_seconds")
-            .record(started.elapsed().as_secs_f64());
-        let report_json = serde_json::value::to_raw_value(&report)
-            .map_err(|e| DeliveryError::Temporary(format!("cannot encode the report: {e}")))?;
-        let subject = authcheck_verifier::subject::subject_of(&message);
-        let header_from = authcheck_verifier::subject::from_address(&message);
-
-        // One result per mailbox: spf+a@ and spf+b@ in one message are one spf test.
-        let mut tested = Vec::new();
-        for recipient in &envelope.recipients {
-            if !tested
-                .iter()
-                .any(|(mailbox, _)| *mailbox == recipient.mailbox)
-            {
-                tested.push((recipient.mailbox, recipient.address.as_str()));
-            }
-        }
-        let size = message.len() as u64;
-        let result_for = |mailbox, recipient: &str, serialized_report, raw_message| {
-            let mailbox = store_mailbox(mailbox);
-            let verdict = verdict_for(&report, mailbox).to_string();
-            let prefixed_subject = match &subject {
-                Some(s) if !s.is_empty() => format!("{verdict} {s}"),
-                _ => verdict.clone(),
-            };
-            NewResult {
-                mailbox,
-                received_at: envelope.received_at,
-                session: SessionFacts {
-                    client_ip: client_ip.to_string(),
-                    client_port: envelope.client.port(),
-                    client_ptr: client_ptr.clone(),
-                    client_ptr_confirmed,
-                    helo: envelope.helo.clone(),
-                    tls_version: envelope.tls.as_ref().map(|t| t.version.clone()),
-                    tls_cipher: envelope.tls.as_ref().map(|t| t.cipher.clone()),
-                    mail_from: envelope.mail_from.clone(),
-                    recipient: recipient.to_owned(),
-                    size,
-                },
-                header_from: header_from.clone(),
-                subject: subject.clone(),
-                verdict,
-                prefixed_subject,
-                report: serialized_report,
-                raw_message,
-            }
-        };
-        // The message and the report are copied for all but the last result, which takes them.
-        let Some((&(last_mailbox, last_recipient), others)) = tested.split_last() else {
-            // The session hands over only messages with an accepted recipient.
-            return Err(DeliveryError::Permanent(
-                "the message has no recipient".into(),
-            ));
-        };
-        let mut results: Vec<NewResult> = others
-            .iter()
-            .map(|&(mailbox, recipient)| {
-                result_for(mailbox, recipient, report_json.clone(), message.clone())
-            })
-            .collect();
-        results.push(result_for(
-            last_mailbox,
-            last_recipient,
-            report_json,
-            message,
-        ));
-
-        let ids = self.store.insert(results).await.map_err(|e| {
-            metrics::counter!("authcheck_store_errors_total").increment(1);
-            tracing::error!(error = %e, client_ip = %client_ip, "could not store a result; the client was told to retry");
-            DeliveryError::Temporary("the result could not be stored".into())
-        })?;
-        tracing::info!(
-            client_ip = %client_ip,
-            // Client text, escaped so it cannot forge log lines or reach a terminal raw.
-            helo = %envelope.helo.escape_debug(),
-            mail_from = %envelope.mail_from.escape_debug(),
-            recipients = %envelope.recipients.iter().map(|r| r.address.as_str()).collect::<Vec<_>>().join(",").escape_debug(),
-            spf = %report.verdicts.spf,
-            dkim = %report.verdicts.dkim,
-            ids = %ids.join(","),
-            millis = started.elapsed().as_millis() as u64,
-            "message verified and stored"
-        );
-        for &(mailbox, _) in &tested {
-            let mailbox = store_mailbox(mailbox);
-            metrics::counter!(
-                "authcheck_messages_total",
-                "mailbox" => mailbox.as_str(),
-                "verdict" => verdict_for(&report, mailbox).to_string()
-            )
-            .increment(1);
-        }
-        Ok(tested
-            .iter()
-            .zip(ids)
-            .map(|(&(mailbox, _), id)| Accepted {
-                mailbox,
-                url: authcheck_web::result_url(&self.public_url, &id),
-                id,
-            })
-            .collect())
-    }
-}
-
-impl Delivery for TesterDelivery {
-    fn deliver(
-        &self,
-        envelope: Envelope,
-        message: Vec<u8>,
-    ) -> impl Future<Output = Result<Vec<Accepted>, DeliveryError>> + Send {
-        self.verify_and_store(envelope, message)
-    }
 }

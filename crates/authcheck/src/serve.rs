@@ -7,6 +7,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
+
 use authcheck_smtp::SmtpConfig;
 use authcheck_store::{SharedStore, StoreError};
 use authcheck_verifier::{DnsConfig, Verifier, VerifierConfig};
@@ -15,7 +17,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 
 use crate::config::{ConfigError, Settings, invalid, machine_hostname, scrub_password};
-use crate::delivery::TesterDelivery;
+use crate::delivery::{TesterDelivery, VerificationPool};
 use crate::failure::Failure;
 
 /// How long sessions in flight may take to finish after a shutdown signal.
@@ -193,10 +195,13 @@ pub async fn serve(settings: Settings) -> Result<(), Failure> {
         shutdown_grace: SHUTDOWN_GRACE,
         ..SmtpConfig::new(smtp_addr)
     };
+    let pool = VerificationPool::new(verifier, settings.verify_timeout)
+        .context("cannot start the verification threads")?;
     let delivery = Arc::new(TesterDelivery {
-        verifier,
+        pool,
         store: store.clone(),
         public_url: public_url.clone(),
+        min_free_disk: settings.min_free_disk as u64,
     });
     let mut smtp_stop = stop_rx.clone();
     let smtp = tokio::spawn(authcheck_smtp::run(

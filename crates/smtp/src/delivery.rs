@@ -71,6 +71,14 @@ pub enum DeliveryError {
     /// Nothing was stored and the client should retry: replied with `451 4.3.0`.
     #[error("temporary failure: {0}")]
     Temporary(String),
+    /// Checking the message took longer than its deadline (slow DNS answers, or a message
+    /// costly to check); nothing was stored: replied with `451 4.4.3`.
+    #[error("checking took too long: {0}")]
+    TimedOut(String),
+    /// The disk that keeps results is nearly full; nothing was stored: replied with
+    /// `452 4.3.1`.
+    #[error("insufficient storage")]
+    InsufficientStorage,
     /// The message will never be taken: replied with `554 5.6.0`.
     #[error("permanent failure: {0}")]
     Permanent(String),

@@ -133,6 +133,22 @@ pub(crate) fn temporary_failure(reason: &str) -> Reply {
     )
 }
 
+/// Verification ran past its deadline. X.4.3 (RFC 3463, "directory server failure") because
+/// slow DNS answers are what usually makes a check that long; the text says both causes.
+pub(crate) fn verification_timed_out(reason: &str) -> Reply {
+    Reply::line(
+        451,
+        format_args!(
+            "4.4.3 the message could not be checked in time ({}), try again later",
+            one_line(reason)
+        ),
+    )
+}
+
+/// The disk that keeps results is below its free-space floor.
+pub(crate) const INSUFFICIENT_STORAGE: Reply =
+    Reply::fixed("452 4.3.1 insufficient system storage to keep the result, try again later\r\n");
+
 pub(crate) fn permanent_failure(reason: &str) -> Reply {
     Reply::line(554, format_args!("5.6.0 {}", one_line(reason)))
 }

@@ -227,7 +227,8 @@ impl Dns {
 
     /// PTR names of `ip`, without the trailing dot.
     pub async fn ptr(&self, ip: IpAddr) -> Result<Vec<String>, LookupError> {
-        let name = reverse_name(ip);
+        // The name under in-addr.arpa or ip6.arpa that holds the PTR record of `ip`.
+        let name = Name::from(ip).to_ascii();
         Ok(self
             .lookup(&name, RecordType::PTR)
             .await?
@@ -297,23 +298,5 @@ fn classify(name: &str, record_type: RecordType, error: NetError) -> LookupError
         },
         NetError::Timeout => LookupError::Temporary(name.to_string(), "timed out".into()),
         other => LookupError::Temporary(name.to_string(), other.to_string()),
-    }
-}
-
-/// The name under `in-addr.arpa` or `ip6.arpa` that holds the PTR record of `ip`.
-pub fn reverse_name(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            format!("{}.{}.{}.{}.in-addr.arpa", o[3], o[2], o[1], o[0])
-        }
-        IpAddr::V6(v6) => {
-            let mut out = String::with_capacity(72);
-            for byte in v6.octets().iter().rev() {
-                out.push_str(&format!("{:x}.{:x}.", byte & 0xf, byte >> 4));
-            }
-            out.push_str("ip6.arpa");
-            out
-        }
     }
 }
