@@ -761,6 +761,9 @@ async fn hostile_envelope_text_is_refused_and_never_reaches_the_log_raw() {
     assert!(
         alarming.is_empty(),
         "probes and refused commands are ordinary traffic: {alarming:#?}"
+    );
+}
+
 /// Sends `message` from `mail_from` to spf@ on a fresh connection and returns the final reply
 /// and the instant it came.
 async fn send_until_reply(service: &Service, mail_from: &str, message: &[u8]) -> (Reply, Instant) {
