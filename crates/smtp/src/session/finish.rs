@@ -80,14 +80,14 @@ impl<D: Delivery> Session<D> {
             }
             Err(DeliveryError::TimedOut(reason)) => {
                 tracing::warn!(
-                    client = %client.ip(), helo, mail_from, recipients, size, reason, took_ms,
+                    client = %client.ip(), helo = helo_logged, mail_from, recipients, size, reason, took_ms,
                     "message not stored: verification ran past its deadline, the client was told to retry"
                 );
                 replies::verification_timed_out(&reason)
             }
             Err(DeliveryError::InsufficientStorage) => {
                 tracing::warn!(
-                    client = %client.ip(), helo, mail_from, recipients, size, took_ms,
+                    client = %client.ip(), helo = helo_logged, mail_from, recipients, size, took_ms,
                     "message not stored: too little free disk space, the client was told to retry"
                 );
                 replies::INSUFFICIENT_STORAGE
