@@ -1,14 +1,16 @@
 //! `authcheck check FILE`: run the verifier on one message file and print the report, for a
-//! person (verdicts first, then each check with its reason and the SPF trace) or as JSON.
+//! person (verdicts first, then what happened, then each check with its reason and the SPF
+//! trace), as JSON, or (`--rewrite`) as the message the tester would deliver.
 
 use std::io::{IsTerminal, Read, Write};
 
+use authcheck_verifier::diagnosis::{Finding, Severity};
 use authcheck_verifier::{
     DkimResult, DnsConfig, Grade, MessageInput, Report, SpfCheck, SpfResult, SpfTermOutcome,
     SpfTraceStep, Verdict, Verifier, VerifierConfig,
 };
 
-use crate::cli::{CheckArgs, ColorChoice};
+use crate::cli::{CheckArgs, ColorChoice, RewriteFor};
 use crate::failure::Failure;
 
 /// An unreadable or empty message is the user's to fix: [`Failure::Usage`], status 2.
@@ -63,7 +65,17 @@ pub async fn run(args: CheckArgs) -> Result<(), Failure> {
     let report = verifier.verify(&input).await;
 
     let mut out = std::io::stdout().lock();
-    let written = if args.json {
+    let written = if let Some(mailbox) = args.rewrite {
+        let verdict = match mailbox {
+            RewriteFor::Spf => &report.verdicts.spf,
+            RewriteFor::Dkim => &report.verdicts.dkim,
+        };
+        out.write_all(&authcheck_verifier::message_as_delivered(
+            &message,
+            verdict,
+            &report.authentication_results,
+        ))
+    } else if args.json {
         serde_json::to_writer_pretty(&mut out, &report)
             .map_err(std::io::Error::other)
             .and_then(|_| writeln!(out))
@@ -132,6 +144,7 @@ pub fn render(report: &Report, color: bool) -> String {
         s.push_str(&p.dim("  (SPF not checked: no client IP)"));
     }
     s.push('\n');
+    render_diagnosis(&mut s, &p, &report.diagnosis);
 
     s.push_str(&format!("\n{}\n", p.heading("SPF")));
     render_spf(&mut s, &p, &report.spf.check, "  ");
@@ -210,6 +223,34 @@ pub fn render(report: &Report, color: bool) -> String {
         p.dim(&report.authentication_results)
     ));
     s
+}
+
+/// The findings, most serious first: what happened, the evidence, what to do.
+fn render_diagnosis(s: &mut String, p: &Paint, findings: &[Finding]) {
+    if findings.is_empty() {
+        return;
+    }
+    s.push_str(&format!("\n{}\n", p.heading("What happened")));
+    for finding in findings {
+        let severity = finding.severity.as_str();
+        let label = match finding.severity {
+            Severity::Problem => p.wrap("1;31", severity),
+            Severity::Warning => p.wrap("1;33", severity),
+            Severity::Info => p.dim(severity),
+        };
+        s.push_str(&format!(
+            "  {label} {} {}\n",
+            finding.title,
+            p.dim(&format!("[{}]", finding.code.as_str()))
+        ));
+        s.push_str(&format!("     {}\n", finding.detail));
+        for line in &finding.evidence {
+            s.push_str(&format!("     {} {}\n", p.dim("evidence:"), line));
+        }
+        if let Some(fix) = &finding.fix {
+            s.push_str(&format!("     fix: {fix}\n"));
+        }
+    }
 }
 
 fn render_spf(s: &mut String, p: &Paint, check: &SpfCheck, indent: &str) {

@@ -147,6 +147,25 @@ pub struct CheckArgs {
     /// When to colour the output.
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
+
+    /// Print the message as the tester delivers it to MAILBOX (its verdict in front of the
+    /// Subject, the Authentication-Results field on top) instead of the report.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "MAILBOX",
+        num_args = 0..=1,
+        default_missing_value = "spf",
+        conflicts_with = "json"
+    )]
+    pub rewrite: Option<RewriteFor>,
+}
+
+/// Whose verdict `check --rewrite` puts in the Subject: the `spf@` or the `dkim@` mailbox's.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RewriteFor {
+    Spf,
+    Dkim,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

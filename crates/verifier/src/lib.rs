@@ -12,6 +12,8 @@
 
 pub mod arc;
 pub mod auth_results;
+pub mod delivered;
+pub mod diagnosis;
 pub mod dkim;
 pub mod dmarc;
 pub mod dns;
@@ -22,6 +24,7 @@ pub mod subject;
 pub mod verdict;
 mod verifier;
 
+pub use delivered::message_as_delivered;
 pub use dns::{Dns, DnsConfig, DnsSetupError, LookupError};
 pub use report::*;
 pub use subject::rewrite_subject;

@@ -22,6 +22,10 @@ pub struct Report {
     pub arc: ArcReport,
     /// The full `Authentication-Results:` header field (name included), RFC 8601.
     pub authentication_results: String,
+    /// Why the message got its verdicts, in words, most serious first; it never changes them.
+    /// Absent from reports stored before diagnosis existed.
+    #[serde(default)]
+    pub diagnosis: Vec<crate::diagnosis::Finding>,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]

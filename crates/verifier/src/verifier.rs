@@ -12,7 +12,7 @@ use crate::dmarc::FromField;
 use crate::dns::{Dns, DnsConfig, DnsSetupError};
 use crate::report::{Report, SpfCheck, SpfIdentityKind, SpfReport, Verdicts};
 use crate::verdict::{dkim_verdict, spf_verdict};
-use crate::{arc, dkim, dmarc, spf};
+use crate::{arc, diagnosis, dkim, dmarc, spf};
 
 /// The reason given for SPF when the client's address is unknown.
 const NO_CLIENT_IP: &str = "no client IP address was given, so SPF cannot be evaluated";
@@ -111,14 +111,19 @@ impl Verifier {
         };
         let authentication_results =
             authentication_results(&config.authserv_id, &spf, &dkim, &dmarc.report, &arc);
-        Report {
+        let mut report = Report {
             verdicts,
             spf,
             dkim,
             dmarc: dmarc.report,
             arc,
             authentication_results,
-        }
+            diagnosis: Vec::new(),
+        };
+        // Diagnosis comes last and only explains: the verdicts above are final.
+        let upstream = diagnosis::gather(dns, input, &report, config.spf_time_limit).await;
+        report.diagnosis = diagnosis::diagnose(input, &report, &upstream);
+        report
     }
 
     /// SPF for the identity that counts (MAIL FROM, or HELO for the null reverse-path) and,

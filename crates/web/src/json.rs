@@ -2,8 +2,9 @@
 //!
 //! Field names are part of the public API: `id`, `received_at`, `mailbox`, `client_ip`, `helo`,
 //! `mail_from`, `header_from`, `subject`, `verdict`, `prefixed_subject`, `spf`, `dkim`,
-//! `dmarc`, `arc`, `authentication_results`, `session`, `url`. The verification parts are
-//! copied from the stored report as they are, so fields the verifier adds appear here too.
+//! `dmarc`, `arc`, `authentication_results`, `diagnosis`, `session`, `url`. The verification
+//! parts are copied from the stored report as they are, so fields the verifier adds appear here
+//! too.
 
 use authcheck_store::StoredResult;
 use chrono::SecondsFormat;
@@ -31,6 +32,8 @@ pub(crate) fn result_json(result: &StoredResult, public_url: &str) -> Value {
         "dmarc": report_part("dmarc"),
         "arc": report_part("arc"),
         "authentication_results": report_part("authentication_results"),
+        // Reports stored before diagnosis existed have none.
+        "diagnosis": result.report.get("diagnosis").cloned().unwrap_or_else(|| json!([])),
         "session": session,
         "url": result_url(public_url, &result.id),
     })

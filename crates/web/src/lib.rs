@@ -1,7 +1,7 @@
 //! The results site and JSON API.
 //!
 //! [`router`] builds every HTTP route of the tester's web side: the server-rendered pages
-//! (`/`, `/spf`, `/dkim`, `/r/{id}`, `/r/{id}/raw`), the JSON API under `/api/v1/`, the live
+//! (`/`, `/spf`, `/dkim`, `/r/{id}`, `/r/{id}/raw`, `/r/{id}/eml`), the JSON API under `/api/v1/`, the live
 //! feed of new results at `/events` (server-sent events), the static assets and `/healthz`.
 //! Every response carries the security headers of [`security`].
 
@@ -60,6 +60,7 @@ pub fn router(store: SharedStore, config: WebConfig) -> Router {
         .route("/dkim", get(pages::dkim_results))
         .route("/r/{id}", get(pages::result_detail))
         .route("/r/{id}/raw", get(pages::raw_message))
+        .route("/r/{id}/eml", get(pages::delivered_message))
         .route("/events", get(live::events))
         .route("/api/v1/results", get(api::list_results))
         .route("/api/v1/results/{id}", get(api::get_result))

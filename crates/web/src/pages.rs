@@ -1,5 +1,6 @@
 //! The server-rendered pages: the instructions at `/`, the result lists at `/spf` and `/dkim`,
-//! a result's report at `/r/{id}`, its raw message at `/r/{id}/raw`, and the error pages.
+//! a result's report at `/r/{id}`, its raw message at `/r/{id}/raw`, the message as delivered
+//! at `/r/{id}/eml`, and the error pages.
 //!
 //! Templates are in the workspace's `templates/` folder; askama escapes every value, and no
 //! template marks message-derived text `|safe`.
@@ -281,6 +282,41 @@ pub(crate) async fn result_detail(
         headers: header_fields(&raw),
     };
     render(StatusCode::OK, &page)
+}
+
+/// `GET /r/{id}/eml`: the message as the tester delivers it — the verdict in the Subject and the
+/// tester's Authentication-Results field on top — as a download.
+pub(crate) async fn delivered_message(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Response {
+    if !is_result_id(&id) {
+        return result_not_found_page();
+    }
+    let (result, raw) = tokio::join!(state.store.get(&id), state.store.raw_message(&id));
+    let (result, raw) = match (result, raw) {
+        (Ok(Some(result)), Ok(Some(raw))) => (result, raw),
+        (Ok(_), Ok(_)) => return result_not_found_page(),
+        (Err(error), _) | (_, Err(error)) => return store_unavailable_page(&error),
+    };
+    let authentication_results = result
+        .report
+        .get("authentication_results")
+        .and_then(|value| value.as_str())
+        .unwrap_or_default();
+    let delivered =
+        authcheck_verifier::message_as_delivered(&raw, &result.verdict, authentication_results);
+    (
+        [
+            (CONTENT_TYPE, "message/rfc822".to_owned()),
+            (
+                CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{id}-delivered.eml\""),
+            ),
+        ],
+        delivered,
+    )
+        .into_response()
 }
 
 /// `GET /r/{id}/raw`: the message exactly as received, as a download.

@@ -15,9 +15,9 @@ use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 
 use crate::report::{DkimReasonCode, DkimResult};
 
-mod canonical;
+pub(crate) mod canonical;
 mod key;
-mod message;
+pub(crate) mod message;
 mod signature;
 pub(crate) mod tags;
 
@@ -28,7 +28,7 @@ mod verify;
 pub use verify::verify_signatures;
 
 /// Base64 as DKIM writers produce it: standard alphabet, padding optional.
-const LENIENT_BASE64: GeneralPurpose = GeneralPurpose::new(
+pub(crate) const LENIENT_BASE64: GeneralPurpose = GeneralPurpose::new(
     &alphabet::STANDARD,
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );

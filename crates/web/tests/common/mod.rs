@@ -234,6 +234,7 @@ impl Sample {
             arc: ArcReport { result: ArcResult::None, sets: 0, reason: "the message has no ARC sets".into() },
             authentication_results: "Authentication-Results: mx.tester.example;\r\n\tspf=pass smtp.mailfrom=sender.example"
                 .into(),
+            diagnosis: Vec::new(),
         }
     }
 }

@@ -1,0 +1,124 @@
+//! Message shape problems that break signatures in transit: lines over 998 bytes (relays
+//! re-fold them), a mix of CRLF and bare LF line ends (relays normalize them), and `l=` on a
+//! signature (content can be appended without breaking it).
+//!
+//! Not covered here: 8-bit content sent without `BODY=8BITMIME`, which only the SMTP session
+//! knows; the verifier is not told the MAIL FROM parameters.
+
+use super::{Facts, Finding, FindingCode, MAX_SIGNATURES_DIAGNOSED, Severity, count};
+use crate::dkim::canonical::{Canonicalization, canonical_body};
+
+/// The most bytes a line may hold, line ending excluded (RFC 5322 §2.1.1).
+const MAX_LINE_LENGTH: usize = 998;
+
+pub(crate) fn diagnose(facts: &Facts<'_>, message: &[u8], findings: &mut Vec<Finding>) {
+    findings.extend(long_lines(message));
+    findings.extend(bare_lf(message));
+    findings.extend(body_length_limits(facts));
+}
+
+fn long_lines(message: &[u8]) -> Option<Finding> {
+    let mut long = 0usize;
+    let mut first: Option<(usize, usize)> = None;
+    for (number, line) in message.split(|&b| b == b'\n').enumerate() {
+        let length = line.strip_suffix(b"\r").unwrap_or(line).len();
+        if length > MAX_LINE_LENGTH {
+            long += 1;
+            first.get_or_insert((number + 1, length));
+        }
+    }
+    let (number, length) = first?;
+    Some(
+        Finding::new(
+            FindingCode::LongLines,
+            Severity::Warning,
+            if long == 1 {
+                "1 line is longer than 998 bytes".to_string()
+            } else {
+                format!("{long} lines are longer than 998 bytes")
+            },
+            "SMTP allows at most 998 bytes per line. Relays and filters break longer lines in two, \
+             which changes the message and breaks DKIM signatures; some receivers refuse such mail."
+                .to_string(),
+        )
+        .evidence(format!("line {number}: {length} bytes"))
+        .fix(
+            "Have the sending application encode the body as quoted-printable or base64 \
+             (Content-Transfer-Encoding), which keeps every line short."
+                .to_string(),
+        ),
+    )
+}
+
+/// A message that mixes CRLF and bare LF line ends. A message written entirely with LF is most
+/// likely a file saved on a Unix machine, not what was sent, so it is not reported.
+fn bare_lf(message: &[u8]) -> Option<Finding> {
+    let mut bare = 0usize;
+    let mut crlf = 0usize;
+    let mut first = None;
+    let mut line = 1usize;
+    for (i, &b) in message.iter().enumerate() {
+        if b != b'\n' {
+            continue;
+        }
+        if i > 0 && message[i - 1] == b'\r' {
+            crlf += 1;
+        } else {
+            bare += 1;
+            first.get_or_insert(line);
+        }
+        line += 1;
+    }
+    if bare == 0 || crlf == 0 {
+        return None;
+    }
+    Some(
+        Finding::new(
+            FindingCode::BareLf,
+            Severity::Warning,
+            format!("{} end in a bare LF instead of CRLF", count(bare, "line")),
+            "Lines in mail end in CRLF. Servers on the way convert bare LF line ends (some refuse the \
+             message), and a signature made before the conversion no longer matches."
+                .to_string(),
+        )
+        .evidence(format!("first at line {}", first.unwrap_or(1)))
+        .fix(
+            "Make the sending application write CRLF line ends, or sign only after the mail server \
+             has normalized them."
+                .to_string(),
+        ),
+    )
+}
+
+fn body_length_limits(facts: &Facts<'_>) -> Vec<Finding> {
+    facts
+        .report
+        .dkim
+        .iter()
+        .filter_map(|s| Some((s, s.body_length?)))
+        .take(MAX_SIGNATURES_DIAGNOSED)
+        .map(|(signature, length)| {
+            let body = signature
+                .canonicalization
+                .split_once('/')
+                .map_or("simple", |(_, body)| body);
+            let canonicalization =
+                Canonicalization::parse(body.trim()).unwrap_or(Canonicalization::Simple);
+            let total = canonical_body(facts.message.body(), canonicalization).len() as u64;
+            let unsigned = total.saturating_sub(length);
+            let domain = &signature.domain;
+            Finding::new(
+                FindingCode::BodyLengthLimit,
+                Severity::Warning,
+                format!("{domain}'s signature covers only the first {length} bytes of the body (l={length})"),
+                format!(
+                    "With l= anyone who handles the message can add content after the first {length} \
+                     bytes — a footer, or a harmful link — and the signature still passes. In this \
+                     message {unsigned} of {total} body bytes are not covered."
+                ),
+            )
+            .evidence(format!("DKIM-Signature d={domain} s={} l={length}", signature.selector))
+            .fix(format!("Make the signer for {domain} sign the whole body: remove the l= option."))
+        })
+        .collect()
+}

@@ -1,0 +1,314 @@
+//! Records and policy advice, and third-party senders, through the whole verifier against a
+//! loopback DNS server: each finding names the sender's own domain and values, and a clean
+//! setup (one SPF record ending in -all, DMARC p=reject with rua, a 2048-bit key) gets none.
+
+mod common;
+
+use authcheck_testdns::TestDns;
+use authcheck_verifier::Report;
+use authcheck_verifier::diagnosis::{Finding, FindingCode, Severity};
+use common::*;
+
+const SENDER_IP: &str = "192.0.2.10";
+
+/// A zone where sender.test is set up well; each test changes one thing.
+async fn zone() -> TestDns {
+    let dns = TestDns::start().await;
+    dns.add_txt(
+        "_dmarc.sender.test",
+        "v=DMARC1; p=reject; rua=mailto:dmarc@sender.test",
+    );
+    publish_keys(&dns, "sender.test");
+    publish_keys(&dns, "esp.test");
+    dns.add_txt("esp.test", "v=spf1 ip4:192.0.2.10 -all");
+    dns
+}
+
+async fn check(dns: &TestDns, mail_from: &str, message: &[u8]) -> Report {
+    verify(
+        &verifier(dns),
+        SENDER_IP,
+        "mail.sender.test",
+        mail_from,
+        message,
+    )
+    .await
+}
+
+fn letter(key: TestKey, domain: &str) -> Vec<u8> {
+    sign(
+        &message("alice@sender.test", "Hello", "Hi.\r\n"),
+        &SignOptions::new(domain, key),
+    )
+}
+
+fn finding(report: &Report, code: FindingCode) -> &Finding {
+    report
+        .diagnosis
+        .iter()
+        .find(|f| f.code == code)
+        .unwrap_or_else(|| panic!("no {code:?} in {:#?}", report.diagnosis))
+}
+
+fn codes(report: &Report) -> Vec<FindingCode> {
+    report.diagnosis.iter().map(|f| f.code).collect()
+}
+
+#[tokio::test]
+async fn a_well_set_up_sender_gets_no_findings() {
+    let dns = zone().await;
+    dns.add_txt("sender.test", "v=spf1 ip4:192.0.2.10 -all");
+    let report = check(
+        &dns,
+        "alice@sender.test",
+        &letter(TestKey::Rsa2048, "sender.test"),
+    )
+    .await;
+    assert_eq!(report.verdicts.spf, "|OK| spf-pass");
+    assert!(report.diagnosis.is_empty(), "{:#?}", report.diagnosis);
+    // ed25519 keys are not "short".
+    let report = check(
+        &dns,
+        "alice@sender.test",
+        &letter(TestKey::Ed25519, "sender.test"),
+    )
+    .await;
+    assert!(report.diagnosis.is_empty(), "{:#?}", report.diagnosis);
+}
+
+#[tokio::test]
+async fn too_many_spf_lookups_are_counted_with_the_terms() {
+    let dns = zone().await;
+    let includes: String = (1..=11)
+        .map(|n| format!(" include:s{n}.sender.test"))
+        .collect();
+    dns.add_txt("sender.test", &format!("v=spf1{includes} -all"));
+    for n in 1..=11 {
+        dns.add_txt(&format!("s{n}.sender.test"), "v=spf1 ip4:203.0.113.1 -all");
+    }
+    let report = check(
+        &dns,
+        "alice@sender.test",
+        &letter(TestKey::Rsa2048, "sender.test"),
+    )
+    .await;
+    assert_eq!(
+        report.verdicts.spf, "!! spf-permerror !!",
+        "verdict unchanged"
+    );
+    let found = finding(&report, FindingCode::SpfTooManyLookups);
+    assert!(
+        found
+            .title
+            .contains("sender.test's SPF record needs more than 10 DNS lookups"),
+        "{}",
+        found.title
+    );
+    assert!(
+        found.detail.contains("reached 11 lookups"),
+        "{}",
+        found.detail
+    );
+    assert!(
+        found
+            .evidence
+            .iter()
+            .any(|e| e.contains("include:s1.sender.test"))
+    );
+}
+
+#[tokio::test]
+async fn several_records_void_lookups_and_unknown_terms_each_get_their_cause() {
+    let dns = zone().await;
+    dns.add_txt("sender.test", "v=spf1 ip4:192.0.2.10 -all");
+    dns.add_txt("sender.test", "v=spf1 ip4:192.0.2.11 -all");
+    let report = check(
+        &dns,
+        "alice@sender.test",
+        &letter(TestKey::Rsa2048, "sender.test"),
+    )
+    .await;
+    let found = finding(&report, FindingCode::SpfSeveralRecords);
+    assert!(
+        found.title.contains("sender.test publishes 2 SPF records"),
+        "{}",
+        found.title
+    );
+    assert_eq!(found.evidence.len(), 2);
+
+    let dns = zone().await;
+    dns.add_txt(
+        "sender.test",
+        "v=spf1 include:gone1.sender.test include:gone2.sender.test include:gone3.sender.test -all",
+    );
+    let report = check(
+        &dns,
+        "alice@sender.test",
+        &letter(TestKey::Rsa2048, "sender.test"),
+    )
+    .await;
+    assert_eq!(report.verdicts.spf, "!! spf-permerror !!");
+    finding(&report, FindingCode::SpfTooManyVoidLookups);
+
+    let dns = zone().await;
+    dns.add_txt("sender.test", "v=spf1 ip4:192.0.2.10 foo:bar -all");
+    let report = check(
+        &dns,
+        "alice@sender.test",
+        &letter(TestKey::Rsa2048, "sender.test"),
+    )
+    .await;
+    assert_eq!(report.verdicts.spf, "!! spf-permerror !!");
+    let found = finding(&report, FindingCode::SpfPermerror);
+    assert!(found.title.contains("sender.test"), "{}", found.title);
+    assert!(
+        found.evidence.iter().any(|e| e.contains("foo:bar")),
+        "{:?}",
+        found.evidence
+    );
+}
+
+#[tokio::test]
+async fn soft_all_is_advice_not_alarm() {
+    let dns = zone().await;
+    dns.add_txt("sender.test", "v=spf1 ip4:192.0.2.10 ~all");
+    let report = check(
+        &dns,
+        "alice@sender.test",
+        &letter(TestKey::Rsa2048, "sender.test"),
+    )
+    .await;
+    let found = finding(&report, FindingCode::SpfSoftAll);
+    assert_eq!(found.severity, Severity::Info);
+    assert!(found.evidence[0].contains("sender.test: v=spf1 ip4:192.0.2.10 ~all"));
+}
+
+#[tokio::test]
+async fn dmarc_without_reports_and_with_p_none() {
+    let dns = TestDns::start().await;
+    dns.add_txt("sender.test", "v=spf1 ip4:192.0.2.10 -all");
+    dns.add_txt("_dmarc.sender.test", "v=DMARC1; p=none");
+    publish_keys(&dns, "sender.test");
+    let report = check(
+        &dns,
+        "alice@sender.test",
+        &letter(TestKey::Rsa2048, "sender.test"),
+    )
+    .await;
+    let no_reports = finding(&report, FindingCode::DmarcNoReports);
+    assert!(
+        no_reports
+            .fix
+            .as_deref()
+            .unwrap()
+            .contains("rua=mailto:dmarc-reports@sender.test")
+    );
+    let none = finding(&report, FindingCode::DmarcPolicyNone);
+    assert!(none.fix.as_deref().unwrap().contains("p=quarantine"));
+}
+
+#[tokio::test]
+async fn short_and_testing_keys() {
+    let dns = zone().await;
+    dns.add_txt("sender.test", "v=spf1 ip4:192.0.2.10 -all");
+    let report = check(
+        &dns,
+        "alice@sender.test",
+        &letter(TestKey::Rsa1024, "sender.test"),
+    )
+    .await;
+    assert_eq!(report.verdicts.dkim, "|OK| dkim-pass", "verdict unchanged");
+    let found = finding(&report, FindingCode::DkimKeyShort);
+    assert!(
+        found
+            .title
+            .contains("rsa1024._domainkey.sender.test is only 1024 bits"),
+        "{}",
+        found.title
+    );
+
+    let dns = TestDns::start().await;
+    dns.add_txt("sender.test", "v=spf1 ip4:192.0.2.10 -all");
+    dns.add_txt(
+        "_dmarc.sender.test",
+        "v=DMARC1; p=reject; rua=mailto:d@sender.test",
+    );
+    dns.add_txt(
+        "rsa2048._domainkey.sender.test",
+        &TestKey::Rsa2048
+            .dns_record()
+            .replace("v=DKIM1;", "v=DKIM1; t=y;"),
+    );
+    let report = check(
+        &dns,
+        "alice@sender.test",
+        &letter(TestKey::Rsa2048, "sender.test"),
+    )
+    .await;
+    let found = finding(&report, FindingCode::DkimKeyTesting);
+    assert!(
+        found.title.contains("rsa2048._domainkey.sender.test"),
+        "{}",
+        found.title
+    );
+}
+
+#[tokio::test]
+async fn a_sending_service_that_passes_for_itself_is_explained() {
+    let dns = zone().await;
+    dns.add_txt("sender.test", "v=spf1 ip4:203.0.113.1 -all");
+    let report = check(
+        &dns,
+        "bounce@esp.test",
+        &letter(TestKey::Rsa2048, "esp.test"),
+    )
+    .await;
+    assert_eq!(report.verdicts.spf, "!! spf-diff !!", "verdict unchanged");
+    assert_eq!(report.verdicts.dkim, "!! dkim-diff !!", "verdict unchanged");
+    let spf = finding(&report, FindingCode::UnalignedSpfPass);
+    assert_eq!(spf.severity, Severity::Problem);
+    assert!(
+        spf.title
+            .contains("SPF passes for esp.test, not for sender.test"),
+        "{}",
+        spf.title
+    );
+    assert!(spf.fix.as_deref().unwrap().contains("bounce.sender.test"));
+    let dkim = finding(&report, FindingCode::UnalignedDkimPass);
+    assert!(dkim.fix.as_deref().unwrap().contains("d=sender.test"));
+    let alignment = finding(&report, FindingCode::AlignmentDomains);
+    assert!(
+        alignment
+            .evidence
+            .iter()
+            .any(|e| e == "MAIL FROM: esp.test → esp.test, SPF pass"),
+        "{:?}",
+        alignment.evidence
+    );
+    assert!(
+        alignment
+            .evidence
+            .iter()
+            .any(|e| e == "DKIM d=esp.test → esp.test, pass"),
+        "{:?}",
+        alignment.evidence
+    );
+
+    // Signed by the service with the sender's own domain as well: DMARC passes, the SPF
+    // finding stays as advice, the DKIM one goes.
+    let both = sign(
+        &letter(TestKey::Rsa2048, "esp.test"),
+        &SignOptions::new("sender.test", TestKey::Rsa2048),
+    );
+    let report = check(&dns, "bounce@esp.test", &both).await;
+    assert_eq!(
+        finding(&report, FindingCode::UnalignedSpfPass).severity,
+        Severity::Info
+    );
+    assert!(
+        !codes(&report).contains(&FindingCode::UnalignedDkimPass),
+        "{:#?}",
+        report.diagnosis
+    );
+    assert!(!codes(&report).contains(&FindingCode::AlignmentDomains));
+}

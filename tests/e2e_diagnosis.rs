@@ -1,0 +1,248 @@
+//! Diagnosis end to end: the classic relayed-and-changed message sent over SMTP to the real
+//! binary shows its findings first on the result page, in the JSON API and from
+//! `authcheck check`; the message as delivered is at `/r/{id}/eml` and from
+//! `authcheck check --rewrite`; a clean message shows no diagnosis at all.
+
+mod support;
+
+use authcheck_testdns::TestDns;
+use authcheck_testkit::browser::Browser;
+use authcheck_testkit::{SignOptions, TestKey, message, publish_keys, sign};
+use support::{Service, run_cli, send_and_fetch};
+
+/// sender.test sends from 192.0.2.10 only; the service sees every message from 127.0.0.1, the
+/// "filter" that relays it.
+async fn zone() -> TestDns {
+    let dns = TestDns::start().await;
+    dns.add_txt("sender.test", "v=spf1 ip4:192.0.2.10 -all");
+    dns.add_txt(
+        "_dmarc.sender.test",
+        "v=DMARC1; p=reject; rua=mailto:dmarc@sender.test",
+    );
+    publish_keys(&dns, "sender.test");
+    dns.add_txt("clean.test", "v=spf1 ip4:127.0.0.1 -all");
+    dns.add_txt(
+        "_dmarc.clean.test",
+        "v=DMARC1; p=reject; rua=mailto:dmarc@clean.test",
+    );
+    publish_keys(&dns, "clean.test");
+    dns
+}
+
+/// Signed by sender.test, received by a filter from sender.test's server, then given a footer.
+fn relayed_and_changed() -> Vec<u8> {
+    let signed = sign(
+        &message(
+            "alice@sender.test",
+            "Invoice 2026-11",
+            "Please find the invoice.\r\nRegards,\r\nAlice\r\n",
+        ),
+        &SignOptions::new("sender.test", TestKey::Rsa2048),
+    );
+    let mut out = b"Received: from mx.sender.test (mx.sender.test [192.0.2.10])\r\n\tby filter.example.net with ESMTPS id 4AbC\r\n\tfor <bob@recipient.test>; Mon, 23 Nov 2026 10:00:02 +0000\r\n".to_vec();
+    out.extend_from_slice(&signed);
+    out.extend_from_slice(b"\r\n-- \r\nScanned for viruses by Example Filter.\r\n");
+    out
+}
+
+fn clean() -> Vec<u8> {
+    sign(
+        &message("carol@clean.test", "All good", "Hello.\r\n"),
+        &SignOptions::new("clean.test", TestKey::Rsa2048),
+    )
+}
+
+fn codes(json: &serde_json::Value) -> Vec<String> {
+    json["diagnosis"]
+        .as_array()
+        .expect("diagnosis is a list")
+        .iter()
+        .map(|f| f["code"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_relayed_and_changed_message_is_explained_on_every_interface() {
+    let dns = zone().await;
+    let service = Service::start(&dns).await;
+    let message = relayed_and_changed();
+
+    let result = send_and_fetch(
+        &service,
+        "filter.example.net",
+        "alice@sender.test",
+        "dkim@tester.test",
+        &message,
+    )
+    .await;
+    assert_eq!(
+        result["verdict"], "!! dkim-fail !!",
+        "diagnosis never changes a verdict"
+    );
+    let codes = codes(&result);
+    assert!(
+        codes.contains(&"spf-passes-at-previous-hop".to_string()),
+        "{codes:?}"
+    );
+    assert!(codes.contains(&"body-appended".to_string()), "{codes:?}");
+    let first = &result["diagnosis"][0];
+    assert_eq!(first["severity"], "problem");
+    for field in ["title", "detail", "evidence", "fix"] {
+        assert!(!first[field].is_null(), "{field} missing: {first}");
+    }
+    let id = result["id"].as_str().unwrap().to_string();
+
+    // The page: the diagnosis section comes before every other card, in plain words.
+    let page = service.get_text(&format!("/r/{id}")).await;
+    let diagnosis_at = page.find("What happened").expect("a diagnosis section");
+    let verdicts_at = page.find("<h2>Verdicts</h2>").unwrap();
+    assert!(diagnosis_at < verdicts_at, "the diagnosis comes first");
+    assert!(page.contains("the address before it, 192.0.2.10 (mx.sender.test), is permitted by sender.test&#x27;s SPF record")
+        || page.contains("the address before it, 192.0.2.10 (mx.sender.test), is permitted by sender.test's SPF record"),
+        "{page}");
+    assert!(page.contains("3 lines were added at the end"), "{page}");
+    assert!(page.contains(&format!("href=\"/r/{id}/eml\"")));
+
+    // The message as delivered: Authentication-Results on top, the verdict in the Subject,
+    // every other byte as received.
+    let raw = service
+        .get(&format!("/r/{id}/raw"))
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    let response = service.get(&format!("/r/{id}/eml")).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "message/rfc822");
+    let delivered = String::from_utf8(response.bytes().await.unwrap().to_vec()).unwrap();
+    assert!(
+        delivered.starts_with("Authentication-Results: "),
+        "{delivered}"
+    );
+    assert!(
+        delivered.contains("\r\nSubject: !! dkim-fail !! Invoice 2026-11\r\n"),
+        "{delivered}"
+    );
+    let raw = String::from_utf8(raw.to_vec()).unwrap();
+    let body_of = |m: &str| m.split_once("\r\n\r\n").unwrap().1.to_string();
+    assert_eq!(body_of(&delivered), body_of(&raw));
+    assert_eq!(
+        delivered
+            .replace("Subject: !! dkim-fail !! ", "Subject: ")
+            .split_once("\r\nReceived: ")
+            .unwrap()
+            .1,
+        raw.split_once("Received: ").unwrap().1
+    );
+    assert_eq!(
+        service
+            .get("/r/0000000000000000000000000000/eml")
+            .await
+            .status(),
+        404
+    );
+
+    // In a browser: the diagnosis is the first card and readable.
+    if let Some(browser) = Browser::launch().await {
+        browser.goto(&service.url(&format!("/r/{id}"))).await;
+        let first_card = browser
+            .eval("return document.querySelector('main section.card').id;")
+            .await;
+        assert_eq!(first_card, "diagnosis");
+        let findings = browser
+            .eval("return document.querySelectorAll('#diagnosis .finding').length;")
+            .await;
+        assert!(findings.as_u64().unwrap() >= 2, "{findings}");
+        if let Ok(dir) = std::env::var("AUTHCHECK_SCREENSHOT_DIR") {
+            let png = browser.client().screenshot().await.expect("screenshot");
+            std::fs::write(format!("{dir}/diagnosis.png"), png).unwrap();
+        }
+        browser.quit().await;
+    }
+
+    // A clean message: no diagnosis anywhere.
+    let result = send_and_fetch(
+        &service,
+        "mail.clean.test",
+        "carol@clean.test",
+        "dkim@tester.test",
+        &clean(),
+    )
+    .await;
+    assert_eq!(result["verdict"], "|OK| dkim-pass");
+    assert_eq!(result["diagnosis"], serde_json::json!([]));
+    let page = service
+        .get_text(&format!("/r/{}", result["id"].as_str().unwrap()))
+        .await;
+    assert!(!page.contains("What happened"), "{page}");
+}
+
+#[tokio::test]
+async fn check_prints_the_diagnosis_and_the_message_as_delivered() {
+    let dns = zone().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("relayed.eml");
+    std::fs::write(&file, relayed_and_changed()).unwrap();
+    let server = dns.addr().to_string();
+    let args = |extra: &[&'static str]| {
+        let mut args = vec![
+            "check".to_string(),
+            file.to_str().unwrap().to_string(),
+            "--ip".into(),
+            "198.51.100.7".into(),
+            "--helo".into(),
+            "filter.example.net".into(),
+            "--mail-from".into(),
+            "alice@sender.test".into(),
+            "--dns-server".into(),
+            server.clone(),
+            "--hostname".into(),
+            "tester.test".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    let run = |args: Vec<String>| {
+        let dir = dir.path().to_path_buf();
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            run_cli(&args, None, &dir).await
+        }
+    };
+
+    let (status, stdout, stderr) = run(args(&["--color", "never"])).await;
+    assert!(status.success(), "{stderr}");
+    let what = stdout.find("What happened").expect("a diagnosis section");
+    assert!(
+        what < stdout.find("\nSPF\n").unwrap(),
+        "diagnosis before the checks:\n{stdout}"
+    );
+    assert!(stdout.contains("[spf-passes-at-previous-hop]"), "{stdout}");
+    assert!(
+        stdout.contains("problem SPF fails because the message was relayed"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("3 lines were added"), "{stdout}");
+
+    let (status, stdout, stderr) = run(args(&["--json"])).await;
+    assert!(status.success(), "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert!(codes(&report).contains(&"body-appended".to_string()));
+
+    let (status, stdout, stderr) = run(args(&["--rewrite", "dkim"])).await;
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stdout.starts_with("Authentication-Results: tester.test;"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("\r\nSubject: !! dkim-fail !! Invoice 2026-11\r\n"),
+        "{stdout}"
+    );
+    let (status, stdout, _) = run(args(&["--rewrite"])).await;
+    assert!(status.success());
+    assert!(
+        stdout.contains("\r\nSubject: !! spf-fail !! Invoice 2026-11\r\n"),
+        "{stdout}"
+    );
+}
