@@ -154,6 +154,9 @@ fn spf_permerror(spf: &SpfCheck) -> Finding {
             spf.reason
         ),
     );
+    let finding = spf.records.iter().fold(finding, |f, record| {
+        f.evidence(format!("{domain}: {record}"))
+    });
     errors
         .iter()
         .take(QUOTED_TERMS)
