@@ -249,7 +249,7 @@ async fn earlier_authentication_results_are_evidence() {
     assert!(
         found
             .title
-            .contains("mx.recipient.test recorded spf=pass dkim=pass"),
+            .contains("mx.recipient.test, recorded spf=pass dkim=pass"),
         "{}",
         found.title
     );
