@@ -162,11 +162,10 @@ fn line_ends_changed(
             FindingCode::BodyLineEndsChanged,
             Severity::Problem,
             format!("{domain} signed the body with LF line ends; it arrived with CRLF"),
-            format!(
-                "The signature matches the body when its line ends are bare LF (Unix style): the \
-                 signing software hashed the message before its line ends were converted to the CRLF \
-                 that SMTP requires, so the body no longer matches once it is sent."
-            ),
+            "The signature matches the body when its line ends are bare LF (Unix style): the \
+             signing software hashed the message before its line ends were converted to the CRLF \
+             that SMTP requires, so the body no longer matches once it is sent."
+                .to_string(),
         )
         .fix(format!(
             "Make the software that signs for {domain} convert line ends to CRLF before signing \
@@ -285,8 +284,8 @@ fn tag_of(subject: &str) -> Option<&str> {
         return (!inner.is_empty() && inner.len() <= 40 && !inner.contains(['[', '\r', '\n']))
             .then(|| &subject[..end + 2]);
     }
-    if subject.starts_with("***") {
-        let end = subject[3..].find("***")? + 6;
+    if let Some(rest) = subject.strip_prefix("***") {
+        let end = rest.find("***")? + 6;
         return (end <= 40).then(|| &subject[..end]);
     }
     None

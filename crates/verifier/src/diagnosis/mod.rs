@@ -276,7 +276,7 @@ impl Facts<'_> {
     }
 
     /// The From domain as DMARC read it.
-    fn from_domain(&self) -> Option<&str> {
+    fn author_domain(&self) -> Option<&str> {
         self.report.dmarc.from_domain.as_deref()
     }
 

@@ -313,7 +313,7 @@ fn alignment_domains(facts: &Facts<'_>) -> Option<Finding> {
     if report.dmarc.result != DmarcResult::Fail {
         return None;
     }
-    let from = facts.from_domain()?;
+    let from = facts.author_domain()?;
     let from_org = organizational_domain(from);
     let mut finding = Finding::new(
         FindingCode::AlignmentDomains,

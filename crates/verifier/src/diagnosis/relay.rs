@@ -192,7 +192,7 @@ fn spf_passes_at_previous_hop(facts: &Facts<'_>, hops: &[Hop]) -> Option<Finding
          (accept its ARC seal, or skip SPF for mail it relays) or let the filter deliver directly. If \
          it forwards mail to another mailbox, have it rewrite the MAIL FROM (SRS). In both cases, sign \
          your mail with DKIM for {} so DMARC still passes after relaying.",
-        facts.from_domain().unwrap_or(domain)
+        facts.author_domain().unwrap_or(domain)
     )))
 }
 

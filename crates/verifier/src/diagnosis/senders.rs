@@ -7,7 +7,7 @@ use crate::domain::organizational_domain;
 use crate::report::{DkimResult, DmarcResult, SpfIdentityKind, SpfResult};
 
 pub(crate) fn diagnose(facts: &Facts<'_>, findings: &mut Vec<Finding>) {
-    let Some(from) = facts.from_domain() else {
+    let Some(from) = facts.author_domain() else {
         return;
     };
     let from_org = organizational_domain(from);
