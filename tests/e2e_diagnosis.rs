@@ -143,24 +143,6 @@ async fn a_relayed_and_changed_message_is_explained_on_every_interface() {
         404
     );
 
-    // In a browser: the diagnosis is the first card and readable.
-    if let Some(browser) = Browser::launch().await {
-        browser.goto(&service.url(&format!("/r/{id}"))).await;
-        let first_card = browser
-            .eval("return document.querySelector('main section.card').id;")
-            .await;
-        assert_eq!(first_card, "diagnosis");
-        let findings = browser
-            .eval("return document.querySelectorAll('#diagnosis .finding').length;")
-            .await;
-        assert!(findings.as_u64().unwrap() >= 2, "{findings}");
-        if let Ok(dir) = std::env::var("AUTHCHECK_SCREENSHOT_DIR") {
-            let png = browser.client().screenshot().await.expect("screenshot");
-            std::fs::write(format!("{dir}/diagnosis.png"), png).unwrap();
-        }
-        browser.quit().await;
-    }
-
     // A clean message: no diagnosis anywhere.
     let result = send_and_fetch(
         &service,
@@ -246,4 +228,38 @@ async fn check_prints_the_diagnosis_and_the_message_as_delivered() {
         stdout.contains("\r\nSubject: !! spf-fail !! Invoice 2026-11\r\n"),
         "{stdout}"
     );
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(browser_tests),
+    ignore = "needs Chromium: /usr/bin/chromium and /usr/bin/chromedriver were not installed when the tests were built (scripts/setup-test-deps installs them)"
+)]
+async fn the_result_page_shows_the_diagnosis_first_in_a_browser() {
+    let dns = zone().await;
+    let service = Service::start(&dns).await;
+    let result = send_and_fetch(
+        &service,
+        "filter.example.net",
+        "alice@sender.test",
+        "dkim@tester.test",
+        &relayed_and_changed(),
+    )
+    .await;
+    let id = result["id"].as_str().unwrap();
+    let browser = Browser::launch().await;
+    browser.goto(&service.url(&format!("/r/{id}"))).await;
+    let first_card = browser
+        .eval("return document.querySelector('main section.card').id;")
+        .await;
+    assert_eq!(first_card, "diagnosis");
+    let findings = browser
+        .eval("return document.querySelectorAll('#diagnosis .finding').length;")
+        .await;
+    assert!(findings.as_u64().unwrap() >= 2, "{findings}");
+    if let Ok(dir) = std::env::var("AUTHCHECK_SCREENSHOT_DIR") {
+        let png = browser.client().screenshot().await.expect("screenshot");
+        std::fs::write(format!("{dir}/diagnosis.png"), png).unwrap();
+    }
+    browser.quit().await;
 }

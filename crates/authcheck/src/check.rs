@@ -72,7 +72,7 @@ pub async fn run(args: CheckArgs) -> Result<(), Failure> {
         };
         out.write_all(&authcheck_verifier::message_as_delivered(
             &message,
-            verdict,
+            &verdict.to_string(),
             &report.authentication_results,
         ))
     } else if args.json {

@@ -87,8 +87,16 @@ async fn spf_fails_at_the_filter_but_passes_for_the_hop_before_it() {
     let mut message = with_fields(FROM_SENDER, &signed_letter());
     message.extend_from_slice(b"\r\n-- \r\nScanned by Example Filter\r\n");
     let report = check_from(&dns, FILTER_IP, "alice@sender.test", &message).await;
-    assert_eq!(report.verdicts.spf, "!! spf-fail !!", "verdict unchanged");
-    assert_eq!(report.verdicts.dkim, "!! dkim-fail !!", "verdict unchanged");
+    assert_eq!(
+        report.verdicts.spf.to_string(),
+        "!! spf-fail !!",
+        "verdict unchanged"
+    );
+    assert_eq!(
+        report.verdicts.dkim.to_string(),
+        "!! dkim-fail !!",
+        "verdict unchanged"
+    );
     let found = finding(&report, FindingCode::SpfPassesAtPreviousHop);
     assert_eq!(found.severity, Severity::Problem);
     assert!(
@@ -118,7 +126,7 @@ async fn no_previous_hop_claim_when_the_earlier_address_is_not_permitted_either(
     let received = FROM_SENDER.replace("192.0.2.10", "203.0.113.9");
     let message = with_fields(&received, &signed_letter());
     let report = check_from(&dns, FILTER_IP, "alice@sender.test", &message).await;
-    assert_eq!(report.verdicts.spf, "!! spf-fail !!");
+    assert_eq!(report.verdicts.spf.to_string(), "!! spf-fail !!");
     assert!(
         !codes(&report).contains(&FindingCode::SpfPassesAtPreviousHop),
         "{:#?}",
@@ -129,7 +137,7 @@ async fn no_previous_hop_claim_when_the_earlier_address_is_not_permitted_either(
     let internal = "Received: from laptop (unknown [10.0.0.5]) by mx.sender.test; Mon, 23 Nov 2026 10:00:00 +0000\r\n";
     let message = with_fields(internal, &signed_letter());
     let report = check_from(&dns, SENDER_IP, "alice@sender.test", &message).await;
-    assert_eq!(report.verdicts.spf, "|OK| spf-pass");
+    assert_eq!(report.verdicts.spf.to_string(), "|OK| spf-pass");
     assert!(report.diagnosis.is_empty(), "{:#?}", report.diagnosis);
 }
 
@@ -280,7 +288,7 @@ async fn a_long_received_chain_is_read_only_up_to_the_cap() {
     fields.push_str(FROM_SENDER);
     let message = with_fields(&fields, &signed_letter());
     let report = check_from(&dns, FILTER_IP, "alice@sender.test", &message).await;
-    assert_eq!(report.verdicts.spf, "!! spf-fail !!");
+    assert_eq!(report.verdicts.spf.to_string(), "!! spf-fail !!");
     assert!(
         !codes(&report).contains(&FindingCode::SpfPassesAtPreviousHop),
         "{:#?}",
