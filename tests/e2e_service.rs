@@ -410,6 +410,10 @@ async fn pages_show_the_result_and_the_raw_message() {
     )
     .await;
     let id = result["id"].as_str().unwrap();
+    // The DMARC tree walk from the From domain, as the API gives it.
+    assert_eq!(result["dmarc"]["queries"][0]["name"], "_dmarc.pass.test");
+    assert_eq!(result["dmarc"]["queries"][1]["name"], "_dmarc.test");
+    assert_eq!(result["dmarc"]["walk_queries"], 2);
 
     let page = service.get_text("/spf").await;
     assert!(page.contains(id), "the list links the result");
@@ -424,6 +428,8 @@ async fn pages_show_the_result_and_the_raw_message() {
     let detail = response.text().await.unwrap();
     assert!(detail.contains("|OK| spf-pass"));
     assert!(detail.contains("Authentication-Results"));
+    assert!(detail.contains("DNS tree walk (RFC 9989)"));
+    assert!(detail.contains("<td class=\"mono\">_dmarc.pass.test</td><td>no record</td>"));
 
     let raw = service.get(&format!("/r/{id}/raw")).await;
     assert_eq!(raw.headers()["content-type"], "message/rfc822");

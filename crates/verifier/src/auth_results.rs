@@ -127,9 +127,27 @@ fn dkim_result(signature: &DkimSignatureReport) -> ResInfo {
         .property("header.a", &signature.algorithm)
 }
 
+/// `dmarc=<result> (p=... [sp=...] [np=...] [t=y] dis=...; <tag> of <record name> applies)
+/// header.from=<domain>`: the comment names the record's policies, the disposition and which
+/// tag of which record applied (RFC 9989 §4.7).
 fn dmarc_result(dmarc: &DmarcReport) -> ResInfo {
     let comment = match &dmarc.record {
-        Some(record) => format!("p={} dis={}", record.p, dmarc.policy),
+        Some(record) => {
+            let mut comment = format!("p={}", record.p);
+            for (tag, policy) in [("sp", &record.sp), ("np", &record.np)] {
+                if let Some(policy) = policy {
+                    comment.push_str(&format!(" {tag}={policy}"));
+                }
+            }
+            if record.testing {
+                comment.push_str(" t=y");
+            }
+            comment.push_str(&format!(" dis={}", dmarc.policy));
+            if let Some(tag) = dmarc.policy_tag {
+                comment.push_str(&format!("; {} of {} applies", tag.as_str(), record.name));
+            }
+            comment
+        }
         None => dmarc
             .problem
             .clone()

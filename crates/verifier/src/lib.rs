@@ -2,7 +2,8 @@
 //! and which verdict the tester shows.
 //!
 //! It computes SPF (RFC 7208) for the MAIL FROM and HELO identities, every DKIM signature
-//! (RFC 6376, RFC 8463 ed25519), DMARC alignment and policy (RFC 7489) and the ARC chain, and
+//! (RFC 6376, RFC 8463 ed25519), DMARC alignment and policy (RFC 9989, with the
+//! differences from RFC 7489 named) and the ARC chain, and
 //! turns them into one [`Report`]: the two tester verdicts, the reasons, and an RFC 8601
 //! `Authentication-Results` header field. [`rewrite_subject`] puts a verdict in front of a
 //! message's Subject.

@@ -270,10 +270,152 @@ pub struct DmarcRecord {
     pub text: String,
     pub p: String,
     pub sp: Option<String>,
+    /// `np=`: the policy for non-existent subdomains (RFC 9989).
+    #[serde(default)]
+    pub np: Option<String>,
     pub adkim: AlignmentMode,
     pub aspf: AlignmentMode,
+    /// `pct=` as written (100 when absent). RFC 9989 removed the tag: it no longer changes the
+    /// result; `removed_tags` names it when the record uses it.
     pub pct: u8,
     pub rua: Vec<String>,
+    /// `psd=`: whether the domain is a public suffix domain (RFC 9989).
+    #[serde(default)]
+    pub psd: Psd,
+    /// `t=y`: the domain owner is testing its policy (RFC 9989).
+    #[serde(default)]
+    pub testing: bool,
+    /// Tags RFC 9989 removed that the record still uses (`pct`, `rf`, `ri`), as written.
+    #[serde(default)]
+    pub removed_tags: Vec<String>,
+}
+
+/// The `psd=` tag of a DMARC record (RFC 9989).
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Psd {
+    /// `psd=y`: a public suffix domain; the organizational domain is the name one label below.
+    Y,
+    /// `psd=n`: this domain is an organizational domain.
+    N,
+    /// `psd=u` or no tag: the tree walk decides.
+    #[default]
+    U,
+}
+
+impl Psd {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Psd::Y => "y",
+            Psd::N => "n",
+            Psd::U => "u",
+        }
+    }
+}
+
+/// Which tag of the record gave the policy applied to a failing message.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PolicyTag {
+    /// The record is the author domain's own.
+    P,
+    /// The author domain is a subdomain of the record's domain.
+    Sp,
+    /// The author domain is a subdomain that does not exist (no A, AAAA or MX).
+    Np,
+}
+
+impl PolicyTag {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PolicyTag::P => "p",
+            PolicyTag::Sp => "sp",
+            PolicyTag::Np => "np",
+        }
+    }
+}
+
+/// One `_dmarc` query made to find the policy or an organizational domain (RFC 9989 §4.10).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct DmarcQuery {
+    /// The name asked, e.g. `_dmarc.example.com`.
+    pub name: String,
+    /// Which walk asked first, e.g. `policy for example.com`, `organizational domain of d=...`.
+    pub purpose: String,
+    pub answer: DmarcAnswer,
+    /// The record text, how many records were discarded, or the DNS error.
+    pub detail: String,
+}
+
+/// What one `_dmarc` name answered.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DmarcAnswer {
+    /// Exactly one DMARC record.
+    Record,
+    /// No DMARC record (no such name, no TXT, or no TXT starting with `v=DMARC1`).
+    NoRecord,
+    /// More than one DMARC record: all are discarded (RFC 9989 §4.10 step 2).
+    SeveralRecords,
+    /// A DNS failure.
+    Error,
+}
+
+impl DmarcAnswer {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DmarcAnswer::Record => "record",
+            DmarcAnswer::NoRecord => "no record",
+            DmarcAnswer::SeveralRecords => "several records (discarded)",
+            DmarcAnswer::Error => "DNS error",
+        }
+    }
+}
+
+/// Which identifier a domain is.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum IdentifierRole {
+    /// The RFC 5322 From domain (author domain).
+    From,
+    /// The SPF domain: the MAIL FROM domain, or the HELO name for the null reverse-path.
+    Spf,
+    /// A DKIM signature's `d=`.
+    Dkim,
+}
+
+impl IdentifierRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdentifierRole::From => "From",
+            IdentifierRole::Spf => "SPF (MAIL FROM)",
+            IdentifierRole::Dkim => "DKIM d=",
+        }
+    }
+}
+
+/// The organizational domain of one identifier, by RFC 9989 and by RFC 7489.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct OrganizationalDomain {
+    pub role: IdentifierRole,
+    pub domain: String,
+    /// Found by the DNS tree walk (RFC 9989 §4.10.2); absent when a DNS failure stopped it.
+    pub organizational_domain: Option<String>,
+    /// A sentence saying how the walk decided.
+    pub how: String,
+    /// From the Public Suffix List, as a receiver following RFC 7489 §3.2 would find it.
+    pub rfc7489_organizational_domain: String,
+}
+
+/// What a receiver following RFC 7489 (Public Suffix List, `pct`) would decide.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Rfc7489Outcome {
+    pub result: DmarcResult,
+    pub policy: String,
+    /// The record such a receiver applies, e.g. `_dmarc.example.com`.
+    pub record_name: Option<String>,
+    pub spf_aligned: bool,
+    pub dkim_aligned: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -291,6 +433,33 @@ pub struct DmarcReport {
     pub policy: String,
     /// A sentence a person can read: why this result.
     pub reason: String,
+    /// Which tag of the record gave `policy` (absent when no record applies).
+    #[serde(default)]
+    pub policy_tag: Option<PolicyTag>,
+    /// Whether the author domain exists (has A, AAAA or MX records); asked only when the
+    /// record applied has `np=` and is not the author domain's own.
+    #[serde(default)]
+    pub author_domain_exists: Option<bool>,
+    /// Every `_dmarc` name queried, in order, and what it answered.
+    #[serde(default)]
+    pub queries: Vec<DmarcQuery>,
+    /// The queries of the tree walk from the From domain, against `walk_query_limit`.
+    #[serde(default)]
+    pub walk_queries: u32,
+    #[serde(default)]
+    pub walk_query_limit: u32,
+    /// The organizational domain of the From domain, the SPF domain and each DKIM `d=`.
+    #[serde(default)]
+    pub organizational_domains: Vec<OrganizationalDomain>,
+    /// Things about the record a sender should know (removed tags, testing mode).
+    #[serde(default)]
+    pub notes: Vec<String>,
+    /// What a receiver following RFC 7489 would decide (absent without an author domain).
+    #[serde(default)]
+    pub rfc7489: Option<Rfc7489Outcome>,
+    /// Sentences naming each place where an RFC 7489 receiver decides differently.
+    #[serde(default)]
+    pub rfc7489_differences: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]

@@ -28,8 +28,9 @@ pub struct VerifierConfig {
     /// The most time all DKIM key lookups of one message may take together; ARC validation,
     /// which fetches keys the same way, gets the same limit.
     pub dkim_time_limit: Duration,
-    /// The most time the DMARC record lookups (From domain, then organizational domain) may
-    /// take together.
+    /// The most time all DMARC queries of one message may take together: the tree walk from
+    /// the From domain, the walks for the organizational domains of the SPF and DKIM domains,
+    /// and the RFC 7489 comparison.
     pub dmarc_time_limit: Duration,
 }
 
@@ -95,7 +96,7 @@ impl Verifier {
             dmarc::discover(dns, FromField::read(input.message), config.dmarc_time_limit),
         );
 
-        let dmarc = policy.evaluate(&spf_check, &dkim);
+        let dmarc = policy.evaluate(dns, &spf_check, &dkim).await;
         for (signature, aligned) in dkim.iter_mut().zip(&dmarc.dkim_aligned) {
             signature.aligned = *aligned;
         }

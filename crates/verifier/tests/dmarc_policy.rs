@@ -277,21 +277,23 @@ async fn subdomains_get_the_sp_policy() {
     assert_eq!(report.dmarc.policy, "reject");
 }
 
+/// RFC 9989 removed `pct`: the whole policy applies, the record gets a note, and the report
+/// says that RFC 7489 receivers would apply it to a quarter of failing messages only.
 #[tokio::test]
-async fn a_partial_pct_is_explained() {
+async fn a_partial_pct_is_removed_and_explained() {
     let dns = zone().await;
     let report = check(&dns, OTHER_IP, "alice@pct.test", &from("alice@pct.test")).await;
     assert_eq!(report.dmarc.result, DmarcResult::Fail);
-    assert_eq!(report.dmarc.record.as_ref().unwrap().pct, 25);
+    assert_eq!(report.dmarc.policy, "reject");
+    let record = report.dmarc.record.as_ref().unwrap();
+    assert_eq!(record.pct, 25);
+    assert_eq!(record.removed_tags, ["pct=25"]);
+    let notes = report.dmarc.notes.join(" ");
+    assert!(notes.contains("pct=25"), "{notes}");
+    let differences = report.dmarc.rfc7489_differences.join(" ");
     assert!(
-        report.dmarc.reason.contains("pct=25"),
-        "{}",
-        report.dmarc.reason
-    );
-    assert!(
-        report.dmarc.reason.contains("quarantine"),
-        "{}",
-        report.dmarc.reason
+        differences.contains("pct=25") && differences.contains("quarantine"),
+        "{differences}"
     );
 }
 

@@ -293,6 +293,11 @@ async fn result_page_shows_the_whole_report_session_and_header_fields() {
         "strict, not aligned",
         "relaxed, aligned",
         "SPF passes and aligns",
+        // DMARC tree walk: each name asked, its answer, the organizational domains
+        "DNS tree walk (RFC 9989)",
+        "2 of at most 8 queries",
+        "<td class=\"mono\">_dmarc.example</td><td>no record</td>",
+        "sender.example is the shortest name on the walk",
         "the message has no ARC sets",
         "spf=pass smtp.mailfrom=sender.example",
         // Session
@@ -473,6 +478,13 @@ async fn api_result_objects_have_every_documented_field() {
     assert_eq!(result["dkim"][0]["reason"], "the body hash does not match");
     assert_eq!(result["dkim"][0]["aligned"], false);
     assert_eq!(result["dmarc"]["result"], "pass");
+    assert_eq!(result["dmarc"]["queries"][1]["name"], "_dmarc.example");
+    assert_eq!(result["dmarc"]["queries"][1]["answer"], "no_record");
+    assert_eq!(result["dmarc"]["walk_queries"], 2);
+    assert_eq!(
+        result["dmarc"]["organizational_domains"][0]["organizational_domain"],
+        "sender.example"
+    );
     assert_eq!(result["arc"]["result"], "none");
     assert!(
         result["authentication_results"]

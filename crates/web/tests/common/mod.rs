@@ -7,7 +7,8 @@ use std::net::SocketAddr;
 use authcheck_store::{Mailbox, NewResult, SessionFacts, SharedStore};
 use authcheck_verifier::{
     Alignment, AlignmentMode, ArcReport, ArcResult, DkimReasonCode, DkimResult,
-    DkimSignatureReport, DmarcRecord, DmarcReport, DmarcResult, Report, SpfCheck, SpfIdentityKind,
+    DkimSignatureReport, DmarcAnswer, DmarcQuery, DmarcRecord, DmarcReport, DmarcResult,
+    IdentifierRole, OrganizationalDomain, PolicyTag, Psd, Report, SpfCheck, SpfIdentityKind,
     SpfReport, SpfResult, SpfTermOutcome, SpfTraceStep, Verdicts,
 };
 use authcheck_web::WebConfig;
@@ -216,10 +217,14 @@ impl Sample {
                     text: "v=DMARC1; p=reject; adkim=s".into(),
                     p: "reject".into(),
                     sp: None,
+                    np: None,
                     adkim: AlignmentMode::Strict,
                     aspf: AlignmentMode::Relaxed,
                     pct: 100,
                     rua: vec![],
+                    psd: Psd::U,
+                    testing: false,
+                    removed_tags: vec![],
                 }),
                 spf_alignment: Alignment {
                     mode: AlignmentMode::Relaxed,
@@ -230,6 +235,34 @@ impl Sample {
                 result: DmarcResult::Pass,
                 policy: "none".into(),
                 reason: "SPF passes and aligns".into(),
+                policy_tag: Some(PolicyTag::P),
+                author_domain_exists: None,
+                queries: vec![
+                    DmarcQuery {
+                        name: "_dmarc.sender.example".into(),
+                        purpose: "policy and organizational domain of sender.example".into(),
+                        answer: DmarcAnswer::Record,
+                        detail: "v=DMARC1; p=reject; adkim=s".into(),
+                    },
+                    DmarcQuery {
+                        name: "_dmarc.example".into(),
+                        purpose: "policy and organizational domain of sender.example".into(),
+                        answer: DmarcAnswer::NoRecord,
+                        detail: String::new(),
+                    },
+                ],
+                walk_queries: 2,
+                walk_query_limit: 8,
+                organizational_domains: vec![OrganizationalDomain {
+                    role: IdentifierRole::From,
+                    domain: "sender.example".into(),
+                    organizational_domain: Some("sender.example".into()),
+                    how: "sender.example is the shortest name on the walk from sender.example with a DMARC record, so it is the organizational domain.".into(),
+                    rfc7489_organizational_domain: "sender.example".into(),
+                }],
+                notes: vec![],
+                rfc7489: None,
+                rfc7489_differences: vec![],
             },
             arc: ArcReport { result: ArcResult::None, sets: 0, reason: "the message has no ARC sets".into() },
             authentication_results: "Authentication-Results: mx.tester.example;\r\n\tspf=pass smtp.mailfrom=sender.example"
