@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::{Facts, Finding, FindingCode, MAX_SIGNATURES_DIAGNOSED, Severity, Upstream};
 use crate::dkim::tags::TagList;
 use crate::dns::Dns;
-use crate::domain::organizational_domain;
+use crate::domain::psl_organizational_domain as organizational_domain;
 use crate::report::{
     DkimResult, DmarcResult, Report, SpfCheck, SpfResult, SpfTermOutcome, SpfTraceStep,
 };

@@ -3,7 +3,7 @@
 //! with the sender's own domain. No vendor list: the finding names the domain that passed.
 
 use super::{Facts, Finding, FindingCode, Severity};
-use crate::domain::organizational_domain;
+use crate::domain::psl_organizational_domain as organizational_domain;
 use crate::report::{DkimResult, DmarcResult, SpfIdentityKind, SpfResult};
 
 pub(crate) fn diagnose(facts: &Facts<'_>, findings: &mut Vec<Finding>) {
