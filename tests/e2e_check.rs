@@ -98,6 +98,15 @@ async fn human_report_puts_the_verdicts_first_and_explains_failures() {
         !stdout.contains('\x1b'),
         "no colour when stdout is not a terminal"
     );
+    // RFC 9989's tree walk: the name asked and the organizational domain it gave.
+    assert!(
+        stdout.contains("DNS tree walk (") && stdout.contains("_dmarc.sender.test ("),
+        "the DMARC section lists the names the walk asked:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("organizational domain of From sender.test: sender.test"),
+        "the DMARC section names the From domain's organizational domain:\n{stdout}"
+    );
 }
 
 /// Runs `authcheck` on a pseudo-terminal (util-linux `script`), as a person at a terminal

@@ -7,25 +7,15 @@ mod support;
 
 use authcheck_testdns::TestDns;
 use authcheck_testkit::browser::Browser;
-use authcheck_testkit::{SignOptions, TestKey, message, publish_keys, sign};
+use authcheck_testkit::{SignOptions, TestKey, message, publish_sender_domain, sign};
 use support::{Service, run_cli, send_and_fetch};
 
 /// sender.test sends from 192.0.2.10 only; the service sees every message from 127.0.0.1, the
 /// "filter" that relays it.
 async fn zone() -> TestDns {
     let dns = TestDns::start().await;
-    dns.add_txt("sender.test", "v=spf1 ip4:192.0.2.10 -all");
-    dns.add_txt(
-        "_dmarc.sender.test",
-        "v=DMARC1; p=reject; rua=mailto:dmarc@sender.test",
-    );
-    publish_keys(&dns, "sender.test");
-    dns.add_txt("clean.test", "v=spf1 ip4:127.0.0.1 -all");
-    dns.add_txt(
-        "_dmarc.clean.test",
-        "v=DMARC1; p=reject; rua=mailto:dmarc@clean.test",
-    );
-    publish_keys(&dns, "clean.test");
+    publish_sender_domain(&dns, "sender.test", "192.0.2.10");
+    publish_sender_domain(&dns, "clean.test", "127.0.0.1");
     dns
 }
 

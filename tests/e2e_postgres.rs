@@ -14,18 +14,7 @@ use std::time::Duration;
 
 use authcheck_testdns::TestDns;
 use authcheck_testkit::message;
-use support::{Service, ServiceOptions, eventually, send, send_and_fetch};
-
-/// The server these tests use. They are built only when the variable was set at build time
-/// (see build.rs), so its absence now is a mistake worth failing on, not a reason to pass.
-fn postgres_url() -> String {
-    std::env::var("AUTHCHECK_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|url| !url.is_empty())
-        .expect(
-            "AUTHCHECK_TEST_POSTGRES_URL was set when these tests were built but is not set now",
-        )
-}
+use support::{Service, ServiceOptions, eventually, postgres_url, send, send_and_fetch};
 
 async fn zone() -> TestDns {
     let dns = TestDns::start().await;

@@ -211,17 +211,6 @@ async fn no_password_in_output_errors_or_help() {
     }
 }
 
-/// The PostgreSQL server of the tests.
-#[cfg(postgres_tests)]
-fn postgres_url() -> String {
-    std::env::var("AUTHCHECK_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|url| !url.is_empty())
-        .expect(
-            "AUTHCHECK_TEST_POSTGRES_URL was set when these tests were built but is not set now",
-        )
-}
-
 /// `url` with its host and port replaced by `127.0.0.1:port`.
 #[cfg(postgres_tests)]
 fn via_port(url: &str, port: u16) -> String {
@@ -249,7 +238,7 @@ async fn a_database_that_starts_late_is_waited_for() {
     {
         use support::{Service, ServiceOptions};
 
-        let database = support::fresh_postgres_database(&postgres_url());
+        let database = support::fresh_postgres_database(&support::postgres_url());
         let server = server_address(&database);
         let port = unused_port();
         let dns = authcheck_testdns::TestDns::start().await;
@@ -305,7 +294,7 @@ async fn postgres_passwords_are_not_shown() {
     #[cfg(postgres_tests)]
     {
         let dir = tempfile::tempdir().unwrap();
-        let database = support::fresh_postgres_database(&postgres_url());
+        let database = support::fresh_postgres_database(&support::postgres_url());
         let (user, rest) = database
             .split_once("://")
             .unwrap()

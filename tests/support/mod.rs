@@ -35,6 +35,17 @@ pub struct ServiceOptions {
     pub stderr_to: Option<PathBuf>,
 }
 
+/// The PostgreSQL server of the tests. Tests that use it are built only when the variable was
+/// set at build time (see build.rs), so its absence now is a mistake worth failing on.
+pub fn postgres_url() -> String {
+    std::env::var("AUTHCHECK_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|url| !url.is_empty())
+        .expect(
+            "AUTHCHECK_TEST_POSTGRES_URL was set when these tests were built but is not set now",
+        )
+}
+
 /// Creates a fresh database on the PostgreSQL server of `server_url` and returns its URL.
 pub fn fresh_postgres_database(server_url: &str) -> String {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);

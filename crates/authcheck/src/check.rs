@@ -6,8 +6,8 @@ use std::io::{IsTerminal, Read, Write};
 
 use authcheck_verifier::diagnosis::{Finding, Severity};
 use authcheck_verifier::{
-    DkimResult, DnsConfig, Grade, MessageInput, Report, SpfCheck, SpfResult, SpfTermOutcome,
-    SpfTraceStep, Verdict, Verifier, VerifierConfig,
+    DkimResult, DmarcReport, DnsConfig, Grade, MessageInput, Report, SpfCheck, SpfResult,
+    SpfTermOutcome, SpfTraceStep, Verdict, Verifier, VerifierConfig,
 };
 
 use crate::cli::{CheckArgs, ColorChoice, RewriteFor};
@@ -208,6 +208,7 @@ pub fn render(report: &Report, color: bool) -> String {
         d.policy,
         d.reason
     ));
+    render_dmarc_walk(&mut s, &p, d);
 
     s.push_str(&format!("\n{}\n", p.heading("ARC")));
     s.push_str(&format!(
@@ -223,6 +224,46 @@ pub fn render(report: &Report, color: bool) -> String {
         p.dim(&report.authentication_results)
     ));
     s
+}
+
+/// RFC 9989's DNS tree walk: each `_dmarc` name asked, the organizational domain of each
+/// identifier, notes on the record, and where a receiver following RFC 7489 decides otherwise.
+fn render_dmarc_walk(s: &mut String, p: &Paint, d: &DmarcReport) {
+    if !d.queries.is_empty() {
+        s.push_str(&format!(
+            "  DNS tree walk ({} of at most {} queries from the From domain):\n",
+            d.walk_queries, d.walk_query_limit
+        ));
+        for query in &d.queries {
+            s.push_str(&format!(
+                "    {} ({}): {}{}\n",
+                query.name,
+                query.purpose,
+                query.answer.as_str(),
+                if query.detail.is_empty() {
+                    String::new()
+                } else {
+                    format!(" {}", p.dim(&format!("— {}", query.detail)))
+                }
+            ));
+        }
+    }
+    for org in &d.organizational_domains {
+        s.push_str(&format!(
+            "  organizational domain of {} {}: {} ({}; by the Public Suffix List: {})\n",
+            org.role.as_str(),
+            org.domain,
+            org.organizational_domain.as_deref().unwrap_or("-"),
+            org.how,
+            org.rfc7489_organizational_domain
+        ));
+    }
+    for note in &d.notes {
+        s.push_str(&format!("  note: {note}\n"));
+    }
+    for difference in &d.rfc7489_differences {
+        s.push_str(&format!("  RFC 7489 receivers differ: {difference}\n"));
+    }
 }
 
 /// The findings, most serious first: what happened, the evidence, what to do.

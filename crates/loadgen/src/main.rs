@@ -217,7 +217,9 @@ fn raise_open_file_limit(connections: u64) {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<Vec<RunReport>> {
+/// The loopback DNS server with the sender's records, the signed message, and what every
+/// client sends.
+async fn scenario_and_client(cli: &Cli) -> (TestDns, Vec<u8>, Arc<ClientSettings>) {
     let dns = TestDns::start().await;
     scenario::publish_sender_records(&dns);
     let message = scenario::signed_message(cli.key.test_key(), cli.message_size);
@@ -229,6 +231,11 @@ async fn run(cli: Cli) -> anyhow::Result<Vec<RunReport>> {
         reply_timeout: Duration::from_secs(cli.reply_timeout),
         connections: cli.connection_mode,
     });
+    (dns, message, settings)
+}
+
+async fn run(cli: Cli) -> anyhow::Result<Vec<RunReport>> {
+    let (dns, message, settings) = scenario_and_client(&cli).await;
     let workload = match cli.duration {
         Some(seconds) => Workload::Duration(Duration::from_secs(seconds)),
         None => Workload::Messages(cli.messages),
@@ -300,17 +307,7 @@ const SMTP_SOURCE_TIME_LIMIT: Duration = Duration::from_secs(3600);
 /// prints how their messages ended and the service's peak memory. Returns the number of
 /// sessions that failed otherwise than by a 4xx reply.
 async fn run_slow(cli: &Cli, senders: u32) -> anyhow::Result<u64> {
-    let dns = TestDns::start().await;
-    scenario::publish_sender_records(&dns);
-    let message = scenario::signed_message(cli.key.test_key(), cli.message_size);
-    let settings = Arc::new(ClientSettings {
-        helo: scenario::CLIENT_HOSTNAME.into(),
-        mail_from: scenario::MAIL_FROM.into(),
-        rcpt_to: scenario::RCPT_TO.into(),
-        data: client::smtp_data(&message).into(),
-        reply_timeout: Duration::from_secs(cli.reply_timeout),
-        connections: cli.connection_mode,
-    });
+    let (dns, _message, settings) = scenario_and_client(cli).await;
     let max_connections = cli.server_max_connections.unwrap_or(senders + 16) as usize;
     let target = targets::start_authcheck(&cli.authcheck, dns.addr(), max_connections).await?;
     let before_kib = target.memory_kib("VmRSS");

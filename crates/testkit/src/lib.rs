@@ -160,6 +160,17 @@ pub fn publish_keys(dns: &TestDns, domain: &str) {
     }
 }
 
+/// Publishes a domain set up well: SPF permitting only `ip`, DMARC `p=reject` with aggregate
+/// reports to `dmarc@<domain>`, and every test key.
+pub fn publish_sender_domain(dns: &TestDns, domain: &str, ip: &str) {
+    dns.add_txt(domain, &format!("v=spf1 ip4:{ip} -all"));
+    dns.add_txt(
+        &format!("_dmarc.{domain}"),
+        &format!("v=DMARC1; p=reject; rua=mailto:dmarc@{domain}"),
+    );
+    publish_keys(dns, domain);
+}
+
 /// A simple message with CRLF line endings.
 pub fn message(from: &str, subject: &str, body: &str) -> Vec<u8> {
     let domain = from.rsplit('@').next().unwrap_or("example.test");

@@ -7,39 +7,24 @@ mod common;
 
 use authcheck_testdns::TestDns;
 use authcheck_verifier::Report;
-use authcheck_verifier::diagnosis::{Finding, FindingCode, Severity, parse_received};
+use authcheck_verifier::diagnosis::{FindingCode, Severity, parse_received};
 use common::*;
 
-const SENDER_IP: &str = "192.0.2.10";
 const FILTER_IP: &str = "198.51.100.7";
 
+/// sender.test set up well, and two forwarders that may send from the filter's address.
 async fn zone() -> TestDns {
-    let dns = TestDns::start().await;
-    dns.add_txt("sender.test", "v=spf1 ip4:192.0.2.10 -all");
-    dns.add_txt(
-        "_dmarc.sender.test",
-        "v=DMARC1; p=reject; rua=mailto:dmarc@sender.test",
+    let dns = sender_zone().await;
+    publish_spf(
+        &dns,
+        "v=spf1 ip4:198.51.100.7 -all",
+        &["forwarder.test", "gmail.test"],
     );
-    dns.add_txt("forwarder.test", "v=spf1 ip4:198.51.100.7 -all");
-    dns.add_txt("gmail.test", "v=spf1 ip4:198.51.100.7 -all");
-    publish_keys(&dns, "sender.test");
     dns
 }
 
 async fn check_from(dns: &TestDns, ip: &str, mail_from: &str, message: &[u8]) -> Report {
     verify(&verifier(dns), ip, "filter.example.net", mail_from, message).await
-}
-
-fn codes(report: &Report) -> Vec<FindingCode> {
-    report.diagnosis.iter().map(|f| f.code).collect()
-}
-
-fn finding(report: &Report, code: FindingCode) -> &Finding {
-    report
-        .diagnosis
-        .iter()
-        .find(|f| f.code == code)
-        .unwrap_or_else(|| panic!("no {code:?} in {:#?}", report.diagnosis))
 }
 
 fn with_fields(fields: &str, message: &[u8]) -> Vec<u8> {
@@ -99,17 +84,11 @@ async fn spf_fails_at_the_filter_but_passes_for_the_hop_before_it() {
     );
     let found = finding(&report, FindingCode::SpfPassesAtPreviousHop);
     assert_eq!(found.severity, Severity::Problem);
-    assert!(
-        found.detail.contains("SPF fail for 198.51.100.7 (filter.example.net), which relayed this message; the address before it, 192.0.2.10 (mx.sender.test), is permitted by sender.test's SPF record"),
-        "{}",
-        found.detail
+    assert_mentions(
+        &found.detail,
+        "SPF fail for 198.51.100.7 (filter.example.net), which relayed this message; the address before it, 192.0.2.10 (mx.sender.test), is permitted by sender.test's SPF record",
     );
-    assert!(
-        found
-            .evidence
-            .iter()
-            .any(|e| e.contains("v=spf1 ip4:192.0.2.10 -all"))
-    );
+    assert_any_mentions(&found.evidence, "v=spf1 ip4:192.0.2.10 -all");
     // The filter's footer is named too: both halves of the classic case.
     assert!(
         codes(&report).contains(&FindingCode::BodyAppended),
@@ -152,12 +131,8 @@ async fn srs_and_mailbox_forwarding_are_recognised() {
     )
     .await;
     let found = finding(&report, FindingCode::SrsForwarded);
-    assert!(
-        found.detail.contains("from alice@sender.test"),
-        "{}",
-        found.detail
-    );
-    assert!(found.title.contains("forwarder.test"), "{}", found.title);
+    assert_mentions(&found.detail, "from alice@sender.test");
+    assert_mentions(&found.title, "forwarder.test");
 
     let report = check_from(
         &dns,
@@ -167,7 +142,7 @@ async fn srs_and_mailbox_forwarding_are_recognised() {
     )
     .await;
     let found = finding(&report, FindingCode::MailboxForwarded);
-    assert!(found.title.contains("spf@tester.test"), "{}", found.title);
+    assert_mentions(&found.title, "spf@tester.test");
 
     // An ordinary address with "srs" in it is not SRS.
     let report = check_from(&dns, SENDER_IP, "srs0@sender.test", &signed_letter()).await;
@@ -183,11 +158,7 @@ async fn mailing_lists_and_readdressed_mail_are_recognised() {
     );
     let report = check_from(&dns, SENDER_IP, "alice@sender.test", &list).await;
     let found = finding(&report, FindingCode::MailingList);
-    assert!(
-        found.title.contains("staff.lists.sender.test"),
-        "{}",
-        found.title
-    );
+    assert_mentions(&found.title, "staff.lists.sender.test");
 
     let readdressed = with_fields(
         "Received: from relay.recipient.test (relay.recipient.test [198.51.100.7]) by mx.tester.test for <spf@tester.test>; Mon, 23 Nov 2026 10:00:03 +0000\r\n",
@@ -217,24 +188,16 @@ async fn an_arc_sealer_that_saw_pass_is_named_when_it_fails_here() {
     let report = check_from(&dns, FILTER_IP, "alice@sender.test", &message).await;
     assert_eq!(report.dmarc.result.as_str(), "fail");
     let found = finding(&report, FindingCode::ArcSealerSawPass);
-    assert!(
-        found
-            .title
-            .contains("filter.example.net recorded spf=pass dkim=pass dmarc=pass"),
-        "{}",
-        found.title
+    assert_mentions(
+        &found.title,
+        "filter.example.net recorded spf=pass dkim=pass dmarc=pass",
     );
     assert!(
         found.detail.starts_with("DMARC fails here"),
         "{}",
         found.detail
     );
-    assert!(
-        found
-            .evidence
-            .iter()
-            .any(|e| e.contains("d=filter.example.net s=arc2026 cv=none"))
-    );
+    assert_any_mentions(&found.evidence, "d=filter.example.net s=arc2026 cv=none");
 
     // The same fields on a message that passes here: nothing to explain.
     let message = with_fields(ARC_FIELDS, &signed_letter());
@@ -254,12 +217,9 @@ async fn earlier_authentication_results_are_evidence() {
     message.extend_from_slice(b"footer\r\n");
     let report = check_from(&dns, FILTER_IP, "alice@sender.test", &message).await;
     let found = finding(&report, FindingCode::EarlierResultsPassed);
-    assert!(
-        found
-            .title
-            .contains("mx.recipient.test, recorded spf=pass dkim=pass"),
-        "{}",
-        found.title
+    assert_mentions(
+        &found.title,
+        "mx.recipient.test, recorded spf=pass dkim=pass",
     );
     assert_eq!(found.severity, Severity::Info);
 

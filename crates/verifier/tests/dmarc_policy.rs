@@ -8,7 +8,7 @@ mod common;
 
 use authcheck_testdns::{Behaviour, TestDns};
 use authcheck_verifier::{AlignmentMode, DmarcResult, Report};
-use common::{SignOptions, TestKey, message, publish_keys, sign, verifier, verify};
+use common::{SignOptions, TestKey, message, publish_keys, publish_spf, sign, verifier, verify};
 
 const ALLOWED_IP: &str = "192.0.2.10";
 const OTHER_IP: &str = "198.51.100.7";
@@ -16,22 +16,24 @@ const SPF: &str = "v=spf1 ip4:192.0.2.10 -all";
 
 async fn zone() -> TestDns {
     let dns = TestDns::start().await;
-    for domain in [
-        "sender.test",
-        "mail.sender.test",
-        "strict.test",
-        "mail.strict.test",
-        "nodmarc.test",
-        "flaky.test",
-        "sp.test",
-        "sub.sp.test",
-        "pct.test",
-        "invalid.test",
-        "reporting.test",
-        "twice.test",
-    ] {
-        dns.add_txt(domain, SPF);
-    }
+    publish_spf(
+        &dns,
+        SPF,
+        &[
+            "sender.test",
+            "mail.sender.test",
+            "strict.test",
+            "mail.strict.test",
+            "nodmarc.test",
+            "flaky.test",
+            "sp.test",
+            "sub.sp.test",
+            "pct.test",
+            "invalid.test",
+            "reporting.test",
+            "twice.test",
+        ],
+    );
     dns.add_txt(
         "_dmarc.sender.test",
         "v=DMARC1; p=reject; rua=mailto:dmarc@sender.test",

@@ -11,7 +11,7 @@ use authcheck_testdns::TestDns;
 use authcheck_verifier::{
     DmarcAnswer, DmarcResult, IdentifierRole, PolicyTag, Report, Rfc7489Outcome,
 };
-use common::{message, verifier, verify};
+use common::{message, publish_spf, verifier, verify};
 
 const ALLOWED_IP: &str = "192.0.2.10";
 const OTHER_IP: &str = "198.51.100.7";
@@ -19,16 +19,18 @@ const SPF: &str = "v=spf1 ip4:192.0.2.10 -all";
 
 async fn zone() -> TestDns {
     let dns = TestDns::start().await;
-    for domain in [
-        "sender.test",
-        "nodmarc.test",
-        "other.brand.tld",
-        "elsewhere.tld",
-        "corp.test",
-        "other.github.io",
-    ] {
-        dns.add_txt(domain, SPF);
-    }
+    publish_spf(
+        &dns,
+        SPF,
+        &[
+            "sender.test",
+            "nodmarc.test",
+            "other.brand.tld",
+            "elsewhere.tld",
+            "corp.test",
+            "other.github.io",
+        ],
+    );
     dns.add_txt("_dmarc.sender.test", "v=DMARC1; p=reject");
     dns.add_txt("_dmarc.parent.test", "v=DMARC1; p=quarantine; sp=reject");
     dns.add_txt("_dmarc.tld", "v=DMARC1; p=reject; psd=y");

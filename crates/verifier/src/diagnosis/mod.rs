@@ -280,6 +280,19 @@ impl Facts<'_> {
         self.report.dmarc.from_domain.as_deref()
     }
 
+    /// The organizational domain of `domain` as the report's DNS tree walk found it (RFC 9989
+    /// §4.10.2), which is what DMARC alignment used; the Public Suffix List's answer only for a
+    /// domain the walk did not look up (a failed signature's `d=`) or could not finish.
+    fn organizational_domain(&self, domain: &str) -> String {
+        self.report
+            .dmarc
+            .organizational_domains
+            .iter()
+            .find(|found| found.domain.eq_ignore_ascii_case(domain))
+            .and_then(|found| found.organizational_domain.clone())
+            .unwrap_or_else(|| crate::domain::psl_organizational_domain(domain))
+    }
+
     /// The MAIL FROM domain, when there is a MAIL FROM.
     fn mail_from_domain(&self) -> Option<&str> {
         self.mail_from

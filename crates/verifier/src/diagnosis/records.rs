@@ -7,7 +7,6 @@ use std::time::Duration;
 use super::{Facts, Finding, FindingCode, MAX_SIGNATURES_DIAGNOSED, Severity, Upstream};
 use crate::dkim::tags::TagList;
 use crate::dns::Dns;
-use crate::domain::psl_organizational_domain as organizational_domain;
 use crate::report::{
     DkimResult, DmarcResult, Report, SpfCheck, SpfResult, SpfTermOutcome, SpfTraceStep,
 };
@@ -211,7 +210,7 @@ fn dmarc_advice(facts: &Facts<'_>) -> Vec<Finding> {
         .from_domain
         .clone()
         .unwrap_or_else(|| record.name.trim_start_matches("_dmarc.").to_string());
-    let org = organizational_domain(&domain);
+    let org = facts.organizational_domain(&domain);
     if record.rua.is_empty() {
         findings.push(
             Finding::new(
@@ -314,7 +313,7 @@ fn alignment_domains(facts: &Facts<'_>) -> Option<Finding> {
         return None;
     }
     let from = facts.author_domain()?;
-    let from_org = organizational_domain(from);
+    let from_org = facts.organizational_domain(from);
     let mut finding = Finding::new(
         FindingCode::AlignmentDomains,
         Severity::Info,
@@ -329,7 +328,7 @@ fn alignment_domains(facts: &Facts<'_>) -> Option<Finding> {
     if let Some(domain) = facts.mail_from_domain() {
         finding = finding.evidence(format!(
             "MAIL FROM: {domain} → {}, SPF {}",
-            organizational_domain(domain),
+            facts.organizational_domain(domain),
             report.spf.check.result.as_str()
         ));
     }
@@ -342,7 +341,7 @@ fn alignment_domains(facts: &Facts<'_>) -> Option<Finding> {
         finding = finding.evidence(format!(
             "DKIM d={} → {}, {}",
             signature.domain,
-            organizational_domain(&signature.domain),
+            facts.organizational_domain(&signature.domain),
             signature.result.as_str()
         ));
     }

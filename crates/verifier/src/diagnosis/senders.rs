@@ -3,14 +3,13 @@
 //! with the sender's own domain. No vendor list: the finding names the domain that passed.
 
 use super::{Facts, Finding, FindingCode, Severity};
-use crate::domain::psl_organizational_domain as organizational_domain;
 use crate::report::{DkimResult, DmarcResult, SpfIdentityKind, SpfResult};
 
 pub(crate) fn diagnose(facts: &Facts<'_>, findings: &mut Vec<Finding>) {
     let Some(from) = facts.author_domain() else {
         return;
     };
-    let from_org = organizational_domain(from);
+    let from_org = facts.organizational_domain(from);
     let report = facts.report;
     let severity = if report.dmarc.result == DmarcResult::Pass {
         Severity::Info

@@ -5,9 +5,12 @@
 use std::time::Duration;
 
 use authcheck_testdns::TestDns;
+use authcheck_verifier::diagnosis::{Finding, FindingCode};
 use authcheck_verifier::{DnsConfig, MessageInput, Report, Verifier, VerifierConfig};
 
-pub use authcheck_testkit::{SignOptions, TestKey, message, publish_keys, sign};
+pub use authcheck_testkit::{
+    SignOptions, TestKey, message, publish_keys, publish_sender_domain, sign,
+};
 
 /// A DNS configuration that sends every query to `dns` and gives up quickly.
 pub fn dns_config(dns: &TestDns) -> DnsConfig {
@@ -51,4 +54,51 @@ pub fn sign_with_identity_and_length(
     options.identity = identity.map(String::from);
     options.body_length = body_length;
     sign(message, &options)
+}
+
+/// The address that sender.test's SPF record permits in [`sender_zone`].
+pub const SENDER_IP: &str = "192.0.2.10";
+
+/// A zone where sender.test is set up well: SPF permitting [`SENDER_IP`] and nothing else,
+/// DMARC `p=reject` with reports, and the test keys. Each test then changes one thing.
+pub async fn sender_zone() -> TestDns {
+    let dns = TestDns::start().await;
+    publish_sender_domain(&dns, "sender.test", SENDER_IP);
+    dns
+}
+
+/// Publishes the same SPF record for each of `domains`.
+pub fn publish_spf(dns: &TestDns, record: &str, domains: &[&str]) {
+    for domain in domains {
+        dns.add_txt(domain, record);
+    }
+}
+
+/// The diagnosis finding with `code`; the test fails, listing what was found, if there is none.
+pub fn finding(report: &Report, code: FindingCode) -> &Finding {
+    report
+        .diagnosis
+        .iter()
+        .find(|f| f.code == code)
+        .unwrap_or_else(|| panic!("no {code:?} in {:#?}", report.diagnosis))
+}
+
+/// The codes of all diagnosis findings, in order.
+pub fn codes(report: &Report) -> Vec<FindingCode> {
+    report.diagnosis.iter().map(|f| f.code).collect()
+}
+
+/// Fails, showing `text`, unless it contains `part`.
+#[track_caller]
+pub fn assert_mentions(text: &str, part: &str) {
+    assert!(text.contains(part), "{part:?} not in {text:?}");
+}
+
+/// Fails, showing the list, unless one of `lines` contains `part`.
+#[track_caller]
+pub fn assert_any_mentions(lines: &[String], part: &str) {
+    assert!(
+        lines.iter().any(|line| line.contains(part)),
+        "{part:?} not in any of {lines:#?}"
+    );
 }
