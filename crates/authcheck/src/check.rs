@@ -184,6 +184,12 @@ pub fn render(report: &Report, color: bool) -> String {
             s.push_str(&format!("     warning: {warning}\n"));
         }
     }
+    if report.dkim_not_listed > 0 {
+        s.push_str(&format!(
+            "  ... and {} more DKIM-Signature fields, not verified and not listed\n",
+            report.dkim_not_listed
+        ));
+    }
 
     let d = &report.dmarc;
     s.push_str(&format!("\n{}\n", p.heading("DMARC")));
@@ -317,6 +323,12 @@ fn render_spf(s: &mut String, p: &Paint, check: &SpfCheck, indent: &str) {
         check.dns_lookups, check.dns_lookup_limit, check.void_lookups, check.void_lookup_limit
     ));
     render_trace(s, p, &check.trace, &format!("{indent}  "));
+    if check.trace_not_listed > 0 {
+        s.push_str(&format!(
+            "{indent}  ... and {} more steps, not listed\n",
+            check.trace_not_listed
+        ));
+    }
 }
 
 fn render_trace(s: &mut String, p: &Paint, steps: &[SpfTraceStep], indent: &str) {

@@ -46,6 +46,8 @@ struct Zone {
     queries_by_name: HashMap<String, u64>,
     /// When set, negative answers carry an SOA record with this TTL and minimum.
     negative_ttl: Option<u32>,
+    /// The TTL of every answer record, when not [`TTL`].
+    record_ttl: Option<u32>,
 }
 
 /// A running DNS server; it stops when dropped.
@@ -203,6 +205,11 @@ impl TestDns {
         self.zone.write().unwrap().negative_ttl = Some(ttl);
     }
 
+    /// Gives every answer record this TTL instead of 300 seconds.
+    pub fn set_record_ttl(&self, ttl: u32) {
+        self.zone.write().unwrap().record_ttl = Some(ttl);
+    }
+
     /// Removes every record and behaviour.
     pub fn clear(&self) {
         let mut zone = self.zone.write().unwrap();
@@ -279,7 +286,8 @@ fn answer(zone: &RwLock<Zone>, request: &Message) -> (Reply, Option<Duration>) {
             .iter()
             .filter(|r| r.record_type() == query_type || query_type == RecordType::ANY)
         {
-            response.add_answer(Record::from_rdata(owner.clone(), TTL, data.clone()));
+            let ttl = zone.record_ttl.unwrap_or(TTL);
+            response.add_answer(Record::from_rdata(owner.clone(), ttl, data.clone()));
         }
         if response.answers.is_empty() {
             add_negative_soa(&mut response, &name, zone.negative_ttl);

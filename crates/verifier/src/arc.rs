@@ -25,6 +25,8 @@ use crate::report::{ArcReport, ArcResult};
 const ARC_SEAL: &str = "ARC-Seal";
 const ARC_MESSAGE_SIGNATURE: &str = "ARC-Message-Signature";
 const ARC_AUTHENTICATION_RESULTS: &str = "ARC-Authentication-Results";
+/// The most ARC sets a chain may have: instance numbers run from 1 to 50 (RFC 8617 §4.2.1).
+const MAX_SETS: u32 = 50;
 /// The signing algorithms an ARC set may use (RFC 8617 with RFC 8463).
 const PERMITTED_ALGORITHMS: [&str; 2] = ["rsa-sha256", "ed25519-sha256"];
 
@@ -43,6 +45,12 @@ pub async fn verify_chain(dns: &Dns, message: &[u8], time_limit: Duration) -> Ar
             sets,
             reason: "The message carries no ARC header fields.".into(),
         };
+    }
+    if sets > MAX_SETS {
+        return fail(format!(
+            "The ARC chain is malformed: the message carries {sets} ARC sets, and RFC 8617 allows at most \
+             {MAX_SETS} (i=1 to {MAX_SETS})."
+        ));
     }
     if let Some(problem) = structural_problem(&fields) {
         return fail(format!("The ARC chain is malformed: {problem}."));

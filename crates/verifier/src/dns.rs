@@ -4,6 +4,11 @@
 //! (NXDOMAIN), "the name exists but has no record of that type", or a transient failure.
 //! SPF counts the middle two as void lookups; DKIM calls them "key record not found";
 //! a transient failure becomes `temperror` everywhere.
+//!
+//! Anyone can make the tester look names up (by sending it mail), so what DNS hands back is
+//! bounded: the cache holds at most [`DnsConfig::cache_entries`] answers for at most
+//! [`DnsConfig::cache_max_ttl`] whatever TTL the zone asks for, and a TXT record over
+//! [`MAX_TXT_RECORD_BYTES`] is refused rather than parsed.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
@@ -26,7 +31,15 @@ pub struct DnsConfig {
     pub query_timeout: Duration,
     /// How many times a query is sent before it counts as failed.
     pub attempts: usize,
+    /// The most answers (positive or negative) the cache holds; a TXT answer is at most 64 KiB.
+    pub cache_entries: u64,
+    /// The longest any answer stays cached, whatever TTL its zone gives it.
+    pub cache_max_ttl: Duration,
 }
+
+/// The longest TXT record read, its character strings joined. SPF, DKIM key and DMARC records
+/// are well under 4 KiB (a 4,096-bit key record is about 800 bytes).
+pub const MAX_TXT_RECORD_BYTES: usize = 16 * 1024;
 
 impl Default for DnsConfig {
     fn default() -> Self {
@@ -34,6 +47,8 @@ impl Default for DnsConfig {
             servers: Vec::new(),
             query_timeout: Duration::from_secs(5),
             attempts: 2,
+            cache_entries: 2048,
+            cache_max_ttl: Duration::from_secs(3600),
         }
     }
 }
@@ -53,6 +68,11 @@ pub enum LookupError {
     /// The name cannot be sent as a DNS query at all (empty label, over 253 bytes...).
     #[error("{0:?} is not a valid domain name")]
     InvalidName(String),
+    /// A TXT record at the name is longer than [`MAX_TXT_RECORD_BYTES`] (its length).
+    #[error(
+        "{0}: a TXT record there is {1} bytes long; records over {MAX_TXT_RECORD_BYTES} bytes are not read"
+    )]
+    TooLarge(String, usize),
 }
 
 impl LookupError {
@@ -108,6 +128,9 @@ impl Dns {
         opts.ndots = 0;
         opts.use_hosts_file = ResolveHosts::Never;
         opts.edns0 = true;
+        opts.cache_size = config.cache_entries;
+        opts.positive_max_ttl = Some(config.cache_max_ttl);
+        opts.negative_max_ttl = Some(config.cache_max_ttl);
         let resolver =
             TokioResolver::builder_with_config(resolver_config, TokioRuntimeProvider::default())
                 .with_options(opts)
@@ -162,22 +185,20 @@ impl Dns {
         }
     }
 
-    /// TXT records at `name`, each with its character strings joined (RFC 7208 §3.3).
+    /// TXT records at `name`, each with its character strings joined (RFC 7208 §3.3). A record
+    /// over [`MAX_TXT_RECORD_BYTES`] makes the whole answer [`LookupError::TooLarge`].
     pub async fn txt(&self, name: &str) -> Result<Vec<Vec<u8>>, LookupError> {
-        Ok(self
-            .lookup(name, RecordType::TXT)
-            .await?
-            .into_iter()
-            .filter_map(|data| match data {
-                RData::TXT(txt) => Some(
-                    txt.txt_data
-                        .iter()
-                        .flat_map(|s| s.iter().copied())
-                        .collect(),
-                ),
-                _ => None,
-            })
-            .collect())
+        let records = self.lookup(name, RecordType::TXT).await?;
+        let mut texts = Vec::with_capacity(records.len());
+        for data in records {
+            let RData::TXT(txt) = data else { continue };
+            let length: usize = txt.txt_data.iter().map(|s| s.len()).sum();
+            if length > MAX_TXT_RECORD_BYTES {
+                return Err(LookupError::TooLarge(name.to_string(), length));
+            }
+            texts.push(txt.txt_data.concat());
+        }
+        Ok(texts)
     }
 
     pub async fn a(&self, name: &str) -> Result<Vec<Ipv4Addr>, LookupError> {

@@ -9,6 +9,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::verdict::Verdict;
 
+/// The most DKIM signatures a report details; a message carries one to three. Those past it
+/// are only counted ([`Report::dkim_not_listed`]).
+pub const MAX_LISTED_SIGNATURES: usize = 50;
+/// The most SPF trace steps a report details, nested steps included; the ten-lookup limit
+/// keeps real evaluations far below it. Those past it are counted ([`SpfCheck::trace_not_listed`]).
+pub const MAX_LISTED_TRACE_STEPS: usize = 200;
+/// The most `h=` names a signature's report lists ([`DkimSignatureReport::signed_headers_not_listed`]).
+pub const MAX_LISTED_SIGNED_HEADERS: usize = 200;
+
 /// The whole verification of one message.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Report {
@@ -16,8 +25,12 @@ pub struct Report {
     pub verdicts: Verdicts,
     /// SPF for the MAIL FROM identity (or HELO for the null reverse-path), with the HELO check inside.
     pub spf: SpfReport,
-    /// One entry per `DKIM-Signature` header field, in header order, malformed ones included.
+    /// One entry per `DKIM-Signature` header field, in header order, malformed ones included,
+    /// up to [`MAX_LISTED_SIGNATURES`].
     pub dkim: Vec<DkimSignatureReport>,
+    /// How many more `DKIM-Signature` fields the message carries: not verified, not listed.
+    #[serde(default)]
+    pub dkim_not_listed: u32,
     pub dmarc: DmarcReport,
     pub arc: ArcReport,
     /// The full `Authentication-Results:` header field (name included), RFC 8601.
@@ -98,8 +111,12 @@ pub struct SpfCheck {
     pub explanation: Option<String>,
     /// The SPF record text(s) found at `domain` (more than one is itself a permerror).
     pub records: Vec<String>,
-    /// Each term evaluated, in order, nested through `include:` and `redirect=`.
+    /// Each term evaluated, in order, nested through `include:` and `redirect=`, up to
+    /// [`MAX_LISTED_TRACE_STEPS`] steps in all.
     pub trace: Vec<SpfTraceStep>,
+    /// How many more trace steps the evaluation took, not listed.
+    #[serde(default)]
+    pub trace_not_listed: u32,
     /// DNS-querying terms evaluated, against the limit of 10 (RFC 7208 §4.6.4).
     pub dns_lookups: u32,
     pub dns_lookup_limit: u32,
@@ -176,6 +193,8 @@ pub enum DkimReasonCode {
     SignatureExpired,
     Sha1Rejected,
     KeyTooShort,
+    /// An RSA key over 8,192 bits: refused rather than spend the CPU on it.
+    KeyTooLong,
     MissingTag,
     MalformedSignature,
     UnsupportedVersion,
@@ -202,8 +221,11 @@ pub struct DkimSignatureReport {
     pub canonicalization: String,
     /// `i=` when present.
     pub identity: Option<String>,
-    /// `h=`: the signed header field names, in order.
+    /// `h=`: the signed header field names, in order, up to [`MAX_LISTED_SIGNED_HEADERS`].
     pub signed_headers: Vec<String>,
+    /// How many more names `h=` holds, not listed.
+    #[serde(default)]
+    pub signed_headers_not_listed: u32,
     /// `l=` when present: a body length limit lets anyone append content.
     pub body_length: Option<u64>,
     /// `t=` and `x=` when present (seconds since the epoch).

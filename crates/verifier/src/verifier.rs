@@ -89,9 +89,9 @@ impl Verifier {
     pub async fn verify_at(&self, input: &MessageInput<'_>, now: u64) -> Report {
         let dns = &self.dns;
         let config = &self.config;
-        let ((spf_check, helo_check), mut dkim, arc, policy) = tokio::join!(
+        let ((spf_check, helo_check), (mut dkim, dkim_not_listed), arc, policy) = tokio::join!(
             self.check_spf(input),
-            dkim::verify_signatures(dns, input.message, now, config.dkim_time_limit),
+            dkim::verify_listed_signatures(dns, input.message, now, config.dkim_time_limit),
             arc::verify_chain(dns, input.message, config.dkim_time_limit),
             dmarc::discover(dns, FromField::read(input.message), config.dmarc_time_limit),
         );
@@ -116,6 +116,7 @@ impl Verifier {
             verdicts,
             spf,
             dkim,
+            dkim_not_listed,
             dmarc: dmarc.report,
             arc,
             authentication_results,

@@ -573,6 +573,56 @@ async fn a_512_bit_rsa_key_is_too_short() {
     assert_eq!(report.key_type.as_deref(), Some("rsa"));
 }
 
+/// DER: `tag`, the definite length of `content`, `content`.
+fn der(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    match content.len() {
+        length @ 0..=127 => out.push(length as u8),
+        length @ 128..=255 => out.extend([0x81, length as u8]),
+        length => out.extend([0x82, (length >> 8) as u8, length as u8]),
+    }
+    out.extend_from_slice(content);
+    out
+}
+
+/// A PKCS#1 RSAPublicKey whose modulus has `bits` bits: not a real key (nobody knows its
+/// factors and making one would take minutes), but its size is all the verifier may look at.
+fn crafted_rsa_key(bits: usize) -> Vec<u8> {
+    let mut modulus = vec![0x00, 0x80];
+    modulus.extend(std::iter::repeat_n(0x5a, bits / 8 - 2));
+    modulus.push(0x01);
+    let mut sequence = der(0x02, &modulus);
+    sequence.extend(der(0x02, &[0x01, 0x00, 0x01]));
+    der(0x30, &sequence)
+}
+
+#[tokio::test]
+async fn an_rsa_key_over_8192_bits_is_refused_before_any_arithmetic() {
+    let server = server().await;
+    server.add_txt(
+        "huge._domainkey.example.test",
+        &format!("v=DKIM1; p={}", STANDARD.encode(crafted_rsa_key(16_384))),
+    );
+    let report = verify_one(&server, &signed_with_selector(TestKey::Rsa2048, "huge")).await;
+    assert_outcome(
+        &report,
+        DkimResult::Invalid,
+        DkimReasonCode::KeyTooLong,
+        "16384 bits; keys over 8192 bits are refused",
+    );
+    assert_eq!(report.key_bits, Some(16_384));
+    assert_eq!(report.key_type.as_deref(), Some("rsa"));
+
+    // 8192 bits is still read: this crafted key gets as far as the signature check.
+    server.add_txt(
+        "large._domainkey.example.test",
+        &format!("v=DKIM1; p={}", STANDARD.encode(crafted_rsa_key(8192))),
+    );
+    let report = verify_one(&server, &signed_with_selector(TestKey::Rsa2048, "large")).await;
+    assert_eq!(report.key_bits, Some(8192), "{}", report.reason);
+    assert_eq!(report.result, DkimResult::Fail, "{}", report.reason);
+}
+
 #[tokio::test]
 async fn a_bare_pkcs1_rsa_key_is_accepted() {
     let server = server().await;

@@ -21,6 +21,7 @@ fn dns_for(server: &TestDns) -> Dns {
         servers: vec![server.addr()],
         query_timeout: Duration::from_millis(300),
         attempts: 1,
+        ..DnsConfig::default()
     })
     .expect("DNS client")
 }
@@ -228,6 +229,7 @@ async fn evaluation_stops_at_the_time_limit_with_temperror() {
         servers: vec![server.addr()],
         query_timeout: Duration::from_secs(30),
         attempts: 1,
+        ..DnsConfig::default()
     })
     .expect("DNS client");
     let spf = check_mail_from(

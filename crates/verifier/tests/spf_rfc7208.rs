@@ -198,6 +198,7 @@ async fn run(case: &Case, server: &TestDns) -> Result<(), String> {
         servers: vec![server.addr()],
         query_timeout: Duration::from_millis(300),
         attempts: 1,
+        ..DnsConfig::default()
     };
     let dns = Dns::new(&config).expect("DNS client");
     let check = check_mail_from(

@@ -16,6 +16,7 @@ fn dns_for(server: &TestDns) -> Dns {
         servers: vec![server.addr()],
         query_timeout: Duration::from_millis(300),
         attempts: 1,
+        ..DnsConfig::default()
     })
     .expect("DNS client")
 }

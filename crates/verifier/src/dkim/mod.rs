@@ -25,7 +25,7 @@ pub(crate) mod tags;
 pub(crate) use key::{MIN_RSA_BITS, rsa_public_key};
 mod verify;
 
-pub use verify::verify_signatures;
+pub use verify::{MAX_VERIFIED_SIGNATURES, verify_listed_signatures, verify_signatures};
 
 /// Base64 as DKIM writers produce it: standard alphabet, padding optional.
 pub(crate) const LENIENT_BASE64: GeneralPurpose = GeneralPurpose::new(

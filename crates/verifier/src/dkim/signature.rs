@@ -6,7 +6,7 @@ use std::ops::Range;
 use base64::Engine;
 
 use super::canonical::Canonicalization;
-use super::tags::{TagList, TagListError, without_fws};
+use super::tags::{MAX_TAG_LIST_BYTES, MAX_TAGS, TagList, TagListError, without_fws};
 use super::{Invalid, LENIENT_BASE64};
 use crate::report::DkimReasonCode;
 
@@ -77,6 +77,14 @@ pub fn parse(value: &str, now: u64) -> Result<Signature, Invalid> {
         }
         TagListError::Duplicate(name) => malformed(format!(
             "tag {name}= appears more than once; a signature must carry each tag once"
+        )),
+        TagListError::TooLong(length) => malformed(format!(
+            "the signature field is {length} bytes long; signatures over {MAX_TAG_LIST_BYTES} bytes \
+             are not verified (a real one is under 4 KiB)"
+        )),
+        TagListError::TooManyTags => malformed(format!(
+            "the signature has more than {MAX_TAGS} tags; signatures with more are not verified \
+             (RFC 6376 defines 14)"
         )),
     })?;
 

@@ -17,15 +17,11 @@ use super::message::{HeaderField, RawMessage};
 use super::signature::{self, Signature};
 use super::tags::TagList;
 use super::{Invalid, Outcome};
-use crate::dns::{Dns, LookupError};
-use crate::report::{DkimReasonCode, DkimResult, DkimSignatureReport};
-
-/// ASN.1 DigestInfo header for SHA-256 (RFC 8017 §9.2 note 1), which PKCS#1 v1.5 signatures
-/// carry in front of the hash.
-const SHA256_DIGEST_INFO_PREFIX: [u8; 19] = [
-    0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05,
-    0x00, 0x04, 0x20,
-];
+use crate::dns::{Dns, LookupError, MAX_TXT_RECORD_BYTES};
+use crate::report::{
+    DkimReasonCode, DkimResult, DkimSignatureReport, MAX_LISTED_SIGNATURES,
+    MAX_LISTED_SIGNED_HEADERS,
+};
 
 /// The most signatures verified per message. Real mail carries one to three; each one costs a
 /// key lookup, a body hash and a public-key operation, so without a limit a message of
@@ -33,7 +29,8 @@ const SHA256_DIGEST_INFO_PREFIX: [u8; 19] = [
 /// as `invalid` and unverified.
 pub const MAX_VERIFIED_SIGNATURES: usize = 20;
 
-/// Every DKIM-Signature header field of `message`, in header order, malformed ones included.
+/// Every DKIM-Signature header field of `message`, in header order, malformed ones included,
+/// up to [`MAX_LISTED_SIGNATURES`] (see [`verify_listed_signatures`] for the count of the rest).
 /// `now` is seconds since the epoch (decides x= expiry). `aligned` is left false: the caller computes alignment.
 /// All key lookups together are bounded by `time_limit` (then temperror, reason says so).
 /// Only the first [`MAX_VERIFIED_SIGNATURES`] are verified.
@@ -43,6 +40,19 @@ pub async fn verify_signatures(
     now: u64,
     time_limit: Duration,
 ) -> Vec<DkimSignatureReport> {
+    verify_listed_signatures(dns, message, now, time_limit)
+        .await
+        .0
+}
+
+/// As [`verify_signatures`], with the number of signature fields past
+/// [`MAX_LISTED_SIGNATURES`], which are neither verified nor described.
+pub async fn verify_listed_signatures(
+    dns: &Dns,
+    message: &[u8],
+    now: u64,
+    time_limit: Duration,
+) -> (Vec<DkimSignatureReport>, u32) {
     let message = RawMessage::parse(message);
     let fields: Vec<&HeaderField> = message
         .fields()
@@ -50,8 +60,10 @@ pub async fn verify_signatures(
         .filter(|field| message.is_named(field, "DKIM-Signature"))
         .collect();
     let total = fields.len();
+    let not_listed = u32::try_from(total.saturating_sub(MAX_LISTED_SIGNATURES)).unwrap_or(u32::MAX);
     let checks: Vec<Check> = fields
         .into_iter()
+        .take(MAX_LISTED_SIGNATURES)
         .enumerate()
         .map(|(index, field)| {
             if index < MAX_VERIFIED_SIGNATURES {
@@ -67,10 +79,11 @@ pub async fn verify_signatures(
         .collect();
     let keys = fetch_keys(dns, key_names, time_limit).await;
     let bodies = CanonicalBodies::new(&message);
-    checks
+    let reports = checks
         .into_iter()
         .map(|check| check.finish(&message, &bodies, &keys))
-        .collect()
+        .collect();
+    (reports, not_listed)
 }
 
 /// The body canonicalized each way, computed at most once however many signatures need it.
@@ -198,13 +211,22 @@ fn describe(header_value: &str) -> DkimSignatureReport {
              content without breaking it; sign the whole body (drop l=)"
         ));
     }
+    let mut signed_headers = signature::signed_header_names(&tags);
+    let signed_headers_not_listed = u32::try_from(
+        signed_headers
+            .len()
+            .saturating_sub(MAX_LISTED_SIGNED_HEADERS),
+    )
+    .unwrap_or(u32::MAX);
+    signed_headers.truncate(MAX_LISTED_SIGNED_HEADERS);
     DkimSignatureReport {
         domain: text("d").unwrap_or_default().to_ascii_lowercase(),
         selector: text("s").unwrap_or_default(),
         algorithm: text("a").unwrap_or_default(),
         canonicalization: text("c").unwrap_or_else(|| "simple/simple".to_string()),
         identity: text("i"),
-        signed_headers: signature::signed_header_names(&tags),
+        signed_headers,
+        signed_headers_not_listed,
         body_length,
         timestamp: number("t"),
         expiration: number("x"),
@@ -364,6 +386,14 @@ fn lookup_failure(name: &str, error: &LookupError) -> Outcome {
         LookupError::InvalidName(_) => key_not_found(format!(
             "no key record can exist at {name}: it is not a valid domain name; fix s= and d="
         )),
+        LookupError::TooLarge(_, length) => Invalid::new(
+            DkimReasonCode::KeyMalformed,
+            format!(
+                "the key record at {name} is {length} bytes long; TXT records over {MAX_TXT_RECORD_BYTES} bytes \
+                 are not read (a 4096-bit key record is under 1 KiB)"
+            ),
+        )
+        .into(),
     }
 }
 
@@ -459,28 +489,20 @@ fn signed_header_data(
     data
 }
 
-/// RSASSA-PKCS1-v1_5 with SHA-256 over `data`. ring's constant-time assembly does this several
-/// times faster than the pure-Rust big-number code, which dominated the service's CPU time; it
-/// takes moduli of 1024 to 8192 bits (shorter keys are refused before this), and the rare
-/// larger key goes through the `rsa` crate.
+/// RSASSA-PKCS1-v1_5 with SHA-256 over `data`, by ring's constant-time assembly, several
+/// times faster than the pure-Rust big-number code. It takes moduli of 1024 to 8192 bits, the
+/// sizes key records are accepted with.
 fn verify_rsa_sha256(key: &rsa::RsaPublicKey, data: &[u8], signature: &[u8]) -> bool {
     use rsa::traits::PublicKeyParts as _;
-    if key.n().bits() <= 8192 {
-        let components = ring::signature::RsaPublicKeyComponents {
-            n: key.n().to_bytes_be(),
-            e: key.e().to_bytes_be(),
-        };
-        return components
-            .verify(
-                &ring::signature::RSA_PKCS1_1024_8192_SHA256_FOR_LEGACY_USE_ONLY,
-                data,
-                signature,
-            )
-            .is_ok();
-    }
-    let scheme = rsa::Pkcs1v15Sign {
-        hash_len: Some(32),
-        prefix: SHA256_DIGEST_INFO_PREFIX.to_vec().into(),
+    let components = ring::signature::RsaPublicKeyComponents {
+        n: key.n().to_bytes_be(),
+        e: key.e().to_bytes_be(),
     };
-    key.verify(scheme, &Sha256::digest(data), signature).is_ok()
+    components
+        .verify(
+            &ring::signature::RSA_PKCS1_1024_8192_SHA256_FOR_LEGACY_USE_ONLY,
+            data,
+            signature,
+        )
+        .is_ok()
 }

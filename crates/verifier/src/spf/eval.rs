@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::pin::Pin;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::dns::{Dns, LookupError};
+use crate::dns::{Dns, LookupError, MAX_TXT_RECORD_BYTES};
 use crate::report::{SpfResult, SpfTermOutcome, SpfTraceStep};
 
 use super::macros::{MacroContext, MacroString, MacroValues};
@@ -217,6 +217,15 @@ impl<'a> Evaluator<'a> {
                 return RecordLookup::Missing(format!(
                     "'{domain}' is not a valid domain name, so it has no SPF record"
                 ));
+            }
+            Err(LookupError::TooLarge(_, length)) => {
+                return RecordLookup::Failed(
+                    SpfResult::Permerror,
+                    format!(
+                        "a TXT record of {domain} is {length} bytes long; records over {MAX_TXT_RECORD_BYTES} bytes \
+                         are not read, so its SPF record could not be read: permerror"
+                    ),
+                );
             }
         };
         let spf: Vec<&Vec<u8>> = txts.iter().filter(|t| record::is_spf_record(t)).collect();
@@ -754,6 +763,13 @@ impl<'a> Evaluator<'a> {
                 SpfResult::Temperror,
                 format!(
                     "looking up {kind} records of {target} for {domain}'s {} failed ({why}): temperror",
+                    term.text
+                ),
+            )),
+            LookupError::TooLarge(..) => Err(TermError::new(
+                SpfResult::Permerror,
+                format!(
+                    "{domain}'s {} could not be evaluated: {error}: permerror",
                     term.text
                 ),
             )),

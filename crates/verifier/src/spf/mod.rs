@@ -17,7 +17,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use crate::dns::Dns;
-use crate::report::{SpfCheck, SpfIdentityKind, SpfResult};
+use crate::report::{MAX_LISTED_TRACE_STEPS, SpfCheck, SpfIdentityKind, SpfResult, SpfTraceStep};
 
 use eval::{DNS_LOOKUP_LIMIT, Sender, VOID_LOOKUP_LIMIT};
 
@@ -110,7 +110,12 @@ async fn run(
         ..sender
     };
     match tokio::time::timeout(time_limit, eval::evaluate(dns, &sender)).await {
-        Ok(evaluation) => SpfCheck {
+        Ok(mut evaluation) => SpfCheck {
+            trace_not_listed: u32::try_from(truncate_trace(
+                &mut evaluation.trace,
+                MAX_LISTED_TRACE_STEPS,
+            ))
+            .unwrap_or(u32::MAX),
             checked: true,
             identity_kind: kind,
             identity,
@@ -163,12 +168,35 @@ fn empty_check(
         explanation: None,
         records: Vec::new(),
         trace: Vec::new(),
+        trace_not_listed: 0,
         dns_lookups: 0,
         dns_lookup_limit: DNS_LOOKUP_LIMIT,
         void_lookups: 0,
         void_lookup_limit: VOID_LOOKUP_LIMIT,
         decided_by: None,
     }
+}
+
+/// Keeps the first `limit` steps of `trace` in reading order (each step before the steps nested
+/// in it) and returns how many it dropped.
+fn truncate_trace(trace: &mut Vec<SpfTraceStep>, limit: usize) -> usize {
+    fn keep(steps: &mut Vec<SpfTraceStep>, limit: usize, kept: &mut usize) -> usize {
+        let mut dropped = 0;
+        for index in 0..steps.len() {
+            if *kept == limit {
+                dropped += steps[index..].iter().map(count).sum::<usize>();
+                steps.truncate(index);
+                break;
+            }
+            *kept += 1;
+            dropped += keep(&mut steps[index].nested, limit, kept);
+        }
+        dropped
+    }
+    fn count(step: &SpfTraceStep) -> usize {
+        1 + step.nested.iter().map(count).sum::<usize>()
+    }
+    keep(trace, limit, &mut 0)
 }
 
 /// IPv4-mapped IPv6 addresses are IPv4 for SPF (RFC 7208 §5).
@@ -241,5 +269,42 @@ mod tests {
             canonical_ip("2001:db8::1".parse().unwrap()),
             "2001:db8::1".parse::<IpAddr>().unwrap()
         );
+    }
+
+    fn step(term: &str, nested: Vec<SpfTraceStep>) -> SpfTraceStep {
+        SpfTraceStep {
+            domain: "example.com".into(),
+            term: term.into(),
+            outcome: crate::report::SpfTermOutcome::NoMatch,
+            detail: String::new(),
+            nested,
+        }
+    }
+
+    fn terms(steps: &[SpfTraceStep]) -> Vec<String> {
+        steps
+            .iter()
+            .flat_map(|s| std::iter::once(s.term.clone()).chain(terms(&s.nested)))
+            .collect()
+    }
+
+    #[test]
+    fn the_trace_keeps_its_first_steps_in_reading_order() {
+        let trace = vec![
+            step("a", vec![]),
+            step("include:b", vec![step("b1", vec![]), step("b2", vec![])]),
+            step("c", vec![]),
+        ];
+        for (limit, kept, dropped) in [
+            (10, "a include:b b1 b2 c", 0),
+            (5, "a include:b b1 b2 c", 0),
+            (3, "a include:b b1", 2),
+            (2, "a include:b", 3),
+            (0, "", 5),
+        ] {
+            let mut truncated = trace.clone();
+            assert_eq!(truncate_trace(&mut truncated, limit), dropped, "{limit}");
+            assert_eq!(terms(&truncated).join(" "), kept, "{limit}");
+        }
     }
 }

@@ -18,6 +18,7 @@ pub fn dns_config(dns: &TestDns) -> DnsConfig {
         servers: vec![dns.addr()],
         query_timeout: Duration::from_millis(500),
         attempts: 1,
+        ..DnsConfig::default()
     }
 }
 

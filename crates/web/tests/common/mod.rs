@@ -166,6 +166,7 @@ impl Sample {
                     nested: vec![],
                 }],
             }],
+            trace_not_listed: 0,
             dns_lookups: 1,
             dns_lookup_limit: 10,
             void_lookups: 0,
@@ -196,6 +197,7 @@ impl Sample {
                 canonicalization: "relaxed/relaxed".into(),
                 identity: Some("@sender.example".into()),
                 signed_headers: vec!["from".into(), "subject".into(), "date".into()],
+                signed_headers_not_listed: 0,
                 body_length: None,
                 timestamp: None,
                 expiration: None,
@@ -208,6 +210,7 @@ impl Sample {
                 warnings: vec!["the signature uses l=".into()],
                 header_value: "v=1; a=rsa-sha256; d=sender.example; s=sel2026; b=abc".into(),
             }],
+            dkim_not_listed: 0,
             dmarc: DmarcReport {
                 from_domain: Some("sender.example".into()),
                 organizational_domain: Some("sender.example".into()),
