@@ -106,13 +106,13 @@ async fn an_h_list_of_thousands_of_names_over_thousands_of_fields_is_verified() 
     }
     base.push_str(&String::from_utf8(message(&format!("a@{DOMAIN}"), "Wide", "Hi.\r\n")).unwrap());
     let mut options = SignOptions::new(DOMAIN, TestKey::Ed25519);
-    // Every filler field, then the same name 3,000 more times: those instances do not exist
+    // Every filler field, then the same name 500 more times: those instances do not exist
     // and add nothing (RFC 6376 §5.4.2), but each one must not cost a pass over the header.
-    // (6,000 names of 9 bytes stay under the 64 KiB a signature field may have.)
+    // (3,500 names, folded, stay under the 64 KiB a signature field may have.)
     options.headers = ["From", "Subject"].map(String::from).to_vec();
     options
         .headers
-        .extend(std::iter::repeat_n("X-Filler".to_string(), 6_000));
+        .extend(std::iter::repeat_n("X-Filler".to_string(), 3_500));
     let message_bytes = sign(base.as_bytes(), &options);
     assert!(message_bytes.len() > 100_000);
 
@@ -136,7 +136,7 @@ async fn an_h_list_of_thousands_of_names_over_thousands_of_fields_is_verified() 
         200,
         "the report lists the first 200 names"
     );
-    assert_eq!(report.dkim[0].signed_headers_not_listed, 6_002 - 200);
+    assert_eq!(report.dkim[0].signed_headers_not_listed, 3_502 - 200);
 }
 
 #[tokio::test]
