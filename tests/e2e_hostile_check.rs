@@ -94,7 +94,7 @@ async fn a_signature_of_80000_tags_is_refused_in_time_linear_in_its_size() {
     let dns = zone().await;
     let small = with_hostile_signature(20_000);
     let large = with_hostile_signature(80_000);
-    assert!(large.len() > 700_000, "{} bytes", large.len());
+    assert!(large.len() > 500_000, "{} bytes", large.len());
 
     let (report, small_time) = check(&dns, &small, "alice@sender.test").await;
     assert_eq!(report["dkim"][0]["result"], "invalid");
