@@ -205,11 +205,13 @@ async fn edge_case_messages_are_stored_with_a_report() {
                 );
             }
             "500 DKIM-Signature fields" => {
+                // The report details the first 50 and counts the rest (issue 9).
                 let signatures = result["dkim"].as_array().unwrap();
-                assert_eq!(signatures.len(), 500, "{case}");
+                assert_eq!(signatures.len(), 50, "{case}");
+                assert_eq!(result["dkim_not_listed"], 450, "{case}");
                 assert_eq!(signatures[0]["result"], "pass", "{case}");
                 assert_eq!(
-                    signatures[499]["reason_code"], "too_many_signatures",
+                    signatures[49]["reason_code"], "too_many_signatures",
                     "{case}"
                 );
                 assert_eq!(result["verdict"], "|OK| dkim-pass", "{case}");

@@ -2,7 +2,7 @@
 //!
 //! Field names are part of the public API: `id`, `received_at`, `mailbox`, `client_ip`, `helo`,
 //! `mail_from`, `header_from`, `subject`, `verdict`, `prefixed_subject`, `spf`, `dkim`,
-//! `dmarc`, `arc`, `authentication_results`, `diagnosis`, `session`, `url`. The verification
+//! `dkim_not_listed`, `dmarc`, `arc`, `authentication_results`, `diagnosis`, `session`, `url`. The verification
 //! parts are copied from the stored report as they are, so fields the verifier adds appear here
 //! too.
 
@@ -29,6 +29,8 @@ pub(crate) fn result_json(result: &StoredResult, public_url: &str) -> Value {
         "prefixed_subject": result.prefixed_subject,
         "spf": report_part("spf"),
         "dkim": report_part("dkim"),
+        // Reports stored before signatures were capped list them all.
+        "dkim_not_listed": result.report.get("dkim_not_listed").cloned().unwrap_or_else(|| json!(0)),
         "dmarc": report_part("dmarc"),
         "arc": report_part("arc"),
         "authentication_results": report_part("authentication_results"),
