@@ -253,3 +253,49 @@ async fn the_result_page_shows_the_diagnosis_first_in_a_browser() {
     }
     browser.quit().await;
 }
+
+#[tokio::test]
+#[cfg_attr(
+    not(browser_tests),
+    ignore = "needs Chromium: /usr/bin/chromium and /usr/bin/chromedriver were not installed when the tests were built (scripts/setup-test-deps installs them)"
+)]
+async fn the_dmarc_tree_walk_is_listed_and_long_names_stay_inside_the_page() {
+    let dns = zone().await;
+    let service = Service::start(&dns).await;
+    // Eleven labels, three of them 63 bytes long: the walk asks the name itself, jumps to
+    // seven labels, then goes up one label at a time to sender.test's record.
+    let long = "l".repeat(63);
+    let from = format!("alice@{long}.{long}.{long}.b.c.d.e.f.g.sender.test");
+    let result = send_and_fetch(
+        &service,
+        "filter.example.net",
+        "alice@sender.test",
+        "spf@tester.test",
+        &message(&from, "Tree walk", "Hello.\r\n"),
+    )
+    .await;
+    let queries = result["dmarc"]["queries"].as_array().expect("queries");
+    assert!(queries.len() >= 3, "{queries:?}");
+    let id = result["id"].as_str().unwrap();
+    let browser = Browser::launch().await;
+    browser.goto(&service.url(&format!("/r/{id}"))).await;
+    let rows = browser
+        .eval("return document.querySelectorAll('table.dmarc-walk tbody tr').length;")
+        .await;
+    assert_eq!(rows.as_u64(), Some(queries.len() as u64));
+    let overflow = browser
+        .eval("return document.documentElement.scrollWidth - document.documentElement.clientWidth;")
+        .await;
+    assert!(
+        overflow.as_i64().unwrap() <= 0,
+        "the page is {overflow} px wider than the window"
+    );
+    if let Ok(dir) = std::env::var("AUTHCHECK_SCREENSHOT_DIR") {
+        browser
+            .eval("document.querySelector('table.dmarc-walk').scrollIntoView(); return 0;")
+            .await;
+        let png = browser.client().screenshot().await.expect("screenshot");
+        std::fs::write(format!("{dir}/dmarc-walk.png"), png).unwrap();
+    }
+    browser.quit().await;
+}
