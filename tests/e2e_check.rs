@@ -3,14 +3,12 @@
 mod support;
 
 use authcheck_testdns::TestDns;
-use authcheck_testkit::{SignOptions, TestKey, message, publish_keys, sign};
+use authcheck_testkit::{SignOptions, TestKey, message, publish_sender_domain, sign};
 use support::run_cli;
 
 async fn zone() -> TestDns {
     let dns = TestDns::start().await;
-    dns.add_txt("sender.test", "v=spf1 ip4:192.0.2.10 -all");
-    dns.add_txt("_dmarc.sender.test", "v=DMARC1; p=reject");
-    publish_keys(&dns, "sender.test");
+    publish_sender_domain(&dns, "sender.test", "192.0.2.10");
     dns
 }
 

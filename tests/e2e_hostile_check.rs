@@ -8,7 +8,9 @@ mod support;
 use std::time::{Duration, Instant};
 
 use authcheck_testdns::TestDns;
-use authcheck_testkit::{SignOptions, TestKey, message, publish_keys, sign};
+use authcheck_testkit::{
+    SignOptions, TestKey, distinct_empty_tags, message, publish_sender_domain, sign,
+};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use support::run_cli;
@@ -17,9 +19,7 @@ const CLIENT: &str = "192.0.2.10";
 
 async fn zone() -> TestDns {
     let dns = TestDns::start().await;
-    dns.add_txt("sender.test", &format!("v=spf1 ip4:{CLIENT} -all"));
-    dns.add_txt("_dmarc.sender.test", "v=DMARC1; p=reject");
-    publish_keys(&dns, "sender.test");
+    publish_sender_domain(&dns, "sender.test", CLIENT);
     dns
 }
 
@@ -30,26 +30,11 @@ fn signed_message() -> Vec<u8> {
     )
 }
 
-/// `count` distinct empty tags (`aaaa=; baaa=; ...`), folded every 8 tags as a mailer would.
-fn empty_tags(count: usize) -> String {
-    let mut tags = String::with_capacity(count * 9);
-    for i in 0..count {
-        let mut n = i;
-        for _ in 0..4 {
-            tags.push(char::from(b'a' + (n % 26) as u8));
-            n /= 26;
-        }
-        tags.push_str("=;");
-        tags.push_str(if i % 8 == 7 { "\r\n " } else { " " });
-    }
-    tags
-}
-
 /// A signed message with a hostile DKIM-Signature field of `count` empty tags on top.
 fn with_hostile_signature(count: usize) -> Vec<u8> {
     let mut out = format!(
         "DKIM-Signature: v=1; a=rsa-sha256; d=sender.test; s=rsa2048; {}h=from; bh=AAAA; b=AAAA\r\n",
-        empty_tags(count)
+        distinct_empty_tags(count)
     )
     .into_bytes();
     out.extend_from_slice(&signed_message());

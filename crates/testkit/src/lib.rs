@@ -171,6 +171,22 @@ pub fn publish_sender_domain(dns: &TestDns, domain: &str, ip: &str) {
     publish_keys(dns, domain);
 }
 
+/// `count` distinct empty DKIM-style tags (`aaaa=; baaa=; ...`), folded every 8 tags as a
+/// mailer would: a tag list that costs a quadratic parser dearly.
+pub fn distinct_empty_tags(count: usize) -> String {
+    let mut tags = String::with_capacity(count * 9);
+    for i in 0..count {
+        let mut n = i;
+        for _ in 0..4 {
+            tags.push(char::from(b'a' + (n % 26) as u8));
+            n /= 26;
+        }
+        tags.push_str("=;");
+        tags.push_str(if i % 8 == 7 { "\r\n " } else { " " });
+    }
+    tags
+}
+
 /// A simple message with CRLF line endings.
 pub fn message(from: &str, subject: &str, body: &str) -> Vec<u8> {
     let domain = from.rsplit('@').next().unwrap_or("example.test");

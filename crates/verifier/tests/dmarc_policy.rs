@@ -8,11 +8,13 @@ mod common;
 
 use authcheck_testdns::{Behaviour, TestDns};
 use authcheck_verifier::{AlignmentMode, DmarcResult, Report};
-use common::{SignOptions, TestKey, message, publish_keys, publish_spf, sign, verifier, verify};
+use common::{
+    OTHER_IP, SENDER_IP, SENDER_SPF, SignOptions, TestKey, message, publish_keys, publish_spf,
+    sign, verifier, verify,
+};
 
-const ALLOWED_IP: &str = "192.0.2.10";
-const OTHER_IP: &str = "198.51.100.7";
-const SPF: &str = "v=spf1 ip4:192.0.2.10 -all";
+const ALLOWED_IP: &str = SENDER_IP;
+const SPF: &str = SENDER_SPF;
 
 async fn zone() -> TestDns {
     let dns = TestDns::start().await;

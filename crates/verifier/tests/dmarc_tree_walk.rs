@@ -11,11 +11,10 @@ use authcheck_testdns::TestDns;
 use authcheck_verifier::{
     DmarcAnswer, DmarcResult, IdentifierRole, PolicyTag, Report, Rfc7489Outcome,
 };
-use common::{message, publish_spf, verifier, verify};
+use common::{OTHER_IP, SENDER_IP, SENDER_SPF, message, publish_spf, verifier, verify};
 
-const ALLOWED_IP: &str = "192.0.2.10";
-const OTHER_IP: &str = "198.51.100.7";
-const SPF: &str = "v=spf1 ip4:192.0.2.10 -all";
+const ALLOWED_IP: &str = SENDER_IP;
+const SPF: &str = SENDER_SPF;
 
 async fn zone() -> TestDns {
     let dns = TestDns::start().await;

@@ -9,7 +9,7 @@ use authcheck_verifier::diagnosis::{Finding, FindingCode};
 use authcheck_verifier::{DnsConfig, MessageInput, Report, Verifier, VerifierConfig};
 
 pub use authcheck_testkit::{
-    SignOptions, TestKey, message, publish_keys, publish_sender_domain, sign,
+    SignOptions, TestKey, distinct_empty_tags, message, publish_keys, publish_sender_domain, sign,
 };
 
 /// A DNS configuration that sends every query to `dns` and gives up quickly.
@@ -60,6 +60,12 @@ pub fn sign_with_identity_and_length(
 /// The address that sender.test's SPF record permits in [`sender_zone`].
 pub const SENDER_IP: &str = "192.0.2.10";
 
+/// An SPF record that permits [`SENDER_IP`] and nothing else.
+pub const SENDER_SPF: &str = "v=spf1 ip4:192.0.2.10 -all";
+
+/// An address no test SPF record permits.
+pub const OTHER_IP: &str = "198.51.100.7";
+
 /// A zone where sender.test is set up well: SPF permitting [`SENDER_IP`] and nothing else,
 /// DMARC `p=reject` with reports, and the test keys. Each test then changes one thing.
 pub async fn sender_zone() -> TestDns {
@@ -87,6 +93,16 @@ pub fn finding(report: &Report, code: FindingCode) -> &Finding {
 /// The codes of all diagnosis findings, in order.
 pub fn codes(report: &Report) -> Vec<FindingCode> {
     report.diagnosis.iter().map(|f| f.code).collect()
+}
+
+/// Fails, listing the findings, if there is one with `code`.
+#[track_caller]
+pub fn assert_no_finding(report: &Report, code: FindingCode) {
+    assert!(
+        !codes(report).contains(&code),
+        "unexpected {code:?} in {:#?}",
+        report.diagnosis
+    );
 }
 
 /// Fails, showing `text`, unless it contains `part`.
