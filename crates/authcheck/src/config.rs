@@ -203,8 +203,9 @@ settings! {
         flag: "max-connections-per-ip", env: "AUTHCHECK_MAX_CONNECTIONS_PER_IP", value: "N",
         default: DefaultValue::Text("50"),
     }
-    /// Most bytes of message data held in memory at once across all SMTP sessions; past it
-    /// new messages get 452 4.3.1 (suffixes K, M, G, KiB, MiB, GiB allowed).
+    /// Most bytes of message data held in memory at once across all SMTP sessions, with two
+    /// copies of each message being verified and stored; past it new messages get 452 4.3.1
+    /// (suffixes K, M, G, KiB, MiB, GiB allowed).
     max_memory_in_flight: one<usize> = parse_size {
         flag: "max-memory-in-flight", env: "AUTHCHECK_MAX_MEMORY_IN_FLIGHT", value: "BYTES",
         default: DefaultValue::Text("512MiB"),
@@ -280,12 +281,18 @@ impl Settings {
             file,
         };
         let settings = Settings::from_layers(&layers)?;
-        if settings.max_memory_in_flight < settings.max_message_size {
+        // A message in delivery holds its own bytes and the copies delivery makes of it.
+        let copies =
+            <crate::delivery::TesterDelivery as authcheck_smtp::Delivery>::COPIES_WHILE_DELIVERING;
+        let largest_delivery = settings.max_message_size.saturating_mul(1 + copies);
+        if settings.max_memory_in_flight < largest_delivery {
             return Err(invalid(
                 "max_memory_in_flight",
                 format!(
-                    "{} bytes is less than max_message_size ({}): no message of the largest size could be taken",
-                    settings.max_memory_in_flight, settings.max_message_size
+                    "{} bytes is less than {} times max_message_size ({}; the message and the {copies} copies verifying and storing it make): no message of the largest size could be taken",
+                    settings.max_memory_in_flight,
+                    1 + copies,
+                    settings.max_message_size
                 ),
             ));
         }

@@ -26,6 +26,22 @@ pub struct TesterDelivery {
 }
 
 impl Delivery for TesterDelivery {
+    /// Two message-sized copies at most, in one of two phases that never overlap (the
+    /// verifier's copies are dropped before the results are stored):
+    /// - verifying: the DKIM canonical bodies, simple and relaxed, each at most the size of
+    ///   the message and made only for the canonicalizations the signatures name (a message
+    ///   with bare LFs also gets a CRLF copy first; with both canonicalizations that one case
+    ///   briefly reaches three);
+    /// - storing: the SQLite driver copies the raw message into owned arguments for the
+    ///   writer's thread, and SQLite copies it again when it binds it (`SQLITE_TRANSIENT`);
+    ///   the record SQLite builds from it exists for one row at a time on the single writer
+    ///   thread, so it is bounded by one message in all, not per message.
+    ///
+    /// A message to both `spf@` and `dkim@` is cloned for its second result
+    /// ([`Verified::results`]), but the store drops that clone as it finds the two equal
+    /// (it keeps one copy per message) before the driver copies the message.
+    const COPIES_WHILE_DELIVERING: usize = 2;
+
     fn deliver(
         &self,
         envelope: Envelope,

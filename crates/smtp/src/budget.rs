@@ -1,5 +1,6 @@
 //! The memory budget shared by every session: the bytes of message data held in flight,
-//! across all connections, never exceed `max_memory_in_flight`.
+//! across all connections, never exceed `max_memory_in_flight`. A message being delivered
+//! also holds room for the copies its delivery makes (`Delivery::COPIES_WHILE_DELIVERING`).
 //!
 //! A transaction reserves room as its message grows and gives it back when the message has
 //! been delivered, refused or abandoned ([`Reservation`] is a drop guard), so a session that

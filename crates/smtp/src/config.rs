@@ -25,8 +25,9 @@ pub struct SmtpConfig {
     /// The most sessions open at once from one client: one IPv4 address, or one IPv6 /64
     /// (a single host commonly holds a whole /64).
     pub max_connections_per_ip: usize,
-    /// The most bytes of message data held at once across all sessions; past it new
-    /// transactions, and messages that would grow it, get `452 4.3.1`.
+    /// The most bytes of message data held at once across all sessions, counting the copies
+    /// delivery makes of the messages being delivered ([`crate::Delivery::COPIES_WHILE_DELIVERING`]);
+    /// past it new transactions, and messages that would grow it, get `452 4.3.1`.
     pub max_memory_in_flight: usize,
     /// The most new transactions (MAIL FROM) from one client (IPv4 address or IPv6 /64) per
     /// `rate_window`; past it `450 4.7.1`. 0 turns the limit off.

@@ -87,6 +87,13 @@ pub enum DeliveryError {
 /// Takes an accepted message. The listener sends its final 250 reply only after `deliver`
 /// returns `Ok`, so an implementation must have stored the message by then.
 pub trait Delivery: Send + Sync + 'static {
+    /// The most copies of the message, each as large as the message, that `deliver` holds at
+    /// once besides the `message` it is given. The listener counts them against
+    /// `max_memory_in_flight` before calling `deliver` (the message gets `452 4.3.1` when the
+    /// budget has no room for them) and gives them back when it returns, so the budget bounds
+    /// delivery's memory too. The implementation documents how it arrives at its figure.
+    const COPIES_WHILE_DELIVERING: usize;
+
     /// `message` holds the bytes as received, after dot-unstuffing, with nothing added.
     fn deliver(
         &self,

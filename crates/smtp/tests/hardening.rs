@@ -1,5 +1,5 @@
-//! Hostile clients through real SMTP: the memory budget shared by all sessions, the rate
-//! limits per client and per sender domain (on a clock the test moves), control characters
+//! Hostile clients through real SMTP: the memory budget shared by all sessions (the copies
+//! delivery makes included), the rate limits per client and per sender domain (on a clock the test moves), control characters
 //! in envelope commands, long echoed text, and BDAT chunks over the size limit.
 
 mod common;
@@ -7,8 +7,9 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use authcheck_smtp::{Clock, ManualClock};
-use common::{message, start};
+use authcheck_smtp::{Accepted, Clock, Delivery, DeliveryError, Envelope, ManualClock};
+use common::{PATIENCE, RecordingDelivery, message, start, start_with};
+use tokio::sync::{Semaphore, mpsc};
 
 const KIB: usize = 1024;
 
@@ -118,6 +119,120 @@ async fn a_message_that_outgrows_the_budget_is_refused_with_452_and_frees_its_me
             .reply()
             .await
             .starts_with("250 2.0.0 Stored as dkim-2")
+    );
+}
+
+/// Holds every message in delivery until the test opens the gate, as a slow verifier or store
+/// would, and says it makes two copies of each meanwhile.
+struct HeldDelivery {
+    /// The size of each message as its delivery starts.
+    entered: mpsc::UnboundedSender<usize>,
+    gate: Semaphore,
+    recorded: RecordingDelivery,
+}
+
+impl Delivery for HeldDelivery {
+    const COPIES_WHILE_DELIVERING: usize = 2;
+
+    async fn deliver(
+        &self,
+        envelope: Envelope,
+        message: Vec<u8>,
+    ) -> Result<Vec<Accepted>, DeliveryError> {
+        let _ = self.entered.send(message.len());
+        self.gate
+            .acquire()
+            .await
+            .expect("the gate is never closed")
+            .forget();
+        self.recorded.deliver(envelope, message).await
+    }
+}
+
+#[tokio::test]
+async fn the_copies_delivery_makes_count_against_the_budget_until_it_returns() {
+    let (entered, mut deliveries) = mpsc::unbounded_channel();
+    let delivery = Arc::new(HeldDelivery {
+        entered,
+        gate: Semaphore::new(0),
+        recorded: RecordingDelivery::default(),
+    });
+    let server = start_with(
+        |config| {
+            config.max_memory_in_flight = 256 * KIB;
+            config.messages_per_client = 0;
+        },
+        delivery.clone(),
+    )
+    .await;
+    let mut delivery_started = async || {
+        tokio::time::timeout(PATIENCE, deliveries.recv())
+            .await
+            .expect("a delivery starts in time")
+            .unwrap()
+    };
+    let busy = "452 4.3.1 too many messages in progress on this server, try again in a few minutes";
+
+    // Two 20 KiB messages held in delivery, each holding its 64 KiB receive buffer and 40 KiB
+    // for the copies: 48 KiB of the budget is left.
+    let mut held = Vec::new();
+    for n in 0..2 {
+        let mut client = server.greeted_client().await;
+        client
+            .envelope(&format!("held{n}@example.com"), &["spf@tester.example"])
+            .await;
+        assert!(client.command("DATA").await.starts_with("354 "));
+        client.send(format!("{}.\r\n", body(20 * KIB))).await;
+        assert_eq!(delivery_started().await, 20 * KIB);
+        held.push(client);
+    }
+
+    // 20 KiB more fits as received, but not with the 40 KiB its delivery would copy.
+    let mut other = server.greeted_client().await;
+    other
+        .envelope("big@example.com", &["dkim@tester.example"])
+        .await;
+    assert!(other.command("DATA").await.starts_with("354 "));
+    other.send(format!("{}.\r\n", body(20 * KIB))).await;
+    assert_eq!(other.reply().await, busy);
+    // 4 KiB and its 8 KiB of copies fit: it goes to delivery beside the two held ones.
+    other
+        .envelope("small@example.com", &["dkim@tester.example"])
+        .await;
+    assert!(other.command("DATA").await.starts_with("354 "));
+    other.send(format!("{}.\r\n", body(4 * KIB))).await;
+    assert_eq!(delivery_started().await, 4 * KIB);
+
+    delivery.gate.add_permits(100);
+    for client in &mut held {
+        let reply = client.reply().await;
+        assert!(reply.starts_with("250 2.0.0 Stored as spf-"), "{reply}");
+    }
+    let reply = other.reply().await;
+    assert!(reply.starts_with("250 2.0.0 Stored as dkim-"), "{reply}");
+    assert_eq!(delivery.recorded.messages().len(), 3);
+
+    // Delivered, every message gave its room back: the refused one now goes through.
+    other
+        .envelope("big@example.com", &["dkim@tester.example"])
+        .await;
+    assert!(other.command("DATA").await.starts_with("354 "));
+    other.send(format!("{}.\r\n", body(20 * KIB))).await;
+    assert_eq!(delivery_started().await, 20 * KIB);
+    let reply = other.reply().await;
+    assert!(reply.starts_with("250 2.0.0 Stored as dkim-"), "{reply}");
+    // A declared size counts with its copies: 3 × 100 KiB is over the budget, 3 × 80 KiB not.
+    assert_eq!(
+        other
+            .command(&format!("MAIL FROM:<big@example.com> SIZE={}", 100 * KIB))
+            .await,
+        busy
+    );
+    assert_eq!(
+        other
+            .command(&format!("MAIL FROM:<big@example.com> SIZE={}", 80 * KIB))
+            .await,
+        "250 2.1.0 sender OK"
     );
 }
 

@@ -1,6 +1,7 @@
 //! The end of a message (after DATA's `CRLF.CRLF` or BDAT LAST): refuse it if too big or if
-//! the memory budget had no room for it, else hand it to the [`Delivery`] and answer only once
-//! that returns, so a 250 means stored. The message's memory stays reserved until then.
+//! the memory budget had no room for it or for the copies delivery makes of it
+//! ([`Delivery::COPIES_WHILE_DELIVERING`]), else hand it to the [`Delivery`] and answer only
+//! once that returns, so a 250 means stored. The memory stays reserved until then.
 
 use chrono::Utc;
 
@@ -56,8 +57,21 @@ impl<D: Delivery> Session<D> {
             received_at: Utc::now(),
         };
         let (message, memory) = transaction.body.into_parts();
+        // The copies delivery makes while verifying and storing count against the budget too,
+        // held (like the message's own memory) until delivery returns.
+        let copies_size = size.saturating_mul(D::COPIES_WHILE_DELIVERING);
+        let mut copies = self.shared.budget.reservation();
+        if !copies.grow_to(copies_size) {
+            tracing::warn!(
+                client = %client.ip(), helo = helo_logged, mail_from, recipients, size, copies_size,
+                limit = self.config.max_memory_in_flight,
+                "message refused: the memory budget has no room for the copies delivery makes of it"
+            );
+            return self.command_reply(replies::BUSY);
+        }
         let outcome = self.delivery.deliver(envelope, message).await;
         drop(memory);
+        drop(copies);
         // Verification time is the server's, not the client's: the command timeout restarts.
         self.waiting_since = std::time::Instant::now();
         let took_ms = transaction.started.elapsed().as_millis() as u64;

@@ -32,7 +32,12 @@ impl<D: Delivery> Session<D> {
         let line = String::from_utf8_lossy(line);
         let mail_from = path_in_line(&line).map_or(from.address.as_ref(), reverse_path);
 
-        if !self.shared.budget.has_room_for(from.size.max(1)) {
+        // A declared size counts with the copies its delivery will make.
+        let declared_memory = from
+            .size
+            .max(1)
+            .saturating_mul(1 + D::COPIES_WHILE_DELIVERING);
+        if !self.shared.budget.has_room_for(declared_memory) {
             tracing::warn!(
                 client = %self.client.ip(), declared_size = from.size,
                 limit = self.config.max_memory_in_flight,

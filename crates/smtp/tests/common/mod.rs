@@ -32,6 +32,9 @@ impl RecordingDelivery {
 }
 
 impl Delivery for RecordingDelivery {
+    /// The message is moved into the list, never copied.
+    const COPIES_WHILE_DELIVERING: usize = 0;
+
     async fn deliver(
         &self,
         envelope: Envelope,
@@ -63,15 +66,23 @@ impl Delivery for RecordingDelivery {
     }
 }
 
-pub struct Server {
+pub struct Server<D = RecordingDelivery> {
     pub addr: SocketAddr,
-    pub delivery: Arc<RecordingDelivery>,
+    pub delivery: Arc<D>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
 
 /// Starts a listener with the default configuration changed by `configure`.
 pub async fn start(configure: impl FnOnce(&mut SmtpConfig)) -> Server {
+    start_with(configure, Arc::new(RecordingDelivery::default())).await
+}
+
+/// Starts a listener like [`start`] that hands its messages to `delivery`.
+pub async fn start_with<D: Delivery>(
+    configure: impl FnOnce(&mut SmtpConfig),
+    delivery: Arc<D>,
+) -> Server<D> {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let mut config = SmtpConfig {
@@ -81,7 +92,6 @@ pub async fn start(configure: impl FnOnce(&mut SmtpConfig)) -> Server {
         ..SmtpConfig::new(addr)
     };
     configure(&mut config);
-    let delivery = Arc::new(RecordingDelivery::default());
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(authcheck_smtp::run(
         listener,
@@ -97,7 +107,7 @@ pub async fn start(configure: impl FnOnce(&mut SmtpConfig)) -> Server {
     }
 }
 
-impl Server {
+impl<D> Server<D> {
     pub async fn client(&self) -> Client<TcpStream> {
         let mut client = self.connect().await;
         let greeting = client.reply().await;
