@@ -13,14 +13,11 @@ use common::{
     sign, verifier, verify,
 };
 
-const ALLOWED_IP: &str = SENDER_IP;
-const SPF: &str = SENDER_SPF;
-
 async fn zone() -> TestDns {
     let dns = TestDns::start().await;
     publish_spf(
         &dns,
-        SPF,
+        SENDER_SPF,
         &[
             "sender.test",
             "mail.sender.test",
@@ -89,7 +86,7 @@ async fn relaxed_spf_alignment_accepts_a_subdomain_mail_from() {
     let dns = zone().await;
     let report = check(
         &dns,
-        ALLOWED_IP,
+        SENDER_IP,
         "bounce@mail.sender.test",
         &from("alice@sender.test"),
     )
@@ -115,7 +112,7 @@ async fn strict_spf_alignment_needs_the_exact_domain() {
     let dns = zone().await;
     let report = check(
         &dns,
-        ALLOWED_IP,
+        SENDER_IP,
         "bounce@mail.strict.test",
         &from("alice@strict.test"),
     )
@@ -134,7 +131,7 @@ async fn strict_spf_alignment_needs_the_exact_domain() {
 
     let report = check(
         &dns,
-        ALLOWED_IP,
+        SENDER_IP,
         "bounce@strict.test",
         &from("alice@strict.test"),
     )
@@ -178,7 +175,7 @@ async fn no_record_means_none() {
     let dns = zone().await;
     let report = check(
         &dns,
-        ALLOWED_IP,
+        SENDER_IP,
         "alice@nodmarc.test",
         &from("alice@nodmarc.test"),
     )
@@ -201,7 +198,7 @@ async fn a_dns_failure_fetching_the_record_is_temperror() {
     let dns = zone().await;
     let report = check(
         &dns,
-        ALLOWED_IP,
+        SENDER_IP,
         "alice@flaky.test",
         &from("alice@flaky.test"),
     )
@@ -220,7 +217,7 @@ async fn a_record_is_looked_up_at_the_organizational_domain_of_a_test_name() {
     let dns = zone().await;
     let report = check(
         &dns,
-        ALLOWED_IP,
+        SENDER_IP,
         "alice@sender.test",
         &from("alice@news.eu.sender.test"),
     )
@@ -364,7 +361,7 @@ async fn from_field_problems_make_dmarc_permerror() {
     ];
     for (from_fields, problem) in cases {
         let message = format!("{from_fields}{base}");
-        let report = check(&dns, ALLOWED_IP, "alice@sender.test", message.as_bytes()).await;
+        let report = check(&dns, SENDER_IP, "alice@sender.test", message.as_bytes()).await;
         assert_eq!(
             report.dmarc.result,
             DmarcResult::Permerror,
@@ -380,7 +377,7 @@ async fn from_field_problems_make_dmarc_permerror() {
 async fn a_message_without_from_is_dmarc_none_with_the_problem_named() {
     let dns = zone().await;
     let message = b"To: spf@tester.test\r\nSubject: no author\r\n\r\nbody\r\n";
-    let report = check(&dns, ALLOWED_IP, "alice@sender.test", message).await;
+    let report = check(&dns, SENDER_IP, "alice@sender.test", message).await;
     assert_eq!(report.dmarc.result, DmarcResult::None);
     assert_eq!(report.dmarc.from_domain, None);
     assert!(

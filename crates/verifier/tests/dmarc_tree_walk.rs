@@ -13,14 +13,11 @@ use authcheck_verifier::{
 };
 use common::{OTHER_IP, SENDER_IP, SENDER_SPF, message, publish_spf, verifier, verify};
 
-const ALLOWED_IP: &str = SENDER_IP;
-const SPF: &str = SENDER_SPF;
-
 async fn zone() -> TestDns {
     let dns = TestDns::start().await;
     publish_spf(
         &dns,
-        SPF,
+        SENDER_SPF,
         &[
             "sender.test",
             "nodmarc.test",
@@ -93,7 +90,7 @@ fn rfc7489(report: &Report) -> &Rfc7489Outcome {
 #[tokio::test]
 async fn a_record_at_the_author_domain_applies_and_the_walk_goes_on_to_the_top() {
     let dns = zone().await;
-    let report = check(&dns, ALLOWED_IP, "alice@sender.test", "alice@sender.test").await;
+    let report = check(&dns, SENDER_IP, "alice@sender.test", "alice@sender.test").await;
     assert_eq!(
         report.dmarc.result,
         DmarcResult::Pass,
@@ -173,7 +170,7 @@ async fn no_record_anywhere_makes_a_subdomain_its_own_organizational_domain() {
     let dns = zone().await;
     let report = check(
         &dns,
-        ALLOWED_IP,
+        SENDER_IP,
         "bounce@nodmarc.test",
         "alice@news.nodmarc.test",
     )
@@ -214,7 +211,7 @@ async fn psd_y_at_a_single_label_parent_makes_the_name_below_it_the_organization
     let dns = zone().await;
     let report = check(
         &dns,
-        ALLOWED_IP,
+        SENDER_IP,
         "bounce@other.brand.tld",
         "alice@mail.brand.tld",
     )
@@ -259,7 +256,7 @@ async fn psd_y_at_a_single_label_parent_makes_the_name_below_it_the_organization
     // Another name under the public suffix domain is another organization.
     let report = check(
         &dns,
-        ALLOWED_IP,
+        SENDER_IP,
         "bounce@elsewhere.tld",
         "alice@mail.brand.tld",
     )
@@ -275,7 +272,7 @@ async fn psd_y_at_a_single_label_parent_makes_the_name_below_it_the_organization
 #[tokio::test]
 async fn psd_n_ends_the_walk_at_the_organizational_domain() {
     let dns = zone().await;
-    let report = check(&dns, ALLOWED_IP, "bounce@corp.test", "alice@dept.corp.test").await;
+    let report = check(&dns, SENDER_IP, "bounce@corp.test", "alice@dept.corp.test").await;
     assert_eq!(report.dmarc.walk_queries, 1, "psd=n stops the walk at once");
     assert_eq!(
         organizational_of(&report, IdentifierRole::From),
@@ -371,7 +368,7 @@ async fn a_record_above_a_public_suffix_list_entry_applies_and_aligns_its_subdom
     let dns = zone().await;
     let report = check(
         &dns,
-        ALLOWED_IP,
+        SENDER_IP,
         "bounce@other.github.io",
         "alice@someone.github.io",
     )

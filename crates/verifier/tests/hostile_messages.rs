@@ -7,6 +7,7 @@
 mod common;
 
 use authcheck_testdns::TestDns;
+use authcheck_verifier::Report;
 use authcheck_verifier::{DkimReasonCode, DkimResult};
 use common::{SignOptions, TestKey, message, publish_keys, sign, verifier, verify};
 
@@ -18,6 +19,18 @@ async fn zone() -> TestDns {
     publish_keys(&dns, DOMAIN);
     dns.add_txt(DOMAIN, &format!("v=spf1 ip4:{CLIENT} -all"));
     dns
+}
+
+/// Verifies `message` as sent by many.test's server.
+async fn check(dns: &TestDns, message: &[u8]) -> Report {
+    verify(
+        &verifier(dns),
+        CLIENT,
+        "mail.many.test",
+        &format!("a@{DOMAIN}"),
+        message,
+    )
+    .await
 }
 
 fn signed(body: &str) -> Vec<u8> {
@@ -49,14 +62,7 @@ async fn five_hundred_signatures_are_reported_but_only_the_first_are_verified() 
     let body =
         "A line of body text that every copy of the signature would hash again.\r\n".repeat(2000);
     let message_bytes = with_repeated_signature(&signed(&body), 499);
-    let report = verify(
-        &verifier(&dns),
-        CLIENT,
-        "mail.many.test",
-        &format!("a@{DOMAIN}"),
-        &message_bytes,
-    )
-    .await;
+    let report = check(&dns, &message_bytes).await;
 
     assert_eq!(
         report.dkim.len(),
@@ -116,14 +122,7 @@ async fn an_h_list_of_thousands_of_names_over_thousands_of_fields_is_verified() 
     let message_bytes = sign(base.as_bytes(), &options);
     assert!(message_bytes.len() > 100_000);
 
-    let report = verify(
-        &verifier(&dns),
-        CLIENT,
-        "mail.many.test",
-        &format!("a@{DOMAIN}"),
-        &message_bytes,
-    )
-    .await;
+    let report = check(&dns, &message_bytes).await;
     assert_eq!(report.dkim.len(), 1);
     assert_eq!(
         report.dkim[0].result,
@@ -154,14 +153,7 @@ async fn a_signature_field_of_100_kilobytes_is_reported_as_malformed() {
     message_bytes.extend_from_slice(b"\r\n");
     message_bytes.extend_from_slice(&signed);
 
-    let report = verify(
-        &verifier(&dns),
-        CLIENT,
-        "mail.many.test",
-        &format!("a@{DOMAIN}"),
-        &message_bytes,
-    )
-    .await;
+    let report = check(&dns, &message_bytes).await;
     assert_eq!(report.dkim.len(), 2);
     assert_eq!(
         report.dkim[0].result,
@@ -200,14 +192,7 @@ async fn more_than_fifty_arc_sets_fail_the_chain_without_being_read() {
         );
     }
     message_bytes.extend_from_slice(&signed("Hi.\r\n"));
-    let report = verify(
-        &verifier(&dns),
-        CLIENT,
-        "mail.many.test",
-        &format!("a@{DOMAIN}"),
-        &message_bytes,
-    )
-    .await;
+    let report = check(&dns, &message_bytes).await;
     assert_eq!(report.arc.result, authcheck_verifier::ArcResult::Fail);
     assert_eq!(report.arc.sets, 51);
     assert!(
