@@ -12,6 +12,7 @@ mod group_commit;
 mod listing;
 mod postgres;
 mod record;
+mod reports;
 mod sql_store;
 mod sqlite;
 
@@ -156,6 +157,15 @@ pub trait ResultStore: Send + Sync {
     /// results. It deletes in short transactions of a few hundred results each, between
     /// which new results are written, so a large purge delays no message for long.
     async fn purge(&self, cutoff: DateTime<Utc>) -> StoreResult<u64>;
+    /// Stores a parsed DMARC report and its records in one transaction, unless the same
+    /// reporter and report id are stored already: then nothing is written and the answer is
+    /// [`ReportInsert::Duplicate`]. Durable when this returns `Ok`.
+    async fn insert_report(&self, report: NewReport) -> StoreResult<ReportInsert>;
+    /// Stores a report that could not be parsed, with the reason; returns its id.
+    async fn insert_rejected_report(&self, rejected: NewRejectedReport) -> StoreResult<String>;
+    async fn get_report(&self, id: &str) -> StoreResult<Option<StoredReport>>;
+    /// The newest rejected reports first, at most `limit`.
+    async fn list_rejected_reports(&self, limit: u32) -> StoreResult<Vec<StoredRejectedReport>>;
     /// Checks that the database answers (a read).
     async fn ping(&self) -> StoreResult<()>;
     /// Readiness: commits a one-row write the way results are written (through SQLite's
@@ -180,6 +190,10 @@ pub trait ResultStore: Send + Sync {
 pub type SharedStore = Arc<dyn ResultStore>;
 
 pub use listing::MAX_LIST_LIMIT;
+pub use reports::{
+    NewRecord, NewRejectedReport, NewReport, ReportInsert, ReportKind, StoredRejectedReport,
+    StoredReport,
+};
 
 /// How long a query waits for a database connection before the store reports
 /// [`StoreError::Unavailable`]: long enough to ride out a brief hiccup, short enough that an

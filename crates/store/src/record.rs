@@ -39,7 +39,7 @@ fn domain_of(address: &str) -> Option<String> {
 
 /// PostgreSQL cannot store NUL in text (nor `\u0000` in JSONB), yet a decoded Subject may
 /// hold one; both backends store U+FFFD in its place so that such a message is still recorded.
-fn without_nul(text: &str) -> Cow<'_, str> {
+pub(crate) fn without_nul(text: &str) -> Cow<'_, str> {
     if text.contains('\0') {
         Cow::Owned(text.replace('\0', "\u{FFFD}"))
     } else {

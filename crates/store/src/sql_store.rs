@@ -11,8 +11,15 @@ use sqlx::{
 };
 
 use crate::listing::{ListSql, SEQ_OF_ID_SQL};
-use crate::record::{InsertRow, RESULT_COLUMNS, ResultRow};
-use crate::{ListQuery, NewResult, ResultStore, StoreError, StoreResult, StoredResult};
+use crate::record::{InsertRow, RESULT_COLUMNS, ResultRow, new_result_id, without_nul};
+use crate::reports::{
+    EXISTING_REPORT_SQL, GET_REPORT_SQL, INSERT_RECORD_SQL, INSERT_REJECTED_SQL, INSERT_REPORT_SQL,
+    LIST_REJECTED_SQL, ReportRow, stored_report,
+};
+use crate::{
+    ListQuery, NewRejectedReport, NewReport, NewResult, ReportInsert, ResultStore, StoreError,
+    StoreResult, StoredRejectedReport, StoredReport, StoredResult,
+};
 
 /// The parts of the store that differ between the databases.
 #[async_trait]
@@ -98,6 +105,11 @@ where
     for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
     for<'r> Vec<u8>: Decode<'r, DB> + Type<DB>,
     for<'r> ResultRow: FromRow<'r, DB::Row>,
+    for<'q> String: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> Option<String>: Encode<'q, DB> + Type<DB>,
+    for<'q> Vec<u8>: Encode<'q, DB>,
+    for<'r> ReportRow: FromRow<'r, DB::Row>,
+    for<'r> (String, i64, String, String): FromRow<'r, DB::Row>,
     usize: ColumnIndex<DB::Row>,
 {
     async fn insert(&self, results: Vec<NewResult>) -> StoreResult<Vec<String>> {
@@ -160,6 +172,91 @@ where
                 return Ok(deleted);
             }
         }
+    }
+
+    async fn insert_report(&self, report: NewReport) -> StoreResult<ReportInsert> {
+        let reporter = without_nul(&report.reporter).into_owned();
+        let report_id = without_nul(&report.report_id).into_owned();
+        let mut tx = self.pool.begin().await.map_err(DB::failure)?;
+        let inserted = sqlx::query_scalar::<DB, String>(INSERT_REPORT_SQL)
+            .bind(new_result_id())
+            .bind(report.kind.as_str())
+            .bind(reporter.clone())
+            .bind(report_id.clone())
+            .bind(without_nul(&report.domain).into_owned())
+            .bind(report.date_begin)
+            .bind(report.date_end)
+            .bind(report.received_at)
+            .bind(report.report.to_string())
+            .bind(report.raw)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(DB::failure)?;
+        let Some(id) = inserted else {
+            drop(tx);
+            let existing = sqlx::query_scalar::<DB, String>(EXISTING_REPORT_SQL)
+                .bind(reporter)
+                .bind(report_id)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(DB::failure)?;
+            return Ok(ReportInsert::Duplicate(existing));
+        };
+        for record in &report.records {
+            sqlx::query::<DB>(INSERT_RECORD_SQL)
+                .bind(id.clone())
+                .bind(record.source_ip.clone())
+                .bind(record.count)
+                .bind(record.disposition.clone())
+                .bind(record.dkim.clone())
+                .bind(record.spf.clone())
+                .bind(without_nul(&record.header_from).into_owned())
+                .execute(&mut *tx)
+                .await
+                .map_err(DB::failure)?;
+        }
+        tx.commit().await.map_err(DB::failure)?;
+        Ok(ReportInsert::Stored(id))
+    }
+
+    async fn insert_rejected_report(&self, rejected: NewRejectedReport) -> StoreResult<String> {
+        let id = new_result_id();
+        sqlx::query::<DB>(INSERT_REJECTED_SQL)
+            .bind(id.clone())
+            .bind(rejected.received_at)
+            .bind(without_nul(&rejected.source).into_owned())
+            .bind(without_nul(&rejected.reason).into_owned())
+            .bind(rejected.raw)
+            .execute(&self.pool)
+            .await
+            .map_err(DB::failure)?;
+        Ok(id)
+    }
+
+    async fn get_report(&self, id: &str) -> StoreResult<Option<StoredReport>> {
+        let row = sqlx::query_as::<DB, ReportRow>(GET_REPORT_SQL)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(DB::failure)?;
+        row.map(stored_report).transpose()
+    }
+
+    async fn list_rejected_reports(&self, limit: u32) -> StoreResult<Vec<StoredRejectedReport>> {
+        let rows = sqlx::query_as::<DB, (String, i64, String, String)>(LIST_REJECTED_SQL)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(DB::failure)?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, received_at, source, reason)| StoredRejectedReport {
+                id,
+                received_at,
+                source,
+                reason,
+            })
+            .collect())
     }
 
     async fn ready(&self) -> StoreResult<()> {

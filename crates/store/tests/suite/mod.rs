@@ -3,8 +3,8 @@
 //! backend.
 
 use authcheck_store::{
-    ListQuery, MAX_LIST_LIMIT, Mailbox, NewResult, SessionFacts, SharedStore, StoreError,
-    StoredResult,
+    ListQuery, MAX_LIST_LIMIT, Mailbox, NewRecord, NewRejectedReport, NewReport, NewResult,
+    ReportInsert, ReportKind, SessionFacts, SharedStore, StoreError, StoredResult,
 };
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde_json::json;
@@ -34,6 +34,8 @@ macro_rules! every_case {
             large_purge_lets_new_messages_through,
             health_checks_pass,
             closed_store_is_unavailable,
+            dmarc_report_is_stored_once_and_its_duplicate_recognised,
+            rejected_dmarc_report_is_kept_with_its_reason,
         );
     };
 }
@@ -630,4 +632,90 @@ pub async fn closed_store_is_unavailable(store: SharedStore) {
         store.ready().await,
         Err(StoreError::Unavailable(_))
     ));
+}
+
+fn dmarc_report(reporter: &str, report_id: &str, records: usize) -> NewReport {
+    NewReport {
+        kind: ReportKind::Aggregate,
+        reporter: reporter.to_owned(),
+        report_id: report_id.to_owned(),
+        domain: "example.org".to_owned(),
+        date_begin: 1_700_006_400,
+        date_end: 1_700_092_799,
+        received_at: 1_700_100_000,
+        report: json!({ "kind": "aggregate", "records": records }),
+        raw: b"<feedback/>".to_vec(),
+        records: (0..records)
+            .map(|n| NewRecord {
+                source_ip: format!("192.0.2.{n}"),
+                count: n as i64 + 1,
+                disposition: Some("none".to_owned()),
+                dkim: Some("pass".to_owned()),
+                spf: None,
+                header_from: "example.org".to_owned(),
+            })
+            .collect(),
+    }
+}
+
+pub async fn dmarc_report_is_stored_once_and_its_duplicate_recognised(store: SharedStore) {
+    let ReportInsert::Stored(id) = store
+        .insert_report(dmarc_report("Receiver\0Inc", "r-1", 3))
+        .await
+        .unwrap()
+    else {
+        panic!("a new report is stored");
+    };
+    let again = store
+        .insert_report(dmarc_report("Receiver\0Inc", "r-1", 5))
+        .await
+        .unwrap();
+    assert_eq!(again, ReportInsert::Duplicate(id.clone()));
+    // Another reporter may use the same report id.
+    let other = store
+        .insert_report(dmarc_report("Other", "r-1", 1))
+        .await
+        .unwrap();
+    assert!(matches!(other, ReportInsert::Stored(ref other_id) if *other_id != id));
+
+    let stored = store.get_report(&id).await.unwrap().unwrap();
+    assert_eq!(stored.reporter, "Receiver\u{FFFD}Inc");
+    assert_eq!(stored.report_id, "r-1");
+    assert_eq!(stored.kind, ReportKind::Aggregate);
+    assert_eq!(stored.domain, "example.org");
+    assert_eq!(
+        (stored.date_begin, stored.date_end),
+        (1_700_006_400, 1_700_092_799)
+    );
+    // The duplicate wrote nothing: three records, as first stored.
+    assert_eq!(stored.records, 3);
+    assert_eq!(stored.report["records"], 3);
+    assert_eq!(store.get_report("0000").await.unwrap(), None);
+}
+
+pub async fn rejected_dmarc_report_is_kept_with_its_reason(store: SharedStore) {
+    for (n, reason) in ["first reason", "second reason"].into_iter().enumerate() {
+        store
+            .insert_rejected_report(NewRejectedReport {
+                received_at: 1_700_000_000 + n as i64,
+                source: format!("report-{n}.xml"),
+                reason: reason.to_owned(),
+                raw: vec![0, 1, 2],
+            })
+            .await
+            .unwrap();
+    }
+    let listed = store.list_rejected_reports(10).await.unwrap();
+    let reasons: Vec<_> = listed
+        .iter()
+        .map(|r| (r.source.as_str(), r.reason.as_str()))
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            ("report-1.xml", "second reason"),
+            ("report-0.xml", "first reason")
+        ]
+    );
+    assert_eq!(store.list_rejected_reports(1).await.unwrap().len(), 1);
 }
