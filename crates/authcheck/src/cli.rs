@@ -1,4 +1,4 @@
-//! The command line: `serve`, `check`, `migrate` and `purge`, with every flag and its
+//! The command line: `serve`, `check`, `migrate`, `purge` and `dmarc import`, with every flag and its
 //! environment variable.
 //!
 //! The service's flags are made from the settings' definitions in [`crate::config`], which
@@ -34,6 +34,25 @@ pub enum Command {
     Migrate(ServiceArgs),
     /// Delete results older than the retention now, and exit.
     Purge(ServiceArgs),
+    /// DMARC reports.
+    #[command(subcommand)]
+    Dmarc(DmarcCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DmarcCommand {
+    /// Store DMARC report files (XML, gzip, zip), .eml messages, mbox files and Maildir
+    /// folders, and print how many were imported, duplicates and rejected (with reasons).
+    Import(ImportArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    #[command(flatten)]
+    pub service: ServiceArgs,
+    /// Files and folders to import.
+    #[arg(value_name = "PATH", required = true)]
+    pub paths: Vec<PathBuf>,
 }
 
 /// Settings of the service as given on the command line or in the environment: one flag and

@@ -10,6 +10,7 @@ mod check;
 mod cli;
 mod config;
 mod delivery;
+mod dmarc;
 mod failure;
 mod metrics;
 mod serve;
@@ -20,7 +21,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, DmarcCommand};
 use crate::config::{LogFormat, Settings, redact_url};
 use crate::failure::Failure;
 
@@ -111,6 +112,14 @@ async fn run(command: Command) -> Result<(), Failure> {
                 redact_url(&settings.database_url)
             );
             Ok(())
+        }
+        Command::Dmarc(DmarcCommand::Import(args)) => {
+            let settings = load_settings(&args.service)?;
+            let store = serve::open_store(&settings).await?;
+            let imported = dmarc::import(&store, &args.paths).await;
+            // Closing folds SQLite's log into the database file and syncs it.
+            store.close().await;
+            imported
         }
         Command::Purge(args) => {
             let settings = load_settings(&args)?;

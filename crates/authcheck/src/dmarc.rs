@@ -1,0 +1,217 @@
+//! DMARC reports in the binary: turning a parsed report into the store's rows, and
+//! `authcheck dmarc import PATH…`, which stores report files, `.eml` messages, mbox files and
+//! Maildir folders that operators already have.
+//!
+//! Parsing is the `dmarc-reports` crate's; storing is the store's. Every input ends up counted
+//! as imported, a duplicate (the same reporter and report id stored before) or rejected (stored
+//! with the reason, and listed in the summary): nothing is skipped silently.
+
+use std::fs::File;
+use std::io::{BufReader, IsTerminal};
+use std::path::{Path, PathBuf};
+
+use authcheck_dmarc_reports::{Limits, Report};
+use authcheck_store::{
+    NewRecord, NewRejectedReport, NewReport, ReportInsert, ReportKind, SharedStore,
+};
+use chrono::Utc;
+use indicatif::{ProgressBar, ProgressStyle};
+use sha2::{Digest, Sha256};
+
+use crate::failure::Failure;
+
+/// The store's rows for a parsed report that arrived as `raw` at `received_at`.
+pub fn new_report(report: &Report, raw: Vec<u8>, received_at: i64) -> NewReport {
+    let json = serde_json::to_value(report).unwrap_or(serde_json::Value::Null);
+    match report {
+        Report::Aggregate(aggregate) => NewReport {
+            kind: ReportKind::Aggregate,
+            reporter: aggregate.reporter().to_owned(),
+            report_id: aggregate.metadata.report_id.clone(),
+            domain: aggregate.policy.domain.to_ascii_lowercase(),
+            date_begin: aggregate.metadata.date_range.begin,
+            date_end: aggregate.metadata.date_range.end,
+            received_at,
+            report: json,
+            raw,
+            records: aggregate
+                .records
+                .iter()
+                .map(|record| NewRecord {
+                    source_ip: record.source_ip.to_string(),
+                    count: i64::try_from(record.count).unwrap_or(i64::MAX),
+                    disposition: record.policy_evaluated.disposition.map(|d| d.to_string()),
+                    dkim: record.policy_evaluated.dkim.map(|r| r.to_string()),
+                    spf: record.policy_evaluated.spf.map(|r| r.to_string()),
+                    header_from: record.identifiers.header_from.clone(),
+                })
+                .collect(),
+        },
+        Report::Failure(failure) => {
+            // A failure report has no report id; its Message-ID serves, or failing that the
+            // digest of its bytes, so the same message imported twice is a duplicate.
+            let report_id = failure.message_id.clone().unwrap_or_else(|| {
+                let digest = Sha256::digest(&raw);
+                let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+                format!("sha256:{hex}")
+            });
+            let domain = failure
+                .feedback
+                .as_ref()
+                .and_then(|feedback| feedback.reported_domain.first().cloned())
+                .unwrap_or_default();
+            let date = failure.date.unwrap_or(received_at);
+            NewReport {
+                kind: ReportKind::Failure,
+                reporter: failure.reporter.clone().unwrap_or_default(),
+                report_id,
+                domain: domain.to_ascii_lowercase(),
+                date_begin: date,
+                date_end: date,
+                received_at,
+                report: json,
+                raw,
+                records: Vec::new(),
+            }
+        }
+    }
+}
+
+/// What an import did.
+#[derive(Debug, Default)]
+struct Summary {
+    imported: u64,
+    duplicates: u64,
+    rejected: Vec<(String, String)>,
+}
+
+/// One input: a file, a message of an mbox file, or a message of a Maildir.
+struct Input {
+    source: String,
+    bytes: Vec<u8>,
+}
+
+/// `authcheck dmarc import PATH…`.
+pub async fn import(store: &SharedStore, paths: &[PathBuf]) -> Result<(), Failure> {
+    let files = files(paths)?;
+    let progress = if std::io::stderr().is_terminal() {
+        ProgressBar::new(files.len() as u64).with_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} files  {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        )
+    } else {
+        ProgressBar::hidden()
+    };
+    let limits = Limits::default();
+    let mut summary = Summary::default();
+    for file in &files {
+        progress.set_message(file.display().to_string());
+        for input in read_inputs(file)? {
+            let received_at = Utc::now().timestamp();
+            match authcheck_dmarc_reports::parse(&input.bytes, &limits) {
+                Ok(report) => {
+                    let row = new_report(&report, input.bytes, received_at);
+                    match store.insert_report(row).await.map_err(store_failure)? {
+                        ReportInsert::Stored(_) => summary.imported += 1,
+                        ReportInsert::Duplicate(_) => summary.duplicates += 1,
+                    }
+                }
+                Err(rejection) => {
+                    let reason = rejection.to_string();
+                    store
+                        .insert_rejected_report(NewRejectedReport {
+                            received_at,
+                            source: input.source.clone(),
+                            reason: reason.clone(),
+                            raw: input.bytes,
+                        })
+                        .await
+                        .map_err(store_failure)?;
+                    summary.rejected.push((input.source, reason));
+                }
+            }
+        }
+        progress.inc(1);
+    }
+    progress.finish_and_clear();
+    println!(
+        "authcheck: imported {}, duplicates {}, rejected {}",
+        summary.imported,
+        summary.duplicates,
+        summary.rejected.len()
+    );
+    for (source, reason) in &summary.rejected {
+        println!("  rejected {source}: {reason}");
+    }
+    Ok(())
+}
+
+fn store_failure(error: authcheck_store::StoreError) -> Failure {
+    match error {
+        authcheck_store::StoreError::Unavailable(problem) => Failure::Temporary(problem),
+        other => Failure::Runtime(anyhow::anyhow!("storing a report failed: {other}")),
+    }
+}
+
+/// The files to read: each file named, the messages of each Maildir (`cur/` and `new/`), and
+/// the files of any other folder, in name order.
+fn files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Failure> {
+    let mut files = Vec::new();
+    for path in paths {
+        let meta = std::fs::metadata(path)
+            .map_err(|e| Failure::Usage(format!("cannot read {}: {e}", path.display())))?;
+        if !meta.is_dir() {
+            files.push(path.clone());
+            continue;
+        }
+        let maildir = ["cur", "new"].map(|sub| path.join(sub));
+        let folders: Vec<&Path> = if maildir.iter().any(|f| f.is_dir()) {
+            maildir
+                .iter()
+                .filter(|f| f.is_dir())
+                .map(|f| f.as_path())
+                .collect()
+        } else {
+            vec![path.as_path()]
+        };
+        for folder in folders {
+            let mut entries = Vec::new();
+            for entry in std::fs::read_dir(folder)
+                .map_err(|e| Failure::Usage(format!("cannot read {}: {e}", folder.display())))?
+            {
+                let entry = entry?;
+                if entry.file_type()?.is_file() {
+                    entries.push(entry.path());
+                }
+            }
+            entries.sort();
+            files.extend(entries);
+        }
+    }
+    Ok(files)
+}
+
+/// The inputs in one file: the messages of an mbox file (it starts with a `From ` line), or the
+/// whole file.
+fn read_inputs(path: &Path) -> Result<Vec<Input>, Failure> {
+    let unreadable =
+        |e: std::io::Error| Failure::Usage(format!("cannot read {}: {e}", path.display()));
+    let bytes = std::fs::read(path).map_err(unreadable)?;
+    let source = path.display().to_string();
+    if !bytes.starts_with(b"From ") {
+        return Ok(vec![Input { source, bytes }]);
+    }
+    let mut inputs = Vec::new();
+    let messages = mail_parser::mailbox::mbox::MessageIterator::new(BufReader::new(
+        File::open(path).map_err(unreadable)?,
+    ));
+    for (n, message) in messages.enumerate() {
+        let message = message
+            .map_err(|_| Failure::Usage(format!("{} is not a valid mbox file", path.display())))?;
+        inputs.push(Input {
+            source: format!("{source} (message {})", n + 1),
+            bytes: message.contents().to_vec(),
+        });
+    }
+    Ok(inputs)
+}
