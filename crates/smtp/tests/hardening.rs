@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use authcheck_smtp::{Accepted, Clock, Delivery, DeliveryError, Envelope, ManualClock};
-use common::{PATIENCE, RecordingDelivery, message, start, start_with};
+use common::{Client, PATIENCE, RecordingDelivery, Server, message, start, start_with};
+use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, mpsc};
 
 const KIB: usize = 1024;
@@ -22,29 +23,42 @@ fn body(size: usize) -> String {
     body
 }
 
-#[tokio::test]
-async fn past_the_memory_budget_new_transactions_get_452_and_the_room_comes_back() {
-    let server = start(|config| {
-        config.max_memory_in_flight = 128 * KIB;
+/// What a client is told when the memory budget has no room for its message.
+const BUSY: &str =
+    "452 4.3.1 too many messages in progress on this server, try again in a few minutes";
+
+/// A server whose sessions share `budget` bytes, without the message rate limit.
+async fn start_with_budget(budget: usize) -> Server {
+    start(|config| {
+        config.max_memory_in_flight = budget;
         config.messages_per_client = 0;
     })
-    .await;
-    // A chunk of exactly the budget, acknowledged, so the memory is certainly held.
+    .await
+}
+
+/// A client that has sent a BDAT chunk of `size` bytes, acknowledged, so the server certainly
+/// holds it in memory until the client sends `BDAT 0 LAST`.
+async fn holding_a_chunk(server: &Server, size: usize) -> Client<TcpStream> {
     let mut holder = server.greeted_client().await;
     holder
         .envelope("holder@example.com", &["spf@tester.example"])
         .await;
-    holder
-        .send(format!("BDAT {}\r\n{}", 128 * KIB, body(128 * KIB)))
-        .await;
+    holder.send(format!("BDAT {size}\r\n{}", body(size))).await;
     assert_eq!(
         holder.reply().await,
-        format!("250 2.0.0 {} bytes received", 128 * KIB)
+        format!("250 2.0.0 {size} bytes received")
     );
+    holder
+}
+
+#[tokio::test]
+async fn past_the_memory_budget_new_transactions_get_452_and_the_room_comes_back() {
+    let server = start_with_budget(128 * KIB).await;
+    // A chunk of exactly the budget, acknowledged, so the memory is certainly held.
+    let mut holder = holding_a_chunk(&server, 128 * KIB).await;
 
     let mut other = server.greeted_client().await;
-    let busy = "452 4.3.1 too many messages in progress on this server, try again in a few minutes";
-    assert_eq!(other.command("MAIL FROM:<other@example.com>").await, busy);
+    assert_eq!(other.command("MAIL FROM:<other@example.com>").await, BUSY);
 
     // Finished and delivered, the holder's message gives its memory back.
     assert!(
@@ -63,27 +77,15 @@ async fn past_the_memory_budget_new_transactions_get_452_and_the_room_comes_back
         other
             .command(&format!("MAIL FROM:<other@example.com> SIZE={}", 200 * KIB))
             .await,
-        busy
+        BUSY
     );
 }
 
 #[tokio::test]
 async fn a_message_that_outgrows_the_budget_is_refused_with_452_and_frees_its_memory() {
-    let server = start(|config| {
-        config.max_memory_in_flight = 128 * KIB;
-        config.messages_per_client = 0;
-    })
-    .await;
-    let mut holder = server.greeted_client().await;
-    holder
-        .envelope("holder@example.com", &["spf@tester.example"])
-        .await;
-    holder
-        .send(format!("BDAT {}\r\n{}", 60 * KIB, body(60 * KIB)))
-        .await;
-    assert!(holder.reply().await.starts_with("250 2.0.0"));
+    let server = start_with_budget(128 * KIB).await;
+    let mut holder = holding_a_chunk(&server, 60 * KIB).await;
 
-    let busy = "452 4.3.1 too many messages in progress on this server, try again in a few minutes";
     let mut other = server.greeted_client().await;
     // DATA: the message is read to its end, then refused; nothing is delivered.
     other
@@ -91,13 +93,13 @@ async fn a_message_that_outgrows_the_budget_is_refused_with_452_and_frees_its_me
         .await;
     other.command("DATA").await;
     other.send(format!("{}.\r\n", body(100 * KIB))).await;
-    assert_eq!(other.reply().await, busy);
+    assert_eq!(other.reply().await, BUSY);
     // BDAT: refused before its bytes are read; they are skipped, not taken for commands.
     other
         .envelope("other@example.com", &["dkim@tester.example"])
         .await;
     other.send("BDAT 100000 LAST\r\n").await;
-    assert_eq!(other.reply().await, busy);
+    assert_eq!(other.reply().await, BUSY);
     other.send(body(100_000)).await;
     assert_eq!(other.command("NOOP").await, "250 2.0.0 OK");
     assert_eq!(server.delivery.messages().len(), 0);
@@ -171,7 +173,6 @@ async fn the_copies_delivery_makes_count_against_the_budget_until_it_returns() {
             .expect("a delivery starts in time")
             .unwrap()
     };
-    let busy = "452 4.3.1 too many messages in progress on this server, try again in a few minutes";
 
     // Two 20 KiB messages held in delivery, each holding its 64 KiB receive buffer and 40 KiB
     // for the copies: 48 KiB of the budget is left.
@@ -194,7 +195,7 @@ async fn the_copies_delivery_makes_count_against_the_budget_until_it_returns() {
         .await;
     assert!(other.command("DATA").await.starts_with("354 "));
     other.send(format!("{}.\r\n", body(20 * KIB))).await;
-    assert_eq!(other.reply().await, busy);
+    assert_eq!(other.reply().await, BUSY);
     // 4 KiB and its 8 KiB of copies fit: it goes to delivery beside the two held ones.
     other
         .envelope("small@example.com", &["dkim@tester.example"])
@@ -226,7 +227,7 @@ async fn the_copies_delivery_makes_count_against_the_budget_until_it_returns() {
         other
             .command(&format!("MAIL FROM:<big@example.com> SIZE={}", 100 * KIB))
             .await,
-        busy
+        BUSY
     );
     assert_eq!(
         other
