@@ -6,11 +6,11 @@ use std::io::{IsTerminal, Read, Write};
 
 use authcheck_verifier::diagnosis::{Finding, Severity};
 use authcheck_verifier::{
-    DkimResult, DmarcReport, DnsConfig, Grade, MessageInput, Report, SpfCheck, SpfResult,
-    SpfTermOutcome, SpfTraceStep, Verdict, Verifier, VerifierConfig,
+    BodyParameter, DkimResult, DmarcReport, DnsConfig, Grade, MessageInput, Report, SpfCheck,
+    SpfResult, SpfTermOutcome, SpfTraceStep, Verdict, Verifier, VerifierConfig,
 };
 
-use crate::cli::{CheckArgs, ColorChoice, RewriteFor};
+use crate::cli::{BodyArg, CheckArgs, ColorChoice, RewriteFor};
 use crate::failure::Failure;
 
 /// An unreadable or empty message is the user's to fix: [`Failure::Usage`], status 2.
@@ -61,6 +61,12 @@ pub async fn run(args: CheckArgs) -> Result<(), Failure> {
         helo: args.helo.trim(),
         mail_from,
         message: &message,
+        body: match args.body {
+            None => BodyParameter::Unknown,
+            Some(BodyArg::None) => BodyParameter::Absent,
+            Some(BodyArg::SevenBit) => BodyParameter::SevenBit,
+            Some(BodyArg::EightBitMime) => BodyParameter::EightBitMime,
+        },
     };
     let report = verifier.verify(&input).await;
 

@@ -151,6 +151,11 @@ pub struct CheckArgs {
     #[arg(long = "mail-from", value_name = "ADDR", default_value = "")]
     pub mail_from: String,
 
+    /// MAIL FROM's BODY= parameter as the client sent it; `none` for no parameter, which
+    /// declares a 7-bit message [default: not known, so 8-bit content is not questioned].
+    #[arg(long, value_enum, value_name = "TYPE")]
+    pub body: Option<BodyArg>,
+
     /// Nameserver to ask, ADDR:PORT; repeat for several [default: the system resolver].
     #[arg(long = "dns-server", value_name = "ADDR:PORT")]
     pub dns_servers: Vec<SocketAddr>,
@@ -178,6 +183,19 @@ pub struct CheckArgs {
         conflicts_with = "json"
     )]
     pub rewrite: Option<RewriteFor>,
+}
+
+/// `check --body`: MAIL FROM's BODY= parameter (RFC 6152).
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyArg {
+    /// No BODY= parameter.
+    None,
+    /// BODY=7BIT.
+    #[value(name = "7bit")]
+    SevenBit,
+    /// BODY=8BITMIME.
+    #[value(name = "8bitmime")]
+    EightBitMime,
 }
 
 /// Whose verdict `check --rewrite` puts in the Subject: the `spf@` or the `dkim@` mailbox's.

@@ -11,10 +11,12 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use authcheck_smtp::{Accepted, Delivery, DeliveryError, Envelope, Mailbox as SmtpMailbox};
+use authcheck_smtp::{
+    Accepted, BodyType, Delivery, DeliveryError, Envelope, Mailbox as SmtpMailbox,
+};
 use authcheck_store::{Mailbox, NewResult, SessionFacts, SharedStore};
 use authcheck_verifier::subject::{from_address, subject_of};
-use authcheck_verifier::{Dns, MessageInput, Report, Verdict, Verifier};
+use authcheck_verifier::{BodyParameter, Dns, MessageInput, Report, Verdict, Verifier};
 use tokio::runtime::Runtime;
 
 pub struct TesterDelivery {
@@ -141,6 +143,7 @@ impl VerificationPool {
         let verifier = self.verifier.clone();
         let client_ip = envelope.client.ip();
         let (helo, mail_from) = (envelope.helo.clone(), envelope.mail_from.clone());
+        let body = body_parameter(envelope.body);
         let runtime = self.runtime.as_ref().expect("the pool runs until dropped");
         let task = runtime.spawn(async move {
             let input = MessageInput {
@@ -148,6 +151,7 @@ impl VerificationPool {
                 helo: &helo,
                 mail_from: &mail_from,
                 message: &message,
+                body,
             };
             let verified = Verified::check(&verifier, &input).await;
             (verified, message)
@@ -170,6 +174,15 @@ impl VerificationPool {
                 )))
             }
         }
+    }
+}
+
+/// The SMTP session's `BODY=` parameter in the verifier's terms.
+fn body_parameter(body: BodyType) -> BodyParameter {
+    match body {
+        BodyType::Undeclared => BodyParameter::Absent,
+        BodyType::SevenBit => BodyParameter::SevenBit,
+        BodyType::EightBitMime => BodyParameter::EightBitMime,
     }
 }
 

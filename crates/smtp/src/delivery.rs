@@ -40,6 +40,18 @@ pub struct TlsInfo {
     pub cipher: String,
 }
 
+/// What MAIL FROM's `BODY=` parameter declared about the message (RFC 6152); `BODY=BINARYMIME`
+/// is refused, so it never reaches a delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyType {
+    /// No `BODY=` parameter: a 7-bit message.
+    Undeclared,
+    /// `BODY=7BIT`.
+    SevenBit,
+    /// `BODY=8BITMIME`: the body may hold 8-bit bytes.
+    EightBitMime,
+}
+
 /// The SMTP facts of one received message.
 #[derive(Debug, Clone)]
 pub struct Envelope {
@@ -50,6 +62,8 @@ pub struct Envelope {
     pub tls: Option<TlsInfo>,
     /// The reverse-path without angle brackets; empty for the null reverse-path `<>`.
     pub mail_from: String,
+    /// MAIL FROM's `BODY=` parameter.
+    pub body: BodyType,
     /// Distinct accepted recipients, in the order given.
     pub recipients: Vec<Recipient>,
     /// When the end of the message data arrived.

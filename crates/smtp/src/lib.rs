@@ -25,6 +25,8 @@ pub use config::{
     DEFAULT_MESSAGES_PER_SENDER_DOMAIN, DEFAULT_RATE_WINDOW, DEFAULT_SESSION_TIMEOUT,
     DEFAULT_SHUTDOWN_GRACE, SmtpConfig,
 };
-pub use delivery::{Accepted, Delivery, DeliveryError, Envelope, Mailbox, Recipient, TlsInfo};
+pub use delivery::{
+    Accepted, BodyType, Delivery, DeliveryError, Envelope, Mailbox, Recipient, TlsInfo,
+};
 pub use listener::run;
 pub use tls::{TlsError, load_tls, self_signed_tls};

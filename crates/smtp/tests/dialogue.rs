@@ -2,7 +2,7 @@
 
 mod common;
 
-use authcheck_smtp::{DeliveryError, Mailbox};
+use authcheck_smtp::{BodyType, DeliveryError, Mailbox};
 use common::{DOMAIN, message, start};
 
 #[tokio::test]
@@ -226,6 +226,44 @@ async fn the_null_reverse_path_and_mail_parameters_are_accepted() {
             .command("MAIL FROM:<a@example.com> BODY=BINARYMIME")
             .await,
         "555 5.5.4 unsupported parameter BODY=BINARYMIME"
+    );
+}
+
+#[tokio::test]
+async fn the_body_parameter_reaches_the_delivery_for_each_transaction() {
+    let server = start(|_| {}).await;
+    let mut client = server.greeted_client().await;
+    for parameters in [
+        " BODY=8BITMIME",
+        " BODY=7BIT",
+        "",
+        " body=8bitmime SMTPUTF8",
+    ] {
+        assert_eq!(
+            client
+                .command(&format!("MAIL FROM:<a@example.com>{parameters}"))
+                .await,
+            "250 2.1.0 sender OK"
+        );
+        client.command("RCPT TO:<spf@tester.example>").await;
+        client.command("DATA").await;
+        client.send(format!("{}.\r\n", message("body"))).await;
+        assert!(client.reply().await.starts_with("250 "));
+    }
+    let declared: Vec<BodyType> = server
+        .delivery
+        .messages()
+        .iter()
+        .map(|(envelope, _)| envelope.body)
+        .collect();
+    assert_eq!(
+        declared,
+        [
+            BodyType::EightBitMime,
+            BodyType::SevenBit,
+            BodyType::Undeclared,
+            BodyType::EightBitMime
+        ]
     );
 }
 

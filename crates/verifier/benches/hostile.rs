@@ -14,7 +14,7 @@ mod common;
 use std::hint::black_box;
 
 use authcheck_testdns::TestDns;
-use authcheck_verifier::{MessageInput, Verifier};
+use authcheck_verifier::{BodyParameter, MessageInput, Verifier};
 use common::{SignOptions, TestKey, distinct_empty_tags, publish_keys, sign, verifier};
 use criterion::{Criterion, criterion_group, criterion_main};
 
@@ -54,6 +54,7 @@ fn bench_hostile(c: &mut Criterion) {
         helo: HELO,
         mail_from: MAIL_FROM,
         message: &message,
+        body: BodyParameter::Unknown,
     };
     let warm = runtime.block_on(verifier.verify(&input));
     assert_eq!(warm.dkim.len(), 2);

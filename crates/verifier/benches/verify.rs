@@ -12,7 +12,7 @@ mod common;
 use std::hint::black_box;
 
 use authcheck_testdns::TestDns;
-use authcheck_verifier::{MessageInput, Verifier};
+use authcheck_verifier::{BodyParameter, MessageInput, Verifier};
 use common::{SignOptions, TestKey, publish_keys, sign, verifier};
 use criterion::{Criterion, criterion_group, criterion_main};
 
@@ -58,6 +58,7 @@ fn bench_verify(c: &mut Criterion) {
             helo: HELO,
             mail_from: MAIL_FROM,
             message: &signed,
+            body: BodyParameter::Unknown,
         };
         let warm = runtime.block_on(verifier.verify(&input));
         assert_eq!(

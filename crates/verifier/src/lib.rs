@@ -30,4 +30,4 @@ pub use dns::{Dns, DnsConfig, DnsSetupError, LookupError};
 pub use report::*;
 pub use subject::rewrite_subject;
 pub use verdict::{Grade, UnknownVerdict, Verdict};
-pub use verifier::{MessageInput, Verifier, VerifierConfig};
+pub use verifier::{BodyParameter, MessageInput, Verifier, VerifierConfig};

@@ -57,6 +57,23 @@ pub struct MessageInput<'a> {
     pub mail_from: &'a str,
     /// The message as received (header and body, CRLF line endings expected).
     pub message: &'a [u8],
+    /// What the client declared about the body with MAIL FROM's `BODY=` parameter.
+    pub body: BodyParameter,
+}
+
+/// MAIL FROM's `BODY=` parameter (RFC 6152): whether the client said the message may hold
+/// 8-bit bytes. Only diagnosis reads it; it never changes a verdict.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BodyParameter {
+    /// Not known, for example for a message read from a file.
+    #[default]
+    Unknown,
+    /// MAIL FROM had no `BODY=` parameter, which declares a 7-bit message.
+    Absent,
+    /// `BODY=7BIT`.
+    SevenBit,
+    /// `BODY=8BITMIME`: 8-bit bytes in the body are allowed.
+    EightBitMime,
 }
 
 /// Runs all checks on a message. Cheap to clone; share one per process so the DNS cache is shared.

@@ -9,7 +9,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use authcheck_testdns::{Behaviour, TestDns};
 use authcheck_verifier::{
-    DkimReasonCode, DkimResult, DkimSignatureReport, MessageInput, Report, Verifier, VerifierConfig,
+    BodyParameter, DkimReasonCode, DkimResult, DkimSignatureReport, MessageInput, Report, Verifier,
+    VerifierConfig,
 };
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -52,6 +53,7 @@ async fn verify_report(server: &TestDns, message: &[u8], now: u64, time_limit: D
         helo: "mail.example.test",
         mail_from: "alice@example.test",
         message,
+        body: BodyParameter::Unknown,
     };
     let report = verifier.verify_at(&input, now).await;
     assert_verdict_follows_from_the_signatures(&report);
@@ -816,6 +818,7 @@ async fn verification_can_be_spawned_onto_any_runtime_thread() {
             helo: "",
             mail_from: "",
             message: &message,
+            body: BodyParameter::Unknown,
         };
         verifier.verify(&input).await
     })

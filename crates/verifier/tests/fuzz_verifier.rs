@@ -16,7 +16,9 @@ mod common;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use authcheck_testdns::TestDns;
-use authcheck_verifier::{DkimReasonCode, DkimResult, MessageInput, Report, Verifier};
+use authcheck_verifier::{
+    BodyParameter, DkimReasonCode, DkimResult, MessageInput, Report, Verifier,
+};
 use common::{SignOptions, TestKey, message, publish_keys, sign, verifier};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
@@ -97,6 +99,7 @@ impl World {
             helo: "mail.signed.test",
             mail_from: "bounce@signed.test",
             message,
+            body: BodyParameter::Unknown,
         };
         self.runtime.block_on(self.verifier.verify(&input))
     }

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use authcheck_testdns::{Behaviour, TestDns};
 use authcheck_verifier::{
-    DkimResult, DmarcResult, MessageInput, Report, SpfResult, Verifier, VerifierConfig,
+    BodyParameter, DkimResult, DmarcResult, MessageInput, Report, SpfResult, Verifier,
+    VerifierConfig,
 };
 use common::{SignOptions, TestKey, dns_config, message, publish_keys, sign};
 
@@ -43,6 +44,7 @@ async fn verify_from(dns: &TestDns, domain: &str, message_bytes: &[u8]) -> Repor
         helo: "mail.helo.test",
         mail_from: &mail_from,
         message: message_bytes,
+        body: BodyParameter::Unknown,
     };
     let started = Instant::now();
     let report = tokio::time::timeout(
@@ -259,6 +261,7 @@ async fn a_chain_of_slow_includes_stops_at_the_time_limit_with_temperror() {
         helo: "mail.helo.test",
         mail_from: "user@chain.test",
         message: &signed,
+        body: BodyParameter::Unknown,
     };
     let started = Instant::now();
     let report = verifier.verify(&input).await;
@@ -335,6 +338,7 @@ async fn dmarc_lookups_behind_slow_answers_stop_at_their_time_limit_with_temperr
         helo: "mail.helo.test",
         mail_from: "user@mail.slowdmarc.test",
         message: &plain,
+        body: BodyParameter::Unknown,
     };
     let started = Instant::now();
     let report = verifier.verify(&input).await;

@@ -7,7 +7,7 @@
 mod common;
 
 use authcheck_testdns::{Behaviour, TestDns};
-use authcheck_verifier::{DkimResult, MessageInput, Report, SpfResult};
+use authcheck_verifier::{BodyParameter, DkimResult, MessageInput, Report, SpfResult};
 use common::{SignOptions, TestKey, message, publish_keys, sign, verifier, verify};
 
 const ALLOWED_IP: &str = "192.0.2.10";
@@ -120,6 +120,7 @@ async fn without_a_client_ip_spf_is_not_checked() {
         helo: HELO,
         mail_from: "alice@sender.test",
         message: &message,
+        body: BodyParameter::Unknown,
     };
     let report = verifier(&dns).verify(&input).await;
     assert!(!report.spf.check.checked);

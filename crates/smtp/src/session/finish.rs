@@ -53,6 +53,7 @@ impl<D: Delivery> Session<D> {
             helo,
             tls: self.tls.clone(),
             mail_from: transaction.mail_from,
+            body: transaction.body_type,
             recipients: transaction.recipients,
             received_at: Utc::now(),
         };

@@ -4,13 +4,13 @@
 
 use std::borrow::Cow;
 
-use smtp_proto::{MAIL_BODY_BINARYMIME, MailFrom};
+use smtp_proto::{MAIL_BODY_7BIT, MAIL_BODY_8BITMIME, MAIL_BODY_BINARYMIME, MailFrom};
 
 use super::transaction::Transaction;
 use super::{Session, State, Step};
 use crate::address::{path_in_line, reverse_path};
 use crate::config::MAX_DOMAIN_LENGTH;
-use crate::delivery::Delivery;
+use crate::delivery::{BodyType, Delivery};
 use crate::listener::client_key;
 use crate::replies;
 
@@ -51,6 +51,7 @@ impl<D: Delivery> Session<D> {
         let memory = self.shared.budget.reservation();
         self.state = State::Transaction(Transaction::new(
             mail_from.to_string(),
+            body_type(from.flags),
             max_message_size,
             memory,
         ));
@@ -97,6 +98,17 @@ impl<D: Delivery> Session<D> {
             shared.per_sender_domain.record(domain, now);
         }
         None
+    }
+}
+
+/// The `BODY=` parameter among MAIL FROM's parameter flags (BINARYMIME is refused before).
+fn body_type(flags: u64) -> BodyType {
+    if flags & MAIL_BODY_8BITMIME != 0 {
+        BodyType::EightBitMime
+    } else if flags & MAIL_BODY_7BIT != 0 {
+        BodyType::SevenBit
+    } else {
+        BodyType::Undeclared
     }
 }
 

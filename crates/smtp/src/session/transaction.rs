@@ -5,12 +5,14 @@ use std::time::Instant;
 
 use crate::budget::Reservation;
 use crate::config::MIN_BODY_GROWTH;
-use crate::delivery::Recipient;
+use crate::delivery::{BodyType, Recipient};
 
 pub(crate) struct Transaction {
     pub started: Instant,
     /// The reverse-path as written, `""` for `<>`.
     pub mail_from: String,
+    /// MAIL FROM's `BODY=` parameter.
+    pub body_type: BodyType,
     pub recipients: Vec<Recipient>,
     /// Set by the first BDAT: from then on only BDAT, RSET, NOOP, HELP and QUIT may follow.
     pub chunking: bool,
@@ -18,10 +20,16 @@ pub(crate) struct Transaction {
 }
 
 impl Transaction {
-    pub(crate) fn new(mail_from: String, max_message_size: usize, memory: Reservation) -> Self {
+    pub(crate) fn new(
+        mail_from: String,
+        body_type: BodyType,
+        max_message_size: usize,
+        memory: Reservation,
+    ) -> Self {
         Transaction {
             started: Instant::now(),
             mail_from,
+            body_type,
             recipients: Vec::new(),
             chunking: false,
             body: Body::new(max_message_size, memory),

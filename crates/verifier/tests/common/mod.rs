@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use authcheck_testdns::TestDns;
 use authcheck_verifier::diagnosis::{Finding, FindingCode};
-use authcheck_verifier::{DnsConfig, MessageInput, Report, Verifier, VerifierConfig};
+use authcheck_verifier::{
+    BodyParameter, DnsConfig, MessageInput, Report, Verifier, VerifierConfig,
+};
 
 pub use authcheck_testkit::{
     SignOptions, TestKey, distinct_empty_tags, message, publish_keys, publish_sender_domain, sign,
@@ -40,6 +42,7 @@ pub async fn verify(
         helo,
         mail_from,
         message,
+        body: BodyParameter::Unknown,
     };
     verifier.verify(&input).await
 }
