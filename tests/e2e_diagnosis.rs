@@ -1,14 +1,16 @@
 //! Diagnosis end to end: the classic relayed-and-changed message sent over SMTP to the real
 //! binary shows its findings first on the result page, in the JSON API and from
 //! `authcheck check`; the message as delivered is at `/r/{id}/eml` and from
-//! `authcheck check --rewrite`; a clean message shows no diagnosis at all.
+//! `authcheck check --rewrite`; a clean message shows no diagnosis at all. Message shape
+//! findings that depend on how the message was sent (MAIL FROM's `BODY=`, line lengths in
+//! DATA) are checked over SMTP too, and `check --body` gives the `BODY=` parameter by hand.
 
 mod support;
 
 use authcheck_testdns::TestDns;
 use authcheck_testkit::browser::Browser;
 use authcheck_testkit::{SignOptions, TestKey, message, publish_sender_domain, sign};
-use support::{Service, run_cli, send_and_fetch};
+use support::{RawSmtp, Service, run_cli, send_and_fetch};
 
 /// sender.test sends from 192.0.2.10 only; the service sees every message from 127.0.0.1, the
 /// "filter" that relays it.
@@ -298,4 +300,146 @@ async fn the_dmarc_tree_walk_is_listed_and_long_names_stay_inside_the_page() {
         std::fs::write(format!("{dir}/dmarc-walk.png"), png).unwrap();
     }
     browser.quit().await;
+}
+
+/// Sends `message` to dkim@ with `MAIL FROM:<carol@clean.test>` followed by `parameters`, and
+/// returns the stored result's JSON from the API.
+async fn send_with_parameters(
+    service: &Service,
+    parameters: &str,
+    message: &[u8],
+) -> serde_json::Value {
+    let (mut smtp, greeting) = RawSmtp::connect(service.smtp).await;
+    assert_eq!(greeting.code, 220, "{greeting:?}");
+    assert_eq!(smtp.command("EHLO mail.clean.test").await.code, 250);
+    let mail = smtp
+        .command(&format!("MAIL FROM:<carol@clean.test>{parameters}"))
+        .await;
+    assert_eq!(mail.code, 250, "MAIL FROM with {parameters:?}: {mail:?}");
+    assert_eq!(smtp.command("RCPT TO:<dkim@tester.test>").await.code, 250);
+    assert_eq!(smtp.command("DATA").await.code, 354);
+    smtp.write(&support::dot_stuff(message)).await;
+    let reply = smtp.read_reply().await;
+    let _ = smtp.command("QUIT").await;
+    assert_eq!(reply.code, 250, "final reply: {reply:?}");
+    let stored = reply.stored();
+    service
+        .get_json(&format!("/api/v1/results/{}", stored[0].0))
+        .await
+}
+
+/// Signed by clean.test (whose SPF permits the service's 127.0.0.1), with `body`.
+fn clean_with_body(subject: &str, body: &str) -> Vec<u8> {
+    sign(
+        &message("carol@clean.test", subject, body),
+        &SignOptions::new("clean.test", TestKey::Rsa2048),
+    )
+}
+
+#[tokio::test]
+async fn an_eight_bit_body_sent_without_8bitmime_is_reported_over_smtp() {
+    let dns = zone().await;
+    let service = Service::start(&dns).await;
+    let message = clean_with_body("Greetings", "Viele Grüße aus Köln.\r\n");
+
+    for parameters in ["", " BODY=7BIT"] {
+        let result = send_with_parameters(&service, parameters, &message).await;
+        assert_eq!(result["verdict"], "|OK| dkim-pass", "verdict unchanged");
+        let codes = codes(&result);
+        assert_eq!(codes, ["eight-bit-undeclared"], "{parameters:?}");
+        let finding = &result["diagnosis"][0];
+        assert_eq!(finding["severity"], "warning");
+        assert!(
+            finding["fix"].as_str().unwrap().contains("BODY=8BITMIME"),
+            "{finding}"
+        );
+        let page = service
+            .get_text(&format!("/r/{}", result["id"].as_str().unwrap()))
+            .await;
+        assert!(
+            page.contains("but the sender did not declare BODY=8BITMIME"),
+            "{page}"
+        );
+    }
+
+    let result = send_with_parameters(&service, " BODY=8BITMIME", &message).await;
+    assert_eq!(result["verdict"], "|OK| dkim-pass");
+    assert_eq!(result["diagnosis"], serde_json::json!([]));
+    // 7-bit text needs no declaration.
+    let ascii = clean_with_body("Greetings", "Best regards from Cologne.\r\n");
+    let result = send_with_parameters(&service, "", &ascii).await;
+    assert_eq!(result["diagnosis"], serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn a_line_over_998_bytes_in_data_is_reported_and_998_is_not() {
+    let dns = zone().await;
+    let service = Service::start(&dns).await;
+
+    let long = clean_with_body(
+        "Report",
+        &format!("Short.\r\n{}\r\nShort.\r\n", "x".repeat(1200)),
+    );
+    let result = send_with_parameters(&service, "", &long).await;
+    assert_eq!(result["verdict"], "|OK| dkim-pass", "verdict unchanged");
+    assert_eq!(codes(&result), ["long-lines"]);
+    let evidence = result["diagnosis"][0]["evidence"][0].as_str().unwrap();
+    assert!(evidence.contains("1200 bytes"), "{evidence}");
+
+    let longest_allowed = clean_with_body(
+        "Report",
+        &format!("Short.\r\n{}\r\nShort.\r\n", "x".repeat(998)),
+    );
+    let result = send_with_parameters(&service, "", &longest_allowed).await;
+    assert_eq!(result["verdict"], "|OK| dkim-pass");
+    assert_eq!(result["diagnosis"], serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn check_takes_the_body_parameter_and_keeps_its_old_command_line() {
+    let dns = zone().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("eight-bit.eml");
+    std::fs::write(
+        &file,
+        clean_with_body("Greetings", "Viele Grüße aus Köln.\r\n"),
+    )
+    .unwrap();
+    let server = dns.addr().to_string();
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "check",
+            file.to_str().unwrap(),
+            "--ip",
+            "127.0.0.1",
+            "--mail-from",
+            "carol@clean.test",
+            "--dns-server",
+            &server,
+            "--hostname",
+            "tester.test",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let dir = dir.path().to_path_buf();
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let (status, stdout, stderr) = run_cli(&args, None, &dir).await;
+            assert!(status.success(), "{stderr}");
+            let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+            codes(&report)
+        }
+    };
+
+    // Without --body, as before: not known, so nothing is said about 8-bit bytes.
+    assert!(run(&[]).await.is_empty());
+    assert_eq!(run(&["--body", "7bit"]).await, ["eight-bit-undeclared"]);
+    assert_eq!(run(&["--body", "none"]).await, ["eight-bit-undeclared"]);
+    assert!(run(&["--body", "8bitmime"]).await.is_empty());
+
+    let args = ["check", file.to_str().unwrap(), "--body", "binarymime"];
+    let (status, _, stderr) = run_cli(&args, None, dir.path()).await;
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("8bitmime"), "{stderr}");
 }

@@ -1,12 +1,14 @@
 //! How a signed message was changed. For a signature whose body hash does not match, the body
 //! hash is recomputed on candidate originals — the body cut after each of its last lines
 //! (content appended after signing), the body with LF line ends, the body without whitespace at
-//! line ends — and the first that matches names the change. A signature whose header hash
-//! fails while the Subject carries a filter's tag names the tag.
+//! line ends, the body with long lines that a relay broke in two joined again — and the first
+//! that matches names the change. A signature whose header hash fails while the Subject carries
+//! a filter's tag names the tag.
 //!
 //! Cost: the canonical body is hashed once front to back; each cut costs one copy of the
 //! hash state and a final block, and at most [`MAX_BODY_CANDIDATES`] cuts are tried. Each other
-//! candidate is one more linear pass.
+//! candidate is a fixed number of linear passes. [`Work`] counts the bytes every pass reads, so
+//! a test can hold the whole search to a multiple of the body's size.
 
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
@@ -19,6 +21,9 @@ use crate::report::{DkimReasonCode, DkimResult, DkimSignatureReport};
 
 /// How many added lines are quoted as evidence.
 const QUOTED_LINES: usize = 3;
+/// The narrowest width a relay is taken to break lines at: below it, lines of equal length are
+/// a layout (base64 is 76 wide) rather than a relay's breaks, and joining them is not tried.
+const MIN_FOLD_WIDTH: usize = 76;
 
 /// What a signature says about its body.
 struct BodyClaim {
@@ -43,14 +48,34 @@ impl BodyClaim {
         })
     }
 
-    /// Whether the canonical `body` (cut to `l=`) hashes to `bh=`.
-    fn matches(&self, canonical: &[u8]) -> bool {
+    /// Whether the candidate original `body` hashes to `bh=` once canonicalized (and cut to
+    /// `l=`).
+    fn matches(&self, body: &[u8], work: &mut Work) -> bool {
+        let canonical = self.canonical(body, work);
         let signed = match self.length {
             Some(length) if length <= canonical.len() as u64 => &canonical[..length as usize],
             Some(_) => return false,
-            None => canonical,
+            None => &canonical[..],
         };
+        work.read(signed.len());
         Sha256::digest(signed).as_slice() == self.body_hash
+    }
+
+    fn canonical(&self, body: &[u8], work: &mut Work) -> Vec<u8> {
+        work.read(body.len());
+        canonical_body(body, self.canonicalization)
+    }
+}
+
+/// The bytes read by the search for a body change, counted pass by pass.
+#[derive(Debug, Default)]
+pub(crate) struct Work {
+    bytes: u64,
+}
+
+impl Work {
+    fn read(&mut self, bytes: usize) {
+        self.bytes += bytes as u64;
     }
 }
 
@@ -62,26 +87,33 @@ pub(crate) fn diagnose(facts: &Facts<'_>, findings: &mut Vec<Finding>) {
         .iter()
         .filter(|s| s.reason_code == DkimReasonCode::BodyHashMismatch)
         .take(MAX_SIGNATURES_DIAGNOSED);
+    let mut work = Work::default();
     for signature in changed {
         let Some(claim) = BodyClaim::read(signature) else {
             continue;
         };
-        let finding = appended(signature, &claim, body)
-            .or_else(|| line_ends_changed(signature, &claim, body))
-            .or_else(|| trailing_whitespace_changed(signature, &claim, body));
-        findings.extend(finding);
+        findings.extend(body_change(&signature.domain, &claim, body, &mut work));
     }
     findings.extend(subject_tagged(facts));
 }
 
+/// The first candidate original of `body` that matches the signature of `domain`, as a finding.
+fn body_change(domain: &str, claim: &BodyClaim, body: &[u8], work: &mut Work) -> Option<Finding> {
+    appended(domain, claim, body, work)
+        .or_else(|| line_ends_changed(domain, claim, body, work))
+        .or_else(|| trailing_whitespace_changed(domain, claim, body, work))
+        .or_else(|| lines_refolded(domain, claim, body, work))
+}
+
 /// Content appended after signing: the longest cut of the canonical body at a line end whose
 /// hash matches `bh=`, among the last [`MAX_BODY_CANDIDATES`] line ends.
-fn appended(signature: &DkimSignatureReport, claim: &BodyClaim, body: &[u8]) -> Option<Finding> {
+fn appended(domain: &str, claim: &BodyClaim, body: &[u8], work: &mut Work) -> Option<Finding> {
     if claim.length.is_some() {
         // With l= the verifier already hashes only the signed prefix.
         return None;
     }
-    let canonical = canonical_body(body, claim.canonicalization);
+    let canonical = claim.canonical(body, work);
+    work.read(canonical.len());
     let line_ends: Vec<usize> = memchr::memmem::find_iter(&canonical, b"\r\n")
         .map(|at| at + 2)
         .collect();
@@ -104,6 +136,7 @@ fn appended(signature: &DkimSignatureReport, claim: &BodyClaim, body: &[u8]) -> 
     let mut longest = None;
     for cut in cuts {
         hasher.update(&canonical[hashed..cut]);
+        work.read(cut - hashed);
         hashed = cut;
         if hasher.clone().finalize().as_slice() == claim.body_hash {
             longest = Some(cut);
@@ -112,7 +145,6 @@ fn appended(signature: &DkimSignatureReport, claim: &BodyClaim, body: &[u8]) -> 
     let cut = longest?;
     let signed_lines = line_ends.iter().take_while(|&&end| end <= cut).count();
     let added_lines = total_lines - signed_lines;
-    let domain = &signature.domain;
     let mut finding = Finding::new(
         FindingCode::BodyAppended,
         Severity::Problem,
@@ -145,18 +177,20 @@ fn appended(signature: &DkimSignatureReport, claim: &BodyClaim, body: &[u8]) -> 
 
 /// The signer hashed LF line ends and the message arrived with CRLF.
 fn line_ends_changed(
-    signature: &DkimSignatureReport,
+    domain: &str,
     claim: &BodyClaim,
     body: &[u8],
+    work: &mut Work,
 ) -> Option<Finding> {
-    if !body.windows(2).any(|w| w == b"\r\n") {
+    work.read(body.len());
+    if memchr::memmem::find(body, b"\r\n").is_none() {
         return None;
     }
+    work.read(body.len());
     let with_lf: Vec<u8> = body_with_lf(body);
-    if !claim.matches(&canonical_body(&with_lf, claim.canonicalization)) {
+    if !claim.matches(&with_lf, work) {
         return None;
     }
-    let domain = &signature.domain;
     Some(
         Finding::new(
             FindingCode::BodyLineEndsChanged,
@@ -189,13 +223,15 @@ fn body_with_lf(body: &[u8]) -> Vec<u8> {
 /// Whitespace was added at line ends after signing (only "simple" body canonicalization
 /// notices that).
 fn trailing_whitespace_changed(
-    signature: &DkimSignatureReport,
+    domain: &str,
     claim: &BodyClaim,
     body: &[u8],
+    work: &mut Work,
 ) -> Option<Finding> {
     if claim.canonicalization != Canonicalization::Simple {
         return None;
     }
+    work.read(body.len());
     let mut stripped = Vec::with_capacity(body.len());
     let mut changed = 0usize;
     for line in body.split_inclusive(|&b| b == b'\n') {
@@ -213,10 +249,9 @@ fn trailing_whitespace_changed(
         stripped.extend_from_slice(&content[..kept]);
         stripped.extend_from_slice(end);
     }
-    if changed == 0 || !claim.matches(&canonical_body(&stripped, claim.canonicalization)) {
+    if changed == 0 || !claim.matches(&stripped, work) {
         return None;
     }
-    let domain = &signature.domain;
     Some(
         Finding::new(
             FindingCode::BodyTrailingWhitespaceChanged,
@@ -235,6 +270,92 @@ fn trailing_whitespace_changed(
         .fix(format!(
             "Sign with c=relaxed/relaxed, which tolerates whitespace changes; and find the relay \
              that rewrites lines after {domain} signs."
+        )),
+    )
+}
+
+/// How a relay breaks a long line: the line ends (CRLF) and, for some relays (Postfix), the
+/// continuation starts with a space so MIME readers see a folded line.
+#[derive(Clone, Copy)]
+enum Fold {
+    LineEnd,
+    LineEndAndSpace,
+}
+
+/// Long lines broken in two after signing: every line exactly as long as the longest line that
+/// has a line after it is taken for a piece a relay cut at that width, and joined to the next
+/// line again (with and without the continuation's leading space). Two linear passes per way
+/// of folding, whatever the number of lines.
+fn lines_refolded(
+    domain: &str,
+    claim: &BodyClaim,
+    body: &[u8],
+    work: &mut Work,
+) -> Option<Finding> {
+    work.read(body.len());
+    let lines: Vec<&[u8]> = body.split(|&b| b == b'\n').collect();
+    // Every line but the last ends in CRLF (the body's line ends are CRLF here).
+    let content = |line: &[u8]| -> usize { line.strip_suffix(b"\r").unwrap_or(line).len() };
+    let followed = &lines[..lines.len().saturating_sub(1)];
+    let width = followed.iter().map(|line| content(line)).max()?;
+    if width < MIN_FOLD_WIDTH {
+        return None;
+    }
+    let is_fold =
+        |i: usize| i + 1 < lines.len() && content(lines[i]) == width && content(lines[i + 1]) > 0;
+    let first = (0..lines.len()).find(|&i| is_fold(i))?;
+    let folds = (first..lines.len()).filter(|&i| is_fold(i)).count();
+    let fold = [Fold::LineEnd, Fold::LineEndAndSpace]
+        .into_iter()
+        .find(|&fold| {
+            work.read(body.len());
+            let mut joined = Vec::with_capacity(body.len());
+            let mut continuation = false;
+            for (i, line) in lines.iter().enumerate() {
+                let mut line: &[u8] = line;
+                if continuation && matches!(fold, Fold::LineEndAndSpace) {
+                    line = line.strip_prefix(b" ").unwrap_or(line);
+                }
+                continuation = is_fold(i);
+                if continuation {
+                    joined.extend_from_slice(line.strip_suffix(b"\r").unwrap_or(line));
+                } else {
+                    joined.extend_from_slice(line);
+                    if i + 1 < lines.len() {
+                        joined.push(b'\n');
+                    }
+                }
+            }
+            claim.matches(&joined, work)
+        })?;
+    let how = match fold {
+        Fold::LineEnd => "a line break",
+        Fold::LineEndAndSpace => "a line break and a space",
+    };
+    Some(
+        Finding::new(
+            FindingCode::BodyLinesRefolded,
+            Severity::Problem,
+            format!("Long lines were broken in two after {domain} signed the message"),
+            format!(
+                "The signature matches the body once {} ending at {width} bytes {} joined to \
+                 the line after {}: a relay or filter broke lines that were too long for it by \
+                 inserting {how}. SMTP allows at most 998 bytes per line, and servers that \
+                 enforce that change the message, which breaks DKIM.",
+                super::count(folds, "line"),
+                if folds == 1 { "is" } else { "are" },
+                if folds == 1 { "it" } else { "them" },
+            ),
+        )
+        .evidence(format!(
+            "body line {}: {width} bytes, continued on line {}",
+            first + 1,
+            first + 2
+        ))
+        .fix(format!(
+            "Have the application that writes the message for {domain} encode the body as \
+             quoted-printable or base64 (Content-Transfer-Encoding), which keeps every line \
+             short, before it is signed."
         )),
     )
 }
@@ -289,4 +410,59 @@ fn tag_of(subject: &str) -> Option<&str> {
         return (end <= 40).then(|| &subject[..end]);
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bytes the whole search reads on a body of `lines` lines that matches no candidate
+    /// (the worst case: every candidate is tried), and the body's size. Every fifth line is
+    /// long and every seventh ends in a space, so the re-folding and whitespace candidates
+    /// are built too.
+    fn work_on(lines: usize, canonicalization: Canonicalization) -> (u64, u64) {
+        let body: Vec<u8> = (0..lines)
+            .flat_map(|n| {
+                let mut line = format!("Line {n} of a body that matches no signature.");
+                if n % 5 == 0 {
+                    line.push_str(&" and more".repeat(10));
+                }
+                if n % 7 == 0 {
+                    line.push(' ');
+                }
+                line.push_str("\r\n");
+                line.into_bytes()
+            })
+            .collect();
+        let claim = BodyClaim {
+            canonicalization,
+            body_hash: Sha256::digest(b"another body").to_vec(),
+            length: None,
+        };
+        let mut work = Work::default();
+        assert!(body_change("sender.test", &claim, &body, &mut work).is_none());
+        (work.bytes, body.len() as u64)
+    }
+
+    /// A search that hashed every cut from the start, or rebuilt a candidate per line, would
+    /// read the body hundreds of times; the linear one reads it a fixed number of times.
+    #[test]
+    fn the_body_search_reads_the_body_a_fixed_number_of_times_whatever_its_size() {
+        for canonicalization in [Canonicalization::Simple, Canonicalization::Relaxed] {
+            let (small, small_size) = work_on(3_000, canonicalization);
+            let (large, large_size) = work_on(12_000, canonicalization);
+            assert!(large_size >= 4 * small_size - 16);
+            for (work, size) in [(small, small_size), (large, large_size)] {
+                assert!(
+                    work >= size && work <= 32 * size,
+                    "{canonicalization:?}: {work} bytes read for a {size}-byte body"
+                );
+            }
+            assert!(
+                large <= 5 * small,
+                "{canonicalization:?}: 4 times the body, {} times the work",
+                large as f64 / small as f64
+            );
+        }
+    }
 }

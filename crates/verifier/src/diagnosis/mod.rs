@@ -15,8 +15,10 @@
 //! One file per family of findings:
 //! - `relay`: the Received chain, the hop before an intermediary, SRS, `+caf_=`, lists.
 //! - `earlier`: earlier `Authentication-Results` and ARC sets, as evidence.
-//! - `body`: how a signed body was changed (appended lines, line ends, whitespace).
-//! - `shape`: message shape problems (long lines, bare LF, `l=`).
+//! - `body`: how a signed body was changed (appended lines, line ends, whitespace, long lines
+//!   broken in two), and a filter's tag on a signed Subject.
+//! - `headers`: which signed header field changed, from an earlier copy of the message.
+//! - `shape`: message shape problems (long lines, bare LF, undeclared 8-bit, `l=`).
 //! - `records`: SPF, DMARC and DKIM key advice with the sender's own values.
 //! - `senders`: passes for a domain that is not the sender's (a sending service).
 
@@ -28,10 +30,11 @@ use serde::{Deserialize, Serialize};
 use crate::dkim::message::RawMessage;
 use crate::dns::Dns;
 use crate::report::{Report, SpfCheck, SpfResult};
-use crate::verifier::MessageInput;
+use crate::verifier::{BodyParameter, MessageInput};
 
 mod body;
 mod earlier;
+mod headers;
 mod records;
 mod relay;
 mod senders;
@@ -77,12 +80,19 @@ pub enum FindingCode {
     BodyLineEndsChanged,
     /// Whitespace at line ends changed after signing.
     BodyTrailingWhitespaceChanged,
+    /// Long lines were broken in two after signing.
+    BodyLinesRefolded,
     /// The Subject carries a tag a filter adds, and the Subject is signed.
     SubjectTagged,
+    /// A signed header field differs from an earlier copy of the message (`z=`, an attached
+    /// original).
+    SignedHeaderChanged,
     /// Lines longer than 998 bytes, which relays re-fold.
     LongLines,
     /// Bare LF line ends.
     BareLf,
+    /// 8-bit bytes in the body without `BODY=8BITMIME` on MAIL FROM.
+    EightBitUndeclared,
     /// A signature with `l=`: content can be appended without breaking it.
     BodyLengthLimit,
     /// SPF permerror: too many DNS-querying terms.
@@ -125,9 +135,12 @@ impl FindingCode {
             FindingCode::BodyAppended => "body-appended",
             FindingCode::BodyLineEndsChanged => "body-line-ends-changed",
             FindingCode::BodyTrailingWhitespaceChanged => "body-trailing-whitespace-changed",
+            FindingCode::BodyLinesRefolded => "body-lines-refolded",
             FindingCode::SubjectTagged => "subject-tagged",
+            FindingCode::SignedHeaderChanged => "signed-header-changed",
             FindingCode::LongLines => "long-lines",
             FindingCode::BareLf => "bare-lf",
+            FindingCode::EightBitUndeclared => "eight-bit-undeclared",
             FindingCode::BodyLengthLimit => "body-length-limit",
             FindingCode::SpfTooManyLookups => "spf-too-many-lookups",
             FindingCode::SpfTooManyVoidLookups => "spf-too-many-void-lookups",
@@ -253,6 +266,7 @@ fn spf_needs_explaining(report: &Report) -> bool {
 pub(crate) struct Facts<'a> {
     pub client_ip: Option<IpAddr>,
     pub mail_from: &'a str,
+    pub body_parameter: BodyParameter,
     pub message: RawMessage<'a>,
     pub report: &'a Report,
     pub upstream: &'a Upstream,
@@ -307,6 +321,7 @@ pub fn diagnose(input: &MessageInput<'_>, report: &Report, upstream: &Upstream) 
     let facts = Facts {
         client_ip: input.client_ip,
         mail_from: input.mail_from.trim(),
+        body_parameter: input.body,
         message: RawMessage::parse(input.message),
         report,
         upstream,
@@ -315,6 +330,7 @@ pub fn diagnose(input: &MessageInput<'_>, report: &Report, upstream: &Upstream) 
     relay::diagnose(&facts, &mut findings);
     earlier::diagnose(&facts, &mut findings);
     body::diagnose(&facts, &mut findings);
+    headers::diagnose(&facts, &mut findings);
     shape::diagnose(&facts, input.message, &mut findings);
     records::diagnose(&facts, &mut findings);
     senders::diagnose(&facts, &mut findings);

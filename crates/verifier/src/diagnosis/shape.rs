@@ -1,12 +1,15 @@
 //! Message shape problems that break signatures in transit: lines over 998 bytes (relays
-//! re-fold them), a mix of CRLF and bare LF line ends (relays normalize them), and `l=` on a
-//! signature (content can be appended without breaking it).
+//! re-fold them), a mix of CRLF and bare LF line ends (relays normalize them), 8-bit bytes in
+//! a body the client did not declare `BODY=8BITMIME` for (relays convert or refuse it), and
+//! `l=` on a signature (content can be appended without breaking it).
 //!
-//! Not covered here: 8-bit content sent without `BODY=8BITMIME`, which only the SMTP session
-//! knows; the verifier is not told the MAIL FROM parameters.
+//! Long lines are found in the message as stored, which is the DATA (or BDAT) content byte for
+//! byte once dot-stuffing is undone: the SMTP listener neither limits nor changes data lines,
+//! so counting them there would find the same lines, and `authcheck check` finds them in a file.
 
 use super::{Facts, Finding, FindingCode, MAX_SIGNATURES_DIAGNOSED, Severity, count};
 use crate::dkim::canonical::{Canonicalization, canonical_body};
+use crate::verifier::BodyParameter;
 
 /// The most bytes a line may hold, line ending excluded (RFC 5322 §2.1.1).
 const MAX_LINE_LENGTH: usize = 998;
@@ -14,6 +17,7 @@ const MAX_LINE_LENGTH: usize = 998;
 pub(crate) fn diagnose(facts: &Facts<'_>, message: &[u8], findings: &mut Vec<Finding>) {
     findings.extend(long_lines(message));
     findings.extend(bare_lf(message));
+    findings.extend(eight_bit_undeclared(facts));
     findings.extend(body_length_limits(facts));
 }
 
@@ -85,6 +89,48 @@ fn bare_lf(message: &[u8]) -> Option<Finding> {
         .fix(
             "Make the sending application write CRLF line ends, or sign only after the mail server \
              has normalized them."
+                .to_string(),
+        ),
+    )
+}
+
+/// 8-bit bytes in the body of a message whose MAIL FROM did not say `BODY=8BITMIME`. Only the
+/// body counts: 8BITMIME is about the body, and 8-bit header fields are SMTPUTF8's business.
+fn eight_bit_undeclared(facts: &Facts<'_>) -> Option<Finding> {
+    let declared = match facts.body_parameter {
+        BodyParameter::Unknown | BodyParameter::EightBitMime => return None,
+        BodyParameter::Absent => "MAIL FROM had no BODY= parameter, which declares a 7-bit message",
+        BodyParameter::SevenBit => "MAIL FROM declared BODY=7BIT",
+    };
+    let mut lines = 0usize;
+    let mut first = None;
+    for (number, line) in facts.message.body().split(|&b| b == b'\n').enumerate() {
+        if line.iter().any(|b| !b.is_ascii()) {
+            lines += 1;
+            first.get_or_insert(number + 1);
+        }
+    }
+    let first = first?;
+    Some(
+        Finding::new(
+            FindingCode::EightBitUndeclared,
+            Severity::Warning,
+            format!(
+                "{} of the body hold 8-bit bytes, but the sender did not declare BODY=8BITMIME",
+                count(lines, "line")
+            ),
+            "The body holds bytes above 127 (text such as UTF-8 or Latin-1 sent without \
+             encoding), but the sending server did not announce them with BODY=8BITMIME. A server \
+             on the way may convert the body to quoted-printable, which changes it and breaks DKIM \
+             signatures, or refuse the message."
+                .to_string(),
+        )
+        .evidence(declared)
+        .evidence(format!("first 8-bit byte in body line {first}"))
+        .fix(
+            "Make the sending server add BODY=8BITMIME to MAIL FROM when the receiver offers \
+             8BITMIME, or have the application encode the body as quoted-printable or base64 \
+             (Content-Transfer-Encoding)."
                 .to_string(),
         ),
     )

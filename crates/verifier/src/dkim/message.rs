@@ -35,6 +35,11 @@ impl<'a> RawMessage<'a> {
         }
     }
 
+    /// The whole message, with CRLF line ends.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
     pub fn fields(&self) -> &[HeaderField] {
         &self.fields
     }
