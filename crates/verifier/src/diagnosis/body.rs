@@ -183,9 +183,8 @@ fn line_ends_changed(
     work: &mut Work,
 ) -> Option<Finding> {
     work.read(body.len());
-    if memchr::memmem::find(body, b"\r\n").is_none() {
-        return None;
-    }
+    // Only a body with CRLF line ends can have had them converted.
+    memchr::memmem::find(body, b"\r\n")?;
     work.read(body.len());
     let with_lf: Vec<u8> = body_with_lf(body);
     if !claim.matches(&with_lf, work) {
