@@ -120,6 +120,20 @@ async fn the_binary_starts_with_the_compose_environment() {
         ports.contains(&"25:2525"),
         "the host's port 25 goes to 2525: {ports:?}"
     );
+    assert!(
+        ports.contains(&"127.0.0.1:9090:9090"),
+        "the operators' listener is published on the host's loopback only: {ports:?}"
+    );
+    let healthcheck: Vec<&str> = authcheck["healthcheck"]["test"]
+        .as_vec()
+        .expect("authcheck.healthcheck.test is a list")
+        .iter()
+        .filter_map(Yaml::as_str)
+        .collect();
+    assert!(
+        healthcheck.contains(&"http://127.0.0.1:9090/readyz"),
+        "the compose healthcheck asks for readiness: {healthcheck:?}"
+    );
 
     let mut env = environment_of(authcheck);
     let postgres = environment_of(&compose["services"]["postgres"]);
@@ -146,10 +160,27 @@ async fn the_binary_starts_with_the_compose_environment() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = start_with_env(&env, dir.path()).await;
     assert!(
-        healthy("http://127.0.0.1:8080/healthz").await,
-        "/healthz answers"
+        healthy("http://127.0.0.1:9090/readyz").await,
+        "/readyz answers"
     );
+    assert_metrics_only_on_the_operators_listener().await;
     let _ = child.kill().await;
+}
+
+/// `/metrics` answers on 9090 and not on the site's 8080.
+async fn assert_metrics_only_on_the_operators_listener() {
+    let metrics = http()
+        .get("http://127.0.0.1:9090/metrics")
+        .send()
+        .await
+        .expect("the operators' listener answers");
+    assert!(metrics.status().is_success());
+    let on_site = http()
+        .get("http://127.0.0.1:8080/metrics")
+        .send()
+        .await
+        .expect("the site answers");
+    assert_eq!(on_site.status(), 404, "/metrics is not on the site");
 }
 
 #[tokio::test]
@@ -194,18 +225,23 @@ async fn the_image_environment_starts_the_service_and_its_healthcheck_answers() 
         .lines()
         .find(|l| l.contains("CMD curl"))
         .expect("HEALTHCHECK command");
-    assert!(healthcheck.contains("http://127.0.0.1:8080/healthz"));
+    assert!(healthcheck.contains("http://127.0.0.1:9090/readyz"));
+    assert_eq!(
+        env.get("AUTHCHECK_METRICS_LISTEN").map(String::as_str),
+        Some("0.0.0.0:9090")
+    );
     assert!(
-        dockerfile.contains("EXPOSE 2525 8080"),
-        "the image exposes the SMTP and HTTP ports"
+        dockerfile.contains("EXPOSE 2525 8080 9090"),
+        "the image exposes the SMTP, HTTP and operators' ports"
     );
     let _turn = FIXED_PORTS.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let mut child = start_with_env(&env, dir.path()).await;
     assert!(
-        healthy("http://127.0.0.1:8080/healthz").await,
-        "/healthz answers"
+        healthy("http://127.0.0.1:9090/readyz").await,
+        "the HEALTHCHECK URL answers"
     );
+    assert_metrics_only_on_the_operators_listener().await;
     assert!(
         dir.path().join("data/authcheck.db").exists(),
         "SQLite data goes to the volume folder"

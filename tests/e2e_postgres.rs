@@ -285,7 +285,7 @@ async fn a_lost_database_gives_451_and_the_service_recovers() {
             .any(|line| line.contains("ERROR") && line.contains("could not store a result")),
         "the operator's log says the result could not be stored:\n{logged}"
     );
-    let metrics = service.get("/metrics").await.text().await.unwrap();
+    let metrics = service.get_operator("/metrics").await.text().await.unwrap();
     assert!(
         !metrics.contains("authcheck_store_errors_total 0\n")
             && metrics.contains("authcheck_store_errors_total "),

@@ -475,7 +475,7 @@ async fn bad_configuration_stops_at_start_naming_the_setting() {
 async fn metrics_count_messages_replies_and_timings() {
     let dns = zone().await;
     let service = Service::start(&dns).await;
-    let text = service.get("/metrics").await.text().await.unwrap();
+    let text = service.get_operator("/metrics").await.text().await.unwrap();
     for expected in [
         "authcheck_store_errors_total 0",
         r#"authcheck_dns_failures_total{type="TXT"} 0"#,
@@ -502,7 +502,7 @@ async fn metrics_count_messages_replies_and_timings() {
         &plain("a@pass.test"),
     )
     .await;
-    let response = service.get("/metrics").await;
+    let response = service.get_operator("/metrics").await;
     assert!(response.status().is_success());
     let text = response.text().await.unwrap();
     for expected in [

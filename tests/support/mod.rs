@@ -100,6 +100,8 @@ pub struct Service {
     child: Child,
     pub smtp: SocketAddr,
     pub http: SocketAddr,
+    /// The operators' listener (`/metrics`, `/livez`, `/readyz`), unless turned off.
+    pub metrics: Option<SocketAddr>,
     pub public_url: String,
     pub data_dir: PathBuf,
     _temp: Option<tempfile::TempDir>,
@@ -142,6 +144,14 @@ impl Service {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .kill_on_drop(true);
+        // Each service gets its own operators' port unless the test chooses.
+        if !options
+            .extra_args
+            .iter()
+            .any(|arg| arg.starts_with("--metrics-listen"))
+        {
+            command.args(["--metrics-listen", "127.0.0.1:0"]);
+        }
         match &options.stderr_to {
             Some(path) => command.stderr(std::fs::File::create(path).expect("create the log file")),
             None => command.stderr(Stdio::inherit()),
@@ -167,6 +177,7 @@ impl Service {
         let http = between(&line, "http listening on ", ",")
             .parse()
             .expect("http address");
+        let metrics = between(&line, "metrics listening on ", ",").parse().ok();
         let public_url = line
             .split("results at ")
             .nth(1)
@@ -179,6 +190,7 @@ impl Service {
             child,
             smtp,
             http,
+            metrics,
             public_url,
             data_dir,
             _temp: temp,
@@ -193,6 +205,16 @@ impl Service {
     pub async fn get(&self, path: &str) -> reqwest::Response {
         http()
             .get(self.url(path))
+            .send()
+            .await
+            .expect("HTTP request")
+    }
+
+    /// GET on the operators' listener, e.g. `/metrics`.
+    pub async fn get_operator(&self, path: &str) -> reqwest::Response {
+        let metrics = self.metrics.expect("the operators' listener is on");
+        http()
+            .get(format!("http://{metrics}{path}"))
             .send()
             .await
             .expect("HTTP request")

@@ -14,6 +14,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use authcheck_web::HttpLimits;
+
 use crate::cli::ServiceArgs;
 
 /// A setting that cannot be used; the message names it.
@@ -150,6 +152,33 @@ settings! {
         flag: "http-listen", env: "AUTHCHECK_HTTP_LISTEN", value: "ADDR",
         default: DefaultValue::Text("127.0.0.1:8080"),
     }
+    /// Address of the operators' listener: /metrics, /livez and /readyz apart from the public
+    /// site; `off` serves none.
+    metrics_listen: one<ListenOrOff> = parse_addr_or_off {
+        flag: "metrics-listen", env: "AUTHCHECK_METRICS_LISTEN", value: "ADDR",
+        default: DefaultValue::Text("127.0.0.1:9090"),
+    }
+    /// How long an HTTP client may take to send a request's line and headers; also how long a
+    /// kept-alive connection may wait for its next request.
+    http_header_timeout: one<Duration> = parse_duration {
+        flag: "http-header-timeout", env: "AUTHCHECK_HTTP_HEADER_TIMEOUT", value: "DURATION",
+        default: DefaultValue::Text("10s"),
+    }
+    /// How long an HTTP connection may move no byte either way before it is closed.
+    http_idle_timeout: one<Duration> = parse_duration {
+        flag: "http-idle-timeout", env: "AUTHCHECK_HTTP_IDLE_TIMEOUT", value: "DURATION",
+        default: DefaultValue::Text("60s"),
+    }
+    /// How long a page or API request may take before it gets a 503.
+    http_request_timeout: one<Duration> = parse_duration {
+        flag: "http-request-timeout", env: "AUTHCHECK_HTTP_REQUEST_TIMEOUT", value: "DURATION",
+        default: DefaultValue::Text("30s"),
+    }
+    /// Most HTTP connections served at once, per listener; more wait until one closes.
+    http_max_connections: one<usize> = parse_count {
+        flag: "http-max-connections", env: "AUTHCHECK_HTTP_MAX_CONNECTIONS", value: "N",
+        default: DefaultValue::Text("1024"),
+    }
     /// A tester domain; repeat for several.
     domains: list<String> = parse_domain {
         flag: "domain", env: "AUTHCHECK_DOMAIN", value: "NAME",
@@ -263,6 +292,9 @@ settings! {
     }
 }
 
+/// A listener's address, or `None` when the operator turned it off.
+pub type ListenOrOff = Option<SocketAddr>;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
@@ -270,6 +302,16 @@ pub enum LogFormat {
 }
 
 impl Settings {
+    /// The limits of the site's and the operators' HTTP listeners.
+    pub fn http_limits(&self) -> HttpLimits {
+        HttpLimits {
+            header_read_timeout: self.http_header_timeout,
+            idle_timeout: self.http_idle_timeout,
+            request_timeout: self.http_request_timeout,
+            max_connections: self.http_max_connections,
+        }
+    }
+
     /// Layers flags and environment (already merged by clap) over the file and the defaults.
     pub fn load(args: &ServiceArgs) -> Result<Settings, ConfigError> {
         let file = match &args.config {
@@ -406,6 +448,14 @@ fn parse_addr(text: &str) -> Result<SocketAddr, String> {
     text.trim()
         .parse()
         .map_err(|_| format!("{text:?} is not an ADDR:PORT such as 127.0.0.1:2525"))
+}
+
+/// An address, or `off` (or nothing) for no listener.
+fn parse_addr_or_off(text: &str) -> Result<ListenOrOff, String> {
+    match text.trim() {
+        "off" | "" => Ok(None),
+        addr => parse_addr(addr).map(Some),
+    }
 }
 
 fn parse_domain(text: &str) -> Result<String, String> {
@@ -632,6 +682,38 @@ mod tests {
         assert_eq!(s.rate_window, Duration::from_secs(600));
         assert!(s.tls_cert.is_none() && s.tls_key.is_none());
         assert_eq!(s.log_format, LogFormat::Text);
+        assert_eq!(s.metrics_listen, Some("127.0.0.1:9090".parse().unwrap()));
+        assert_eq!(
+            s.http_limits(),
+            HttpLimits {
+                header_read_timeout: Duration::from_secs(10),
+                idle_timeout: Duration::from_secs(60),
+                request_timeout: Duration::from_secs(30),
+                max_connections: 1024,
+            }
+        );
+    }
+
+    #[test]
+    fn metrics_can_be_turned_off_and_http_limits_set() {
+        let s = Settings::load(&given(&[
+            ("metrics_listen", "off"),
+            ("http_header_timeout", "2s"),
+            ("http_max_connections", "7"),
+        ]))
+        .unwrap();
+        assert_eq!(s.metrics_listen, None);
+        assert_eq!(s.http_limits().header_read_timeout, Duration::from_secs(2));
+        assert_eq!(s.http_limits().max_connections, 7);
+        for (name, value) in [
+            ("http_idle_timeout", "never"),
+            ("http_request_timeout", "0s"),
+            ("http_max_connections", "0"),
+            ("metrics_listen", "public"),
+        ] {
+            let err = Settings::load(&given(&[(name, value)])).unwrap_err();
+            assert_eq!(err.setting, name, "{err}");
+        }
     }
 
     #[test]

@@ -11,12 +11,11 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use authcheck_smtp::{
-    Accepted, BodyType, Delivery, DeliveryError, Envelope, Mailbox as SmtpMailbox,
-};
+use authcheck_smtp::{Accepted, BodyType, Delivery, DeliveryError, Envelope};
 use authcheck_store::{Mailbox, NewResult, SessionFacts, SharedStore};
 use authcheck_verifier::subject::{from_address, subject_of};
 use authcheck_verifier::{BodyParameter, Dns, MessageInput, Report, Verdict, Verifier};
+use serde_json::value::RawValue;
 use tokio::runtime::Runtime;
 
 pub struct TesterDelivery {
@@ -76,7 +75,7 @@ impl TesterDelivery {
             .into_iter()
             .zip(ids)
             .map(|(mailbox, id)| Accepted {
-                mailbox: smtp_mailbox(mailbox),
+                mailbox,
                 url: authcheck_web::result_url(&self.public_url, &id),
                 id,
             })
@@ -237,11 +236,17 @@ impl Verified {
         envelope: &Envelope,
         message: Vec<u8>,
     ) -> Result<Vec<NewResult>, DeliveryError> {
-        let report = serde_json::value::to_raw_value(&self.report)
-            .map_err(|e| DeliveryError::Temporary(format!("cannot encode the report: {e}")))?;
+        let encode = |what: &str, value: Result<Box<RawValue>, serde_json::Error>| {
+            value.map_err(|e| DeliveryError::Temporary(format!("cannot encode the {what}: {e}")))
+        };
+        let report = encode("report", serde_json::value::to_raw_value(&self.report))?;
+        let report_summary = encode(
+            "report summary",
+            serde_json::value::to_raw_value(&self.report.summary()),
+        )?;
         let mut tested: Vec<(Mailbox, &str)> = Vec::new();
         for recipient in &envelope.recipients {
-            let mailbox = store_mailbox(recipient.mailbox);
+            let mailbox = recipient.mailbox;
             if !tested.iter().any(|&(seen, _)| seen == mailbox) {
                 tested.push((mailbox, recipient.address.as_str()));
             }
@@ -276,6 +281,7 @@ impl Verified {
                     verdict,
                     prefixed_subject,
                     report: report.clone(),
+                    report_summary: report_summary.clone(),
                     raw_message: Vec::new(),
                 }
             })
@@ -320,20 +326,6 @@ impl Verified {
             )
             .increment(1);
         }
-    }
-}
-
-fn store_mailbox(mailbox: SmtpMailbox) -> Mailbox {
-    match mailbox {
-        SmtpMailbox::Spf => Mailbox::Spf,
-        SmtpMailbox::Dkim => Mailbox::Dkim,
-    }
-}
-
-fn smtp_mailbox(mailbox: Mailbox) -> SmtpMailbox {
-    match mailbox {
-        Mailbox::Spf => SmtpMailbox::Spf,
-        Mailbox::Dkim => SmtpMailbox::Dkim,
     }
 }
 

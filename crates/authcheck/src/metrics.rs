@@ -1,9 +1,11 @@
-//! `/metrics` in the Prometheus text format.
+//! `/metrics` in the Prometheus text format, served on the operators' listener
+//! (`metrics_listen`) beside the `/livez` and `/readyz` probes, never on the public site.
 //!
 //! The crates record through the `metrics` facade (the verifier its DNS timings, the SMTP
 //! listener its replies and connections, [`crate::delivery`] messages, verification time and
 //! store errors); this module installs the one recorder and serves what it has gathered.
 
+use authcheck_store::SharedStore;
 use axum::Router;
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -62,13 +64,18 @@ fn describe() {
     );
 }
 
-/// The `/metrics` route.
-pub fn router(handle: PrometheusHandle) -> Router {
-    Router::new().route(
-        "/metrics",
-        get(move || {
-            let body = handle.render();
-            async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response() }
-        }),
-    )
+/// The operators' routes: `/metrics`, and the site's probes (`/livez`, `/readyz`, `/healthz`)
+/// so that one scraper address answers both; with the site's security headers.
+pub fn router(handle: PrometheusHandle, store: SharedStore) -> Router {
+    let metrics =
+        Router::new().route(
+            "/metrics",
+            get(move || {
+                let body = handle.render();
+                async move {
+                    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+                }
+            }),
+        );
+    authcheck_web::with_security_headers(metrics).merge(authcheck_web::probes(store))
 }

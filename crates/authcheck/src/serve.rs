@@ -1,8 +1,12 @@
 //! `authcheck serve`: wires the SMTP listener, the verifier, the store and the web site
 //! together, runs the retention purge, and shuts everything down on SIGTERM or Ctrl-C.
 //!
+//! The public site and the operators' listener (`/metrics`, `/livez`, `/readyz`, on
+//! `metrics_listen`, loopback by default) are separate HTTP servers, each within the
+//! `http_*` limits.
+//!
 //! Shutdown is one `watch` signal: the SMTP listener stops accepting and lets sessions in
-//! flight finish (bounded by its grace period), the web server stops, the purge task ends.
+//! flight finish (bounded by its grace period), the web servers stop, the purge task ends.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -95,6 +99,11 @@ fn bind(setting: &'static str, addr: std::net::SocketAddr) -> Result<TcpListener
     listen().map_err(|e| invalid(setting, format!("cannot listen on {addr}: {e}")))
 }
 
+/// Resolves once `stop` says so (or its sender is gone).
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
 /// Resolves when the process is asked to stop (SIGTERM, SIGINT/Ctrl-C).
 async fn shutdown_requested() {
     let ctrl_c = tokio::signal::ctrl_c();
@@ -170,8 +179,16 @@ pub async fn serve(settings: Settings) -> Result<(), Failure> {
 
     let smtp_listener = bind("smtp_listen", settings.smtp_listen)?;
     let http_listener = bind("http_listen", settings.http_listen)?;
+    let metrics_listener = match settings.metrics_listen {
+        Some(addr) => Some(bind("metrics_listen", addr)?),
+        None => None,
+    };
     let smtp_addr = smtp_listener.local_addr()?;
     let http_addr = http_listener.local_addr()?;
+    let metrics_addr = match &metrics_listener {
+        Some(listener) => listener.local_addr()?.to_string(),
+        None => "off".to_owned(),
+    };
     // Named after the port actually bound, which differs from the setting's with port 0.
     let public_url = settings
         .public_url
@@ -218,18 +235,21 @@ pub async fn serve(settings: Settings) -> Result<(), Failure> {
         public_url: public_url.clone(),
         hostname: hostname.clone(),
     };
-    let app =
-        authcheck_web::router(store.clone(), web_config).merge(crate::metrics::router(metrics));
-    let mut web_stop = stop_rx.clone();
-    let mut web = tokio::spawn(async move {
-        axum::serve(
-            http_listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = web_stop.changed().await;
-        })
-        .await
+    let site = authcheck_web::router(store.clone(), web_config);
+    let mut web = tokio::spawn(authcheck_web::serve(
+        http_listener,
+        site,
+        settings.http_limits(),
+        stopped(stop_rx.clone()),
+    ));
+    let operators = metrics_listener.map(|listener| {
+        let routes = crate::metrics::router(metrics, store.clone());
+        tokio::spawn(authcheck_web::serve(
+            listener,
+            routes,
+            settings.http_limits(),
+            stopped(stop_rx.clone()),
+        ))
     });
 
     let purge = tokio::spawn(purge_periodically(
@@ -241,13 +261,15 @@ pub async fn serve(settings: Settings) -> Result<(), Failure> {
     tracing::info!(
         smtp = %smtp_addr,
         http = %http_addr,
+        metrics = %metrics_addr,
         public_url = %public_url,
         domains = %settings.domains.join(","),
         "authcheck is running"
     );
     // A line for people and scripts that start the service with port 0.
     println!(
-        "authcheck: smtp listening on {smtp_addr}, http listening on {http_addr}, results at {public_url}"
+        "authcheck: smtp listening on {smtp_addr}, http listening on {http_addr}, \
+         metrics listening on {metrics_addr}, results at {public_url}"
     );
 
     shutdown_requested().await;
@@ -260,6 +282,13 @@ pub async fn serve(settings: Settings) -> Result<(), Failure> {
         .is_err()
     {
         web.abort();
+    }
+    if let Some(mut operators) = operators
+        && tokio::time::timeout(WEB_SHUTDOWN_GRACE, &mut operators)
+            .await
+            .is_err()
+    {
+        operators.abort();
     }
     let _ = purge.await;
     store.close().await;

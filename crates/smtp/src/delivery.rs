@@ -4,24 +4,8 @@
 use std::future::Future;
 use std::net::SocketAddr;
 
+pub use authcheck_verifier::Mailbox;
 use chrono::{DateTime, Utc};
-
-/// The tester mailbox a recipient addresses: `spf@` or `dkim@` a tester domain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Mailbox {
-    Spf,
-    Dkim,
-}
-
-impl Mailbox {
-    /// The local part that names this mailbox (`spf` or `dkim`).
-    pub fn local_part(self) -> &'static str {
-        match self {
-            Mailbox::Spf => "spf",
-            Mailbox::Dkim => "dkim",
-        }
-    }
-}
 
 /// One accepted recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -23,31 +23,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-/// The tester mailbox a result belongs to.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
-#[serde(rename_all = "lowercase")]
-pub enum Mailbox {
-    Spf,
-    Dkim,
-}
-
-impl Mailbox {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mailbox::Spf => "spf",
-            Mailbox::Dkim => "dkim",
-        }
-    }
-
-    /// Parses `spf` or `dkim`, in any case.
-    pub fn parse(name: &str) -> Option<Mailbox> {
-        match name.to_ascii_lowercase().as_str() {
-            "spf" => Some(Mailbox::Spf),
-            "dkim" => Some(Mailbox::Dkim),
-            _ => None,
-        }
-    }
-}
+pub use authcheck_verifier::Mailbox;
 
 /// What the SMTP session knew about the sender when the message arrived.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -89,11 +65,20 @@ pub struct NewResult {
     pub prefixed_subject: String,
     /// The verifier's report, serialized once as JSON and stored as it is.
     pub report: Box<serde_json::value::RawValue>,
+    /// The report's bounded summary ([`authcheck_verifier::ReportSummary`]) as JSON, which
+    /// listings read instead of the report.
+    pub report_summary: Box<serde_json::value::RawValue>,
     /// The message exactly as received.
     pub raw_message: Vec<u8>,
 }
 
 /// A stored result, without the raw message (fetch that with [`ResultStore::raw_message`]).
+///
+/// Its text fields are as stored: each at most
+/// [`MAX_DISPLAY_FIELD_BYTES`](authcheck_verifier::display::MAX_DISPLAY_FIELD_BYTES), a longer
+/// one cut with a note of the received length (see
+/// [`bounded_display_text`](authcheck_verifier::display::bounded_display_text)); the raw message
+/// keeps them whole.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct StoredResult {
     /// Public, unguessable id: 32 lowercase hex digits, the second it was made then 96 random bits.
@@ -107,7 +92,52 @@ pub struct StoredResult {
     pub subject: Option<String>,
     pub verdict: String,
     pub prefixed_subject: String,
+    /// See [`ResultSummary::report_summary`].
+    pub report_summary: serde_json::Value,
     pub report: serde_json::Value,
+}
+
+/// What a listing shows of a result: every column but the report, so that a page of results
+/// costs a bounded number of bytes whatever the messages held.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ResultSummary {
+    pub id: String,
+    pub seq: i64,
+    pub mailbox: Mailbox,
+    pub received_at: DateTime<Utc>,
+    pub session: SessionFacts,
+    pub header_from: Option<String>,
+    pub subject: Option<String>,
+    pub verdict: String,
+    pub prefixed_subject: String,
+    /// The report's summary as stored, bounded; for results stored before summaries existed,
+    /// the whole report. [`authcheck_verifier::ReportSummary::from_stored`] reads either.
+    pub report_summary: serde_json::Value,
+}
+
+impl StoredResult {
+    /// The listing's part of this result, and its report.
+    pub fn into_summary_and_report(self) -> (ResultSummary, serde_json::Value) {
+        let summary = ResultSummary {
+            id: self.id,
+            seq: self.seq,
+            mailbox: self.mailbox,
+            received_at: self.received_at,
+            session: self.session,
+            header_from: self.header_from,
+            subject: self.subject,
+            verdict: self.verdict,
+            prefixed_subject: self.prefixed_subject,
+            report_summary: self.report_summary,
+        };
+        (summary, self.report)
+    }
+}
+
+impl From<StoredResult> for ResultSummary {
+    fn from(result: StoredResult) -> ResultSummary {
+        result.into_summary_and_report().0
+    }
 }
 
 /// Which results to list, newest first.
@@ -119,6 +149,8 @@ pub struct ListQuery {
     pub sender: Option<String>,
     /// Only results older than the result with this id (for paging).
     pub before: Option<String>,
+    /// Only results newer than the result with this id (for catching up after a reconnect).
+    pub after: Option<String>,
     /// Only results newer than this `seq` (for live updates).
     pub after_seq: Option<i64>,
     /// At most this many results; clamped to `1..=MAX_LIST_LIMIT`.
@@ -134,7 +166,7 @@ pub enum StoreError {
     /// The database URL or the database itself is not usable.
     #[error("{0}")]
     Config(String),
-    /// `before` named an id that does not exist.
+    /// `before` or `after` named an id that does not exist.
     #[error("no result with id {0}")]
     UnknownId(String),
 }
@@ -151,8 +183,8 @@ pub trait ResultStore: Send + Sync {
     async fn insert(&self, results: Vec<NewResult>) -> StoreResult<Vec<String>>;
     async fn get(&self, id: &str) -> StoreResult<Option<StoredResult>>;
     async fn raw_message(&self, id: &str) -> StoreResult<Option<Vec<u8>>>;
-    /// Results matching `query`, newest first.
-    async fn list(&self, query: &ListQuery) -> StoreResult<Vec<StoredResult>>;
+    /// Results matching `query`, newest first, without their reports.
+    async fn list(&self, query: &ListQuery) -> StoreResult<Vec<ResultSummary>>;
     /// Deletes results received before `cutoff`, and their raw messages; returns how many
     /// results. It deletes in short transactions of a few hundred results each, between
     /// which new results are written, so a large purge delays no message for long.
@@ -189,7 +221,7 @@ pub trait ResultStore: Send + Sync {
 
 pub type SharedStore = Arc<dyn ResultStore>;
 
-pub use listing::MAX_LIST_LIMIT;
+pub use listing::{MAX_LIST_LIMIT, sender_matches};
 pub use reports::{
     NewRecord, NewRejectedReport, NewReport, ReportInsert, ReportKind, StoredRejectedReport,
     StoredReport,

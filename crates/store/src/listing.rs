@@ -3,8 +3,8 @@
 
 use sqlx::{Database, Encode, Type};
 
-use crate::ListQuery;
-use crate::record::RESULT_COLUMNS;
+use crate::record::{SUMMARY_COLUMNS, domain_of};
+use crate::{ListQuery, ResultSummary};
 
 /// The most results one list call returns, whatever limit was asked for.
 pub const MAX_LIST_LIMIT: u32 = 200;
@@ -24,9 +24,10 @@ pub(crate) struct ListSql {
 }
 
 impl ListSql {
-    /// Builds the query for `query`; `before_seq` is the `seq` of `query.before`, already
-    /// looked up by the caller.
-    pub fn new(query: &ListQuery, before_seq: Option<i64>) -> ListSql {
+    /// Builds the query for `query`; `before_seq` and `after_seq` are the `seq` of
+    /// `query.before` and `query.after`, already looked up by the caller. Only the
+    /// [`SUMMARY_COLUMNS`] are read: never the report.
+    pub fn new(query: &ListQuery, before_seq: Option<i64>, after_seq: Option<i64>) -> ListSql {
         let mut conditions = Vec::new();
         let mut binds = Vec::new();
         fn placeholder(value: Bind, binds: &mut Vec<Bind>) -> String {
@@ -49,7 +50,7 @@ impl ListSql {
             let p = placeholder(Bind::Integer(seq), &mut binds);
             conditions.push(format!("seq < {p}"));
         }
-        if let Some(seq) = query.after_seq {
+        for seq in [query.after_seq, after_seq].into_iter().flatten() {
             let p = placeholder(Bind::Integer(seq), &mut binds);
             conditions.push(format!("seq > {p}"));
         }
@@ -65,7 +66,7 @@ impl ListSql {
         };
         ListSql {
             sql: format!(
-                "SELECT {RESULT_COLUMNS} FROM results {filter} ORDER BY seq DESC LIMIT {limit}"
+                "SELECT {SUMMARY_COLUMNS} FROM results {filter} ORDER BY seq DESC LIMIT {limit}"
             ),
             binds,
         }
@@ -95,4 +96,26 @@ impl ListSql {
 fn normalized_sender(sender: Option<&str>) -> Option<String> {
     let sender = sender?.trim();
     (!sender.is_empty()).then(|| sender.to_lowercase())
+}
+
+/// Whether `result` passes the sender filter `sender` ([`ListQuery::sender`]) as the listing
+/// SQL decides it, for results that did not come from a filtered query (the live feed's new
+/// results): its MAIL FROM or From address, or either one's domain, equals the filter without
+/// regard to case; a blank filter passes everything. The columns the SQL compares are derived
+/// by the same [`domain_of`] from the same addresses.
+pub fn sender_matches(sender: &str, result: &ResultSummary) -> bool {
+    let Some(sender) = normalized_sender(Some(sender)) else {
+        return true;
+    };
+    [
+        Some(result.session.mail_from.as_str()),
+        result.header_from.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|address| !address.is_empty())
+    .any(|address| {
+        address.to_lowercase() == sender
+            || domain_of(address).is_some_and(|domain| domain == sender)
+    })
 }

@@ -12,7 +12,10 @@ use sqlx::{Database, Encode, QueryBuilder, Type};
 
 use serde_json::value::RawValue;
 
-use crate::{Mailbox, NewResult, SessionFacts, StoreError, StoreResult, StoredResult};
+use crate::{
+    Mailbox, NewResult, ResultSummary, SessionFacts, StoreError, StoreResult, StoredResult,
+};
+use authcheck_verifier::display::{MAX_DISPLAY_FIELD_BYTES, bounded_display_text};
 
 /// A new public result id, 32 lowercase hex digits: the second it was made (32 bits), then 96
 /// bits from the operating system's generator, so that nobody can guess the address of
@@ -31,7 +34,7 @@ pub(crate) fn to_stored_precision(at: DateTime<Utc>) -> DateTime<Utc> {
 }
 
 /// The lowercase domain of an address (the part after the last `@`), if it has one.
-fn domain_of(address: &str) -> Option<String> {
+pub(crate) fn domain_of(address: &str) -> Option<String> {
     let (_, domain) = address.rsplit_once('@')?;
     let domain = domain.trim_end_matches('.');
     (!domain.is_empty()).then(|| domain.to_lowercase())
@@ -92,18 +95,31 @@ const INSERT_RESULTS_HEAD: &str = "INSERT INTO results (\
         id, mailbox, received_at, client_ip, client_port, client_ptr, client_ptr_confirmed, \
         helo, tls_version, tls_cipher, mail_from, mail_from_lower, mail_from_domain, recipient, \
         size, header_from, header_from_lower, header_from_domain, subject, verdict, \
-        prefixed_subject, report, message_id) ";
+        prefixed_subject, report, report_summary, message_id) ";
 
 const INSERT_MESSAGES_HEAD: &str = "INSERT INTO messages (id, message) ";
 
-/// Most rows one statement stores: 256 rows of 23 values stay far below the databases'
+/// Most rows one statement stores: 256 rows of 24 values stay far below the databases'
 /// limits on bound parameters (32,766 for SQLite, 65,535 for PostgreSQL).
 pub(crate) const MAX_ROWS_PER_INSERT: usize = 256;
 
+/// The column list of [`SummaryRow`], for both column constants below.
+macro_rules! summary_columns {
+    () => {
+        "id, seq, mailbox, received_at, client_ip, client_port, client_ptr, \
+         client_ptr_confirmed, helo, tls_version, tls_cipher, mail_from, recipient, size, \
+         header_from, subject, verdict, prefixed_subject, \
+         COALESCE(report_summary, report) AS report_summary"
+    };
+}
+
+/// The columns [`SummaryRow`] reads, for `SELECT {SUMMARY_COLUMNS} FROM results ...`: all but
+/// the report, whose size the sender chooses; its bounded summary instead (the report itself
+/// only for results stored before summaries existed).
+pub(crate) const SUMMARY_COLUMNS: &str = summary_columns!();
+
 /// The columns [`ResultRow`] reads, for `SELECT {RESULT_COLUMNS} FROM results ...`.
-pub(crate) const RESULT_COLUMNS: &str = "id, seq, mailbox, received_at, client_ip, client_port, \
-    client_ptr, client_ptr_confirmed, helo, tls_version, tls_cipher, mail_from, recipient, size, \
-    header_from, subject, verdict, prefixed_subject, report";
+pub(crate) const RESULT_COLUMNS: &str = concat!(summary_columns!(), ", report");
 
 /// One new result made ready for the database: its id chosen, NUL replaced in its text, the
 /// filter columns derived and the report serialized. It is built in the caller's task, so
@@ -132,6 +148,7 @@ pub(crate) struct InsertRow {
     verdict: String,
     prefixed_subject: String,
     report: Box<RawValue>,
+    report_summary: Box<RawValue>,
     /// The `messages` row holding this result's raw message.
     message_id: String,
     /// The raw message, on the first row of those that share it; the others leave it `None`.
@@ -170,37 +187,43 @@ impl InsertRow {
         })?;
         let text = |value: &str| without_nul(value).into_owned();
         let optional_text = |value: &Option<String>| value.as_deref().map(text);
+        // Text a sender chooses is stored bounded (the raw message keeps it whole), so that
+        // listings stay small; the sender filter's domains are taken from the whole value.
+        let shown = |value: &str| text(&bounded_display_text(value, MAX_DISPLAY_FIELD_BYTES));
+        let optional_shown = |value: &Option<String>| value.as_deref().map(shown);
         let report = report_without_nul(result.report)?;
+        let report_summary = report_without_nul(result.report_summary)?;
         Ok(InsertRow {
             id: new_result_id(),
             received_at: to_stored_precision(result.received_at),
             mailbox: result.mailbox,
             client_ip: text(&session.client_ip),
             client_port: i32::from(session.client_port),
-            client_ptr: optional_text(&session.client_ptr),
+            client_ptr: optional_shown(&session.client_ptr),
             client_ptr_confirmed: session.client_ptr_confirmed,
-            helo: text(&session.helo),
+            helo: shown(&session.helo),
             tls_version: optional_text(&session.tls_version),
             tls_cipher: optional_text(&session.tls_cipher),
-            mail_from: text(&session.mail_from),
-            mail_from_lower: text(&session.mail_from.to_lowercase()),
-            mail_from_domain: domain_of(&session.mail_from).map(|domain| text(&domain)),
-            recipient: text(&session.recipient),
+            mail_from: shown(&session.mail_from),
+            mail_from_lower: shown(&session.mail_from.to_lowercase()),
+            mail_from_domain: domain_of(&session.mail_from).map(|domain| shown(&domain)),
+            recipient: shown(&session.recipient),
             size,
-            header_from: optional_text(&result.header_from),
+            header_from: optional_shown(&result.header_from),
             header_from_lower: result
                 .header_from
                 .as_deref()
-                .map(|from| text(&from.to_lowercase())),
+                .map(|from| shown(&from.to_lowercase())),
             header_from_domain: result
                 .header_from
                 .as_deref()
                 .and_then(domain_of)
-                .map(|domain| text(&domain)),
-            subject: optional_text(&result.subject),
+                .map(|domain| shown(&domain)),
+            subject: optional_shown(&result.subject),
             verdict: text(&result.verdict),
-            prefixed_subject: text(&result.prefixed_subject),
+            prefixed_subject: shown(&result.prefixed_subject),
             report,
+            report_summary,
             message_id: new_result_id(),
             raw_message: None,
         })
@@ -249,6 +272,7 @@ pub(crate) fn push_results_insert<'q, DB, T>(
             .push_bind(row.verdict.as_str())
             .push_bind(row.prefixed_subject.as_str())
             .push_bind(Json(&*row.report))
+            .push_bind(Json(&*row.report_summary))
             .push_bind(row.message_id.as_str());
     });
 }
@@ -281,9 +305,9 @@ where
     true
 }
 
-/// One row of [`RESULT_COLUMNS`] as both backends decode it.
+/// One row of [`SUMMARY_COLUMNS`] as both backends decode it.
 #[derive(sqlx::FromRow)]
-pub(crate) struct ResultRow {
+pub(crate) struct SummaryRow {
     id: String,
     seq: i64,
     mailbox: String,
@@ -303,13 +327,22 @@ pub(crate) struct ResultRow {
     verdict: String,
     prefixed_subject: String,
     #[sqlx(json)]
+    report_summary: serde_json::Value,
+}
+
+/// One row of [`RESULT_COLUMNS`] as both backends decode it.
+#[derive(sqlx::FromRow)]
+pub(crate) struct ResultRow {
+    #[sqlx(flatten)]
+    summary: SummaryRow,
+    #[sqlx(json)]
     report: serde_json::Value,
 }
 
-impl TryFrom<ResultRow> for StoredResult {
+impl TryFrom<SummaryRow> for ResultSummary {
     type Error = StoreError;
 
-    fn try_from(row: ResultRow) -> StoreResult<StoredResult> {
+    fn try_from(row: SummaryRow) -> StoreResult<ResultSummary> {
         let corrupt = |what: String| {
             StoreError::Config(format!(
                 "result {} in the database has {what}; the database was changed by something \
@@ -323,7 +356,7 @@ impl TryFrom<ResultRow> for StoredResult {
             .map_err(|_| corrupt(format!("an impossible client port {}", row.client_port)))?;
         let size = u64::try_from(row.size)
             .map_err(|_| corrupt(format!("a negative message size {}", row.size)))?;
-        Ok(StoredResult {
+        Ok(ResultSummary {
             id: row.id,
             seq: row.seq,
             mailbox,
@@ -344,6 +377,27 @@ impl TryFrom<ResultRow> for StoredResult {
             subject: row.subject,
             verdict: row.verdict,
             prefixed_subject: row.prefixed_subject,
+            report_summary: row.report_summary,
+        })
+    }
+}
+
+impl TryFrom<ResultRow> for StoredResult {
+    type Error = StoreError;
+
+    fn try_from(row: ResultRow) -> StoreResult<StoredResult> {
+        let summary = ResultSummary::try_from(row.summary)?;
+        Ok(StoredResult {
+            id: summary.id,
+            seq: summary.seq,
+            mailbox: summary.mailbox,
+            received_at: summary.received_at,
+            session: summary.session,
+            header_from: summary.header_from,
+            subject: summary.subject,
+            verdict: summary.verdict,
+            prefixed_subject: summary.prefixed_subject,
+            report_summary: summary.report_summary,
             report: row.report,
         })
     }

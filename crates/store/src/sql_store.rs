@@ -11,14 +11,14 @@ use sqlx::{
 };
 
 use crate::listing::{ListSql, SEQ_OF_ID_SQL};
-use crate::record::{InsertRow, RESULT_COLUMNS, ResultRow, new_result_id, without_nul};
+use crate::record::{InsertRow, RESULT_COLUMNS, ResultRow, SummaryRow, new_result_id, without_nul};
 use crate::reports::{
     EXISTING_REPORT_SQL, GET_REPORT_SQL, INSERT_RECORD_SQL, INSERT_REJECTED_SQL, INSERT_REPORT_SQL,
     LIST_REJECTED_SQL, ReportRow, stored_report,
 };
 use crate::{
-    ListQuery, NewRejectedReport, NewReport, NewResult, ReportInsert, ResultStore, StoreError,
-    StoreResult, StoredRejectedReport, StoredReport, StoredResult,
+    ListQuery, NewRejectedReport, NewReport, NewResult, ReportInsert, ResultStore, ResultSummary,
+    StoreError, StoreResult, StoredRejectedReport, StoredReport, StoredResult,
 };
 
 /// The parts of the store that differ between the databases.
@@ -96,6 +96,29 @@ impl<DB: Database, W> SqlStore<DB, W> {
     }
 }
 
+impl<DB: Backend, W> SqlStore<DB, W>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Decode<'q, DB> + Type<DB>,
+    usize: ColumnIndex<DB::Row>,
+{
+    /// The `seq` of the result `id` names, for paging; an unknown id is an error.
+    async fn seq_of(&self, id: Option<&str>) -> StoreResult<Option<i64>> {
+        let Some(id) = id else {
+            return Ok(None);
+        };
+        sqlx::query_scalar::<DB, i64>(SEQ_OF_ID_SQL)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(DB::failure)?
+            .map(Some)
+            .ok_or_else(|| StoreError::UnknownId(id.to_owned()))
+    }
+}
+
 #[async_trait]
 impl<DB: Backend, W: RowWriter> ResultStore for SqlStore<DB, W>
 where
@@ -110,6 +133,7 @@ where
     for<'q> Vec<u8>: Encode<'q, DB>,
     for<'r> ReportRow: FromRow<'r, DB::Row>,
     for<'r> (String, i64, String, String): FromRow<'r, DB::Row>,
+    for<'r> SummaryRow: FromRow<'r, DB::Row>,
     usize: ColumnIndex<DB::Row>,
 {
     async fn insert(&self, results: Vec<NewResult>) -> StoreResult<Vec<String>> {
@@ -142,25 +166,16 @@ where
         .map_err(DB::failure)
     }
 
-    async fn list(&self, query: &ListQuery) -> StoreResult<Vec<StoredResult>> {
-        let before_seq = match &query.before {
-            Some(id) => Some(
-                sqlx::query_scalar::<DB, i64>(SEQ_OF_ID_SQL)
-                    .bind(id.as_str())
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err(DB::failure)?
-                    .ok_or_else(|| StoreError::UnknownId(id.clone()))?,
-            ),
-            None => None,
-        };
-        let list = ListSql::new(query, before_seq);
+    async fn list(&self, query: &ListQuery) -> StoreResult<Vec<ResultSummary>> {
+        let before_seq = self.seq_of(query.before.as_deref()).await?;
+        let after_seq = self.seq_of(query.after.as_deref()).await?;
+        let list = ListSql::new(query, before_seq, after_seq);
         let rows = list
-            .bind_to(sqlx::query_as::<DB, ResultRow>(&list.sql))
+            .bind_to(sqlx::query_as::<DB, SummaryRow>(&list.sql))
             .fetch_all(&self.pool)
             .await
             .map_err(DB::failure)?;
-        rows.into_iter().map(StoredResult::try_from).collect()
+        rows.into_iter().map(ResultSummary::try_from).collect()
     }
 
     async fn purge(&self, cutoff: DateTime<Utc>) -> StoreResult<u64> {

@@ -305,7 +305,7 @@ async fn results_stored_before_the_shared_copies_keep_their_raw_message() {
          client_ptr_confirmed, helo, mail_from, mail_from_lower, recipient, size, verdict, \
          prefixed_subject, report) VALUES ('0123456789abcdef0123456789abcdef', 'spf', \
          '2026-03-01T12:00:00.000000Z', '192.0.2.1', 25, 0, 'h', 'a@b', 'a@b', \
-         'spf@t', 5, '|OK| spf-pass', '|OK| spf-pass', '{}')",
+         'spf@t', 5, '|OK| spf-pass', '|OK| spf-pass', '{\"spf\": {\"result\": \"pass\"}}')",
     )
     .execute(&direct)
     .await
@@ -323,6 +323,16 @@ async fn results_stored_before_the_shared_copies_keep_their_raw_message() {
     let old = "0123456789abcdef0123456789abcdef";
     assert!(store.get(old).await.unwrap().is_some());
     assert_eq!(store.raw_message(old).await.unwrap(), Some(b"Hi".to_vec()));
+    // It has no stored summary: listings get its report to make one from.
+    let everything = ListQuery {
+        limit: 10,
+        ..ListQuery::default()
+    };
+    let listed = store.list(&everything).await.unwrap();
+    assert_eq!(
+        listed[0].report_summary,
+        serde_json::json!({"spf": {"result": "pass"}})
+    );
     assert_eq!(store.purge(at(2)).await.unwrap(), 1);
     assert_eq!(store.raw_message(old).await.unwrap(), None);
 }

@@ -5,6 +5,8 @@
 //! `dkim[i].reason`, `dkim[i].domain`, `dkim[i].selector`, `dkim[i].aligned`, `dmarc.result`.
 //! Fields may be added; none of these is renamed or removed.
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 
 use crate::verdict::Verdict;
@@ -82,6 +84,16 @@ pub enum SpfIdentityKind {
     Helo,
 }
 
+impl fmt::Display for SpfIdentityKind {
+    /// The SMTP command that gave the identity: `MAIL FROM` or `HELO`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SpfIdentityKind::Mailfrom => "MAIL FROM",
+            SpfIdentityKind::Helo => "HELO",
+        })
+    }
+}
+
 /// The SPF report: the check that counts (MAIL FROM, or HELO for the null reverse-path),
 /// plus the separate check of the HELO identity.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -154,6 +166,19 @@ pub enum SpfTermOutcome {
     Applied,
     /// A term that was not evaluated or has no effect (unknown modifier).
     Ignored,
+}
+
+impl fmt::Display for SpfTermOutcome {
+    /// As a person reads it: `match`, `no match`, `error`, `applied`, `ignored`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SpfTermOutcome::Match => "match",
+            SpfTermOutcome::NoMatch => "no match",
+            SpfTermOutcome::Error => "error",
+            SpfTermOutcome::Applied => "applied",
+            SpfTermOutcome::Ignored => "ignored",
+        })
+    }
 }
 
 /// DKIM result for one signature (RFC 8601 terms, narrowed to what the tester shows).
@@ -274,6 +299,16 @@ impl DmarcResult {
 pub enum AlignmentMode {
     Relaxed,
     Strict,
+}
+
+impl AlignmentMode {
+    /// The mode as DMARC records write it (`adkim=`, `aspf=`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlignmentMode::Relaxed => "relaxed",
+            AlignmentMode::Strict => "strict",
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

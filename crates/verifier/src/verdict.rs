@@ -10,6 +10,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::mailbox::Mailbox;
 use crate::report::{DkimResult, DkimSignatureReport, SpfReport, SpfResult};
 
 /// How a verdict reads at a glance; each grade has its own prefix.
@@ -21,22 +22,6 @@ pub enum Grade {
     PartialOk,
     /// `!! ... !!`: something needs fixing.
     Problem,
-}
-
-/// The identity a verdict judges, which is also the tester mailbox it is shown for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum Method {
-    Spf,
-    Dkim,
-}
-
-impl Method {
-    fn as_str(self) -> &'static str {
-        match self {
-            Method::Spf => "spf",
-            Method::Dkim => "dkim",
-        }
-    }
 }
 
 /// What the verdict found: the word after the method, as in `spf-softfail` or `dkim-diff`.
@@ -91,7 +76,8 @@ impl Finding {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Verdict {
     grade: Grade,
-    method: Method,
+    /// The identity judged, which is also the tester mailbox the verdict is shown for.
+    method: Mailbox,
     finding: Finding,
 }
 
@@ -102,10 +88,10 @@ impl Verdict {
 
     /// The verdict with this method and finding, if the tester can give it; `partial` picks
     /// `|~OK|` over `|OK|` for a pass.
-    fn new(method: Method, finding: Finding, partial: bool) -> Option<Verdict> {
+    fn new(method: Mailbox, finding: Finding, partial: bool) -> Option<Verdict> {
         let possible = match method {
-            Method::Spf => finding != Finding::Invalid,
-            Method::Dkim => !matches!(
+            Mailbox::Spf => finding != Finding::Invalid,
+            Mailbox::Dkim => !matches!(
                 finding,
                 Finding::Softfail | Finding::Neutral | Finding::Permerror
             ),
@@ -123,7 +109,7 @@ impl Verdict {
         })
     }
 
-    fn problem(method: Method, finding: Finding) -> Verdict {
+    fn problem(method: Mailbox, finding: Finding) -> Verdict {
         Verdict {
             grade: Grade::Problem,
             method,
@@ -131,7 +117,7 @@ impl Verdict {
         }
     }
 
-    fn pass(method: Method, grade: Grade) -> Verdict {
+    fn pass(method: Mailbox, grade: Grade) -> Verdict {
         Verdict {
             grade,
             method,
@@ -173,7 +159,7 @@ impl FromStr for Verdict {
             (name, false)
         };
         let (method, finding) = name.split_once('-').ok_or_else(unknown)?;
-        let method = [Method::Spf, Method::Dkim]
+        let method = [Mailbox::Spf, Mailbox::Dkim]
             .into_iter()
             .find(|candidate| candidate.as_str() == method)
             .ok_or_else(unknown)?;
@@ -218,10 +204,10 @@ pub fn spf_verdict(spf: &SpfReport, any_dkim_aligned: bool) -> Verdict {
         SpfResult::Temperror => Some(Finding::Temperror),
     };
     match failure {
-        Some(finding) => Verdict::problem(Method::Spf, finding),
-        None if spf.aligned => Verdict::pass(Method::Spf, Grade::Ok),
-        None if any_dkim_aligned => Verdict::pass(Method::Spf, Grade::PartialOk),
-        None => Verdict::problem(Method::Spf, Finding::Diff),
+        Some(finding) => Verdict::problem(Mailbox::Spf, finding),
+        None if spf.aligned => Verdict::pass(Mailbox::Spf, Grade::Ok),
+        None if any_dkim_aligned => Verdict::pass(Mailbox::Spf, Grade::PartialOk),
+        None => Verdict::problem(Mailbox::Spf, Finding::Diff),
     }
 }
 
@@ -235,24 +221,24 @@ pub fn dkim_verdict(signatures: &[DkimSignatureReport], spf_aligned: bool) -> Ve
             .any(|signature| signature.result == result)
     };
     if signatures.is_empty() {
-        Verdict::problem(Method::Dkim, Finding::None)
+        Verdict::problem(Mailbox::Dkim, Finding::None)
     } else if has(DkimResult::Pass) {
         if signatures
             .iter()
             .any(|signature| signature.result == DkimResult::Pass && signature.aligned)
         {
-            Verdict::pass(Method::Dkim, Grade::Ok)
+            Verdict::pass(Mailbox::Dkim, Grade::Ok)
         } else if spf_aligned {
-            Verdict::pass(Method::Dkim, Grade::PartialOk)
+            Verdict::pass(Mailbox::Dkim, Grade::PartialOk)
         } else {
-            Verdict::problem(Method::Dkim, Finding::Diff)
+            Verdict::problem(Mailbox::Dkim, Finding::Diff)
         }
     } else if has(DkimResult::Fail) {
-        Verdict::problem(Method::Dkim, Finding::Fail)
+        Verdict::problem(Mailbox::Dkim, Finding::Fail)
     } else if has(DkimResult::Invalid) {
-        Verdict::problem(Method::Dkim, Finding::Invalid)
+        Verdict::problem(Mailbox::Dkim, Finding::Invalid)
     } else {
-        Verdict::problem(Method::Dkim, Finding::Temperror)
+        Verdict::problem(Mailbox::Dkim, Finding::Temperror)
     }
 }
 
@@ -263,7 +249,7 @@ mod tests {
     /// Every verdict the type can hold.
     fn all() -> Vec<Verdict> {
         let mut all = Vec::new();
-        for method in [Method::Spf, Method::Dkim] {
+        for method in [Mailbox::Spf, Mailbox::Dkim] {
             for finding in Finding::ALL {
                 for partial in [false, true] {
                     all.extend(Verdict::new(method, finding, partial));
@@ -289,11 +275,11 @@ mod tests {
 
     #[test]
     fn the_text_is_the_prefix_and_the_name() {
-        let spf_pass = Verdict::pass(Method::Spf, Grade::Ok);
+        let spf_pass = Verdict::pass(Mailbox::Spf, Grade::Ok);
         assert_eq!(spf_pass.to_string(), "|OK| spf-pass");
-        let dkim_partial = Verdict::pass(Method::Dkim, Grade::PartialOk);
+        let dkim_partial = Verdict::pass(Mailbox::Dkim, Grade::PartialOk);
         assert_eq!(dkim_partial.to_string(), "|~OK| dkim-pass");
-        let softfail = Verdict::problem(Method::Spf, Finding::Softfail);
+        let softfail = Verdict::problem(Mailbox::Spf, Finding::Softfail);
         assert_eq!(softfail.to_string(), "!! spf-softfail !!");
     }
 

@@ -1,10 +1,9 @@
-//! The JSON API (`/api/v1/results`, `/api/v1/results/{id}`) and `/healthz`.
+//! The JSON API: `/api/v1/results` and `/api/v1/results/{id}`.
 //!
 //! Errors are JSON objects `{"error": "..."}`: 400 names the bad parameter (also as
-//! `"parameter"`), 404 an unknown
-//! id, 503 a database that cannot be reached.
+//! `"parameter"`), 404 an unknown id, 503 a database that cannot be reached.
 
-use authcheck_store::{ListQuery, MAX_LIST_LIMIT, StoreError, StoredResult};
+use authcheck_store::{ListQuery, MAX_LIST_LIMIT, ResultSummary, StoreError};
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -13,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::AppState;
-use crate::json::result_json;
+use crate::json::{listed_json, result_json};
 use crate::params::{ParamError, RawListParams, is_result_id};
 
 pub(crate) fn error_json(status: StatusCode, message: &str) -> Response {
@@ -36,7 +35,7 @@ pub(crate) fn store_unavailable_json(error: &StoreError) -> Response {
 
 /// One page of results, newest first, and the `before` value of the next page (if any).
 pub(crate) struct Page {
-    pub(crate) results: Vec<StoredResult>,
+    pub(crate) results: Vec<ResultSummary>,
     pub(crate) next_before: Option<String>,
 }
 
@@ -93,7 +92,7 @@ pub(crate) async fn list_results(
             let results: Vec<_> = page
                 .results
                 .iter()
-                .map(|result| result_json(result, public_url))
+                .map(|result| listed_json(result, public_url))
                 .collect();
             Json(json!({ "results": results, "next_before": page.next_before })).into_response()
         }
@@ -108,7 +107,7 @@ fn list_query(params: &RawListParams) -> Result<ListQuery, ParamError> {
         limit: params.limit()?,
         before: params.before()?,
         sender: params.sender()?,
-        after_seq: None,
+        ..ListQuery::default()
     })
 }
 
@@ -119,23 +118,11 @@ pub(crate) async fn get_result(State(state): State<AppState>, Path(id): Path<Str
         return not_found();
     }
     match state.store.get(&id).await {
-        Ok(Some(result)) => Json(result_json(&result, &state.config.public_url)).into_response(),
+        Ok(Some(result)) => {
+            let (summary, report) = result.into_summary_and_report();
+            Json(result_json(&summary, &report, &state.config.public_url)).into_response()
+        }
         Ok(None) => not_found(),
         Err(error) => store_unavailable_json(&error),
-    }
-}
-
-/// `GET /healthz`: `ok` while the database answers.
-pub(crate) async fn healthz(State(state): State<AppState>) -> Response {
-    match state.store.ping().await {
-        Ok(()) => (StatusCode::OK, "ok").into_response(),
-        Err(error) => {
-            tracing::warn!(%error, "healthz: the store does not answer");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the result database is unavailable\n",
-            )
-                .into_response()
-        }
     }
 }

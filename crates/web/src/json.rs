@@ -1,42 +1,129 @@
-//! The JSON form of a stored result, shared by the API and the live feed.
+//! The JSON forms of results, shared by the API and the live feed.
 //!
-//! Field names are part of the public API: `id`, `received_at`, `mailbox`, `client_ip`, `helo`,
-//! `mail_from`, `header_from`, `subject`, `verdict`, `prefixed_subject`, `spf`, `dkim`,
-//! `dkim_not_listed`, `dmarc`, `arc`, `authentication_results`, `diagnosis`, `session`, `url`. The verification
-//! parts are copied from the stored report as they are, so fields the verifier adds appear here
-//! too.
+//! Field names are part of the public API. Every result has `id`, `received_at`, `mailbox`,
+//! `client_ip`, `helo`, `mail_from`, `header_from`, `subject`, `verdict`, `prefixed_subject`,
+//! `spf`, `dkim`, `dkim_not_listed`, `dmarc`, `arc`, `authentication_results`, `diagnosis`,
+//! `session` and `url`; `dkim_not_listed` counts the signatures `dkim` leaves out.
+//!
+//! One result ([`result_json`], `/api/v1/results/{id}`) copies its verification parts from
+//! the stored report as they are, so fields the verifier adds appear there too. A listed
+//! result ([`listed_json`], in `/api/v1/results` and the live feed) takes them from the
+//! report's bounded summary ([`ReportSummary`]), stored beside it, so that a page of results
+//! stays small whatever the messages held: the same paths with fewer fields, at most
+//! [`MAX_SUMMARY_SIGNATURES`](authcheck_verifier::summary::MAX_SUMMARY_SIGNATURES) signatures
+//! and [`MAX_SUMMARY_FINDINGS`](authcheck_verifier::summary::MAX_SUMMARY_FINDINGS) findings
+//! (`dkim_total` and `diagnosis_total` count them all), text cut short.
 
-use authcheck_store::StoredResult;
+use authcheck_store::{ResultSummary, SessionFacts};
+use authcheck_verifier::ReportSummary;
 use chrono::SecondsFormat;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use crate::result_url;
+use crate::view::clip_listed;
 
-/// The API object for `result`; `public_url` makes its absolute `url`.
-pub(crate) fn result_json(result: &StoredResult, public_url: &str) -> Value {
-    let report_part = |name: &str| result.report.get(name).cloned().unwrap_or(Value::Null);
+/// The report parts of a result, in the order the API shows them.
+const REPORT_PARTS: [&str; 6] = [
+    "spf",
+    "dkim",
+    "dmarc",
+    "arc",
+    "authentication_results",
+    "diagnosis",
+];
+
+/// The API object for a listed result: its text cut to the listings' bound, its report parts
+/// from the stored summary; `public_url` makes its absolute `url`.
+pub(crate) fn listed_json(result: &ResultSummary, public_url: &str) -> Value {
+    let summary = ReportSummary::from_stored(&result.report_summary)
+        .and_then(|summary| serde_json::to_value(summary).ok());
+    let parts = REPORT_PARTS
+        .iter()
+        .chain(&["dkim_total", "diagnosis_total"])
+        .map(|&part| {
+            let value = summary.as_ref().and_then(|summary| summary.get(part));
+            (part, value.cloned().unwrap_or(Value::Null))
+        });
+    let not_listed = summary.as_ref().map_or(0, |summary| {
+        let total = summary["dkim_total"].as_u64().unwrap_or(0);
+        let listed = summary["dkim"].as_array().map_or(0, Vec::len) as u64;
+        total.saturating_sub(listed)
+    });
+    let parts = parts.chain([("dkim_not_listed", json!(not_listed))]);
+    let listed = |text: &str| clip_listed(text);
     let session = &result.session;
-    json!({
-        "id": result.id,
-        "received_at": result.received_at.to_rfc3339_opts(SecondsFormat::Micros, true),
-        "mailbox": result.mailbox.as_str(),
-        "client_ip": session.client_ip,
-        "helo": session.helo,
-        "mail_from": session.mail_from,
-        "header_from": result.header_from,
-        "subject": result.subject,
-        "verdict": result.verdict,
-        "prefixed_subject": result.prefixed_subject,
-        "spf": report_part("spf"),
-        "dkim": report_part("dkim"),
-        // Reports stored before signatures were capped list them all.
-        "dkim_not_listed": result.report.get("dkim_not_listed").cloned().unwrap_or_else(|| json!(0)),
-        "dmarc": report_part("dmarc"),
-        "arc": report_part("arc"),
-        "authentication_results": report_part("authentication_results"),
-        // Reports stored before diagnosis existed have none.
-        "diagnosis": result.report.get("diagnosis").cloned().unwrap_or_else(|| json!([])),
-        "session": session,
-        "url": result_url(public_url, &result.id),
-    })
+    let shown = ResultSummary {
+        id: result.id.clone(),
+        seq: result.seq,
+        mailbox: result.mailbox,
+        received_at: result.received_at,
+        session: SessionFacts {
+            client_ptr: session.client_ptr.as_deref().map(listed),
+            helo: listed(&session.helo),
+            mail_from: listed(&session.mail_from),
+            recipient: listed(&session.recipient),
+            ..session.clone()
+        },
+        header_from: result.header_from.as_deref().map(listed),
+        subject: result.subject.as_deref().map(listed),
+        verdict: result.verdict.clone(),
+        prefixed_subject: listed(&result.prefixed_subject),
+        report_summary: Value::Null,
+    };
+    result_object(&shown, parts, public_url)
+}
+
+/// The API object for one result, its report parts copied from `report`.
+pub(crate) fn result_json(result: &ResultSummary, report: &Value, public_url: &str) -> Value {
+    let parts = REPORT_PARTS.iter().map(|&part| {
+        let value = match (report.get(part), part) {
+            (Some(value), _) => value.clone(),
+            // Reports stored before diagnosis existed have none.
+            (None, "diagnosis") => json!([]),
+            (None, _) => Value::Null,
+        };
+        (part, value)
+    });
+    // Reports stored before signatures were capped list them all.
+    let not_listed = report
+        .get("dkim_not_listed")
+        .cloned()
+        .unwrap_or_else(|| json!(0));
+    let parts = parts.chain([("dkim_not_listed", not_listed)]);
+    result_object(result, parts, public_url)
+}
+
+fn result_object<'a>(
+    result: &ResultSummary,
+    report_parts: impl Iterator<Item = (&'a str, Value)>,
+    public_url: &str,
+) -> Value {
+    let session = &result.session;
+    let mut object = Map::new();
+    let mut put = |name: &str, value: Value| {
+        object.insert(name.to_owned(), value);
+    };
+    put("id", json!(result.id));
+    put(
+        "received_at",
+        json!(
+            result
+                .received_at
+                .to_rfc3339_opts(SecondsFormat::Micros, true)
+        ),
+    );
+    put("mailbox", json!(result.mailbox.as_str()));
+    put("client_ip", json!(session.client_ip));
+    put("helo", json!(session.helo));
+    put("mail_from", json!(session.mail_from));
+    put("header_from", json!(result.header_from));
+    put("subject", json!(result.subject));
+    put("verdict", json!(result.verdict));
+    put("prefixed_subject", json!(result.prefixed_subject));
+    for (name, value) in report_parts {
+        put(name, value);
+    }
+    put("session", json!(session));
+    put("url", json!(result_url(public_url, &result.id)));
+    Value::Object(object)
 }

@@ -1,20 +1,26 @@
 //! The results site and JSON API.
 //!
 //! [`router`] builds every HTTP route of the tester's web side: the server-rendered pages
-//! (`/`, `/spf`, `/dkim`, `/r/{id}`, `/r/{id}/raw`, `/r/{id}/eml`), the JSON API under `/api/v1/`, the live
-//! feed of new results at `/events` (server-sent events), the static assets and `/healthz`.
-//! Every response carries the security headers of [`security`].
+//! (`/`, `/spf`, `/dkim`, `/r/{id}`, `/r/{id}/raw`, `/r/{id}/eml`), the JSON API under
+//! `/api/v1/`, the live feed of new results at `/events` (server-sent events), the static
+//! assets and the probes `/livez`, `/readyz` and `/healthz`. Every response carries the
+//! security headers of [`security`].
 
 mod api;
 mod assets;
+mod health;
 mod json;
 mod live;
 mod pages;
 mod params;
 mod security;
+mod server;
 mod view;
 
 use std::sync::Arc;
+
+pub use health::probes;
+pub use server::{HttpLimits, serve};
 
 use authcheck_store::SharedStore;
 use axum::Router;
@@ -51,10 +57,10 @@ pub fn result_url(public_url: &str, id: &str) -> String {
 pub fn router(store: SharedStore, config: WebConfig) -> Router {
     let state = AppState {
         live: Arc::new(live::LiveFeed::new(store.clone())),
-        store,
+        store: store.clone(),
         config: Arc::new(config),
     };
-    Router::new()
+    let router = Router::new()
         .route("/", get(pages::index))
         .route("/spf", get(pages::spf_results))
         .route("/dkim", get(pages::dkim_results))
@@ -64,12 +70,17 @@ pub fn router(store: SharedStore, config: WebConfig) -> Router {
         .route("/events", get(live::events))
         .route("/api/v1/results", get(api::list_results))
         .route("/api/v1/results/{id}", get(api::get_result))
-        .route("/healthz", get(api::healthz))
         .route("/static/app.js", get(assets::app_js))
         .route("/static/style.css", get(assets::style_css))
         .fallback(pages::not_found)
-        .with_state(state)
-        .layer(axum::middleware::from_fn(security::add_headers))
+        .with_state(state);
+    with_security_headers(router).merge(probes(store))
+}
+
+/// `router` with the site's security headers on every response; for every listener's
+/// routes (the site's and the operator endpoints').
+pub fn with_security_headers(router: Router) -> Router {
+    router.layer(axum::middleware::from_fn(security::add_headers))
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use std::convert::Infallible;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use authcheck_store::{ListQuery, MAX_LIST_LIMIT, SharedStore, StoreError, StoredResult};
+use authcheck_store::{ListQuery, MAX_LIST_LIMIT, ResultSummary, SharedStore, StoreError};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -24,8 +24,8 @@ use tokio_stream::wrappers::BroadcastStream;
 
 use crate::AppState;
 use crate::api::{error_json, param_error_json, store_unavailable_json};
-use crate::json::result_json;
-use crate::params::{ParamError, RawListParams, is_result_id, matches_sender};
+use crate::json::listed_json;
+use crate::params::{ParamError, RawListParams, is_result_id};
 use crate::view::ResultRow;
 
 /// How often the poller asks the store for new results: well under the one second within
@@ -44,7 +44,7 @@ const RECONNECT_DELAY: Duration = Duration::from_secs(1);
 /// The fan-out of new results to every `/events` client of one router.
 pub(crate) struct LiveFeed {
     store: SharedStore,
-    sender: Arc<broadcast::Sender<Arc<StoredResult>>>,
+    sender: Arc<broadcast::Sender<Arc<ResultSummary>>>,
     poller_started: OnceCell<()>,
 }
 
@@ -61,7 +61,7 @@ impl LiveFeed {
     /// A receiver of every result stored from now on. The first call finds the newest
     /// result before it returns and then starts the poller from there, so even the very first
     /// client gets every result stored after it subscribed.
-    async fn subscribe(&self) -> Result<broadcast::Receiver<Arc<StoredResult>>, StoreError> {
+    async fn subscribe(&self) -> Result<broadcast::Receiver<Arc<ResultSummary>>, StoreError> {
         let receiver = self.sender.subscribe();
         self.poller_started
             .get_or_try_init(|| async {
@@ -81,7 +81,7 @@ impl LiveFeed {
 /// Polls until the router is dropped (the weak sender no longer upgrades).
 async fn poll_store(
     store: SharedStore,
-    sender: Weak<broadcast::Sender<Arc<StoredResult>>>,
+    sender: Weak<broadcast::Sender<Arc<ResultSummary>>>,
     newest_seq: i64,
 ) {
     let mut last_seq = newest_seq;
@@ -112,7 +112,7 @@ async fn poll_store(
 async fn poll_once(
     store: &SharedStore,
     last_seq: Option<i64>,
-) -> Result<(i64, Vec<StoredResult>), StoreError> {
+) -> Result<(i64, Vec<ResultSummary>), StoreError> {
     let Some(seen) = last_seq else {
         let newest = store
             .list(&ListQuery {
@@ -124,7 +124,7 @@ async fn poll_once(
     };
     // The store lists newest first, so a burst larger than one page is read backwards, page
     // by page, down to the last result already seen.
-    let mut new_results: Vec<StoredResult> = Vec::new();
+    let mut new_results: Vec<ResultSummary> = Vec::new();
     loop {
         let query = ListQuery {
             after_seq: Some(seen),
@@ -153,7 +153,7 @@ pub(crate) struct EventParams {
 }
 
 /// `GET /events?mailbox=spf&sender=...&after=<id>`: each new matching result as one `result`
-/// event whose data is its API JSON plus a `row` object for drawing the table line.
+/// event whose data is its API listing JSON plus a `row` object for drawing the table line.
 pub(crate) async fn events(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -206,32 +206,35 @@ pub(crate) async fn events(
         .into_response()
 }
 
-/// Results stored after `after` that the client has not seen, oldest first.
+/// Results stored after `after` that the client has not seen, oldest first; none when
+/// `after` has expired.
 async fn missed_since(
     store: &SharedStore,
     filter: &LiveFilter,
     after: Option<&str>,
-) -> Result<Vec<StoredResult>, StoreError> {
+) -> Result<Vec<ResultSummary>, StoreError> {
     let Some(after) = after else {
-        return Ok(Vec::new());
-    };
-    let Some(last_seen) = store.get(after).await? else {
         return Ok(Vec::new());
     };
     let query = ListQuery {
         mailbox: filter.mailbox,
         sender: filter.sender.clone(),
-        after_seq: Some(last_seen.seq),
+        after: Some(after.to_owned()),
         limit: MAX_LIST_LIMIT,
         ..ListQuery::default()
     };
-    let mut missed = store.list(&query).await?;
-    missed.reverse();
-    Ok(missed)
+    match store.list(&query).await {
+        Ok(mut missed) => {
+            missed.reverse();
+            Ok(missed)
+        }
+        Err(StoreError::UnknownId(_)) => Ok(Vec::new()),
+        Err(error) => Err(error),
+    }
 }
 
-fn result_event(result: &StoredResult, public_url: &str) -> Event {
-    let mut data = result_json(result, public_url);
+fn result_event(result: &ResultSummary, public_url: &str) -> Event {
+    let mut data = listed_json(result, public_url);
     data["row"] = serde_json::to_value(ResultRow::new(result)).unwrap_or_default();
     Event::default()
         .event("result")
@@ -253,11 +256,11 @@ impl LiveFilter {
         })
     }
 
-    fn matches(&self, result: &StoredResult) -> bool {
+    fn matches(&self, result: &ResultSummary) -> bool {
         self.mailbox.is_none_or(|mailbox| mailbox == result.mailbox)
             && self
                 .sender
                 .as_deref()
-                .is_none_or(|sender| matches_sender(result, sender))
+                .is_none_or(|sender| authcheck_store::sender_matches(sender, result))
     }
 }

@@ -7,7 +7,7 @@
 
 use askama::Template;
 use authcheck_store::{ListQuery, Mailbox, StoreError, StoredResult};
-use authcheck_verifier::Report;
+use authcheck_verifier::{DkimSignatureReport, Report};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -17,9 +17,11 @@ use axum::response::{Html, IntoResponse, Response};
 use crate::AppState;
 use crate::api::{PageError, list_page};
 use crate::params::{PAGE_SIZE, ParamError, RawListParams, is_result_id};
+// The templates' filters, found by askama as `filters::NAME` next to the templates.
+use crate::view::filters;
 use crate::view::{
-    HeaderField, ResultRow, TraceItem, display_mail_from, flatten_trace, header_fields,
-    stored_verdict_class, utc_time, verdict_class,
+    MAX_SIGNATURES_SHOWN, ResultRow, ShownHeaders, TraceItem, display_mail_from, flatten_trace,
+    header_fields, stored_verdict_class, utc_time, verdict_class,
 };
 
 /// Results of each mailbox shown on the front page.
@@ -186,8 +188,8 @@ async fn results_page(
         mailbox: Some(mailbox),
         sender: sender.clone(),
         before: before.clone(),
-        after_seq: None,
         limit: PAGE_SIZE,
+        ..ListQuery::default()
     };
     let page = match list_page(&state, query).await {
         Ok(page) => page,
@@ -196,12 +198,12 @@ async fn results_page(
     };
     let sender = sender.unwrap_or_default();
     let older_link = page.next_before.map(|id| {
-        let mut link = format!("/{}?before={id}", mailbox.as_str());
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        query.append_pair("before", &id);
         if !sender.is_empty() {
-            link.push_str("&sender=");
-            link.push_str(&percent_encode_query_value(&sender));
+            query.append_pair("sender", &sender);
         }
-        link
+        format!("/{}?{}", mailbox.as_str(), query.finish())
     });
     let rows: Vec<ResultRow> = page.results.iter().map(ResultRow::new).collect();
     let list = ListPage {
@@ -215,19 +217,6 @@ async fn results_page(
     render(StatusCode::OK, &list)
 }
 
-/// Encodes a query value so that it round-trips through `application/x-www-form-urlencoded`.
-fn percent_encode_query_value(value: &str) -> String {
-    let mut encoded = String::with_capacity(value.len());
-    for byte in value.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~' | b'@') {
-            encoded.push(char::from(byte));
-        } else {
-            encoded.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    encoded
-}
-
 #[derive(Template)]
 #[template(path = "result.html")]
 struct ResultPage<'a> {
@@ -236,13 +225,19 @@ struct ResultPage<'a> {
     report: Option<&'a Report>,
     report_json: String,
     spf_trace: Vec<TraceItem<'a>>,
+    /// Trace steps left out of `spf_trace`.
+    spf_trace_more: usize,
     helo_trace: Vec<TraceItem<'a>>,
+    helo_trace_more: usize,
+    /// The first DKIM signatures, and how many more there are.
+    signatures: &'a [DkimSignatureReport],
+    signatures_more: usize,
     verdict_class: &'static str,
     verdict_spf_class: &'static str,
     verdict_dkim_class: &'static str,
     mail_from: String,
     received_at: String,
-    headers: Vec<HeaderField>,
+    headers: ShownHeaders,
 }
 
 /// `GET /r/{id}`
@@ -260,21 +255,33 @@ pub(crate) async fn result_detail(
         (Err(error), _) | (_, Err(error)) => return store_unavailable_page(&error),
     };
     let report: Option<Report> = serde_json::from_value(result.report.clone()).ok();
-    let report_json = serde_json::to_string_pretty(&result.report).unwrap_or_default();
+    // Shown only for a report this version cannot read.
+    let report_json = match report {
+        Some(_) => String::new(),
+        None => serde_json::to_string_pretty(&result.report).unwrap_or_default(),
+    };
+    let (spf_trace, spf_trace_more) = report
+        .as_ref()
+        .map(|report| flatten_trace(&report.spf.check.trace))
+        .unwrap_or_default();
+    let (helo_trace, helo_trace_more) = report
+        .as_ref()
+        .and_then(|report| report.spf.helo.as_ref())
+        .map(|helo| flatten_trace(&helo.trace))
+        .unwrap_or_default();
+    let all_signatures = report.as_ref().map_or(&[][..], |report| &report.dkim[..]);
+    let signatures = &all_signatures[..all_signatures.len().min(MAX_SIGNATURES_SHOWN)];
     let page = ResultPage {
         result: &result,
         report: report.as_ref(),
         report_json,
-        spf_trace: report
-            .as_ref()
-            .map(|report| flatten_trace(&report.spf.check.trace))
-            .unwrap_or_default(),
-        helo_trace: report
-            .as_ref()
-            .and_then(|report| report.spf.helo.as_ref())
-            .map(|helo| flatten_trace(&helo.trace))
-            .unwrap_or_default(),
-        verdict_class: stored_verdict_class(&result),
+        spf_trace,
+        spf_trace_more,
+        helo_trace,
+        helo_trace_more,
+        signatures,
+        signatures_more: all_signatures.len() - signatures.len(),
+        verdict_class: stored_verdict_class(&result.verdict),
         verdict_spf_class: verdict_class(report.as_ref().map(|report| report.verdicts.spf)),
         verdict_dkim_class: verdict_class(report.as_ref().map(|report| report.verdicts.dkim)),
         mail_from: display_mail_from(&result.session.mail_from),

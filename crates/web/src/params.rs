@@ -1,7 +1,7 @@
 //! Query parameters shared by the pages, the API and the live feed, with the checks that turn
 //! a bad value into a 400 naming the parameter.
 
-use authcheck_store::{MAX_LIST_LIMIT, Mailbox, StoredResult};
+use authcheck_store::{MAX_LIST_LIMIT, Mailbox};
 use serde::Deserialize;
 
 /// Results per page on the site and the API's default `limit`.
@@ -108,23 +108,4 @@ pub(crate) fn sender_filter(raw: Option<&str>) -> Result<Option<String>, ParamEr
 /// cannot name a result and need not reach the database.
 pub(crate) fn is_result_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-/// The store's sender filter, for results that did not come from a store query: the MAIL FROM
-/// or From address, or either one's domain, equals `sender` without regard to case.
-pub(crate) fn matches_sender(result: &StoredResult, sender: &str) -> bool {
-    let sender = sender.trim().to_lowercase();
-    let candidates = [
-        Some(result.session.mail_from.as_str()),
-        result.header_from.as_deref(),
-    ];
-    candidates
-        .into_iter()
-        .flatten()
-        .filter(|address| !address.is_empty())
-        .any(|address| {
-            let address = address.to_lowercase();
-            let domain = address.rsplit_once('@').map(|(_, domain)| domain);
-            address == sender || domain == Some(sender.as_str())
-        })
 }

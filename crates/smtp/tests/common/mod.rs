@@ -55,7 +55,7 @@ impl Delivery for RecordingDelivery {
         Ok(mailboxes
             .into_iter()
             .map(|mailbox| {
-                let id = format!("{}-{n}", mailbox.local_part());
+                let id = format!("{}-{n}", mailbox.as_str());
                 Accepted {
                     mailbox,
                     url: format!("http://results.test/r/{id}"),

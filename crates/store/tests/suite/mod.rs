@@ -4,8 +4,9 @@
 
 use authcheck_store::{
     ListQuery, MAX_LIST_LIMIT, Mailbox, NewRecord, NewRejectedReport, NewReport, NewResult,
-    ReportInsert, ReportKind, SessionFacts, SharedStore, StoreError, StoredResult,
+    ReportInsert, ReportKind, ResultSummary, SessionFacts, SharedStore, StoreError,
 };
+use authcheck_verifier::display::MAX_DISPLAY_FIELD_BYTES;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde_json::json;
 
@@ -25,6 +26,8 @@ macro_rules! every_case {
             paging_with_before_walks_back_without_gaps,
             unknown_before_id_is_an_error,
             after_seq_gives_only_newer_results,
+            after_id_gives_only_newer_results,
+            display_fields_are_stored_bounded_and_the_raw_message_whole,
             before_and_after_seq_combine,
             limit_is_clamped,
             sender_filter_matches_addresses_and_domains,
@@ -73,7 +76,8 @@ pub fn sample(mailbox: Mailbox, received_at: DateTime<Utc>) -> NewResult {
         subject: Some("hello".to_owned()),
         verdict: "|OK| spf-pass".to_owned(),
         prefixed_subject: "|OK| spf-pass hello".to_owned(),
-        report: raw_json(json!({"spf": {"result": "pass"}})),
+        report: raw_json(json!({"spf": {"result": "pass", "trace": []}})),
+        report_summary: raw_json(json!({"spf": {"result": "pass"}})),
         raw_message: b"Subject: hello\r\n\r\nbody\r\n".to_vec(),
     }
 }
@@ -116,7 +120,7 @@ async fn insert_many(store: &SharedStore, count: usize) -> Vec<String> {
     ids
 }
 
-fn ids_of(results: &[StoredResult]) -> Vec<&str> {
+fn ids_of(results: &[ResultSummary]) -> Vec<&str> {
     results.iter().map(|result| result.id.as_str()).collect()
 }
 
@@ -152,6 +156,7 @@ pub async fn round_trip_keeps_every_field(store: SharedStore) {
         verdict: "|OK| dkim-pass".to_owned(),
         prefixed_subject: "|OK| dkim-pass Grüße".to_owned(),
         report: raw_json(report.clone()),
+        report_summary: raw_json(json!({"dkim": [{"result": "pass"}], "text": "Grüße\u{0}"})),
         raw_message: raw_message.clone(),
     };
     let id = insert_one(&store, result.clone()).await;
@@ -166,10 +171,15 @@ pub async fn round_trip_keeps_every_field(store: SharedStore) {
     assert_eq!(stored.verdict, result.verdict);
     assert_eq!(stored.prefixed_subject, result.prefixed_subject);
     assert_eq!(stored.report, report);
+    assert_eq!(
+        stored.report_summary,
+        json!({"dkim": [{"result": "pass"}], "text": "Grüße\u{FFFD}"}),
+        "the summary is stored as given, NUL replaced"
+    );
     assert_eq!(store.raw_message(&id).await.unwrap(), Some(raw_message));
 
     let listed = store.list(&query(10)).await.unwrap();
-    assert_eq!(listed, vec![stored]);
+    assert_eq!(listed, vec![ResultSummary::from(stored)]);
 }
 
 pub async fn absent_optional_fields_stay_absent(store: SharedStore) {
@@ -360,6 +370,75 @@ pub async fn unknown_before_id_is_an_error(store: SharedStore) {
     );
 }
 
+pub async fn after_id_gives_only_newer_results(store: SharedStore) {
+    let ids = insert_many(&store, 5).await;
+    let newer = store
+        .list(&ListQuery {
+            after: Some(ids[2].clone()),
+            ..query(50)
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids_of(&newer), vec![&*ids[4], &*ids[3]]);
+    let unknown = store
+        .list(&ListQuery {
+            after: Some("00".repeat(16)),
+            ..query(50)
+        })
+        .await;
+    assert!(
+        matches!(&unknown, Err(StoreError::UnknownId(_))),
+        "{unknown:?}"
+    );
+}
+
+pub async fn display_fields_are_stored_bounded_and_the_raw_message_whole(store: SharedStore) {
+    let huge = "s".repeat(5 << 20);
+    let mut result = sample(Mailbox::Spf, at(3));
+    result.subject = Some(huge.clone());
+    result.prefixed_subject = format!("|OK| spf-pass {huge}");
+    result.header_from = Some(format!("{}@example.net", "f".repeat(3000)));
+    result.session.helo = "h".repeat(4000);
+    result.session.mail_from = format!("{}@example.net", "m".repeat(3000));
+    result.session.recipient = format!("spf+{}@tester.test", "r".repeat(3000));
+    result.raw_message = format!("Subject: {huge}\r\n\r\nbody\r\n").into_bytes();
+    let raw_length = result.raw_message.len();
+    let id = insert_one(&store, result).await;
+
+    let listed = store.list(&query(10)).await.unwrap();
+    let shown = &listed[0];
+    let bounded = |text: &str, length: &str| {
+        assert!(
+            text.len() <= MAX_DISPLAY_FIELD_BYTES,
+            "{} bytes",
+            text.len()
+        );
+        assert!(
+            text.ends_with(&format!("… ({length} bytes)")),
+            "{}",
+            &text[text.len() - 40..]
+        );
+    };
+    bounded(shown.subject.as_deref().unwrap(), "5,242,880");
+    bounded(&shown.prefixed_subject, "5,242,894");
+    assert!(shown.prefixed_subject.starts_with("|OK| spf-pass sss"));
+    bounded(shown.header_from.as_deref().unwrap(), "3,012");
+    bounded(&shown.session.helo, "4,000");
+    bounded(&shown.session.mail_from, "3,012");
+    bounded(&shown.session.recipient, "3,016");
+    // The sender filter still finds the result by the domain of the whole address.
+    let by_domain = store
+        .list(&ListQuery {
+            sender: Some("example.net".into()),
+            ..query(10)
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids_of(&by_domain), vec![id.as_str()]);
+    let raw = store.raw_message(&id).await.unwrap().unwrap();
+    assert_eq!(raw.len(), raw_length, "the raw message is kept whole");
+}
+
 pub async fn after_seq_gives_only_newer_results(store: SharedStore) {
     let ids = insert_many(&store, 5).await;
     let third = store.get(&ids[2]).await.unwrap().unwrap();
@@ -466,6 +545,27 @@ pub async fn sender_filter_matches_addresses_and_domains(store: SharedStore) {
             &*envelope_only
         ]
     );
+
+    // The live feed's check of new results agrees with the SQL on every filter.
+    let everything = store.list(&query(50)).await.unwrap();
+    for sender in [
+        "EXAMPLE.net",
+        " alice@example.net ",
+        "Carol@example.NET",
+        "mailer.test",
+        "sub.example.net",
+        "example.net.",
+        "nobody@example.net",
+        "  ",
+    ] {
+        let listed = store.list(&by(sender)).await.unwrap();
+        let matched: Vec<&str> = everything
+            .iter()
+            .filter(|result| authcheck_store::sender_matches(sender, result))
+            .map(|result| result.id.as_str())
+            .collect();
+        assert_eq!(matched, ids_of(&listed), "sender {sender:?}");
+    }
 }
 
 pub async fn sender_and_mailbox_filters_combine(store: SharedStore) {

@@ -134,6 +134,8 @@ impl Sample {
             verdict: self.verdict.clone(),
             prefixed_subject: format!("{} {subject}", self.verdict),
             report: serde_json::value::to_raw_value(&self.report()).expect("serialize the report"),
+            report_summary: serde_json::value::to_raw_value(&self.report().summary())
+                .expect("serialize the summary"),
             raw_message: raw_message.into_bytes(),
         }
     }
