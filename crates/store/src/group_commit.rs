@@ -42,10 +42,12 @@ const MAX_BATCH: usize = 64;
 /// Inserts that may wait for the writer before callers wait to queue.
 const QUEUE_DEPTH: usize = 1024;
 /// A checkpoint is due after this many transactions or messages, whichever comes first:
-/// about SQLite's own threshold of 1,000 pages of write-ahead log, as a transaction changes
-/// some ten pages (tables and indexes) and a message adds about three.
-const COMMITS_PER_CHECKPOINT: usize = 100;
-const MESSAGES_PER_CHECKPOINT: usize = 300;
+/// about half SQLite's own threshold of 1,000 pages of write-ahead log, as a transaction
+/// changes some ten pages (tables and indexes) and a message adds about three. Half, because
+/// the checkpoint runs beside the writer and, on a busy machine, starts late: the log keeps
+/// growing until it has caught up.
+const COMMITS_PER_CHECKPOINT: usize = 50;
+const MESSAGES_PER_CHECKPOINT: usize = 150;
 
 enum Command {
     Write {
