@@ -349,13 +349,31 @@ async fn a_read_only_database_gives_451_and_recovers_when_writable_again() {
         return;
     };
     let acknowledged = send_until_refused(&service, "read-only database").await;
-    let health = service.get("/healthz").await;
+    // The process lives and pages are read, but results cannot be committed: live, not ready
+    // (/healthz is readiness), so a load balancer sends new mail elsewhere.
     assert_eq!(
-        health.status(),
+        service.get("/livez").await.status(),
+        reqwest::StatusCode::OK,
+        "the process is alive"
+    );
+    for probe in ["/readyz", "/healthz"] {
+        assert_eq!(
+            service.get(probe).await.status(),
+            reqwest::StatusCode::SERVICE_UNAVAILABLE,
+            "{probe}: the store cannot commit"
+        );
+    }
+    assert_eq!(
+        service.get("/spf").await.status(),
         reqwest::StatusCode::OK,
         "reading still works, so the site stays up"
     );
 
     read_only.unmark();
     assert_recovers_keeping(&service, acknowledged).await;
+    assert_eq!(
+        service.get("/readyz").await.status(),
+        reqwest::StatusCode::OK,
+        "ready again once results can be committed"
+    );
 }
