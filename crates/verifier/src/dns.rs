@@ -96,7 +96,6 @@ pub struct DnsSetupError(String);
 #[derive(Clone)]
 pub struct Dns {
     resolver: TokioResolver,
-    config: DnsConfig,
 }
 
 impl Dns {
@@ -136,15 +135,7 @@ impl Dns {
                 .with_options(opts)
                 .build()
                 .map_err(|e| DnsSetupError(e.to_string()))?;
-        Ok(Dns {
-            resolver,
-            config: config.clone(),
-        })
-    }
-
-    /// The configuration this client was made from.
-    pub fn config(&self) -> &DnsConfig {
-        &self.config
+        Ok(Dns { resolver })
     }
 
     /// The underlying resolver, for libraries that take one (mail-auth's ARC verification).
