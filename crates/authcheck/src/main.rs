@@ -31,6 +31,18 @@ use crate::failure::Failure;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc's `mi_option_purge_delay` (its place in `mi_option_e`, which the bindings do not name).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Gives freed pages back to the system after 1 ms instead of mimalloc's 10 ms (100 ms for its
+/// arenas). Message buffers of up to 10 MiB are taken and freed by hundreds of sessions at a
+/// time; with the default delay the freed ones stayed resident, and 500 slow senders of 10 MB
+/// peaked at 750-840 MiB of RSS against a 512 MiB budget (620-670 MiB with this).
+fn return_freed_memory_promptly() {
+    // SAFETY: mi_option_set only stores an integer option; any value is valid for this one.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 1) };
+}
+
 fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
@@ -83,6 +95,7 @@ fn one_line_usage_error(rendered: &str) -> String {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    return_freed_memory_promptly();
     let cli = match parse_command_line() {
         Ok(cli) => cli,
         Err(code) => return code,
