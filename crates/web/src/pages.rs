@@ -240,19 +240,31 @@ struct ResultPage<'a> {
     headers: ShownHeaders,
 }
 
+/// The result `id` and its raw message (absent once purged), read together; or the page to
+/// answer instead: not found for a malformed or unknown id, unavailable when the store fails.
+async fn result_and_raw_message(
+    state: &AppState,
+    id: &str,
+) -> Result<(StoredResult, Option<Vec<u8>>), Response> {
+    if !is_result_id(id) {
+        return Err(result_not_found_page());
+    }
+    let (result, raw) = tokio::join!(state.store.get(id), state.store.raw_message(id));
+    match (result, raw) {
+        (Ok(Some(result)), Ok(raw)) => Ok((result, raw)),
+        (Ok(None), _) => Err(result_not_found_page()),
+        (Err(error), _) | (_, Err(error)) => Err(store_unavailable_page(&error)),
+    }
+}
+
 /// `GET /r/{id}`
 pub(crate) async fn result_detail(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Response {
-    if !is_result_id(&id) {
-        return result_not_found_page();
-    }
-    let (result, raw) = tokio::join!(state.store.get(&id), state.store.raw_message(&id));
-    let (result, raw) = match (result, raw) {
-        (Ok(Some(result)), Ok(raw)) => (result, raw.unwrap_or_default()),
-        (Ok(None), _) => return result_not_found_page(),
-        (Err(error), _) | (_, Err(error)) => return store_unavailable_page(&error),
+    let (result, raw) = match result_and_raw_message(&state, &id).await {
+        Ok((result, raw)) => (result, raw.unwrap_or_default()),
+        Err(page) => return page,
     };
     let report: Option<Report> = serde_json::from_value(result.report.clone()).ok();
     // Shown only for a report this version cannot read.
@@ -297,14 +309,10 @@ pub(crate) async fn delivered_message(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Response {
-    if !is_result_id(&id) {
-        return result_not_found_page();
-    }
-    let (result, raw) = tokio::join!(state.store.get(&id), state.store.raw_message(&id));
-    let (result, raw) = match (result, raw) {
-        (Ok(Some(result)), Ok(Some(raw))) => (result, raw),
-        (Ok(_), Ok(_)) => return result_not_found_page(),
-        (Err(error), _) | (_, Err(error)) => return store_unavailable_page(&error),
+    let (result, raw) = match result_and_raw_message(&state, &id).await {
+        Ok((result, Some(raw))) => (result, raw),
+        Ok((_, None)) => return result_not_found_page(),
+        Err(page) => return page,
     };
     let authentication_results = result
         .report
