@@ -4,7 +4,7 @@ mod support;
 
 use authcheck_testdns::TestDns;
 use authcheck_testkit::{SignOptions, TestKey, message, publish_sender_domain, sign};
-use support::run_cli;
+use support::{check_json, run_cli};
 
 async fn zone() -> TestDns {
     let dns = TestDns::start().await;
@@ -22,30 +22,7 @@ fn signed_message() -> Vec<u8> {
 #[tokio::test]
 async fn json_report_has_the_stable_paths() {
     let dns = zone().await;
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("message.eml");
-    std::fs::write(&file, signed_message()).unwrap();
-    let server = dns.addr().to_string();
-    let (status, stdout, stderr) = run_cli(
-        &[
-            "check",
-            file.to_str().unwrap(),
-            "--ip",
-            "192.0.2.10",
-            "--helo",
-            "mail.sender.test",
-            "--mail-from",
-            "alice@sender.test",
-            "--dns-server",
-            &server,
-            "--json",
-        ],
-        None,
-        dir.path(),
-    )
-    .await;
-    assert!(status.success(), "exit {status}: {stderr}");
-    let report: serde_json::Value = serde_json::from_str(&stdout).expect("JSON on stdout");
+    let report = check_json(&dns, &signed_message(), "192.0.2.10", "alice@sender.test").await;
     assert_eq!(report["verdicts"]["spf"], "|OK| spf-pass");
     assert_eq!(report["verdicts"]["dkim"], "|OK| dkim-pass");
     assert_eq!(report["spf"]["result"], "pass");

@@ -9,11 +9,12 @@ use std::time::{Duration, Instant};
 
 use authcheck_testdns::TestDns;
 use authcheck_testkit::{
-    SignOptions, TestKey, distinct_empty_tags, message, publish_sender_domain, sign,
+    SignOptions, TestKey, crafted_rsa_public_key, distinct_empty_tags, message,
+    publish_sender_domain, sign,
 };
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use support::run_cli;
+use support::{check_json, run_cli};
 
 const CLIENT: &str = "192.0.2.10";
 
@@ -43,35 +44,9 @@ fn with_hostile_signature(count: usize) -> Vec<u8> {
 
 /// Runs `authcheck check --json` on `message` and returns the report and how long it took.
 async fn check(dns: &TestDns, message: &[u8], mail_from: &str) -> (serde_json::Value, Duration) {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("message.eml");
-    std::fs::write(&file, message).unwrap();
-    let server = dns.addr().to_string();
     let started = Instant::now();
-    let (status, stdout, stderr) = run_cli(
-        &[
-            "check",
-            file.to_str().unwrap(),
-            "--ip",
-            CLIENT,
-            "--helo",
-            "mail.sender.test",
-            "--mail-from",
-            mail_from,
-            "--dns-server",
-            &server,
-            "--json",
-        ],
-        None,
-        dir.path(),
-    )
-    .await;
-    let elapsed = started.elapsed();
-    assert!(status.success(), "exit {status}: {stderr}");
-    (
-        serde_json::from_str(&stdout).expect("JSON on stdout"),
-        elapsed,
-    )
+    let report = check_json(dns, message, CLIENT, mail_from).await;
+    (report, started.elapsed())
 }
 
 #[tokio::test]
@@ -116,28 +91,6 @@ async fn a_signature_with_more_tags_than_the_limit_is_invalid_with_the_reason() 
     assert_eq!(report["verdicts"]["dkim"], "|OK| dkim-pass");
 }
 
-/// DER: `tag`, the definite length of `content`, `content`.
-fn der(tag: u8, content: &[u8]) -> Vec<u8> {
-    let mut out = vec![tag];
-    match content.len() {
-        length @ 0..=127 => out.push(length as u8),
-        length @ 128..=255 => out.extend([0x81, length as u8]),
-        length => out.extend([0x82, (length >> 8) as u8, length as u8]),
-    }
-    out.extend_from_slice(content);
-    out
-}
-
-/// A PKCS#1 RSAPublicKey with a 16,384-bit modulus (not a real key: only its size matters).
-fn huge_rsa_key() -> Vec<u8> {
-    let mut modulus = vec![0x00, 0x80];
-    modulus.extend(std::iter::repeat_n(0x5a, 16_384 / 8 - 2));
-    modulus.push(0x01);
-    let mut sequence = der(0x02, &modulus);
-    sequence.extend(der(0x02, &[0x01, 0x00, 0x01]));
-    der(0x30, &sequence)
-}
-
 #[tokio::test]
 async fn oversized_txt_records_and_huge_rsa_keys_are_refused_with_reasons() {
     let dns = zone().await;
@@ -148,7 +101,10 @@ async fn oversized_txt_records_and_huge_rsa_keys_are_refused_with_reasons() {
     );
     dns.add_txt(
         "huge._domainkey.sender.test",
-        &format!("v=DKIM1; p={}", STANDARD.encode(huge_rsa_key())),
+        &format!(
+            "v=DKIM1; p={}",
+            STANDARD.encode(crafted_rsa_public_key(16_384))
+        ),
     );
     dns.add_txt(
         "bigspf.test",

@@ -459,6 +459,39 @@ pub async fn send_and_fetch(
         .await
 }
 
+/// Runs `authcheck check --json` on `message` as `ip` sending it (HELO `mail.sender.test`,
+/// MAIL FROM `mail_from`), with `dns` as the only DNS server, and returns the report. Fails
+/// the test unless `check` exits with 0.
+pub async fn check_json(
+    dns: &TestDns,
+    message: &[u8],
+    ip: &str,
+    mail_from: &str,
+) -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap();
+    let server = dns.addr().to_string();
+    let (status, stdout, stderr) = run_cli(
+        &[
+            "check",
+            "-",
+            "--ip",
+            ip,
+            "--helo",
+            "mail.sender.test",
+            "--mail-from",
+            mail_from,
+            "--dns-server",
+            &server,
+            "--json",
+        ],
+        Some(message),
+        dir.path(),
+    )
+    .await;
+    assert!(status.success(), "exit {status}: {stderr}");
+    serde_json::from_str(&stdout).expect("JSON on stdout")
+}
+
 /// Runs `authcheck` with these arguments and standard input; returns (status, stdout, stderr).
 pub async fn run_cli(
     args: &[&str],

@@ -72,7 +72,8 @@ pub struct NewResult {
     pub raw_message: Vec<u8>,
 }
 
-/// A stored result, without the raw message (fetch that with [`ResultStore::raw_message`]).
+/// What a listing shows of a result: every column but the report, so that a page of results
+/// costs a bounded number of bytes whatever the messages held.
 ///
 /// Its text fields are as stored: each at most
 /// [`MAX_DISPLAY_FIELD_BYTES`](authcheck_verifier::display::MAX_DISPLAY_FIELD_BYTES), a longer
@@ -80,28 +81,10 @@ pub struct NewResult {
 /// [`bounded_display_text`](authcheck_verifier::display::bounded_display_text)); the raw message
 /// keeps them whole.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct StoredResult {
+pub struct ResultSummary {
     /// Public, unguessable id: 32 lowercase hex digits, the second it was made then 96 random bits.
     pub id: String,
     /// Store-wide insertion order; newer results have larger values.
-    pub seq: i64,
-    pub mailbox: Mailbox,
-    pub received_at: DateTime<Utc>,
-    pub session: SessionFacts,
-    pub header_from: Option<String>,
-    pub subject: Option<String>,
-    pub verdict: String,
-    pub prefixed_subject: String,
-    /// See [`ResultSummary::report_summary`].
-    pub report_summary: serde_json::Value,
-    pub report: serde_json::Value,
-}
-
-/// What a listing shows of a result: every column but the report, so that a page of results
-/// costs a bounded number of bytes whatever the messages held.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct ResultSummary {
-    pub id: String,
     pub seq: i64,
     pub mailbox: Mailbox,
     pub received_at: DateTime<Utc>,
@@ -115,29 +98,13 @@ pub struct ResultSummary {
     pub report_summary: serde_json::Value,
 }
 
-impl StoredResult {
-    /// The listing's part of this result, and its report.
-    pub fn into_summary_and_report(self) -> (ResultSummary, serde_json::Value) {
-        let summary = ResultSummary {
-            id: self.id,
-            seq: self.seq,
-            mailbox: self.mailbox,
-            received_at: self.received_at,
-            session: self.session,
-            header_from: self.header_from,
-            subject: self.subject,
-            verdict: self.verdict,
-            prefixed_subject: self.prefixed_subject,
-            report_summary: self.report_summary,
-        };
-        (summary, self.report)
-    }
-}
-
-impl From<StoredResult> for ResultSummary {
-    fn from(result: StoredResult) -> ResultSummary {
-        result.into_summary_and_report().0
-    }
+/// A stored result: what its listing shows and the whole report, without the raw message
+/// (fetch that with [`ResultStore::raw_message`]).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct StoredResult {
+    #[serde(flatten)]
+    pub summary: ResultSummary,
+    pub report: serde_json::Value,
 }
 
 /// Which results to list, newest first.

@@ -386,18 +386,8 @@ impl TryFrom<ResultRow> for StoredResult {
     type Error = StoreError;
 
     fn try_from(row: ResultRow) -> StoreResult<StoredResult> {
-        let summary = ResultSummary::try_from(row.summary)?;
         Ok(StoredResult {
-            id: summary.id,
-            seq: summary.seq,
-            mailbox: summary.mailbox,
-            received_at: summary.received_at,
-            session: summary.session,
-            header_from: summary.header_from,
-            subject: summary.subject,
-            verdict: summary.verdict,
-            prefixed_subject: summary.prefixed_subject,
-            report_summary: summary.report_summary,
+            summary: ResultSummary::try_from(row.summary)?,
             report: row.report,
         })
     }

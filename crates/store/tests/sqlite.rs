@@ -150,7 +150,7 @@ async fn reopening_the_file_keeps_results() {
     assert_eq!(reopened.get(&id).await.unwrap(), Some(before.clone()));
     assert!(reopened.raw_message(&id).await.unwrap().is_some());
     let newer = insert_one(&reopened, sample(Mailbox::Spf, at(4))).await;
-    assert!(reopened.get(&newer).await.unwrap().unwrap().seq > before.seq);
+    assert!(reopened.get(&newer).await.unwrap().unwrap().summary.seq > before.summary.seq);
 }
 
 #[tokio::test]

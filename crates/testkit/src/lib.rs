@@ -187,6 +187,30 @@ pub fn distinct_empty_tags(count: usize) -> String {
     tags
 }
 
+/// A PKCS#1 RSAPublicKey (DER) whose modulus has `bits` bits: not a real key (nobody knows its
+/// factors and making one would take minutes), but its size is all a verifier may look at
+/// before refusing it.
+pub fn crafted_rsa_public_key(bits: usize) -> Vec<u8> {
+    let mut modulus = vec![0x00, 0x80];
+    modulus.extend(std::iter::repeat_n(0x5a, bits / 8 - 2));
+    modulus.push(0x01);
+    let mut sequence = der(0x02, &modulus);
+    sequence.extend(der(0x02, &[0x01, 0x00, 0x01]));
+    der(0x30, &sequence)
+}
+
+/// DER: `tag`, the definite length of `content`, `content`.
+fn der(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    match content.len() {
+        length @ 0..=127 => out.push(length as u8),
+        length @ 128..=255 => out.extend([0x81, length as u8]),
+        length => out.extend([0x82, (length >> 8) as u8, length as u8]),
+    }
+    out.extend_from_slice(content);
+    out
+}
+
 /// A simple message with CRLF line endings.
 pub fn message(from: &str, subject: &str, body: &str) -> Vec<u8> {
     let domain = from.rsplit('@').next().unwrap_or("example.test");

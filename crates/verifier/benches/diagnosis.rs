@@ -12,10 +12,9 @@ mod common;
 
 use std::hint::black_box;
 
-use authcheck_testdns::TestDns;
 use authcheck_verifier::diagnosis::{Upstream, diagnose};
 use authcheck_verifier::{BodyParameter, DkimReasonCode, MessageInput};
-use common::{SignOptions, TestKey, publish_keys, sign, verifier};
+use common::{SignOptions, TestKey, sender_zone, sign, verifier};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 /// A signed message of about `size` bytes whose middle line was changed after signing.
@@ -44,10 +43,7 @@ fn bench_diagnosis(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    let dns = runtime.block_on(TestDns::start());
-    dns.add_txt("sender.test", "v=spf1 ip4:192.0.2.10 -all");
-    dns.add_txt("_dmarc.sender.test", "v=DMARC1; p=reject");
-    publish_keys(&dns, "sender.test");
+    let dns = runtime.block_on(sender_zone());
     let verifier = runtime.block_on(async { verifier(&dns) });
 
     for (name, size) in [("100 KB", 100 * 1024), ("1 MB", 1024 * 1024)] {

@@ -13,9 +13,8 @@ mod common;
 
 use std::hint::black_box;
 
-use authcheck_testdns::TestDns;
 use authcheck_verifier::{BodyParameter, MessageInput, Verifier};
-use common::{SignOptions, TestKey, distinct_empty_tags, publish_keys, sign, verifier};
+use common::{SignOptions, TestKey, distinct_empty_tags, sender_zone, sign, verifier};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 const CLIENT_IP: &str = "192.0.2.10";
@@ -42,11 +41,8 @@ fn bench_hostile(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    let dns = runtime.block_on(TestDns::start());
-    dns.add_txt("sender.test", "v=spf1 ip4:192.0.2.10 -all");
+    let dns = runtime.block_on(sender_zone());
     dns.add_txt(HELO, "v=spf1 ip4:192.0.2.10 -all");
-    dns.add_txt("_dmarc.sender.test", "v=DMARC1; p=reject");
-    publish_keys(&dns, "sender.test");
     let verifier: Verifier = runtime.block_on(async { verifier(&dns) });
     let message = hostile_message();
     let input = MessageInput {

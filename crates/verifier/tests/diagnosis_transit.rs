@@ -40,11 +40,7 @@ async fn an_eight_bit_body_is_questioned_only_when_the_client_declared_seven_bit
         (BodyParameter::SevenBit, "BODY=7BIT"),
     ] {
         let report = check_declared(&dns, &eight_bit, declared).await;
-        assert_eq!(
-            report.verdicts.dkim.to_string(),
-            "|OK| dkim-pass",
-            "verdict unchanged"
-        );
+        assert_verdict(report.verdicts.dkim, "|OK| dkim-pass");
         let found = finding(&report, FindingCode::EightBitUndeclared);
         assert_eq!(found.severity, Severity::Warning);
         assert!(
@@ -88,11 +84,7 @@ async fn long_lines_broken_in_two_are_named_with_either_way_of_folding() {
         let original = signed("Figures", &body, relaxed);
         for prefix in ["", " "] {
             let report = check(&dns, &broken_at_998(&original, 1200, prefix)).await;
-            assert_eq!(
-                report.verdicts.dkim.to_string(),
-                "!! dkim-fail !!",
-                "verdict unchanged"
-            );
+            assert_verdict(report.verdicts.dkim, "!! dkim-fail !!");
             let found = finding(&report, FindingCode::BodyLinesRefolded);
             assert_eq!(found.severity, Severity::Problem);
             assert!(found.title.contains("sender.test"), "{}", found.title);
@@ -157,11 +149,7 @@ async fn a_signed_subject_and_from_changed_are_named_from_the_attached_original(
         ],
     );
     let report = check(&dns, &wrapped).await;
-    assert_eq!(
-        report.verdicts.dkim.to_string(),
-        "!! dkim-fail !!",
-        "verdict unchanged"
-    );
+    assert_verdict(report.verdicts.dkim, "!! dkim-fail !!");
     let found = finding(&report, FindingCode::SignedHeaderChanged);
     assert_eq!(found.severity, Severity::Problem);
     // Named in the signature's h= order.

@@ -14,7 +14,7 @@ use authcheck_verifier::{
 };
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use common::{SignOptions, TestKey, message, publish_keys, sign};
+use common::{SignOptions, TestKey, crafted_rsa_public_key, message, publish_keys, sign};
 use rsa::pkcs1::EncodeRsaPublicKey;
 use rsa::pkcs8::DecodePublicKey;
 
@@ -575,35 +575,15 @@ async fn a_512_bit_rsa_key_is_too_short() {
     assert_eq!(report.key_type.as_deref(), Some("rsa"));
 }
 
-/// DER: `tag`, the definite length of `content`, `content`.
-fn der(tag: u8, content: &[u8]) -> Vec<u8> {
-    let mut out = vec![tag];
-    match content.len() {
-        length @ 0..=127 => out.push(length as u8),
-        length @ 128..=255 => out.extend([0x81, length as u8]),
-        length => out.extend([0x82, (length >> 8) as u8, length as u8]),
-    }
-    out.extend_from_slice(content);
-    out
-}
-
-/// A PKCS#1 RSAPublicKey whose modulus has `bits` bits: not a real key (nobody knows its
-/// factors and making one would take minutes), but its size is all the verifier may look at.
-fn crafted_rsa_key(bits: usize) -> Vec<u8> {
-    let mut modulus = vec![0x00, 0x80];
-    modulus.extend(std::iter::repeat_n(0x5a, bits / 8 - 2));
-    modulus.push(0x01);
-    let mut sequence = der(0x02, &modulus);
-    sequence.extend(der(0x02, &[0x01, 0x00, 0x01]));
-    der(0x30, &sequence)
-}
-
 #[tokio::test]
 async fn an_rsa_key_over_8192_bits_is_refused_before_any_arithmetic() {
     let server = server().await;
     server.add_txt(
         "huge._domainkey.example.test",
-        &format!("v=DKIM1; p={}", STANDARD.encode(crafted_rsa_key(16_384))),
+        &format!(
+            "v=DKIM1; p={}",
+            STANDARD.encode(crafted_rsa_public_key(16_384))
+        ),
     );
     let report = verify_one(&server, &signed_with_selector(TestKey::Rsa2048, "huge")).await;
     assert_outcome(
@@ -618,7 +598,10 @@ async fn an_rsa_key_over_8192_bits_is_refused_before_any_arithmetic() {
     // 8192 bits is still read: this crafted key gets as far as the signature check.
     server.add_txt(
         "large._domainkey.example.test",
-        &format!("v=DKIM1; p={}", STANDARD.encode(crafted_rsa_key(8192))),
+        &format!(
+            "v=DKIM1; p={}",
+            STANDARD.encode(crafted_rsa_public_key(8192))
+        ),
     );
     let report = verify_one(&server, &signed_with_selector(TestKey::Rsa2048, "large")).await;
     assert_eq!(report.key_bits, Some(8192), "{}", report.reason);

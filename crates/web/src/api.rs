@@ -118,10 +118,12 @@ pub(crate) async fn get_result(State(state): State<AppState>, Path(id): Path<Str
         return not_found();
     }
     match state.store.get(&id).await {
-        Ok(Some(result)) => {
-            let (summary, report) = result.into_summary_and_report();
-            Json(result_json(&summary, &report, &state.config.public_url)).into_response()
-        }
+        Ok(Some(result)) => Json(result_json(
+            &result.summary,
+            &result.report,
+            &state.config.public_url,
+        ))
+        .into_response(),
         Ok(None) => not_found(),
         Err(error) => store_unavailable_json(&error),
     }

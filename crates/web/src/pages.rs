@@ -6,7 +6,7 @@
 //! template marks message-derived text `|safe`.
 
 use askama::Template;
-use authcheck_store::{ListQuery, Mailbox, StoreError, StoredResult};
+use authcheck_store::{ListQuery, Mailbox, ResultSummary, StoreError, StoredResult};
 use authcheck_verifier::{DkimSignatureReport, Report};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -220,7 +220,7 @@ async fn results_page(
 #[derive(Template)]
 #[template(path = "result.html")]
 struct ResultPage<'a> {
-    result: &'a StoredResult,
+    result: &'a ResultSummary,
     /// `None` when the stored report does not parse as this version's report.
     report: Option<&'a Report>,
     report_json: String,
@@ -284,7 +284,7 @@ pub(crate) async fn result_detail(
     let all_signatures = report.as_ref().map_or(&[][..], |report| &report.dkim[..]);
     let signatures = &all_signatures[..all_signatures.len().min(MAX_SIGNATURES_SHOWN)];
     let page = ResultPage {
-        result: &result,
+        result: &result.summary,
         report: report.as_ref(),
         report_json,
         spf_trace,
@@ -293,11 +293,11 @@ pub(crate) async fn result_detail(
         helo_trace_more,
         signatures,
         signatures_more: all_signatures.len() - signatures.len(),
-        verdict_class: stored_verdict_class(&result.verdict),
+        verdict_class: stored_verdict_class(&result.summary.verdict),
         verdict_spf_class: verdict_class(report.as_ref().map(|report| report.verdicts.spf)),
         verdict_dkim_class: verdict_class(report.as_ref().map(|report| report.verdicts.dkim)),
-        mail_from: display_mail_from(&result.session.mail_from),
-        received_at: utc_time(&result.received_at),
+        mail_from: display_mail_from(&result.summary.session.mail_from),
+        received_at: utc_time(&result.summary.received_at),
         headers: header_fields(&raw),
     };
     render(StatusCode::OK, &page)
@@ -319,8 +319,11 @@ pub(crate) async fn delivered_message(
         .get("authentication_results")
         .and_then(|value| value.as_str())
         .unwrap_or_default();
-    let delivered =
-        authcheck_verifier::message_as_delivered(&raw, &result.verdict, authentication_results);
+    let delivered = authcheck_verifier::message_as_delivered(
+        &raw,
+        &result.summary.verdict,
+        authentication_results,
+    );
     (
         [
             (CONTENT_TYPE, "message/rfc822".to_owned()),

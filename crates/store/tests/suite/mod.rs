@@ -4,7 +4,7 @@
 
 use authcheck_store::{
     ListQuery, MAX_LIST_LIMIT, Mailbox, NewRecord, NewRejectedReport, NewReport, NewResult,
-    ReportInsert, ReportKind, ResultSummary, SessionFacts, SharedStore, StoreError,
+    ReportInsert, ReportKind, ResultSummary, SessionFacts, SharedStore, StoreError, StoredResult,
 };
 use authcheck_verifier::display::MAX_DISPLAY_FIELD_BYTES;
 use chrono::{DateTime, Duration, TimeZone, Utc};
@@ -161,7 +161,10 @@ pub async fn round_trip_keeps_every_field(store: SharedStore) {
     };
     let id = insert_one(&store, result.clone()).await;
 
-    let stored = store.get(&id).await.unwrap().expect("the stored result");
+    let StoredResult {
+        summary: stored,
+        report: stored_report,
+    } = store.get(&id).await.unwrap().expect("the stored result");
     assert_eq!(stored.id, id);
     assert_eq!(stored.mailbox, Mailbox::Dkim);
     assert_eq!(stored.received_at, at(5) + Duration::microseconds(123_456));
@@ -170,7 +173,7 @@ pub async fn round_trip_keeps_every_field(store: SharedStore) {
     assert_eq!(stored.subject, result.subject);
     assert_eq!(stored.verdict, result.verdict);
     assert_eq!(stored.prefixed_subject, result.prefixed_subject);
-    assert_eq!(stored.report, report);
+    assert_eq!(stored_report, report);
     assert_eq!(
         stored.report_summary,
         json!({"dkim": [{"result": "pass"}], "text": "Grüße\u{FFFD}"}),
@@ -179,7 +182,7 @@ pub async fn round_trip_keeps_every_field(store: SharedStore) {
     assert_eq!(store.raw_message(&id).await.unwrap(), Some(raw_message));
 
     let listed = store.list(&query(10)).await.unwrap();
-    assert_eq!(listed, vec![ResultSummary::from(stored)]);
+    assert_eq!(listed, vec![stored]);
 }
 
 pub async fn absent_optional_fields_stay_absent(store: SharedStore) {
@@ -189,7 +192,7 @@ pub async fn absent_optional_fields_stay_absent(store: SharedStore) {
     result.subject = None;
     let id = insert_one(&store, result.clone()).await;
 
-    let stored = store.get(&id).await.unwrap().unwrap();
+    let stored = store.get(&id).await.unwrap().unwrap().summary;
     assert_eq!(stored.session.mail_from, "");
     assert_eq!(stored.session.client_ptr, None);
     assert_eq!(stored.session.tls_version, None);
@@ -204,7 +207,7 @@ pub async fn nul_in_text_is_stored_as_replacement_character(store: SharedStore) 
     let id = insert_one(&store, result).await;
 
     let stored = store.get(&id).await.unwrap().unwrap();
-    assert_eq!(stored.subject.as_deref(), Some("a\u{FFFD}b"));
+    assert_eq!(stored.summary.subject.as_deref(), Some("a\u{FFFD}b"));
     assert_eq!(stored.report, json!({"subject": "a\u{FFFD}b"}));
 }
 
@@ -244,11 +247,11 @@ pub async fn one_message_stores_all_its_results_in_order(store: SharedStore) {
         .unwrap();
     assert_eq!(ids.len(), 2);
 
-    let spf = store.get(&ids[0]).await.unwrap().unwrap();
-    let dkim = store.get(&ids[1]).await.unwrap().unwrap();
+    let spf = store.get(&ids[0]).await.unwrap().unwrap().summary;
+    let dkim = store.get(&ids[1]).await.unwrap().unwrap().summary;
     assert_eq!(spf.mailbox, Mailbox::Spf);
     assert_eq!(dkim.mailbox, Mailbox::Dkim);
-    assert!(store.get(&before).await.unwrap().unwrap().seq < spf.seq);
+    assert!(store.get(&before).await.unwrap().unwrap().summary.seq < spf.seq);
     assert!(spf.seq < dkim.seq);
     assert!(store.raw_message(&ids[1]).await.unwrap().is_some());
 
@@ -303,7 +306,7 @@ pub async fn rejected_message_costs_concurrent_messages_nothing(store: SharedSto
             let ids = outcome.unwrap_or_else(|e| panic!("round {round} message {n}: {e}"));
             let stored = store.get(&ids[0]).await.unwrap().expect("stored result");
             assert_eq!(
-                stored.subject.as_deref(),
+                stored.summary.subject.as_deref(),
                 Some(format!("round {round} message {n}").as_str())
             );
         }
@@ -441,7 +444,7 @@ pub async fn display_fields_are_stored_bounded_and_the_raw_message_whole(store: 
 
 pub async fn after_seq_gives_only_newer_results(store: SharedStore) {
     let ids = insert_many(&store, 5).await;
-    let third = store.get(&ids[2]).await.unwrap().unwrap();
+    let third = store.get(&ids[2]).await.unwrap().unwrap().summary;
     let newer = store
         .list(&ListQuery {
             after_seq: Some(third.seq),
@@ -451,7 +454,7 @@ pub async fn after_seq_gives_only_newer_results(store: SharedStore) {
         .unwrap();
     assert_eq!(ids_of(&newer), vec![&*ids[4], &*ids[3]]);
 
-    let newest = store.get(&ids[4]).await.unwrap().unwrap();
+    let newest = store.get(&ids[4]).await.unwrap().unwrap().summary;
     let none = store
         .list(&ListQuery {
             after_seq: Some(newest.seq),
@@ -464,7 +467,7 @@ pub async fn after_seq_gives_only_newer_results(store: SharedStore) {
 
 pub async fn before_and_after_seq_combine(store: SharedStore) {
     let ids = insert_many(&store, 6).await;
-    let first = store.get(&ids[0]).await.unwrap().unwrap();
+    let first = store.get(&ids[0]).await.unwrap().unwrap().summary;
     let between = store
         .list(&ListQuery {
             before: Some(ids[4].clone()),

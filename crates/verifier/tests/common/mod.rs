@@ -11,7 +11,8 @@ use authcheck_verifier::{
 };
 
 pub use authcheck_testkit::{
-    SignOptions, TestKey, distinct_empty_tags, message, publish_keys, publish_sender_domain, sign,
+    SignOptions, TestKey, crafted_rsa_public_key, distinct_empty_tags, message, publish_keys,
+    publish_sender_domain, sign,
 };
 
 /// A DNS configuration that sends every query to `dns` and gives up quickly.
@@ -112,6 +113,12 @@ pub fn assert_no_finding(report: &Report, code: FindingCode) {
 #[track_caller]
 pub fn assert_mentions(text: &str, part: &str) {
     assert!(text.contains(part), "{part:?} not in {text:?}");
+}
+
+/// Fails unless `verdict` shows as `expected`: the diagnosis explains a verdict, never changes it.
+#[track_caller]
+pub fn assert_verdict(verdict: impl std::fmt::Display, expected: &str) {
+    assert_eq!(verdict.to_string(), expected, "verdict unchanged");
 }
 
 /// Fails, showing the list, unless one of `lines` contains `part`.
