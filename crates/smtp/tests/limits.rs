@@ -2,9 +2,10 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use common::{PATIENCE, start};
+use common::{PATIENCE, RecordingDelivery, start, start_at};
 
 #[tokio::test]
 async fn too_many_bad_commands_end_the_session() {
@@ -59,6 +60,53 @@ async fn connections_from_one_address_over_the_limit_are_refused() {
     first.command("QUIT").await;
     assert!(first.is_closed().await);
     assert!(connects_within_patience(&server).await);
+}
+
+#[tokio::test]
+async fn ipv4_clients_are_counted_by_their_own_address() {
+    let server = start(|config| config.max_connections_per_ip = 1).await;
+    let from = |address: &str| server.connect_from(address.parse().unwrap());
+    let mut first = from("127.0.0.2").await;
+    assert!(first.reply().await.starts_with("220 "));
+    let mut neighbour = from("127.0.0.3").await;
+    assert!(
+        neighbour.reply().await.starts_with("220 "),
+        "another address"
+    );
+    let mut again = from("127.0.0.2").await;
+    assert_eq!(
+        again.reply().await,
+        "421 4.7.0 too many connections from your address"
+    );
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(ipv6_range_tests),
+    ignore = "needs the local IPv6 route 2001:db8:ac::/48 on lo to connect from many addresses (scripts/setup-test-deps adds it, as root)"
+)]
+async fn ipv6_clients_of_one_64_share_the_per_address_limit() {
+    let server = start_at(
+        "[::1]:0",
+        |config| config.max_connections_per_ip = 2,
+        Arc::new(RecordingDelivery::default()),
+    )
+    .await;
+    let from = |address: &str| server.connect_from(address.parse().unwrap());
+    let mut first = from("2001:db8:ac:1::1").await;
+    assert!(first.reply().await.starts_with("220 "));
+    let mut second = from("2001:db8:ac:1:ffff:ffff:ffff:fffe").await;
+    assert!(second.reply().await.starts_with("220 "));
+    // A third address of the same /64 is the same client.
+    let mut third = from("2001:db8:ac:1:1234::3").await;
+    assert_eq!(
+        third.reply().await,
+        "421 4.7.0 too many connections from your address"
+    );
+    assert!(third.is_closed().await);
+    // The next /64 is another client.
+    let mut neighbour = from("2001:db8:ac:2::1").await;
+    assert!(neighbour.reply().await.starts_with("220 "));
 }
 
 #[tokio::test]

@@ -3,13 +3,13 @@
 
 #![allow(dead_code)] // Each test file uses a different part of the harness.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use authcheck_smtp::{Accepted, Delivery, DeliveryError, Envelope, Mailbox, SmtpConfig};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -17,6 +17,10 @@ use tokio::task::JoinHandle;
 pub const PATIENCE: Duration = Duration::from_secs(10);
 
 pub const DOMAIN: &str = "tester.example";
+
+/// How a machine gets the local IPv6 route the tests send from (`cfg(ipv6_range_tests)`).
+pub const IPV6_RANGE_SETUP: &str =
+    "scripts/setup-test-deps adds it, as root: ip -6 route replace local 2001:db8:ac::/48 dev lo";
 
 /// Records each message and answers with ids `<mailbox>-<n>`, or with `failure` when set.
 #[derive(Default)]
@@ -83,7 +87,16 @@ pub async fn start_with<D: Delivery>(
     configure: impl FnOnce(&mut SmtpConfig),
     delivery: Arc<D>,
 ) -> Server<D> {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    start_at("127.0.0.1:0", configure, delivery).await
+}
+
+/// Starts a listener like [`start_with`] on `listen` (an address with port 0).
+pub async fn start_at<D: Delivery>(
+    listen: &str,
+    configure: impl FnOnce(&mut SmtpConfig),
+    delivery: Arc<D>,
+) -> Server<D> {
+    let listener = TcpListener::bind(listen).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let mut config = SmtpConfig {
         hostname: "mx.tester.example".to_string(),
@@ -118,6 +131,27 @@ impl<D> Server<D> {
     /// A connection whose greeting has not been read.
     pub async fn connect(&self) -> Client<TcpStream> {
         Client::new(TcpStream::connect(self.addr).await.unwrap())
+    }
+
+    /// A connection from the local address `source` whose greeting has not been read.
+    pub async fn connect_from(&self, source: IpAddr) -> Client<TcpStream> {
+        let socket = match source {
+            IpAddr::V4(_) => TcpSocket::new_v4(),
+            IpAddr::V6(_) => TcpSocket::new_v6(),
+        }
+        .unwrap();
+        if source.is_ipv6() {
+            // The address is routed to `lo` but not assigned to it.
+            socket2::SockRef::from(&socket)
+                .set_freebind_v6(true)
+                .unwrap();
+        }
+        socket
+            .bind(SocketAddr::new(source, 0))
+            .unwrap_or_else(|error| {
+                panic!("cannot send from {source}: {error} (for IPv6: {IPV6_RANGE_SETUP})")
+            });
+        Client::new(socket.connect(self.addr).await.unwrap())
     }
 
     /// A greeted client after EHLO.
