@@ -2,7 +2,8 @@
 //! oversized messages are stored with a report (or refused with the proper reply), no address
 //! form relays to another domain, a session stuck on a silent nameserver does not hold up the
 //! others, 500 concurrent connections are all served and stored, and idle, slow or greedy
-//! clients lose their slot rather than take the service's.
+//! clients lose their slot rather than take the service's, and a large retention purge does not
+//! keep messages from being stored.
 
 mod support;
 
@@ -869,4 +870,116 @@ async fn below_the_free_space_floor_messages_get_452_and_an_error_is_logged() {
             .any(|line| line.contains("ERROR") && line.contains("min_free_disk")),
         "no ERROR line naming min_free_disk in the log:\n{log}"
     );
+}
+
+/// Rows the purge must delete in [`a_large_purge_while_messages_arrive_gives_no_451`].
+const EXPIRED_RESULTS: usize = 100_000;
+
+/// A result received in 2020, long past any retention.
+fn expired_result() -> authcheck_store::NewResult {
+    let empty_json = || serde_json::value::to_raw_value(&serde_json::json!({})).unwrap();
+    authcheck_store::NewResult {
+        mailbox: authcheck_store::Mailbox::Spf,
+        received_at: chrono::DateTime::from_timestamp(1_577_880_000, 0).unwrap(),
+        session: authcheck_store::SessionFacts {
+            client_ip: "192.0.2.10".to_owned(),
+            client_port: 40001,
+            client_ptr: None,
+            client_ptr_confirmed: false,
+            helo: "mail.example.net".to_owned(),
+            tls_version: None,
+            tls_cipher: None,
+            mail_from: "old@example.net".to_owned(),
+            recipient: "spf@tester.test".to_owned(),
+            size: 42,
+        },
+        header_from: Some("old@example.net".to_owned()),
+        subject: Some("expired".to_owned()),
+        verdict: "|OK| spf-pass".to_owned(),
+        prefixed_subject: "|OK| spf-pass expired".to_owned(),
+        report: empty_json(),
+        report_summary: empty_json(),
+        raw_message: b"Subject: expired\r\n\r\nold\r\n".to_vec(),
+    }
+}
+
+/// The service starts with 100,000 expired results, so its first retention purge is large;
+/// messages sent over SMTP while it runs all get their 250 (never the 451 of a store held by
+/// the purge), and the purge ends with every expired result gone and every new one kept.
+#[tokio::test]
+async fn a_large_purge_while_messages_arrive_gives_no_451() {
+    let _beside_others = LOAD_TEST.read().await;
+    let dns = zone().await;
+    let data = tempfile::tempdir().unwrap();
+    let mut options = ServiceOptions::new(&dns);
+    options.data_dir = Some(data.path().to_path_buf());
+    options.extra_args = [
+        "--retention",
+        "1d",
+        "--messages-per-client",
+        "0",
+        "--messages-per-sender-domain",
+        "0",
+    ]
+    .map(String::from)
+    .to_vec();
+    let database_url = options
+        .database_url
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}/authcheck.db", data.path().display()));
+    {
+        let store = authcheck_store::open(&database_url).await.unwrap();
+        for _ in 0..EXPIRED_RESULTS / 1_000 {
+            let batch = (0..1_000).map(|_| expired_result()).collect();
+            store.insert(batch).await.expect("insert expired results");
+        }
+    }
+    let service = Service::start_with(options).await;
+
+    let mut stored = Vec::new();
+    let mut sent_during_the_purge = 0;
+    for n in 0..500 {
+        let reply = support::send(
+            &service,
+            "helo.test",
+            "a@pass.test",
+            &["spf@tester.test"],
+            &plain(),
+        )
+        .await;
+        assert_eq!(reply.code, 250, "message {n} during the purge: {reply:?}");
+        stored.push(reply.stored()[0].0.clone());
+        // Listed before the first new result: what is left of the expired ones.
+        let older = service
+            .get_json(&format!(
+                "/api/v1/results?mailbox=spf&limit=1&before={}",
+                stored[0]
+            ))
+            .await;
+        if older["results"].as_array().unwrap().is_empty() {
+            break;
+        }
+        sent_during_the_purge += 1;
+    }
+    println!("{sent_during_the_purge} messages stored while the purge ran");
+    assert!(
+        sent_during_the_purge > 0,
+        "the purge was over before the first message: the test proves nothing"
+    );
+    let older = service
+        .get_json(&format!(
+            "/api/v1/results?mailbox=spf&limit=1&before={}",
+            stored[0]
+        ))
+        .await;
+    assert_eq!(
+        older["results"],
+        serde_json::json!([]),
+        "expired results left"
+    );
+    // The oldest new result is the first a purge deleting too much would take.
+    let first = service
+        .get_json(&format!("/api/v1/results/{}", stored[0]))
+        .await;
+    assert_eq!(first["id"], stored[0].as_str(), "new results kept");
 }
