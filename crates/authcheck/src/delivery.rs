@@ -1,9 +1,14 @@
-//! What happens to an accepted message: check that there is room to keep it, verify it on the
-//! verification pool within one deadline, store one result per tester mailbox, and answer with
-//! the ids and links the SMTP listener puts in its final reply.
+//! What happens to an accepted message: check that there is room to keep it; if it was sent to
+//! a report mailbox (`rua@`, `ruf@`), keep it as a DMARC report ([`crate::dmarc::keep_report`]);
+//! if it was sent to a tester mailbox, verify it on the verification pool within one deadline
+//! and store one result per tester mailbox; and answer with the ids and links the SMTP
+//! listener puts in its final reply.
 //!
-//! The result is committed to the store before this returns, so a 250 reply always means the
-//! result is there. Whatever goes wrong before that (too little disk, a check past its
+//! A message to both kinds of mailbox gets both: the report is kept first, since keeping it
+//! again when the sender retries after a later temporary failure only finds it already stored.
+//!
+//! Everything is committed to the store before this returns, so a 250 reply always means the
+//! result or report is there. Whatever goes wrong before that (too little disk, a check past its
 //! deadline, a store that cannot write) is a temporary SMTP failure, so the sender retries;
 //! nothing is acknowledged that was not stored.
 
@@ -11,12 +16,16 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use authcheck_smtp::{Accepted, BodyType, Delivery, DeliveryError, Envelope};
+use authcheck_smtp::{
+    Accepted, BodyType, Delivery, DeliveryError, Destination, Envelope, ReportReceipt,
+};
 use authcheck_store::{Mailbox, NewResult, SessionFacts, SharedStore};
 use authcheck_verifier::subject::{from_address, subject_of};
 use authcheck_verifier::{BodyParameter, Dns, MessageInput, Report, Verdict, Verifier};
 use serde_json::value::RawValue;
 use tokio::runtime::Runtime;
+
+use crate::dmarc::Kept;
 
 pub struct TesterDelivery {
     pub pool: VerificationPool,
@@ -41,6 +50,11 @@ impl Delivery for TesterDelivery {
     /// A message to both `spf@` and `dkim@` is cloned for its second result
     /// ([`Verified::results`]), but the store drops that clone as it finds the two equal
     /// (it keeps one copy per message) before the driver copies the message.
+    ///
+    /// A report (`rua@`, `ruf@`) is parsed as a stream, so parsing holds far less than the
+    /// message (the figures are in the README), and storing it makes the driver's copy. A
+    /// message to a report mailbox and a tester mailbox is cloned for the report, which is
+    /// stored (its copy made and dropped) before verification starts: two copies again.
     const COPIES_WHILE_DELIVERING: usize = 2;
 
     fn deliver(
@@ -56,9 +70,73 @@ impl TesterDelivery {
     async fn verify_and_store(
         &self,
         envelope: Envelope,
-        message: Vec<u8>,
+        mut message: Vec<u8>,
     ) -> Result<Vec<Accepted>, DeliveryError> {
         self.check_free_disk_space()?;
+        let to_reports = envelope
+            .recipients
+            .iter()
+            .find(|r| matches!(r.destination, Destination::Reports(_)));
+        let to_tests = envelope
+            .recipients
+            .iter()
+            .any(|r| matches!(r.destination, Destination::Test(_)));
+        let mut accepted = Vec::new();
+        if let Some(report_recipient) = to_reports {
+            let raw = if to_tests {
+                message.clone()
+            } else {
+                std::mem::take(&mut message)
+            };
+            let source = format!("smtp:{}", report_recipient.address);
+            accepted.push(Accepted::Report(
+                self.keep_report(&envelope, raw, &source).await?,
+            ));
+        }
+        if to_tests {
+            accepted.extend(self.verify_and_store_results(envelope, message).await?);
+        }
+        Ok(accepted)
+    }
+
+    /// Keeps a message sent to `rua@` or `ruf@` (`source` names the first such recipient) as
+    /// a report, or as a rejected report with the reason.
+    async fn keep_report(
+        &self,
+        envelope: &Envelope,
+        raw: Vec<u8>,
+        source: &str,
+    ) -> Result<ReportReceipt, DeliveryError> {
+        let received_at = envelope.received_at.timestamp();
+        let kept = crate::dmarc::keep_report(&self.store, raw, received_at, source)
+            .await
+            .map_err(|e| {
+                metrics::counter!("authcheck_store_errors_total").increment(1);
+                tracing::error!(error = %e, client_ip = %envelope.client.ip(), "could not store a DMARC report; the client was told to retry");
+                DeliveryError::Temporary("the report could not be stored".into())
+            })?;
+        let client_ip = envelope.client.ip();
+        Ok(match kept {
+            Kept::Stored { id, sources } => {
+                tracing::info!(%client_ip, source, id, sources = sources.len(), "DMARC report stored");
+                ReportReceipt::Stored { id }
+            }
+            Kept::Duplicate(id) => {
+                tracing::info!(%client_ip, source, id, "DMARC report already stored");
+                ReportReceipt::Duplicate { id }
+            }
+            Kept::Rejected { id, reason } => {
+                tracing::info!(%client_ip, source, id, reason, "DMARC report rejected and kept with its reason");
+                ReportReceipt::Rejected { id, reason }
+            }
+        })
+    }
+
+    async fn verify_and_store_results(
+        &self,
+        envelope: Envelope,
+        message: Vec<u8>,
+    ) -> Result<Vec<Accepted>, DeliveryError> {
         let started = Instant::now();
         let (verified, message) = self.pool.verify(&envelope, message).await?;
         metrics::histogram!("authcheck_verification_seconds")
@@ -74,7 +152,7 @@ impl TesterDelivery {
         Ok(mailboxes
             .into_iter()
             .zip(ids)
-            .map(|(mailbox, id)| Accepted {
+            .map(|(mailbox, id)| Accepted::Result {
                 mailbox,
                 url: authcheck_web::result_url(&self.public_url, &id),
                 id,
@@ -246,7 +324,9 @@ impl Verified {
         )?;
         let mut tested: Vec<(Mailbox, &str)> = Vec::new();
         for recipient in &envelope.recipients {
-            let mailbox = recipient.mailbox;
+            let Destination::Test(mailbox) = recipient.destination else {
+                continue;
+            };
             if !tested.iter().any(|&(seen, _)| seen == mailbox) {
                 tested.push((mailbox, recipient.address.as_str()));
             }

@@ -1,18 +1,20 @@
-//! DMARC reports in the binary: turning a parsed report into the store's rows, and
-//! `authcheck dmarc import PATH…`, which stores report files, `.eml` messages, mbox files and
-//! Maildir folders that operators already have.
+//! DMARC reports in the binary: [`keep_report`], the one way a report that arrived (at `rua@` or
+//! `ruf@` over SMTP, or from a file) is parsed and stored, and `authcheck dmarc import PATH…`,
+//! which stores report files, `.eml` messages, mbox files and Maildir folders that operators
+//! already have.
 //!
-//! Parsing is the `dmarc-reports` crate's; storing is the store's. Every input ends up counted
-//! as imported, a duplicate (the same reporter and report id stored before) or rejected (stored
-//! with the reason, and listed in the summary): nothing is skipped silently.
+//! Parsing is the `dmarc-reports` crate's; storing is the store's. Every input ends up stored
+//! (a new report), recognised as a duplicate (the same reporter and report id stored before) or
+//! rejected (stored with the reason, and listed): nothing is dropped silently.
 
 use std::fs::File;
 use std::io::{BufReader, IsTerminal};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use authcheck_dmarc_reports::{Limits, Report};
 use authcheck_store::{
-    NewRecord, NewRejectedReport, NewReport, ReportInsert, ReportKind, SharedStore,
+    NewRecord, NewRejectedReport, NewReport, ReportInsert, ReportKind, SharedStore, StoreError,
 };
 use chrono::Utc;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -77,6 +79,119 @@ pub fn new_report(report: &Report, raw: Vec<u8>, received_at: i64) -> NewReport 
     }
 }
 
+/// What became of a report given to [`keep_report`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kept {
+    /// A new report, stored under `id`; `sources` are the distinct source addresses of its
+    /// records (none for a failure report), whose names are worth looking up.
+    Stored { id: String, sources: Vec<IpAddr> },
+    /// The same reporter and report id were stored before, under this id; nothing was written.
+    Duplicate(String),
+    /// Not a report that could be parsed: stored as a rejected report with the reason.
+    Rejected { id: String, reason: String },
+}
+
+/// Parses `raw` (on a blocking thread: a large report takes a while) and stores it, or stores
+/// it as rejected with the reason; `source` says where it came from (`smtp:<recipient>` or a
+/// file). Durable when this returns `Ok`; counted in `authcheck_dmarc_reports_total`.
+pub async fn keep_report(
+    store: &SharedStore,
+    raw: Vec<u8>,
+    received_at: i64,
+    source: &str,
+) -> Result<Kept, StoreError> {
+    let (parsed, raw) = tokio::task::spawn_blocking(move || {
+        // A bug in the parser is no reason to lose the report or to have its sender retry
+        // for days: it is kept as rejected, with the panic as its reason.
+        let parsed = std::panic::catch_unwind(|| {
+            authcheck_dmarc_reports::parse(&raw, &Limits::default()).map_err(NotParsed::from)
+        })
+        .unwrap_or_else(|panic| Err(ParserFailure(panic_text(&*panic))));
+        (parsed, raw)
+    })
+    .await
+    .map_err(|e| StoreError::Unavailable(format!("the report parser did not run: {e}")))?;
+    let kept = match parsed {
+        Ok(report) => {
+            let sources = distinct_sources(&report);
+            match store
+                .insert_report(new_report(&report, raw, received_at))
+                .await?
+            {
+                ReportInsert::Stored(id) => Kept::Stored { id, sources },
+                ReportInsert::Duplicate(id) => Kept::Duplicate(id),
+            }
+        }
+        Err(rejection) => {
+            let reason = rejection.reason();
+            let id = store
+                .insert_rejected_report(NewRejectedReport {
+                    received_at,
+                    source: source.to_owned(),
+                    reason: reason.clone(),
+                    raw,
+                })
+                .await?;
+            Kept::Rejected { id, reason }
+        }
+    };
+    let outcome = match &kept {
+        Kept::Stored { .. } => "stored",
+        Kept::Duplicate(_) => "duplicate",
+        Kept::Rejected { .. } => "rejected",
+    };
+    metrics::counter!("authcheck_dmarc_reports_total", "outcome" => outcome).increment(1);
+    Ok(kept)
+}
+
+/// Why [`keep_report`] rejected a report: the parser's reason, or a panic in the parser.
+enum NotParsed {
+    Rejection(authcheck_dmarc_reports::Rejection),
+    ParserFailure(String),
+}
+use NotParsed::ParserFailure;
+
+impl From<authcheck_dmarc_reports::Rejection> for NotParsed {
+    fn from(rejection: authcheck_dmarc_reports::Rejection) -> Self {
+        NotParsed::Rejection(rejection)
+    }
+}
+
+impl NotParsed {
+    fn reason(&self) -> String {
+        match self {
+            NotParsed::Rejection(rejection) => rejection.to_string(),
+            NotParsed::ParserFailure(panic) => {
+                format!(
+                    "the report parser failed on this report ({panic}); this is a bug in authcheck"
+                )
+            }
+        }
+    }
+}
+
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|text| (*text).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".to_owned())
+}
+
+/// The distinct source addresses of an aggregate report's records, in the order first seen.
+fn distinct_sources(report: &Report) -> Vec<IpAddr> {
+    let Report::Aggregate(aggregate) = report else {
+        return Vec::new();
+    };
+    let mut seen = std::collections::HashSet::new();
+    aggregate
+        .records
+        .iter()
+        .map(|record| record.source_ip)
+        .filter(|ip| seen.insert(*ip))
+        .collect()
+}
+
 /// What an import did.
 #[derive(Debug, Default)]
 struct Summary {
@@ -102,33 +217,18 @@ pub async fn import(store: &SharedStore, paths: &[PathBuf]) -> Result<(), Failur
     } else {
         ProgressBar::hidden()
     };
-    let limits = Limits::default();
     let mut summary = Summary::default();
     for file in &files {
         progress.set_message(file.display().to_string());
         for input in read_inputs(file)? {
             let received_at = Utc::now().timestamp();
-            match authcheck_dmarc_reports::parse(&input.bytes, &limits) {
-                Ok(report) => {
-                    let row = new_report(&report, input.bytes, received_at);
-                    match store.insert_report(row).await.map_err(store_failure)? {
-                        ReportInsert::Stored(_) => summary.imported += 1,
-                        ReportInsert::Duplicate(_) => summary.duplicates += 1,
-                    }
-                }
-                Err(rejection) => {
-                    let reason = rejection.to_string();
-                    store
-                        .insert_rejected_report(NewRejectedReport {
-                            received_at,
-                            source: input.source.clone(),
-                            reason: reason.clone(),
-                            raw: input.bytes,
-                        })
-                        .await
-                        .map_err(store_failure)?;
-                    summary.rejected.push((input.source, reason));
-                }
+            match keep_report(store, input.bytes, received_at, &input.source)
+                .await
+                .map_err(store_failure)?
+            {
+                Kept::Stored { .. } => summary.imported += 1,
+                Kept::Duplicate(_) => summary.duplicates += 1,
+                Kept::Rejected { reason, .. } => summary.rejected.push((input.source, reason)),
             }
         }
         progress.inc(1);

@@ -3,7 +3,7 @@
 //!
 //! The crates record through the `metrics` facade (the verifier its DNS timings, the SMTP
 //! listener its replies and connections, [`crate::delivery`] messages, verification time and
-//! store errors); this module installs the one recorder and serves what it has gathered.
+//! store errors, [`crate::dmarc`] the DMARC reports kept); this module installs the one recorder and serves what it has gathered.
 
 use authcheck_store::SharedStore;
 use axum::Router;
@@ -31,6 +31,10 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
 /// at 0 from the start so that alerts on them work before the first error.
 fn start_error_counters_at_zero() {
     metrics::counter!("authcheck_store_errors_total").increment(0);
+    // Duplicates and rejected reports are what an operator watches for.
+    for outcome in ["stored", "duplicate", "rejected"] {
+        metrics::counter!("authcheck_dmarc_reports_total", "outcome" => outcome).increment(0);
+    }
     for record_type in ["TXT", "A", "AAAA", "MX", "PTR"] {
         metrics::counter!("authcheck_dns_failures_total", "type" => record_type).increment(0);
     }
@@ -40,6 +44,10 @@ fn describe() {
     metrics::describe_counter!(
         "authcheck_messages_total",
         "Test results stored, by mailbox and verdict"
+    );
+    metrics::describe_counter!(
+        "authcheck_dmarc_reports_total",
+        "DMARC reports received or imported, by outcome: stored, duplicate (already stored) or rejected (kept with the reason)"
     );
     metrics::describe_histogram!(
         "authcheck_verification_seconds",

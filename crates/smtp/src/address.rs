@@ -1,16 +1,16 @@
-//! The recipient policy: only `spf@` and `dkim@` (with an optional `+tag` of letters, digits
-//! and `._=-`) at a tester domain, and no way of naming another domain — the listener must
-//! never look like a relay.
+//! The recipient policy: only the tester mailboxes `spf@` and `dkim@` and the report mailboxes
+//! `rua@` and `ruf@` (each with an optional `+tag` of letters, digits and `._=-`) at a tester
+//! domain, and no way of naming another domain — the listener must never look like a relay.
 //!
 //! smtp-proto's parser silently drops source routes and quotes, so these checks read the path
 //! exactly as the client wrote it in the command line.
 
-use crate::delivery::{Mailbox, Recipient};
+use crate::delivery::{Destination, Mailbox, Recipient, ReportMailbox};
 
 /// Why a recipient is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Refusal {
-    /// At a tester domain, but not `spf` or `dkim`.
+    /// At a tester domain, but not `spf`, `dkim`, `rua` or `ruf`.
     NoSuchMailbox,
     /// Another domain, or a form that could route to one.
     RelayDenied,
@@ -47,7 +47,7 @@ pub(crate) fn reverse_path(path: &str) -> &str {
 }
 
 /// Decides whether `path` (a forward-path as written, without angle brackets) names a tester
-/// mailbox at one of `domains` (lowercase).
+/// or report mailbox at one of `domains` (lowercase).
 pub(crate) fn check_recipient(path: &str, domains: &[String]) -> Result<Recipient, Refusal> {
     if path.is_empty() {
         return Err(Refusal::Syntax);
@@ -83,11 +83,7 @@ pub(crate) fn check_recipient(path: &str, domains: &[String]) -> Result<Recipien
         return Err(Refusal::RelayDenied);
     }
     let (mailbox_name, tag) = local.split_once('+').unwrap_or((local, ""));
-    let mailbox = if mailbox_name.eq_ignore_ascii_case("spf") {
-        Mailbox::Spf
-    } else if mailbox_name.eq_ignore_ascii_case("dkim") {
-        Mailbox::Dkim
-    } else {
+    let Some(destination) = destination_named(mailbox_name) else {
         return Err(Refusal::NoSuchMailbox);
     };
     // The tag is shown on pages and in logs and used to find results: plain characters only.
@@ -96,8 +92,19 @@ pub(crate) fn check_recipient(path: &str, domains: &[String]) -> Result<Recipien
     }
     Ok(Recipient {
         address: path.to_string(),
-        mailbox,
+        destination,
     })
+}
+
+/// The mailbox a local part (without its `+tag`) names, in any case.
+fn destination_named(local_part: &str) -> Option<Destination> {
+    if let Some(mailbox) = Mailbox::parse(local_part) {
+        return Some(Destination::Test(mailbox));
+    }
+    [ReportMailbox::Aggregate, ReportMailbox::Failure]
+        .into_iter()
+        .find(|mailbox| local_part.eq_ignore_ascii_case(mailbox.as_str()))
+        .map(Destination::Reports)
 }
 
 fn is_tag_character(c: char) -> bool {
@@ -116,26 +123,54 @@ mod tests {
         check_recipient(path, &domains())
     }
 
+    fn destination(path: &str) -> Destination {
+        check(path).unwrap().destination
+    }
+
+    const SPF: Destination = Destination::Test(Mailbox::Spf);
+    const DKIM: Destination = Destination::Test(Mailbox::Dkim);
+    const RUA: Destination = Destination::Reports(ReportMailbox::Aggregate);
+    const RUF: Destination = Destination::Reports(ReportMailbox::Failure);
+
     #[test]
     fn spf_and_dkim_at_each_tester_domain_are_accepted() {
-        assert_eq!(check("spf@tester.example").unwrap().mailbox, Mailbox::Spf);
-        assert_eq!(check("dkim@tester.example").unwrap().mailbox, Mailbox::Dkim);
-        assert_eq!(check("dkim@second.test").unwrap().mailbox, Mailbox::Dkim);
+        assert_eq!(destination("spf@tester.example"), SPF);
+        assert_eq!(destination("dkim@tester.example"), DKIM);
+        assert_eq!(destination("dkim@second.test"), DKIM);
+    }
+
+    #[test]
+    fn rua_and_ruf_at_each_tester_domain_are_report_mailboxes() {
+        assert_eq!(destination("rua@tester.example"), RUA);
+        assert_eq!(destination("ruf@second.test"), RUF);
+        assert_eq!(destination("RUA@Tester.Example"), RUA);
+        assert_eq!(destination("rua+example.org@tester.example"), RUA);
+        assert_eq!(destination("ruf+a.b_c=d-9@tester.example"), RUF);
+        assert_eq!(
+            check("rua+a b@tester.example"),
+            Err(Refusal::Syntax),
+            "a report mailbox's tag follows the same rule"
+        );
+        assert_eq!(check("rua@other.example"), Err(Refusal::RelayDenied));
+        assert_eq!(
+            check("rua%other.example@tester.example"),
+            Err(Refusal::RelayDenied)
+        );
     }
 
     #[test]
     fn case_is_ignored_in_local_part_and_domain_but_kept_in_the_address() {
         let recipient = check("SpF@Tester.EXAMPLE").unwrap();
-        assert_eq!(recipient.mailbox, Mailbox::Spf);
+        assert_eq!(recipient.destination, SPF);
         assert_eq!(recipient.address, "SpF@Tester.EXAMPLE");
     }
 
     #[test]
     fn a_plus_tag_is_allowed_and_kept() {
         let recipient = check("dkim+run-42@tester.example").unwrap();
-        assert_eq!(recipient.mailbox, Mailbox::Dkim);
+        assert_eq!(recipient.destination, DKIM);
         assert_eq!(recipient.address, "dkim+run-42@tester.example");
-        assert_eq!(check("spf+@tester.example").unwrap().mailbox, Mailbox::Spf);
+        assert_eq!(destination("spf+@tester.example"), SPF);
         assert!(check("spf+a.b_c=d-9@tester.example").is_ok());
     }
 
@@ -159,6 +194,8 @@ mod tests {
             "bob@tester.example",
             "spfx@tester.example",
             "dmarc@tester.example",
+            "ruax@tester.example",
+            "rufus@tester.example",
             "postmaster",
         ] {
             assert_eq!(check(path), Err(Refusal::NoSuchMailbox), "{path}");

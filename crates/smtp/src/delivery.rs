@@ -12,7 +12,36 @@ use chrono::{DateTime, Utc};
 pub struct Recipient {
     /// The address as the client wrote it, `+tag` included.
     pub address: String,
-    pub mailbox: Mailbox,
+    pub destination: Destination,
+}
+
+/// What a recipient address names: a tester mailbox, whose messages are verified, or a report
+/// mailbox, whose messages are DMARC reports to keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Destination {
+    Test(Mailbox),
+    Reports(ReportMailbox),
+}
+
+/// The mailboxes that receive DMARC reports (RFC 7489 section 7), named in a domain's DMARC
+/// record as `rua=mailto:rua@<tester domain>` and `ruf=mailto:ruf@<tester domain>`. Both take
+/// either kind of report: the parser tells them apart by content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportMailbox {
+    /// `rua@`: aggregate reports.
+    Aggregate,
+    /// `ruf@`: failure reports.
+    Failure,
+}
+
+impl ReportMailbox {
+    /// The local part that names this mailbox: `rua` or `ruf`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReportMailbox::Aggregate => "rua",
+            ReportMailbox::Failure => "ruf",
+        }
+    }
 }
 
 /// The TLS parameters of a session that used STARTTLS.
@@ -54,13 +83,46 @@ pub struct Envelope {
     pub received_at: DateTime<Utc>,
 }
 
-/// A stored result, named in the final reply to DATA or BDAT LAST.
+/// What was kept of a message for one of its destinations, named in the final reply to DATA or
+/// BDAT LAST.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Accepted {
-    pub mailbox: Mailbox,
-    pub id: String,
-    /// Where the result can be read.
-    pub url: String,
+pub enum Accepted {
+    /// A test result stored for a tester mailbox.
+    Result {
+        mailbox: Mailbox,
+        id: String,
+        /// Where the result can be read.
+        url: String,
+    },
+    /// A message to a report mailbox, kept one of three ways.
+    Report(ReportReceipt),
+}
+
+impl Accepted {
+    /// The id of the stored result or report.
+    pub fn id(&self) -> &str {
+        match self {
+            Accepted::Result { id, .. } => id,
+            Accepted::Report(
+                ReportReceipt::Stored { id }
+                | ReportReceipt::Duplicate { id }
+                | ReportReceipt::Rejected { id, .. },
+            ) => id,
+        }
+    }
+}
+
+/// What became of a message sent to a report mailbox. Each is answered 250: the message is
+/// kept in every case (see [`ReportReceipt::Rejected`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReportReceipt {
+    /// A new report, stored under this id.
+    Stored { id: String },
+    /// The same reporter and report id were stored before, under this id.
+    Duplicate { id: String },
+    /// Not a report that could be parsed: kept as a rejected report under this id, with the
+    /// reason a person reads on the rejected reports list.
+    Rejected { id: String, reason: String },
 }
 
 /// Why a message could not be taken.

@@ -1,5 +1,6 @@
 //! The SMTP listener that accepts test messages for the tester mailboxes (`spf@` and `dkim@`
-//! a tester domain) and hands each one, with its envelope, to a [`Delivery`].
+//! a tester domain) and DMARC reports for the report mailboxes (`rua@` and `ruf@`), and hands
+//! each message, with its envelope, to a [`Delivery`].
 //!
 //! It knows nothing of verification, storage or HTTP. [`run`] serves a bound
 //! [`tokio::net::TcpListener`] until a shutdown future completes; [`SmtpConfig`] holds every
@@ -26,7 +27,8 @@ pub use config::{
     DEFAULT_SHUTDOWN_GRACE, SmtpConfig,
 };
 pub use delivery::{
-    Accepted, BodyType, Delivery, DeliveryError, Envelope, Mailbox, Recipient, TlsInfo,
+    Accepted, BodyType, Delivery, DeliveryError, Destination, Envelope, Mailbox, Recipient,
+    ReportMailbox, ReportReceipt, TlsInfo,
 };
 pub use listener::run;
 pub use tls::{TlsError, load_tls, self_signed_tls};

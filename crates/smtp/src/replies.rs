@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use crate::config::MAX_ECHO;
-use crate::delivery::Accepted;
+use crate::delivery::{Accepted, ReportReceipt};
 
 /// One complete SMTP reply (one or more CRLF-terminated lines).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,16 +114,51 @@ pub(crate) fn chunk_received(size: usize) -> Reply {
     Reply::line(250, format_args!("2.0.0 {size} bytes received"))
 }
 
-/// The final reply once the message is stored: `Stored as <id>: <url>`, one pair per mailbox.
+/// The final reply once the message is kept: `Stored as <id>: <url>`, one pair per tester
+/// mailbox (the reply to test messages, unchanged since before report mailboxes existed), then
+/// what became of a DMARC report sent to a report mailbox, all on one line.
+///
+/// A report that cannot be parsed is answered 250 too, saying it was kept as rejected and
+/// why: it is stored with its reason (nothing is dropped), and a 5xx would only make the
+/// reporter's server send a bounce to an address nobody reads, since the reporter cannot fix
+/// what its software generated.
 pub(crate) fn stored(accepted: &[Accepted]) -> Reply {
-    if accepted.is_empty() {
-        return Reply::fixed("250 2.0.0 message accepted\r\n");
-    }
     let results: Vec<String> = accepted
         .iter()
-        .map(|a| format!("{}: {}", one_line(&a.id), one_line(&a.url)))
+        .filter_map(|a| match a {
+            Accepted::Result { id, url, .. } => {
+                Some(format!("{}: {}", one_line(id), one_line(url)))
+            }
+            Accepted::Report(_) => None,
+        })
         .collect();
-    Reply::line(250, format_args!("2.0.0 Stored as {}", results.join("; ")))
+    let mut parts = Vec::new();
+    if !results.is_empty() {
+        parts.push(format!("Stored as {}", results.join("; ")));
+    }
+    for accepted in accepted {
+        if let Accepted::Report(receipt) = accepted {
+            parts.push(report_receipt(receipt));
+        }
+    }
+    if parts.is_empty() {
+        return Reply::fixed("250 2.0.0 message accepted\r\n");
+    }
+    Reply::line(250, format_args!("2.0.0 {}", parts.join("; ")))
+}
+
+fn report_receipt(receipt: &ReportReceipt) -> String {
+    match receipt {
+        ReportReceipt::Stored { id } => format!("DMARC report stored as {}", one_line(id)),
+        ReportReceipt::Duplicate { id } => {
+            format!("DMARC report already stored as {}", one_line(id))
+        }
+        ReportReceipt::Rejected { id, reason } => format!(
+            "not a DMARC report that can be read, kept as rejected report {} ({})",
+            one_line(id),
+            one_line(reason)
+        ),
+    }
 }
 
 pub(crate) fn temporary_failure(reason: &str) -> Reply {

@@ -3,7 +3,7 @@
 
 mod common;
 
-use authcheck_smtp::{Mailbox, self_signed_tls};
+use authcheck_smtp::{Destination, Mailbox, self_signed_tls};
 use common::{PATIENCE, start};
 use mail_send::SmtpClientBuilder;
 use mail_send::smtp::message::Message;
@@ -40,8 +40,15 @@ async fn mail_send_delivers_a_full_message_over_plain_tcp() {
     // mail-send ends the data with CRLF.CRLF, so the message gains the CRLF of its last line.
     assert_eq!(bytes, format!("{body}\r\n").as_bytes());
     assert_eq!(envelope.helo, "sender.example");
-    let mailboxes: Vec<Mailbox> = envelope.recipients.iter().map(|r| r.mailbox).collect();
-    assert_eq!(mailboxes, [Mailbox::Spf, Mailbox::Dkim]);
+    let destinations: Vec<Destination> =
+        envelope.recipients.iter().map(|r| r.destination).collect();
+    assert_eq!(
+        destinations,
+        [
+            Destination::Test(Mailbox::Spf),
+            Destination::Test(Mailbox::Dkim)
+        ]
+    );
     assert!(envelope.tls.is_none());
 }
 

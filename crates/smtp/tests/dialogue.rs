@@ -2,7 +2,7 @@
 
 mod common;
 
-use authcheck_smtp::{BodyType, DeliveryError, Mailbox};
+use authcheck_smtp::{BodyType, DeliveryError, Destination, Mailbox, ReportMailbox};
 use common::{DOMAIN, message, start};
 
 #[tokio::test]
@@ -63,7 +63,10 @@ async fn a_message_is_delivered_as_received_after_dot_unstuffing() {
     assert_eq!(envelope.helo, "client.example");
     assert_eq!(envelope.mail_from, "sender@example.com");
     assert_eq!(envelope.recipients.len(), 1);
-    assert_eq!(envelope.recipients[0].mailbox, Mailbox::Spf);
+    assert_eq!(
+        envelope.recipients[0].destination,
+        Destination::Test(Mailbox::Spf)
+    );
     assert_eq!(envelope.client.ip().to_string(), "127.0.0.1");
     assert!(envelope.tls.is_none());
 
@@ -102,6 +105,44 @@ async fn both_mailboxes_are_named_in_one_final_reply() {
     assert_eq!(
         client.reply().await,
         "250 2.0.0 Stored as spf-1: http://results.test/r/spf-1; dkim-1: http://results.test/r/dkim-1"
+    );
+}
+
+#[tokio::test]
+async fn report_mailboxes_take_messages_and_a_test_and_a_report_share_one_final_reply() {
+    let server = start(|_| {}).await;
+    let mut client = server.greeted_client().await;
+    client.command("MAIL FROM:<reports@receiver.example>").await;
+    for rcpt in [
+        format!("rua@{DOMAIN}"),
+        format!("ruf+tag@{DOMAIN}"),
+        format!("spf@{DOMAIN}"),
+    ] {
+        assert_eq!(
+            client.command(&format!("RCPT TO:<{rcpt}>")).await,
+            format!("250 2.1.5 <{rcpt}> OK")
+        );
+    }
+    client.command("DATA").await;
+    client.send(format!("{}.\r\n", message("report"))).await;
+    assert_eq!(
+        client.reply().await,
+        "250 2.0.0 Stored as spf-1: http://results.test/r/spf-1; DMARC report stored as report-1"
+    );
+    let delivered = server.delivery.messages();
+    let destinations: Vec<Destination> = delivered[0]
+        .0
+        .recipients
+        .iter()
+        .map(|r| r.destination)
+        .collect();
+    assert_eq!(
+        destinations,
+        [
+            Destination::Reports(ReportMailbox::Aggregate),
+            Destination::Reports(ReportMailbox::Failure),
+            Destination::Test(Mailbox::Spf)
+        ]
     );
 }
 

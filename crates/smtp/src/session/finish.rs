@@ -7,7 +7,7 @@ use chrono::Utc;
 
 use super::transaction::Overflow;
 use super::{Session, Step};
-use crate::delivery::{Delivery, DeliveryError, Envelope};
+use crate::delivery::{Accepted, Delivery, DeliveryError, Envelope};
 use crate::replies;
 
 impl<D: Delivery> Session<D> {
@@ -79,7 +79,7 @@ impl<D: Delivery> Session<D> {
         let reply = match outcome {
             Ok(accepted) => {
                 self.messages_stored += 1;
-                let ids: Vec<&str> = accepted.iter().map(|a| a.id.as_str()).collect();
+                let ids: Vec<&str> = accepted.iter().map(Accepted::id).collect();
                 tracing::debug!(
                     client = %client.ip(), helo = helo_logged, mail_from, recipients, size, ids = ids.join(","), took_ms,
                     "message stored"

@@ -1,5 +1,5 @@
-//! RCPT TO (RFC 5321 section 4.1.1.3): only the tester mailboxes, at most `max_recipients`
-//! distinct ones; the same address twice is accepted once.
+//! RCPT TO (RFC 5321 section 4.1.1.3): only the tester and report mailboxes, at most
+//! `max_recipients` distinct ones; the same address twice is accepted once.
 
 use super::{Session, State, Step};
 use crate::address::{Refusal, check_recipient, path_in_line};

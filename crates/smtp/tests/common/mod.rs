@@ -7,7 +7,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use authcheck_smtp::{Accepted, Delivery, DeliveryError, Envelope, Mailbox, SmtpConfig};
+use authcheck_smtp::{
+    Accepted, Delivery, DeliveryError, Destination, Envelope, ReportReceipt, SmtpConfig,
+};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::oneshot;
@@ -22,7 +24,8 @@ pub const DOMAIN: &str = "tester.example";
 pub const IPV6_RANGE_SETUP: &str =
     "scripts/setup-test-deps adds it, as root: ip -6 route replace local 2001:db8:ac::/48 dev lo";
 
-/// Records each message and answers with ids `<mailbox>-<n>`, or with `failure` when set.
+/// Records each message and answers with ids `<mailbox>-<n>` (`report-<n>` for the report
+/// mailboxes), or with `failure` when set.
 #[derive(Default)]
 pub struct RecordingDelivery {
     pub delivered: Mutex<Vec<(Envelope, Vec<u8>)>>,
@@ -49,22 +52,34 @@ impl Delivery for RecordingDelivery {
         }
         let mut delivered = self.delivered.lock().unwrap();
         let n = delivered.len() + 1;
-        let mut mailboxes: Vec<Mailbox> = Vec::new();
+        let mut destinations: Vec<Destination> = Vec::new();
         for recipient in &envelope.recipients {
-            if !mailboxes.contains(&recipient.mailbox) {
-                mailboxes.push(recipient.mailbox);
+            let destination = match recipient.destination {
+                // rua@ and ruf@ in one message are one report.
+                Destination::Reports(_) => {
+                    Destination::Reports(authcheck_smtp::ReportMailbox::Aggregate)
+                }
+                test => test,
+            };
+            if !destinations.contains(&destination) {
+                destinations.push(destination);
             }
         }
         delivered.push((envelope, message));
-        Ok(mailboxes
+        Ok(destinations
             .into_iter()
-            .map(|mailbox| {
-                let id = format!("{}-{n}", mailbox.as_str());
-                Accepted {
-                    mailbox,
-                    url: format!("http://results.test/r/{id}"),
-                    id,
+            .map(|destination| match destination {
+                Destination::Test(mailbox) => {
+                    let id = format!("{}-{n}", mailbox.as_str());
+                    Accepted::Result {
+                        mailbox,
+                        url: format!("http://results.test/r/{id}"),
+                        id,
+                    }
                 }
+                Destination::Reports(_) => Accepted::Report(ReportReceipt::Stored {
+                    id: format!("report-{n}"),
+                }),
             })
             .collect())
     }

@@ -1,0 +1,196 @@
+//! DMARC reports received over real SMTP at `rua@` and `ruf@` a tester domain (`authcheck
+//! serve` with a loopback DNS server): each is stored before the 250 that names it, the same
+//! report again is answered "already stored" and counted, what cannot be parsed is kept as a
+//! rejected report with its reason, and a message to a tester mailbox and a report mailbox at
+//! once gets both. Run against PostgreSQL too by `scripts/test` (`AUTHCHECK_E2E_BACKEND`).
+
+mod support;
+
+use authcheck_store::{ReportKind, SharedStore};
+use authcheck_testdns::TestDns;
+use support::{Reply, Service, send};
+
+/// A report fixture of the parser's own test data.
+fn fixture(path: &str) -> Vec<u8> {
+    let path = format!(
+        "{}/../dmarc-reports/tests/data/{path}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// The store the service writes, opened beside it.
+async fn store_of(service: &Service) -> SharedStore {
+    let url = service
+        .options
+        .database_url
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}", service.database_path().display()));
+    authcheck_store::open(&url)
+        .await
+        .expect("open the service's store")
+}
+
+/// The id in a reply's `<phrase> <id>` (up to the next space, `;` or the end).
+fn id_after(reply: &Reply, phrase: &str) -> String {
+    let text = reply.text();
+    let rest = text
+        .split(phrase)
+        .nth(1)
+        .unwrap_or_else(|| panic!("{phrase:?} not in {text:?}"));
+    rest.split([' ', ';'])
+        .next()
+        .filter(|id| !id.is_empty())
+        .unwrap_or_else(|| panic!("no id after {phrase:?} in {text:?}"))
+        .to_owned()
+}
+
+async fn send_report(service: &Service, recipient: &str, message: &[u8]) -> Reply {
+    send(
+        service,
+        "mail.receiver.test",
+        "dmarc-noreply@receiver.test",
+        &[recipient],
+        message,
+    )
+    .await
+}
+
+/// A message whose gzip attachment is damaged: a reporter's bug the tester cannot repair.
+fn damaged_gzip_report() -> Vec<u8> {
+    b"From: dmarc-noreply@receiver.test\r\n\
+      To: rua+damaged@tester.test\r\n\
+      Subject: Report domain: example.org Submitter: receiver.test Report-ID: <damaged-1>\r\n\
+      MIME-Version: 1.0\r\n\
+      Content-Type: application/gzip; name=\"receiver.test!example.org!1.xml.gz\"\r\n\
+      Content-Transfer-Encoding: base64\r\n\
+      \r\n\
+      H4sIAAAAAAAAA2dhcmJhZ2UgdGhhdCBpcyBub3QgZGVmbGF0ZQ==\r\n"
+        .to_vec()
+}
+
+#[tokio::test]
+async fn reports_sent_to_rua_and_ruf_are_stored_before_the_reply_and_duplicates_are_named() {
+    let dns = TestDns::start().await;
+    let service = Service::start(&dns).await;
+    let store = store_of(&service).await;
+
+    // An aggregate report (Google's, as a zip attachment) to rua@.
+    let google = fixture("corpus/100.eml");
+    let reply = send_report(&service, "rua@tester.test", &google).await;
+    assert_eq!(reply.code, 250, "{reply:?}");
+    let id = id_after(&reply, "DMARC report stored as ");
+    let stored = store
+        .get_report(&id)
+        .await
+        .unwrap()
+        .expect("the report named in the 250 is in the store");
+    assert_eq!(stored.kind, ReportKind::Aggregate);
+    assert_eq!(stored.reporter, "google.com");
+    assert_eq!(stored.report_id, "5264580628977113351");
+    assert_eq!(stored.domain, "stalw.art");
+    assert!(stored.records >= 1, "{stored:?}");
+
+    // The same report again: recognised by reporter and report id, answered with the first id.
+    let again = send_report(&service, "rua@tester.test", &google).await;
+    assert_eq!(again.code, 250, "{again:?}");
+    assert_eq!(id_after(&again, "DMARC report already stored as "), id);
+
+    // rua+tag@ is the same mailbox.
+    let reply = send_report(
+        &service,
+        "rua+example.org@tester.test",
+        &fixture("corpus/101.eml"),
+    )
+    .await;
+    assert_eq!(reply.code, 250, "{reply:?}");
+    let tagged = id_after(&reply, "DMARC report stored as ");
+    assert_ne!(tagged, id);
+    assert!(store.get_report(&tagged).await.unwrap().is_some());
+
+    // A failure report (RFC 6591 ARF) to ruf@.
+    let reply = send_report(
+        &service,
+        "ruf@tester.test",
+        &fixture("quirks/arf-original-message.eml"),
+    )
+    .await;
+    assert_eq!(reply.code, 250, "{reply:?}");
+    let failure = id_after(&reply, "DMARC report stored as ");
+    let failure = store.get_report(&failure).await.unwrap().unwrap();
+    assert_eq!(failure.kind, ReportKind::Failure);
+
+    // The duplicate is counted for the operator.
+    let metrics = service.get_operator("/metrics").await.text().await.unwrap();
+    for expected in [
+        r#"authcheck_dmarc_reports_total{outcome="stored"} 3"#,
+        r#"authcheck_dmarc_reports_total{outcome="duplicate"} 1"#,
+        r#"authcheck_dmarc_reports_total{outcome="rejected"} 0"#,
+    ] {
+        assert!(metrics.contains(expected), "/metrics lacks {expected}");
+    }
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_report_that_cannot_be_parsed_is_kept_as_rejected_with_its_reason() {
+    let dns = TestDns::start().await;
+    let service = Service::start(&dns).await;
+    let store = store_of(&service).await;
+
+    let reply = send_report(&service, "rua+damaged@tester.test", &damaged_gzip_report()).await;
+    // 250, not 5xx: the report is kept, and a bounce would reach nobody who can fix it.
+    assert_eq!(reply.code, 250, "{reply:?}");
+    let text = reply.text();
+    assert!(text.contains("kept as rejected report"), "{text}");
+    assert!(text.contains("gzip data is damaged"), "{text}");
+    let id = id_after(&reply, "kept as rejected report ");
+
+    let rejected = store.list_rejected_reports(10).await.unwrap();
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    assert_eq!(rejected[0].id, id);
+    assert_eq!(rejected[0].source, "smtp:rua+damaged@tester.test");
+    assert!(
+        rejected[0].reason.contains("gzip data is damaged"),
+        "{rejected:?}"
+    );
+
+    let metrics = service.get_operator("/metrics").await.text().await.unwrap();
+    let expected = r#"authcheck_dmarc_reports_total{outcome="rejected"} 1"#;
+    assert!(metrics.contains(expected), "/metrics lacks {expected}");
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_message_to_a_tester_mailbox_and_a_report_mailbox_gets_both() {
+    let dns = TestDns::start().await;
+    let service = Service::start(&dns).await;
+    let store = store_of(&service).await;
+
+    let reply = send(
+        &service,
+        "mail.receiver.test",
+        "dmarc-noreply@receiver.test",
+        &["spf@tester.test", "rua@tester.test"],
+        &fixture("corpus/102.eml"),
+    )
+    .await;
+    assert_eq!(reply.code, 250, "{reply:?}");
+    // The test result, as the reply to a test message names it ...
+    let results = reply.stored();
+    assert_eq!(results.len(), 1, "{reply:?}");
+    let result = service
+        .get_json(&format!("/api/v1/results/{}", results[0].0))
+        .await;
+    assert_eq!(result["mailbox"], "spf");
+    // ... and the report.
+    let report = id_after(&reply, "DMARC report stored as ");
+    assert!(store.get_report(&report).await.unwrap().is_some());
+    // Other local parts are still refused.
+    let (mut smtp, _) = support::RawSmtp::connect(service.smtp).await;
+    smtp.command("EHLO mail.receiver.test").await;
+    smtp.command("MAIL FROM:<a@receiver.test>").await;
+    let refused = smtp.command("RCPT TO:<dmarc@tester.test>").await;
+    assert_eq!(refused.code, 550, "{refused:?}");
+    store.close().await;
+}
