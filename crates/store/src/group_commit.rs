@@ -32,7 +32,8 @@ use chrono::{DateTime, Utc};
 
 use crate::record::{InsertRow, MAX_ROWS_PER_INSERT, push_messages_insert, push_results_insert};
 use crate::sql_store::{
-    Backend, PURGE_BATCH, PURGE_BATCH_SQL, RowWriter, delete_orphaned_messages,
+    Backend, PURGE_BATCH, PURGE_BATCH_SQL, REPORT_PURGE_BATCH, REPORT_PURGE_SQL, RowWriter,
+    delete_orphaned_messages,
 };
 use crate::sqlite::stored_time_text;
 use crate::{StoreError, StoreResult};
@@ -59,6 +60,12 @@ enum Command {
     Purge {
         cutoff: DateTime<Utc>,
         done: oneshot::Sender<StoreResult<u64>>,
+    },
+    /// Delete one batch of reports, rejected reports and source names older than `cutoff`
+    /// (seconds since the epoch), like `Purge`.
+    PurgeReports {
+        cutoff: i64,
+        done: oneshot::Sender<StoreResult<[u64; 3]>>,
     },
     /// Commit a one-row write, to show that commits still reach the disk.
     Probe(oneshot::Sender<StoreResult<()>>),
@@ -141,6 +148,11 @@ impl RowWriter for GroupCommit {
         self.ask(|done| Command::Purge { cutoff, done }).await
     }
 
+    async fn purge_reports_batch(&self, cutoff: i64) -> StoreResult<[u64; 3]> {
+        self.ask(|done| Command::PurgeReports { cutoff, done })
+            .await
+    }
+
     async fn probe(&self) -> StoreResult<()> {
         self.ask(Command::Probe).await
     }
@@ -179,6 +191,7 @@ impl Writer {
             let mut messages = Vec::with_capacity(commands.len());
             let mut replies = Vec::with_capacity(commands.len());
             let mut purges = Vec::new();
+            let mut report_purges = Vec::new();
             let mut probes = Vec::new();
             let mut stop = None;
             for command in commands.drain(..) {
@@ -190,6 +203,7 @@ impl Writer {
                         replies.push(done);
                     }
                     Command::Purge { cutoff, done } => purges.push((cutoff, done)),
+                    Command::PurgeReports { cutoff, done } => report_purges.push((cutoff, done)),
                     Command::Probe(done) => probes.push(done),
                     Command::Stop(done) => stop = Some(done),
                 }
@@ -206,6 +220,10 @@ impl Writer {
             // one is answered: writes queued meanwhile go first.
             for (cutoff, done) in purges {
                 let _ = done.send(self.purge_batch(cutoff).await);
+                commits += 1;
+            }
+            for (cutoff, done) in report_purges {
+                let _ = done.send(self.purge_reports_batch(cutoff).await);
                 commits += 1;
             }
             if !probes.is_empty() {
@@ -300,6 +318,30 @@ impl Writer {
             }
             sqlx::query("COMMIT").execute(&mut *connection).await?;
             Ok::<u64, sqlx::Error>(deleted)
+        }
+        .await;
+        self.roll_back_on_error(outcome).await
+    }
+
+    /// Deletes one batch of reports, rejected reports and source names older than `cutoff`, in
+    /// one transaction; returns how many of each.
+    async fn purge_reports_batch(&mut self, cutoff: i64) -> StoreResult<[u64; 3]> {
+        let connection = self.connection().await?;
+        let outcome = async {
+            sqlx::query("BEGIN IMMEDIATE")
+                .execute(&mut *connection)
+                .await?;
+            let mut deleted = [0; 3];
+            for (count, sql) in deleted.iter_mut().zip(REPORT_PURGE_SQL) {
+                *count = sqlx::query(sql)
+                    .bind(cutoff)
+                    .bind(REPORT_PURGE_BATCH)
+                    .execute(&mut *connection)
+                    .await?
+                    .rows_affected();
+            }
+            sqlx::query("COMMIT").execute(&mut *connection).await?;
+            Ok::<[u64; 3], sqlx::Error>(deleted)
         }
         .await;
         self.roll_back_on_error(outcome).await

@@ -156,15 +156,36 @@ pub trait ResultStore: Send + Sync {
     /// results. It deletes in short transactions of a few hundred results each, between
     /// which new results are written, so a large purge delays no message for long.
     async fn purge(&self, cutoff: DateTime<Utc>) -> StoreResult<u64>;
-    /// Stores a parsed DMARC report and its records in one transaction, unless the same
-    /// reporter and report id are stored already: then nothing is written and the answer is
-    /// [`ReportInsert::Duplicate`]. Durable when this returns `Ok`.
+    /// Stores a parsed DMARC report and its records in one transaction (the records in
+    /// multi-row statements), unless the same reporter and report id are stored already: then
+    /// nothing is written and the answer is [`ReportInsert::Duplicate`]. Durable when this
+    /// returns `Ok`.
     async fn insert_report(&self, report: NewReport) -> StoreResult<ReportInsert>;
     /// Stores a report that could not be parsed, with the reason; returns its id.
     async fn insert_rejected_report(&self, rejected: NewRejectedReport) -> StoreResult<String>;
     async fn get_report(&self, id: &str) -> StoreResult<Option<StoredReport>>;
     /// The newest rejected reports first, at most `limit`.
     async fn list_rejected_reports(&self, limit: u32) -> StoreResult<Vec<StoredRejectedReport>>;
+    /// Deletes the reports (with their records) and the rejected reports received before
+    /// `cutoff` (seconds since the epoch), and the source names looked up before it; returns
+    /// how many reports and rejected reports. Like [`ResultStore::purge`], in short
+    /// transactions between which new results and reports are written.
+    async fn purge_reports(&self, cutoff: i64) -> StoreResult<u64>;
+    /// Those of `ips` whose name was never looked up, or was looked up before `stale_before`
+    /// (seconds since the epoch), in the order given.
+    async fn sources_to_look_up(
+        &self,
+        ips: &[String],
+        stale_before: i64,
+    ) -> StoreResult<Vec<String>>;
+    /// Stores looked-up source names (in multi-row statements), replacing older ones.
+    async fn record_sources(&self, names: &[SourceName]) -> StoreResult<()>;
+    /// The stored names of those of `ips` that were looked up.
+    async fn source_names(&self, ips: &[String]) -> StoreResult<Vec<SourceName>>;
+    /// Every domain with stored reports, by name, with how many and when the last arrived: the
+    /// domains whose `<domain>._report._dmarc.<tester domain>` authorization record (RFC 7489
+    /// section 7.1) the operator publishes.
+    async fn report_domains_seen(&self) -> StoreResult<Vec<ReportDomain>>;
     /// Checks that the database answers (a read).
     async fn ping(&self) -> StoreResult<()>;
     /// Readiness: commits a one-row write the way results are written (through SQLite's
@@ -190,8 +211,8 @@ pub type SharedStore = Arc<dyn ResultStore>;
 
 pub use listing::{MAX_LIST_LIMIT, sender_matches};
 pub use reports::{
-    NewRecord, NewRejectedReport, NewReport, ReportInsert, ReportKind, StoredRejectedReport,
-    StoredReport,
+    NewRecord, NewRejectedReport, NewReport, ReportDomain, ReportInsert, ReportKind, SourceName,
+    StoredRejectedReport, StoredReport,
 };
 
 /// How long a query waits for a database connection before the store reports

@@ -1,5 +1,6 @@
 //! Stored DMARC reports: one row per report under a unique key (reporter + report id), its
-//! aggregate records beside it, and the reports that could not be parsed with their reason.
+//! aggregate records beside it, the reports that could not be parsed with their reason, and
+//! the reverse DNS names of the records' source addresses.
 //!
 //! The store knows reports only as these plain rows; parsing them is the `dmarc-reports`
 //! crate's business and the binary maps one to the other. Times are seconds since the epoch.
@@ -125,11 +126,115 @@ pub(crate) const GET_REPORT_SQL: &str = "SELECT id, kind, reporter, report_id, d
 pub(crate) const LIST_REJECTED_SQL: &str = "SELECT id, received_at, source, reason \
     FROM dmarc_rejected ORDER BY seq DESC LIMIT $1";
 
-/// One record per statement, in the report's transaction (prepared once, so a report of a
-/// few thousand records costs milliseconds).
-pub(crate) const INSERT_RECORD_SQL: &str = "INSERT INTO dmarc_records \
-    (report, source_ip, count, disposition, dkim, spf, header_from) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7)";
+/// The start of the statement that stores a report's records; [`push_records_insert`] adds the
+/// rows' values in this column order.
+const INSERT_RECORDS_HEAD: &str = "INSERT INTO dmarc_records \
+    (report, source_ip, count, disposition, dkim, spf, header_from) ";
+
+/// Most records one statement stores: 7 values each, far below the databases' limits on bound
+/// parameters (32,766 for SQLite, 65,535 for PostgreSQL). A report of 100,000 records is 100
+/// statements in the report's one transaction, not 100,000 round trips.
+pub(crate) const RECORDS_PER_INSERT: usize = 1000;
+
+/// The multi-row INSERT of `rows` records; bind 7 values per record in the column order of
+/// [`INSERT_RECORDS_HEAD`]. (The SQL is written out rather than built with sqlx's
+/// `QueryBuilder`, whose arguments cannot outlive it in code written for both databases.)
+pub(crate) fn records_insert_sql(rows: usize) -> String {
+    format!("{INSERT_RECORDS_HEAD}VALUES {}", placeholders(rows, 7))
+}
+
+/// `($1, $2, ...), (...)`: `rows` groups of `columns` numbered placeholders.
+fn placeholders(rows: usize, columns: usize) -> String {
+    let mut text = String::with_capacity(rows * columns * 6);
+    for row in 0..rows {
+        if row > 0 {
+            text.push_str(", ");
+        }
+        text.push('(');
+        for column in 0..columns {
+            if column > 0 {
+                text.push_str(", ");
+            }
+            text.push_str(&format!("${}", row * columns + column + 1));
+        }
+        text.push(')');
+    }
+    text
+}
+
+/// Most reports, and most rejected reports, one purge transaction deletes. Fewer than the
+/// results' batch: a report takes its records with it (up to the parser's record limit).
+pub(crate) const REPORT_PURGE_BATCH: i64 = 100;
+
+/// Deletes one batch of reports received before `$1` (`$2` at most), their records with them
+/// (`ON DELETE CASCADE`).
+pub(crate) const PURGE_REPORTS_BATCH_SQL: &str = "DELETE FROM dmarc_reports WHERE seq IN \
+    (SELECT seq FROM dmarc_reports WHERE received_at < $1 ORDER BY received_at LIMIT $2)";
+
+/// Deletes one batch of rejected reports received before `$1` (`$2` at most).
+pub(crate) const PURGE_REJECTED_BATCH_SQL: &str = "DELETE FROM dmarc_rejected WHERE seq IN \
+    (SELECT seq FROM dmarc_rejected WHERE received_at < $1 ORDER BY received_at LIMIT $2)";
+
+/// Deletes the source names looked up before `$1`: a source still sending is looked up again
+/// with its next report, so no name is older than the retention.
+pub(crate) const PURGE_SOURCES_BATCH_SQL: &str = "DELETE FROM dmarc_sources WHERE ip IN \
+    (SELECT ip FROM dmarc_sources WHERE looked_up_at < $1 ORDER BY looked_up_at LIMIT $2)";
+
+/// One purge batch's statements: reports, rejected reports, source names (`$1` the cutoff in
+/// seconds since the epoch, `$2` [`REPORT_PURGE_BATCH`]).
+pub(crate) const REPORT_PURGE_SQL: [&str; 3] = [
+    PURGE_REPORTS_BATCH_SQL,
+    PURGE_REJECTED_BATCH_SQL,
+    PURGE_SOURCES_BATCH_SQL,
+];
+
+/// The reverse DNS name of a source address, as looked up at ingest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceName {
+    /// The address as the records write it (`IpAddr`'s text form).
+    pub ip: String,
+    /// The first PTR name, without its final dot; `None` when there is none or the lookup
+    /// failed.
+    pub ptr: Option<String>,
+    /// The organizational domain of `ptr` (Public Suffix List).
+    pub org_domain: Option<String>,
+    /// Seconds since the epoch.
+    pub looked_up_at: i64,
+}
+
+/// A domain that reports were received for, for the list of RFC 7489 section 7.1
+/// authorization records the tester's operator publishes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportDomain {
+    pub domain: String,
+    /// Reports stored for it (aggregate and failure).
+    pub reports: i64,
+    /// When the newest of them was received, seconds since the epoch.
+    pub last_received: i64,
+}
+
+pub(crate) const REPORT_DOMAINS_SEEN_SQL: &str = "SELECT domain, COUNT(*), MAX(received_at) \
+    FROM dmarc_reports WHERE domain <> '' GROUP BY domain ORDER BY domain";
+
+/// Most addresses one lookup statement names.
+pub(crate) const SOURCES_PER_QUERY: usize = 1000;
+
+/// The statement that stores `rows` looked-up names (bind ip, ptr, org_domain, looked_up_at
+/// for each); a name looked up again replaces the old one.
+pub(crate) fn sources_upsert_sql(rows: usize) -> String {
+    format!(
+        "INSERT INTO dmarc_sources (ip, ptr, org_domain, looked_up_at) VALUES {} \
+         ON CONFLICT (ip) DO UPDATE SET ptr = excluded.ptr, org_domain = excluded.org_domain, \
+         looked_up_at = excluded.looked_up_at",
+        placeholders(rows, 4)
+    )
+}
+
+/// `SELECT <columns> FROM dmarc_sources WHERE ip IN (<count> placeholders)`.
+pub(crate) fn sources_select_sql(columns: &str, count: usize) -> String {
+    let list = placeholders(count, 1).replace(['(', ')'], "");
+    format!("SELECT {columns} FROM dmarc_sources WHERE ip IN ({list})")
+}
 
 /// The columns of [`GET_REPORT_SQL`] as read.
 pub(crate) type ReportRow = (

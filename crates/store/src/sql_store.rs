@@ -13,12 +13,15 @@ use sqlx::{
 use crate::listing::{ListSql, SEQ_OF_ID_SQL};
 use crate::record::{InsertRow, RESULT_COLUMNS, ResultRow, SummaryRow, new_result_id, without_nul};
 use crate::reports::{
-    EXISTING_REPORT_SQL, GET_REPORT_SQL, INSERT_RECORD_SQL, INSERT_REJECTED_SQL, INSERT_REPORT_SQL,
-    LIST_REJECTED_SQL, ReportRow, stored_report,
+    EXISTING_REPORT_SQL, GET_REPORT_SQL, INSERT_REJECTED_SQL, INSERT_REPORT_SQL, LIST_REJECTED_SQL,
+    RECORDS_PER_INSERT, REPORT_DOMAINS_SEEN_SQL, ReportRow, SOURCES_PER_QUERY, records_insert_sql,
+    sources_select_sql, sources_upsert_sql, stored_report,
 };
+pub(crate) use crate::reports::{REPORT_PURGE_BATCH, REPORT_PURGE_SQL};
 use crate::{
-    ListQuery, NewRejectedReport, NewReport, NewResult, ReportInsert, ResultStore, ResultSummary,
-    StoreError, StoreResult, StoredRejectedReport, StoredReport, StoredResult,
+    ListQuery, NewRecord, NewRejectedReport, NewReport, NewResult, ReportDomain, ReportInsert,
+    ResultStore, ResultSummary, SourceName, StoreError, StoreResult, StoredRejectedReport,
+    StoredReport, StoredResult,
 };
 
 /// The parts of the store that differ between the databases.
@@ -42,6 +45,12 @@ pub(crate) trait RowWriter: Send + Sync {
     /// messages no result refers to any more, in one short transaction; returns how many
     /// results. Several instances may call this at once.
     async fn purge_batch(&self, cutoff: DateTime<Utc>) -> StoreResult<u64>;
+
+    /// Deletes at most [`REPORT_PURGE_BATCH`](crate::reports::REPORT_PURGE_BATCH) reports
+    /// (with their records), as many rejected reports and source names, older than `cutoff`
+    /// (seconds since the epoch), in one short transaction ([`REPORT_PURGE_SQL`]); returns
+    /// how many rows of each. Several instances may call this at once.
+    async fn purge_reports_batch(&self, cutoff: i64) -> StoreResult<[u64; 3]>;
 
     /// Commits a one-row write the way results are written; see [`ResultStore::ready`].
     async fn probe(&self) -> StoreResult<()>;
@@ -83,6 +92,22 @@ where
     }
     query.push(") AND NOT EXISTS (SELECT 1 FROM results WHERE results.message_id = messages.id)");
     Some(query)
+}
+
+/// `record` with NUL replaced in its text, which PostgreSQL cannot store.
+fn record_without_nul(record: NewRecord) -> NewRecord {
+    let text = |value: String| match without_nul(&value) {
+        std::borrow::Cow::Borrowed(_) => value,
+        std::borrow::Cow::Owned(replaced) => replaced,
+    };
+    NewRecord {
+        source_ip: text(record.source_ip),
+        count: record.count,
+        disposition: record.disposition.map(text),
+        dkim: record.dkim.map(text),
+        spf: record.spf.map(text),
+        header_from: text(record.header_from),
+    }
 }
 
 pub(crate) struct SqlStore<DB: Database, W> {
@@ -133,6 +158,9 @@ where
     for<'q> Vec<u8>: Encode<'q, DB>,
     for<'r> ReportRow: FromRow<'r, DB::Row>,
     for<'r> (String, i64, String, String): FromRow<'r, DB::Row>,
+    for<'r> (String, i64, i64): FromRow<'r, DB::Row>,
+    for<'r> (String, i64): FromRow<'r, DB::Row>,
+    for<'r> (String, Option<String>, Option<String>, i64): FromRow<'r, DB::Row>,
     for<'r> SummaryRow: FromRow<'r, DB::Row>,
     usize: ColumnIndex<DB::Row>,
 {
@@ -217,18 +245,25 @@ where
                 .map_err(DB::failure)?;
             return Ok(ReportInsert::Duplicate(existing));
         };
-        for record in &report.records {
-            sqlx::query::<DB>(INSERT_RECORD_SQL)
-                .bind(id.clone())
-                .bind(record.source_ip.clone())
-                .bind(record.count)
-                .bind(record.disposition.clone())
-                .bind(record.dkim.clone())
-                .bind(record.spf.clone())
-                .bind(without_nul(&record.header_from).into_owned())
-                .execute(&mut *tx)
-                .await
-                .map_err(DB::failure)?;
+        let mut records = report.records.into_iter().map(record_without_nul);
+        loop {
+            let chunk: Vec<NewRecord> = records.by_ref().take(RECORDS_PER_INSERT).collect();
+            if chunk.is_empty() {
+                break;
+            }
+            let sql = records_insert_sql(chunk.len());
+            let mut insert = sqlx::query::<DB>(&sql);
+            for record in chunk {
+                insert = insert
+                    .bind(id.clone())
+                    .bind(record.source_ip)
+                    .bind(record.count)
+                    .bind(record.disposition)
+                    .bind(record.dkim)
+                    .bind(record.spf)
+                    .bind(record.header_from);
+            }
+            insert.execute(&mut *tx).await.map_err(DB::failure)?;
         }
         tx.commit().await.map_err(DB::failure)?;
         Ok(ReportInsert::Stored(id))
@@ -270,6 +305,99 @@ where
                 received_at,
                 source,
                 reason,
+            })
+            .collect())
+    }
+
+    async fn purge_reports(&self, cutoff: i64) -> StoreResult<u64> {
+        let mut deleted = 0;
+        loop {
+            let [reports, rejected, sources] = self.writer.purge_reports_batch(cutoff).await?;
+            deleted += reports + rejected;
+            if reports + rejected + sources == 0 {
+                return Ok(deleted);
+            }
+        }
+    }
+
+    async fn sources_to_look_up(
+        &self,
+        ips: &[String],
+        stale_before: i64,
+    ) -> StoreResult<Vec<String>> {
+        let mut fresh = std::collections::HashSet::new();
+        for chunk in ips.chunks(SOURCES_PER_QUERY) {
+            let sql = sources_select_sql("ip, looked_up_at", chunk.len());
+            let mut query = sqlx::query_as::<DB, (String, i64)>(&sql);
+            for ip in chunk {
+                query = query.bind(ip.clone());
+            }
+            let rows = query.fetch_all(&self.pool).await.map_err(DB::failure)?;
+            fresh.extend(
+                rows.into_iter()
+                    .filter(|(_, looked_up_at)| *looked_up_at >= stale_before)
+                    .map(|(ip, _)| ip),
+            );
+        }
+        Ok(ips
+            .iter()
+            .filter(|ip| !fresh.contains(*ip))
+            .cloned()
+            .collect())
+    }
+
+    async fn record_sources(&self, names: &[SourceName]) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(DB::failure)?;
+        for chunk in names.chunks(SOURCES_PER_QUERY) {
+            let sql = sources_upsert_sql(chunk.len());
+            let mut upsert = sqlx::query::<DB>(&sql);
+            for name in chunk {
+                let text = |value: &str| without_nul(value).into_owned();
+                upsert = upsert
+                    .bind(text(&name.ip))
+                    .bind(name.ptr.as_deref().map(text))
+                    .bind(name.org_domain.as_deref().map(text))
+                    .bind(name.looked_up_at);
+            }
+            upsert.execute(&mut *tx).await.map_err(DB::failure)?;
+        }
+        tx.commit().await.map_err(DB::failure)
+    }
+
+    async fn source_names(&self, ips: &[String]) -> StoreResult<Vec<SourceName>> {
+        let mut names = Vec::new();
+        for chunk in ips.chunks(SOURCES_PER_QUERY) {
+            let sql = sources_select_sql("ip, ptr, org_domain, looked_up_at", chunk.len());
+            let mut query =
+                sqlx::query_as::<DB, (String, Option<String>, Option<String>, i64)>(&sql);
+            for ip in chunk {
+                query = query.bind(ip.clone());
+            }
+            let rows = query.fetch_all(&self.pool).await.map_err(DB::failure)?;
+            names.extend(
+                rows.into_iter()
+                    .map(|(ip, ptr, org_domain, looked_up_at)| SourceName {
+                        ip,
+                        ptr,
+                        org_domain,
+                        looked_up_at,
+                    }),
+            );
+        }
+        Ok(names)
+    }
+
+    async fn report_domains_seen(&self) -> StoreResult<Vec<ReportDomain>> {
+        let rows = sqlx::query_as::<DB, (String, i64, i64)>(REPORT_DOMAINS_SEEN_SQL)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(DB::failure)?;
+        Ok(rows
+            .into_iter()
+            .map(|(domain, reports, last_received)| ReportDomain {
+                domain,
+                reports,
+                last_received,
             })
             .collect())
     }

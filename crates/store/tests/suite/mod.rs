@@ -4,7 +4,8 @@
 
 use authcheck_store::{
     ListQuery, MAX_LIST_LIMIT, Mailbox, NewRecord, NewRejectedReport, NewReport, NewResult,
-    ReportInsert, ReportKind, ResultSummary, SessionFacts, SharedStore, StoreError, StoredResult,
+    ReportDomain, ReportInsert, ReportKind, ResultSummary, SessionFacts, SharedStore, SourceName,
+    StoreError, StoredResult,
 };
 use authcheck_verifier::display::MAX_DISPLAY_FIELD_BYTES;
 use chrono::{DateTime, Duration, TimeZone, Utc};
@@ -39,6 +40,10 @@ macro_rules! every_case {
             closed_store_is_unavailable,
             dmarc_report_is_stored_once_and_its_duplicate_recognised,
             rejected_dmarc_report_is_kept_with_its_reason,
+            dmarc_records_are_stored_in_multi_row_batches,
+            dmarc_source_names_are_cached_until_stale,
+            dmarc_retention_purge_removes_old_reports_rejected_and_sources,
+            report_domains_seen_counts_reports_per_domain,
         );
     };
 }
@@ -821,4 +826,190 @@ pub async fn rejected_dmarc_report_is_kept_with_its_reason(store: SharedStore) {
         ]
     );
     assert_eq!(store.list_rejected_reports(1).await.unwrap().len(), 1);
+}
+
+/// A report of 2,500 records spans three multi-row statements (1,000 records each) in one
+/// transaction; every record is stored, NUL in a record's text included.
+pub async fn dmarc_records_are_stored_in_multi_row_batches(store: SharedStore) {
+    let mut report = dmarc_report("Receiver", "batched", 2_500);
+    report.records[1_999].header_from = "nul\0.example".to_owned();
+    let ReportInsert::Stored(id) = store.insert_report(report).await.unwrap() else {
+        panic!("a new report is stored");
+    };
+    assert_eq!(store.get_report(&id).await.unwrap().unwrap().records, 2_500);
+    let empty = store
+        .insert_report(dmarc_report("Receiver", "no-records", 0))
+        .await
+        .unwrap();
+    let ReportInsert::Stored(empty) = empty else {
+        panic!("a report without records is stored");
+    };
+    assert_eq!(store.get_report(&empty).await.unwrap().unwrap().records, 0);
+}
+
+fn source(ip: &str, ptr: Option<&str>, looked_up_at: i64) -> SourceName {
+    SourceName {
+        ip: ip.to_owned(),
+        ptr: ptr.map(str::to_owned),
+        org_domain: ptr.map(|name| {
+            name.split_once('.')
+                .map_or(name, |(_, rest)| rest)
+                .to_owned()
+        }),
+        looked_up_at,
+    }
+}
+
+/// Names looked up once are not looked up again until stale; a lookup that found no name is
+/// remembered too; 2,500 addresses span several statements.
+pub async fn dmarc_source_names_are_cached_until_stale(store: SharedStore) {
+    let ips: Vec<String> = (0..2_500)
+        .map(|n| format!("2001:db8::{n:x}"))
+        .chain(["192.0.2.1".to_owned(), "192.0.2.2".to_owned()])
+        .collect();
+    assert_eq!(store.sources_to_look_up(&ips, 0).await.unwrap(), ips);
+
+    let mut names: Vec<SourceName> = ips[..2_500]
+        .iter()
+        .map(|ip| source(ip, Some("mail.sender.example"), 1_000))
+        .collect();
+    names.push(source("192.0.2.1", Some("mx1.example.net"), 2_000));
+    names.push(source("192.0.2.2", None, 2_000));
+    store.record_sources(&names).await.unwrap();
+    assert!(
+        store
+            .sources_to_look_up(&ips, 1_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Older than 1,500: only the first 2,500 are due again.
+    assert_eq!(
+        store.sources_to_look_up(&ips, 1_500).await.unwrap(),
+        &ips[..2_500]
+    );
+
+    let mut found = store
+        .source_names(&[
+            "192.0.2.1".to_owned(),
+            "192.0.2.2".to_owned(),
+            "198.51.100.9".to_owned(),
+        ])
+        .await
+        .unwrap();
+    found.sort_by(|a, b| a.ip.cmp(&b.ip));
+    assert_eq!(
+        found,
+        [
+            source("192.0.2.1", Some("mx1.example.net"), 2_000),
+            source("192.0.2.2", None, 2_000)
+        ]
+    );
+    // Looked up again: the new name replaces the old.
+    store
+        .record_sources(&[source("192.0.2.1", Some("mx2.example.org"), 3_000)])
+        .await
+        .unwrap();
+    let found = store.source_names(&["192.0.2.1".to_owned()]).await.unwrap();
+    assert_eq!(found, [source("192.0.2.1", Some("mx2.example.org"), 3_000)]);
+}
+
+/// The clock is the cutoff: reports and rejected reports received before it go (the reports'
+/// records with them), in batches; newer ones and their records stay; so do source names
+/// looked up since.
+pub async fn dmarc_retention_purge_removes_old_reports_rejected_and_sources(store: SharedStore) {
+    const DAY: i64 = 86_400;
+    // More than one purge batch (100 reports) of old reports.
+    let mut old_ids = Vec::new();
+    for n in 0..150 {
+        let mut report = dmarc_report("Receiver", &format!("old-{n}"), 2);
+        report.received_at = 10 * DAY + n;
+        let ReportInsert::Stored(id) = store.insert_report(report).await.unwrap() else {
+            panic!("stored");
+        };
+        old_ids.push(id);
+    }
+    let mut report = dmarc_report("Receiver", "new", 3);
+    report.received_at = 20 * DAY;
+    let ReportInsert::Stored(new_id) = store.insert_report(report).await.unwrap() else {
+        panic!("stored");
+    };
+    for (n, received_at) in [10 * DAY, 20 * DAY].into_iter().enumerate() {
+        store
+            .insert_rejected_report(NewRejectedReport {
+                received_at,
+                source: format!("rejected-{n}"),
+                reason: "unreadable".to_owned(),
+                raw: vec![1],
+            })
+            .await
+            .unwrap();
+    }
+    store
+        .record_sources(&[
+            source("192.0.2.1", Some("old.example"), 10 * DAY),
+            source("192.0.2.2", Some("new.example"), 20 * DAY),
+        ])
+        .await
+        .unwrap();
+
+    assert_eq!(store.purge_reports(15 * DAY).await.unwrap(), 151);
+    for id in &old_ids {
+        assert_eq!(store.get_report(id).await.unwrap(), None);
+    }
+    assert_eq!(store.get_report(&new_id).await.unwrap().unwrap().records, 3);
+    let rejected = store.list_rejected_reports(10).await.unwrap();
+    assert_eq!(
+        rejected
+            .iter()
+            .map(|r| r.source.as_str())
+            .collect::<Vec<_>>(),
+        ["rejected-1"]
+    );
+    let ips = ["192.0.2.1".to_owned(), "192.0.2.2".to_owned()];
+    assert_eq!(
+        store.sources_to_look_up(&ips, 0).await.unwrap(),
+        ["192.0.2.1"]
+    );
+    // The same report id may come again once the first copy is gone.
+    let again = store
+        .insert_report(dmarc_report("Receiver", "old-0", 1))
+        .await
+        .unwrap();
+    assert!(matches!(again, ReportInsert::Stored(_)), "{again:?}");
+    // Nothing older is left.
+    assert_eq!(store.purge_reports(15 * DAY).await.unwrap(), 0);
+}
+
+pub async fn report_domains_seen_counts_reports_per_domain(store: SharedStore) {
+    assert!(store.report_domains_seen().await.unwrap().is_empty());
+    for (n, (domain, received_at)) in [
+        ("example.org", 100),
+        ("example.org", 300),
+        ("b.example", 200),
+        ("", 400),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut report = dmarc_report("Receiver", &format!("r-{n}"), 1);
+        report.domain = domain.to_owned();
+        report.received_at = received_at;
+        store.insert_report(report).await.unwrap();
+    }
+    assert_eq!(
+        store.report_domains_seen().await.unwrap(),
+        [
+            ReportDomain {
+                domain: "b.example".to_owned(),
+                reports: 1,
+                last_received: 200
+            },
+            ReportDomain {
+                domain: "example.org".to_owned(),
+                reports: 2,
+                last_received: 300
+            },
+        ]
+    );
 }
