@@ -32,7 +32,7 @@ pub enum Command {
     Check(CheckArgs),
     /// Run the database migrations and exit.
     Migrate(ServiceArgs),
-    /// Delete results older than the retention now, and exit.
+    /// Delete results and DMARC reports older than their retention now, and exit.
     Purge(ServiceArgs),
     /// DMARC reports.
     #[command(subcommand)]

@@ -216,6 +216,12 @@ settings! {
         flag: "retention", env: "AUTHCHECK_RETENTION", value: "DURATION",
         default: DefaultValue::Text("7d"),
     }
+    /// How long DMARC reports (with their raw messages) and rejected reports are kept after
+    /// they were received, e.g. 400d: long enough to compare months.
+    dmarc_retention: one<Duration> = parse_duration {
+        flag: "dmarc-retention", env: "AUTHCHECK_DMARC_RETENTION", value: "DURATION",
+        default: DefaultValue::Text("400d"),
+    }
     /// Largest message accepted, in bytes (suffixes K, M, KiB, MiB allowed).
     max_message_size: one<usize> = parse_size {
         flag: "max-message-size", env: "AUTHCHECK_MAX_MESSAGE_SIZE", value: "BYTES",
@@ -672,6 +678,7 @@ mod tests {
         assert_eq!(s.database_connect_timeout, Duration::from_secs(30));
         assert_eq!(s.public_url, None);
         assert_eq!(s.retention, Duration::from_secs(7 * 24 * 3600));
+        assert_eq!(s.dmarc_retention, Duration::from_secs(400 * 24 * 3600));
         assert_eq!(s.max_message_size, 10 * 1024 * 1024);
         assert_eq!(s.max_connections, 1000);
         assert_eq!(s.max_connections_per_ip, 50);

@@ -137,7 +137,8 @@ async fn run(command: Command) -> Result<(), Failure> {
         Command::Purge(args) => {
             let settings = load_settings(&args)?;
             let store = serve::open_store(&settings).await?;
-            let purged = serve::purge_once(&store, settings.retention).await;
+            let retention = serve::Retention::of(&settings);
+            let purged = serve::purge_once(&store, retention, chrono::Utc::now()).await;
             // Closing folds SQLite's log into the database file and syncs it.
             store.close().await;
             let purged = purged.map_err(|e| match e {
@@ -145,8 +146,11 @@ async fn run(command: Command) -> Result<(), Failure> {
                 other => Failure::Runtime(anyhow::anyhow!("purge failed: {other}")),
             })?;
             println!(
-                "authcheck: deleted {purged} results older than {}",
-                humantime::format_duration(settings.retention)
+                "authcheck: deleted {} results older than {} and {} DMARC reports older than {}",
+                purged.results,
+                humantime::format_duration(retention.results),
+                purged.reports,
+                humantime::format_duration(retention.reports)
             );
             Ok(())
         }

@@ -1,5 +1,6 @@
 //! `authcheck serve`: wires the SMTP listener, the verifier, the store and the web site
-//! together, runs the retention purge, and shuts everything down on SIGTERM or Ctrl-C.
+//! together, runs the retention purge (results after `retention`, DMARC reports after
+//! `dmarc_retention`), and shuts everything down on SIGTERM or Ctrl-C.
 //!
 //! The public site and the operators' listener (`/metrics`, `/livez`, `/readyz`, on
 //! `metrics_listen`, loopback by default) are separate HTTP servers, each within the
@@ -122,35 +123,75 @@ async fn shutdown_requested() {
     }
 }
 
-/// How often the purge runs: a tenth of the retention, between one second and one hour.
+/// How often the purge runs: a tenth of the results' retention (the shorter one), between one
+/// second and one hour.
 fn purge_interval(retention: Duration) -> Duration {
     (retention / 10).clamp(Duration::from_secs(1), Duration::from_secs(3600))
 }
 
-/// Deletes results older than the retention; returns how many.
+/// How long each kind of data is kept.
+#[derive(Clone, Copy, Debug)]
+pub struct Retention {
+    /// Test results (`retention`).
+    pub results: Duration,
+    /// DMARC reports, rejected reports and source names (`dmarc_retention`).
+    pub reports: Duration,
+}
+
+impl Retention {
+    pub fn of(settings: &Settings) -> Retention {
+        Retention {
+            results: settings.retention,
+            reports: settings.dmarc_retention,
+        }
+    }
+}
+
+/// What one purge deleted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Purged {
+    pub results: u64,
+    /// Reports and rejected reports.
+    pub reports: u64,
+}
+
+/// Deletes what is older than its retention at `now` (the clock, passed in so that tests can
+/// move it): results, then DMARC reports, each in short batches.
 pub async fn purge_once(
     store: &SharedStore,
-    retention: Duration,
-) -> Result<u64, authcheck_store::StoreError> {
-    let cutoff =
-        chrono::Utc::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
-    store.purge(cutoff).await
+    retention: Retention,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Purged, authcheck_store::StoreError> {
+    let before =
+        |kept: Duration| now - chrono::Duration::from_std(kept).unwrap_or(chrono::Duration::MAX);
+    let results = store.purge(before(retention.results)).await?;
+    let reports = store
+        .purge_reports(before(retention.reports).timestamp())
+        .await?;
+    Ok(Purged { results, reports })
 }
 
 async fn purge_periodically(
     store: SharedStore,
-    retention: Duration,
+    retention: Retention,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut ticker = tokio::time::interval(purge_interval(retention));
+    let mut ticker = tokio::time::interval(purge_interval(retention.results));
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
             _ = stop.changed() => return,
         }
-        match purge_once(&store, retention).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(deleted = n, "purged results older than the retention"),
+        match purge_once(&store, retention, chrono::Utc::now()).await {
+            Ok(Purged {
+                results: 0,
+                reports: 0,
+            }) => {}
+            Ok(Purged { results, reports }) => tracing::info!(
+                results,
+                dmarc_reports = reports,
+                "purged results and DMARC reports older than their retention"
+            ),
             Err(e) => tracing::warn!(error = %e, "retention purge failed; will try again"),
         }
     }
@@ -254,7 +295,7 @@ pub async fn serve(settings: Settings) -> Result<(), Failure> {
 
     let purge = tokio::spawn(purge_periodically(
         store.clone(),
-        settings.retention,
+        Retention::of(&settings),
         stop_rx.clone(),
     ));
 
@@ -294,4 +335,127 @@ pub async fn serve(settings: Settings) -> Result<(), Failure> {
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use authcheck_store::{
+        Mailbox, NewRejectedReport, NewReport, NewResult, ReportInsert, ReportKind, SessionFacts,
+    };
+    use chrono::{DateTime, Utc};
+
+    use super::*;
+
+    const DAY: Duration = Duration::from_secs(86_400);
+
+    fn result(received_at: DateTime<Utc>) -> NewResult {
+        let json = |text: &str| serde_json::value::RawValue::from_string(text.to_owned()).unwrap();
+        NewResult {
+            mailbox: Mailbox::Spf,
+            received_at,
+            session: SessionFacts {
+                client_ip: "192.0.2.1".into(),
+                client_port: 25,
+                client_ptr: None,
+                client_ptr_confirmed: false,
+                helo: "sender.example".into(),
+                tls_version: None,
+                tls_cipher: None,
+                mail_from: "a@sender.example".into(),
+                recipient: "spf@tester.example".into(),
+                size: 10,
+            },
+            header_from: None,
+            subject: None,
+            verdict: "|OK| spf-pass".into(),
+            prefixed_subject: "|OK| spf-pass".into(),
+            report: json("{}"),
+            report_summary: json("{}"),
+            raw_message: b"Subject: x\r\n\r\n".to_vec(),
+        }
+    }
+
+    fn report(report_id: &str, received_at: DateTime<Utc>) -> NewReport {
+        NewReport {
+            kind: ReportKind::Aggregate,
+            reporter: "receiver.example".into(),
+            report_id: report_id.into(),
+            domain: "example.org".into(),
+            date_begin: 0,
+            date_end: 0,
+            received_at: received_at.timestamp(),
+            report: serde_json::json!({}),
+            raw: b"<feedback/>".to_vec(),
+            records: Vec::new(),
+        }
+    }
+
+    /// The clock is passed in: at `now`, results past `retention` and reports past
+    /// `dmarc_retention` go, each by its own setting, and nothing younger.
+    #[tokio::test]
+    async fn the_purge_applies_each_retention_to_its_own_data() {
+        let store = authcheck_store::open("sqlite::memory:").await.unwrap();
+        let now = Utc::now();
+        let ago = |age: Duration| now - chrono::Duration::from_std(age).unwrap();
+        let old_result = store.insert(vec![result(ago(8 * DAY))]).await.unwrap();
+        let new_result = store.insert(vec![result(ago(6 * DAY))]).await.unwrap();
+        let ReportInsert::Stored(old_report) = store
+            .insert_report(report("old", ago(401 * DAY)))
+            .await
+            .unwrap()
+        else {
+            panic!("stored");
+        };
+        let ReportInsert::Stored(kept_report) = store
+            .insert_report(report("kept", ago(399 * DAY)))
+            .await
+            .unwrap()
+        else {
+            panic!("stored");
+        };
+        // A week-old report outlives the results' retention.
+        let ReportInsert::Stored(week_old_report) = store
+            .insert_report(report("week", ago(8 * DAY)))
+            .await
+            .unwrap()
+        else {
+            panic!("stored");
+        };
+        store
+            .insert_rejected_report(NewRejectedReport {
+                received_at: ago(500 * DAY).timestamp(),
+                source: "smtp:rua@tester.example".into(),
+                reason: "unreadable".into(),
+                raw: vec![0],
+            })
+            .await
+            .unwrap();
+
+        let retention = Retention {
+            results: 7 * DAY,
+            reports: 400 * DAY,
+        };
+        let purged = purge_once(&store, retention, now).await.unwrap();
+        assert_eq!(
+            purged,
+            Purged {
+                results: 1,
+                reports: 2
+            }
+        );
+        assert!(store.get(&old_result[0]).await.unwrap().is_none());
+        assert!(store.get(&new_result[0]).await.unwrap().is_some());
+        assert!(store.get_report(&old_report).await.unwrap().is_none());
+        assert!(store.get_report(&kept_report).await.unwrap().is_some());
+        assert!(store.get_report(&week_old_report).await.unwrap().is_some());
+        assert!(store.list_rejected_reports(10).await.unwrap().is_empty());
+
+        // Two days later by the clock, the 399-day-old report is past its retention too.
+        let purged = purge_once(&store, retention, now + chrono::Duration::days(2))
+            .await
+            .unwrap();
+        assert_eq!(purged.reports, 1);
+        assert!(store.get_report(&kept_report).await.unwrap().is_none());
+        store.close().await;
+    }
 }
