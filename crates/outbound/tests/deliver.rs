@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use authcheck_outbound::{Delivered, KeyOrigin, Outgoing, Server, SigningKey, Step, deliver};
-use authcheck_smtp::{Accepted, Delivery, DeliveryError, Envelope, SmtpConfig, self_signed_tls};
+use authcheck_smtp::{
+    Accepted, Delivery, DeliveryError, Destination, Envelope, SmtpConfig, self_signed_tls,
+};
 use authcheck_testdns::TestDns;
 use authcheck_verifier::{
     BodyParameter, DkimResult, DnsConfig, MessageInput, Verifier, VerifierConfig,
@@ -32,13 +34,17 @@ impl Delivery for Sink {
         envelope: Envelope,
         message: Vec<u8>,
     ) -> Result<Vec<Accepted>, DeliveryError> {
+        // Every recipient in these tests is a tester mailbox.
         let accepted = envelope
             .recipients
             .iter()
-            .map(|recipient| Accepted {
-                mailbox: recipient.mailbox,
-                id: "sink-1".to_owned(),
-                url: "http://results.test/r/sink-1".to_owned(),
+            .filter_map(|recipient| match recipient.destination {
+                Destination::Test(mailbox) => Some(Accepted::Result {
+                    mailbox,
+                    id: "sink-1".to_owned(),
+                    url: "http://results.test/r/sink-1".to_owned(),
+                }),
+                Destination::Reports(_) => None,
             })
             .collect();
         self.received.lock().unwrap().push((envelope, message));
