@@ -6,9 +6,12 @@
 
 mod support;
 
+use std::net::IpAddr;
+use std::time::Duration;
+
 use authcheck_store::{ReportKind, SharedStore};
 use authcheck_testdns::TestDns;
-use support::{Reply, Service, send};
+use support::{Reply, Service, eventually, send};
 
 /// A report fixture of the parser's own test data.
 fn fixture(path: &str) -> Vec<u8> {
@@ -54,6 +57,52 @@ async fn send_report(service: &Service, recipient: &str, message: &[u8]) -> Repl
         message,
     )
     .await
+}
+
+/// An aggregate report about example.org from big.test with one record per source address,
+/// as XML.
+fn aggregate_report_xml(report_id: &str, sources: impl IntoIterator<Item = IpAddr>) -> String {
+    let mut xml = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<feedback>\n<report_metadata>\
+         <org_name>big.test</org_name><email>dmarc@big.test</email>\
+         <report_id>{report_id}</report_id>\
+         <date_range><begin>1700006400</begin><end>1700092799</end></date_range>\
+         </report_metadata>\n<policy_published><domain>example.org</domain><adkim>r</adkim>\
+         <aspf>r</aspf><p>none</p><sp>none</sp><pct>100</pct></policy_published>\n"
+    );
+    for (n, ip) in sources.into_iter().enumerate() {
+        let (dkim, spf) = if n % 3 == 0 {
+            ("fail", "pass")
+        } else {
+            ("pass", "fail")
+        };
+        xml.push_str(&format!(
+            "<record><row><source_ip>{ip}</source_ip><count>{count}</count><policy_evaluated>\
+             <disposition>none</disposition><dkim>{dkim}</dkim><spf>{spf}</spf>\
+             </policy_evaluated></row><identifiers><header_from>example.org</header_from>\
+             </identifiers><auth_results><dkim><domain>mail{n}.example.org</domain>\
+             <selector>s{n}</selector><result>{dkim}</result></dkim><spf>\
+             <domain>bounce{n}.example.org</domain><result>{spf}</result></spf>\
+             </auth_results></record>\n",
+            count = n % 97 + 1,
+        ));
+    }
+    xml.push_str("</feedback>\n");
+    xml
+}
+
+/// `xml` as a reporter sends it: attached as it is (7bit), in a message to rua@.
+fn report_message(xml: &str) -> Vec<u8> {
+    let mut message = b"From: dmarc@big.test\r\n\
+        To: rua@tester.test\r\n\
+        Subject: Report Domain: example.org Submitter: big.test\r\n\
+        MIME-Version: 1.0\r\n\
+        Content-Type: text/xml; name=\"report.xml\"\r\n\
+        Content-Disposition: attachment; filename=\"report.xml\"\r\n\
+        Content-Transfer-Encoding: 7bit\r\n\r\n"
+        .to_vec();
+    message.extend_from_slice(xml.replace('\n', "\r\n").as_bytes());
+    message
 }
 
 /// A message whose gzip attachment is damaged: a reporter's bug the tester cannot repair.
@@ -192,5 +241,57 @@ async fn a_message_to_a_tester_mailbox_and_a_report_mailbox_gets_both() {
     smtp.command("MAIL FROM:<a@receiver.test>").await;
     let refused = smtp.command("RCPT TO:<dmarc@tester.test>").await;
     assert_eq!(refused.code, 550, "{refused:?}");
+    store.close().await;
+}
+
+/// After the 250, each source address of a stored report gets its PTR name and organizational
+/// domain, looked up once with the service's resolver and cached in the store; a report with
+/// more addresses than the per-report cap gets only the cap's worth of lookups.
+#[tokio::test]
+async fn source_addresses_are_named_after_the_reply_within_the_per_report_cap() {
+    let dns = TestDns::start().await;
+    let named: IpAddr = "192.0.2.25".parse().unwrap();
+    dns.add_ptr(named, "mail-25.outbound.sender.co.uk");
+    let service = Service::start(&dns).await;
+    let store = store_of(&service).await;
+
+    let mut sources = vec![named];
+    // 1,200 more: more than the 1,000 looked up for one report.
+    sources.extend((0..1_200u32).map(|n| IpAddr::from([10, 20, (n / 256) as u8, (n % 256) as u8])));
+    let reply = send_report(
+        &service,
+        "rua@tester.test",
+        &report_message(&aggregate_report_xml("many-sources", sources.clone())),
+    )
+    .await;
+    assert_eq!(reply.code, 250, "{reply:?}");
+    let id = id_after(&reply, "DMARC report stored as ");
+    assert_eq!(store.get_report(&id).await.unwrap().unwrap().records, 1_201);
+
+    let ips: Vec<String> = sources.iter().map(IpAddr::to_string).collect();
+    let names = eventually(Duration::from_secs(20), || async {
+        let names = store.source_names(&ips).await.unwrap();
+        (names.len() >= 1_000).then_some(names)
+    })
+    .await
+    .expect("the sources are named within 20 s");
+    // Given a moment more, no more than the cap are looked up.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(store.source_names(&ips).await.unwrap().len(), 1_000);
+    let with_ptr = names
+        .iter()
+        .find(|name| name.ip == "192.0.2.25")
+        .expect("the first source is among those looked up");
+    assert_eq!(
+        with_ptr.ptr.as_deref(),
+        Some("mail-25.outbound.sender.co.uk")
+    );
+    assert_eq!(with_ptr.org_domain.as_deref(), Some("sender.co.uk"));
+    // An address without a PTR record is kept without a name, so it is not asked again.
+    let without = names.iter().find(|name| name.ip == "10.20.0.0").unwrap();
+    assert_eq!(
+        (without.ptr.as_deref(), without.org_domain.as_deref()),
+        (None, None)
+    );
     store.close().await;
 }

@@ -26,6 +26,7 @@ use serde_json::value::RawValue;
 use tokio::runtime::Runtime;
 
 use crate::dmarc::Kept;
+use crate::sources::SourceNamer;
 
 pub struct TesterDelivery {
     pub pool: VerificationPool,
@@ -33,6 +34,8 @@ pub struct TesterDelivery {
     pub public_url: String,
     /// Below this many free bytes on the database's disk, messages are refused (452).
     pub min_free_disk: u64,
+    /// Looks up the names of stored reports' sources once they are answered.
+    pub source_namer: SourceNamer,
 }
 
 impl Delivery for TesterDelivery {
@@ -119,6 +122,8 @@ impl TesterDelivery {
         Ok(match kept {
             Kept::Stored { id, sources } => {
                 tracing::info!(%client_ip, source, id, sources = sources.len(), "DMARC report stored");
+                // After the commit and off the reply's path (see `crate::sources`).
+                self.source_namer.look_up(sources);
                 ReportReceipt::Stored { id }
             }
             Kept::Duplicate(id) => {

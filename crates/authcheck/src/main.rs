@@ -14,6 +14,7 @@ mod dmarc;
 mod failure;
 mod metrics;
 mod serve;
+mod sources;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

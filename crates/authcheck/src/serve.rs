@@ -24,6 +24,7 @@ use tokio::sync::watch;
 use crate::config::{ConfigError, Settings, invalid, machine_hostname, scrub_password};
 use crate::delivery::{TesterDelivery, VerificationPool};
 use crate::failure::Failure;
+use crate::sources::SourceNamer;
 
 /// How long sessions in flight may take to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -253,6 +254,7 @@ pub async fn serve(settings: Settings) -> Result<(), Failure> {
         shutdown_grace: SHUTDOWN_GRACE,
         ..SmtpConfig::new(smtp_addr)
     };
+    let source_namer = SourceNamer::start(store.clone(), verifier.dns().clone());
     let pool = VerificationPool::new(verifier, settings.verify_timeout)
         .context("cannot start the verification threads")?;
     let delivery = Arc::new(TesterDelivery {
@@ -260,6 +262,7 @@ pub async fn serve(settings: Settings) -> Result<(), Failure> {
         store: store.clone(),
         public_url: public_url.clone(),
         min_free_disk: settings.min_free_disk as u64,
+        source_namer,
     });
     let mut smtp_stop = stop_rx.clone();
     let smtp = tokio::spawn(authcheck_smtp::run(
