@@ -295,3 +295,93 @@ async fn source_addresses_are_named_after_the_reply_within_the_per_report_cap() 
     );
     store.close().await;
 }
+
+/// Source addresses for `count` records, all distinct.
+fn many_sources(count: u32) -> impl Iterator<Item = IpAddr> {
+    (0..count).map(|n| IpAddr::from([10, (n >> 16) as u8, (n >> 8) as u8, n as u8]))
+}
+
+/// The size of the reports [`peak_memory_while_a_50_mb_report_is_received_and_stored`] sends.
+const LARGE_REPORT_BYTES: usize = 50_000_000;
+
+/// An aggregate report of about [`LARGE_REPORT_BYTES`] of XML.
+fn large_report_xml() -> String {
+    // One record is about 444 bytes of XML.
+    let records = (LARGE_REPORT_BYTES / 444) as u32;
+    let xml = aggregate_report_xml("large", many_sources(records));
+    assert!(
+        xml.len().abs_diff(LARGE_REPORT_BYTES) < LARGE_REPORT_BYTES / 10,
+        "{} bytes",
+        xml.len()
+    );
+    xml
+}
+
+/// `xml` gzipped and attached in base64, as most large reporters send it.
+fn gzip_report_message(xml: &str) -> Vec<u8> {
+    use base64::Engine;
+    use std::io::Write;
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gzip.write_all(xml.as_bytes()).unwrap();
+    let compressed = gzip.finish().unwrap();
+    let encoded = base64::engine::general_purpose::STANDARD.encode(compressed);
+    let mut message = b"From: dmarc@big.test\r\n\
+        To: rua@tester.test\r\n\
+        Subject: Report Domain: example.org Submitter: big.test\r\n\
+        MIME-Version: 1.0\r\n\
+        Content-Type: application/gzip; name=\"report.xml.gz\"\r\n\
+        Content-Transfer-Encoding: base64\r\n\r\n"
+        .to_vec();
+    for line in encoded.as_bytes().chunks(76) {
+        message.extend_from_slice(line);
+        message.extend_from_slice(b"\r\n");
+    }
+    message
+}
+
+/// Sends `message` to a fresh service taking messages of up to 64 MiB and prints its peak
+/// RSS before and after the report is stored.
+async fn measure_peak_memory(what: &str, message: &[u8]) {
+    let dns = TestDns::start().await;
+    let mut options = support::ServiceOptions::new(&dns);
+    options.extra_args = vec!["--max-message-size".into(), "64MiB".into()];
+    let service = Service::start_with(options).await;
+    let store = store_of(&service).await;
+    let before = service.peak_rss_kib();
+    let started = std::time::Instant::now();
+    let (mut smtp, _) = support::RawSmtp::connect(service.smtp).await;
+    smtp.patience(Duration::from_secs(600));
+    let reply = smtp
+        .send(
+            "mail.big.test",
+            "dmarc@big.test",
+            &["rua@tester.test"],
+            message,
+        )
+        .await;
+    let took = started.elapsed();
+    assert_eq!(reply.code, 250, "{reply:?}");
+    let id = id_after(&reply, "DMARC report stored as ");
+    let records = store.get_report(&id).await.unwrap().unwrap().records;
+    let after = service.peak_rss_kib();
+    println!(
+        "{what}: message {} bytes, {records} records stored in {took:.1?}; peak RSS {} MiB \
+         before, {} MiB after",
+        message.len(),
+        before / 1024,
+        after / 1024
+    );
+    store.close().await;
+}
+
+/// The memory a 50 MB aggregate report costs the service while it is received over SMTP,
+/// parsed and stored, as XML attached as it is and as the gzip of it: a measurement, not a
+/// pass/fail check (README, "Memory for large DMARC reports"). Run with
+/// `cargo test --release -p authcheck --test e2e_dmarc_receive -- --ignored --nocapture`.
+#[tokio::test]
+#[ignore = "a measurement that takes a minute: run it with --ignored --nocapture"]
+async fn peak_memory_while_a_50_mb_report_is_received_and_stored() {
+    let xml = large_report_xml();
+    measure_peak_memory("XML", &report_message(&xml)).await;
+    measure_peak_memory("gzip", &gzip_report_message(&xml)).await;
+}

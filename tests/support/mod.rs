@@ -258,6 +258,18 @@ impl Service {
         }
     }
 
+    /// The service's peak resident memory so far (`VmHWM`), in KiB, as Linux counts it.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let pid = self.child.id().expect("the service is running");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .expect("read the service's /proc status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc status")
+    }
+
     /// Kills the process at once (SIGKILL) and waits for it to be gone.
     pub async fn kill(mut self) -> Option<tempfile::TempDir> {
         let _ = self.child.kill().await;
@@ -318,6 +330,8 @@ impl Reply {
 pub struct RawSmtp {
     reader: BufReader<tokio::io::ReadHalf<TcpStream>>,
     writer: tokio::io::WriteHalf<TcpStream>,
+    /// How long to wait for a reply line: [`PATIENCE`] unless set with [`RawSmtp::patience`].
+    patience: Duration,
 }
 
 impl RawSmtp {
@@ -330,9 +344,15 @@ impl RawSmtp {
         let mut smtp = RawSmtp {
             reader: BufReader::new(read),
             writer: write,
+            patience: PATIENCE,
         };
         let greeting = smtp.read_reply().await;
         (smtp, greeting)
+    }
+
+    /// Waits up to `limit` for each reply from now on (for measurements of slow work).
+    pub fn patience(&mut self, limit: Duration) {
+        self.patience = limit;
     }
 
     pub async fn write(&mut self, bytes: &[u8]) {
@@ -359,7 +379,7 @@ impl RawSmtp {
         let mut lines = Vec::new();
         loop {
             let mut line = String::new();
-            let n = tokio::time::timeout(PATIENCE, self.reader.read_line(&mut line))
+            let n = tokio::time::timeout(self.patience, self.reader.read_line(&mut line))
                 .await
                 .expect("no SMTP reply in time")
                 .ok()?;

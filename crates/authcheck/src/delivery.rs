@@ -36,7 +36,18 @@ pub struct TesterDelivery {
     pub min_free_disk: u64,
     /// Looks up the names of stored reports' sources once they are answered.
     pub source_namer: SourceNamer,
+    /// Lets [`REPORTS_AT_ONCE`] reports be parsed and stored at a time.
+    pub report_gate: tokio::sync::Semaphore,
 }
+
+/// DMARC reports parsed and stored at once; the others wait their turn (their senders wait for
+/// the reply). A report's parse and its stored form take far more memory than the message
+/// (a compressed report decompresses up to the parser's 256 MiB limit, and a 50 MB report
+/// peaked at several hundred MiB: README, "Memory for large DMARC reports"), more than
+/// [`TesterDelivery::COPIES_WHILE_DELIVERING`] can count; one at a time bounds that memory by
+/// one report whatever many senders do. Reports are few (one a day per reporter and domain),
+/// so the wait is rarely felt.
+pub const REPORTS_AT_ONCE: usize = 1;
 
 impl Delivery for TesterDelivery {
     /// Two message-sized copies at most, in one of two phases that never overlap (the
@@ -54,10 +65,10 @@ impl Delivery for TesterDelivery {
     /// ([`Verified::results`]), but the store drops that clone as it finds the two equal
     /// (it keeps one copy per message) before the driver copies the message.
     ///
-    /// A report (`rua@`, `ruf@`) is parsed as a stream, so parsing holds far less than the
-    /// message (the figures are in the README), and storing it makes the driver's copy. A
-    /// message to a report mailbox and a tester mailbox is cloned for the report, which is
-    /// stored (its copy made and dropped) before verification starts: two copies again.
+    /// A message to a report mailbox and a tester mailbox is cloned for the report, which is
+    /// stored (the driver's copy made and dropped) before verification starts: two copies
+    /// again. What parsing a report and its stored form take beyond the message is bounded
+    /// apart, by parsing one report at a time ([`REPORTS_AT_ONCE`]).
     const COPIES_WHILE_DELIVERING: usize = 2;
 
     fn deliver(
@@ -111,6 +122,11 @@ impl TesterDelivery {
         source: &str,
     ) -> Result<ReportReceipt, DeliveryError> {
         let received_at = envelope.received_at.timestamp();
+        let _turn = self
+            .report_gate
+            .acquire()
+            .await
+            .map_err(|_| DeliveryError::Temporary("the service is stopping".into()))?;
         let kept = crate::dmarc::keep_report(&self.store, raw, received_at, source)
             .await
             .map_err(|e| {

@@ -114,10 +114,10 @@ pub async fn keep_report(
     let kept = match parsed {
         Ok(report) => {
             let sources = distinct_sources(&report);
-            match store
-                .insert_report(new_report(&report, raw, received_at))
-                .await?
-            {
+            let row = new_report(&report, raw, received_at);
+            // Not held while the rows are written: a large report's parse is large.
+            drop(report);
+            match store.insert_report(row).await? {
                 ReportInsert::Stored(id) => Kept::Stored { id, sources },
                 ReportInsert::Duplicate(id) => Kept::Duplicate(id),
             }

@@ -263,6 +263,7 @@ pub async fn serve(settings: Settings) -> Result<(), Failure> {
         public_url: public_url.clone(),
         min_free_disk: settings.min_free_disk as u64,
         source_namer,
+        report_gate: tokio::sync::Semaphore::new(crate::delivery::REPORTS_AT_ONCE),
     });
     let mut smtp_stop = stop_rx.clone();
     let smtp = tokio::spawn(authcheck_smtp::run(
