@@ -12,7 +12,7 @@ use std::io::{BufReader, IsTerminal};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use authcheck_dmarc_reports::{Limits, Report};
+use authcheck_dmarc_reports::{DkimResult, Limits, Report, SpfResult};
 use authcheck_store::{
     NewRecord, NewRejectedReport, NewReport, ReportInsert, ReportKind, SharedStore, StoreError,
 };
@@ -46,8 +46,25 @@ pub fn new_report(report: &Report, raw: Vec<u8>, received_at: i64) -> NewReport 
                     dkim: record.policy_evaluated.dkim.map(|r| r.to_string()),
                     spf: record.policy_evaluated.spf.map(|r| r.to_string()),
                     header_from: record.identifiers.header_from.clone(),
+                    dkim_pass: record
+                        .auth_results
+                        .dkim
+                        .iter()
+                        .any(|dkim| dkim.result == Some(DkimResult::Pass)),
+                    spf_pass: record
+                        .auth_results
+                        .spf
+                        .iter()
+                        .any(|spf| spf.result == Some(SpfResult::Pass)),
+                    reasons: record
+                        .policy_evaluated
+                        .reasons
+                        .iter()
+                        .filter_map(|reason| reason.kind.map(|kind| kind.to_string()))
+                        .collect(),
                 })
                 .collect(),
+            policy: Some(aggregate.policy.tags()).filter(|tags| !tags.is_empty()),
         },
         Report::Failure(failure) => {
             // A failure report has no report id; its Message-ID serves, or failing that the
@@ -74,6 +91,7 @@ pub fn new_report(report: &Report, raw: Vec<u8>, received_at: i64) -> NewReport 
                 report: json,
                 raw,
                 records: Vec::new(),
+                policy: None,
             }
         }
     }

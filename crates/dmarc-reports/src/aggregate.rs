@@ -101,6 +101,28 @@ pub struct PolicyPublished {
     pub discovery_method: Option<DiscoveryMethod>,
 }
 
+impl PolicyPublished {
+    /// The policy as the tags of a DMARC record, in the record's usual order and only those
+    /// the reporter gave: `p=reject; sp=none; adkim=r; aspf=r; pct=100`.
+    pub fn tags(&self) -> String {
+        let mut tags = Vec::new();
+        let policy = |name: &str, value: Option<Policy>| value.map(|v| format!("{name}={v}"));
+        let alignment = |name: &str, value: Option<Alignment>| value.map(|v| format!("{name}={v}"));
+        tags.extend(policy("p", self.p));
+        tags.extend(policy("sp", self.sp));
+        tags.extend(policy("np", self.np));
+        tags.extend(alignment("adkim", self.adkim));
+        tags.extend(alignment("aspf", self.aspf));
+        tags.extend(self.pct.map(|pct| format!("pct={pct}")));
+        tags.extend(self.fo.as_deref().map(|fo| format!("fo={}", fo.trim())));
+        tags.extend(
+            self.testing
+                .map(|t| format!("t={}", if t { "y" } else { "n" })),
+        );
+        tags.join("; ")
+    }
+}
+
 /// One row of the report: messages from one source with one outcome.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Record {

@@ -7,20 +7,23 @@
 //! (for several instances sharing one tester domain) implement it. [`open`] picks the backend
 //! from the database URL and runs the migrations in `migrations/`.
 
+mod dashboard;
 mod failure;
 mod group_commit;
 mod listing;
 mod postgres;
 mod record;
 mod reports;
+mod rollup;
 mod sql_store;
 mod sqlite;
+mod statement;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use authcheck_verifier::Mailbox;
@@ -159,7 +162,8 @@ pub trait ResultStore: Send + Sync {
     /// Stores a parsed DMARC report and its records in one transaction (the records in
     /// multi-row statements), unless the same reporter and report id are stored already: then
     /// nothing is written and the answer is [`ReportInsert::Duplicate`]. Durable when this
-    /// returns `Ok`.
+    /// returns `Ok`. The same transaction adds the report to the daily rollup the dashboard
+    /// reads (see [`DmarcFilter`]).
     async fn insert_report(&self, report: NewReport) -> StoreResult<ReportInsert>;
     /// Stores a report that could not be parsed, with the reason; returns its id.
     async fn insert_rejected_report(&self, rejected: NewRejectedReport) -> StoreResult<String>;
@@ -186,6 +190,44 @@ pub trait ResultStore: Send + Sync {
     /// domains whose `<domain>._report._dmarc.<tester domain>` authorization record (RFC 7489
     /// section 7.1) the operator publishes.
     async fn report_domains_seen(&self) -> StoreResult<Vec<ReportDomain>>;
+    /// A stored report's message or file exactly as received.
+    async fn raw_report(&self, id: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// Stored reports matching `query`, the newest period first, without their bodies.
+    async fn list_reports(&self, query: &ReportQuery) -> StoreResult<Vec<ReportListing>>;
+    /// The domains with reports, the most recent data first, at most `limit`
+    /// (≤ [`MAX_DASHBOARD_ROWS`]).
+    async fn dmarc_domains(&self, limit: u32) -> StoreResult<Vec<DmarcDomain>>;
+    /// One domain with reports (`domain` lowercase), or `None`.
+    async fn dmarc_domain(&self, domain: &str) -> StoreResult<Option<DmarcDomain>>;
+    /// The rollup of `filter` per day, oldest first; days without reported messages are
+    /// absent.
+    async fn dmarc_daily(&self, filter: &DmarcFilter) -> StoreResult<Vec<DmarcDay>>;
+    /// The sources (IP addresses) of `filter`, those failing DMARC most first.
+    async fn dmarc_sources(
+        &self,
+        filter: &DmarcFilter,
+        limit: u32,
+    ) -> StoreResult<Vec<DmarcSource>>;
+    /// The reporters of `filter`, most messages first.
+    async fn dmarc_reporters(
+        &self,
+        filter: &DmarcFilter,
+        limit: u32,
+    ) -> StoreResult<Vec<DmarcReporter>>;
+    /// The published policies reporters saw for `filter`'s domain, days and reporter, in the
+    /// order they were first seen.
+    async fn dmarc_policies(
+        &self,
+        filter: &DmarcFilter,
+        limit: u32,
+    ) -> StoreResult<Vec<DmarcPolicySeen>>;
+    /// What reporters saw of `source_ip` from `first_day` on, per domain, most messages first.
+    async fn dmarc_source_seen(
+        &self,
+        source_ip: &str,
+        first_day: NaiveDate,
+        limit: u32,
+    ) -> StoreResult<Vec<DmarcSourceSeen>>;
     /// Checks that the database answers (a read).
     async fn ping(&self) -> StoreResult<()>;
     /// Readiness: commits a one-row write the way results are written (through SQLite's
@@ -209,10 +251,15 @@ pub trait ResultStore: Send + Sync {
 
 pub type SharedStore = Arc<dyn ResultStore>;
 
+pub use dashboard::{MAX_REPORT_OFFSET, ReportQuery};
 pub use listing::{MAX_LIST_LIMIT, sender_matches};
 pub use reports::{
     NewRecord, NewRejectedReport, NewReport, ReportDomain, ReportInsert, ReportKind, SourceName,
     StoredRejectedReport, StoredReport,
+};
+pub use rollup::{
+    DmarcCounts, DmarcDay, DmarcDomain, DmarcFilter, DmarcOutcome, DmarcPolicySeen, DmarcReporter,
+    DmarcSource, DmarcSourceSeen, MAX_DASHBOARD_ROWS, MAX_ROLLUP_ROWS_PER_REPORT, ReportListing,
 };
 
 /// How long a query waits for a database connection before the store reports

@@ -23,7 +23,7 @@ impl ReportKind {
         }
     }
 
-    fn parse(text: &str) -> Option<ReportKind> {
+    pub(crate) fn parse(text: &str) -> Option<ReportKind> {
         match text {
             "aggregate" => Some(ReportKind::Aggregate),
             "failure" => Some(ReportKind::Failure),
@@ -49,17 +49,28 @@ pub struct NewReport {
     /// The message or file exactly as received.
     pub raw: Vec<u8>,
     pub records: Vec<NewRecord>,
+    /// The DMARC policy the reporter saw published, as a record's tags
+    /// (`p=reject; sp=none; adkim=r; aspf=r; pct=100`), for the dashboard's policy history.
+    pub policy: Option<String>,
 }
 
 /// One row of an aggregate report.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NewRecord {
     pub source_ip: String,
     pub count: i64,
     pub disposition: Option<String>,
+    /// The DMARC-aligned DKIM and SPF results (`policy_evaluated`): `pass` or `fail`.
     pub dkim: Option<String>,
     pub spf: Option<String>,
     pub header_from: String,
+    /// Whether any DKIM signature, and the SPF check, passed at all (`auth_results`), aligned
+    /// or not.
+    pub dkim_pass: bool,
+    pub spf_pass: bool,
+    /// Why the receiver overrode the policy (`policy_evaluated/reason/type`), in the RFC's
+    /// spelling.
+    pub reasons: Vec<String>,
 }
 
 /// What became of a report given to [`ResultStore::insert_report`](crate::ResultStore).
@@ -122,6 +133,8 @@ pub(crate) const GET_REPORT_SQL: &str = "SELECT id, kind, reporter, report_id, d
     date_begin, date_end, received_at, report, \
     (SELECT COUNT(*) FROM dmarc_records WHERE dmarc_records.report = dmarc_reports.id) \
     FROM dmarc_reports WHERE id = $1";
+
+pub(crate) const RAW_REPORT_SQL: &str = "SELECT raw FROM dmarc_reports WHERE id = $1";
 
 pub(crate) const LIST_REJECTED_SQL: &str = "SELECT id, received_at, source, reason \
     FROM dmarc_rejected ORDER BY seq DESC LIMIT $1";

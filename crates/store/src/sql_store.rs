@@ -10,14 +10,19 @@ use sqlx::{
     Type,
 };
 
+use crate::dashboard::{Dashboard, ReportQuery};
 use crate::listing::{ListSql, SEQ_OF_ID_SQL};
 use crate::record::{InsertRow, RESULT_COLUMNS, ResultRow, SummaryRow, new_result_id, without_nul};
 use crate::reports::{
     EXISTING_REPORT_SQL, GET_REPORT_SQL, INSERT_REJECTED_SQL, INSERT_REPORT_SQL, LIST_REJECTED_SQL,
-    RECORDS_PER_INSERT, REPORT_DOMAINS_SEEN_SQL, ReportRow, SOURCES_PER_QUERY, records_insert_sql,
-    sources_select_sql, sources_upsert_sql, stored_report,
+    RAW_REPORT_SQL, RECORDS_PER_INSERT, REPORT_DOMAINS_SEEN_SQL, ReportRow, SOURCES_PER_QUERY,
+    records_insert_sql, sources_select_sql, sources_upsert_sql, stored_report,
 };
 pub(crate) use crate::reports::{REPORT_PURGE_BATCH, REPORT_PURGE_SQL};
+use crate::rollup::{
+    DmarcDay, DmarcDomain, DmarcFilter, DmarcPolicySeen, DmarcReporter, DmarcSource,
+    DmarcSourceSeen, ReportListing, RollupRows,
+};
 use crate::{
     ListQuery, NewRecord, NewRejectedReport, NewReport, NewResult, ReportDomain, ReportInsert,
     ResultStore, ResultSummary, SourceName, StoreError, StoreResult, StoredRejectedReport,
@@ -107,6 +112,7 @@ fn record_without_nul(record: NewRecord) -> NewRecord {
         dkim: record.dkim.map(text),
         spf: record.spf.map(text),
         header_from: text(record.header_from),
+        ..record
     }
 }
 
@@ -155,6 +161,7 @@ where
     for<'r> ResultRow: FromRow<'r, DB::Row>,
     for<'q> String: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
     for<'q> Option<String>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<i64>: Decode<'q, DB> + Type<DB>,
     for<'q> Vec<u8>: Encode<'q, DB>,
     for<'r> ReportRow: FromRow<'r, DB::Row>,
     for<'r> (String, i64, String, String): FromRow<'r, DB::Row>,
@@ -220,13 +227,15 @@ where
     async fn insert_report(&self, report: NewReport) -> StoreResult<ReportInsert> {
         let reporter = without_nul(&report.reporter).into_owned();
         let report_id = without_nul(&report.report_id).into_owned();
+        let domain = without_nul(&report.domain).into_owned();
+        let rollup = RollupRows::for_report(&report, &domain, &reporter);
         let mut tx = self.pool.begin().await.map_err(DB::failure)?;
         let inserted = sqlx::query_scalar::<DB, String>(INSERT_REPORT_SQL)
             .bind(new_result_id())
             .bind(report.kind.as_str())
             .bind(reporter.clone())
             .bind(report_id.clone())
-            .bind(without_nul(&report.domain).into_owned())
+            .bind(domain)
             .bind(report.date_begin)
             .bind(report.date_end)
             .bind(report.received_at)
@@ -264,6 +273,13 @@ where
                     .bind(record.header_from);
             }
             insert.execute(&mut *tx).await.map_err(DB::failure)?;
+        }
+        for statement in rollup.inserts() {
+            statement
+                .query::<DB>()
+                .execute(&mut *tx)
+                .await
+                .map_err(DB::failure)?;
         }
         tx.commit().await.map_err(DB::failure)?;
         Ok(ReportInsert::Stored(id))
@@ -400,6 +416,65 @@ where
                 last_received,
             })
             .collect())
+    }
+
+    async fn raw_report(&self, id: &str) -> StoreResult<Option<Vec<u8>>> {
+        sqlx::query_scalar::<DB, Vec<u8>>(RAW_REPORT_SQL)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(DB::failure)
+    }
+
+    async fn list_reports(&self, query: &ReportQuery) -> StoreResult<Vec<ReportListing>> {
+        Dashboard(&self.pool).reports(query).await
+    }
+
+    async fn dmarc_domains(&self, limit: u32) -> StoreResult<Vec<DmarcDomain>> {
+        Dashboard(&self.pool).domains(limit).await
+    }
+
+    async fn dmarc_domain(&self, domain: &str) -> StoreResult<Option<DmarcDomain>> {
+        Dashboard(&self.pool).domain(domain).await
+    }
+
+    async fn dmarc_daily(&self, filter: &DmarcFilter) -> StoreResult<Vec<DmarcDay>> {
+        Dashboard(&self.pool).daily(filter).await
+    }
+
+    async fn dmarc_sources(
+        &self,
+        filter: &DmarcFilter,
+        limit: u32,
+    ) -> StoreResult<Vec<DmarcSource>> {
+        Dashboard(&self.pool).sources(filter, limit).await
+    }
+
+    async fn dmarc_reporters(
+        &self,
+        filter: &DmarcFilter,
+        limit: u32,
+    ) -> StoreResult<Vec<DmarcReporter>> {
+        Dashboard(&self.pool).reporters(filter, limit).await
+    }
+
+    async fn dmarc_policies(
+        &self,
+        filter: &DmarcFilter,
+        limit: u32,
+    ) -> StoreResult<Vec<DmarcPolicySeen>> {
+        Dashboard(&self.pool).policies(filter, limit).await
+    }
+
+    async fn dmarc_source_seen(
+        &self,
+        source_ip: &str,
+        first_day: chrono::NaiveDate,
+        limit: u32,
+    ) -> StoreResult<Vec<DmarcSourceSeen>> {
+        Dashboard(&self.pool)
+            .source_seen(source_ip, first_day, limit)
+            .await
     }
 
     async fn ready(&self) -> StoreResult<()> {

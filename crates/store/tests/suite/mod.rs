@@ -3,11 +3,12 @@
 //! backend.
 
 use authcheck_store::{
-    ListQuery, MAX_LIST_LIMIT, Mailbox, NewRecord, NewRejectedReport, NewReport, NewResult,
-    ReportDomain, ReportInsert, ReportKind, ResultSummary, SessionFacts, SharedStore, SourceName,
-    StoreError, StoredResult,
+    DmarcCounts, DmarcFilter, DmarcOutcome, ListQuery, MAX_LIST_LIMIT, Mailbox, NewRecord,
+    NewRejectedReport, NewReport, NewResult, ReportDomain, ReportInsert, ReportKind, ReportQuery,
+    ResultSummary, SessionFacts, SharedStore, SourceName, StoreError, StoredResult,
 };
 use authcheck_verifier::display::MAX_DISPLAY_FIELD_BYTES;
+use chrono::NaiveDate;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde_json::json;
 
@@ -44,6 +45,11 @@ macro_rules! every_case {
             dmarc_source_names_are_cached_until_stale,
             dmarc_retention_purge_removes_old_reports_rejected_and_sources,
             report_domains_seen_counts_reports_per_domain,
+            dmarc_rollup_sums_reports_per_day_source_and_class,
+            dmarc_rollup_filters_by_reporter_source_and_outcome,
+            dmarc_policies_seen_are_listed_with_their_days,
+            dmarc_reports_are_listed_newest_first_and_their_raw_kept,
+            dmarc_source_seen_counts_days_since_per_domain,
         );
     };
 }
@@ -761,8 +767,10 @@ fn dmarc_report(reporter: &str, report_id: &str, records: usize) -> NewReport {
                 dkim: Some("pass".to_owned()),
                 spf: None,
                 header_from: "example.org".to_owned(),
+                ..NewRecord::default()
             })
             .collect(),
+        policy: Some("p=none".to_owned()),
     }
 }
 
@@ -1011,5 +1019,346 @@ pub async fn report_domains_seen_counts_reports_per_domain(store: SharedStore) {
                 last_received: 300
             },
         ]
+    );
+}
+
+/// 2023-11-15 00:00 UTC.
+const NOV_15: i64 = 1_700_006_400;
+const DAY: i64 = 86_400;
+
+fn date(text: &str) -> NaiveDate {
+    text.parse().unwrap()
+}
+
+fn record(ip: &str, count: i64, dkim: &str, spf: &str, disposition: &str) -> NewRecord {
+    NewRecord {
+        source_ip: ip.to_owned(),
+        count,
+        disposition: Some(disposition.to_owned()),
+        dkim: Some(dkim.to_owned()),
+        spf: Some(spf.to_owned()),
+        header_from: "example.org".to_owned(),
+        dkim_pass: dkim == "pass",
+        spf_pass: true,
+        reasons: Vec::new(),
+    }
+}
+
+fn aggregate(
+    reporter: &str,
+    report_id: &str,
+    domain: &str,
+    (begin, end): (i64, i64),
+    records: Vec<NewRecord>,
+) -> NewReport {
+    NewReport {
+        kind: ReportKind::Aggregate,
+        reporter: reporter.to_owned(),
+        report_id: report_id.to_owned(),
+        domain: domain.to_owned(),
+        date_begin: begin,
+        date_end: end,
+        received_at: end + 3600,
+        report: json!({ "kind": "aggregate" }),
+        raw: format!("<feedback>{report_id}</feedback>").into_bytes(),
+        records,
+        policy: Some("p=none; adkim=r; aspf=r".to_owned()),
+    }
+}
+
+fn whole(domain: &str, first: &str, last: &str) -> DmarcFilter {
+    DmarcFilter {
+        domain: domain.to_owned(),
+        first_day: date(first),
+        last_day: date(last),
+        reporter: None,
+        source_ip: None,
+        outcome: None,
+    }
+}
+
+async fn store_reports(store: &SharedStore, reports: Vec<NewReport>) {
+    for report in reports {
+        let outcome = store.insert_report(report).await.unwrap();
+        assert!(matches!(outcome, ReportInsert::Stored(_)), "{outcome:?}");
+    }
+}
+
+/// Two reporters about example.org: one day from A (10 passing, 4 failing and rejected from a
+/// forwarder), two days from B shared half and half; and one report about another domain.
+fn two_reporters() -> Vec<NewReport> {
+    let mut forwarded = record("198.51.100.9", 4, "fail", "fail", "reject");
+    forwarded.reasons = vec!["local_policy".to_owned(), "forwarded".to_owned()];
+    vec![
+        aggregate(
+            "A",
+            "a-1",
+            "example.org",
+            (NOV_15, NOV_15 + DAY - 1),
+            vec![
+                record("192.0.2.1", 6, "pass", "fail", "none"),
+                record("192.0.2.1", 4, "pass", "pass", "none"),
+                forwarded,
+            ],
+        ),
+        aggregate(
+            "B",
+            "b-1",
+            "example.org",
+            (NOV_15 + DAY / 2, NOV_15 + DAY + DAY / 2),
+            vec![record("192.0.2.1", 8, "fail", "pass", "none")],
+        ),
+        aggregate(
+            "A",
+            "a-2",
+            "other.example",
+            (NOV_15, NOV_15 + DAY),
+            vec![record("192.0.2.1", 100, "fail", "fail", "quarantine")],
+        ),
+    ]
+}
+
+pub async fn dmarc_rollup_sums_reports_per_day_source_and_class(store: SharedStore) {
+    store_reports(&store, two_reporters()).await;
+    // The duplicate adds nothing to the rollup.
+    let again = store
+        .insert_report(two_reporters().remove(0))
+        .await
+        .unwrap();
+    assert!(matches!(again, ReportInsert::Duplicate(_)));
+
+    let days = store
+        .dmarc_daily(&whole("example.org", "2023-11-01", "2023-11-30"))
+        .await
+        .unwrap();
+    let messages: Vec<_> = days
+        .iter()
+        .map(|day| (day.day, day.counts.messages, day.counts.dmarc_pass))
+        .collect();
+    assert_eq!(
+        messages,
+        [(date("2023-11-15"), 18, 14), (date("2023-11-16"), 4, 4)]
+    );
+    let first = days[0].counts;
+    assert_eq!(
+        first,
+        DmarcCounts {
+            messages: 18,
+            dmarc_pass: 14,
+            dkim_aligned: 10,
+            spf_aligned: 8,
+            dkim_pass: 10,
+            spf_pass: 18,
+        }
+    );
+
+    let sources = store
+        .dmarc_sources(&whole("example.org", "2023-11-01", "2023-11-30"), 10)
+        .await
+        .unwrap();
+    let listed: Vec<_> = sources
+        .iter()
+        .map(|s| {
+            (
+                s.source_ip.as_str(),
+                s.counts.messages,
+                s.counts.dmarc_fail(),
+                s.reporters,
+            )
+        })
+        .collect();
+    // The failing source first, although it sent fewer messages.
+    assert_eq!(listed, [("198.51.100.9", 4, 4, 1), ("192.0.2.1", 18, 0, 2)]);
+    assert_eq!(sources[0].dispositions, [("reject".to_owned(), 4)]);
+    assert_eq!(
+        sources[0].reasons,
+        [("forwarded,local_policy".to_owned(), 4)]
+    );
+    assert_eq!(sources[1].dispositions, [("none".to_owned(), 18)]);
+    assert!(sources[1].reasons.is_empty());
+    assert_eq!(
+        store
+            .dmarc_sources(&whole("example.org", "2023-11-01", "2023-11-30"), 1)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    let reporters = store
+        .dmarc_reporters(&whole("example.org", "2023-11-01", "2023-11-30"), 10)
+        .await
+        .unwrap();
+    let reporters: Vec<_> = reporters
+        .iter()
+        .map(|r| (r.reporter.as_str(), r.counts.messages))
+        .collect();
+    assert_eq!(reporters, [("A", 14), ("B", 8)]);
+
+    let domains = store.dmarc_domains(10).await.unwrap();
+    let domains: Vec<_> = domains
+        .iter()
+        .map(|d| {
+            (
+                d.domain.as_str(),
+                d.first_day,
+                d.last_day,
+                d.messages,
+                d.reports,
+            )
+        })
+        .collect();
+    assert_eq!(
+        domains,
+        [
+            ("example.org", date("2023-11-15"), date("2023-11-16"), 22, 2),
+            (
+                "other.example",
+                date("2023-11-15"),
+                date("2023-11-15"),
+                100,
+                1
+            ),
+        ]
+    );
+    assert_eq!(
+        store
+            .dmarc_domain("other.example")
+            .await
+            .unwrap()
+            .unwrap()
+            .messages,
+        100
+    );
+    assert_eq!(store.dmarc_domain("unknown.example").await.unwrap(), None);
+}
+
+pub async fn dmarc_rollup_filters_by_reporter_source_and_outcome(store: SharedStore) {
+    store_reports(&store, two_reporters()).await;
+    let total = |days: Vec<authcheck_store::DmarcDay>| -> i64 {
+        days.iter().map(|day| day.counts.messages).sum()
+    };
+    let mut filter = whole("example.org", "2023-11-01", "2023-11-30");
+    filter.reporter = Some("B".to_owned());
+    assert_eq!(total(store.dmarc_daily(&filter).await.unwrap()), 8);
+    filter.reporter = None;
+    filter.source_ip = Some("198.51.100.9".to_owned());
+    assert_eq!(total(store.dmarc_daily(&filter).await.unwrap()), 4);
+    filter.source_ip = None;
+    filter.outcome = Some(DmarcOutcome::Pass);
+    assert_eq!(total(store.dmarc_daily(&filter).await.unwrap()), 18);
+    filter.outcome = Some(DmarcOutcome::Fail);
+    assert_eq!(total(store.dmarc_daily(&filter).await.unwrap()), 4);
+    // The day range includes both ends.
+    let second_day = whole("example.org", "2023-11-16", "2023-11-16");
+    assert_eq!(total(store.dmarc_daily(&second_day).await.unwrap()), 4);
+    let before = whole("example.org", "2023-10-01", "2023-11-14");
+    assert!(store.dmarc_daily(&before).await.unwrap().is_empty());
+    assert!(store.dmarc_sources(&before, 10).await.unwrap().is_empty());
+}
+
+pub async fn dmarc_policies_seen_are_listed_with_their_days(store: SharedStore) {
+    let mut stricter = aggregate(
+        "A",
+        "a-3",
+        "example.org",
+        (NOV_15 + 5 * DAY, NOV_15 + 6 * DAY),
+        vec![record("192.0.2.1", 1, "pass", "pass", "none")],
+    );
+    stricter.policy = Some("p=reject; adkim=s".to_owned());
+    let mut reports = two_reporters();
+    reports.push(stricter);
+    store_reports(&store, reports).await;
+    let policies = store
+        .dmarc_policies(&whole("example.org", "2023-11-01", "2023-11-30"), 10)
+        .await
+        .unwrap();
+    let policies: Vec<_> = policies
+        .iter()
+        .map(|p| {
+            (
+                p.policy.as_str(),
+                p.first_day,
+                p.last_day,
+                p.reports,
+                p.reporters,
+            )
+        })
+        .collect();
+    assert_eq!(
+        policies,
+        [
+            (
+                "p=none; adkim=r; aspf=r",
+                date("2023-11-15"),
+                date("2023-11-15"),
+                2,
+                2
+            ),
+            (
+                "p=reject; adkim=s",
+                date("2023-11-20"),
+                date("2023-11-20"),
+                1,
+                1
+            ),
+        ]
+    );
+}
+
+pub async fn dmarc_reports_are_listed_newest_first_and_their_raw_kept(store: SharedStore) {
+    store_reports(&store, two_reporters()).await;
+    let all = |domain: Option<&str>| ReportQuery {
+        domain: domain.map(str::to_owned),
+        limit: 10,
+        ..ReportQuery::default()
+    };
+    let listed = store.list_reports(&all(Some("example.org"))).await.unwrap();
+    let ids: Vec<_> = listed.iter().map(|r| r.report_id.as_str()).collect();
+    assert_eq!(ids, ["b-1", "a-1"]);
+    assert_eq!(store.list_reports(&all(None)).await.unwrap().len(), 3);
+    let mut by_reporter = all(Some("example.org"));
+    by_reporter.reporter = Some("A".to_owned());
+    assert_eq!(store.list_reports(&by_reporter).await.unwrap().len(), 1);
+    let mut later = all(Some("example.org"));
+    later.first_day = Some(date("2023-11-16"));
+    assert!(store.list_reports(&later).await.unwrap().is_empty());
+    let mut paged = all(Some("example.org"));
+    paged.offset = 1;
+    paged.limit = 1;
+    let page = store.list_reports(&paged).await.unwrap();
+    assert_eq!(page[0].report_id, "a-1");
+
+    assert_eq!(
+        store.raw_report(&listed[1].id).await.unwrap(),
+        Some(b"<feedback>a-1</feedback>".to_vec())
+    );
+    assert_eq!(store.raw_report("00").await.unwrap(), None);
+}
+
+pub async fn dmarc_source_seen_counts_days_since_per_domain(store: SharedStore) {
+    store_reports(&store, two_reporters()).await;
+    let seen = store
+        .dmarc_source_seen("192.0.2.1", date("2023-11-01"), 10)
+        .await
+        .unwrap();
+    let seen: Vec<_> = seen
+        .iter()
+        .map(|s| (s.domain.as_str(), s.counts.messages, s.counts.dmarc_pass))
+        .collect();
+    assert_eq!(seen, [("other.example", 100, 0), ("example.org", 18, 18)]);
+    // Only days from the first day on count.
+    let recent = store
+        .dmarc_source_seen("192.0.2.1", date("2023-11-16"), 10)
+        .await
+        .unwrap();
+    assert_eq!(recent.len(), 1);
+    assert_eq!(recent[0].counts.messages, 4);
+    assert!(
+        store
+            .dmarc_source_seen("203.0.113.1", date("2023-11-01"), 10)
+            .await
+            .unwrap()
+            .is_empty()
     );
 }
