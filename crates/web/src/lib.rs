@@ -1,13 +1,16 @@
 //! The results site and JSON API.
 //!
 //! [`router`] builds every HTTP route of the tester's web side: the server-rendered pages
-//! (`/`, `/spf`, `/dkim`, `/r/{id}`, `/r/{id}/raw`, `/r/{id}/eml`), the JSON API under
-//! `/api/v1/`, the live feed of new results at `/events` (server-sent events), the static
+//! (`/`, `/spf`, `/dkim`, `/r/{id}`, `/r/{id}/raw`, `/r/{id}/eml`, the DMARC report pages
+//! under `/dmarc`), the JSON API under `/api/v1/`, the live feed of new results at `/events` (server-sent events), the static
 //! assets and the probes `/livez`, `/readyz` and `/healthz`. Every response carries the
 //! security headers of [`security`].
 
 mod api;
 mod assets;
+mod charts;
+mod dmarc;
+mod dmarc_api;
 mod health;
 mod json;
 mod live;
@@ -67,9 +70,25 @@ pub fn router(store: SharedStore, config: WebConfig) -> Router {
         .route("/r/{id}", get(pages::result_detail))
         .route("/r/{id}/raw", get(pages::raw_message))
         .route("/r/{id}/eml", get(pages::delivered_message))
+        .route("/dmarc", get(dmarc::index))
+        .route("/dmarc/rejected", get(dmarc::rejected_page))
+        .route("/dmarc/report/{id}", get(dmarc::report_page))
+        .route("/dmarc/report/{id}/raw", get(dmarc::raw_report))
+        .route("/dmarc/{domain}", get(dmarc::domain_page))
         .route("/events", get(live::events))
         .route("/api/v1/results", get(api::list_results))
         .route("/api/v1/results/{id}", get(api::get_result))
+        .route("/api/v1/dmarc/domains", get(dmarc_api::domains))
+        .route(
+            "/api/v1/dmarc/domains/{domain}/daily",
+            get(dmarc_api::daily),
+        )
+        .route(
+            "/api/v1/dmarc/domains/{domain}/sources",
+            get(dmarc_api::sources),
+        )
+        .route("/api/v1/dmarc/reports", get(dmarc_api::reports))
+        .route("/api/v1/dmarc/reports/{id}", get(dmarc_api::report))
         .route("/static/app.js", get(assets::app_js))
         .route("/static/style.css", get(assets::style_css))
         .fallback(pages::not_found)

@@ -16,6 +16,7 @@ use axum::response::{Html, IntoResponse, Response};
 
 use crate::AppState;
 use crate::api::{PageError, list_page};
+use crate::dmarc::{SEEN_WINDOW_DAYS, SeenLine, seen_from_address};
 use crate::params::{PAGE_SIZE, ParamError, RawListParams, is_result_id};
 // The templates' filters, found by askama as `filters::NAME` next to the templates.
 use crate::view::filters;
@@ -28,7 +29,7 @@ use crate::view::{
 const FRONT_PAGE_RESULTS: u32 = 10;
 
 /// Renders `template` with `status`; a template that fails to render is a bug, shown as 500.
-fn render(status: StatusCode, template: &impl Template) -> Response {
+pub(crate) fn render(status: StatusCode, template: &impl Template) -> Response {
     match template.render() {
         Ok(html) => (status, Html(html)).into_response(),
         Err(error) => {
@@ -49,15 +50,15 @@ struct ErrorPage<'a> {
     message: &'a str,
 }
 
-fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
+pub(crate) fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
     render(status, &ErrorPage { title, message })
 }
 
-fn bad_request_page(error: &ParamError) -> Response {
+pub(crate) fn bad_request_page(error: &ParamError) -> Response {
     error_page(StatusCode::BAD_REQUEST, "Bad request", &error.message)
 }
 
-fn store_unavailable_page(error: &StoreError) -> Response {
+pub(crate) fn store_unavailable_page(error: &StoreError) -> Response {
     tracing::warn!(%error, "web: store query failed");
     error_page(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -66,7 +67,7 @@ fn store_unavailable_page(error: &StoreError) -> Response {
     )
 }
 
-fn malformed_query_page() -> Response {
+pub(crate) fn malformed_query_page() -> Response {
     error_page(
         StatusCode::BAD_REQUEST,
         "Bad request",
@@ -238,6 +239,9 @@ struct ResultPage<'a> {
     mail_from: String,
     received_at: String,
     headers: ShownHeaders,
+    /// What DMARC reporters saw of the sending address around the time of the test.
+    dmarc_seen: Vec<SeenLine>,
+    dmarc_seen_since: String,
 }
 
 /// The result `id` and its raw message (absent once purged), read together; or the page to
@@ -281,6 +285,19 @@ pub(crate) async fn result_detail(
         .and_then(|report| report.spf.helo.as_ref())
         .map(|helo| flatten_trace(&helo.trace))
         .unwrap_or_default();
+    let header_from_domain = result
+        .summary
+        .header_from
+        .as_deref()
+        .and_then(|from| from.rsplit_once('@'))
+        .map(|(_, domain)| domain.trim_end_matches('>').to_ascii_lowercase());
+    let dmarc_seen = seen_from_address(
+        &state,
+        &result.summary.session.client_ip,
+        header_from_domain.as_deref(),
+        result.summary.received_at,
+    )
+    .await;
     let all_signatures = report.as_ref().map_or(&[][..], |report| &report.dkim[..]);
     let signatures = &all_signatures[..all_signatures.len().min(MAX_SIGNATURES_SHOWN)];
     let page = ResultPage {
@@ -299,6 +316,10 @@ pub(crate) async fn result_detail(
         mail_from: display_mail_from(&result.summary.session.mail_from),
         received_at: utc_time(&result.summary.received_at),
         headers: header_fields(&raw),
+        dmarc_seen,
+        dmarc_seen_since: (result.summary.received_at.date_naive()
+            - chrono::Duration::days(SEEN_WINDOW_DAYS))
+        .to_string(),
     };
     render(StatusCode::OK, &page)
 }

@@ -18,7 +18,7 @@ pub(crate) struct ParamError {
 }
 
 impl ParamError {
-    fn new(parameter: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(parameter: &'static str, message: impl Into<String>) -> Self {
         ParamError {
             parameter,
             message: message.into(),
