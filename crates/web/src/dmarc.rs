@@ -8,13 +8,14 @@
 //! reporter, source, DMARC result) are a GET form; without a range a domain shows the newest
 //! [`DEFAULT_WINDOW_DAYS`] days of its own data, so an imported archive shows at once.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 use askama::Template;
 use authcheck_dmarc_reports::{AggregateReport, FailureReport, Report};
 use authcheck_store::{
-    DmarcCounts, DmarcDay, DmarcDomain, DmarcFilter, DmarcOutcome, ReportListing, ReportQuery,
-    StoreError, StoredReport,
+    DmarcCounts, DmarcDay, DmarcDomain, DmarcFilter, DmarcOutcome, DmarcSource, ReportListing,
+    ReportQuery, SourceName, StoreError, StoredReport,
 };
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -468,8 +469,8 @@ struct ReporterRow {
 struct SourceRow {
     ip: String,
     link: String,
-    /// Reverse DNS and organizational domain of the source, from the cache filled at
-    /// ingest, once the store keeps one; `None` shows a dash.
+    /// Reverse DNS and organizational domain of the source, looked up at ingest; `None`
+    /// (not looked up, or no name) shows a dash.
     ptr: Option<String>,
     org_domain: Option<String>,
     rates: Rates,
@@ -537,6 +538,25 @@ pub(crate) fn daily_chart(domain: &str, days: &[DmarcDay]) -> String {
             },
         ],
     })
+}
+
+/// The names looked up at ingest for `sources`, by address; none when the store cannot say
+/// (the page shows dashes).
+pub(crate) async fn source_names(
+    state: &AppState,
+    sources: &[DmarcSource],
+) -> HashMap<String, SourceName> {
+    let ips: Vec<String> = sources.iter().map(|s| s.source_ip.clone()).collect();
+    match state.store.source_names(&ips).await {
+        Ok(names) => names
+            .into_iter()
+            .map(|name| (name.ip.clone(), name))
+            .collect(),
+        Err(error) => {
+            tracing::warn!(%error, "web: cannot read the names of report sources");
+            HashMap::new()
+        }
+    }
 }
 
 fn named_counts(counts: &[(String, i64)], none: &str) -> String {
@@ -612,6 +632,7 @@ pub(crate) async fn domain_page(
     sources.truncate(SOURCES_SHOWN as usize);
     let reports_more = reports.len() > REPORTS_SHOWN as usize;
     reports.truncate(REPORTS_SHOWN as usize);
+    let names = source_names(&state, &sources).await;
 
     let form = FormValues {
         from: params.from.map(|day| day.to_string()).unwrap_or_default(),
@@ -667,8 +688,12 @@ pub(crate) async fn domain_page(
             .map(|source| SourceRow {
                 link: link_with("source", source.source_ip.clone()),
                 ip: source.source_ip.clone(),
-                ptr: None,
-                org_domain: None,
+                ptr: names
+                    .get(&source.source_ip)
+                    .and_then(|name| name.ptr.clone()),
+                org_domain: names
+                    .get(&source.source_ip)
+                    .and_then(|name| name.org_domain.clone()),
                 rates: Rates::of(&source.counts),
                 reporters: source.reporters,
                 dispositions: named_counts(&source.dispositions, "not given"),

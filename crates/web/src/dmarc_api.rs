@@ -28,7 +28,9 @@ use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::api::{error_json, param_error_json, store_unavailable_json};
-use crate::dmarc::{DashboardError, RawDashboardParams, domain_name, every_day, resolve};
+use crate::dmarc::{
+    DashboardError, RawDashboardParams, domain_name, every_day, resolve, source_names,
+};
 use crate::params::{ParamError, is_result_id};
 
 /// Most records one report's API object lists.
@@ -177,6 +179,7 @@ pub(crate) async fn sources(
         Ok(sources) => sources,
         Err(error) => return store_unavailable_json(&error),
     };
+    let names = source_names(&state, &sources).await;
     let named = |counts: &[(String, i64)]| -> Value {
         Value::Array(
             counts
@@ -190,6 +193,12 @@ pub(crate) async fn sources(
         .map(|source| {
             let mut object = counts_json(&source.counts);
             object.insert("source_ip".into(), json!(source.source_ip));
+            let name = names.get(&source.source_ip);
+            object.insert("ptr".into(), json!(name.and_then(|n| n.ptr.as_deref())));
+            object.insert(
+                "org_domain".into(),
+                json!(name.and_then(|n| n.org_domain.as_deref())),
+            );
             object.insert("reporters".into(), json!(source.reporters));
             object.insert("dispositions".into(), named(&source.dispositions));
             object.insert("reasons".into(), named(&source.reasons));

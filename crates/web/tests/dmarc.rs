@@ -6,7 +6,9 @@
 mod common;
 
 use authcheck_dmarc_reports::{DkimResult, Limits, Report, SpfResult, parse};
-use authcheck_store::{NewRecord, NewRejectedReport, NewReport, ReportInsert, ReportKind};
+use authcheck_store::{
+    NewRecord, NewRejectedReport, NewReport, ReportInsert, ReportKind, SourceName,
+};
 use chrono::{TimeZone, Utc};
 use common::{PUBLIC_URL, Sample, TestSite};
 use reqwest::StatusCode;
@@ -228,6 +230,15 @@ async fn dmarc_index_lists_domains_with_their_rate_trend_and_the_records_to_publ
 async fn domain_page_shows_the_newest_thirty_days_of_its_data_with_chart_table_and_sources() {
     let site = TestSite::start().await;
     forty_days(&site).await;
+    site.store
+        .record_sources(&[SourceName {
+            ip: "198.51.100.7".into(),
+            ptr: Some("mail.forwarder.example".into()),
+            org_domain: Some("forwarder.example".into()),
+            looked_up_at: NOV_15,
+        }])
+        .await
+        .unwrap();
     let (status, page) = get(&site, "/dmarc/Example.ORG").await;
     assert_eq!(status, StatusCode::OK, "{page}");
     // The reports end on 2023-11-15: that is the window's last day, not today.
@@ -243,6 +254,12 @@ async fn domain_page_shows_the_newest_thirty_days_of_its_data_with_chart_table_a
     let passing = page.find(">192.0.2.1<").expect("the passing source");
     assert!(failing < passing);
     assert!(page.contains("quarantine 15"), "{page}");
+    // Its reverse DNS and organizational domain, as looked up at ingest.
+    assert!(
+        page.contains("<td class=\"mono\">mail.forwarder.example</td>"),
+        "{page}"
+    );
+    assert!(page.contains("<td class=\"mono\">forwarder.example</td>"));
     assert!(
         page.contains("href=\"/dmarc/example.org?source=198.51.100.7\""),
         "{page}"
