@@ -391,6 +391,7 @@ mod tests {
             report: serde_json::json!({}),
             raw: b"<feedback/>".to_vec(),
             records: Vec::new(),
+            policy: None,
         }
     }
 
