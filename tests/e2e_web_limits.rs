@@ -41,16 +41,6 @@ fn message_with_subject(subject_bytes: usize) -> Vec<u8> {
     message
 }
 
-async fn body_of(service: &Service, path: &str) -> String {
-    let response = service.get(path).await;
-    assert!(
-        response.status().is_success(),
-        "GET {path}: {}",
-        response.status()
-    );
-    response.text().await.expect("a body")
-}
-
 #[tokio::test]
 async fn ten_messages_with_a_5_mib_subject_leave_every_page_small() {
     let dns = zone().await;
@@ -70,10 +60,12 @@ async fn ten_messages_with_a_5_mib_subject_leave_every_page_small() {
         ids.push(reply.stored()[0].0.clone());
     }
 
-    let spf = body_of(&service, "/spf").await;
-    let front = body_of(&service, "/").await;
-    let api = body_of(&service, "/api/v1/results?mailbox=spf&limit=200").await;
-    let result = body_of(&service, &format!("/r/{}", ids[0])).await;
+    let spf = service.get_text("/spf").await;
+    let front = service.get_text("/").await;
+    let api = service
+        .get_text("/api/v1/results?mailbox=spf&limit=200")
+        .await;
+    let result = service.get_text(&format!("/r/{}", ids[0])).await;
     eprintln!(
         "/spf {} bytes, / {} bytes, API list {} bytes, result page {} bytes",
         spf.len(),

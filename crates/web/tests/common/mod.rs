@@ -69,6 +69,17 @@ impl TestSite {
     }
 
     /// Stores `result` and returns its id.
+    /// The body of a successful `GET path`; fails the test on any other status.
+    pub async fn get_text(&self, path: &str) -> String {
+        let response = reqwest::get(self.url(path)).await.expect("GET");
+        assert!(
+            response.status().is_success(),
+            "GET {path}: {}",
+            response.status()
+        );
+        response.text().await.expect("a body")
+    }
+
     pub async fn insert(&self, result: NewResult) -> String {
         let ids = self
             .store
