@@ -31,8 +31,11 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use chrono::{DateTime, Utc};
 
 use crate::record::{InsertRow, MAX_ROWS_PER_INSERT, push_messages_insert, push_results_insert};
+use crate::sessions::{
+    MAX_SESSIONS_PER_INSERT, PURGE_SESSIONS_SQL, SessionRow, millis, push_sessions_insert,
+};
 use crate::sql_store::{
-    Backend, PURGE_BATCH, PURGE_BATCH_SQL, REPORT_PURGE_BATCH, REPORT_PURGE_SQL, RowWriter,
+    Backend, PURGE_BATCH, PURGE_BATCH_SQL, Purged, REPORT_PURGE_BATCH, REPORT_PURGE_SQL, RowWriter,
     delete_orphaned_messages,
 };
 use crate::sqlite::stored_time_text;
@@ -55,11 +58,16 @@ enum Command {
         rows: Vec<InsertRow>,
         done: oneshot::Sender<StoreResult<()>>,
     },
+    /// SMTP sessions, written in the same transaction as the results waiting beside them.
+    WriteSessions {
+        rows: Vec<SessionRow>,
+        done: oneshot::Sender<StoreResult<()>>,
+    },
     /// Delete up to [`PURGE_BATCH`] results received before `cutoff`, and the raw messages
     /// no result refers to any more, in one short transaction between two batches of writes.
     Purge {
         cutoff: DateTime<Utc>,
-        done: oneshot::Sender<StoreResult<u64>>,
+        done: oneshot::Sender<StoreResult<Purged>>,
     },
     /// Delete one batch of reports, rejected reports and source names older than `cutoff`
     /// (seconds since the epoch), like `Purge`.
@@ -144,7 +152,11 @@ impl RowWriter for GroupCommit {
         self.ask(|done| Command::Write { rows, done }).await
     }
 
-    async fn purge_batch(&self, cutoff: DateTime<Utc>) -> StoreResult<u64> {
+    async fn write_sessions(&self, rows: Vec<SessionRow>) -> StoreResult<()> {
+        self.ask(|done| Command::WriteSessions { rows, done }).await
+    }
+
+    async fn purge_batch(&self, cutoff: DateTime<Utc>) -> StoreResult<Purged> {
         self.ask(|done| Command::Purge { cutoff, done }).await
     }
 
@@ -190,6 +202,8 @@ impl Writer {
         while queue.recv_many(&mut commands, MAX_BATCH).await > 0 {
             let mut messages = Vec::with_capacity(commands.len());
             let mut replies = Vec::with_capacity(commands.len());
+            let mut sessions = Vec::new();
+            let mut session_replies = Vec::new();
             let mut purges = Vec::new();
             let mut report_purges = Vec::new();
             let mut probes = Vec::new();
@@ -202,16 +216,23 @@ impl Writer {
                         messages.push(rows);
                         replies.push(done);
                     }
+                    Command::WriteSessions { rows, done } => {
+                        sessions.extend(rows);
+                        session_replies.push(done);
+                    }
                     Command::Purge { cutoff, done } => purges.push((cutoff, done)),
                     Command::PurgeReports { cutoff, done } => report_purges.push((cutoff, done)),
                     Command::Probe(done) => probes.push(done),
                     Command::Stop(done) => stop = Some(done),
                 }
             }
-            if !messages.is_empty() {
-                let outcomes = self.write_batch(&messages).await;
+            if !messages.is_empty() || !sessions.is_empty() {
+                let (outcomes, sessions_outcome) = self.write_batch(&messages, &sessions).await;
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     let _ = reply.send(outcome);
+                }
+                for reply in session_replies {
+                    let _ = reply.send(sessions_outcome.clone());
                 }
                 commits += 1;
                 messages_written += messages.len();
@@ -257,23 +278,38 @@ impl Writer {
         Ok(self.connection.insert(connection))
     }
 
-    /// One transaction for all `messages`, and each message's outcome. Only if that
-    /// transaction fails are the messages written again one by one, so that one message's
-    /// failure (an oversized row, say) costs no other message its place.
-    async fn write_batch(&mut self, messages: &[Vec<InsertRow>]) -> Vec<StoreResult<()>> {
+    /// One transaction for all `messages` and `sessions`, and each message's outcome and
+    /// the sessions'. Only if that transaction fails are they written again apart, each
+    /// message alone and the sessions together, so that one message's failure (an
+    /// oversized row, say) costs no other message its place, and a session row never costs
+    /// a message its.
+    async fn write_batch(
+        &mut self,
+        messages: &[Vec<InsertRow>],
+        sessions: &[SessionRow],
+    ) -> (Vec<StoreResult<()>>, StoreResult<()>) {
         let all_rows: Vec<&InsertRow> = messages.iter().flatten().collect();
-        match self.write_in_transaction(&all_rows).await {
-            Ok(()) => vec![Ok(()); messages.len()],
-            Err(error) if messages.len() == 1 => vec![Err(error)],
-            Err(_) => {
-                let mut outcomes = Vec::with_capacity(messages.len());
-                for rows in messages {
-                    let rows: Vec<&InsertRow> = rows.iter().collect();
-                    outcomes.push(self.write_in_transaction(&rows).await);
-                }
-                outcomes
-            }
+        let error = match self.write_in_transaction(&all_rows, sessions).await {
+            Ok(()) => return (vec![Ok(()); messages.len()], Ok(())),
+            Err(error) => error,
+        };
+        if sessions.is_empty() && messages.len() == 1 {
+            return (vec![Err(error)], Ok(()));
         }
+        if messages.is_empty() {
+            return (Vec::new(), Err(error));
+        }
+        let mut outcomes = Vec::with_capacity(messages.len());
+        for rows in messages {
+            let rows: Vec<&InsertRow> = rows.iter().collect();
+            outcomes.push(self.write_in_transaction(&rows, &[]).await);
+        }
+        let sessions_outcome = if sessions.is_empty() {
+            Ok(())
+        } else {
+            self.write_in_transaction(&[], sessions).await
+        };
+        (outcomes, sessions_outcome)
     }
 
     /// Stores `rows` and their raw messages in one transaction, sent to SQLite as one query.
@@ -282,7 +318,11 @@ impl Writer {
     /// round trips, not the writing, are what take the time; so BEGIN, the inserts and
     /// COMMIT go together. If a statement fails part-way, whatever it left open is rolled
     /// back here.
-    async fn write_in_transaction(&mut self, rows: &[&InsertRow]) -> StoreResult<()> {
+    async fn write_in_transaction(
+        &mut self,
+        rows: &[&InsertRow],
+        sessions: &[SessionRow],
+    ) -> StoreResult<()> {
         let connection = self.connection().await?;
         let mut query = QueryBuilder::new("BEGIN IMMEDIATE; ");
         for chunk in rows.chunks(MAX_ROWS_PER_INSERT) {
@@ -292,16 +332,20 @@ impl Writer {
             push_results_insert(&mut query, chunk, |row| stored_time_text(row.received_at));
             query.push("; ");
         }
+        for chunk in sessions.chunks(MAX_SESSIONS_PER_INSERT) {
+            push_sessions_insert(&mut query, chunk);
+            query.push("; ");
+        }
         query.push("COMMIT");
         let outcome = query.build().execute(&mut *connection).await.map(drop);
         self.roll_back_on_error(outcome).await
     }
 
-    /// Deletes one batch of results older than `cutoff` and the raw messages left without a
-    /// result, in one transaction; returns how many results.
-    async fn purge_batch(&mut self, cutoff: DateTime<Utc>) -> StoreResult<u64> {
+    /// Deletes one batch of results older than `cutoff`, the raw messages left without a
+    /// result, and one batch of sessions started before `cutoff`, in one transaction.
+    async fn purge_batch(&mut self, cutoff_time: DateTime<Utc>) -> StoreResult<Purged> {
         let connection = self.connection().await?;
-        let cutoff = stored_time_text(cutoff);
+        let cutoff = stored_time_text(cutoff_time);
         let outcome = async {
             sqlx::query("BEGIN IMMEDIATE")
                 .execute(&mut *connection)
@@ -316,8 +360,17 @@ impl Writer {
             if let Some(mut orphans) = delete_orphaned_messages::<Sqlite>(&message_ids) {
                 orphans.build().execute(&mut *connection).await?;
             }
+            let sessions = sqlx::query(PURGE_SESSIONS_SQL)
+                .bind(millis(cutoff_time))
+                .bind(PURGE_BATCH)
+                .execute(&mut *connection)
+                .await?
+                .rows_affected();
             sqlx::query("COMMIT").execute(&mut *connection).await?;
-            Ok::<u64, sqlx::Error>(deleted)
+            Ok::<Purged, sqlx::Error>(Purged {
+                results: deleted,
+                sessions,
+            })
         }
         .await;
         self.roll_back_on_error(outcome).await

@@ -15,6 +15,7 @@ mod postgres;
 mod record;
 mod reports;
 mod rollup;
+mod sessions;
 mod sql_store;
 mod sqlite;
 mod statement;
@@ -155,10 +156,16 @@ pub trait ResultStore: Send + Sync {
     async fn raw_message(&self, id: &str) -> StoreResult<Option<Vec<u8>>>;
     /// Results matching `query`, newest first, without their reports.
     async fn list(&self, query: &ListQuery) -> StoreResult<Vec<ResultSummary>>;
-    /// Deletes results received before `cutoff`, and their raw messages; returns how many
-    /// results. It deletes in short transactions of a few hundred results each, between
-    /// which new results are written, so a large purge delays no message for long.
+    /// Deletes results received before `cutoff`, and their raw messages, and the SMTP
+    /// sessions started before it; returns how many results. It deletes in short
+    /// transactions of a few hundred results each, between which new results are written, so
+    /// a large purge delays no message for long.
     async fn purge(&self, cutoff: DateTime<Utc>) -> StoreResult<u64>;
+    /// Stores finished SMTP sessions in one transaction (on SQLite, the same transaction as
+    /// the results waiting beside them). Durable when this returns `Ok`.
+    async fn insert_sessions(&self, sessions: Vec<NewSession>) -> StoreResult<()>;
+    /// Sessions matching `query`, newest first unless it asks for the oldest first.
+    async fn list_sessions(&self, query: &SessionQuery) -> StoreResult<Vec<StoredSession>>;
     /// Stores a parsed DMARC report and its records in one transaction (the records in
     /// multi-row statements), unless the same reporter and report id are stored already: then
     /// nothing is written and the answer is [`ReportInsert::Duplicate`]. Durable when this
@@ -260,6 +267,10 @@ pub use reports::{
 pub use rollup::{
     DmarcCounts, DmarcDay, DmarcDomain, DmarcFilter, DmarcOutcome, DmarcPolicySeen, DmarcReporter,
     DmarcSource, DmarcSourceSeen, MAX_DASHBOARD_ROWS, MAX_ROLLUP_ROWS_PER_REPORT, ReportListing,
+};
+pub use sessions::{
+    MAX_EVENT_TEXT_BYTES, MAX_SESSION_EVENTS, MAX_SESSION_LIMIT, MAX_SESSION_RESULT_IDS,
+    NewSession, SessionEvent, SessionQuery, StoredSession,
 };
 
 /// How long a query waits for a database connection before the store reports

@@ -12,8 +12,11 @@ use sqlx::{PgPool, Postgres, QueryBuilder, Transaction};
 
 use crate::failure::query_failure;
 use crate::record::{InsertRow, MAX_ROWS_PER_INSERT, push_messages_insert, push_results_insert};
+use crate::sessions::{
+    MAX_SESSIONS_PER_INSERT, PURGE_SESSIONS_SQL, SessionRow, millis, push_sessions_insert,
+};
 use crate::sql_store::{
-    Backend, PURGE_BATCH, PURGE_BATCH_SQL, REPORT_PURGE_BATCH, REPORT_PURGE_SQL, RowWriter,
+    Backend, PURGE_BATCH, PURGE_BATCH_SQL, Purged, REPORT_PURGE_BATCH, REPORT_PURGE_SQL, RowWriter,
     SqlStore, delete_orphaned_messages,
 };
 use crate::{ACQUIRE_TIMEOUT, SharedStore, StoreError, StoreResult};
@@ -24,6 +27,8 @@ const POOL_SIZE: u32 = 8;
 /// "ac-insrt" and "ac-purge") that every instance uses.
 const INSERT_LOCK: i64 = 0x6163_2d69_6e73_7274;
 const PURGE_LOCK: i64 = 0x6163_2d70_7572_6765;
+/// "ac-sessn": sessions are written in turns too, for the same reason as results.
+const SESSIONS_LOCK: i64 = 0x6163_2d73_6573_736e;
 
 /// Connects to `url` (`postgres://` or `postgresql://`) and applies the migrations; several
 /// instances may do this at once (sqlx serialises migrations with an advisory lock).
@@ -130,7 +135,23 @@ impl RowWriter for PgWriter {
         transaction.commit().await.map_err(Postgres::failure)
     }
 
-    async fn purge_batch(&self, cutoff: DateTime<Utc>) -> StoreResult<u64> {
+    async fn write_sessions(&self, rows: Vec<SessionRow>) -> StoreResult<()> {
+        let mut transaction = self.pool.begin().await.map_err(Postgres::failure)?;
+        // As for results: `seq` order and commit order agree, so the live log skips nothing.
+        lock_for_transaction(&mut transaction, SESSIONS_LOCK).await?;
+        for chunk in rows.chunks(MAX_SESSIONS_PER_INSERT) {
+            let mut insert = QueryBuilder::new("");
+            push_sessions_insert(&mut insert, chunk);
+            insert
+                .build()
+                .execute(&mut *transaction)
+                .await
+                .map_err(Postgres::failure)?;
+        }
+        transaction.commit().await.map_err(Postgres::failure)
+    }
+
+    async fn purge_batch(&self, cutoff: DateTime<Utc>) -> StoreResult<Purged> {
         // Two instances deleting the same rows at once could lock them in different orders
         // and deadlock; taking turns cannot. The second then finds those rows gone.
         let mut transaction = self.pool.begin().await.map_err(Postgres::failure)?;
@@ -148,8 +169,18 @@ impl RowWriter for PgWriter {
                 .await
                 .map_err(Postgres::failure)?;
         }
+        let sessions = sqlx::query(PURGE_SESSIONS_SQL)
+            .bind(millis(cutoff))
+            .bind(PURGE_BATCH)
+            .execute(&mut *transaction)
+            .await
+            .map_err(Postgres::failure)?
+            .rows_affected();
         transaction.commit().await.map_err(Postgres::failure)?;
-        Ok(message_ids.len() as u64)
+        Ok(Purged {
+            results: message_ids.len() as u64,
+            sessions,
+        })
     }
 
     async fn purge_reports_batch(&self, cutoff: i64) -> StoreResult<[u64; 3]> {

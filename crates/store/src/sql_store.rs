@@ -23,10 +23,13 @@ use crate::rollup::{
     DmarcDay, DmarcDomain, DmarcFilter, DmarcPolicySeen, DmarcReporter, DmarcSource,
     DmarcSourceSeen, ReportListing, RollupRows,
 };
+use crate::sessions::{
+    SESSION_SEQ_OF_ID_SQL, SessionBind, SessionRow, StoredSessionRow, session_list_sql,
+};
 use crate::{
-    ListQuery, NewRecord, NewRejectedReport, NewReport, NewResult, ReportDomain, ReportInsert,
-    ResultStore, ResultSummary, SourceName, StoreError, StoreResult, StoredRejectedReport,
-    StoredReport, StoredResult,
+    ListQuery, NewRecord, NewRejectedReport, NewReport, NewResult, NewSession, ReportDomain,
+    ReportInsert, ResultStore, ResultSummary, SessionQuery, SourceName, StoreError, StoreResult,
+    StoredRejectedReport, StoredReport, StoredResult, StoredSession,
 };
 
 /// The parts of the store that differ between the databases.
@@ -46,10 +49,15 @@ pub(crate) trait RowWriter: Send + Sync {
     /// are durable when this returns `Ok`, none of them otherwise.
     async fn write(&self, rows: Vec<InsertRow>) -> StoreResult<()>;
 
-    /// Deletes at most [`PURGE_BATCH`] results received before `cutoff`, and the raw
-    /// messages no result refers to any more, in one short transaction; returns how many
-    /// results. Several instances may call this at once.
-    async fn purge_batch(&self, cutoff: DateTime<Utc>) -> StoreResult<u64>;
+    /// Stores finished sessions in one transaction, batched with results where the backend
+    /// batches writes.
+    async fn write_sessions(&self, rows: Vec<SessionRow>) -> StoreResult<()>;
+
+    /// Deletes at most [`PURGE_BATCH`] results received before `cutoff`, the raw
+    /// messages no result refers to any more, and at most [`PURGE_BATCH`] sessions started
+    /// before `cutoff`, in one short transaction; returns how many results and sessions.
+    /// Several instances may call this at once.
+    async fn purge_batch(&self, cutoff: DateTime<Utc>) -> StoreResult<Purged>;
 
     /// Deletes at most [`REPORT_PURGE_BATCH`](crate::reports::REPORT_PURGE_BATCH) reports
     /// (with their records), as many rejected reports and source names, older than `cutoff`
@@ -66,6 +74,13 @@ pub(crate) trait RowWriter: Send + Sync {
     /// Finishes the writes under way and closes whatever the writer holds of its own;
     /// later writes fail with [`StoreError::Unavailable`].
     async fn close(&self);
+}
+
+/// What one purge batch deleted.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Purged {
+    pub results: u64,
+    pub sessions: u64,
 }
 
 /// Most results one purge transaction deletes: small enough that the transaction takes a few
@@ -169,6 +184,7 @@ where
     for<'r> (String, i64): FromRow<'r, DB::Row>,
     for<'r> (String, Option<String>, Option<String>, i64): FromRow<'r, DB::Row>,
     for<'r> SummaryRow: FromRow<'r, DB::Row>,
+    for<'r> StoredSessionRow: FromRow<'r, DB::Row>,
     usize: ColumnIndex<DB::Row>,
 {
     async fn insert(&self, results: Vec<NewResult>) -> StoreResult<Vec<String>> {
@@ -217,11 +233,46 @@ where
         let mut deleted = 0;
         loop {
             let batch = self.writer.purge_batch(cutoff).await?;
-            deleted += batch;
-            if batch == 0 {
+            deleted += batch.results;
+            if batch.results == 0 && batch.sessions == 0 {
                 return Ok(deleted);
             }
         }
+    }
+
+    async fn insert_sessions(&self, sessions: Vec<NewSession>) -> StoreResult<()> {
+        let rows = sessions
+            .into_iter()
+            .map(SessionRow::new)
+            .collect::<StoreResult<Vec<_>>>()?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.writer.write_sessions(rows).await
+    }
+
+    async fn list_sessions(&self, query: &SessionQuery) -> StoreResult<Vec<StoredSession>> {
+        let before_seq = match query.before.as_deref() {
+            None => None,
+            Some(id) => Some(
+                sqlx::query_scalar::<DB, i64>(SESSION_SEQ_OF_ID_SQL)
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(DB::failure)?
+                    .ok_or_else(|| StoreError::UnknownId(id.to_owned()))?,
+            ),
+        };
+        let (sql, binds) = session_list_sql(query, before_seq);
+        let mut select = sqlx::query_as::<DB, StoredSessionRow>(&sql);
+        for bind in &binds {
+            select = match bind {
+                SessionBind::Text(text) => select.bind(text.as_str()),
+                SessionBind::Integer(number) => select.bind(*number),
+            };
+        }
+        let rows = select.fetch_all(&self.pool).await.map_err(DB::failure)?;
+        rows.into_iter().map(StoredSession::try_from).collect()
     }
 
     async fn insert_report(&self, report: NewReport) -> StoreResult<ReportInsert> {

@@ -50,10 +50,17 @@ macro_rules! every_case {
             dmarc_policies_seen_are_listed_with_their_days,
             dmarc_reports_are_listed_newest_first_and_their_raw_kept,
             dmarc_source_seen_counts_days_since_per_domain,
+            sessions_round_trip_and_list_newest_first,
+            sessions_filter_by_client_sender_code_and_time,
+            sessions_are_stored_bounded,
+            purge_removes_sessions_started_before_the_cutoff,
         );
     };
 }
 pub(crate) use every_case;
+
+mod sessions;
+pub use sessions::*;
 
 /// The verdict that the backends' `install_failing_trigger` makes the database reject.
 pub const REJECTED_VERDICT: &str = "rejected-by-test-trigger";

@@ -1,0 +1,415 @@
+//! The SMTP session log: one row per session, whatever it stored (a delivered message, a
+//! relay attempt, a timeout), with its bounded transcript.
+//!
+//! The SMTP listener produces the transcript and the binary hands it here; the store knows a
+//! session only as these plain values. Every text a client chose is stored bounded again here
+//! (the listener bounds it first), so a row costs a bounded number of bytes whatever the
+//! caller passes. Times are milliseconds since the Unix epoch on both backends, so the same
+//! SQL compares them.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::{Database, Encode, QueryBuilder, Type};
+
+use crate::record::{domain_of, new_result_id, without_nul};
+use crate::{StoreError, StoreResult};
+use authcheck_verifier::display::{MAX_DISPLAY_FIELD_BYTES, bounded_display_text};
+
+/// The most transcript events one stored session keeps; more are dropped from the end.
+pub const MAX_SESSION_EVENTS: usize = 64;
+/// The most bytes of one event's command or reply text as stored.
+pub const MAX_EVENT_TEXT_BYTES: usize = 512;
+/// The most result ids one stored session keeps.
+pub const MAX_SESSION_RESULT_IDS: usize = 64;
+/// The most sessions one [`SessionQuery`] returns, whatever limit was asked for.
+pub const MAX_SESSION_LIMIT: u32 = 200;
+
+/// One command (or the server's own words: the greeting, a timeout) and its reply.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionEvent {
+    pub at: DateTime<Utc>,
+    /// The command line as sent (cut), or a description in parentheses for replies the
+    /// server sent without a command, such as `(connect)` or `(end of data)`.
+    pub command: String,
+    /// The reply code; 0 when the command got no reply (the connection ended first).
+    pub code: u16,
+    /// The enhanced status code (RFC 3463) of the reply, such as `5.7.1`, if it had one.
+    pub status: Option<String>,
+    /// The reply's first line after the code and status (cut).
+    pub text: String,
+}
+
+/// A session about to be stored.
+#[derive(Clone, Debug)]
+pub struct NewSession {
+    pub started_at: DateTime<Utc>,
+    pub ended_at: DateTime<Utc>,
+    pub client_ip: String,
+    pub client_port: u16,
+    /// The PTR name of the client address, when it has one.
+    pub client_ptr: Option<String>,
+    /// The last name given in EHLO or HELO.
+    pub helo: Option<String>,
+    pub tls_version: Option<String>,
+    pub tls_cipher: Option<String>,
+    /// The reverse-path of the session's first accepted MAIL FROM (empty for `<>`).
+    pub mail_from: Option<String>,
+    /// Why the session ended, as a stable token (`quit`, `timeout`, ...).
+    pub ending: String,
+    pub events: Vec<SessionEvent>,
+    /// Events the listener left out, between `events[..left_out_at]` and the rest.
+    pub events_left_out: u32,
+    pub left_out_at: u32,
+    /// The ids of the results the session's messages were stored as.
+    pub result_ids: Vec<String>,
+}
+
+/// A stored session.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredSession {
+    /// Public id: 32 lowercase hex digits, like a result id.
+    pub id: String,
+    /// Store-wide insertion order (sessions are stored when they end).
+    pub seq: i64,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: DateTime<Utc>,
+    pub client_ip: String,
+    pub client_port: u16,
+    pub client_ptr: Option<String>,
+    pub helo: Option<String>,
+    pub tls_version: Option<String>,
+    pub tls_cipher: Option<String>,
+    pub mail_from: Option<String>,
+    pub ending: String,
+    pub events: Vec<SessionEvent>,
+    pub events_left_out: u32,
+    pub left_out_at: u32,
+    pub result_ids: Vec<String>,
+}
+
+impl StoredSession {
+    /// The distinct reply codes of the session, in order of first appearance.
+    pub fn codes(&self) -> Vec<u16> {
+        distinct_codes(&self.events)
+    }
+}
+
+/// Which sessions to list.
+#[derive(Clone, Debug, Default)]
+pub struct SessionQuery {
+    /// Only sessions started at or after this instant.
+    pub since: Option<DateTime<Utc>>,
+    /// Only sessions started before this instant.
+    pub until: Option<DateTime<Utc>>,
+    /// Only sessions from this client address (exact).
+    pub client: Option<String>,
+    /// Only sessions whose MAIL FROM address, or its domain, equals this (any case).
+    pub sender: Option<String>,
+    /// Only sessions in which this reply code was given.
+    pub code: Option<u16>,
+    /// Only sessions older than the session with this id (paging, newest first).
+    pub before: Option<String>,
+    /// Only sessions stored after this `seq` (live updates, raw log paging).
+    pub after_seq: Option<i64>,
+    /// Oldest first instead of newest first.
+    pub oldest_first: bool,
+    /// At most this many; clamped to `1..=MAX_SESSION_LIMIT`.
+    pub limit: u32,
+}
+
+/// Milliseconds since the epoch, as stored.
+pub(crate) fn millis(at: DateTime<Utc>) -> i64 {
+    at.timestamp_millis()
+}
+
+fn from_millis(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+fn distinct_codes(events: &[SessionEvent]) -> Vec<u16> {
+    let mut codes = Vec::new();
+    for event in events {
+        if event.code != 0 && !codes.contains(&event.code) {
+            codes.push(event.code);
+        }
+    }
+    codes
+}
+
+/// A session made ready for the database: id chosen, text bounded and free of NUL, the
+/// filter columns derived and the transcript serialized.
+pub(crate) struct SessionRow {
+    pub id: String,
+    started_ms: i64,
+    ended_ms: i64,
+    client_ip: String,
+    client_port: i32,
+    client_ptr: Option<String>,
+    helo: Option<String>,
+    tls_version: Option<String>,
+    tls_cipher: Option<String>,
+    mail_from: Option<String>,
+    mail_from_lower: Option<String>,
+    mail_from_domain: Option<String>,
+    ending: String,
+    codes: String,
+    result_ids: String,
+    events: String,
+    events_left_out: i32,
+    left_out_at: i32,
+}
+
+fn shown(value: &str) -> String {
+    without_nul(&bounded_display_text(value, MAX_DISPLAY_FIELD_BYTES)).into_owned()
+}
+
+/// `text` cut to at most `max` bytes on a character boundary, without NUL.
+fn cut(text: &str, max: usize) -> String {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    without_nul(&text[..end]).into_owned()
+}
+
+impl SessionRow {
+    pub fn new(session: NewSession) -> StoreResult<SessionRow> {
+        let mut events = session.events;
+        let mut left_out = session.events_left_out;
+        if events.len() > MAX_SESSION_EVENTS {
+            left_out = left_out.saturating_add((events.len() - MAX_SESSION_EVENTS) as u32);
+            events.truncate(MAX_SESSION_EVENTS);
+        }
+        for event in &mut events {
+            event.command = cut(&event.command, MAX_EVENT_TEXT_BYTES);
+            event.text = cut(&event.text, MAX_EVENT_TEXT_BYTES);
+            event.status = event.status.as_deref().map(|status| cut(status, 16));
+        }
+        let codes: String = distinct_codes(&events)
+            .iter()
+            .map(|code| format!(" {code}"))
+            .collect::<String>()
+            + " ";
+        let result_ids: Vec<&str> = session
+            .result_ids
+            .iter()
+            .take(MAX_SESSION_RESULT_IDS)
+            .map(|id| id.as_str())
+            .filter(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit()))
+            .collect();
+        let events = serde_json::to_string(&events)
+            .map_err(|error| StoreError::Config(format!("cannot encode a transcript: {error}")))?;
+        let mail_from = session.mail_from.as_deref().map(shown);
+        Ok(SessionRow {
+            id: new_result_id(),
+            started_ms: millis(session.started_at),
+            ended_ms: millis(session.ended_at),
+            client_ip: cut(&session.client_ip, 64),
+            client_port: i32::from(session.client_port),
+            client_ptr: session.client_ptr.as_deref().map(shown),
+            helo: session.helo.as_deref().map(shown),
+            tls_version: session.tls_version.as_deref().map(|v| cut(v, 64)),
+            tls_cipher: session.tls_cipher.as_deref().map(|v| cut(v, 128)),
+            mail_from_lower: mail_from.as_deref().map(str::to_lowercase),
+            mail_from_domain: session
+                .mail_from
+                .as_deref()
+                .and_then(domain_of)
+                .map(|domain| shown(&domain)),
+            mail_from,
+            ending: cut(&session.ending, 64),
+            codes,
+            result_ids: result_ids.join(" "),
+            events,
+            events_left_out: i32::try_from(left_out).unwrap_or(i32::MAX),
+            left_out_at: i32::try_from(session.left_out_at.min(MAX_SESSION_EVENTS as u32))
+                .unwrap_or(0),
+        })
+    }
+}
+
+/// Appends one statement storing `rows` in `smtp_sessions`.
+pub(crate) fn push_sessions_insert<'q, DB>(query: &mut QueryBuilder<'q, DB>, rows: &'q [SessionRow])
+where
+    DB: Database,
+    &'q str: Encode<'q, DB> + Type<DB>,
+    Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    i32: Encode<'q, DB> + Type<DB>,
+    i64: Encode<'q, DB> + Type<DB>,
+{
+    query.push(
+        "INSERT INTO smtp_sessions (id, started_ms, ended_ms, client_ip, client_port, \
+         client_ptr, helo, tls_version, tls_cipher, mail_from, mail_from_lower, \
+         mail_from_domain, ending, codes, result_ids, events, events_left_out, left_out_at) ",
+    );
+    query.push_values(rows, |mut values, row| {
+        values
+            .push_bind(row.id.as_str())
+            .push_bind(row.started_ms)
+            .push_bind(row.ended_ms)
+            .push_bind(row.client_ip.as_str())
+            .push_bind(row.client_port)
+            .push_bind(row.client_ptr.as_deref())
+            .push_bind(row.helo.as_deref())
+            .push_bind(row.tls_version.as_deref())
+            .push_bind(row.tls_cipher.as_deref())
+            .push_bind(row.mail_from.as_deref())
+            .push_bind(row.mail_from_lower.as_deref())
+            .push_bind(row.mail_from_domain.as_deref())
+            .push_bind(row.ending.as_str())
+            .push_bind(row.codes.as_str())
+            .push_bind(row.result_ids.as_str())
+            .push_bind(row.events.as_str())
+            .push_bind(row.events_left_out)
+            .push_bind(row.left_out_at);
+    });
+}
+
+/// Most session rows one insert statement carries: 18 values each, far below the databases'
+/// limits on bound parameters.
+pub(crate) const MAX_SESSIONS_PER_INSERT: usize = 256;
+
+/// Deletes one batch of sessions started before `$1` (milliseconds), at most `$2`.
+pub(crate) const PURGE_SESSIONS_SQL: &str = "DELETE FROM smtp_sessions WHERE seq IN \
+    (SELECT seq FROM smtp_sessions WHERE started_ms < $1 ORDER BY seq LIMIT $2)";
+
+pub(crate) const SESSION_SEQ_OF_ID_SQL: &str = "SELECT seq FROM smtp_sessions WHERE id = $1";
+
+const SESSION_COLUMNS: &str = "id, seq, started_ms, ended_ms, client_ip, client_port, \
+    client_ptr, helo, tls_version, tls_cipher, mail_from, ending, result_ids, events, \
+    events_left_out, left_out_at";
+
+/// A value for one `$n` placeholder of a session listing.
+pub(crate) enum SessionBind {
+    Text(String),
+    Integer(i64),
+}
+
+/// The SQL for `query` and its values; `before_seq` is the `seq` of `query.before`.
+pub(crate) fn session_list_sql(
+    query: &SessionQuery,
+    before_seq: Option<i64>,
+) -> (String, Vec<SessionBind>) {
+    let mut conditions = Vec::new();
+    let mut binds = Vec::new();
+    let mut placeholder = |value: SessionBind| {
+        binds.push(value);
+        format!("${}", binds.len())
+    };
+    if let Some(since) = query.since {
+        conditions.push(format!(
+            "started_ms >= {}",
+            placeholder(SessionBind::Integer(millis(since)))
+        ));
+    }
+    if let Some(until) = query.until {
+        conditions.push(format!(
+            "started_ms < {}",
+            placeholder(SessionBind::Integer(millis(until)))
+        ));
+    }
+    if let Some(client) = query
+        .client
+        .as_deref()
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+    {
+        conditions.push(format!(
+            "client_ip = {}",
+            placeholder(SessionBind::Text(client.to_owned()))
+        ));
+    }
+    if let Some(sender) = query
+        .sender
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        let p = placeholder(SessionBind::Text(sender.to_lowercase()));
+        conditions.push(format!("(mail_from_lower = {p} OR mail_from_domain = {p})"));
+    }
+    if let Some(code) = query.code {
+        conditions.push(format!(
+            "codes LIKE {}",
+            placeholder(SessionBind::Text(format!("% {code} %")))
+        ));
+    }
+    if let Some(seq) = before_seq {
+        conditions.push(format!("seq < {}", placeholder(SessionBind::Integer(seq))));
+    }
+    if let Some(seq) = query.after_seq {
+        conditions.push(format!("seq > {}", placeholder(SessionBind::Integer(seq))));
+    }
+    let limit = placeholder(SessionBind::Integer(i64::from(
+        query.limit.clamp(1, MAX_SESSION_LIMIT),
+    )));
+    let filter = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    };
+    let order = if query.oldest_first { "ASC" } else { "DESC" };
+    (
+        format!(
+            "SELECT {SESSION_COLUMNS} FROM smtp_sessions {filter} ORDER BY seq {order} LIMIT {limit}"
+        ),
+        binds,
+    )
+}
+
+/// One row of [`SESSION_COLUMNS`] as both backends decode it.
+#[derive(sqlx::FromRow)]
+pub(crate) struct StoredSessionRow {
+    id: String,
+    seq: i64,
+    started_ms: i64,
+    ended_ms: i64,
+    client_ip: String,
+    client_port: i32,
+    client_ptr: Option<String>,
+    helo: Option<String>,
+    tls_version: Option<String>,
+    tls_cipher: Option<String>,
+    mail_from: Option<String>,
+    ending: String,
+    result_ids: String,
+    events: String,
+    events_left_out: i32,
+    left_out_at: i32,
+}
+
+impl TryFrom<StoredSessionRow> for StoredSession {
+    type Error = StoreError;
+
+    fn try_from(row: StoredSessionRow) -> StoreResult<StoredSession> {
+        let events: Vec<SessionEvent> = serde_json::from_str(&row.events).map_err(|error| {
+            StoreError::Config(format!(
+                "session {} in the database has an unreadable transcript ({error}); the \
+                 database was changed by something other than authcheck",
+                row.id
+            ))
+        })?;
+        Ok(StoredSession {
+            id: row.id,
+            seq: row.seq,
+            started_at: from_millis(row.started_ms),
+            ended_at: from_millis(row.ended_ms),
+            client_ip: row.client_ip,
+            client_port: u16::try_from(row.client_port).unwrap_or(0),
+            client_ptr: row.client_ptr,
+            helo: row.helo,
+            tls_version: row.tls_version,
+            tls_cipher: row.tls_cipher,
+            mail_from: row.mail_from,
+            ending: row.ending,
+            events,
+            events_left_out: u32::try_from(row.events_left_out).unwrap_or(0),
+            left_out_at: u32::try_from(row.left_out_at).unwrap_or(0),
+            result_ids: row
+                .result_ids
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect(),
+        })
+    }
+}

@@ -1,0 +1,276 @@
+//! The session log's part of the shared suite: storing, listing with every filter, paging,
+//! bounds and the retention purge.
+
+use authcheck_store::{
+    MAX_EVENT_TEXT_BYTES, MAX_SESSION_EVENTS, NewSession, SessionEvent, SessionQuery, SharedStore,
+    StoreError, StoredSession,
+};
+use chrono::Duration;
+
+use super::at;
+
+fn event(command: &str, code: u16, status: Option<&str>, text: &str) -> SessionEvent {
+    SessionEvent {
+        at: at(1),
+        command: command.to_owned(),
+        code,
+        status: status.map(str::to_owned),
+        text: text.to_owned(),
+    }
+}
+
+/// A relay attempt from `client` by `mail_from`, started `minutes` after noon on day 1.
+pub fn relay_attempt(client: &str, mail_from: &str, minutes: i64) -> NewSession {
+    let started_at = at(1) + Duration::minutes(minutes);
+    NewSession {
+        started_at,
+        ended_at: started_at + Duration::seconds(2),
+        client_ip: client.to_owned(),
+        client_port: 40000,
+        client_ptr: Some("mail.example.net".to_owned()),
+        helo: Some("mail.example.net".to_owned()),
+        tls_version: Some("TLSv1.3".to_owned()),
+        tls_cipher: Some("TLS13_AES_256_GCM_SHA384".to_owned()),
+        mail_from: Some(mail_from.to_owned()),
+        ending: "quit".to_owned(),
+        events: vec![
+            event(
+                "(connect)",
+                220,
+                None,
+                "authcheck.test ESMTP authcheck ready",
+            ),
+            event(
+                "EHLO mail.example.net",
+                250,
+                None,
+                "authcheck.test greets mail.example.net",
+            ),
+            event(
+                &format!("MAIL FROM:<{mail_from}>"),
+                250,
+                Some("2.1.0"),
+                "sender OK",
+            ),
+            event(
+                "RCPT TO:<someone@elsewhere.example>",
+                550,
+                Some("5.7.1"),
+                "relaying denied",
+            ),
+            event("QUIT", 221, Some("2.0.0"), "closing connection"),
+        ],
+        events_left_out: 0,
+        left_out_at: 0,
+        result_ids: Vec::new(),
+    }
+}
+
+fn ids(sessions: &[StoredSession]) -> Vec<&str> {
+    sessions.iter().map(|session| session.id.as_str()).collect()
+}
+
+fn query(limit: u32) -> SessionQuery {
+    SessionQuery {
+        limit,
+        ..SessionQuery::default()
+    }
+}
+
+/// Stores `sessions` one call each and returns them as listed, oldest first.
+async fn store_each(store: &SharedStore, sessions: Vec<NewSession>) -> Vec<StoredSession> {
+    let count = sessions.len();
+    for session in sessions {
+        store
+            .insert_sessions(vec![session])
+            .await
+            .expect("insert sessions");
+    }
+    let mut listed = store.list_sessions(&query(200)).await.unwrap();
+    assert_eq!(listed.len(), count);
+    listed.reverse();
+    listed
+}
+
+pub async fn sessions_round_trip_and_list_newest_first(store: SharedStore) {
+    let mut delivered = relay_attempt("192.0.2.1", "alice@example.net", 0);
+    delivered.result_ids = vec!["0123456789abcdef0123456789abcdef".to_owned()];
+    let stored = store_each(
+        &store,
+        vec![
+            delivered.clone(),
+            relay_attempt("192.0.2.2", "bob@example.org", 1),
+        ],
+    )
+    .await;
+    let first = &stored[0];
+    assert_eq!(first.id.len(), 32);
+    assert!(first.id.bytes().all(|b| b.is_ascii_hexdigit()));
+    assert!(stored[1].seq > first.seq);
+    assert_eq!(first.started_at, delivered.started_at);
+    assert_eq!(first.ended_at, delivered.ended_at);
+    assert_eq!(first.client_ip, "192.0.2.1");
+    assert_eq!(first.client_port, 40000);
+    assert_eq!(first.client_ptr.as_deref(), Some("mail.example.net"));
+    assert_eq!(first.helo.as_deref(), Some("mail.example.net"));
+    assert_eq!(first.tls_version.as_deref(), Some("TLSv1.3"));
+    assert_eq!(
+        first.tls_cipher.as_deref(),
+        Some("TLS13_AES_256_GCM_SHA384")
+    );
+    assert_eq!(first.mail_from.as_deref(), Some("alice@example.net"));
+    assert_eq!(first.ending, "quit");
+    assert_eq!(first.events, delivered.events);
+    assert_eq!(first.result_ids, delivered.result_ids);
+    assert_eq!(first.codes(), vec![220, 250, 550, 221]);
+
+    let newest = store.list_sessions(&query(1)).await.unwrap();
+    assert_eq!(ids(&newest), vec![stored[1].id.as_str()]);
+    let oldest = store
+        .list_sessions(&SessionQuery {
+            oldest_first: true,
+            ..query(1)
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids(&oldest), vec![first.id.as_str()]);
+}
+
+pub async fn sessions_filter_by_client_sender_code_and_time(store: SharedStore) {
+    let mut timed_out = relay_attempt("192.0.2.3", "carol@example.org", 10);
+    timed_out.events = vec![
+        event("(connect)", 220, None, "ready"),
+        event(
+            "(no command in time)",
+            421,
+            Some("4.4.2"),
+            "timeout, closing",
+        ),
+    ];
+    timed_out.mail_from = None;
+    timed_out.ending = "timeout".to_owned();
+    let stored = store_each(
+        &store,
+        vec![
+            relay_attempt("192.0.2.1", "Alice@Example.NET", 0),
+            relay_attempt("192.0.2.2", "bob@example.org", 5),
+            timed_out,
+        ],
+    )
+    .await;
+    let (alice, bob, timeout) = (&stored[0].id, &stored[1].id, &stored[2].id);
+    let list = |query: SessionQuery| {
+        let store = store.clone();
+        async move { store.list_sessions(&query).await.unwrap() }
+    };
+    let by_client = list(SessionQuery {
+        client: Some("192.0.2.2".into()),
+        ..query(50)
+    })
+    .await;
+    assert_eq!(ids(&by_client), vec![bob.as_str()]);
+    let by_address = list(SessionQuery {
+        sender: Some("alice@example.net".into()),
+        ..query(50)
+    })
+    .await;
+    assert_eq!(ids(&by_address), vec![alice.as_str()]);
+    let by_domain = list(SessionQuery {
+        sender: Some("EXAMPLE.org".into()),
+        ..query(50)
+    })
+    .await;
+    assert_eq!(ids(&by_domain), vec![bob.as_str()]);
+    let by_code = list(SessionQuery {
+        code: Some(421),
+        ..query(50)
+    })
+    .await;
+    assert_eq!(ids(&by_code), vec![timeout.as_str()]);
+    let refused = list(SessionQuery {
+        code: Some(550),
+        ..query(50)
+    })
+    .await;
+    assert_eq!(ids(&refused), vec![bob.as_str(), alice.as_str()]);
+    // 55 is no reply code given, though "550" holds it.
+    assert!(
+        list(SessionQuery {
+            code: Some(55),
+            ..query(50)
+        })
+        .await
+        .is_empty()
+    );
+    let window = list(SessionQuery {
+        since: Some(at(1) + Duration::minutes(5)),
+        until: Some(at(1) + Duration::minutes(10)),
+        ..query(50)
+    })
+    .await;
+    assert_eq!(ids(&window), vec![bob.as_str()]);
+    let older = list(SessionQuery {
+        before: Some(timeout.clone()),
+        ..query(1)
+    })
+    .await;
+    assert_eq!(ids(&older), vec![bob.as_str()]);
+    let newer = list(SessionQuery {
+        after_seq: Some(stored[0].seq),
+        oldest_first: true,
+        ..query(50)
+    })
+    .await;
+    assert_eq!(ids(&newer), vec![bob.as_str(), timeout.as_str()]);
+    let unknown = store
+        .list_sessions(&SessionQuery {
+            before: Some("00000000000000000000000000000000".into()),
+            ..query(5)
+        })
+        .await;
+    assert!(
+        matches!(unknown, Err(StoreError::UnknownId(_))),
+        "{unknown:?}"
+    );
+}
+
+pub async fn sessions_are_stored_bounded(store: SharedStore) {
+    let mut hostile = relay_attempt("192.0.2.9", "x@example.net", 0);
+    hostile.helo = Some("h".repeat(100_000));
+    hostile.events = (0..1000)
+        .map(|n| {
+            event(
+                &format!("NOOP {}\0<b>", "y".repeat(5000)),
+                250,
+                Some("2.0.0"),
+                &"z".repeat(n),
+            )
+        })
+        .collect();
+    hostile.result_ids = vec!["not hex!".to_owned(), "abc123".to_owned()];
+    store.insert_sessions(vec![hostile]).await.unwrap();
+    let stored = store.list_sessions(&query(1)).await.unwrap().pop().unwrap();
+    assert_eq!(stored.events.len(), MAX_SESSION_EVENTS);
+    assert_eq!(stored.events_left_out as usize, 1000 - MAX_SESSION_EVENTS);
+    for event in &stored.events {
+        assert!(event.command.len() <= MAX_EVENT_TEXT_BYTES);
+        assert!(event.text.len() <= MAX_EVENT_TEXT_BYTES);
+        assert!(!event.command.contains('\0'));
+    }
+    assert!(stored.helo.unwrap().len() < 2000);
+    assert_eq!(stored.result_ids, vec!["abc123".to_owned()]);
+}
+
+pub async fn purge_removes_sessions_started_before_the_cutoff(store: SharedStore) {
+    let stored = store_each(
+        &store,
+        vec![
+            relay_attempt("192.0.2.1", "a@example.net", 0),
+            relay_attempt("192.0.2.2", "b@example.net", 24 * 60 * 10),
+        ],
+    )
+    .await;
+    assert_eq!(store.purge(at(5)).await.unwrap(), 0, "no results to purge");
+    let left = store.list_sessions(&query(50)).await.unwrap();
+    assert_eq!(ids(&left), vec![stored[1].id.as_str()]);
+}
