@@ -152,3 +152,13 @@ pub(crate) const MAX_DOMAIN_LENGTH: usize = 255;
 pub(crate) const MIN_BODY_GROWTH: usize = 64 * 1024;
 /// The longest client text (a HELO name, an address) echoed in a reply.
 pub(crate) const MAX_ECHO: usize = 256;
+/// The transcript of a session keeps its first this-many events (command and reply) ...
+pub(crate) const TRANSCRIPT_HEAD: usize = 40;
+/// ... and its last this-many; those between are counted, not kept. The end of a session
+/// (a timeout's 421, QUIT) is what a reader most often looks for.
+pub(crate) const TRANSCRIPT_TAIL: usize = 10;
+/// The most characters of a command line or a reply line a transcript keeps.
+pub(crate) const TRANSCRIPT_TEXT_CHARS: usize = 200;
+/// The most result ids a session record names (a session stores at most this many messages'
+/// worth of ids; the others are still stored and counted in the logs).
+pub(crate) const TRANSCRIPT_RESULT_IDS: usize = 32;

@@ -7,6 +7,8 @@ use std::net::SocketAddr;
 pub use authcheck_verifier::Mailbox;
 use chrono::{DateTime, Utc};
 
+use crate::transcript::SessionRecord;
+
 /// One accepted recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recipient {
@@ -160,4 +162,12 @@ pub trait Delivery: Send + Sync + 'static {
         envelope: Envelope,
         message: Vec<u8>,
     ) -> impl Future<Output = Result<Vec<Accepted>, DeliveryError>> + Send;
+
+    /// Takes the record of a finished session: every session, whether it delivered a
+    /// message, was refused or timed out, once its connection is closed (connections refused
+    /// at connect included). It runs on the session's task, so it must not wait: hand the
+    /// record to a queue. The default drops it.
+    fn session_ended(&self, record: SessionRecord) {
+        let _ = record;
+    }
 }

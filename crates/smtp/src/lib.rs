@@ -17,6 +17,7 @@ mod rate;
 mod replies;
 mod session;
 mod tls;
+mod transcript;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
@@ -32,3 +33,4 @@ pub use delivery::{
 };
 pub use listener::run;
 pub use tls::{TlsError, load_tls, self_signed_tls};
+pub use transcript::{SessionEnding, SessionRecord, TranscriptEvent};

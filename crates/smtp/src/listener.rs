@@ -19,6 +19,7 @@ use crate::delivery::Delivery;
 use crate::rate::RateLimiter;
 use crate::replies::{self, Reply};
 use crate::session::{Session, Stream};
+use crate::transcript::{self, SessionEnding};
 
 /// How long to pause after a failed accept (for example, out of file descriptors) so the
 /// loop does not spin while the condition lasts.
@@ -146,7 +147,12 @@ impl<D: Delivery> Listener<D> {
     ) {
         let Ok(permit) = self.connections.clone().try_acquire_owned() else {
             tracing::warn!(client = %client.ip(), limit = self.config.max_connections, "refused a connection: too many connections");
-            refuse(&stream, &replies::TOO_MANY_CONNECTIONS);
+            self.refuse(
+                &stream,
+                client,
+                &replies::TOO_MANY_CONNECTIONS,
+                SessionEnding::TooManyConnections,
+            );
             return;
         };
         let Some(slot) = ClientCounts::claim(
@@ -158,7 +164,12 @@ impl<D: Delivery> Listener<D> {
                 client = %client.ip(), limit = self.config.max_connections_per_ip,
                 "refused a connection: too many connections from this address"
             );
-            refuse(&stream, &replies::TOO_MANY_FROM_ADDRESS);
+            self.refuse(
+                &stream,
+                client,
+                &replies::TOO_MANY_FROM_ADDRESS,
+                SessionEnding::TooManyFromAddress,
+            );
             return;
         };
         // Replies are small and flushed as a whole; without this, Nagle delays each one.
@@ -177,6 +188,18 @@ impl<D: Delivery> Listener<D> {
             let _counted = OpenConnection::count();
             session.run().await;
         });
+    }
+}
+
+impl<D: Delivery> Listener<D> {
+    /// Answers a connection that will not be served, and records it as a session. The
+    /// socket's send buffer is empty, so the one short reply fits without waiting and the
+    /// accept loop is never held up.
+    fn refuse(&self, stream: &TcpStream, client: SocketAddr, reply: &Reply, ending: SessionEnding) {
+        crate::replies::count(reply);
+        let _ = stream.try_write(reply.as_bytes());
+        self.delivery
+            .session_ended(transcript::refused(client, reply, ending));
     }
 }
 
@@ -208,13 +231,6 @@ pub async fn run<D: Delivery>(
     Listener::new(listener, config, delivery)
         .run(shutdown)
         .await;
-}
-
-/// Answers a connection that will not be served. The socket's send buffer is empty, so the
-/// one short reply fits without waiting and the accept loop is never held up.
-fn refuse(stream: &TcpStream, reply: &Reply) {
-    crate::replies::count(reply);
-    let _ = stream.try_write(reply.as_bytes());
 }
 
 fn log_panic(finished: Result<(), tokio::task::JoinError>) {

@@ -1,7 +1,7 @@
 //! The commands that change little: RSET, and QUIT (NOOP, VRFY and HELP have fixed replies,
 //! see `replies.rs`).
 
-use super::{Ending, Next, Session, State, Step};
+use super::{Next, Session, SessionEnding, State, Step};
 use crate::delivery::Delivery;
 use crate::replies;
 
@@ -16,6 +16,6 @@ impl<D: Delivery> Session<D> {
 
     pub(super) fn quit(&mut self) -> Step {
         self.push(&replies::closing(&self.config.hostname));
-        Step::Stop(Next::Close(Ending::ClientQuit))
+        Step::Stop(Next::Close(SessionEnding::ClientQuit))
     }
 }

@@ -8,7 +8,7 @@
 //! limit (the cost is bounded), while a chunk larger than the whole limit (`BDAT 999999999999
 //! LAST`) is not worth reading — the 552 is followed by a 421 and the connection is closed.
 
-use super::{Ending, Next, Session, State, Step};
+use super::{Next, Session, SessionEnding, State, Step};
 use crate::delivery::Delivery;
 use crate::replies::{self, Reply};
 
@@ -63,7 +63,7 @@ impl<D: Delivery> Session<D> {
         if size > self.config.max_message_size {
             self.push(&reply);
             self.push(&replies::chunk_not_read(&self.config.hostname));
-            return Step::Stop(Next::Close(Ending::ChunkTooBig));
+            return Step::Stop(Next::Close(SessionEnding::ChunkTooBig));
         }
         self.state = State::RefusedChunk {
             remaining: size,

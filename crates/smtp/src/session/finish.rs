@@ -15,6 +15,7 @@ impl<D: Delivery> Session<D> {
         let Some(transaction) = self.take_transaction() else {
             return Step::Continue;
         };
+        self.transcript.prompt("end of data");
         let client = self.client;
         let helo = self.helo.clone().unwrap_or_default();
         let recipients: Vec<&str> = transaction
@@ -79,6 +80,12 @@ impl<D: Delivery> Session<D> {
         let reply = match outcome {
             Ok(accepted) => {
                 self.messages_stored += 1;
+                // Report ids are named in the reply text; the record keeps the results'.
+                self.transcript
+                    .stored(accepted.iter().filter_map(|accepted| match accepted {
+                        Accepted::Result { id, .. } => Some(id.clone()),
+                        Accepted::Report(_) => None,
+                    }));
                 let ids: Vec<&str> = accepted.iter().map(Accepted::id).collect();
                 tracing::debug!(
                     client = %client.ip(), helo = helo_logged, mail_from, recipients, size, ids = ids.join(","), took_ms,

@@ -48,6 +48,9 @@ impl<D: Delivery> Session<D> {
         if let Some(reply) = self.rate_limited(mail_from) {
             return self.command_reply(reply);
         }
+        if self.transcript.mail_from.is_none() {
+            self.transcript.mail_from = Some(mail_from.to_string());
+        }
         let memory = self.shared.budget.reservation();
         self.state = State::Transaction(Transaction::new(
             mail_from.to_string(),

@@ -32,6 +32,7 @@ use crate::config::{CLOSE_TIMEOUT, MIN_DATA_PER_TIMEOUT, READ_CHUNK, SmtpConfig}
 use crate::delivery::{Delivery, TlsInfo};
 use crate::listener::Shared;
 use crate::replies::{self, Reply};
+use crate::transcript::{SessionEnding, Transcript};
 use dot::DotDecoder;
 pub(crate) use stream::Stream;
 use transaction::Transaction;
@@ -65,38 +66,7 @@ enum State {
 enum Next {
     ReadMore,
     StartTls,
-    Close(Ending),
-}
-
-/// Why a session ended without a connection error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Ending {
-    ClientQuit,
-    ClientClosed,
-    CommandTimeout,
-    SessionTimeLimit,
-    TooManyErrors,
-    ChunkTooBig,
-    Shutdown,
-}
-
-impl Ending {
-    fn describe(self) -> &'static str {
-        match self {
-            Ending::ClientQuit => "client quit",
-            Ending::ClientClosed => "client closed the connection",
-            Ending::CommandTimeout => "command timeout",
-            Ending::SessionTimeLimit => "session time limit reached",
-            Ending::TooManyErrors => "too many refused commands",
-            Ending::ChunkTooBig => "a BDAT chunk over the size limit",
-            Ending::Shutdown => "server shutting down",
-        }
-    }
-
-    /// Whether the client ended the session itself, as clients normally do.
-    fn by_client(self) -> bool {
-        matches!(self, Ending::ClientQuit | Ending::ClientClosed)
-    }
+    Close(SessionEnding),
 }
 
 /// The result of handling one unit of input; what every command handler returns.
@@ -163,6 +133,7 @@ pub(crate) struct Session<D> {
     data_since_wait: usize,
     messages_stored: usize,
     commands: usize,
+    transcript: Transcript,
 }
 
 impl<D: Delivery> Session<D> {
@@ -193,6 +164,7 @@ impl<D: Delivery> Session<D> {
             data_since_wait: 0,
             messages_stored: 0,
             commands: 0,
+            transcript: Transcript::new(),
         }
     }
 
@@ -207,7 +179,7 @@ impl<D: Delivery> Session<D> {
             .escape_debug()
             .to_string();
         let seconds = self.started.elapsed().as_secs_f64();
-        match ending {
+        match &ending {
             // Each message's outcome has its own info line; a session that stored no message,
             // or ends otherwise than by the client, deserves one too.
             Ok(ending) if ending.by_client() && self.messages_stored > 0 => tracing::debug!(
@@ -215,11 +187,11 @@ impl<D: Delivery> Session<D> {
                 %helo,
                 messages = self.messages_stored,
                 seconds,
-                reason = ending.describe(),
+                reason = %ending,
                 "session ended"
             ),
             Ok(ending) => tracing::info!(
-                client = %self.client, %helo, messages = self.messages_stored, seconds, reason = ending.describe(), "session ended"
+                client = %self.client, %helo, messages = self.messages_stored, seconds, reason = %ending, "session ended"
             ),
             Err(error) if error.is_client_gone() && self.commands == 0 => tracing::debug!(
                 client = %self.client, seconds, %error, "the client closed the connection before sending a command"
@@ -232,9 +204,21 @@ impl<D: Delivery> Session<D> {
             ),
         }
         let _ = timeout(CLOSE_TIMEOUT, self.stream.shutdown()).await;
+        let ending = match &ending {
+            Ok(ending) => *ending,
+            Err(SessionError::TlsHandshake(_) | SessionError::TlsTimeout) => {
+                SessionEnding::TlsFailed
+            }
+            Err(error) if error.is_client_gone() => SessionEnding::ClientClosed,
+            Err(_) => SessionEnding::ConnectionError,
+        };
+        let transcript = std::mem::replace(&mut self.transcript, Transcript::new());
+        let record = transcript.finish(self.client, self.helo.take(), self.tls.take(), ending);
+        self.delivery.session_ended(record);
     }
 
-    async fn serve(&mut self) -> Result<Ending, SessionError> {
+    async fn serve(&mut self) -> Result<SessionEnding, SessionError> {
+        self.transcript.prompt("connect");
         self.push(&replies::greeting(&self.config.hostname));
         let deadline = self.started + self.config.session_timeout;
         loop {
@@ -255,17 +239,19 @@ impl<D: Delivery> Session<D> {
             let left = deadline.saturating_duration_since(Instant::now());
             // Checked before reading too, so a client that always has more to send is still cut off.
             if left.is_zero() {
+                self.transcript.prompt("session time limit");
                 self.push(&replies::session_too_long(&self.config.hostname));
                 self.flush().await?;
-                return Ok(Ending::SessionTimeLimit);
+                return Ok(SessionEnding::SessionTimeLimit);
             }
             let command_deadline = self.waiting_since + self.config.command_timeout;
             let command_left = command_deadline.saturating_duration_since(Instant::now());
             // A read that always has a byte ready would never let the timeout below fire.
             if command_left.is_zero() {
+                self.transcript.prompt("timeout");
                 self.push(&replies::command_timeout(&self.config.hostname));
                 self.flush().await?;
-                return Ok(Ending::CommandTimeout);
+                return Ok(SessionEnding::CommandTimeout);
             }
             let wait = left.min(command_left);
             // At shutdown, a session waiting for a command is closed; one receiving a message
@@ -282,22 +268,25 @@ impl<D: Delivery> Session<D> {
             };
             match read {
                 None => {
+                    self.transcript.prompt("shutdown");
                     self.push(&replies::shutting_down(&self.config.hostname));
                     self.flush().await?;
-                    return Ok(Ending::Shutdown);
+                    return Ok(SessionEnding::Shutdown);
                 }
-                Some(Ok(Ok(0))) => return Ok(Ending::ClientClosed),
+                Some(Ok(Ok(0))) => return Ok(SessionEnding::ClientClosed),
                 Some(Ok(Ok(_))) => {}
                 Some(Ok(Err(error))) => return Err(error.into()),
                 Some(Err(_elapsed)) if Instant::now() >= deadline => {
+                    self.transcript.prompt("session time limit");
                     self.push(&replies::session_too_long(&self.config.hostname));
                     self.flush().await?;
-                    return Ok(Ending::SessionTimeLimit);
+                    return Ok(SessionEnding::SessionTimeLimit);
                 }
                 Some(Err(_elapsed)) => {
+                    self.transcript.prompt("timeout");
                     self.push(&replies::command_timeout(&self.config.hostname));
                     self.flush().await?;
-                    return Ok(Ending::CommandTimeout);
+                    return Ok(SessionEnding::CommandTimeout);
                 }
             }
         }
@@ -375,6 +364,7 @@ impl<D: Delivery> Session<D> {
                 self.input.clear();
             } else if self.input.len() >= self.config.max_line_length {
                 self.input.clear();
+                self.transcript.prompt("line too long");
                 self.skipping_long_line = true;
                 return self.command_reply(replies::LINE_TOO_LONG);
             }
@@ -387,8 +377,10 @@ impl<D: Delivery> Session<D> {
             return Step::Continue;
         }
         if line.len() > self.config.max_line_length {
+            self.transcript.prompt("line too long");
             return self.command_reply(replies::LINE_TOO_LONG);
         }
+        self.transcript.command(&line);
         self.handle_command(&line)
     }
 
@@ -450,7 +442,7 @@ impl<D: Delivery> Session<D> {
             if self.bad_commands > self.config.max_bad_commands {
                 tracing::warn!(client = %self.client, last = reply.text(), "too many refused commands; disconnecting");
                 self.push(&replies::TOO_MANY_ERRORS);
-                return Step::Stop(Next::Close(Ending::TooManyErrors));
+                return Step::Stop(Next::Close(SessionEnding::TooManyErrors));
             }
         }
         self.push(&reply);
@@ -459,6 +451,7 @@ impl<D: Delivery> Session<D> {
 
     fn push(&mut self, reply: &Reply) {
         replies::count(reply);
+        self.transcript.reply(reply);
         self.output.extend_from_slice(reply.as_bytes());
     }
 

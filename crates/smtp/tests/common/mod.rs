@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use authcheck_smtp::{
-    Accepted, Delivery, DeliveryError, Destination, Envelope, ReportReceipt, SmtpConfig,
+    Accepted, Delivery, DeliveryError, Destination, Envelope, ReportReceipt, SessionRecord,
+    SmtpConfig,
 };
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
@@ -30,11 +31,24 @@ pub const IPV6_RANGE_SETUP: &str =
 pub struct RecordingDelivery {
     pub delivered: Mutex<Vec<(Envelope, Vec<u8>)>>,
     pub failure: Mutex<Option<DeliveryError>>,
+    pub sessions: Mutex<Vec<SessionRecord>>,
 }
 
 impl RecordingDelivery {
     pub fn messages(&self) -> Vec<(Envelope, Vec<u8>)> {
         self.delivered.lock().unwrap().clone()
+    }
+
+    /// The records of the first `count` finished sessions, waiting (bounded) for them.
+    pub async fn sessions(&self, count: usize) -> Vec<SessionRecord> {
+        for _ in 0..200 {
+            let sessions = self.sessions.lock().unwrap().clone();
+            if sessions.len() >= count {
+                return sessions;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("fewer than {count} sessions were recorded");
     }
 }
 
@@ -82,6 +96,10 @@ impl Delivery for RecordingDelivery {
                 }),
             })
             .collect())
+    }
+
+    fn session_ended(&self, record: SessionRecord) {
+        self.sessions.lock().unwrap().push(record);
     }
 }
 
