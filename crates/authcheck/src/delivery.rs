@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use authcheck_smtp::{
     Accepted, BodyType, Delivery, DeliveryError, Destination, Envelope, ReportReceipt,
+    SessionRecord,
 };
 use authcheck_store::{Mailbox, NewResult, SessionFacts, SharedStore};
 use authcheck_verifier::subject::{from_address, subject_of};
@@ -26,6 +27,7 @@ use serde_json::value::RawValue;
 use tokio::runtime::Runtime;
 
 use crate::dmarc::Kept;
+use crate::session_log::{SessionLog, worth_looking_up};
 use crate::sources::SourceNamer;
 
 pub struct TesterDelivery {
@@ -38,6 +40,8 @@ pub struct TesterDelivery {
     pub source_namer: SourceNamer,
     /// Lets [`REPORTS_AT_ONCE`] reports be parsed and stored at a time.
     pub report_gate: tokio::sync::Semaphore,
+    /// Where finished sessions go (see `session_log`).
+    pub sessions: SessionLog,
 }
 
 /// DMARC reports parsed and stored at once; the others wait their turn (their senders wait for
@@ -77,6 +81,10 @@ impl Delivery for TesterDelivery {
         message: Vec<u8>,
     ) -> impl Future<Output = Result<Vec<Accepted>, DeliveryError>> + Send {
         self.verify_and_store(envelope, message)
+    }
+
+    fn session_ended(&self, record: SessionRecord) {
+        self.sessions.record(record);
     }
 }
 
@@ -230,6 +238,19 @@ impl VerificationPool {
         })
     }
 
+    /// PTR lookups with the verifier's resolver, on the pool's threads.
+    pub fn ptr_lookup(&self) -> PtrLookup {
+        PtrLookup {
+            verifier: self.verifier.clone(),
+            runtime: self
+                .runtime
+                .as_ref()
+                .expect("the pool runs until dropped")
+                .handle()
+                .clone(),
+        }
+    }
+
     /// Verifies `message` on the pool and gives it back with what was found, or
     /// [`DeliveryError::TimedOut`] when that took longer than the deadline (the checking is
     /// then abandoned at its next wait for DNS).
@@ -272,6 +293,32 @@ impl VerificationPool {
                 )))
             }
         }
+    }
+}
+
+/// Looks up the PTR names of session clients for the session log.
+#[derive(Clone)]
+pub struct PtrLookup {
+    verifier: Arc<Verifier>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl PtrLookup {
+    /// The PTR name of `ip`, if it has one and the answer comes within `limit`.
+    pub async fn name_of(&self, ip: IpAddr, limit: Duration) -> Option<String> {
+        if !worth_looking_up(ip) {
+            return None;
+        }
+        let verifier = self.verifier.clone();
+        let lookup = self.runtime.spawn(async move {
+            tokio::time::timeout(limit, verifier.dns().ptr(ip))
+                .await
+                .ok()?
+                .ok()?
+                .into_iter()
+                .next()
+        });
+        lookup.await.ok().flatten()
     }
 }
 

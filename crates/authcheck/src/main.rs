@@ -14,6 +14,7 @@ mod dmarc;
 mod failure;
 mod metrics;
 mod serve;
+mod session_log;
 mod sources;
 
 use std::io::IsTerminal;

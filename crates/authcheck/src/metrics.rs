@@ -35,6 +35,7 @@ fn start_error_counters_at_zero() {
     for outcome in ["stored", "duplicate", "rejected"] {
         metrics::counter!("authcheck_dmarc_reports_total", "outcome" => outcome).increment(0);
     }
+    metrics::counter!("authcheck_session_log_dropped_total").increment(0);
     for record_type in ["TXT", "A", "AAAA", "MX", "PTR"] {
         metrics::counter!("authcheck_dns_failures_total", "type" => record_type).increment(0);
     }
@@ -64,6 +65,10 @@ fn describe() {
     metrics::describe_counter!(
         "authcheck_store_errors_total",
         "Results that could not be stored"
+    );
+    metrics::describe_counter!(
+        "authcheck_session_log_dropped_total",
+        "SMTP sessions left out of the session log: its queue was full or the store failed"
     );
     metrics::describe_counter!("authcheck_smtp_replies_total", "SMTP replies sent, by code");
     metrics::describe_gauge!(

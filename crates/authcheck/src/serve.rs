@@ -24,10 +24,13 @@ use tokio::sync::watch;
 use crate::config::{ConfigError, Settings, invalid, machine_hostname, scrub_password};
 use crate::delivery::{TesterDelivery, VerificationPool};
 use crate::failure::Failure;
+use crate::session_log::SessionLog;
 use crate::sources::SourceNamer;
 
 /// How long sessions in flight may take to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// How long the session log may take to write its last sessions after the listener stopped.
+const SESSION_LOG_GRACE: Duration = Duration::from_secs(5);
 /// How long the web server may take to close its connections after a shutdown signal.
 const WEB_SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// Connections the kernel may hold completed but not yet accepted (it caps this at
@@ -257,6 +260,7 @@ pub async fn serve(settings: Settings) -> Result<(), Failure> {
     let source_namer = SourceNamer::start(store.clone(), verifier.dns().clone());
     let pool = VerificationPool::new(verifier, settings.verify_timeout)
         .context("cannot start the verification threads")?;
+    let (sessions, session_writer) = SessionLog::start(store.clone(), pool.ptr_lookup());
     let delivery = Arc::new(TesterDelivery {
         pool,
         store: store.clone(),
@@ -264,6 +268,7 @@ pub async fn serve(settings: Settings) -> Result<(), Failure> {
         min_free_disk: settings.min_free_disk as u64,
         source_namer,
         report_gate: tokio::sync::Semaphore::new(crate::delivery::REPORTS_AT_ONCE),
+        sessions,
     });
     let mut smtp_stop = stop_rx.clone();
     let smtp = tokio::spawn(authcheck_smtp::run(
@@ -321,6 +326,14 @@ pub async fn serve(settings: Settings) -> Result<(), Failure> {
     tracing::info!("shutting down: no new connections; letting sessions in flight finish");
     let _ = stop_tx.send(true);
     let _ = smtp.await;
+    // The listener and its delivery are gone, so the session log's queue is closed: what
+    // is left in it is written before the store closes.
+    if tokio::time::timeout(SESSION_LOG_GRACE, session_writer)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the SMTP session log could not be written in time at shutdown");
+    }
     // Open result pages hold event streams; they get a moment to close, then are cut.
     if tokio::time::timeout(WEB_SHUTDOWN_GRACE, &mut web)
         .await
