@@ -4,6 +4,7 @@ use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::response::IntoResponse;
 
 const APP_JS: &str = include_str!("../../../templates/static/app.js");
+const LOGS_JS: &str = include_str!("../../../templates/static/logs.js");
 const STYLE_CSS: &str = include_str!("../../../templates/static/style.css");
 
 /// Assets change only with a new release; an hour keeps pages fast without stale deploys.
@@ -26,5 +27,15 @@ pub(crate) async fn style_css() -> impl IntoResponse {
             (CACHE_CONTROL, ASSET_CACHE),
         ],
         STYLE_CSS,
+    )
+}
+
+pub(crate) async fn logs_js() -> impl IntoResponse {
+    (
+        [
+            (CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (CACHE_CONTROL, ASSET_CACHE),
+        ],
+        LOGS_JS,
     )
 }

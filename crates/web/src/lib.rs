@@ -2,7 +2,8 @@
 //!
 //! [`router`] builds every HTTP route of the tester's web side: the server-rendered pages
 //! (`/`, `/spf`, `/dkim`, `/r/{id}`, `/r/{id}/raw`, `/r/{id}/eml`, the DMARC report pages
-//! under `/dmarc`), the JSON API under `/api/v1/`, the live feed of new results at `/events` (server-sent events), the static
+//! under `/dmarc`), the SMTP session log (`/logs`, `/logs/raw`, `/logs/events`), the JSON API
+//! under `/api/v1/`, the live feed of new results at `/events` (server-sent events), the static
 //! assets and the probes `/livez`, `/readyz` and `/healthz`. Every response carries the
 //! security headers of [`security`].
 
@@ -14,6 +15,7 @@ mod dmarc_api;
 mod health;
 mod json;
 mod live;
+mod logs;
 mod pages;
 mod params;
 mod security;
@@ -46,6 +48,7 @@ pub(crate) struct AppState {
     pub(crate) store: SharedStore,
     pub(crate) config: Arc<WebConfig>,
     pub(crate) live: Arc<live::LiveFeed>,
+    pub(crate) sessions: Arc<logs::SessionFeed>,
 }
 
 /// The absolute address of a result's page: `<public-url>/r/<id>`.
@@ -60,6 +63,7 @@ pub fn result_url(public_url: &str, id: &str) -> String {
 pub fn router(store: SharedStore, config: WebConfig) -> Router {
     let state = AppState {
         live: Arc::new(live::LiveFeed::new(store.clone())),
+        sessions: Arc::new(logs::SessionFeed::new(store.clone())),
         store: store.clone(),
         config: Arc::new(config),
     };
@@ -76,6 +80,10 @@ pub fn router(store: SharedStore, config: WebConfig) -> Router {
         .route("/dmarc/report/{id}/raw", get(dmarc::raw_report))
         .route("/dmarc/{domain}", get(dmarc::domain_page))
         .route("/events", get(live::events))
+        .route("/logs", get(logs::logs_page))
+        .route("/logs/raw", get(logs::raw_log))
+        .route("/logs/events", get(logs::session_events))
+        .route("/api/v1/sessions", get(logs::list_sessions_json))
         .route("/api/v1/results", get(api::list_results))
         .route("/api/v1/results/{id}", get(api::get_result))
         .route("/api/v1/dmarc/domains", get(dmarc_api::domains))
@@ -91,6 +99,7 @@ pub fn router(store: SharedStore, config: WebConfig) -> Router {
         .route("/api/v1/dmarc/reports/{id}", get(dmarc_api::report))
         .route("/static/app.js", get(assets::app_js))
         .route("/static/style.css", get(assets::style_css))
+        .route("/static/logs.js", get(assets::logs_js))
         .fallback(pages::not_found)
         .with_state(state);
     with_security_headers(router).merge(probes(store))
