@@ -47,7 +47,7 @@ pub struct TesterDelivery {
 /// DMARC reports parsed and stored at once; the others wait their turn (their senders wait for
 /// the reply). A report's parse and its stored form take far more memory than the message
 /// (a compressed report decompresses up to the parser's 256 MiB limit, and a 50 MB report
-/// peaked at several hundred MiB: README, "Memory for large DMARC reports"), more than
+/// peaked at 300-440 MiB: README, "Memory for large DMARC reports"), more than
 /// [`TesterDelivery::COPIES_WHILE_DELIVERING`] can count; one at a time bounds that memory by
 /// one report whatever many senders do. Reports are few (one a day per reporter and domain),
 /// so the wait is rarely felt.

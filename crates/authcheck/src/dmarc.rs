@@ -24,7 +24,10 @@ use crate::failure::Failure;
 
 /// The store's rows for a parsed report that arrived as `raw` at `received_at`.
 pub fn new_report(report: &Report, raw: Vec<u8>, received_at: i64) -> NewReport {
-    let json = serde_json::to_value(report).unwrap_or(serde_json::Value::Null);
+    // Straight to text: a `Value` tree of a large report would take ten times its size.
+    let json = serde_json::value::to_raw_value(report).unwrap_or_else(|_| {
+        serde_json::value::RawValue::from_string("null".to_owned()).expect("null is JSON")
+    });
     match report {
         Report::Aggregate(aggregate) => NewReport {
             kind: ReportKind::Aggregate,

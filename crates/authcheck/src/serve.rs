@@ -401,7 +401,7 @@ mod tests {
             date_begin: 0,
             date_end: 0,
             received_at: received_at.timestamp(),
-            report: serde_json::json!({}),
+            report: serde_json::value::to_raw_value(&serde_json::json!({})).unwrap(),
             raw: b"<feedback/>".to_vec(),
             records: Vec::new(),
             policy: None,

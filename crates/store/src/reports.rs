@@ -44,8 +44,9 @@ pub struct NewReport {
     pub date_begin: i64,
     pub date_end: i64,
     pub received_at: i64,
-    /// The parsed report, as JSON.
-    pub report: serde_json::Value,
+    /// The parsed report as JSON text, serialized straight from the parsed report: a
+    /// `serde_json::Value` tree of a report of 100,000 records takes some 500 MiB.
+    pub report: Box<serde_json::value::RawValue>,
     /// The message or file exactly as received.
     pub raw: Vec<u8>,
     pub records: Vec<NewRecord>,

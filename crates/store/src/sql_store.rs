@@ -290,7 +290,7 @@ where
             .bind(report.date_begin)
             .bind(report.date_end)
             .bind(report.received_at)
-            .bind(report.report.to_string())
+            .bind(String::from(Box::<str>::from(report.report)))
             .bind(report.raw)
             .fetch_optional(&mut *tx)
             .await

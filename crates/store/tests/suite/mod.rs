@@ -764,7 +764,7 @@ fn dmarc_report(reporter: &str, report_id: &str, records: usize) -> NewReport {
         date_begin: 1_700_006_400,
         date_end: 1_700_092_799,
         received_at: 1_700_100_000,
-        report: json!({ "kind": "aggregate", "records": records }),
+        report: raw_json(json!({ "kind": "aggregate", "records": records })),
         raw: b"<feedback/>".to_vec(),
         records: (0..records)
             .map(|n| NewRecord {
