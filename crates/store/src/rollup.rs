@@ -403,7 +403,7 @@ mod tests {
             date_begin: begin,
             date_end: end,
             received_at: end,
-            report: serde_json::Value::Null,
+            report: serde_json::value::to_raw_value(&serde_json::Value::Null).unwrap(),
             raw: Vec::new(),
             records,
             policy: Some("p=none".to_owned()),

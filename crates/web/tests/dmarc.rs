@@ -73,7 +73,7 @@ fn aggregate_xml(
 /// The store's rows for a parsed report, as the binary maps them.
 fn new_report(raw: &[u8]) -> NewReport {
     let report = parse(raw, &Limits::default()).expect("the test report parses");
-    let json = serde_json::to_value(&report).unwrap();
+    let json = serde_json::value::to_raw_value(&report).unwrap();
     match report {
         Report::Aggregate(aggregate) => NewReport {
             kind: ReportKind::Aggregate,

@@ -1066,7 +1066,7 @@ fn aggregate(
         date_begin: begin,
         date_end: end,
         received_at: end + 3600,
-        report: json!({ "kind": "aggregate" }),
+        report: raw_json(json!({ "kind": "aggregate" })),
         raw: format!("<feedback>{report_id}</feedback>").into_bytes(),
         records,
         policy: Some("p=none; adkim=r; aspf=r".to_owned()),
