@@ -118,6 +118,19 @@ impl Browser {
             .unwrap_or_else(|error| panic!("run {script:?}: {error}"))
     }
 
+    /// A PNG screenshot of the first element matching `css` (read it with [`crate::png`]).
+    pub async fn screenshot_of(&self, css: &str) -> Vec<u8> {
+        let element = self
+            .client
+            .find(fantoccini::Locator::Css(css))
+            .await
+            .unwrap_or_else(|error| panic!("find {css}: {error}"));
+        element
+            .screenshot()
+            .await
+            .unwrap_or_else(|error| panic!("screenshot {css}: {error}"))
+    }
+
     /// Polls `condition` (a JavaScript expression) until it is true or `timeout` passes;
     /// returns whether it became true.
     pub async fn wait_until(&self, condition: &str, timeout: Duration) -> bool {

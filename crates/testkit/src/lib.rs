@@ -7,6 +7,7 @@
 //! `<selector>._domainkey.<domain>` by [`publish_keys`].
 
 pub mod browser;
+pub mod png;
 
 use authcheck_testdns::TestDns;
 use mail_auth::common::crypto::{Ed25519Key, RsaKey, Sha256};
