@@ -336,3 +336,65 @@ async fn results_stored_before_the_shared_copies_keep_their_raw_message() {
     assert_eq!(store.purge(at(2)).await.unwrap(), 1);
     assert_eq!(store.raw_message(old).await.unwrap(), None);
 }
+
+/// A database with DMARC reports stored before the daily rollup existed: the migration adds
+/// them to it, on their first day, so the dashboard shows them.
+#[tokio::test]
+async fn reports_stored_before_the_rollup_are_added_to_it() {
+    let (_folder, url) = fresh_url();
+    let before_rollup = tempfile::tempdir().unwrap();
+    let migrations = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations/sqlite");
+    for entry in std::fs::read_dir(&migrations).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        if name.as_str() < "20261130000041" {
+            std::fs::copy(&path, before_rollup.path().join(name)).unwrap();
+        }
+    }
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(&url)
+        .unwrap()
+        .create_if_missing(true);
+    let direct = sqlx::SqlitePool::connect_with(options).await.unwrap();
+    sqlx::migrate::Migrator::new(before_rollup.path())
+        .await
+        .unwrap()
+        .run(&direct)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO dmarc_reports (id, kind, reporter, report_id, domain, date_begin, date_end, \
+         received_at, report, raw) VALUES ('00aa', 'aggregate', 'R', '1', 'old.example', \
+         1700006400, 1700092799, 1700100000, '{}', x'00')",
+    )
+    .execute(&direct)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO dmarc_records (report, source_ip, count, disposition, dkim, spf, header_from) \
+         VALUES ('00aa', '192.0.2.1', 7, 'none', 'pass', 'fail', 'old.example'), \
+                ('00aa', '192.0.2.2', 3, 'reject', 'fail', 'fail', 'old.example')",
+    )
+    .execute(&direct)
+    .await
+    .unwrap();
+    direct.close().await;
+
+    let store = open_ok(&url).await;
+    let domain = store.dmarc_domain("old.example").await.unwrap().unwrap();
+    assert_eq!((domain.messages, domain.reports), (10, 1));
+    let filter = authcheck_store::DmarcFilter {
+        domain: "old.example".into(),
+        first_day: domain.first_day,
+        last_day: domain.last_day,
+        reporter: None,
+        source_ip: None,
+        outcome: None,
+    };
+    let days = store.dmarc_daily(&filter).await.unwrap();
+    assert_eq!(days.len(), 1);
+    assert_eq!(days[0].day.to_string(), "2023-11-15");
+    assert_eq!(
+        (days[0].counts.messages, days[0].counts.dmarc_pass),
+        (10, 7)
+    );
+}

@@ -607,11 +607,21 @@ pub(crate) async fn domain_page(
         limit: REPORTS_SHOWN + 1,
     };
     let store = &state.store;
+    let choices = async {
+        // Without a reporter filter the choices are the reporters listed anyway.
+        match filter.reporter {
+            Some(_) => store
+                .dmarc_reporters(&choices_filter, REPORTERS_SHOWN)
+                .await
+                .map(Some),
+            None => Ok(None),
+        }
+    };
     let (days, sources, reporters, choices, policies, reports) = tokio::join!(
         store.dmarc_daily(&filter),
         store.dmarc_sources(&filter, SOURCES_SHOWN + 1),
         store.dmarc_reporters(&filter, REPORTERS_SHOWN),
-        store.dmarc_reporters(&choices_filter, REPORTERS_SHOWN),
+        choices,
         store.dmarc_policies(&filter, POLICIES_SHOWN),
         store.list_reports(&reports_query),
     );
@@ -658,8 +668,10 @@ pub(crate) async fn domain_page(
         data_last_day: domain.last_day.to_string(),
         filtered: params.is_filtered(),
         reporter_choices: choices
-            .into_iter()
-            .map(|r| r.reporter)
+            .as_ref()
+            .unwrap_or(&reporters)
+            .iter()
+            .map(|r| r.reporter.clone())
             .filter(|name| name.len() <= MAX_REPORTER_LEN)
             .collect(),
         totals: Rates::of(&totals),
