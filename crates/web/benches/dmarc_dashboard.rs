@@ -50,7 +50,7 @@ fn report(day: i64, reporter: usize) -> NewReport {
         date_begin: begin,
         date_end: begin + 86_399,
         received_at: begin + 90_000,
-        report: serde_json::json!({}),
+        report: serde_json::value::to_raw_value(&serde_json::json!({})).unwrap(),
         raw: Vec::new(),
         records,
         policy: Some("p=quarantine; adkim=r; aspf=r; pct=100".to_owned()),
