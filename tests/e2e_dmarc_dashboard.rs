@@ -186,6 +186,23 @@ async fn reports_sent_to_rua_appear_on_the_dashboard_with_their_chart() {
     assert!(red > 200, "{red} fail-red pixels");
     screenshot(&browser, "dmarc-domain").await;
 
+    // A report of the list opens with its records.
+    let report_link = browser
+        .eval("return document.querySelector('table.dmarc-reports a').getAttribute('href');")
+        .await;
+    browser
+        .goto(&service.url(report_link.as_str().unwrap()))
+        .await;
+    let report = browser
+        .eval(
+            "return { records: document.querySelectorAll('table.dmarc-records tbody tr').length,
+                      raw: document.querySelector('a[href$=\"/raw\"]') !== null };",
+        )
+        .await;
+    assert!(report["records"].as_u64().unwrap() >= 1, "{report}");
+    assert_eq!(report["raw"], true, "{report}");
+    screenshot(&browser, "dmarc-report").await;
+
     browser.goto(&service.url("/dmarc/hostile.example")).await;
     let hostile = browser
         .eval(
