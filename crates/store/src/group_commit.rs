@@ -52,6 +52,10 @@ const QUEUE_DEPTH: usize = 1024;
 /// growing until it has caught up.
 const COMMITS_PER_CHECKPOINT: usize = 50;
 const MESSAGES_PER_CHECKPOINT: usize = 150;
+/// Checkpoints asked of the checkpointer that it has not caught up with before the writer
+/// copies the log itself: on a starved machine the checkpointer may not run for seconds, and
+/// the log must not grow without bound meanwhile.
+const CHECKPOINTS_LEFT_TO_THE_CHECKPOINTER: usize = 1;
 
 enum Command {
     Write {
@@ -199,6 +203,7 @@ impl Writer {
     async fn run(mut self, mut queue: mpsc::Receiver<Command>, checkpoints: &Checkpoints) {
         let mut commands = Vec::with_capacity(MAX_BATCH);
         let (mut commits, mut messages_written) = (0, 0);
+        let mut checkpoints_not_caught_up = 0;
         while queue.recv_many(&mut commands, MAX_BATCH).await > 0 {
             let mut messages = Vec::with_capacity(commands.len());
             let mut replies = Vec::with_capacity(commands.len());
@@ -263,9 +268,13 @@ impl Writer {
             if commits >= COMMITS_PER_CHECKPOINT || messages_written >= MESSAGES_PER_CHECKPOINT {
                 checkpoints.due.notify_one();
                 (commits, messages_written) = (0, 0);
+                checkpoints_not_caught_up += 1;
             }
-            if checkpoints.caught_up.swap(false, Ordering::AcqRel) {
+            if checkpoints.caught_up.swap(false, Ordering::AcqRel)
+                || checkpoints_not_caught_up > CHECKPOINTS_LEFT_TO_THE_CHECKPOINTER
+            {
                 self.finish_checkpoint().await;
+                checkpoints_not_caught_up = 0;
             }
         }
     }
@@ -436,8 +445,9 @@ impl Writer {
         Err(Sqlite::failure(error))
     }
 
-    /// Run between batches after the checkpointer caught up: copies what was written
-    /// meanwhile, so that the next transaction starts the log over.
+    /// Run between batches after the checkpointer caught up, or in its place when it has
+    /// fallen behind: copies what was written meanwhile, so that the next transaction starts
+    /// the log over.
     async fn finish_checkpoint(&mut self) {
         let Ok(connection) = self.connection().await else {
             return;
