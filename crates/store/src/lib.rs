@@ -15,6 +15,7 @@ mod postgres;
 mod record;
 mod reports;
 mod rollup;
+mod self_checks;
 mod sessions;
 mod sql_store;
 mod sqlite;
@@ -156,10 +157,10 @@ pub trait ResultStore: Send + Sync {
     async fn raw_message(&self, id: &str) -> StoreResult<Option<Vec<u8>>>;
     /// Results matching `query`, newest first, without their reports.
     async fn list(&self, query: &ListQuery) -> StoreResult<Vec<ResultSummary>>;
-    /// Deletes results received before `cutoff`, and their raw messages, and the SMTP
-    /// sessions started before it; returns how many results. It deletes in short
-    /// transactions of a few hundred results each, between which new results are written, so
-    /// a large purge delays no message for long.
+    /// Deletes results received before `cutoff`, and their raw messages, the SMTP sessions
+    /// and the self-checks (with their claims) started before it; returns how many results.
+    /// It deletes in short transactions of a few hundred results each, between which new
+    /// results are written, so a large purge delays no message for long.
     async fn purge(&self, cutoff: DateTime<Utc>) -> StoreResult<u64>;
     /// Stores finished SMTP sessions in one transaction (on SQLite, the same transaction as
     /// the results waiting beside them). Durable when this returns `Ok`.
@@ -235,6 +236,22 @@ pub trait ResultStore: Send + Sync {
         first_day: NaiveDate,
         limit: u32,
     ) -> StoreResult<Vec<DmarcSourceSeen>>;
+    /// Claims the self-check of `target` in interval `slot` (its start time divided by the
+    /// interval) for `instance`: `true` for the first claim, `false` when another instance
+    /// (or this one) claimed it already, so that instances sharing one database check each
+    /// target once per interval. Claims go with the results' purge.
+    async fn claim_self_check(
+        &self,
+        target: &str,
+        slot: i64,
+        instance: &str,
+        now: i64,
+    ) -> StoreResult<bool>;
+    /// Records one self-check.
+    async fn insert_self_check(&self, check: SelfCheck) -> StoreResult<()>;
+    /// The self-checks started at or after `since` (seconds since the epoch), newest first,
+    /// at most [`MAX_SELF_CHECKS_LISTED`].
+    async fn self_checks_since(&self, since: i64) -> StoreResult<Vec<SelfCheck>>;
     /// Checks that the database answers (a read).
     async fn ping(&self) -> StoreResult<()>;
     /// Readiness: commits a one-row write the way results are written (through SQLite's
@@ -268,6 +285,7 @@ pub use rollup::{
     DmarcCounts, DmarcDay, DmarcDomain, DmarcFilter, DmarcOutcome, DmarcPolicySeen, DmarcReporter,
     DmarcSource, DmarcSourceSeen, MAX_DASHBOARD_ROWS, MAX_ROLLUP_ROWS_PER_REPORT, ReportListing,
 };
+pub use self_checks::{MAX_SELF_CHECKS_LISTED, SelfCheck};
 pub use sessions::{
     MAX_EVENT_TEXT_BYTES, MAX_SESSION_EVENTS, MAX_SESSION_LIMIT, MAX_SESSION_RESULT_IDS,
     NewSession, SessionEvent, SessionQuery, StoredSession,

@@ -23,13 +23,17 @@ use crate::rollup::{
     DmarcDay, DmarcDomain, DmarcFilter, DmarcPolicySeen, DmarcReporter, DmarcSource,
     DmarcSourceSeen, ReportListing, RollupRows,
 };
+use crate::self_checks::{
+    CLAIM_SELF_CHECK_SQL, INSERT_SELF_CHECK_SQL, LIST_SELF_CHECKS_SQL, MAX_SELF_CHECKS_LISTED,
+    PURGE_SELF_CHECK_CLAIMS_SQL, PURGE_SELF_CHECKS_SQL, SelfCheckRow, self_check,
+};
 use crate::sessions::{
     SESSION_SEQ_OF_ID_SQL, SessionBind, SessionRow, StoredSessionRow, session_list_sql,
 };
 use crate::{
     ListQuery, NewRecord, NewRejectedReport, NewReport, NewResult, NewSession, ReportDomain,
-    ReportInsert, ResultStore, ResultSummary, SessionQuery, SourceName, StoreError, StoreResult,
-    StoredRejectedReport, StoredReport, StoredResult, StoredSession,
+    ReportInsert, ResultStore, ResultSummary, SelfCheck, SessionQuery, SourceName, StoreError,
+    StoreResult, StoredRejectedReport, StoredReport, StoredResult, StoredSession,
 };
 
 /// The parts of the store that differ between the databases.
@@ -185,6 +189,8 @@ where
     for<'r> (String, Option<String>, Option<String>, i64): FromRow<'r, DB::Row>,
     for<'r> SummaryRow: FromRow<'r, DB::Row>,
     for<'r> StoredSessionRow: FromRow<'r, DB::Row>,
+    for<'r> SelfCheckRow: FromRow<'r, DB::Row>,
+    for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
     usize: ColumnIndex<DB::Row>,
 {
     async fn insert(&self, results: Vec<NewResult>) -> StoreResult<Vec<String>> {
@@ -235,9 +241,65 @@ where
             let batch = self.writer.purge_batch(cutoff).await?;
             deleted += batch.results;
             if batch.results == 0 && batch.sessions == 0 {
-                return Ok(deleted);
+                break;
             }
         }
+        // A few rows a day per target: one statement each is short enough.
+        for sql in [PURGE_SELF_CHECKS_SQL, PURGE_SELF_CHECK_CLAIMS_SQL] {
+            sqlx::query::<DB>(sql)
+                .bind(cutoff.timestamp())
+                .execute(&self.pool)
+                .await
+                .map_err(DB::failure)?;
+        }
+        Ok(deleted)
+    }
+
+    async fn claim_self_check(
+        &self,
+        target: &str,
+        slot: i64,
+        instance: &str,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let claimed = sqlx::query_scalar::<DB, i64>(CLAIM_SELF_CHECK_SQL)
+            .bind(without_nul(target).into_owned())
+            .bind(slot)
+            .bind(without_nul(instance).into_owned())
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(DB::failure)?;
+        Ok(claimed.is_some())
+    }
+
+    async fn insert_self_check(&self, check: SelfCheck) -> StoreResult<()> {
+        let text = |value: &str| without_nul(value).into_owned();
+        sqlx::query::<DB>(INSERT_SELF_CHECK_SQL)
+            .bind(text(&check.instance))
+            .bind(text(&check.target))
+            .bind(check.started_at)
+            .bind(i64::from(check.ok))
+            .bind(check.failed_step.as_deref().map(text))
+            .bind(check.failure.as_deref().map(text))
+            .bind(check.tls.as_deref().map(text))
+            .bind(check.duration_ms)
+            .bind(check.result_id.as_deref().map(text))
+            .bind(check.verdicts.as_deref().map(text))
+            .execute(&self.pool)
+            .await
+            .map_err(DB::failure)?;
+        Ok(())
+    }
+
+    async fn self_checks_since(&self, since: i64) -> StoreResult<Vec<SelfCheck>> {
+        let rows = sqlx::query_as::<DB, SelfCheckRow>(LIST_SELF_CHECKS_SQL)
+            .bind(since)
+            .bind(i64::from(MAX_SELF_CHECKS_LISTED))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(DB::failure)?;
+        Ok(rows.into_iter().map(self_check).collect())
     }
 
     async fn insert_sessions(&self, sessions: Vec<NewSession>) -> StoreResult<()> {

@@ -5,7 +5,7 @@
 use authcheck_store::{
     DmarcCounts, DmarcFilter, DmarcOutcome, ListQuery, MAX_LIST_LIMIT, Mailbox, NewRecord,
     NewRejectedReport, NewReport, NewResult, ReportDomain, ReportInsert, ReportKind, ReportQuery,
-    ResultSummary, SessionFacts, SharedStore, SourceName, StoreError, StoredResult,
+    ResultSummary, SelfCheck, SessionFacts, SharedStore, SourceName, StoreError, StoredResult,
 };
 use authcheck_verifier::display::MAX_DISPLAY_FIELD_BYTES;
 use chrono::NaiveDate;
@@ -54,6 +54,9 @@ macro_rules! every_case {
             sessions_filter_by_client_sender_code_and_time,
             sessions_are_stored_bounded,
             purge_removes_sessions_started_before_the_cutoff,
+            self_checks_are_recorded_and_listed_newest_first,
+            a_self_check_slot_is_claimed_once,
+            purge_removes_old_self_checks_and_claims,
         );
     };
 }
@@ -1367,5 +1370,80 @@ pub async fn dmarc_source_seen_counts_days_since_per_domain(store: SharedStore) 
             .await
             .unwrap()
             .is_empty()
+    );
+}
+
+fn self_check(instance: &str, started_at: i64, ok: bool) -> SelfCheck {
+    SelfCheck {
+        instance: instance.into(),
+        target: "127.0.0.1:25".into(),
+        started_at,
+        ok,
+        failed_step: (!ok).then(|| "RCPT TO".into()),
+        failure: (!ok).then(|| "451 4.3.0 try again \0later".into()),
+        tls: ok.then(|| "TLSv1.3".into()),
+        duration_ms: Some(123),
+        result_id: ok.then(|| "0123456789abcdef0123456789abcdef".into()),
+        verdicts: ok.then(|| "|OK| spf-pass".into()),
+    }
+}
+
+pub async fn self_checks_are_recorded_and_listed_newest_first(store: SharedStore) {
+    let now = at(10).timestamp();
+    store
+        .insert_self_check(self_check("a.example", now - 90_000, true))
+        .await
+        .unwrap();
+    store
+        .insert_self_check(self_check("a.example", now - 600, true))
+        .await
+        .unwrap();
+    store
+        .insert_self_check(self_check("b.example", now, false))
+        .await
+        .unwrap();
+    let listed = store.self_checks_since(now - 86_400).await.unwrap();
+    assert_eq!(listed.len(), 2, "the check older than a day is not listed");
+    let mut failed = self_check("b.example", now, false);
+    failed.failure = Some("451 4.3.0 try again \u{fffd}later".into());
+    assert_eq!(
+        listed[0], failed,
+        "newest first, every field kept, NUL replaced"
+    );
+    assert_eq!(listed[1], self_check("a.example", now - 600, true));
+}
+
+pub async fn a_self_check_slot_is_claimed_once(store: SharedStore) {
+    let now = at(10).timestamp();
+    assert!(store.claim_self_check("mx:25", 7, "a", now).await.unwrap());
+    assert!(!store.claim_self_check("mx:25", 7, "b", now).await.unwrap());
+    assert!(!store.claim_self_check("mx:25", 7, "a", now).await.unwrap());
+    assert!(store.claim_self_check("mx:25", 8, "b", now).await.unwrap());
+    assert!(
+        store
+            .claim_self_check("other:25", 7, "b", now)
+            .await
+            .unwrap()
+    );
+}
+
+pub async fn purge_removes_old_self_checks_and_claims(store: SharedStore) {
+    let old = at(1).timestamp();
+    let new = at(10).timestamp();
+    store
+        .insert_self_check(self_check("a", old, true))
+        .await
+        .unwrap();
+    store
+        .insert_self_check(self_check("a", new, true))
+        .await
+        .unwrap();
+    assert!(store.claim_self_check("mx:25", 1, "a", old).await.unwrap());
+    store.purge(at(5)).await.unwrap();
+    let listed = store.self_checks_since(0).await.unwrap();
+    assert_eq!(listed, vec![self_check("a", new, true)]);
+    assert!(
+        store.claim_self_check("mx:25", 1, "b", new).await.unwrap(),
+        "the old claim went with the purge"
     );
 }
