@@ -107,7 +107,7 @@ impl Failure {
         let reply = match &error {
             mail_send::Error::UnexpectedReply(response) => Some(Reply {
                 code: response.code,
-                text: response.message.replace(['\r', '\n'], " "),
+                text: reply_text(response.esc, &response.message),
             }),
             _ => None,
         };
@@ -172,6 +172,16 @@ pub async fn deliver(
     transaction(client, outgoing, tls).await
 }
 
+/// A reply's text as the server sent it: the enhanced status code (which the parser takes
+/// apart from the text) in front, when there is one, the lines joined with a space.
+fn reply_text(esc: [u8; 3], message: &str) -> String {
+    let message = message.replace(['\r', '\n'], " ");
+    match esc {
+        [0, 0, 0] => message,
+        [class, subject, detail] => format!("{class}.{subject}.{detail} {message}"),
+    }
+}
+
 /// `TLSv1_3` (rustls' name) as people write it: `TLSv1.3`.
 fn tls_version_name(debug: &str) -> String {
     debug.replace('_', ".")
@@ -224,7 +234,7 @@ async fn transaction<T: AsyncRead + AsyncWrite + Unpin>(
         .and_then(|reply| {
             let shown = Reply {
                 code: reply.code,
-                text: reply.message.replace(['\r', '\n'], " "),
+                text: reply_text(reply.esc, &reply.message),
             };
             reply.assert_positive_completion().map(|()| shown)
         })
@@ -264,6 +274,12 @@ mod tests {
             b"..hidden\r\nok\r\n...two\r\n.\r\n"
         );
         assert_eq!(dot_stuffed(b"no end"), b"no end\r\n.\r\n");
+    }
+
+    #[test]
+    fn replies_keep_their_enhanced_status_code() {
+        assert_eq!(reply_text([4, 3, 0], "busy\r\nlater"), "4.3.0 busy  later");
+        assert_eq!(reply_text([0, 0, 0], "hello"), "hello");
     }
 
     #[test]
