@@ -291,12 +291,44 @@ settings! {
         flag: "tls-key", env: "AUTHCHECK_TLS_KEY", value: "PATH",
         default: DefaultValue::Unset("none"),
     }
+    /// How often the service sends itself a real, DKIM-signed message through
+    /// self_check_target and records on /status how long its result took; `off` or 0 turns
+    /// the self-check off. The first check comes one interval after start.
+    self_check_interval: one<SelfCheckInterval> = parse_interval_or_off {
+        flag: "self-check-interval", env: "AUTHCHECK_SELF_CHECK_INTERVAL", value: "DURATION",
+        default: DefaultValue::Text("10m"),
+    }
+    /// The SMTP server the self-check sends to, HOST:PORT: the tester's public MX name to test
+    /// the whole path through DNS, firewall and TLS.
+    self_check_target: optional<String> = parse_host_port {
+        flag: "self-check-target", env: "AUTHCHECK_SELF_CHECK_TARGET", value: "HOST:PORT",
+        default: DefaultValue::Unset(
+            "smtp_listen, an unspecified address (0.0.0.0, ::) replaced by loopback",
+        ),
+    }
+    /// The tester's own DKIM private key (PKCS#8 PEM), made at first start when missing; the
+    /// self-check signs with it and /status shows the DNS record to publish.
+    dkim_key: optional<PathBuf> = parse_path {
+        flag: "dkim-key", env: "AUTHCHECK_DKIM_KEY", value: "PATH",
+        default: DefaultValue::Unset(
+            "`dkim.key` next to the SQLite database; with PostgreSQL in the working directory",
+        ),
+    }
+    /// The DKIM selector of the tester's own key: its record is published at
+    /// SELECTOR._domainkey.DOMAIN (the first tester domain).
+    dkim_selector: one<String> = parse_selector {
+        flag: "dkim-selector", env: "AUTHCHECK_DKIM_SELECTOR", value: "NAME",
+        default: DefaultValue::Text("authcheck"),
+    }
     /// Log format: text or json. The level comes from RUST_LOG (default info).
     log_format: one<LogFormat> = parse_log_format {
         flag: "log-format", env: "AUTHCHECK_LOG_FORMAT", value: "FORMAT",
         default: DefaultValue::Text("text"),
     }
 }
+
+/// How often the self-check runs, or `None` when the operator turned it off.
+pub type SelfCheckInterval = Option<Duration>;
 
 /// A listener's address, or `None` when the operator turned it off.
 pub type ListenOrOff = Option<SocketAddr>;
@@ -550,6 +582,48 @@ fn parse_limit(text: &str) -> Result<u32, String> {
         .map_err(|_| format!("{text:?} is not a whole number (0 for no limit)"))
 }
 
+/// A duration, or `off` (or zero) for none.
+fn parse_interval_or_off(text: &str) -> Result<SelfCheckInterval, String> {
+    if text.trim().eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    parse_duration_or_zero(text)
+        .map(|interval| Some(interval).filter(|interval| !interval.is_zero()))
+        .map_err(|problem| format!("{problem}; or off"))
+}
+
+/// `HOST:PORT`, the host a name or an address (IPv6 in brackets).
+fn parse_host_port(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    let problem = || format!("{text:?} is not a HOST:PORT such as mx.tester.example:25");
+    let (host, port) = text.rsplit_once(':').ok_or_else(problem)?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || port.parse::<u16>().map_or(true, |port| port == 0) {
+        return Err(problem());
+    }
+    if host.parse::<std::net::IpAddr>().is_err() {
+        parse_domain(host).map_err(|_| problem())?;
+    }
+    Ok(text.to_string())
+}
+
+/// A DNS label: letters, digits and hyphens.
+fn parse_selector(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    let label = |part: &str| {
+        !part.is_empty()
+            && part.len() <= 63
+            && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    };
+    if text.split('.').all(label) {
+        Ok(text.to_ascii_lowercase())
+    } else {
+        Err(format!(
+            "{text:?} is not a DKIM selector such as authcheck (letters, digits, hyphens)"
+        ))
+    }
+}
+
 fn parse_path(text: &str) -> Result<PathBuf, String> {
     match text.trim() {
         "" => Err("is empty; give a file path".to_string()),
@@ -689,6 +763,10 @@ mod tests {
         assert_eq!(s.rate_window, Duration::from_secs(600));
         assert!(s.tls_cert.is_none() && s.tls_key.is_none());
         assert_eq!(s.log_format, LogFormat::Text);
+        assert_eq!(s.self_check_interval, Some(Duration::from_secs(600)));
+        assert_eq!(s.self_check_target, None);
+        assert_eq!(s.dkim_key, None);
+        assert_eq!(s.dkim_selector, "authcheck");
         assert_eq!(s.metrics_listen, Some("127.0.0.1:9090".parse().unwrap()));
         assert_eq!(
             s.http_limits(),
@@ -699,6 +777,35 @@ mod tests {
                 max_connections: 1024,
             }
         );
+    }
+
+    #[test]
+    fn the_self_check_settings_parse_and_refuse_with_a_reason() {
+        assert_eq!(parse_interval_or_off("off"), Ok(None));
+        assert_eq!(parse_interval_or_off("0"), Ok(None));
+        assert_eq!(
+            parse_interval_or_off("1s"),
+            Ok(Some(Duration::from_secs(1)))
+        );
+        assert!(
+            parse_interval_or_off("often")
+                .unwrap_err()
+                .contains("or off")
+        );
+        assert_eq!(
+            parse_host_port("mx.tester.example:25").as_deref(),
+            Ok("mx.tester.example:25")
+        );
+        assert_eq!(parse_host_port("[::1]:2525").as_deref(), Ok("[::1]:2525"));
+        for bad in ["mx.tester.example", "mx:0", ":25", "mx:port", "bad host:25"] {
+            assert!(parse_host_port(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            parse_selector("Authcheck-2026").as_deref(),
+            Ok("authcheck-2026")
+        );
+        assert!(parse_selector("a b").is_err());
+        assert!(parse_selector("").is_err());
     }
 
     #[test]

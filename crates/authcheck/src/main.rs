@@ -13,6 +13,7 @@ mod delivery;
 mod dmarc;
 mod failure;
 mod metrics;
+mod self_check;
 mod serve;
 mod session_log;
 mod sources;

@@ -31,6 +31,7 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
 /// at 0 from the start so that alerts on them work before the first error.
 fn start_error_counters_at_zero() {
     metrics::counter!("authcheck_store_errors_total").increment(0);
+    metrics::counter!("authcheck_self_check_failures_total").increment(0);
     // Duplicates and rejected reports are what an operator watches for.
     for outcome in ["stored", "duplicate", "rejected"] {
         metrics::counter!("authcheck_dmarc_reports_total", "outcome" => outcome).increment(0);
@@ -69,6 +70,18 @@ fn describe() {
     metrics::describe_counter!(
         "authcheck_session_log_dropped_total",
         "SMTP sessions left out of the session log: its queue was full or the store failed"
+    );
+    metrics::describe_counter!(
+        "authcheck_self_check_failures_total",
+        "Self-checks that failed (an SMTP step, or the result not read back)"
+    );
+    metrics::describe_gauge!(
+        "authcheck_self_check_last_success_timestamp_seconds",
+        "When the last successful self-check started, in seconds since the epoch"
+    );
+    metrics::describe_gauge!(
+        "authcheck_self_check_duration_seconds",
+        "The last self-check's time from sending to its stored result (or to its failure)"
     );
     metrics::describe_counter!("authcheck_smtp_replies_total", "SMTP replies sent, by code");
     metrics::describe_gauge!(

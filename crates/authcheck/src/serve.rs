@@ -1,6 +1,6 @@
 //! `authcheck serve`: wires the SMTP listener, the verifier, the store and the web site
 //! together, runs the retention purge (results after `retention`, DMARC reports after
-//! `dmarc_retention`), and shuts everything down on SIGTERM or Ctrl-C.
+//! `dmarc_retention`), runs the self-check ([`crate::self_check`]), and shuts everything down on SIGTERM or Ctrl-C.
 //!
 //! The public site and the operators' listener (`/metrics`, `/livez`, `/readyz`, on
 //! `metrics_listen`, loopback by default) are separate HTTP servers, each within the
@@ -17,13 +17,14 @@ use anyhow::Context;
 use authcheck_smtp::SmtpConfig;
 use authcheck_store::{SharedStore, StoreError};
 use authcheck_verifier::{DnsConfig, Verifier, VerifierConfig};
-use authcheck_web::WebConfig;
+use authcheck_web::{StatusInfo, WebConfig};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 
 use crate::config::{ConfigError, Settings, invalid, machine_hostname, scrub_password};
 use crate::delivery::{TesterDelivery, VerificationPool};
 use crate::failure::Failure;
+use crate::self_check::SelfCheckConfig;
 use crate::session_log::SessionLog;
 use crate::sources::SourceNamer;
 
@@ -201,6 +202,56 @@ async fn purge_periodically(
     }
 }
 
+/// The self-check's settings, resolved: the target defaults to the SMTP listener actually
+/// bound (an unspecified address replaced by loopback), the key file to `dkim.key` next to
+/// the SQLite database, or in the working directory with PostgreSQL.
+fn self_check_config(
+    settings: &Settings,
+    smtp_addr: std::net::SocketAddr,
+    hostname: &str,
+) -> SelfCheckConfig {
+    let target = settings.self_check_target.clone().unwrap_or_else(|| {
+        let mut addr = smtp_addr;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(match addr {
+                std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        addr.to_string()
+    });
+    let key_path = settings.dkim_key.clone().unwrap_or_else(|| {
+        sqlite_folder(&settings.database_url)
+            .unwrap_or_default()
+            .join("dkim.key")
+    });
+    SelfCheckConfig {
+        interval: settings.self_check_interval.unwrap_or_default(),
+        target,
+        instance: hostname.to_owned(),
+        domain: settings
+            .domains
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "tester.localhost".to_owned()),
+        selector: settings.dkim_selector.clone(),
+        key_path,
+    }
+}
+
+/// The folder of a `sqlite://PATH` database (relative to the working directory, or absolute
+/// with `sqlite:///`); `None` for PostgreSQL and in-memory databases.
+fn sqlite_folder(database_url: &str) -> Option<std::path::PathBuf> {
+    let path = database_url.strip_prefix("sqlite://")?;
+    let path = path.split('?').next().unwrap_or(path);
+    Some(
+        std::path::Path::new(path)
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_default(),
+    )
+}
+
 pub async fn serve(settings: Settings) -> Result<(), Failure> {
     let metrics = crate::metrics::install()?;
     let store = open_store(&settings).await?;
@@ -280,10 +331,18 @@ pub async fn serve(settings: Settings) -> Result<(), Failure> {
         },
     ));
 
+    let self_check = self_check_config(&settings, smtp_addr, &hostname);
+    let dkim_record = Arc::new(std::sync::OnceLock::new());
     let web_config = WebConfig {
         domains: settings.domains.clone(),
         public_url: public_url.clone(),
         hostname: hostname.clone(),
+        status: StatusInfo {
+            interval: settings.self_check_interval,
+            target: self_check.target.clone(),
+            dkim_record_name: self_check.record_name(),
+            dkim_record: dkim_record.clone(),
+        },
     };
     let site = authcheck_web::router(store.clone(), web_config);
     let mut web = tokio::spawn(authcheck_web::serve(
@@ -307,6 +366,17 @@ pub async fn serve(settings: Settings) -> Result<(), Failure> {
         Retention::of(&settings),
         stop_rx.clone(),
     ));
+    let self_checks = settings.self_check_interval.map(|interval| {
+        tokio::spawn(crate::self_check::run_periodically(
+            SelfCheckConfig {
+                interval,
+                ..self_check
+            },
+            store.clone(),
+            dkim_record,
+            stop_rx.clone(),
+        ))
+    });
 
     tracing::info!(
         smtp = %smtp_addr,
@@ -349,6 +419,9 @@ pub async fn serve(settings: Settings) -> Result<(), Failure> {
         operators.abort();
     }
     let _ = purge.await;
+    if let Some(self_checks) = self_checks {
+        let _ = self_checks.await;
+    }
     store.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -2,8 +2,8 @@
 //!
 //! [`router`] builds every HTTP route of the tester's web side: the server-rendered pages
 //! (`/`, `/spf`, `/dkim`, `/r/{id}`, `/r/{id}/raw`, `/r/{id}/eml`, the DMARC report pages
-//! under `/dmarc`), the SMTP session log (`/logs`, `/logs/raw`, `/logs/events`), the JSON API
-//! under `/api/v1/`, the live feed of new results at `/events` (server-sent events), the static
+//! under `/dmarc`), the SMTP session log (`/logs`, `/logs/raw`, `/logs/events`), the status
+//! page `/status`, the JSON API under `/api/v1/`, the live feed of new results at `/events` (server-sent events), the static
 //! assets and the probes `/livez`, `/readyz` and `/healthz`. Every response carries the
 //! security headers of [`security`].
 
@@ -20,12 +20,14 @@ mod pages;
 mod params;
 mod security;
 mod server;
+mod status;
 mod view;
 
 use std::sync::Arc;
 
 pub use health::probes;
 pub use server::{HttpLimits, serve};
+pub use status::StatusInfo;
 
 use authcheck_store::SharedStore;
 use axum::Router;
@@ -40,6 +42,8 @@ pub struct WebConfig {
     pub public_url: String,
     /// The SMTP host name of this instance.
     pub hostname: String,
+    /// The self-check's settings and the tester's DKIM record, for `/status`.
+    pub status: StatusInfo,
 }
 
 /// Shared by every handler of one router.
@@ -84,6 +88,8 @@ pub fn router(store: SharedStore, config: WebConfig) -> Router {
         .route("/logs/raw", get(logs::raw_log))
         .route("/logs/events", get(logs::session_events))
         .route("/api/v1/sessions", get(logs::list_sessions_json))
+        .route("/status", get(status::page))
+        .route("/api/v1/status", get(status::json))
         .route("/api/v1/results", get(api::list_results))
         .route("/api/v1/results/{id}", get(api::get_result))
         .route("/api/v1/dmarc/domains", get(dmarc_api::domains))

@@ -43,6 +43,7 @@ impl TestSite {
             domains: vec!["tester.example".into(), "second.example".into()],
             public_url: PUBLIC_URL.into(),
             hostname: "mx.tester.example".into(),
+            status: authcheck_web::StatusInfo::default(),
         };
         let app = authcheck_web::router(store.clone(), config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -1,0 +1,282 @@
+//! The self-check and `/status` end to end: the real binary sends itself a real, DKIM-signed
+//! message over SMTP on loopback every second, and `/status`, `/api/v1/status` and `/metrics`
+//! show it; a target with nothing listening and one that answers 451 show their failure and
+//! the state the written rule gives. Every wait is bounded.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use authcheck_testdns::TestDns;
+use support::{Service, ServiceOptions, eventually};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+
+const WAIT: Duration = Duration::from_secs(40);
+
+async fn start(dns: &TestDns, args: &[&str]) -> Service {
+    let mut options = ServiceOptions::new(dns);
+    options.extra_args = args.iter().map(|arg| arg.to_string()).collect();
+    Service::start_with(options).await
+}
+
+/// `/api/v1/status` once its checks satisfy `ready`.
+async fn status_when(
+    service: &Service,
+    ready: impl Fn(&[serde_json::Value]) -> bool,
+) -> serde_json::Value {
+    eventually(WAIT, || async {
+        let status = status_json(service).await;
+        let checks = status["instances"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|instance| instance["checks"].as_array().cloned().unwrap_or_default())
+            .collect::<Vec<_>>();
+        ready(&checks).then_some(status)
+    })
+    .await
+    .expect("the self-check was recorded in time")
+}
+
+/// `/api/v1/status`, which answers 503 when unhealthy.
+async fn status_json(service: &Service) -> serde_json::Value {
+    service
+        .get("/api/v1/status")
+        .await
+        .json()
+        .await
+        .expect("JSON body")
+}
+
+/// `/status`, which answers 503 when unhealthy.
+async fn status_page(service: &Service) -> String {
+    service.get("/status").await.text().await.expect("page")
+}
+
+fn checks_of(status: &serde_json::Value) -> Vec<serde_json::Value> {
+    status["instances"][0]["checks"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_self_check_through_the_own_listener_is_stored_and_status_is_healthy() {
+    let dns = TestDns::start().await;
+    dns.add_txt("tester.test", "v=spf1 ip4:127.0.0.1 -all");
+    let service = start(&dns, &["--self-check-interval", "1s"]).await;
+
+    let status = status_when(&service, |checks| checks.iter().any(|c| c["ok"] == true)).await;
+    assert_eq!(status["state"], "healthy", "{status:#}");
+    assert_eq!(status["instances"][0]["host"], "authcheck.test");
+    let check = checks_of(&status)
+        .into_iter()
+        .find(|check| check["ok"] == true)
+        .unwrap();
+    let target = service.smtp.to_string();
+    assert_eq!(check["target"], target.as_str());
+    assert_eq!(
+        check["tls"], "TLSv1.3",
+        "STARTTLS is used with the own listener"
+    );
+    assert_eq!(check["verdicts"], "|OK| spf-pass", "{check:#}");
+    let line = check["line"].as_str().unwrap();
+    assert!(
+        line.contains(&format!("  SELF CHECK  {target}  ")) && line.ends_with("  - OK"),
+        "{line}"
+    );
+    // The result the 250 named is a real stored result, signed with the tester's key.
+    let id = check["result_id"].as_str().unwrap();
+    let result = service.get_json(&format!("/api/v1/results/{id}")).await;
+    assert_eq!(
+        result["session"]["mail_from"], "check@tester.test",
+        "{result:#}"
+    );
+    let raw = service.get_text(&format!("/r/{id}/raw")).await;
+    assert!(
+        raw.contains("d=tester.test") && raw.contains("s=authcheck"),
+        "{raw}"
+    );
+
+    let page = service.get_text("/status").await;
+    assert!(page.contains(r#"id="state">healthy<"#), "{page}");
+    assert!(
+        page.contains(line),
+        "the page shows the line {line}:\n{page}"
+    );
+    assert!(page.contains("Rule: unhealthy when the last 3 self-checks"));
+    assert!(page.contains("commits results"), "writer state:\n{page}");
+    let record = status["dkim_record"]["value"].as_str().unwrap();
+    assert!(record.starts_with("v=DKIM1; k=rsa; p="), "{record}");
+    assert!(
+        page.contains(&format!(
+            "authcheck._domainkey.tester.test TXT &quot;{record}&quot;"
+        )) || page.contains(&format!(
+            "authcheck._domainkey.tester.test TXT &#34;{record}&#34;"
+        )),
+        "the page shows the DNS record:\n{page}"
+    );
+    assert!(
+        service.data_dir.join("dkim.key").exists(),
+        "the key is made next to the SQLite database"
+    );
+
+    let metrics = service.get_operator("/metrics").await.text().await.unwrap();
+    for name in [
+        "authcheck_self_check_last_success_timestamp_seconds",
+        "authcheck_self_check_duration_seconds",
+        "authcheck_self_check_failures_total",
+    ] {
+        assert!(metrics.contains(name), "/metrics lacks {name}:\n{metrics}");
+    }
+}
+
+#[tokio::test]
+async fn a_target_with_nothing_listening_shows_the_connect_failure_and_degraded() {
+    let dns = TestDns::start().await;
+    let closed = {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        listener.local_addr().unwrap()
+    };
+    let service = start(
+        &dns,
+        &[
+            "--self-check-interval",
+            "3s",
+            "--self-check-target",
+            &closed.to_string(),
+        ],
+    )
+    .await;
+
+    // State and checks come from one response, so they agree whatever the timing.
+    let status = status_when(&service, |checks| !checks.is_empty()).await;
+    let checks = checks_of(&status);
+    assert_eq!(checks[0]["failed_step"], "connect", "{status:#}");
+    if checks.len() < 3 {
+        assert_eq!(status["state"], "degraded", "{status:#}");
+    }
+    let line = checks[0]["line"].as_str().unwrap();
+    assert!(
+        line.contains(&format!("  SELF CHECK  {closed}  "))
+            && line.contains("- FAILED at connect: "),
+        "{line}"
+    );
+    let page = status_page(&service).await;
+    assert!(page.contains(line), "{page}");
+
+    // Three failures in a row: unhealthy, and the page answers 503.
+    let status = status_when(&service, |checks| checks.len() >= 3).await;
+    assert_eq!(status["state"], "unhealthy", "{status:#}");
+    let response = service.get("/status").await;
+    assert_eq!(response.status(), 503);
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains(r#"id="state">unhealthy<"#)
+    );
+    let metrics = service.get_operator("/metrics").await.text().await.unwrap();
+    let failures = metrics
+        .lines()
+        .find(|line| line.starts_with("authcheck_self_check_failures_total"))
+        .and_then(|line| line.split_whitespace().last())
+        .and_then(|value| value.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(failures >= 3.0, "{metrics}");
+}
+
+/// A minimal SMTP server that takes MAIL FROM and answers every RCPT TO with 451.
+async fn busy_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (read, mut write) = stream.into_split();
+                let mut lines = BufReader::new(read).lines();
+                let _ = write.write_all(b"220 busy.test ESMTP\r\n").await;
+                // Bounded: a session of a few commands.
+                for _ in 0..20 {
+                    let Ok(Ok(Some(line))) =
+                        tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await
+                    else {
+                        return;
+                    };
+                    let command = line.to_ascii_uppercase();
+                    let reply: &[u8] = if command.starts_with("EHLO") {
+                        b"250-busy.test\r\n250 8BITMIME\r\n"
+                    } else if command.starts_with("MAIL") {
+                        b"250 2.1.0 OK\r\n"
+                    } else if command.starts_with("RCPT") {
+                        b"451 4.3.0 mailbox busy, try again later\r\n"
+                    } else if command.starts_with("QUIT") {
+                        let _ = write.write_all(b"221 2.0.0 bye\r\n").await;
+                        return;
+                    } else {
+                        b"250 2.0.0 OK\r\n"
+                    };
+                    if write.write_all(reply).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_target_answering_451_shows_the_reply_and_degraded() {
+    let dns = TestDns::start().await;
+    let busy = busy_server().await;
+    let service = start(
+        &dns,
+        &[
+            "--self-check-interval",
+            "3s",
+            "--self-check-target",
+            &busy.to_string(),
+        ],
+    )
+    .await;
+
+    let status = status_when(&service, |checks| !checks.is_empty()).await;
+    let checks = checks_of(&status);
+    assert_eq!(checks[0]["failed_step"], "RCPT TO", "{status:#}");
+    assert_eq!(
+        checks[0]["failure"], "451 4.3.0 mailbox busy, try again later",
+        "{status:#}"
+    );
+    if checks.len() < 3 {
+        assert_eq!(status["state"], "degraded", "{status:#}");
+    }
+    let line = checks[0]["line"].as_str().unwrap();
+    assert!(
+        line.ends_with("- FAILED at RCPT TO: 451 4.3.0 mailbox busy, try again later"),
+        "{line}"
+    );
+    let page = status_page(&service).await;
+    assert!(page.contains(line), "{page}");
+}
+
+#[tokio::test]
+async fn the_self_check_can_be_turned_off() {
+    let dns = TestDns::start().await;
+    let service = start(&dns, &["--self-check-interval", "off"]).await;
+    let status = service.get_json("/api/v1/status").await;
+    assert_eq!(
+        status["self_check"]["interval_seconds"],
+        serde_json::Value::Null
+    );
+    assert_eq!(status["state"], "healthy", "{status:#}");
+    let page = service.get_text("/status").await;
+    assert!(page.contains("off (self_check_interval)"), "{page}");
+    assert!(
+        page.contains("No self-check in the last 24 hours."),
+        "{page}"
+    );
+}
