@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use authcheck_testdns::TestDns;
+use authcheck_testkit::browser::Browser;
 use support::{Service, ServiceOptions, eventually};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
@@ -189,8 +190,8 @@ async fn a_target_with_nothing_listening_shows_the_connect_failure_and_degraded(
     assert!(failures >= 3.0, "{metrics}");
 }
 
-/// A minimal SMTP server that takes MAIL FROM and answers every RCPT TO with 451.
-async fn busy_server() -> SocketAddr {
+/// A minimal SMTP server that takes MAIL FROM and answers every RCPT TO with `refusal`.
+async fn busy_server(refusal: &'static [u8]) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -212,7 +213,7 @@ async fn busy_server() -> SocketAddr {
                     } else if command.starts_with("MAIL") {
                         b"250 2.1.0 OK\r\n"
                     } else if command.starts_with("RCPT") {
-                        b"451 4.3.0 mailbox busy, try again later\r\n"
+                        refusal
                     } else if command.starts_with("QUIT") {
                         let _ = write.write_all(b"221 2.0.0 bye\r\n").await;
                         return;
@@ -232,7 +233,7 @@ async fn busy_server() -> SocketAddr {
 #[tokio::test]
 async fn a_target_answering_451_shows_the_reply_and_degraded() {
     let dns = TestDns::start().await;
-    let busy = busy_server().await;
+    let busy = busy_server(b"451 4.3.0 mailbox busy, try again later\r\n").await;
     let service = start(
         &dns,
         &[
@@ -279,4 +280,76 @@ async fn the_self_check_can_be_turned_off() {
         page.contains("No self-check in the last 24 hours."),
         "{page}"
     );
+}
+
+/// A refusal whose text is markup, as a hostile target could send.
+const HOSTILE_REFUSAL: &[u8] =
+    b"451 4.3.0 <img src=x onerror=\"window.__pwned=1\"><b id=injected>busy</b> AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\r\n";
+
+#[tokio::test]
+#[cfg_attr(
+    not(browser_tests),
+    ignore = "needs Chromium: /usr/bin/chromium and /usr/bin/chromedriver were not installed when the tests were built (scripts/setup-test-deps installs them)"
+)]
+async fn the_status_page_in_chromium_shows_a_hostile_refusal_as_text() {
+    let dns = TestDns::start().await;
+    let busy = busy_server(HOSTILE_REFUSAL).await;
+    let service = start(
+        &dns,
+        &[
+            "--self-check-interval",
+            "3s",
+            "--self-check-target",
+            &busy.to_string(),
+        ],
+    )
+    .await;
+    status_when(&service, |checks| !checks.is_empty()).await;
+
+    let browser = Browser::launch().await;
+    browser.goto(&service.url("/status")).await;
+    assert!(
+        browser
+            .wait_until("document.getElementById('state') !== null", WAIT)
+            .await,
+        "the page loads"
+    );
+    let state = browser
+        .eval(
+            "return {
+                state: document.getElementById('state').textContent,
+                pwned: typeof window.__pwned,
+                injected: document.getElementById('injected') !== null,
+                images: document.images.length,
+                lines: document.querySelector('pre.status-lines').textContent,
+                overflow: document.documentElement.scrollWidth > window.innerWidth + 1,
+            };",
+        )
+        .await;
+    assert!(
+        ["degraded", "unhealthy"].contains(&state["state"].as_str().unwrap()),
+        "{state:#}"
+    );
+    assert_eq!(state["pwned"], "undefined", "{state:#}");
+    assert_eq!(state["injected"], false, "{state:#}");
+    assert_eq!(state["images"], 0, "{state:#}");
+    assert_eq!(
+        state["overflow"], false,
+        "long lines scroll inside their box: {state:#}"
+    );
+    assert!(
+        state["lines"]
+            .as_str()
+            .unwrap()
+            .contains("FAILED at RCPT TO: 451 4.3.0 <img src=x"),
+        "{state:#}"
+    );
+    let png = browser.screenshot_of("main").await;
+    assert!(png.starts_with(b"\x89PNG"));
+    if let Ok(dir) = std::env::var("AUTHCHECK_SCREENSHOT_DIR") {
+        std::fs::write(std::path::Path::new(&dir).join("status-hostile.png"), &png).unwrap();
+        let lines = browser.screenshot_of("pre.status-lines").await;
+        std::fs::write(std::path::Path::new(&dir).join("status-lines.png"), &lines).unwrap();
+    }
+    browser.quit().await;
 }
