@@ -109,6 +109,10 @@ async fn a_self_check_through_the_own_listener_is_stored_and_status_is_healthy()
     );
     assert!(page.contains("Rule: unhealthy when the last 3 self-checks"));
     assert!(page.contains("commits results"), "writer state:\n{page}");
+    assert!(
+        page.contains(r#"<figure class="chart" id="latency-chart"><svg"#),
+        "the latency chart:\n{page}"
+    );
     let record = status["dkim_record"]["value"].as_str().unwrap();
     assert!(record.starts_with("v=DKIM1; k=rsa; p="), "{record}");
     assert!(
@@ -323,6 +327,7 @@ async fn the_status_page_in_chromium_shows_a_hostile_refusal_as_text() {
                 images: document.images.length,
                 lines: document.querySelector('pre.status-lines').textContent,
                 overflow: document.documentElement.scrollWidth > window.innerWidth + 1,
+                chart: document.querySelector('#latency-chart svg') !== null,
             };",
         )
         .await;
@@ -333,6 +338,10 @@ async fn the_status_page_in_chromium_shows_a_hostile_refusal_as_text() {
     assert_eq!(state["pwned"], "undefined", "{state:#}");
     assert_eq!(state["injected"], false, "{state:#}");
     assert_eq!(state["images"], 0, "{state:#}");
+    assert_eq!(
+        state["chart"], true,
+        "the latency chart is drawn: {state:#}"
+    );
     assert_eq!(
         state["overflow"], false,
         "long lines scroll inside their box: {state:#}"
@@ -348,6 +357,8 @@ async fn the_status_page_in_chromium_shows_a_hostile_refusal_as_text() {
     assert!(png.starts_with(b"\x89PNG"));
     if let Ok(dir) = std::env::var("AUTHCHECK_SCREENSHOT_DIR") {
         std::fs::write(std::path::Path::new(&dir).join("status-hostile.png"), &png).unwrap();
+        let chart = browser.screenshot_of("#latency-chart").await;
+        std::fs::write(std::path::Path::new(&dir).join("status-chart.png"), &chart).unwrap();
         let lines = browser.screenshot_of("pre.status-lines").await;
         std::fs::write(std::path::Path::new(&dir).join("status-lines.png"), &lines).unwrap();
     }

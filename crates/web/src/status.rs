@@ -1,6 +1,6 @@
 //! The status page `/status` and its JSON twin `/api/v1/status`: the overall state computed
 //! from the self-checks of the last hour by [`STATE_RULE`], the last 24 hours of self-checks as
-//! one line each, per instance host name, a table of their latencies by hour, the store's and
+//! one line each, per instance host name, a chart of their times to result with a table by hour, the store's and
 //! its writer's state, and the DNS record the operator publishes for the tester's DKIM key.
 
 use std::collections::BTreeMap;
@@ -17,6 +17,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::AppState;
+use crate::charts::{self, Series, StackedBars, Tone};
 
 /// What the status page knows of the self-check's settings.
 #[derive(Clone, Debug, Default)]
@@ -201,7 +202,50 @@ struct StatusPage {
     writer_problem: Option<String>,
     instances: Vec<InstanceLines>,
     hours: Vec<HourRow>,
+    chart_svg: Option<String>,
     dkim_record: Option<String>,
+}
+
+/// The time to result of each check, oldest first: passed checks green, failed ones (to
+/// their failure) red; at most [`charts::MAX_BARS`], the newest.
+fn latency_chart(checks: &[SelfCheck]) -> Option<String> {
+    if checks.is_empty() {
+        return None;
+    }
+    let oldest_first: Vec<&SelfCheck> = checks.iter().rev().collect();
+    let took = |check: &&SelfCheck, ok: bool| {
+        if check.ok == ok {
+            check.duration_ms.unwrap_or(0)
+        } else {
+            0
+        }
+    };
+    Some(charts::stacked_bars(&StackedBars {
+        title: "Self-check time to stored result, in milliseconds, per check",
+        labels: oldest_first
+            .iter()
+            .map(|check| {
+                DateTime::<Utc>::from_timestamp(check.started_at, 0)
+                    .map(|time| time.format("%H:%M").to_string())
+                    .unwrap_or_default()
+            })
+            .collect(),
+        series: vec![
+            Series {
+                name: "OK (ms)",
+                tone: Tone::Ok,
+                values: oldest_first.iter().map(|check| took(check, true)).collect(),
+            },
+            Series {
+                name: "failed (ms)",
+                tone: Tone::Problem,
+                values: oldest_first
+                    .iter()
+                    .map(|check| took(check, false))
+                    .collect(),
+            },
+        ],
+    }))
 }
 
 fn self_check_setting(info: &StatusInfo) -> String {
@@ -248,6 +292,7 @@ pub(crate) async fn page(State(state): State<AppState>) -> Response {
             })
             .collect(),
         hours: status.hours,
+        chart_svg: latency_chart(&status.checks),
         dkim_record: dns_record(info),
     };
     let code = match status.state {
