@@ -364,3 +364,53 @@ async fn the_status_page_in_chromium_shows_a_hostile_refusal_as_text() {
     }
     browser.quit().await;
 }
+
+#[tokio::test]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "needs PostgreSQL: AUTHCHECK_TEST_POSTGRES_URL was not set when the tests were built (scripts/test sets it)"
+)]
+async fn two_instances_on_one_postgresql_check_a_target_once_per_interval() {
+    let dns = TestDns::start().await;
+    let database = support::fresh_postgres_database(&support::postgres_url());
+    let options = |extra: Vec<String>| {
+        let mut options = ServiceOptions::new(&dns);
+        options.database_url = Some(database.clone());
+        options.extra_args = extra;
+        options
+    };
+    let first =
+        Service::start_with(options(vec!["--self-check-interval".into(), "1s".into()])).await;
+    let target = first.smtp.to_string();
+    let _second = Service::start_with(options(vec![
+        "--self-check-interval".into(),
+        "1s".into(),
+        "--self-check-target".into(),
+        target.clone(),
+    ]))
+    .await;
+
+    // Both instances tick every second against the same target: each second's slot is
+    // claimed once, so no two checks share a start second.
+    let status = status_when(&first, |checks| checks.len() >= 5).await;
+    let checks: Vec<_> = status["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|instance| instance["checks"].as_array().unwrap().clone())
+        .collect();
+    let mut seconds: Vec<i64> = checks
+        .iter()
+        .map(|check| check["started_at"].as_i64().unwrap())
+        .collect();
+    let count = seconds.len();
+    seconds.sort_unstable();
+    seconds.dedup();
+    assert_eq!(seconds.len(), count, "a slot was checked twice: {status:#}");
+    assert!(
+        checks
+            .iter()
+            .all(|check| check["target"] == target.as_str() && check["ok"] == true),
+        "{status:#}"
+    );
+}
