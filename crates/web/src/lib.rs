@@ -12,6 +12,7 @@ mod assets;
 mod charts;
 mod dmarc;
 mod dmarc_api;
+mod feed;
 mod health;
 mod json;
 mod live;

@@ -9,8 +9,7 @@
 //! [`MAX_STREAM_LIFETIME`] and the browser reconnects, so shutdown never waits on a client.
 
 use std::convert::Infallible;
-use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::sync::Arc;
 
 use authcheck_store::{ListQuery, MAX_LIST_LIMIT, ResultSummary, SharedStore, StoreError};
 use axum::extract::{Query, State};
@@ -19,129 +18,60 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::stream::{self, StreamExt};
 use serde::Deserialize;
-use tokio::sync::{OnceCell, broadcast};
 use tokio_stream::wrappers::BroadcastStream;
 
 use crate::AppState;
 use crate::api::{error_json, param_error_json, store_unavailable_json};
+use crate::feed::{Feed, FeedSource, MAX_STREAM_LIFETIME, RECONNECT_DELAY};
 use crate::json::listed_json;
 use crate::params::{ParamError, RawListParams, is_result_id};
 use crate::view::ResultRow;
 
-/// How often the poller asks the store for new results: well under the one second within
-/// which an open page should show a new result.
-const POLL_INTERVAL: Duration = Duration::from_millis(250);
-
-/// Results a slow client may fall behind by before it misses some (it then just goes on).
-const CHANNEL_CAPACITY: usize = 256;
-
-/// How long one event stream stays open. Browsers reconnect by themselves (after
-/// [`RECONNECT_DELAY`], resuming from `Last-Event-ID`), and a bounded stream keeps a graceful
-/// server shutdown, which waits for open connections, from waiting forever.
-const MAX_STREAM_LIFETIME: Duration = Duration::from_secs(30);
-const RECONNECT_DELAY: Duration = Duration::from_secs(1);
-
 /// The fan-out of new results to every `/events` client of one router.
-pub(crate) struct LiveFeed {
-    store: SharedStore,
-    sender: Arc<broadcast::Sender<Arc<ResultSummary>>>,
-    poller_started: OnceCell<()>,
-}
+pub(crate) type LiveFeed = Feed<NewResults>;
 
-impl LiveFeed {
-    pub(crate) fn new(store: SharedStore) -> Self {
-        let (sender, _) = broadcast::channel(CHANNEL_CAPACITY);
-        LiveFeed {
-            store,
-            sender: Arc::new(sender),
-            poller_started: OnceCell::new(),
-        }
+/// The results a live page follows.
+pub(crate) struct NewResults;
+
+impl FeedSource for NewResults {
+    type Row = ResultSummary;
+    const ROWS: &'static str = "results";
+
+    fn seq(row: &ResultSummary) -> i64 {
+        row.seq
     }
 
-    /// A receiver of every result stored from now on. The first call finds the newest
-    /// result before it returns and then starts the poller from there, so even the very first
-    /// client gets every result stored after it subscribed.
-    async fn subscribe(&self) -> Result<broadcast::Receiver<Arc<ResultSummary>>, StoreError> {
-        let receiver = self.sender.subscribe();
-        self.poller_started
-            .get_or_try_init(|| async {
-                let (newest_seq, _) = poll_once(&self.store, None).await?;
-                tokio::spawn(poll_store(
-                    self.store.clone(),
-                    Arc::downgrade(&self.sender),
-                    newest_seq,
-                ));
-                Ok::<_, StoreError>(())
-            })
-            .await?;
-        Ok(receiver)
-    }
-}
-
-/// Polls until the router is dropped (the weak sender no longer upgrades).
-async fn poll_store(
-    store: SharedStore,
-    sender: Weak<broadcast::Sender<Arc<ResultSummary>>>,
-    newest_seq: i64,
-) {
-    let mut last_seq = newest_seq;
-    let mut interval = tokio::time::interval(POLL_INTERVAL);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        interval.tick().await;
-        let Some(sender) = sender.upgrade() else {
-            return;
-        };
-        match poll_once(&store, Some(last_seq)).await {
-            Ok((seq, new_results)) => {
-                last_seq = seq;
-                for result in new_results {
-                    // No receivers just means nobody is watching right now.
-                    let _ = sender.send(Arc::new(result));
-                }
-            }
-            Err(error) => {
-                tracing::warn!(%error, "live feed: cannot poll the store for new results")
-            }
-        }
-    }
-}
-
-/// The newest `seq` and, unless this is the first poll (which only finds the starting
-/// point), the results stored after `last_seq`, oldest first.
-async fn poll_once(
-    store: &SharedStore,
-    last_seq: Option<i64>,
-) -> Result<(i64, Vec<ResultSummary>), StoreError> {
-    let Some(seen) = last_seq else {
+    async fn newest_seq(store: &SharedStore) -> Result<i64, StoreError> {
         let newest = store
             .list(&ListQuery {
                 limit: 1,
                 ..ListQuery::default()
             })
             .await?;
-        return Ok((newest.first().map_or(0, |result| result.seq), Vec::new()));
-    };
-    // The store lists newest first, so a burst larger than one page is read backwards, page
-    // by page, down to the last result already seen.
-    let mut new_results: Vec<ResultSummary> = Vec::new();
-    loop {
-        let query = ListQuery {
-            after_seq: Some(seen),
-            before: new_results.last().map(|result| result.id.clone()),
-            limit: MAX_LIST_LIMIT,
-            ..ListQuery::default()
-        };
-        let page = store.list(&query).await?;
-        let full = page.len() == MAX_LIST_LIMIT as usize;
-        new_results.extend(page);
-        if !full {
-            break;
-        }
+        Ok(newest.first().map_or(0, |result| result.seq))
     }
-    new_results.reverse();
-    let newest = new_results.last().map_or(seen, |result| result.seq);
-    Ok((newest, new_results))
+
+    /// The store lists newest first, so a burst larger than one page is read backwards, page
+    /// by page, down to the last result already seen.
+    async fn after(store: &SharedStore, seen: i64) -> Result<Vec<ResultSummary>, StoreError> {
+        let mut new_results: Vec<ResultSummary> = Vec::new();
+        loop {
+            let query = ListQuery {
+                after_seq: Some(seen),
+                before: new_results.last().map(|result| result.id.clone()),
+                limit: MAX_LIST_LIMIT,
+                ..ListQuery::default()
+            };
+            let page = store.list(&query).await?;
+            let full = page.len() == MAX_LIST_LIMIT as usize;
+            new_results.extend(page);
+            if !full {
+                break;
+            }
+        }
+        new_results.reverse();
+        Ok(new_results)
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -12,8 +12,7 @@
 use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::net::IpAddr;
-use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::sync::Arc;
 
 use askama::Template;
 use authcheck_store::{SessionQuery, SharedStore, StoreError, StoredSession};
@@ -29,11 +28,11 @@ use chrono::{DateTime, Days, NaiveDate, Utc};
 use futures::stream::{self, StreamExt};
 use serde::Deserialize;
 use serde_json::json;
-use tokio::sync::{OnceCell, broadcast};
 use tokio_stream::wrappers::BroadcastStream;
 
 use crate::AppState;
 use crate::api::{error_json, param_error_json, store_unavailable_json};
+use crate::feed::{Feed, FeedSource, MAX_STREAM_LIFETIME, RECONNECT_DELAY};
 use crate::pages::{bad_request_page, malformed_query_page, render, store_unavailable_page};
 use crate::params::{ParamError, is_result_id, sender_filter};
 use crate::view::clip_listed;
@@ -44,12 +43,6 @@ pub(crate) const SESSIONS_PER_PAGE: u32 = 100;
 const MAX_DAYS: u32 = 7;
 /// Sessions read from the store per step of the raw log's stream.
 const RAW_LOG_PAGE: u32 = 200;
-/// How often the live poller asks the store for new sessions.
-const POLL_INTERVAL: Duration = Duration::from_millis(250);
-const CHANNEL_CAPACITY: usize = 256;
-/// As for the result feed: streams end and browsers reconnect, so shutdown never waits.
-const MAX_STREAM_LIFETIME: Duration = Duration::from_secs(30);
-const RECONNECT_DELAY: Duration = Duration::from_secs(1);
 
 /// The query parameters of every session view; unknown ones are ignored.
 #[derive(Debug, Default, Deserialize)]
@@ -846,80 +839,41 @@ struct SessionEntry {
     s: SessionView,
 }
 
-/// The fan-out of new sessions to every `/logs/events` client of one router: one poller
-/// reads the store (so several instances on one PostgreSQL database all show up), each
-/// client filters.
-pub(crate) struct SessionFeed {
-    store: SharedStore,
-    sender: Arc<broadcast::Sender<Arc<StoredSession>>>,
-    poller_started: OnceCell<()>,
-}
+/// The fan-out of new sessions to every `/logs/events` client of one router; each client
+/// filters.
+pub(crate) type SessionFeed = Feed<NewSessions>;
 
-impl SessionFeed {
-    pub(crate) fn new(store: SharedStore) -> Self {
-        let (sender, _) = broadcast::channel(CHANNEL_CAPACITY);
-        SessionFeed {
-            store,
-            sender: Arc::new(sender),
-            poller_started: OnceCell::new(),
-        }
+/// The sessions the live log follows.
+pub(crate) struct NewSessions;
+
+impl FeedSource for NewSessions {
+    type Row = StoredSession;
+    const ROWS: &'static str = "sessions";
+
+    fn seq(row: &StoredSession) -> i64 {
+        row.seq
     }
 
-    async fn subscribe(&self) -> Result<broadcast::Receiver<Arc<StoredSession>>, StoreError> {
-        let receiver = self.sender.subscribe();
-        self.poller_started
-            .get_or_try_init(|| async {
-                let newest = self
-                    .store
-                    .list_sessions(&SessionQuery {
-                        limit: 1,
-                        ..SessionQuery::default()
-                    })
-                    .await?;
-                let newest_seq = newest.first().map_or(0, |session| session.seq);
-                tokio::spawn(poll_sessions(
-                    self.store.clone(),
-                    Arc::downgrade(&self.sender),
-                    newest_seq,
-                ));
-                Ok::<_, StoreError>(())
+    async fn newest_seq(store: &SharedStore) -> Result<i64, StoreError> {
+        let newest = store
+            .list_sessions(&SessionQuery {
+                limit: 1,
+                ..SessionQuery::default()
             })
             .await?;
-        Ok(receiver)
+        Ok(newest.first().map_or(0, |session| session.seq))
     }
-}
 
-/// Polls until the router is dropped.
-async fn poll_sessions(
-    store: SharedStore,
-    sender: Weak<broadcast::Sender<Arc<StoredSession>>>,
-    mut last_seq: i64,
-) {
-    let mut interval = tokio::time::interval(POLL_INTERVAL);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        interval.tick().await;
-        let Some(sender) = sender.upgrade() else {
-            return;
-        };
-        // A burst larger than one read is taken over the next ticks, oldest first.
-        let query = SessionQuery {
-            after_seq: Some(last_seq),
-            oldest_first: true,
-            limit: authcheck_store::MAX_SESSION_LIMIT,
-            ..SessionQuery::default()
-        };
-        match store.list_sessions(&query).await {
-            Ok(sessions) => {
-                for session in sessions {
-                    last_seq = session.seq;
-                    let _ = sender.send(Arc::new(session));
-                }
-            }
-            Err(error) => {
-                tracing::warn!(%error, "live log: cannot poll the store for new sessions")
-            }
-        }
+    /// At most one read; a larger burst is taken over the next polls, oldest first.
+    async fn after(store: &SharedStore, seq: i64) -> Result<Vec<StoredSession>, StoreError> {
+        store
+            .list_sessions(&SessionQuery {
+                after_seq: Some(seq),
+                oldest_first: true,
+                limit: authcheck_store::MAX_SESSION_LIMIT,
+                ..SessionQuery::default()
+            })
+            .await
     }
 }
 
