@@ -39,8 +39,8 @@ pub struct SessionEvent {
     pub text: String,
 }
 
-/// A session about to be stored.
-#[derive(Clone, Debug)]
+/// A session as the log keeps it: about to be stored, or the body of a [`StoredSession`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewSession {
     pub started_at: DateTime<Utc>,
     pub ended_at: DateTime<Utc>,
@@ -71,26 +71,14 @@ pub struct StoredSession {
     pub id: String,
     /// Store-wide insertion order (sessions are stored when they end).
     pub seq: i64,
-    pub started_at: DateTime<Utc>,
-    pub ended_at: DateTime<Utc>,
-    pub client_ip: String,
-    pub client_port: u16,
-    pub client_ptr: Option<String>,
-    pub helo: Option<String>,
-    pub tls_version: Option<String>,
-    pub tls_cipher: Option<String>,
-    pub mail_from: Option<String>,
-    pub ending: String,
-    pub events: Vec<SessionEvent>,
-    pub events_left_out: u32,
-    pub left_out_at: u32,
-    pub result_ids: Vec<String>,
+    #[serde(flatten)]
+    pub entry: NewSession,
 }
 
 impl StoredSession {
     /// The distinct reply codes of the session, in order of first appearance.
     pub fn codes(&self) -> Vec<u16> {
-        distinct_codes(&self.events)
+        distinct_codes(&self.entry.events)
     }
 }
 
@@ -392,24 +380,26 @@ impl TryFrom<StoredSessionRow> for StoredSession {
         Ok(StoredSession {
             id: row.id,
             seq: row.seq,
-            started_at: from_millis(row.started_ms),
-            ended_at: from_millis(row.ended_ms),
-            client_ip: row.client_ip,
-            client_port: u16::try_from(row.client_port).unwrap_or(0),
-            client_ptr: row.client_ptr,
-            helo: row.helo,
-            tls_version: row.tls_version,
-            tls_cipher: row.tls_cipher,
-            mail_from: row.mail_from,
-            ending: row.ending,
-            events,
-            events_left_out: u32::try_from(row.events_left_out).unwrap_or(0),
-            left_out_at: u32::try_from(row.left_out_at).unwrap_or(0),
-            result_ids: row
-                .result_ids
-                .split_whitespace()
-                .map(str::to_owned)
-                .collect(),
+            entry: NewSession {
+                started_at: from_millis(row.started_ms),
+                ended_at: from_millis(row.ended_ms),
+                client_ip: row.client_ip,
+                client_port: u16::try_from(row.client_port).unwrap_or(0),
+                client_ptr: row.client_ptr,
+                helo: row.helo,
+                tls_version: row.tls_version,
+                tls_cipher: row.tls_cipher,
+                mail_from: row.mail_from,
+                ending: row.ending,
+                events,
+                events_left_out: u32::try_from(row.events_left_out).unwrap_or(0),
+                left_out_at: u32::try_from(row.left_out_at).unwrap_or(0),
+                result_ids: row
+                    .result_ids
+                    .split_whitespace()
+                    .map(str::to_owned)
+                    .collect(),
+            },
         })
     }
 }

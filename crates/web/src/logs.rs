@@ -258,7 +258,7 @@ impl Filter {
     fn matches(&self, session: &StoredSession) -> bool {
         let sender_matches = |sender: &str| {
             let sender = sender.to_lowercase();
-            session.mail_from.as_deref().is_some_and(|from| {
+            session.entry.mail_from.as_deref().is_some_and(|from| {
                 let from = from.to_lowercase();
                 from == sender
                     || from
@@ -268,11 +268,11 @@ impl Filter {
         };
         self.client
             .as_deref()
-            .is_none_or(|ip| session.client_ip == ip)
+            .is_none_or(|ip| session.entry.client_ip == ip)
             && self.sender.as_deref().is_none_or(sender_matches)
             && self
                 .code
-                .is_none_or(|code| session.events.iter().any(|event| event.code == code))
+                .is_none_or(|code| session.entry.events.iter().any(|event| event.code == code))
     }
 }
 
@@ -324,14 +324,16 @@ fn code_class(code: u16) -> &'static str {
 
 impl SessionView {
     pub(crate) fn new(session: &StoredSession) -> SessionView {
-        let seconds = (session.ended_at - session.started_at).num_milliseconds() as f64 / 1000.0;
+        let seconds =
+            (session.entry.ended_at - session.entry.started_at).num_milliseconds() as f64 / 1000.0;
         let events = session
+            .entry
             .events
             .iter()
             .enumerate()
             .map(|(index, event)| EventView {
-                left_out_before: if index == session.left_out_at as usize {
-                    session.events_left_out
+                left_out_before: if index == session.entry.left_out_at as usize {
+                    session.entry.events_left_out
                 } else {
                     0
                 },
@@ -349,18 +351,22 @@ impl SessionView {
             .collect();
         SessionView {
             id: session.id.clone(),
-            started: session.started_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+            started: session
+                .entry
+                .started_at
+                .format("%Y-%m-%d %H:%M:%S")
+                .to_string(),
             seconds: format!("{seconds:.1}"),
-            client: session.client_ip.clone(),
-            port: session.client_port,
-            ptr: clip_listed(session.client_ptr.as_deref().unwrap_or_default()),
-            helo: clip_listed(session.helo.as_deref().unwrap_or_default()),
-            mail_from: match session.mail_from.as_deref() {
+            client: session.entry.client_ip.clone(),
+            port: session.entry.client_port,
+            ptr: clip_listed(session.entry.client_ptr.as_deref().unwrap_or_default()),
+            helo: clip_listed(session.entry.helo.as_deref().unwrap_or_default()),
+            mail_from: match session.entry.mail_from.as_deref() {
                 None => String::new(),
                 Some("") => "<>".to_owned(),
                 Some(from) => clip_listed(from),
             },
-            tls: match (&session.tls_version, &session.tls_cipher) {
+            tls: match (&session.entry.tls_version, &session.entry.tls_cipher) {
                 (Some(version), Some(cipher)) => format!("{version} {cipher}"),
                 (Some(version), None) => version.clone(),
                 _ => String::new(),
@@ -373,8 +379,8 @@ impl SessionView {
                     class: code_class(code),
                 })
                 .collect(),
-            ending: session.ending.clone(),
-            result_ids: session.result_ids.clone(),
+            ending: session.entry.ending.clone(),
+            result_ids: session.entry.result_ids.clone(),
             events,
         }
     }
@@ -594,10 +600,12 @@ pub(crate) async fn list_sessions_json(
 
 fn session_json(session: &StoredSession, public_url: &str) -> serde_json::Value {
     let tls = session
+        .entry
         .tls_version
         .as_ref()
-        .map(|version| json!({ "version": version, "cipher": session.tls_cipher }));
+        .map(|version| json!({ "version": version, "cipher": session.entry.tls_cipher }));
     let events: Vec<_> = session
+        .entry
         .events
         .iter()
         .map(|event| {
@@ -611,26 +619,27 @@ fn session_json(session: &StoredSession, public_url: &str) -> serde_json::Value 
         })
         .collect();
     let results: Vec<_> = session
+        .entry
         .result_ids
         .iter()
         .map(|id| json!({ "id": id, "url": crate::result_url(public_url, id) }))
         .collect();
     json!({
         "id": session.id,
-        "started_at": session.started_at,
-        "ended_at": session.ended_at,
-        "client_ip": session.client_ip,
-        "client_port": session.client_port,
-        "client_ptr": session.client_ptr,
-        "helo": session.helo,
+        "started_at": session.entry.started_at,
+        "ended_at": session.entry.ended_at,
+        "client_ip": session.entry.client_ip,
+        "client_port": session.entry.client_port,
+        "client_ptr": session.entry.client_ptr,
+        "helo": session.entry.helo,
         "tls": tls,
-        "mail_from": session.mail_from,
-        "ending": session.ending,
+        "mail_from": session.entry.mail_from,
+        "ending": session.entry.ending,
         "codes": session.codes(),
         "results": results,
         "events": events,
-        "events_left_out": session.events_left_out,
-        "events_left_out_at": session.left_out_at,
+        "events_left_out": session.entry.events_left_out,
+        "events_left_out_at": session.entry.left_out_at,
     })
 }
 
@@ -772,23 +781,23 @@ fn write_raw_lines(out: &mut String, session: &StoredSession) {
             "{} session={} client={}",
             raw_time(at),
             session.id,
-            session.client_ip
+            session.entry.client_ip
         )
     };
     let _ = writeln!(
         out,
         "{} event=start port={} ptr={}",
-        head(&session.started_at),
-        session.client_port,
-        or_dash(session.client_ptr.as_deref())
+        head(&session.entry.started_at),
+        session.entry.client_port,
+        or_dash(session.entry.client_ptr.as_deref())
     );
-    for (index, event) in session.events.iter().enumerate() {
-        if index == session.left_out_at as usize && session.events_left_out > 0 {
+    for (index, event) in session.entry.events.iter().enumerate() {
+        if index == session.entry.left_out_at as usize && session.entry.events_left_out > 0 {
             let _ = writeln!(
                 out,
                 "{} event=left-out count={}",
                 head(&event.at),
-                session.events_left_out
+                session.entry.events_left_out
             );
         }
         let (kind, what) = match event
@@ -815,16 +824,16 @@ fn write_raw_lines(out: &mut String, session: &StoredSession) {
     let _ = writeln!(
         out,
         "{} event=end reason={} helo={} mail_from={} tls={} cipher={} results={}",
-        head(&session.ended_at),
-        session.ending,
-        or_dash(session.helo.as_deref()),
-        or_dash(session.mail_from.as_deref()),
-        or_dash(session.tls_version.as_deref()),
-        or_dash(session.tls_cipher.as_deref()),
-        if session.result_ids.is_empty() {
+        head(&session.entry.ended_at),
+        session.entry.ending,
+        or_dash(session.entry.helo.as_deref()),
+        or_dash(session.entry.mail_from.as_deref()),
+        or_dash(session.entry.tls_version.as_deref()),
+        or_dash(session.entry.tls_cipher.as_deref()),
+        if session.entry.result_ids.is_empty() {
             "-".to_owned()
         } else {
-            session.result_ids.join(",")
+            session.entry.result_ids.join(",")
         }
     );
 }

@@ -107,21 +107,21 @@ pub async fn sessions_round_trip_and_list_newest_first(store: SharedStore) {
     assert_eq!(first.id.len(), 32);
     assert!(first.id.bytes().all(|b| b.is_ascii_hexdigit()));
     assert!(stored[1].seq > first.seq);
-    assert_eq!(first.started_at, delivered.started_at);
-    assert_eq!(first.ended_at, delivered.ended_at);
-    assert_eq!(first.client_ip, "192.0.2.1");
-    assert_eq!(first.client_port, 40000);
-    assert_eq!(first.client_ptr.as_deref(), Some("mail.example.net"));
-    assert_eq!(first.helo.as_deref(), Some("mail.example.net"));
-    assert_eq!(first.tls_version.as_deref(), Some("TLSv1.3"));
+    assert_eq!(first.entry.started_at, delivered.started_at);
+    assert_eq!(first.entry.ended_at, delivered.ended_at);
+    assert_eq!(first.entry.client_ip, "192.0.2.1");
+    assert_eq!(first.entry.client_port, 40000);
+    assert_eq!(first.entry.client_ptr.as_deref(), Some("mail.example.net"));
+    assert_eq!(first.entry.helo.as_deref(), Some("mail.example.net"));
+    assert_eq!(first.entry.tls_version.as_deref(), Some("TLSv1.3"));
     assert_eq!(
-        first.tls_cipher.as_deref(),
+        first.entry.tls_cipher.as_deref(),
         Some("TLS13_AES_256_GCM_SHA384")
     );
-    assert_eq!(first.mail_from.as_deref(), Some("alice@example.net"));
-    assert_eq!(first.ending, "quit");
-    assert_eq!(first.events, delivered.events);
-    assert_eq!(first.result_ids, delivered.result_ids);
+    assert_eq!(first.entry.mail_from.as_deref(), Some("alice@example.net"));
+    assert_eq!(first.entry.ending, "quit");
+    assert_eq!(first.entry.events, delivered.events);
+    assert_eq!(first.entry.result_ids, delivered.result_ids);
     assert_eq!(first.codes(), vec![220, 250, 550, 221]);
 
     let newest = store.list_sessions(&query(1)).await.unwrap();
@@ -250,15 +250,18 @@ pub async fn sessions_are_stored_bounded(store: SharedStore) {
     hostile.result_ids = vec!["not hex!".to_owned(), "abc123".to_owned()];
     store.insert_sessions(vec![hostile]).await.unwrap();
     let stored = store.list_sessions(&query(1)).await.unwrap().pop().unwrap();
-    assert_eq!(stored.events.len(), MAX_SESSION_EVENTS);
-    assert_eq!(stored.events_left_out as usize, 1000 - MAX_SESSION_EVENTS);
-    for event in &stored.events {
+    assert_eq!(stored.entry.events.len(), MAX_SESSION_EVENTS);
+    assert_eq!(
+        stored.entry.events_left_out as usize,
+        1000 - MAX_SESSION_EVENTS
+    );
+    for event in &stored.entry.events {
         assert!(event.command.len() <= MAX_EVENT_TEXT_BYTES);
         assert!(event.text.len() <= MAX_EVENT_TEXT_BYTES);
         assert!(!event.command.contains('\0'));
     }
-    assert!(stored.helo.unwrap().len() < 2000);
-    assert_eq!(stored.result_ids, vec!["abc123".to_owned()]);
+    assert!(stored.entry.helo.unwrap().len() < 2000);
+    assert_eq!(stored.entry.result_ids, vec!["abc123".to_owned()]);
 }
 
 pub async fn purge_removes_sessions_started_before_the_cutoff(store: SharedStore) {
