@@ -318,7 +318,7 @@ async fn send_with_parameters(
     assert_eq!(mail.code, 250, "MAIL FROM with {parameters:?}: {mail:?}");
     assert_eq!(smtp.command("RCPT TO:<dkim@tester.test>").await.code, 250);
     assert_eq!(smtp.command("DATA").await.code, 354);
-    smtp.write(&support::dot_stuff(message)).await;
+    smtp.write(&support::dot_stuffed(message)).await;
     let reply = smtp.read_reply().await;
     let _ = smtp.command("QUIT").await;
     assert_eq!(reply.code, 250, "final reply: {reply:?}");

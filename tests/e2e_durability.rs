@@ -64,7 +64,7 @@ async fn stream_messages(
                 return;
             }
         }
-        smtp.write(&support::dot_stuff(&msg)).await;
+        smtp.write(&support::dot_stuffed(&msg)).await;
         match smtp.try_read_reply().await {
             Some(reply) if reply.code == 250 => {
                 acknowledged

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use authcheck_testdns::{Behaviour, TestDns};
 use authcheck_testkit::{SignOptions, TestKey, message, publish_keys, sign};
-use support::{RawSmtp, Reply, Service, ServiceOptions, dot_stuff};
+use support::{RawSmtp, Reply, Service, ServiceOptions, dot_stuffed};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -289,7 +289,7 @@ async fn timed_send(service: &Service, mail_from: &str, message: &[u8]) -> (Repl
     assert_eq!(smtp.command("RCPT TO:<spf@tester.test>").await.code, 250);
     assert_eq!(smtp.command("DATA").await.code, 354);
     let started = Instant::now();
-    smtp.write(&dot_stuff(message)).await;
+    smtp.write(&dot_stuffed(message)).await;
     let reply = smtp.read_reply().await;
     (reply, started.elapsed())
 }
@@ -460,7 +460,7 @@ async fn five_hundred_concurrent_connections_are_all_served_and_stored() {
                 }
             }
             write
-                .write_all(&dot_stuff(&message))
+                .write_all(&dot_stuffed(&message))
                 .await
                 .expect("send the message");
             let reply = read_reply_within(&mut read, LOAD_PATIENCE)

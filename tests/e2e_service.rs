@@ -253,7 +253,8 @@ async fn pipelined_commands_are_answered_in_order() {
         smtp.read_reply().await.code,
     ];
     assert_eq!(codes, [250, 550, 250, 354]);
-    smtp.write(&support::dot_stuff(&plain("a@pass.test"))).await;
+    smtp.write(&support::dot_stuffed(&plain("a@pass.test")))
+        .await;
     let reply = smtp.read_reply().await;
     assert_eq!(reply.code, 250, "{reply:?}");
 }

@@ -22,6 +22,38 @@ async fn start(dns: &TestDns, args: &[&str]) -> Service {
     Service::start_with(options).await
 }
 
+/// The service, checking `target` every three seconds.
+async fn start_checking(dns: &TestDns, target: SocketAddr) -> Service {
+    let target = target.to_string();
+    start(
+        dns,
+        &[
+            "--self-check-interval",
+            "3s",
+            "--self-check-target",
+            &target,
+        ],
+    )
+    .await
+}
+
+/// The newest self-check once one is recorded, after checking what a failed check shows
+/// everywhere: the state is `degraded` until three have failed in a row, and `/status` lists
+/// the check's line.
+async fn first_failed_check(service: &Service) -> serde_json::Value {
+    // State and checks come from one response, so they agree whatever the timing.
+    let status = status_when(service, |checks| !checks.is_empty()).await;
+    let checks = checks_of(&status);
+    assert_eq!(checks[0]["ok"], false, "{status:#}");
+    if checks.len() < 3 {
+        assert_eq!(status["state"], "degraded", "{status:#}");
+    }
+    let line = checks[0]["line"].as_str().unwrap();
+    let page = status_page(service).await;
+    assert!(page.contains(line), "/status lists {line}:\n{page}");
+    checks[0].clone()
+}
+
 /// `/api/v1/status` once its checks satisfy `ready`.
 async fn status_when(
     service: &Service,
@@ -145,32 +177,16 @@ async fn a_target_with_nothing_listening_shows_the_connect_failure_and_degraded(
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         listener.local_addr().unwrap()
     };
-    let service = start(
-        &dns,
-        &[
-            "--self-check-interval",
-            "3s",
-            "--self-check-target",
-            &closed.to_string(),
-        ],
-    )
-    .await;
+    let service = start_checking(&dns, closed).await;
 
-    // State and checks come from one response, so they agree whatever the timing.
-    let status = status_when(&service, |checks| !checks.is_empty()).await;
-    let checks = checks_of(&status);
-    assert_eq!(checks[0]["failed_step"], "connect", "{status:#}");
-    if checks.len() < 3 {
-        assert_eq!(status["state"], "degraded", "{status:#}");
-    }
-    let line = checks[0]["line"].as_str().unwrap();
+    let check = first_failed_check(&service).await;
+    assert_eq!(check["failed_step"], "connect", "{check:#}");
+    let line = check["line"].as_str().unwrap();
     assert!(
         line.contains(&format!("  SELF CHECK  {closed}  "))
             && line.contains("- FAILED at connect: "),
         "{line}"
     );
-    let page = status_page(&service).await;
-    assert!(page.contains(line), "{page}");
 
     // Three failures in a row: unhealthy, and the page answers 503.
     let status = status_when(&service, |checks| checks.len() >= 3).await;
@@ -238,34 +254,19 @@ async fn busy_server(refusal: &'static [u8]) -> SocketAddr {
 async fn a_target_answering_451_shows_the_reply_and_degraded() {
     let dns = TestDns::start().await;
     let busy = busy_server(b"451 4.3.0 mailbox busy, try again later\r\n").await;
-    let service = start(
-        &dns,
-        &[
-            "--self-check-interval",
-            "3s",
-            "--self-check-target",
-            &busy.to_string(),
-        ],
-    )
-    .await;
+    let service = start_checking(&dns, busy).await;
 
-    let status = status_when(&service, |checks| !checks.is_empty()).await;
-    let checks = checks_of(&status);
-    assert_eq!(checks[0]["failed_step"], "RCPT TO", "{status:#}");
+    let check = first_failed_check(&service).await;
+    assert_eq!(check["failed_step"], "RCPT TO", "{check:#}");
     assert_eq!(
-        checks[0]["failure"], "451 4.3.0 mailbox busy, try again later",
-        "{status:#}"
+        check["failure"], "451 4.3.0 mailbox busy, try again later",
+        "{check:#}"
     );
-    if checks.len() < 3 {
-        assert_eq!(status["state"], "degraded", "{status:#}");
-    }
-    let line = checks[0]["line"].as_str().unwrap();
+    let line = check["line"].as_str().unwrap();
     assert!(
         line.ends_with("- FAILED at RCPT TO: 451 4.3.0 mailbox busy, try again later"),
         "{line}"
     );
-    let page = status_page(&service).await;
-    assert!(page.contains(line), "{page}");
 }
 
 #[tokio::test]

@@ -424,28 +424,12 @@ impl RawSmtp {
         }
         let data = self.command("DATA").await;
         assert_eq!(data.code, 354, "DATA: {data:?}");
-        self.write(&dot_stuff(message)).await;
+        self.write(&dot_stuffed(message)).await;
         self.read_reply().await
     }
 }
 
-/// The message as DATA sends it: leading dots doubled, ending CRLF.CRLF.
-pub fn dot_stuff(message: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(message.len() + 8);
-    let mut at_line_start = true;
-    for &b in message {
-        if at_line_start && b == b'.' {
-            out.push(b'.');
-        }
-        out.push(b);
-        at_line_start = b == b'\n';
-    }
-    if !out.ends_with(b"\r\n") {
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b".\r\n");
-    out
-}
+pub use authcheck_outbound::dot_stuffed;
 
 /// Sends `message` with the raw client and returns the final reply.
 pub async fn send(

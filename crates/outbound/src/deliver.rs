@@ -246,7 +246,7 @@ async fn transaction<T: AsyncRead + AsyncWrite + Unpin>(
 
 /// The message as DATA sends it: a dot doubled at the start of each line, a CRLF at the end if
 /// it lacks one, then the final `.` line.
-fn dot_stuffed(message: &[u8]) -> Vec<u8> {
+pub fn dot_stuffed(message: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(message.len() + message.len() / 64 + 5);
     let mut line_start = true;
     for &byte in message {

@@ -10,5 +10,5 @@
 mod deliver;
 mod key;
 
-pub use deliver::{Delivered, Failure, Outgoing, Reply, Server, Step, deliver};
+pub use deliver::{Delivered, Failure, Outgoing, Reply, Server, Step, deliver, dot_stuffed};
 pub use key::{KEY_BITS, KeyError, KeyOrigin, SigningKey};

@@ -28,6 +28,31 @@ async fn open_ok(url: &str) -> SharedStore {
     }
 }
 
+/// A database at `url` with the schema an older version left: every migration whose version
+/// sorts before `first_left_out`, run directly, with no store opened on it yet.
+async fn migrated_before(url: &str, first_left_out: &str) -> sqlx::SqlitePool {
+    let older = tempfile::tempdir().unwrap();
+    let migrations = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations/sqlite");
+    for entry in std::fs::read_dir(&migrations).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        if name.as_str() < first_left_out {
+            std::fs::copy(&path, older.path().join(name)).unwrap();
+        }
+    }
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)
+        .unwrap()
+        .create_if_missing(true);
+    let direct = sqlx::SqlitePool::connect_with(options).await.unwrap();
+    sqlx::migrate::Migrator::new(older.path())
+        .await
+        .unwrap()
+        .run(&direct)
+        .await
+        .unwrap();
+    direct
+}
+
 macro_rules! on_a_fresh_store {
     ($($test:ident),* $(,)?) => {
         $(
@@ -282,24 +307,7 @@ async fn a_message_to_two_mailboxes_is_stored_once() {
 #[tokio::test]
 async fn results_stored_before_the_shared_copies_keep_their_raw_message() {
     let (_folder, url) = fresh_url();
-    let first_schema = tempfile::tempdir().unwrap();
-    let migrations = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations/sqlite");
-    let first = std::fs::read_dir(&migrations)
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .min()
-        .unwrap();
-    std::fs::copy(&first, first_schema.path().join(first.file_name().unwrap())).unwrap();
-    let options = sqlx::sqlite::SqliteConnectOptions::from_str(&url)
-        .unwrap()
-        .create_if_missing(true);
-    let direct = sqlx::SqlitePool::connect_with(options).await.unwrap();
-    sqlx::migrate::Migrator::new(first_schema.path())
-        .await
-        .unwrap()
-        .run(&direct)
-        .await
-        .unwrap();
+    let direct = migrated_before(&url, "20261129000001").await;
     sqlx::query(
         "INSERT INTO results (id, mailbox, received_at, client_ip, client_port, \
          client_ptr_confirmed, helo, mail_from, mail_from_lower, recipient, size, verdict, \
@@ -342,25 +350,7 @@ async fn results_stored_before_the_shared_copies_keep_their_raw_message() {
 #[tokio::test]
 async fn reports_stored_before_the_rollup_are_added_to_it() {
     let (_folder, url) = fresh_url();
-    let before_rollup = tempfile::tempdir().unwrap();
-    let migrations = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations/sqlite");
-    for entry in std::fs::read_dir(&migrations).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
-        if name.as_str() < "20261130000041" {
-            std::fs::copy(&path, before_rollup.path().join(name)).unwrap();
-        }
-    }
-    let options = sqlx::sqlite::SqliteConnectOptions::from_str(&url)
-        .unwrap()
-        .create_if_missing(true);
-    let direct = sqlx::SqlitePool::connect_with(options).await.unwrap();
-    sqlx::migrate::Migrator::new(before_rollup.path())
-        .await
-        .unwrap()
-        .run(&direct)
-        .await
-        .unwrap();
+    let direct = migrated_before(&url, "20261130000041").await;
     sqlx::query(
         "INSERT INTO dmarc_reports (id, kind, reporter, report_id, domain, date_begin, date_end, \
          received_at, report, raw) VALUES ('00aa', 'aggregate', 'R', '1', 'old.example', \
