@@ -22,7 +22,7 @@ use authcheck_smtp::{
 };
 use authcheck_store::{Mailbox, NewResult, SessionFacts, SharedStore};
 use authcheck_verifier::subject::{from_address, subject_of};
-use authcheck_verifier::{BodyParameter, Dns, MessageInput, Report, Verdict, Verifier};
+use authcheck_verifier::{BodyParameter, Dns, MessageInput, Report, Verifier};
 use serde_json::value::RawValue;
 use tokio::runtime::Runtime;
 
@@ -367,13 +367,6 @@ impl Verified {
         }
     }
 
-    fn verdict(&self, mailbox: Mailbox) -> Verdict {
-        match mailbox {
-            Mailbox::Spf => self.report.verdicts.spf,
-            Mailbox::Dkim => self.report.verdicts.dkim,
-        }
-    }
-
     /// One result per tester mailbox the message was sent to (`spf+a@` and `spf+b@` in one
     /// message are one spf test), in the order of the recipients. They carry the same raw
     /// message, which the store keeps once.
@@ -415,7 +408,7 @@ impl Verified {
         let mut results: Vec<NewResult> = tested
             .iter()
             .map(|&(mailbox, recipient)| {
-                let verdict = self.verdict(mailbox).to_string();
+                let verdict = self.report.verdicts.text_for(mailbox);
                 let prefixed_subject = match &self.subject {
                     Some(subject) if !subject.is_empty() => format!("{verdict} {subject}"),
                     _ => verdict.clone(),
@@ -470,7 +463,7 @@ impl Verified {
             metrics::counter!(
                 "authcheck_messages_total",
                 "mailbox" => mailbox.as_str(),
-                "verdict" => self.verdict(mailbox).to_string()
+                "verdict" => self.report.verdicts.text_for(mailbox)
             )
             .increment(1);
         }

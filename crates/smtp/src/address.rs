@@ -1,4 +1,4 @@
-//! The recipient policy: only the tester mailboxes `spf@` and `dkim@` and the report mailboxes
+//! The recipient policy: only the tester mailboxes `spf@`, `dkim@` and `check@` and the report mailboxes
 //! `rua@` and `ruf@` (each with an optional `+tag` of letters, digits and `._=-`) at a tester
 //! domain, and no way of naming another domain — the listener must never look like a relay.
 //!
@@ -10,7 +10,7 @@ use crate::delivery::{Destination, Mailbox, Recipient, ReportMailbox};
 /// Why a recipient is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Refusal {
-    /// At a tester domain, but not `spf`, `dkim`, `rua` or `ruf`.
+    /// At a tester domain, but not `spf`, `dkim`, `check`, `rua` or `ruf`.
     NoSuchMailbox,
     /// Another domain, or a form that could route to one.
     RelayDenied,
@@ -129,6 +129,7 @@ mod tests {
 
     const SPF: Destination = Destination::Test(Mailbox::Spf);
     const DKIM: Destination = Destination::Test(Mailbox::Dkim);
+    const CHECK: Destination = Destination::Test(Mailbox::Check);
     const RUA: Destination = Destination::Reports(ReportMailbox::Aggregate);
     const RUF: Destination = Destination::Reports(ReportMailbox::Failure);
 
@@ -137,6 +138,18 @@ mod tests {
         assert_eq!(destination("spf@tester.example"), SPF);
         assert_eq!(destination("dkim@tester.example"), DKIM);
         assert_eq!(destination("dkim@second.test"), DKIM);
+    }
+
+    #[test]
+    fn check_at_each_tester_domain_is_the_full_check_with_a_tag_in_any_case() {
+        assert_eq!(destination("check@tester.example"), CHECK);
+        assert_eq!(destination("CHECK@Second.Test"), CHECK);
+        let recipient = check("check+run-7@tester.example").unwrap();
+        assert_eq!(recipient.destination, CHECK);
+        assert_eq!(recipient.address, "check+run-7@tester.example");
+        assert_eq!(check("check+a b@tester.example"), Err(Refusal::Syntax));
+        assert_eq!(check("check@other.example"), Err(Refusal::RelayDenied));
+        assert_eq!(check("checks@tester.example"), Err(Refusal::NoSuchMailbox));
     }
 
     #[test]

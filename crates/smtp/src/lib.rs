@@ -1,5 +1,5 @@
-//! The SMTP listener that accepts test messages for the tester mailboxes (`spf@` and `dkim@`
-//! a tester domain) and DMARC reports for the report mailboxes (`rua@` and `ruf@`), and hands
+//! The SMTP listener that accepts test messages for the tester mailboxes (`spf@`, `dkim@` and
+//! `check@` a tester domain) and DMARC reports for the report mailboxes (`rua@` and `ruf@`), and hands
 //! each message, with its envelope, to a [`Delivery`].
 //!
 //! It knows nothing of verification, storage or HTTP. [`run`] serves a bound

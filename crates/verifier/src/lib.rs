@@ -34,5 +34,5 @@ pub use mailbox::Mailbox;
 pub use report::*;
 pub use subject::rewrite_subject;
 pub use summary::ReportSummary;
-pub use verdict::{Grade, UnknownVerdict, Verdict};
+pub use verdict::{Grade, UnknownVerdict, Verdict, shown_verdicts, worst_grade};
 pub use verifier::{BodyParameter, MessageInput, Verifier, VerifierConfig};

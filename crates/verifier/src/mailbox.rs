@@ -1,6 +1,7 @@
-//! The tester mailboxes: `spf@` and `dkim@` a tester domain. The SMTP listener recognises
-//! them, the verifier gives a verdict for each, the store files results under them and the
-//! site lists them; this is their one definition.
+//! The tester mailboxes: `spf@`, `dkim@` and `check@` a tester domain. The SMTP listener
+//! recognises them, the verifier gives the verdicts each shows (one for `spf@` and `dkim@`,
+//! both for the full check at `check@`), the store files results under them and the site lists
+//! them; this is their one definition.
 
 use serde::{Deserialize, Serialize};
 
@@ -10,23 +11,27 @@ use serde::{Deserialize, Serialize};
 pub enum Mailbox {
     Spf,
     Dkim,
+    /// The full check: both verdicts, SPF first.
+    Check,
 }
 
 impl Mailbox {
-    /// The local part that names this mailbox: `spf` or `dkim`.
+    /// Every tester mailbox, in the order the site lists them.
+    pub const ALL: [Mailbox; 3] = [Mailbox::Spf, Mailbox::Dkim, Mailbox::Check];
+
+    /// The local part that names this mailbox: `spf`, `dkim` or `check`.
     pub fn as_str(self) -> &'static str {
         match self {
             Mailbox::Spf => "spf",
             Mailbox::Dkim => "dkim",
+            Mailbox::Check => "check",
         }
     }
 
-    /// Parses `spf` or `dkim`, in any case.
+    /// Parses `spf`, `dkim` or `check`, in any case.
     pub fn parse(name: &str) -> Option<Mailbox> {
-        match name.to_ascii_lowercase().as_str() {
-            "spf" => Some(Mailbox::Spf),
-            "dkim" => Some(Mailbox::Dkim),
-            _ => None,
-        }
+        Mailbox::ALL
+            .into_iter()
+            .find(|mailbox| name.eq_ignore_ascii_case(mailbox.as_str()))
     }
 }

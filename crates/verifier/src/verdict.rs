@@ -1,4 +1,5 @@
-//! The two tester verdicts: one line each for the `spf@` and `dkim@` mailboxes.
+//! The two tester verdicts: one line each for the `spf@` and `dkim@` mailboxes, and both,
+//! SPF first, for the full check at `check@` ([`Verdicts::shown_for`]).
 //!
 //! `|OK|` means the identity passed and aligns with the From domain, `|~OK|` that it passed and
 //! the message still passes DMARC through the other identity, `!! ... !!` that something needs
@@ -11,10 +12,11 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::mailbox::Mailbox;
-use crate::report::{DkimResult, DkimSignatureReport, SpfReport, SpfResult};
+use crate::report::{DkimResult, DkimSignatureReport, SpfReport, SpfResult, Verdicts};
 
-/// How a verdict reads at a glance; each grade has its own prefix.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// How a verdict reads at a glance; each grade has its own prefix. Grades are ordered from
+/// best to worst, so the worst of several verdicts is their `max`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Grade {
     /// `|OK|`: passed and aligned with the From domain.
     Ok,
@@ -22,6 +24,22 @@ pub enum Grade {
     PartialOk,
     /// `!! ... !!`: something needs fixing.
     Problem,
+}
+
+/// The identity a verdict judges: the word before the finding, as in `spf-pass`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Method {
+    Spf,
+    Dkim,
+}
+
+impl Method {
+    fn as_str(self) -> &'static str {
+        match self {
+            Method::Spf => "spf",
+            Method::Dkim => "dkim",
+        }
+    }
 }
 
 /// What the verdict found: the word after the method, as in `spf-softfail` or `dkim-diff`.
@@ -76,8 +94,8 @@ impl Finding {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Verdict {
     grade: Grade,
-    /// The identity judged, which is also the tester mailbox the verdict is shown for.
-    method: Mailbox,
+    /// The identity judged.
+    method: Method,
     finding: Finding,
 }
 
@@ -88,10 +106,10 @@ impl Verdict {
 
     /// The verdict with this method and finding, if the tester can give it; `partial` picks
     /// `|~OK|` over `|OK|` for a pass.
-    fn new(method: Mailbox, finding: Finding, partial: bool) -> Option<Verdict> {
+    fn new(method: Method, finding: Finding, partial: bool) -> Option<Verdict> {
         let possible = match method {
-            Mailbox::Spf => finding != Finding::Invalid,
-            Mailbox::Dkim => !matches!(
+            Method::Spf => finding != Finding::Invalid,
+            Method::Dkim => !matches!(
                 finding,
                 Finding::Softfail | Finding::Neutral | Finding::Permerror
             ),
@@ -109,7 +127,7 @@ impl Verdict {
         })
     }
 
-    fn problem(method: Mailbox, finding: Finding) -> Verdict {
+    fn problem(method: Method, finding: Finding) -> Verdict {
         Verdict {
             grade: Grade::Problem,
             method,
@@ -117,7 +135,7 @@ impl Verdict {
         }
     }
 
-    fn pass(method: Mailbox, grade: Grade) -> Verdict {
+    fn pass(method: Method, grade: Grade) -> Verdict {
         Verdict {
             grade,
             method,
@@ -159,7 +177,7 @@ impl FromStr for Verdict {
             (name, false)
         };
         let (method, finding) = name.split_once('-').ok_or_else(unknown)?;
-        let method = [Mailbox::Spf, Mailbox::Dkim]
+        let method = [Method::Spf, Method::Dkim]
             .into_iter()
             .find(|candidate| candidate.as_str() == method)
             .ok_or_else(unknown)?;
@@ -190,6 +208,53 @@ impl<'de> Deserialize<'de> for Verdict {
     }
 }
 
+impl Verdicts {
+    /// The verdicts a result for `mailbox` shows, in order: its own for `spf@` and `dkim@`,
+    /// both (SPF first) for the full check at `check@`.
+    pub fn shown_for(self, mailbox: Mailbox) -> Vec<Verdict> {
+        match mailbox {
+            Mailbox::Spf => vec![self.spf],
+            Mailbox::Dkim => vec![self.dkim],
+            Mailbox::Check => vec![self.spf, self.dkim],
+        }
+    }
+
+    /// The verdict text of a result for `mailbox`, as its Subject prefix and its stored
+    /// `verdict` carry it: the verdicts of [`Verdicts::shown_for`] separated by one space, so
+    /// `|OK| spf-pass` for `spf@` and `|OK| spf-pass !! dkim-none !!` for `check@`.
+    pub fn text_for(self, mailbox: Mailbox) -> String {
+        let shown: Vec<String> = self
+            .shown_for(mailbox)
+            .iter()
+            .map(Verdict::to_string)
+            .collect();
+        shown.join(" ")
+    }
+}
+
+/// Reads back a verdict text made by [`Verdicts::text_for`]: one verdict, or two separated by
+/// one space. `None` for any other text.
+pub fn shown_verdicts(text: &str) -> Option<Vec<Verdict>> {
+    if let Ok(verdict) = text.parse::<Verdict>() {
+        return Some(vec![verdict]);
+    }
+    // A verdict ends in ` !!` or in its finding and the next starts with `|` or `!!`, so only
+    // a space before one of those can separate two.
+    text.match_indices(' ')
+        .filter(|&(at, _)| text[at + 1..].starts_with(['|', '!']))
+        .find_map(|(at, _)| {
+            let first = text[..at].parse::<Verdict>().ok()?;
+            let second = text[at + 1..].parse::<Verdict>().ok()?;
+            Some(vec![first, second])
+        })
+}
+
+/// The worst grade among `verdicts` (`None` when there are none): how a result that shows
+/// several verdicts reads at a glance.
+pub fn worst_grade(verdicts: &[Verdict]) -> Option<Grade> {
+    verdicts.iter().map(|verdict| verdict.grade()).max()
+}
+
 /// The verdict for the `spf@` mailbox.
 ///
 /// `any_dkim_aligned`: some DKIM signature passed with a `d=` aligned with the From domain.
@@ -204,10 +269,10 @@ pub fn spf_verdict(spf: &SpfReport, any_dkim_aligned: bool) -> Verdict {
         SpfResult::Temperror => Some(Finding::Temperror),
     };
     match failure {
-        Some(finding) => Verdict::problem(Mailbox::Spf, finding),
-        None if spf.aligned => Verdict::pass(Mailbox::Spf, Grade::Ok),
-        None if any_dkim_aligned => Verdict::pass(Mailbox::Spf, Grade::PartialOk),
-        None => Verdict::problem(Mailbox::Spf, Finding::Diff),
+        Some(finding) => Verdict::problem(Method::Spf, finding),
+        None if spf.aligned => Verdict::pass(Method::Spf, Grade::Ok),
+        None if any_dkim_aligned => Verdict::pass(Method::Spf, Grade::PartialOk),
+        None => Verdict::problem(Method::Spf, Finding::Diff),
     }
 }
 
@@ -221,24 +286,24 @@ pub fn dkim_verdict(signatures: &[DkimSignatureReport], spf_aligned: bool) -> Ve
             .any(|signature| signature.result == result)
     };
     if signatures.is_empty() {
-        Verdict::problem(Mailbox::Dkim, Finding::None)
+        Verdict::problem(Method::Dkim, Finding::None)
     } else if has(DkimResult::Pass) {
         if signatures
             .iter()
             .any(|signature| signature.result == DkimResult::Pass && signature.aligned)
         {
-            Verdict::pass(Mailbox::Dkim, Grade::Ok)
+            Verdict::pass(Method::Dkim, Grade::Ok)
         } else if spf_aligned {
-            Verdict::pass(Mailbox::Dkim, Grade::PartialOk)
+            Verdict::pass(Method::Dkim, Grade::PartialOk)
         } else {
-            Verdict::problem(Mailbox::Dkim, Finding::Diff)
+            Verdict::problem(Method::Dkim, Finding::Diff)
         }
     } else if has(DkimResult::Fail) {
-        Verdict::problem(Mailbox::Dkim, Finding::Fail)
+        Verdict::problem(Method::Dkim, Finding::Fail)
     } else if has(DkimResult::Invalid) {
-        Verdict::problem(Mailbox::Dkim, Finding::Invalid)
+        Verdict::problem(Method::Dkim, Finding::Invalid)
     } else {
-        Verdict::problem(Mailbox::Dkim, Finding::Temperror)
+        Verdict::problem(Method::Dkim, Finding::Temperror)
     }
 }
 
@@ -249,7 +314,7 @@ mod tests {
     /// Every verdict the type can hold.
     fn all() -> Vec<Verdict> {
         let mut all = Vec::new();
-        for method in [Mailbox::Spf, Mailbox::Dkim] {
+        for method in [Method::Spf, Method::Dkim] {
             for finding in Finding::ALL {
                 for partial in [false, true] {
                     all.extend(Verdict::new(method, finding, partial));
@@ -275,11 +340,11 @@ mod tests {
 
     #[test]
     fn the_text_is_the_prefix_and_the_name() {
-        let spf_pass = Verdict::pass(Mailbox::Spf, Grade::Ok);
+        let spf_pass = Verdict::pass(Method::Spf, Grade::Ok);
         assert_eq!(spf_pass.to_string(), "|OK| spf-pass");
-        let dkim_partial = Verdict::pass(Mailbox::Dkim, Grade::PartialOk);
+        let dkim_partial = Verdict::pass(Method::Dkim, Grade::PartialOk);
         assert_eq!(dkim_partial.to_string(), "|~OK| dkim-pass");
-        let softfail = Verdict::problem(Mailbox::Spf, Finding::Softfail);
+        let softfail = Verdict::problem(Method::Spf, Finding::Softfail);
         assert_eq!(softfail.to_string(), "!! spf-softfail !!");
     }
 
@@ -289,6 +354,44 @@ mod tests {
         assert_eq!(grade("|OK| spf-pass"), Grade::Ok);
         assert_eq!(grade("|~OK| dkim-pass"), Grade::PartialOk);
         assert_eq!(grade("!! spf-softfail !!"), Grade::Problem);
+    }
+
+    #[test]
+    fn a_full_check_shows_both_verdicts_spf_first_and_reads_them_back() {
+        let verdicts = Verdicts {
+            spf: Verdict::pass(Method::Spf, Grade::Ok),
+            dkim: Verdict::problem(Method::Dkim, Finding::None),
+        };
+        assert_eq!(verdicts.text_for(Mailbox::Spf), "|OK| spf-pass");
+        assert_eq!(verdicts.text_for(Mailbox::Dkim), "!! dkim-none !!");
+        let both = verdicts.text_for(Mailbox::Check);
+        assert_eq!(both, "|OK| spf-pass !! dkim-none !!");
+        assert_eq!(
+            shown_verdicts(&both),
+            Some(vec![verdicts.spf, verdicts.dkim])
+        );
+        assert_eq!(
+            worst_grade(&verdicts.shown_for(Mailbox::Check)),
+            Some(Grade::Problem)
+        );
+        assert_eq!(
+            worst_grade(&verdicts.shown_for(Mailbox::Spf)),
+            Some(Grade::Ok)
+        );
+        for first in all() {
+            for second in all() {
+                let text = format!("{first} {second}");
+                assert_eq!(shown_verdicts(&text), Some(vec![first, second]), "{text}");
+            }
+        }
+        for text in [
+            "",
+            "|OK| spf-pass  |OK| dkim-pass",
+            "|OK| spf-pass x",
+            "check-pass",
+        ] {
+            assert_eq!(shown_verdicts(text), None, "{text:?}");
+        }
     }
 
     #[test]

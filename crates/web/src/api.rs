@@ -71,7 +71,7 @@ pub(crate) async fn list_page(state: &AppState, mut query: ListQuery) -> Result<
     })
 }
 
-/// `GET /api/v1/results?mailbox=spf|dkim&limit=N&before=ID&sender=S`
+/// `GET /api/v1/results?mailbox=spf|dkim|check&limit=N&before=ID&sender=S`
 pub(crate) async fn list_results(
     State(state): State<AppState>,
     params: Result<Query<RawListParams>, QueryRejection>,
@@ -79,7 +79,7 @@ pub(crate) async fn list_results(
     let Ok(Query(params)) = params else {
         return error_json(
             StatusCode::BAD_REQUEST,
-            "the query string is malformed; use mailbox=spf|dkim&limit=N&before=ID&sender=ADDRESS",
+            "the query string is malformed; use mailbox=spf|dkim|check&limit=N&before=ID&sender=ADDRESS",
         );
     };
     let query = match list_query(&params) {

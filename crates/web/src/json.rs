@@ -3,7 +3,9 @@
 //! Field names are part of the public API. Every result has `id`, `received_at`, `mailbox`,
 //! `client_ip`, `helo`, `mail_from`, `header_from`, `subject`, `verdict`, `prefixed_subject`,
 //! `spf`, `dkim`, `dkim_not_listed`, `dmarc`, `arc`, `authentication_results`, `diagnosis`,
-//! `session` and `url`; `dkim_not_listed` counts the signatures `dkim` leaves out.
+//! `session` and `url`; `dkim_not_listed` counts the signatures `dkim` leaves out. A full
+//! check's result (`mailbox` `check`) has both verdicts in `verdict`, SPF first, separated by
+//! one space, and also apart as `verdicts: {"spf", "dkim"}`.
 //!
 //! One result ([`result_json`], `/api/v1/results/{id}`) copies its verification parts from
 //! the stored report as they are, so fields the verifier adds appear there too. A listed
@@ -14,8 +16,8 @@
 //! and [`MAX_SUMMARY_FINDINGS`](authcheck_verifier::summary::MAX_SUMMARY_FINDINGS) findings
 //! (`dkim_total` and `diagnosis_total` count them all), text cut short.
 
-use authcheck_store::{ResultSummary, SessionFacts};
-use authcheck_verifier::ReportSummary;
+use authcheck_store::{Mailbox, ResultSummary, SessionFacts};
+use authcheck_verifier::{ReportSummary, shown_verdicts};
 use chrono::SecondsFormat;
 use serde_json::{Map, Value, json};
 
@@ -119,6 +121,11 @@ fn result_object<'a>(
     put("header_from", json!(result.header_from));
     put("subject", json!(result.subject));
     put("verdict", json!(result.verdict));
+    if result.mailbox == Mailbox::Check
+        && let Some([spf, dkim]) = shown_verdicts(&result.verdict).as_deref()
+    {
+        put("verdicts", json!({ "spf": spf, "dkim": dkim }));
+    }
     put("prefixed_subject", json!(result.prefixed_subject));
     for (name, value) in report_parts {
         put(name, value);

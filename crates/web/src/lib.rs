@@ -1,7 +1,7 @@
 //! The results site and JSON API.
 //!
 //! [`router`] builds every HTTP route of the tester's web side: the server-rendered pages
-//! (`/`, `/spf`, `/dkim`, `/r/{id}`, `/r/{id}/raw`, `/r/{id}/eml`, the DMARC report pages
+//! (`/`, `/spf`, `/dkim`, `/check`, `/r/{id}`, `/r/{id}/raw`, `/r/{id}/eml`, the DMARC report pages
 //! under `/dmarc`), the SMTP session log (`/logs`, `/logs/raw`, `/logs/events`), the status
 //! page `/status`, the JSON API under `/api/v1/`, the live feed of new results at `/events` (server-sent events), the static
 //! assets and the probes `/livez`, `/readyz` and `/healthz`. Every response carries the
@@ -37,7 +37,7 @@ use axum::routing::get;
 /// What the web side needs to know about this tester instance.
 #[derive(Clone, Debug)]
 pub struct WebConfig {
-    /// The tester domains; people write to `spf@` and `dkim@` each of them.
+    /// The tester domains; people write to `spf@`, `dkim@` and `check@` each of them.
     pub domains: Vec<String>,
     /// The site's public base URL, without a trailing slash, e.g. `https://tester.example`.
     pub public_url: String,
@@ -76,6 +76,7 @@ pub fn router(store: SharedStore, config: WebConfig) -> Router {
         .route("/", get(pages::index))
         .route("/spf", get(pages::spf_results))
         .route("/dkim", get(pages::dkim_results))
+        .route("/check", get(pages::check_results))
         .route("/r/{id}", get(pages::result_detail))
         .route("/r/{id}/raw", get(pages::raw_message))
         .route("/r/{id}/eml", get(pages::delivered_message))

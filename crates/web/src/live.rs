@@ -92,7 +92,7 @@ pub(crate) async fn events(
     let Ok(Query(params)) = params else {
         return error_json(
             StatusCode::BAD_REQUEST,
-            "the query string is malformed; use mailbox=spf|dkim&sender=ADDRESS",
+            "the query string is malformed; use mailbox=spf|dkim|check&sender=ADDRESS",
         );
     };
     let filter = match LiveFilter::from_params(&params.list) {

@@ -1,4 +1,5 @@
-//! The server-rendered pages: the instructions at `/`, the result lists at `/spf` and `/dkim`,
+//! The server-rendered pages: the instructions at `/`, the result lists at `/spf`, `/dkim` and
+//! `/check`,
 //! a result's report at `/r/{id}`, its raw message at `/r/{id}/raw`, the message as delivered
 //! at `/r/{id}/eml`, and the error pages.
 //!
@@ -96,6 +97,7 @@ fn result_not_found_page() -> Response {
 struct DomainAddresses {
     spf: String,
     dkim: String,
+    check: String,
 }
 
 #[derive(Template)]
@@ -128,6 +130,7 @@ pub(crate) async fn index(State(state): State<AppState>) -> Response {
         .map(|domain| DomainAddresses {
             spf: format!("spf@{domain}"),
             dkim: format!("dkim@{domain}"),
+            check: format!("check@{domain}"),
         })
         .collect();
     let example_address = config.domains.first().map_or_else(
@@ -172,7 +175,14 @@ pub(crate) async fn dkim_results(
     results_page(state, Mailbox::Dkim, params).await
 }
 
-/// `GET /spf` and `GET /dkim`: a page of results, newest first, with `before` and `sender`.
+pub(crate) async fn check_results(
+    state: State<AppState>,
+    params: Result<Query<RawListParams>, QueryRejection>,
+) -> Response {
+    results_page(state, Mailbox::Check, params).await
+}
+
+/// `GET /spf`, `GET /dkim` and `GET /check`: a page of results, newest first, with `before` and `sender`.
 async fn results_page(
     State(state): State<AppState>,
     mailbox: Mailbox,

@@ -46,14 +46,14 @@ pub(crate) struct RawListParams {
 }
 
 impl RawListParams {
-    /// `mailbox`, if given: `spf` or `dkim`.
+    /// `mailbox`, if given: `spf`, `dkim` or `check`.
     pub(crate) fn mailbox(&self) -> Result<Option<Mailbox>, ParamError> {
         match self.mailbox.as_deref().map(str::trim) {
             None | Some("") => Ok(None),
             Some(name) => Mailbox::parse(name).map(Some).ok_or_else(|| {
                 ParamError::new(
                     "mailbox",
-                    format!("mailbox: {name:?} is not a mailbox; use spf or dkim"),
+                    format!("mailbox: {name:?} is not a mailbox; use spf, dkim or check"),
                 )
             }),
         }

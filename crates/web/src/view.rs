@@ -10,7 +10,7 @@ use authcheck_store::ResultSummary;
 use authcheck_verifier::display::{
     MAX_DISPLAY_FIELD_BYTES, MAX_LISTED_FIELD_BYTES, bounded_display_text,
 };
-use authcheck_verifier::{Grade, SpfTraceStep, Verdict};
+use authcheck_verifier::{Grade, SpfTraceStep, Verdict, shown_verdicts, worst_grade};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -67,9 +67,15 @@ pub(crate) fn verdict_class(verdict: Option<Verdict>) -> &'static str {
     }
 }
 
-/// The CSS class of a stored verdict, whose text the store keeps exactly as shown.
+/// The CSS class of a stored verdict text, which the store keeps exactly as shown: one
+/// verdict, or both for a full check, coloured by the worse of the two.
 pub(crate) fn stored_verdict_class(verdict: &str) -> &'static str {
-    verdict_class(verdict.parse().ok())
+    match shown_verdicts(verdict).as_deref().and_then(worst_grade) {
+        Some(Grade::Ok) => "ok",
+        Some(Grade::PartialOk) => "partial",
+        Some(Grade::Problem) => "problem",
+        None => "unknown",
+    }
 }
 
 pub(crate) fn utc_time(time: &DateTime<Utc>) -> String {
@@ -309,6 +315,14 @@ mod tests {
         assert_eq!(stored_verdict_class("|~OK| dkim-pass"), "partial");
         assert_eq!(stored_verdict_class("!! spf-fail !!"), "problem");
         assert_eq!(stored_verdict_class("not a verdict"), "unknown");
+        assert_eq!(
+            stored_verdict_class("|OK| spf-pass |~OK| dkim-pass"),
+            "partial"
+        );
+        assert_eq!(
+            stored_verdict_class("!! spf-fail !! |OK| dkim-pass"),
+            "problem"
+        );
         assert_eq!(verdict_class(None), "unknown");
     }
 }

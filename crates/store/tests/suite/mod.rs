@@ -25,6 +25,7 @@ macro_rules! every_case {
             one_message_stores_all_its_results_in_order,
             list_is_newest_first,
             list_filters_by_mailbox,
+            a_full_check_result_keeps_both_verdicts,
             paging_with_before_walks_back_without_gaps,
             unknown_before_id_is_an_error,
             after_seq_gives_only_newer_results,
@@ -355,6 +356,27 @@ pub async fn list_filters_by_mailbox(store: SharedStore) {
         .unwrap();
     assert_eq!(ids_of(&dkim), vec![&*ids[5], &*ids[3], &*ids[1]]);
     assert!(dkim.iter().all(|result| result.mailbox == Mailbox::Dkim));
+}
+
+pub async fn a_full_check_result_keeps_both_verdicts(store: SharedStore) {
+    let spf = insert_one(&store, sample(Mailbox::Spf, at(1))).await;
+    let mut check = sample(Mailbox::Check, at(2));
+    check.verdict = "|OK| spf-pass !! dkim-none !!".to_owned();
+    check.prefixed_subject = "|OK| spf-pass !! dkim-none !! hello".to_owned();
+    let check = insert_one(&store, check).await;
+    let stored = store.get(&check).await.unwrap().expect("stored");
+    assert_eq!(stored.summary.mailbox, Mailbox::Check);
+    assert_eq!(stored.summary.verdict, "|OK| spf-pass !! dkim-none !!");
+    let listed = store
+        .list(&ListQuery {
+            mailbox: Some(Mailbox::Check),
+            ..query(50)
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids_of(&listed), vec![check.as_str()]);
+    let all = store.list(&query(50)).await.unwrap();
+    assert_eq!(ids_of(&all), vec![check.as_str(), spf.as_str()]);
 }
 
 pub async fn paging_with_before_walks_back_without_gaps(store: SharedStore) {
