@@ -388,3 +388,58 @@ async fn reports_stored_before_the_rollup_are_added_to_it() {
         (10, 7)
     );
 }
+
+/// A database from before `check@`: the results table is rebuilt to accept it, and the
+/// results stored before keep their id, order, raw message and listing; new ones follow them.
+#[tokio::test]
+async fn results_stored_before_check_survive_the_rebuilt_table() {
+    let (_folder, url) = fresh_url();
+    let direct = migrated_before(&url, "20261130000081").await;
+    sqlx::query("INSERT INTO messages (id, message) VALUES ('m1', x'4869')")
+        .execute(&direct)
+        .await
+        .unwrap();
+    for (seq, id) in [
+        (7, "0123456789abcdef0123456789abcdef"),
+        (9, "1123456789abcdef0123456789abcdef"),
+    ] {
+        sqlx::query(&format!(
+            "INSERT INTO results (seq, id, mailbox, received_at, client_ip, client_port, \
+             client_ptr_confirmed, helo, mail_from, mail_from_lower, recipient, size, verdict, \
+             prefixed_subject, report, message_id) VALUES ({seq}, '{id}', 'dkim', \
+             '2026-03-01T12:00:00.000000Z', '192.0.2.1', 25, 0, 'h', 'a@b', 'a@b', \
+             'dkim@t', 5, '|OK| dkim-pass', '|OK| dkim-pass', '{{}}', 'm1')"
+        ))
+        .execute(&direct)
+        .await
+        .unwrap();
+    }
+    direct.close().await;
+
+    let store = open_ok(&url).await;
+    let newer = insert_one(&store, sample(Mailbox::Check, at(3))).await;
+    let listed = store
+        .list(&ListQuery {
+            limit: 10,
+            ..ListQuery::default()
+        })
+        .await
+        .unwrap();
+    let seqs: Vec<(i64, &str)> = listed.iter().map(|r| (r.seq, r.id.as_str())).collect();
+    assert_eq!(
+        seqs,
+        [
+            (10, newer.as_str()),
+            (9, "1123456789abcdef0123456789abcdef"),
+            (7, "0123456789abcdef0123456789abcdef")
+        ]
+    );
+    assert_eq!(listed[0].mailbox, Mailbox::Check);
+    assert_eq!(
+        store
+            .raw_message("0123456789abcdef0123456789abcdef")
+            .await
+            .unwrap(),
+        Some(b"Hi".to_vec())
+    );
+}
