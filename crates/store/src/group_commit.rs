@@ -31,12 +31,12 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use chrono::{DateTime, Utc};
 
 use crate::record::{InsertRow, MAX_ROWS_PER_INSERT, push_messages_insert, push_results_insert};
+use crate::reports::purge_reports_batch;
 use crate::sessions::{
     MAX_SESSIONS_PER_INSERT, PURGE_SESSIONS_SQL, SessionRow, millis, push_sessions_insert,
 };
 use crate::sql_store::{
-    Backend, PURGE_BATCH, PURGE_BATCH_SQL, Purged, REPORT_PURGE_BATCH, REPORT_PURGE_SQL, RowWriter,
-    delete_orphaned_messages,
+    Backend, PURGE_BATCH, PURGE_BATCH_SQL, Purged, RowWriter, delete_orphaned_messages,
 };
 use crate::sqlite::stored_time_text;
 use crate::{StoreError, StoreResult};
@@ -393,15 +393,7 @@ impl Writer {
             sqlx::query("BEGIN IMMEDIATE")
                 .execute(&mut *connection)
                 .await?;
-            let mut deleted = [0; 3];
-            for (count, sql) in deleted.iter_mut().zip(REPORT_PURGE_SQL) {
-                *count = sqlx::query(sql)
-                    .bind(cutoff)
-                    .bind(REPORT_PURGE_BATCH)
-                    .execute(&mut *connection)
-                    .await?
-                    .rows_affected();
-            }
+            let deleted = purge_reports_batch::<Sqlite>(connection, cutoff).await?;
             sqlx::query("COMMIT").execute(&mut *connection).await?;
             Ok::<[u64; 3], sqlx::Error>(deleted)
         }

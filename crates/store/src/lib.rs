@@ -179,9 +179,12 @@ pub trait ResultStore: Send + Sync {
     /// The newest rejected reports first, at most `limit`.
     async fn list_rejected_reports(&self, limit: u32) -> StoreResult<Vec<StoredRejectedReport>>;
     /// Deletes the reports (with their records) and the rejected reports received before
-    /// `cutoff` (seconds since the epoch), and the source names looked up before it; returns
-    /// how many reports and rejected reports. Like [`ResultStore::purge`], in short
-    /// transactions between which new results and reports are written.
+    /// `cutoff` (seconds since the epoch), and the source names looked up before it, taking
+    /// the reports off their domains' totals; then the daily rollup's days before `cutoff`'s
+    /// day that no stored report covers any more, with their messages, and the domains left
+    /// with nothing. Returns how many reports and rejected reports. Like
+    /// [`ResultStore::purge`], in short transactions between which new results and reports
+    /// are written.
     async fn purge_reports(&self, cutoff: i64) -> StoreResult<u64>;
     /// Those of `ips` whose name was never looked up, or was looked up before `stale_before`
     /// (seconds since the epoch), in the order given.

@@ -12,12 +12,12 @@ use sqlx::{PgPool, Postgres, QueryBuilder, Transaction};
 
 use crate::failure::query_failure;
 use crate::record::{InsertRow, MAX_ROWS_PER_INSERT, push_messages_insert, push_results_insert};
+use crate::reports::purge_reports_batch;
 use crate::sessions::{
     MAX_SESSIONS_PER_INSERT, PURGE_SESSIONS_SQL, SessionRow, millis, push_sessions_insert,
 };
 use crate::sql_store::{
-    Backend, PURGE_BATCH, PURGE_BATCH_SQL, Purged, REPORT_PURGE_BATCH, REPORT_PURGE_SQL, RowWriter,
-    SqlStore, delete_orphaned_messages,
+    Backend, PURGE_BATCH, PURGE_BATCH_SQL, Purged, RowWriter, SqlStore, delete_orphaned_messages,
 };
 use crate::{ACQUIRE_TIMEOUT, SharedStore, StoreError, StoreResult};
 
@@ -186,16 +186,9 @@ impl RowWriter for PgWriter {
     async fn purge_reports_batch(&self, cutoff: i64) -> StoreResult<[u64; 3]> {
         let mut transaction = self.pool.begin().await.map_err(Postgres::failure)?;
         lock_for_transaction(&mut transaction, PURGE_LOCK).await?;
-        let mut deleted = [0; 3];
-        for (count, sql) in deleted.iter_mut().zip(REPORT_PURGE_SQL) {
-            *count = sqlx::query(sql)
-                .bind(cutoff)
-                .bind(REPORT_PURGE_BATCH)
-                .execute(&mut *transaction)
-                .await
-                .map_err(Postgres::failure)?
-                .rows_affected();
-        }
+        let deleted = purge_reports_batch::<Postgres>(&mut transaction, cutoff)
+            .await
+            .map_err(Postgres::failure)?;
         transaction.commit().await.map_err(Postgres::failure)?;
         Ok(deleted)
     }

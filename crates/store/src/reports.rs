@@ -181,26 +181,79 @@ fn placeholders(rows: usize, columns: usize) -> String {
 pub(crate) const REPORT_PURGE_BATCH: i64 = 100;
 
 /// Deletes one batch of reports received before `$1` (`$2` at most), their records with them
-/// (`ON DELETE CASCADE`).
-pub(crate) const PURGE_REPORTS_BATCH_SQL: &str = "DELETE FROM dmarc_reports WHERE seq IN \
-    (SELECT seq FROM dmarc_reports WHERE received_at < $1 ORDER BY received_at LIMIT $2)";
+/// (`ON DELETE CASCADE`), and returns each one's domain and kind, for the domain totals.
+const PURGE_REPORTS_BATCH_SQL: &str = "DELETE FROM dmarc_reports WHERE seq IN \
+    (SELECT seq FROM dmarc_reports WHERE received_at < $1 ORDER BY received_at LIMIT $2) \
+    RETURNING domain, kind";
+
+/// Takes purged reports (`$1` aggregate, `$2` failure) off their domain's totals (`$3`).
+const UNCOUNT_REPORTS_SQL: &str = "UPDATE dmarc_domains \
+    SET reports = reports - $1, failure_reports = failure_reports - $2 WHERE domain = $3";
 
 /// Deletes one batch of rejected reports received before `$1` (`$2` at most).
-pub(crate) const PURGE_REJECTED_BATCH_SQL: &str = "DELETE FROM dmarc_rejected WHERE seq IN \
-    (SELECT seq FROM dmarc_rejected WHERE received_at < $1 ORDER BY received_at LIMIT $2)";
+const PURGE_REJECTED_BATCH_SQL: &str = "DELETE FROM dmarc_rejected WHERE seq IN \
+    (SELECT seq FROM dmarc_rejected WHERE received_at < $1 ORDER BY received_at LIMIT $2) \
+    RETURNING id";
 
 /// Deletes the source names looked up before `$1`: a source still sending is looked up again
 /// with its next report, so no name is older than the retention.
-pub(crate) const PURGE_SOURCES_BATCH_SQL: &str = "DELETE FROM dmarc_sources WHERE ip IN \
-    (SELECT ip FROM dmarc_sources WHERE looked_up_at < $1 ORDER BY looked_up_at LIMIT $2)";
+const PURGE_SOURCES_BATCH_SQL: &str = "DELETE FROM dmarc_sources WHERE ip IN \
+    (SELECT ip FROM dmarc_sources WHERE looked_up_at < $1 ORDER BY looked_up_at LIMIT $2) \
+    RETURNING ip";
 
-/// One purge batch's statements: reports, rejected reports, source names (`$1` the cutoff in
-/// seconds since the epoch, `$2` [`REPORT_PURGE_BATCH`]).
-pub(crate) const REPORT_PURGE_SQL: [&str; 3] = [
-    PURGE_REPORTS_BATCH_SQL,
-    PURGE_REJECTED_BATCH_SQL,
-    PURGE_SOURCES_BATCH_SQL,
-];
+/// One purge batch, run by each backend's writer inside its own transaction on `connection`:
+/// at most [`REPORT_PURGE_BATCH`] reports received before `cutoff` (seconds since the epoch),
+/// taken off their domains' report counts in the same transaction, as many rejected reports,
+/// and as many source names looked up before it. Returns how many rows of each went.
+pub(crate) async fn purge_reports_batch<DB>(
+    connection: &mut DB::Connection,
+    cutoff: i64,
+) -> Result<[u64; 3], sqlx::Error>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> String: sqlx::Encode<'q, DB> + sqlx::Decode<'q, DB> + sqlx::Type<DB>,
+    for<'r> (String, String): sqlx::FromRow<'r, DB::Row>,
+    usize: sqlx::ColumnIndex<DB::Row>,
+{
+    let purged: Vec<(String, String)> = sqlx::query_as(PURGE_REPORTS_BATCH_SQL)
+        .bind(cutoff)
+        .bind(REPORT_PURGE_BATCH)
+        .fetch_all(&mut *connection)
+        .await?;
+    let mut per_domain: std::collections::BTreeMap<&str, (i64, i64)> = Default::default();
+    for (domain, kind) in &purged {
+        let counts = per_domain.entry(domain.as_str()).or_default();
+        match ReportKind::parse(kind) {
+            Some(ReportKind::Failure) => counts.1 += 1,
+            _ => counts.0 += 1,
+        }
+    }
+    for (domain, (aggregates, failures)) in per_domain {
+        sqlx::query::<DB>(UNCOUNT_REPORTS_SQL)
+            .bind(aggregates)
+            .bind(failures)
+            .bind(domain.to_owned())
+            .execute(&mut *connection)
+            .await?;
+    }
+    // The rows come back (`RETURNING`) to be counted: the generic query result has no count.
+    let mut deleted = [purged.len() as u64, 0, 0];
+    for (count, sql) in deleted[1..]
+        .iter_mut()
+        .zip([PURGE_REJECTED_BATCH_SQL, PURGE_SOURCES_BATCH_SQL])
+    {
+        *count = sqlx::query_scalar::<DB, String>(sql)
+            .bind(cutoff)
+            .bind(REPORT_PURGE_BATCH)
+            .fetch_all(&mut *connection)
+            .await?
+            .len() as u64;
+    }
+    Ok(deleted)
+}
 
 /// The reverse DNS name of a source address, as looked up at ingest.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,12 +8,17 @@
 //! several days is shared among its UTC days the way the `dmarc-reports` crate's
 //! [`day_shares`] and [`split_count`] do it; the report keeps its original range.
 //!
+//! [`purge_days`] deletes the days older than `dmarc_retention` once no stored report covers
+//! them, and keeps the domains' totals right.
+//!
 //! The reads ([`DmarcFilter`] and the types below) sum rollup rows in SQL, bounded by the
 //! limits here whatever the data.
 
 use std::collections::BTreeMap;
 
+use crate::StoreResult;
 use crate::reports::{NewReport, ReportKind};
+use crate::sql_store::Backend;
 use crate::statement::Statement;
 use authcheck_dmarc_reports::{DateRange, day_shares, split_count};
 use chrono::NaiveDate;
@@ -223,6 +228,121 @@ impl RollupRows {
         statements.push(domain);
         statements
     }
+}
+
+/// The domains whose rollup may hold days older than `$1` (a day number).
+const DOMAINS_WITH_OLD_DAYS_SQL: &str =
+    "SELECT domain FROM dmarc_domains WHERE first_day < $1 ORDER BY domain";
+
+/// The first day of the oldest report still stored for domain `$1`.
+const EARLIEST_STORED_REPORT_SQL: &str =
+    "SELECT MIN(date_begin) FROM dmarc_reports WHERE domain = $1";
+
+/// The oldest day of domain `$1` before day `$2` that has rollup rows.
+const OLDEST_DAY_BEFORE_SQL: &str =
+    "SELECT MIN(day) FROM dmarc_daily WHERE domain = $1 AND day < $2";
+
+/// Deletes one day (`$2`) of domain `$1`'s rollup and returns each row's messages, so that
+/// exactly what went is taken off the domain's total (a concurrent purge of the same day gets
+/// nothing back and takes nothing off).
+const PURGE_DAY_SQL: &str =
+    "DELETE FROM dmarc_daily WHERE domain = $1 AND day = $2 RETURNING messages";
+
+/// Takes `$1` messages off domain `$2`'s total.
+const UNCOUNT_MESSAGES_SQL: &str =
+    "UPDATE dmarc_domains SET messages = messages - $1 WHERE domain = $2";
+
+/// Deletes domain `$1`'s policies seen before day `$2`.
+const PURGE_POLICIES_SQL: &str = "DELETE FROM dmarc_daily_policies WHERE domain = $1 AND day < $2";
+
+/// Moves domain `$1`'s first day, if it is before `$2`, to the first day of what is left: its
+/// rollup or its stored reports (a failure report has no rollup rows). A report stored
+/// meanwhile with an older day sets it itself.
+const MOVE_FIRST_DAY_SQL: &str = "UPDATE dmarc_domains SET first_day = COALESCE(\
+    (SELECT MIN(day) FROM (\
+        SELECT MIN(day) AS day FROM dmarc_daily WHERE domain = $1 \
+        UNION ALL SELECT MIN(date_begin) / 86400 FROM dmarc_reports WHERE domain = $1) AS days), \
+    first_day) WHERE domain = $1 AND first_day < $2";
+
+/// Deletes domain `$1` when neither reports nor rollup rows are left of it.
+const DROP_EMPTY_DOMAIN_SQL: &str = "DELETE FROM dmarc_domains WHERE domain = $1 \
+    AND reports = 0 AND failure_reports = 0 \
+    AND NOT EXISTS (SELECT 1 FROM dmarc_daily WHERE domain = $1)";
+
+/// Deletes the rollup's days before `cutoff_day` (a day number) of every domain, one day of
+/// one domain per transaction, and keeps `dmarc_domains` right: its messages lose what was
+/// deleted, its first day moves to what is left, and a domain with nothing left goes. A day
+/// that a report still stored covers stays (the days before a domain's oldest stored report
+/// only go): an imported archive of old reports keeps its charts as long as its reports.
+/// Returns how many days (of one domain each) went.
+pub(crate) async fn purge_days<DB>(pool: &sqlx::Pool<DB>, cutoff_day: i64) -> StoreResult<u64>
+where
+    DB: Backend,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Decode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Option<i64>: sqlx::Decode<'q, DB> + sqlx::Type<DB>,
+    for<'q> String: sqlx::Encode<'q, DB> + sqlx::Decode<'q, DB> + sqlx::Type<DB>,
+    usize: sqlx::ColumnIndex<DB::Row>,
+{
+    let domains: Vec<String> = sqlx::query_scalar::<DB, String>(DOMAINS_WITH_OLD_DAYS_SQL)
+        .bind(cutoff_day)
+        .fetch_all(pool)
+        .await
+        .map_err(DB::failure)?;
+    let mut days = 0;
+    for domain in &domains {
+        let earliest_report = sqlx::query_scalar::<DB, Option<i64>>(EARLIEST_STORED_REPORT_SQL)
+            .bind(domain.as_str())
+            .fetch_one(pool)
+            .await
+            .map_err(DB::failure)?;
+        let limit =
+            earliest_report.map_or(cutoff_day, |begin| cutoff_day.min(begin.div_euclid(86_400)));
+        loop {
+            let oldest = sqlx::query_scalar::<DB, Option<i64>>(OLDEST_DAY_BEFORE_SQL)
+                .bind(domain.as_str())
+                .bind(limit)
+                .fetch_one(pool)
+                .await
+                .map_err(DB::failure)?;
+            let Some(day) = oldest else { break };
+            // The delete comes first, so that on SQLite the transaction holds the write lock
+            // from its first statement.
+            let mut tx = pool.begin().await.map_err(DB::failure)?;
+            let messages: Vec<i64> = sqlx::query_scalar::<DB, i64>(PURGE_DAY_SQL)
+                .bind(domain.as_str())
+                .bind(day)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(DB::failure)?;
+            sqlx::query::<DB>(UNCOUNT_MESSAGES_SQL)
+                .bind(messages.iter().fold(0_i64, |sum, n| sum.saturating_add(*n)))
+                .bind(domain.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(DB::failure)?;
+            tx.commit().await.map_err(DB::failure)?;
+            days += 1;
+        }
+        let mut tx = pool.begin().await.map_err(DB::failure)?;
+        for sql in [PURGE_POLICIES_SQL, MOVE_FIRST_DAY_SQL] {
+            sqlx::query::<DB>(sql)
+                .bind(domain.as_str())
+                .bind(limit)
+                .execute(&mut *tx)
+                .await
+                .map_err(DB::failure)?;
+        }
+        sqlx::query::<DB>(DROP_EMPTY_DOMAIN_SQL)
+            .bind(domain.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(DB::failure)?;
+        tx.commit().await.map_err(DB::failure)?;
+    }
+    Ok(days)
 }
 
 /// DMARC's outcome, for filtering.

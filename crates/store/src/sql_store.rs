@@ -18,7 +18,6 @@ use crate::reports::{
     RAW_REPORT_SQL, RECORDS_PER_INSERT, REPORT_DOMAINS_SEEN_SQL, ReportRow, SOURCES_PER_QUERY,
     records_insert_sql, sources_select_sql, sources_upsert_sql, stored_report,
 };
-pub(crate) use crate::reports::{REPORT_PURGE_BATCH, REPORT_PURGE_SQL};
 use crate::rollup::{
     DmarcDay, DmarcDomain, DmarcFilter, DmarcPolicySeen, DmarcReporter, DmarcSource,
     DmarcSourceSeen, ReportListing, RollupRows,
@@ -65,7 +64,8 @@ pub(crate) trait RowWriter: Send + Sync {
 
     /// Deletes at most [`REPORT_PURGE_BATCH`](crate::reports::REPORT_PURGE_BATCH) reports
     /// (with their records), as many rejected reports and source names, older than `cutoff`
-    /// (seconds since the epoch), in one short transaction ([`REPORT_PURGE_SQL`]); returns
+    /// (seconds since the epoch), in one short transaction
+    /// ([`purge_reports_batch`](crate::reports::purge_reports_batch)); returns
     /// how many rows of each. Several instances may call this at once.
     async fn purge_reports_batch(&self, cutoff: i64) -> StoreResult<[u64; 3]>;
 
@@ -444,9 +444,11 @@ where
             let [reports, rejected, sources] = self.writer.purge_reports_batch(cutoff).await?;
             deleted += reports + rejected;
             if reports + rejected + sources == 0 {
-                return Ok(deleted);
+                break;
             }
         }
+        crate::rollup::purge_days(&self.pool, cutoff.div_euclid(86_400)).await?;
+        Ok(deleted)
     }
 
     async fn sources_to_look_up(

@@ -45,6 +45,7 @@ macro_rules! every_case {
             dmarc_records_are_stored_in_multi_row_batches,
             dmarc_source_names_are_cached_until_stale,
             dmarc_retention_purge_removes_old_reports_rejected_and_sources,
+            dmarc_retention_purge_removes_the_rollup_days_no_report_covers,
             report_domains_seen_counts_reports_per_domain,
             dmarc_rollup_sums_reports_per_day_source_and_class,
             dmarc_rollup_filters_by_reporter_source_and_outcome,
@@ -1263,6 +1264,162 @@ pub async fn dmarc_rollup_sums_reports_per_day_source_and_class(store: SharedSto
         100
     );
     assert_eq!(store.dmarc_domain("unknown.example").await.unwrap(), None);
+}
+
+/// The clock is the cutoff (2023-11-20 00:00 UTC): the rollup's days before it go with the
+/// reports that made them, and the domains' totals follow; a day that a report still stored
+/// covers stays, so does an archive imported after the fact; a domain with nothing left goes.
+pub async fn dmarc_retention_purge_removes_the_rollup_days_no_report_covers(store: SharedStore) {
+    let pass = |count| vec![record("192.0.2.1", count, "pass", "pass", "none")];
+    let mut failure = aggregate(
+        "F",
+        "f-1",
+        "example.org",
+        (NOV_15 + 60, NOV_15 + 60),
+        vec![],
+    );
+    failure.kind = ReportKind::Failure;
+    failure.policy = None;
+    let mut archive = aggregate(
+        "A",
+        "archive-1",
+        "archive.example",
+        (NOV_15, NOV_15 + DAY - 1),
+        pass(7),
+    );
+    archive.received_at = NOV_15 + 30 * DAY;
+    let mut stricter = aggregate(
+        "B",
+        "b-2",
+        "example.org",
+        (NOV_15 + 10 * DAY, NOV_15 + 11 * DAY - 1),
+        pass(3),
+    );
+    stricter.policy = Some("p=reject".to_owned());
+    store_reports(
+        &store,
+        vec![
+            // Received 2023-11-16: gone with its day.
+            aggregate(
+                "A",
+                "a-1",
+                "example.org",
+                (NOV_15, NOV_15 + DAY - 1),
+                pass(100),
+            ),
+            failure,
+            // Received 2023-11-21, covering the 19th and 20th: it stays, and so do its days.
+            aggregate(
+                "B",
+                "b-1",
+                "example.org",
+                (NOV_15 + 4 * DAY, NOV_15 + 6 * DAY - 1),
+                pass(10),
+            ),
+            stricter,
+            aggregate(
+                "A",
+                "gone-1",
+                "gone.example",
+                (NOV_15, NOV_15 + DAY - 1),
+                pass(5),
+            ),
+            archive,
+        ],
+    )
+    .await;
+    let before = store.dmarc_domain("example.org").await.unwrap().unwrap();
+    assert_eq!(
+        (before.messages, before.reports, before.failure_reports),
+        (113, 3, 1)
+    );
+
+    assert_eq!(store.purge_reports(NOV_15 + 5 * DAY).await.unwrap(), 3);
+
+    let november = whole("example.org", "2023-11-01", "2023-11-30");
+    let days: Vec<_> = store
+        .dmarc_daily(&november)
+        .await
+        .unwrap()
+        .iter()
+        .map(|day| (day.day, day.counts.messages))
+        .collect();
+    assert_eq!(
+        days,
+        [
+            (date("2023-11-19"), 5),
+            (date("2023-11-20"), 5),
+            (date("2023-11-25"), 3)
+        ]
+    );
+    let domain = store.dmarc_domain("example.org").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            domain.first_day,
+            domain.last_day,
+            domain.messages,
+            domain.reports,
+            domain.failure_reports
+        ),
+        (date("2023-11-19"), date("2023-11-25"), 13, 2, 0)
+    );
+    let policies: Vec<_> = store
+        .dmarc_policies(&november, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|policy| (policy.policy, policy.first_day))
+        .collect();
+    assert_eq!(
+        policies,
+        [
+            ("p=none; adkim=r; aspf=r".to_owned(), date("2023-11-19")),
+            ("p=reject".to_owned(), date("2023-11-25"))
+        ]
+    );
+    assert_eq!(store.dmarc_domain("gone.example").await.unwrap(), None);
+    let listed: Vec<_> = store
+        .dmarc_domains(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|domain| (domain.domain, domain.messages))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("example.org".to_owned(), 13),
+            ("archive.example".to_owned(), 7)
+        ]
+    );
+    let archive = store
+        .dmarc_daily(&whole("archive.example", "2023-11-01", "2023-11-30"))
+        .await
+        .unwrap();
+    assert_eq!(archive.len(), 1);
+
+    // Nothing more is older; a domain that went comes back with its new report alone.
+    assert_eq!(store.purge_reports(NOV_15 + 5 * DAY).await.unwrap(), 0);
+    assert_eq!(
+        store.dmarc_domain("example.org").await.unwrap().unwrap(),
+        domain
+    );
+    store_reports(
+        &store,
+        vec![aggregate(
+            "A",
+            "gone-2",
+            "gone.example",
+            (NOV_15 + 9 * DAY, NOV_15 + 10 * DAY - 1),
+            pass(2),
+        )],
+    )
+    .await;
+    let back = store.dmarc_domain("gone.example").await.unwrap().unwrap();
+    assert_eq!(
+        (back.first_day, back.messages, back.reports),
+        (date("2023-11-24"), 2, 1)
+    );
 }
 
 pub async fn dmarc_rollup_filters_by_reporter_source_and_outcome(store: SharedStore) {
