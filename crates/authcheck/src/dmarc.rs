@@ -12,93 +12,12 @@ use std::io::{BufReader, IsTerminal};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use authcheck_dmarc_reports::{DkimResult, Limits, Report, SpfResult};
-use authcheck_store::{
-    NewRecord, NewRejectedReport, NewReport, ReportInsert, ReportKind, SharedStore, StoreError,
-};
+use authcheck_dmarc_reports::{Limits, Report};
+use authcheck_store::{NewRejectedReport, NewReport, ReportInsert, SharedStore, StoreError};
 use chrono::Utc;
 use indicatif::{ProgressBar, ProgressStyle};
-use sha2::{Digest, Sha256};
 
 use crate::failure::Failure;
-
-/// The store's rows for a parsed report that arrived as `raw` at `received_at`.
-pub fn new_report(report: &Report, raw: Vec<u8>, received_at: i64) -> NewReport {
-    // Straight to text: a `Value` tree of a large report would take ten times its size.
-    let json = serde_json::value::to_raw_value(report).unwrap_or_else(|_| {
-        serde_json::value::RawValue::from_string("null".to_owned()).expect("null is JSON")
-    });
-    match report {
-        Report::Aggregate(aggregate) => NewReport {
-            kind: ReportKind::Aggregate,
-            reporter: aggregate.reporter().to_owned(),
-            report_id: aggregate.metadata.report_id.clone(),
-            domain: aggregate.policy.domain.to_ascii_lowercase(),
-            date_begin: aggregate.metadata.date_range.begin,
-            date_end: aggregate.metadata.date_range.end,
-            received_at,
-            report: json,
-            raw,
-            records: aggregate
-                .records
-                .iter()
-                .map(|record| NewRecord {
-                    source_ip: record.source_ip.to_string(),
-                    count: i64::try_from(record.count).unwrap_or(i64::MAX),
-                    disposition: record.policy_evaluated.disposition.map(|d| d.to_string()),
-                    dkim: record.policy_evaluated.dkim.map(|r| r.to_string()),
-                    spf: record.policy_evaluated.spf.map(|r| r.to_string()),
-                    header_from: record.identifiers.header_from.clone(),
-                    dkim_pass: record
-                        .auth_results
-                        .dkim
-                        .iter()
-                        .any(|dkim| dkim.result == Some(DkimResult::Pass)),
-                    spf_pass: record
-                        .auth_results
-                        .spf
-                        .iter()
-                        .any(|spf| spf.result == Some(SpfResult::Pass)),
-                    reasons: record
-                        .policy_evaluated
-                        .reasons
-                        .iter()
-                        .filter_map(|reason| reason.kind.map(|kind| kind.to_string()))
-                        .collect(),
-                })
-                .collect(),
-            policy: Some(aggregate.policy.tags()).filter(|tags| !tags.is_empty()),
-        },
-        Report::Failure(failure) => {
-            // A failure report has no report id; its Message-ID serves, or failing that the
-            // digest of its bytes, so the same message imported twice is a duplicate.
-            let report_id = failure.message_id.clone().unwrap_or_else(|| {
-                let digest = Sha256::digest(&raw);
-                let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-                format!("sha256:{hex}")
-            });
-            let domain = failure
-                .feedback
-                .as_ref()
-                .and_then(|feedback| feedback.reported_domain.first().cloned())
-                .unwrap_or_default();
-            let date = failure.date.unwrap_or(received_at);
-            NewReport {
-                kind: ReportKind::Failure,
-                reporter: failure.reporter.clone().unwrap_or_default(),
-                report_id,
-                domain: domain.to_ascii_lowercase(),
-                date_begin: date,
-                date_end: date,
-                received_at,
-                report: json,
-                raw,
-                records: Vec::new(),
-                policy: None,
-            }
-        }
-    }
-}
 
 /// What became of a report given to [`keep_report`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,7 +54,7 @@ pub async fn keep_report(
     let kept = match parsed {
         Ok(report) => {
             let sources = distinct_sources(&report);
-            let row = new_report(&report, raw, received_at);
+            let row = NewReport::from_parsed(&report, raw, received_at);
             // Not held while the rows are written: a large report's parse is large.
             drop(report);
             match store.insert_report(row).await? {

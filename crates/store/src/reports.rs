@@ -2,10 +2,12 @@
 //! aggregate records beside it, the reports that could not be parsed with their reason, and
 //! the reverse DNS names of the records' source addresses.
 //!
-//! The store knows reports only as these plain rows; parsing them is the `dmarc-reports`
-//! crate's business and the binary maps one to the other. Times are seconds since the epoch.
+//! The store knows reports as these plain rows; parsing them is the `dmarc-reports` crate's
+//! business, and [`NewReport::from_parsed`] maps a parsed report to its rows. Times are seconds since the epoch.
 
+use authcheck_dmarc_reports::{DkimResult, Report, SpfResult};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 /// What a report is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,6 +55,87 @@ pub struct NewReport {
     /// The DMARC policy the reporter saw published, as a record's tags
     /// (`p=reject; sp=none; adkim=r; aspf=r; pct=100`), for the dashboard's policy history.
     pub policy: Option<String>,
+}
+
+impl NewReport {
+    /// The rows of a parsed report that arrived as `raw` at `received_at`: the one mapping
+    /// from the parser's reports to the store's, for the service, `dmarc import` and tests.
+    pub fn from_parsed(report: &Report, raw: Vec<u8>, received_at: i64) -> NewReport {
+        // Straight to text: a `Value` tree of a large report would take ten times its size.
+        let json = serde_json::value::to_raw_value(report).unwrap_or_else(|_| {
+            serde_json::value::RawValue::from_string("null".to_owned()).expect("null is JSON")
+        });
+        match report {
+            Report::Aggregate(aggregate) => NewReport {
+                kind: ReportKind::Aggregate,
+                reporter: aggregate.reporter().to_owned(),
+                report_id: aggregate.metadata.report_id.clone(),
+                domain: aggregate.policy.domain.to_ascii_lowercase(),
+                date_begin: aggregate.metadata.date_range.begin,
+                date_end: aggregate.metadata.date_range.end,
+                received_at,
+                report: json,
+                raw,
+                records: aggregate
+                    .records
+                    .iter()
+                    .map(|record| NewRecord {
+                        source_ip: record.source_ip.to_string(),
+                        count: i64::try_from(record.count).unwrap_or(i64::MAX),
+                        disposition: record.policy_evaluated.disposition.map(|d| d.to_string()),
+                        dkim: record.policy_evaluated.dkim.map(|r| r.to_string()),
+                        spf: record.policy_evaluated.spf.map(|r| r.to_string()),
+                        header_from: record.identifiers.header_from.clone(),
+                        dkim_pass: record
+                            .auth_results
+                            .dkim
+                            .iter()
+                            .any(|dkim| dkim.result == Some(DkimResult::Pass)),
+                        spf_pass: record
+                            .auth_results
+                            .spf
+                            .iter()
+                            .any(|spf| spf.result == Some(SpfResult::Pass)),
+                        reasons: record
+                            .policy_evaluated
+                            .reasons
+                            .iter()
+                            .filter_map(|reason| reason.kind.map(|kind| kind.to_string()))
+                            .collect(),
+                    })
+                    .collect(),
+                policy: Some(aggregate.policy.tags()).filter(|tags| !tags.is_empty()),
+            },
+            Report::Failure(failure) => {
+                // A failure report has no report id; its Message-ID serves, or failing that the
+                // digest of its bytes, so the same message imported twice is a duplicate.
+                let report_id = failure.message_id.clone().unwrap_or_else(|| {
+                    let digest = Sha256::digest(&raw);
+                    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+                    format!("sha256:{hex}")
+                });
+                let domain = failure
+                    .feedback
+                    .as_ref()
+                    .and_then(|feedback| feedback.reported_domain.first().cloned())
+                    .unwrap_or_default();
+                let date = failure.date.unwrap_or(received_at);
+                NewReport {
+                    kind: ReportKind::Failure,
+                    reporter: failure.reporter.clone().unwrap_or_default(),
+                    report_id,
+                    domain: domain.to_ascii_lowercase(),
+                    date_begin: date,
+                    date_end: date,
+                    received_at,
+                    report: json,
+                    raw,
+                    records: Vec::new(),
+                    policy: None,
+                }
+            }
+        }
+    }
 }
 
 /// One row of an aggregate report.

@@ -14,8 +14,8 @@
 //! when the database cannot be reached.
 
 use authcheck_store::{
-    DmarcCounts, DmarcDomain, MAX_DASHBOARD_ROWS, MAX_REPORT_OFFSET, ReportKind, ReportListing,
-    ReportQuery,
+    DmarcCounts, DmarcDomain, DmarcFilter, MAX_DASHBOARD_ROWS, MAX_REPORT_OFFSET, ReportKind,
+    ReportListing, ReportQuery,
 };
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
@@ -124,38 +124,61 @@ pub(crate) struct RawApiParams {
     limit: Option<String>,
 }
 
+/// What every per-domain handler opens with: the query string read, the domain looked up and
+/// the filters checked; or the error response to give.
+async fn open_domain(
+    state: &AppState,
+    path: &str,
+    params: Result<Query<RawApiParams>, QueryRejection>,
+) -> Result<(RawApiParams, DmarcDomain, DmarcFilter), Response> {
+    let Ok(Query(raw)) = params else {
+        return Err(malformed_query());
+    };
+    let (domain, _, filter) = resolve(state, path, &raw.filters)
+        .await
+        .map_err(dashboard_error_json)?;
+    Ok((raw, domain, filter))
+}
+
+/// A per-domain answer: the domain, the days its filters cover, and `items` under `key`.
+fn domain_answer(
+    domain: &DmarcDomain,
+    filter: &DmarcFilter,
+    key: &str,
+    items: Vec<Value>,
+) -> Response {
+    let mut object = serde_json::Map::new();
+    object.insert("domain".into(), json!(domain.domain));
+    object.insert("from".into(), json!(filter.first_day.to_string()));
+    object.insert("to".into(), json!(filter.last_day.to_string()));
+    object.insert(key.into(), Value::Array(items));
+    Json(Value::Object(object)).into_response()
+}
+
 /// `GET /api/v1/dmarc/domains/{domain}/daily`
 pub(crate) async fn daily(
     State(state): State<AppState>,
     Path(path): Path<String>,
-    params: Result<Query<RawDashboardParams>, QueryRejection>,
+    params: Result<Query<RawApiParams>, QueryRejection>,
 ) -> Response {
-    let Ok(Query(raw)) = params else {
-        return malformed_query();
+    let answer = async {
+        let (_, domain, filter) = open_domain(&state, &path, params).await?;
+        let days = state
+            .store
+            .dmarc_daily(&filter)
+            .await
+            .map_err(|error| store_unavailable_json(&error))?;
+        let days: Vec<Value> = every_day(&filter, &days)
+            .iter()
+            .map(|day| {
+                let mut object = counts_json(&day.counts);
+                object.insert("day".into(), json!(day.day.to_string()));
+                Value::Object(object)
+            })
+            .collect();
+        Ok(domain_answer(&domain, &filter, "days", days))
     };
-    let (domain, _, filter) = match resolve(&state, &path, &raw).await {
-        Ok(resolved) => resolved,
-        Err(error) => return dashboard_error_json(error),
-    };
-    let days = match state.store.dmarc_daily(&filter).await {
-        Ok(days) => every_day(&filter, &days),
-        Err(error) => return store_unavailable_json(&error),
-    };
-    let days: Vec<Value> = days
-        .iter()
-        .map(|day| {
-            let mut object = counts_json(&day.counts);
-            object.insert("day".into(), json!(day.day.to_string()));
-            Value::Object(object)
-        })
-        .collect();
-    Json(json!({
-        "domain": domain.domain,
-        "from": filter.first_day.to_string(),
-        "to": filter.last_day.to_string(),
-        "days": days,
-    }))
-    .into_response()
+    answer.await.unwrap_or_else(|error: Response| error)
 }
 
 /// `GET /api/v1/dmarc/domains/{domain}/sources`
@@ -164,54 +187,44 @@ pub(crate) async fn sources(
     Path(path): Path<String>,
     params: Result<Query<RawApiParams>, QueryRejection>,
 ) -> Response {
-    let Ok(Query(raw)) = params else {
-        return malformed_query();
+    let answer = async {
+        let (raw, domain, filter) = open_domain(&state, &path, params).await?;
+        let limit = limit_param(raw.limit.as_deref(), DEFAULT_API_ROWS)
+            .map_err(|error| param_error_json(&error))?;
+        let sources = state
+            .store
+            .dmarc_sources(&filter, limit)
+            .await
+            .map_err(|error| store_unavailable_json(&error))?;
+        let names = source_names(&state, &sources).await;
+        let named = |counts: &[(String, i64)]| -> Value {
+            Value::Array(
+                counts
+                    .iter()
+                    .map(|(name, messages)| json!({ "name": name, "messages": messages }))
+                    .collect(),
+            )
+        };
+        let listed: Vec<Value> = sources
+            .iter()
+            .map(|source| {
+                let mut object = counts_json(&source.counts);
+                object.insert("source_ip".into(), json!(source.source_ip));
+                let name = names.get(&source.source_ip);
+                object.insert("ptr".into(), json!(name.and_then(|n| n.ptr.as_deref())));
+                object.insert(
+                    "org_domain".into(),
+                    json!(name.and_then(|n| n.org_domain.as_deref())),
+                );
+                object.insert("reporters".into(), json!(source.reporters));
+                object.insert("dispositions".into(), named(&source.dispositions));
+                object.insert("reasons".into(), named(&source.reasons));
+                Value::Object(object)
+            })
+            .collect();
+        Ok(domain_answer(&domain, &filter, "sources", listed))
     };
-    let limit = match limit_param(raw.limit.as_deref(), DEFAULT_API_ROWS) {
-        Ok(limit) => limit,
-        Err(error) => return param_error_json(&error),
-    };
-    let (domain, _, filter) = match resolve(&state, &path, &raw.filters).await {
-        Ok(resolved) => resolved,
-        Err(error) => return dashboard_error_json(error),
-    };
-    let sources = match state.store.dmarc_sources(&filter, limit).await {
-        Ok(sources) => sources,
-        Err(error) => return store_unavailable_json(&error),
-    };
-    let names = source_names(&state, &sources).await;
-    let named = |counts: &[(String, i64)]| -> Value {
-        Value::Array(
-            counts
-                .iter()
-                .map(|(name, messages)| json!({ "name": name, "messages": messages }))
-                .collect(),
-        )
-    };
-    let listed: Vec<Value> = sources
-        .iter()
-        .map(|source| {
-            let mut object = counts_json(&source.counts);
-            object.insert("source_ip".into(), json!(source.source_ip));
-            let name = names.get(&source.source_ip);
-            object.insert("ptr".into(), json!(name.and_then(|n| n.ptr.as_deref())));
-            object.insert(
-                "org_domain".into(),
-                json!(name.and_then(|n| n.org_domain.as_deref())),
-            );
-            object.insert("reporters".into(), json!(source.reporters));
-            object.insert("dispositions".into(), named(&source.dispositions));
-            object.insert("reasons".into(), named(&source.reasons));
-            Value::Object(object)
-        })
-        .collect();
-    Json(json!({
-        "domain": domain.domain,
-        "from": filter.first_day.to_string(),
-        "to": filter.last_day.to_string(),
-        "sources": listed,
-    }))
-    .into_response()
+    answer.await.unwrap_or_else(|error: Response| error)
 }
 
 fn listing_json(state: &AppState, report: &ReportListing) -> serde_json::Map<String, Value> {

@@ -5,10 +5,8 @@
 
 mod common;
 
-use authcheck_dmarc_reports::{DkimResult, Limits, Report, SpfResult, parse};
-use authcheck_store::{
-    NewRecord, NewRejectedReport, NewReport, ReportInsert, ReportKind, SourceName,
-};
+use authcheck_dmarc_reports::{Limits, Report, parse};
+use authcheck_store::{NewRejectedReport, NewReport, ReportInsert, SourceName};
 use chrono::{TimeZone, Utc};
 use common::{PUBLIC_URL, Sample, TestSite};
 use reqwest::StatusCode;
@@ -70,72 +68,15 @@ fn aggregate_xml(
     )
 }
 
-/// The store's rows for a parsed report, as the binary maps them.
+/// The store's rows for a parsed report, received an hour after its period (a failure
+/// report: on 2023-11-15).
 fn new_report(raw: &[u8]) -> NewReport {
     let report = parse(raw, &Limits::default()).expect("the test report parses");
-    let json = serde_json::value::to_raw_value(&report).unwrap();
-    match report {
-        Report::Aggregate(aggregate) => NewReport {
-            kind: ReportKind::Aggregate,
-            reporter: aggregate.reporter().to_owned(),
-            report_id: aggregate.metadata.report_id.clone(),
-            domain: aggregate.policy.domain.to_ascii_lowercase(),
-            date_begin: aggregate.metadata.date_range.begin,
-            date_end: aggregate.metadata.date_range.end,
-            received_at: aggregate.metadata.date_range.end + 3600,
-            report: json,
-            raw: raw.to_vec(),
-            records: aggregate
-                .records
-                .iter()
-                .map(|record| NewRecord {
-                    source_ip: record.source_ip.to_string(),
-                    count: record.count as i64,
-                    disposition: record.policy_evaluated.disposition.map(|d| d.to_string()),
-                    dkim: record.policy_evaluated.dkim.map(|r| r.to_string()),
-                    spf: record.policy_evaluated.spf.map(|r| r.to_string()),
-                    header_from: record.identifiers.header_from.clone(),
-                    dkim_pass: record
-                        .auth_results
-                        .dkim
-                        .iter()
-                        .any(|d| d.result == Some(DkimResult::Pass)),
-                    spf_pass: record
-                        .auth_results
-                        .spf
-                        .iter()
-                        .any(|s| s.result == Some(SpfResult::Pass)),
-                    reasons: record
-                        .policy_evaluated
-                        .reasons
-                        .iter()
-                        .filter_map(|r| r.kind.map(|k| k.to_string()))
-                        .collect(),
-                })
-                .collect(),
-            policy: Some(aggregate.policy.tags()),
-        },
-        Report::Failure(failure) => NewReport {
-            kind: ReportKind::Failure,
-            reporter: failure.reporter.clone().unwrap_or_default(),
-            report_id: failure
-                .message_id
-                .clone()
-                .unwrap_or_else(|| "failure".into()),
-            domain: failure
-                .feedback
-                .as_ref()
-                .and_then(|f| f.reported_domain.first().cloned())
-                .unwrap_or_default(),
-            date_begin: failure.date.unwrap_or(NOV_15),
-            date_end: failure.date.unwrap_or(NOV_15),
-            received_at: NOV_15,
-            report: json,
-            raw: raw.to_vec(),
-            records: Vec::new(),
-            policy: None,
-        },
-    }
+    let received_at = match &report {
+        Report::Aggregate(aggregate) => aggregate.metadata.date_range.end + 3600,
+        Report::Failure(_) => NOV_15,
+    };
+    NewReport::from_parsed(&report, raw.to_vec(), received_at)
 }
 
 async fn store(site: &TestSite, xml: String) -> String {
