@@ -54,9 +54,9 @@ pub async fn keep_report(
     let kept = match parsed {
         Ok(report) => {
             let sources = distinct_sources(&report);
-            let row = NewReport::from_parsed(&report, raw, received_at);
-            // Not held while the rows are written: a large report's parse is large.
-            drop(report);
+            // Taken, not copied: a large report's parse is large, and it is not held while
+            // the rows are written.
+            let row = NewReport::from_parsed(report, raw, received_at);
             match store.insert_report(row).await? {
                 ReportInsert::Stored(id) => Kept::Stored { id, sources },
                 ReportInsert::Duplicate(id) => Kept::Duplicate(id),

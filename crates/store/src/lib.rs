@@ -175,7 +175,19 @@ pub trait ResultStore: Send + Sync {
     async fn insert_report(&self, report: NewReport) -> StoreResult<ReportInsert>;
     /// Stores a report that could not be parsed, with the reason; returns its id.
     async fn insert_rejected_report(&self, rejected: NewRejectedReport) -> StoreResult<String>;
+    /// A stored report. Its `report` JSON holds its records only if it was stored before
+    /// records kept their own ([`NewRecord::detail`]); read those with
+    /// [`ResultStore::report_records`].
     async fn get_report(&self, id: &str) -> StoreResult<Option<StoredReport>>;
+    /// The records of report `id` from the `first` (0 for the first) on, at most `count`
+    /// (≤ [`MAX_RECORDS_READ`]), as parsed (`authcheck_dmarc_reports::Record` JSON); empty
+    /// for a report stored with its records inside its own JSON.
+    async fn report_records(
+        &self,
+        id: &str,
+        first: u32,
+        count: u32,
+    ) -> StoreResult<Vec<serde_json::Value>>;
     /// The newest rejected reports first, at most `limit`.
     async fn list_rejected_reports(&self, limit: u32) -> StoreResult<Vec<StoredRejectedReport>>;
     /// Deletes the reports (with their records) and the rejected reports received before
@@ -281,8 +293,8 @@ pub type SharedStore = Arc<dyn ResultStore>;
 pub use dashboard::{MAX_REPORT_OFFSET, ReportQuery};
 pub use listing::{MAX_LIST_LIMIT, sender_matches};
 pub use reports::{
-    NewRecord, NewRejectedReport, NewReport, ReportDomain, ReportInsert, ReportKind, SourceName,
-    StoredRejectedReport, StoredReport,
+    MAX_RECORDS_READ, NewRecord, NewRejectedReport, NewReport, ReportDomain, ReportInsert,
+    ReportKind, SourceName, StoredRejectedReport, StoredReport,
 };
 pub use rollup::{
     DmarcCounts, DmarcDay, DmarcDomain, DmarcFilter, DmarcOutcome, DmarcPolicySeen, DmarcReporter,

@@ -60,12 +60,19 @@ pub struct NewReport {
 impl NewReport {
     /// The rows of a parsed report that arrived as `raw` at `received_at`: the one mapping
     /// from the parser's reports to the store's, for the service, `dmarc import` and tests.
-    pub fn from_parsed(report: &Report, raw: Vec<u8>, received_at: i64) -> NewReport {
-        // Straight to text: a `Value` tree of a large report would take ten times its size.
-        let json = serde_json::value::to_raw_value(report).unwrap_or_else(|_| {
+    /// An aggregate report's records each keep their JSON ([`NewRecord::detail`]), and the
+    /// report's JSON is the rest of it (its `records` empty), so that a page of records is
+    /// read without the whole report.
+    pub fn from_parsed(mut report: Report, raw: Vec<u8>, received_at: i64) -> NewReport {
+        let records = match &mut report {
+            Report::Aggregate(aggregate) => std::mem::take(&mut aggregate.records),
+            Report::Failure(_) => Vec::new(),
+        };
+        // Straight to text: a `Value` tree would take ten times the size.
+        let json = serde_json::value::to_raw_value(&report).unwrap_or_else(|_| {
             serde_json::value::RawValue::from_string("null".to_owned()).expect("null is JSON")
         });
-        match report {
+        match &report {
             Report::Aggregate(aggregate) => NewReport {
                 kind: ReportKind::Aggregate,
                 reporter: aggregate.reporter().to_owned(),
@@ -76,16 +83,15 @@ impl NewReport {
                 received_at,
                 report: json,
                 raw,
-                records: aggregate
-                    .records
-                    .iter()
+                records: records
+                    .into_iter()
                     .map(|record| NewRecord {
+                        detail: serde_json::to_string(&record).ok(),
                         source_ip: record.source_ip.to_string(),
                         count: i64::try_from(record.count).unwrap_or(i64::MAX),
                         disposition: record.policy_evaluated.disposition.map(|d| d.to_string()),
                         dkim: record.policy_evaluated.dkim.map(|r| r.to_string()),
                         spf: record.policy_evaluated.spf.map(|r| r.to_string()),
-                        header_from: record.identifiers.header_from.clone(),
                         dkim_pass: record
                             .auth_results
                             .dkim
@@ -102,6 +108,7 @@ impl NewReport {
                             .iter()
                             .filter_map(|reason| reason.kind.map(|kind| kind.to_string()))
                             .collect(),
+                        header_from: record.identifiers.header_from,
                     })
                     .collect(),
                 policy: Some(aggregate.policy.tags()).filter(|tags| !tags.is_empty()),
@@ -155,6 +162,9 @@ pub struct NewRecord {
     /// Why the receiver overrode the policy (`policy_evaluated/reason/type`), in the RFC's
     /// spelling.
     pub reasons: Vec<String>,
+    /// The record as parsed (`authcheck_dmarc_reports::Record` as JSON), which the report page
+    /// shows; see [`ResultStore::report_records`](crate::ResultStore::report_records).
+    pub detail: Option<String>,
 }
 
 /// What became of a report given to [`ResultStore::insert_report`](crate::ResultStore).
@@ -218,6 +228,15 @@ pub(crate) const GET_REPORT_SQL: &str = "SELECT id, kind, reporter, report_id, d
     (SELECT COUNT(*) FROM dmarc_records WHERE dmarc_records.report = dmarc_reports.id) \
     FROM dmarc_reports WHERE id = $1";
 
+/// Most records one [`ResultStore::report_records`](crate::ResultStore::report_records) call
+/// reads.
+pub const MAX_RECORDS_READ: u32 = 1_000;
+
+/// The details of report `$1`'s records from position `$2` up to (not including) `$3`.
+pub(crate) const REPORT_RECORDS_SQL: &str = "SELECT detail FROM dmarc_records \
+    WHERE report = $1 AND position >= $2 AND position < $3 AND detail IS NOT NULL \
+    ORDER BY position";
+
 pub(crate) const RAW_REPORT_SQL: &str = "SELECT raw FROM dmarc_reports WHERE id = $1";
 
 pub(crate) const LIST_REJECTED_SQL: &str = "SELECT id, received_at, source, reason \
@@ -226,18 +245,18 @@ pub(crate) const LIST_REJECTED_SQL: &str = "SELECT id, received_at, source, reas
 /// The start of the statement that stores a report's records; [`push_records_insert`] adds the
 /// rows' values in this column order.
 const INSERT_RECORDS_HEAD: &str = "INSERT INTO dmarc_records \
-    (report, source_ip, count, disposition, dkim, spf, header_from) ";
+    (report, position, source_ip, count, disposition, dkim, spf, header_from, detail) ";
 
-/// Most records one statement stores: 7 values each, far below the databases' limits on bound
+/// Most records one statement stores: 9 values each, far below the databases' limits on bound
 /// parameters (32,766 for SQLite, 65,535 for PostgreSQL). A report of 100,000 records is 100
 /// statements in the report's one transaction, not 100,000 round trips.
 pub(crate) const RECORDS_PER_INSERT: usize = 1000;
 
-/// The multi-row INSERT of `rows` records; bind 7 values per record in the column order of
+/// The multi-row INSERT of `rows` records; bind 9 values per record in the column order of
 /// [`INSERT_RECORDS_HEAD`]. (The SQL is written out rather than built with sqlx's
 /// `QueryBuilder`, whose arguments cannot outlive it in code written for both databases.)
 pub(crate) fn records_insert_sql(rows: usize) -> String {
-    format!("{INSERT_RECORDS_HEAD}VALUES {}", placeholders(rows, 7))
+    format!("{INSERT_RECORDS_HEAD}VALUES {}", placeholders(rows, 9))
 }
 
 /// `($1, $2, ...), (...)`: `rows` groups of `columns` numbered placeholders.

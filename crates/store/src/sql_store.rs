@@ -15,8 +15,9 @@ use crate::listing::{ListSql, SEQ_OF_ID_SQL};
 use crate::record::{InsertRow, RESULT_COLUMNS, ResultRow, SummaryRow, new_result_id, without_nul};
 use crate::reports::{
     EXISTING_REPORT_SQL, GET_REPORT_SQL, INSERT_REJECTED_SQL, INSERT_REPORT_SQL, LIST_REJECTED_SQL,
-    RAW_REPORT_SQL, RECORDS_PER_INSERT, REPORT_DOMAINS_SEEN_SQL, ReportRow, SOURCES_PER_QUERY,
-    records_insert_sql, sources_select_sql, sources_upsert_sql, stored_report,
+    MAX_RECORDS_READ, RAW_REPORT_SQL, RECORDS_PER_INSERT, REPORT_DOMAINS_SEEN_SQL,
+    REPORT_RECORDS_SQL, ReportRow, SOURCES_PER_QUERY, records_insert_sql, sources_select_sql,
+    sources_upsert_sql, stored_report,
 };
 use crate::rollup::{
     DmarcDay, DmarcDomain, DmarcFilter, DmarcPolicySeen, DmarcReporter, DmarcSource,
@@ -367,23 +368,30 @@ where
                 .map_err(DB::failure)?;
             return Ok(ReportInsert::Duplicate(existing));
         };
-        let mut records = report.records.into_iter().map(record_without_nul);
+        let mut records = report
+            .records
+            .into_iter()
+            .map(record_without_nul)
+            .enumerate();
         loop {
-            let chunk: Vec<NewRecord> = records.by_ref().take(RECORDS_PER_INSERT).collect();
+            let chunk: Vec<(usize, NewRecord)> =
+                records.by_ref().take(RECORDS_PER_INSERT).collect();
             if chunk.is_empty() {
                 break;
             }
             let sql = records_insert_sql(chunk.len());
             let mut insert = sqlx::query::<DB>(&sql);
-            for record in chunk {
+            for (position, record) in chunk {
                 insert = insert
                     .bind(id.clone())
+                    .bind(position as i64)
                     .bind(record.source_ip)
                     .bind(record.count)
                     .bind(record.disposition)
                     .bind(record.dkim)
                     .bind(record.spf)
-                    .bind(record.header_from);
+                    .bind(record.header_from)
+                    .bind(record.detail);
             }
             insert.execute(&mut *tx).await.map_err(DB::failure)?;
         }
@@ -419,6 +427,29 @@ where
             .await
             .map_err(DB::failure)?;
         row.map(stored_report).transpose()
+    }
+
+    async fn report_records(
+        &self,
+        id: &str,
+        first: u32,
+        count: u32,
+    ) -> StoreResult<Vec<serde_json::Value>> {
+        let details = sqlx::query_scalar::<DB, String>(REPORT_RECORDS_SQL)
+            .bind(id)
+            .bind(i64::from(first))
+            .bind(i64::from(first) + i64::from(count.min(MAX_RECORDS_READ)))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(DB::failure)?;
+        details
+            .iter()
+            .map(|detail| {
+                serde_json::from_str(detail).map_err(|error| {
+                    StoreError::Config(format!("a record of stored report {id}: {error}"))
+                })
+            })
+            .collect()
     }
 
     async fn list_rejected_reports(&self, limit: u32) -> StoreResult<Vec<StoredRejectedReport>> {

@@ -39,6 +39,7 @@ fn report(day: i64, reporter: usize) -> NewReport {
                 } else {
                     Vec::new()
                 },
+                detail: None,
             }
         })
         .collect();

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use askama::Template;
-use authcheck_dmarc_reports::{AggregateReport, FailureReport, Report};
+use authcheck_dmarc_reports::{AggregateReport, FailureReport, Record, Report};
 use authcheck_store::{
     DmarcCounts, DmarcDay, DmarcDomain, DmarcFilter, DmarcOutcome, DmarcSource, ReportListing,
     ReportQuery, SourceName, StoreError, StoredReport,
@@ -797,12 +797,24 @@ fn or_dash(value: Option<&str>) -> String {
     value.filter(|v| !v.is_empty()).unwrap_or("—").to_owned()
 }
 
-fn aggregate_view(id: &str, report: &AggregateReport, page: usize) -> AggregateView {
-    let total = report.records.len();
+/// The records page `page` (from 1) of a report of `total` records shows: the page (past the
+/// last, the last) and the index of its first record.
+fn records_page(total: usize, page: usize) -> (usize, usize) {
     let pages = total.div_ceil(RECORDS_PER_PAGE).max(1);
     let page = page.min(pages);
-    let first = (page - 1) * RECORDS_PER_PAGE;
-    let shown = &report.records[first.min(total)..(first + RECORDS_PER_PAGE).min(total)];
+    (page, (page - 1) * RECORDS_PER_PAGE)
+}
+
+/// The view of an aggregate report whose records `shown`, the page `page` of `total`, start
+/// at record `first`.
+fn aggregate_view(
+    id: &str,
+    report: &AggregateReport,
+    shown: &[Record],
+    (page, first): (usize, usize),
+    total: usize,
+) -> AggregateView {
+    let pages = total.div_ceil(RECORDS_PER_PAGE).max(1);
     let page_link = |page: usize| format!("/dmarc/report/{id}?page={page}");
     AggregateView {
         format: report.format.to_string(),
@@ -1016,7 +1028,37 @@ pub(crate) async fn report_page(
     };
     let parsed: Option<Report> = serde_json::from_value(stored.report.clone()).ok();
     let (aggregate, failure) = match &parsed {
-        Some(Report::Aggregate(report)) => (Some(aggregate_view(&id, report, page)), None),
+        // Stored before records kept their own details: the records are in the report.
+        Some(Report::Aggregate(report)) if !report.records.is_empty() => {
+            let total = report.records.len();
+            let (page, first) = records_page(total, page);
+            let shown = &report.records[first..(first + RECORDS_PER_PAGE).min(total)];
+            (
+                Some(aggregate_view(&id, report, shown, (page, first), total)),
+                None,
+            )
+        }
+        // Only the page shown is read, however many records the report has.
+        Some(Report::Aggregate(report)) => {
+            let total = usize::try_from(stored.records).unwrap_or(0);
+            let (page, first) = records_page(total, page);
+            let records = match state
+                .store
+                .report_records(&id, first as u32, RECORDS_PER_PAGE as u32)
+                .await
+            {
+                Ok(records) => records,
+                Err(error) => return store_unavailable_page(&error),
+            };
+            let shown: Vec<Record> = records
+                .into_iter()
+                .filter_map(|record| serde_json::from_value(record).ok())
+                .collect();
+            (
+                Some(aggregate_view(&id, report, &shown, (page, first), total)),
+                None,
+            )
+        }
         Some(Report::Failure(report)) => (None, Some(failure_view(report))),
         None => (None, None),
     };

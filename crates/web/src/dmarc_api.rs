@@ -374,9 +374,19 @@ pub(crate) async fn report(State(state): State<AppState>, Path(id): Path<String>
     };
     let mut object = listing_json(&state, &listing);
     let mut report = stored.report;
-    let mut total = 0;
+    let total = usize::try_from(stored.records).unwrap_or(0);
     if let Some(records) = report.get_mut("records").and_then(Value::as_array_mut) {
-        total = records.len();
+        if records.is_empty() && total > 0 {
+            // Stored with its records apart: the first of them only are read.
+            match state
+                .store
+                .report_records(&id, 0, MAX_API_RECORDS as u32)
+                .await
+            {
+                Ok(first) => *records = first,
+                Err(error) => return store_unavailable_json(&error),
+            }
+        }
         records.truncate(MAX_API_RECORDS);
     }
     object.insert("records_total".into(), json!(total));

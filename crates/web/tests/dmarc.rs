@@ -76,7 +76,7 @@ fn new_report(raw: &[u8]) -> NewReport {
         Report::Aggregate(aggregate) => aggregate.metadata.date_range.end + 3600,
         Report::Failure(_) => NOV_15,
     };
-    NewReport::from_parsed(&report, raw.to_vec(), received_at)
+    NewReport::from_parsed(report, raw.to_vec(), received_at)
 }
 
 async fn store(site: &TestSite, xml: String) -> String {
@@ -394,6 +394,82 @@ async fn report_page_shows_records_and_downloads_the_file_as_received() {
             .starts_with("attachment")
     );
     assert_eq!(raw.bytes().await.unwrap(), xml.as_bytes());
+}
+
+/// A report of `count` records, the n-th (from 0) from 10.0.(n / 250).(n % 250).
+fn numbered_report(report_id: &str, count: usize) -> String {
+    let ips: Vec<String> = (0..count)
+        .map(|n| format!("10.0.{}.{}", n / 250, n % 250))
+        .collect();
+    let rows: Vec<Row> = ips
+        .iter()
+        .map(|ip| Row(ip, 1, "none", "pass", "pass"))
+        .collect();
+    aggregate_xml(
+        "Receiver",
+        report_id,
+        "paged.example",
+        NOV_15,
+        "none",
+        &rows,
+    )
+}
+
+/// The records' addresses a report page lists, in order.
+fn listed_sources(page: &str) -> Vec<String> {
+    let cell = "<td class=\"mono\">";
+    page.match_indices(&format!("{cell}10.0."))
+        .map(|(at, _)| {
+            let rest = &page[at + cell.len()..];
+            rest[..rest.find('<').unwrap()].to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn report_pages_show_the_right_records_whether_stored_apart_or_inside_the_report() {
+    let site = TestSite::start().await;
+    let apart = store(&site, numbered_report("apart", 250)).await;
+    // As reports stored before records kept their own details: the whole report in its JSON.
+    let xml = numbered_report("inside", 250);
+    let report = parse(xml.as_bytes(), &Limits::default()).unwrap();
+    let mut row = new_report(xml.as_bytes());
+    row.report = serde_json::value::to_raw_value(&report).unwrap();
+    for record in &mut row.records {
+        record.detail = None;
+    }
+    let ReportInsert::Stored(inside) = site.store.insert_report(row).await.unwrap() else {
+        panic!("stored");
+    };
+    let ip = |n: usize| format!("10.0.{}.{}", n / 250, n % 250);
+    for id in [apart, inside] {
+        for (page, first, last, note) in [
+            ("", 0, 100, "Records 1 to 100 of 250."),
+            ("?page=2", 100, 200, "Records 101 to 200 of 250."),
+            ("?page=3", 200, 250, "Records 201 to 250 of 250."),
+            // Past the last page: the last.
+            ("?page=9", 200, 250, "Records 201 to 250 of 250."),
+        ] {
+            let (status, html) = get(&site, &format!("/dmarc/report/{id}{page}")).await;
+            assert_eq!(status, StatusCode::OK, "{id}{page}");
+            assert!(html.contains(note), "{id}{page}: {html}");
+            assert_eq!(
+                listed_sources(&html),
+                (first..last).map(ip).collect::<Vec<_>>(),
+                "{id}{page}"
+            );
+        }
+    }
+
+    // The API lists the first 1,000 records and counts the rest.
+    let big = store(&site, numbered_report("big", 1_200)).await;
+    let (status, one) = get_json(&site, &format!("/api/v1/dmarc/reports/{big}")).await;
+    assert_eq!(status, StatusCode::OK);
+    let records = one["report"]["records"].as_array().unwrap();
+    assert_eq!(records.len(), 1_000);
+    assert_eq!(records[999]["source_ip"], ip(999));
+    assert_eq!(one["records_total"], 1_200);
+    assert_eq!(one["records_not_listed"], 200);
 }
 
 #[tokio::test]

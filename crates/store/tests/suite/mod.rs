@@ -43,6 +43,7 @@ macro_rules! every_case {
             dmarc_report_is_stored_once_and_its_duplicate_recognised,
             rejected_dmarc_report_is_kept_with_its_reason,
             dmarc_records_are_stored_in_multi_row_batches,
+            dmarc_report_records_are_read_a_page_at_a_time,
             dmarc_source_names_are_cached_until_stale,
             dmarc_retention_purge_removes_old_reports_rejected_and_sources,
             dmarc_retention_purge_removes_the_rollup_days_no_report_covers,
@@ -903,6 +904,56 @@ fn source(ip: &str, ptr: Option<&str>, looked_up_at: i64) -> SourceName {
 
 /// Names looked up once are not looked up again until stale; a lookup that found no name is
 /// remembered too; 2,500 addresses span several statements.
+/// A page of a report's records is read by position, whatever the report's size; a report
+/// stored without record details (before they existed) has none to read.
+pub async fn dmarc_report_records_are_read_a_page_at_a_time(store: SharedStore) {
+    let mut report = dmarc_report("Receiver", "big", 2_500);
+    for (n, record) in report.records.iter_mut().enumerate() {
+        record.detail = Some(json!({ "n": n }).to_string());
+    }
+    let ReportInsert::Stored(id) = store.insert_report(report).await.unwrap() else {
+        panic!("stored");
+    };
+    let numbers = |records: Vec<serde_json::Value>| -> Vec<u64> {
+        records.iter().map(|r| r["n"].as_u64().unwrap()).collect()
+    };
+    let page = store.report_records(&id, 1_000, 100).await.unwrap();
+    assert_eq!(numbers(page), (1_000..1_100).collect::<Vec<_>>());
+    let last = store.report_records(&id, 2_450, 100).await.unwrap();
+    assert_eq!(numbers(last), (2_450..2_500).collect::<Vec<_>>());
+    let capped = store.report_records(&id, 0, 5_000).await.unwrap();
+    assert_eq!(capped.len(), authcheck_store::MAX_RECORDS_READ as usize);
+    assert!(
+        store
+            .report_records(&id, 2_500, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let ReportInsert::Stored(old_style) = store
+        .insert_report(dmarc_report("Receiver", "old-style", 3))
+        .await
+        .unwrap()
+    else {
+        panic!("stored");
+    };
+    assert!(
+        store
+            .report_records(&old_style, 0, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .report_records("no-such-report", 0, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 pub async fn dmarc_source_names_are_cached_until_stale(store: SharedStore) {
     let ips: Vec<String> = (0..2_500)
         .map(|n| format!("2001:db8::{n:x}"))
@@ -1074,6 +1125,7 @@ fn record(ip: &str, count: i64, dkim: &str, spf: &str, disposition: &str) -> New
         dkim_pass: dkim == "pass",
         spf_pass: true,
         reasons: Vec::new(),
+        detail: None,
     }
 }
 
