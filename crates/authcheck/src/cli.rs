@@ -53,6 +53,10 @@ pub struct ImportArgs {
     /// Files and folders to import.
     #[arg(value_name = "PATH", required = true)]
     pub paths: Vec<PathBuf>,
+    /// Do not look up the names (PTR and organizational domain) of the reports' source
+    /// addresses, as the service does for reports it receives: for a machine without DNS.
+    #[arg(long)]
+    pub no_lookups: bool,
 }
 
 /// Settings of the service as given on the command line or in the environment: one flag and

@@ -7,6 +7,7 @@
 //! (a new report), recognised as a duplicate (the same reporter and report id stored before) or
 //! rejected (stored with the reason, and listed): nothing is dropped silently.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufReader, IsTerminal};
 use std::net::IpAddr;
@@ -14,10 +15,12 @@ use std::path::{Path, PathBuf};
 
 use authcheck_dmarc_reports::{Limits, Report};
 use authcheck_store::{NewRejectedReport, NewReport, ReportInsert, SharedStore, StoreError};
+use authcheck_verifier::Dns;
 use chrono::Utc;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::failure::Failure;
+use crate::sources::{self, Named};
 
 /// What became of a report given to [`keep_report`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,18 +149,37 @@ struct Input {
     bytes: Vec<u8>,
 }
 
-/// `authcheck dmarc import PATH…`.
-pub async fn import(store: &SharedStore, paths: &[PathBuf]) -> Result<(), Failure> {
+/// Most distinct source addresses one import looks up; the rest are named with a later report
+/// that names them. At [`sources::CONCURRENT_LOOKUPS`] at a time this is minutes, not hours.
+pub const MAX_IMPORT_LOOKUPS: usize = 100_000;
+
+/// Addresses looked up between two progress steps, and the fewest looked up before a resolver
+/// that answered none of them is taken as unreachable (two rounds of concurrent lookups).
+const LOOKUPS_PER_STEP: usize = 2 * sources::CONCURRENT_LOOKUPS;
+
+/// A progress bar on a terminal, hidden otherwise.
+fn progress_bar(length: usize, template: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    ProgressBar::new(length as u64).with_style(
+        ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()),
+    )
+}
+
+/// `authcheck dmarc import PATH…`: stores every report, then, with `dns`, looks up the names
+/// of the stored reports' source addresses the way the service does after its 250 (bounded
+/// the same way per report, and in all by [`MAX_IMPORT_LOOKUPS`]).
+pub async fn import(
+    store: &SharedStore,
+    paths: &[PathBuf],
+    dns: Option<&Dns>,
+) -> Result<(), Failure> {
     let files = files(paths)?;
-    let progress = if std::io::stderr().is_terminal() {
-        ProgressBar::new(files.len() as u64).with_style(
-            ProgressStyle::with_template("{bar:40} {pos}/{len} files  {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        )
-    } else {
-        ProgressBar::hidden()
-    };
+    let progress = progress_bar(files.len(), "{bar:40} {pos}/{len} files  {msg}");
     let mut summary = Summary::default();
+    let mut sources = Vec::new();
+    let mut seen = HashSet::new();
     for file in &files {
         progress.set_message(file.display().to_string());
         for input in read_inputs(file)? {
@@ -166,7 +188,20 @@ pub async fn import(store: &SharedStore, paths: &[PathBuf]) -> Result<(), Failur
                 .await
                 .map_err(store_failure)?
             {
-                Kept::Stored { .. } => summary.imported += 1,
+                Kept::Stored {
+                    sources: report_sources,
+                    ..
+                } => {
+                    summary.imported += 1;
+                    let room = MAX_IMPORT_LOOKUPS - sources.len();
+                    sources.extend(
+                        report_sources
+                            .into_iter()
+                            .take(sources::LOOKUPS_PER_REPORT)
+                            .filter(|ip| seen.insert(*ip))
+                            .take(room),
+                    );
+                }
                 Kept::Duplicate(_) => summary.duplicates += 1,
                 Kept::Rejected { reason, .. } => summary.rejected.push((input.source, reason)),
             }
@@ -182,6 +217,55 @@ pub async fn import(store: &SharedStore, paths: &[PathBuf]) -> Result<(), Failur
     );
     for (source, reason) in &summary.rejected {
         println!("  rejected {source}: {reason}");
+    }
+    match dns {
+        None => println!("authcheck: source names not looked up (--no-lookups)"),
+        Some(_) if sources.is_empty() => {}
+        Some(dns) => name_imported_sources(store, dns, &sources).await?,
+    }
+    Ok(())
+}
+
+/// Looks up the names of `sources`, with a progress bar, and says what it found. A resolver
+/// that answers none of the first lookups is taken as unreachable (offline): the rest are
+/// left for later rather than waited for one by one.
+async fn name_imported_sources(
+    store: &SharedStore,
+    dns: &Dns,
+    sources: &[IpAddr],
+) -> Result<(), Failure> {
+    let progress = progress_bar(sources.len(), "{bar:40} {pos}/{len} source names");
+    let mut named = Named::default();
+    let mut unreachable = None;
+    for (step, chunk) in sources.chunks(LOOKUPS_PER_STEP).enumerate() {
+        named.add(
+            sources::name_sources(store, dns, chunk.to_vec())
+                .await
+                .map_err(store_failure)?,
+        );
+        progress.inc(chunk.len() as u64);
+        if named.answered() == 0 && named.failed >= LOOKUPS_PER_STEP as u64 {
+            unreachable = Some(sources.len().saturating_sub((step + 1) * LOOKUPS_PER_STEP));
+            break;
+        }
+    }
+    progress.finish_and_clear();
+    println!(
+        "authcheck: source names: {} looked up ({} with a name, {} without a PTR record), \
+         {} failed, {} known already",
+        named.answered() + named.failed,
+        named.named,
+        named.without_name,
+        named.failed,
+        named.known
+    );
+    if let Some(left) = unreachable {
+        println!(
+            "authcheck: the DNS resolver answered none of the first {} lookups, so the other {left} \
+             addresses were not looked up; they are named when a later report names them \
+             (use --no-lookups to skip lookups when offline)",
+            named.failed
+        );
     }
     Ok(())
 }

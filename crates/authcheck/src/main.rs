@@ -131,8 +131,21 @@ async fn run(command: Command) -> Result<(), Failure> {
         }
         Command::Dmarc(DmarcCommand::Import(args)) => {
             let settings = load_settings(&args.service)?;
+            let dns = if args.no_lookups {
+                None
+            } else {
+                let config = authcheck_verifier::dns::DnsConfig {
+                    servers: settings.dns_servers.clone(),
+                    ..Default::default()
+                };
+                Some(authcheck_verifier::Dns::new(&config).map_err(|e| {
+                    Failure::Usage(format!(
+                        "{e}; name a resolver with --dns-server, or import with --no-lookups"
+                    ))
+                })?)
+            };
             let store = serve::open_store(&settings).await?;
-            let imported = dmarc::import(&store, &args.paths).await;
+            let imported = dmarc::import(&store, &args.paths, dns.as_ref()).await;
             // Closing folds SQLite's log into the database file and syncs it.
             store.close().await;
             imported

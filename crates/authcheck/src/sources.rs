@@ -71,9 +71,41 @@ impl SourceNamer {
     }
 }
 
+/// What [`name_sources`] did with the addresses it was given.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Named {
+    /// Named fresh enough already: not looked up.
+    pub known: u64,
+    /// Looked up and stored with their PTR name.
+    pub named: u64,
+    /// Looked up and stored without a name: they have no PTR record.
+    pub without_name: u64,
+    /// Looked up without an answer (timeout, SERVFAIL, no resolver): tried again with a later
+    /// report naming them.
+    pub failed: u64,
+}
+
+impl Named {
+    /// Lookups that got an answer, with a name or without.
+    pub fn answered(&self) -> u64 {
+        self.named + self.without_name
+    }
+
+    pub fn add(&mut self, other: Named) {
+        self.known += other.known;
+        self.named += other.named;
+        self.without_name += other.without_name;
+        self.failed += other.failed;
+    }
+}
+
 /// Looks up the names of those of `sources` (at most [`LOOKUPS_PER_REPORT`]) that have no
 /// fresh name in the store, and stores them.
-pub async fn name_sources(store: &SharedStore, dns: &Dns, sources: Vec<IpAddr>) -> StoreResult<()> {
+pub async fn name_sources(
+    store: &SharedStore,
+    dns: &Dns,
+    sources: Vec<IpAddr>,
+) -> StoreResult<Named> {
     let ips: Vec<String> = sources
         .iter()
         .take(LOOKUPS_PER_REPORT)
@@ -81,6 +113,10 @@ pub async fn name_sources(store: &SharedStore, dns: &Dns, sources: Vec<IpAddr>) 
         .collect();
     let stale_before = Utc::now().timestamp() - NAME_MAX_AGE.as_secs() as i64;
     let due = store.sources_to_look_up(&ips, stale_before).await?;
+    let mut counts = Named {
+        known: (ips.len() - due.len()) as u64,
+        ..Named::default()
+    };
     let mut due = due.into_iter().filter_map(|ip| ip.parse::<IpAddr>().ok());
     let mut lookups = JoinSet::new();
     let mut names = Vec::with_capacity(NAMES_PER_WRITE);
@@ -93,8 +129,16 @@ pub async fn name_sources(store: &SharedStore, dns: &Dns, sources: Vec<IpAddr>) 
         let Some(done) = lookups.join_next().await else {
             break;
         };
-        if let Ok(Some(name)) = done {
-            names.push(name);
+        match done {
+            Ok(Some(name)) => {
+                if name.ptr.is_some() {
+                    counts.named += 1;
+                } else {
+                    counts.without_name += 1;
+                }
+                names.push(name);
+            }
+            Ok(None) | Err(_) => counts.failed += 1,
         }
         if names.len() >= NAMES_PER_WRITE {
             store.record_sources(&std::mem::take(&mut names)).await?;
@@ -103,7 +147,7 @@ pub async fn name_sources(store: &SharedStore, dns: &Dns, sources: Vec<IpAddr>) 
     if !names.is_empty() {
         store.record_sources(&names).await?;
     }
-    Ok(())
+    Ok(counts)
 }
 
 /// The first PTR name of `ip` and its organizational domain (from the Public Suffix List: a
