@@ -139,6 +139,13 @@ async fn a_self_check_through_the_own_listener_is_stored_and_status_is_healthy()
         page.contains(line),
         "the page shows the line {line}:\n{page}"
     );
+    // After the line, the verdicts the check got, coloured by grade, and its result.
+    assert!(
+        page.contains(&format!(
+            r#"{line}</span>  <a class="verdict ok check-verdicts" href="/r/{id}">|OK| spf-pass</a>"#
+        )),
+        "the page shows the check's verdicts and result:\n{page}"
+    );
     assert!(page.contains("Rule: unhealthy when the last 3 self-checks"));
     assert!(page.contains("commits results"), "writer state:\n{page}");
     assert!(
@@ -267,6 +274,10 @@ async fn a_target_answering_451_shows_the_reply_and_degraded() {
         line.ends_with("- FAILED at RCPT TO: 451 4.3.0 mailbox busy, try again later"),
         "{line}"
     );
+    // A check that got no result has no verdicts to show.
+    let page = status_page(&service).await;
+    assert!(page.contains(line), "{page}");
+    assert!(!page.contains("check-verdicts"), "{page}");
 }
 
 #[tokio::test]
@@ -285,6 +296,71 @@ async fn the_self_check_can_be_turned_off() {
         page.contains("No self-check in the last 24 hours."),
         "{page}"
     );
+}
+
+/// In Chromium, each self-check that got its result shows the verdicts it got, coloured as a
+/// passing verdict and linked to the result.
+#[tokio::test]
+#[cfg_attr(
+    not(browser_tests),
+    ignore = "needs Chromium: /usr/bin/chromium and /usr/bin/chromedriver were not installed when the tests were built (scripts/setup-test-deps installs them)"
+)]
+async fn the_status_page_in_chromium_shows_the_verdicts_of_each_check() {
+    let dns = TestDns::start().await;
+    dns.add_txt("tester.test", "v=spf1 ip4:127.0.0.1 -all");
+    let service = start(&dns, &["--self-check-interval", "1s"]).await;
+    status_when(&service, |checks| checks.iter().any(|c| c["ok"] == true)).await;
+
+    let browser = Browser::launch().await;
+    browser.goto(&service.url("/status")).await;
+    assert!(
+        browser
+            .wait_until("document.querySelector('.check-verdicts') !== null", WAIT)
+            .await,
+        "the page shows a check's verdicts"
+    );
+    let shown = browser
+        .eval(
+            "const verdicts = document.querySelector('.check-verdicts');
+             const line = document.querySelector('pre.status-lines .line-ok');
+             return {
+                verdicts: verdicts.textContent,
+                verdicts_colour: getComputedStyle(verdicts).color,
+                line_colour: getComputedStyle(line).color,
+                link: verdicts.getAttribute('href'),
+                overflow: document.documentElement.scrollWidth > window.innerWidth + 1,
+             };",
+        )
+        .await;
+    assert_eq!(shown["verdicts"], "|OK| spf-pass", "{shown:#}");
+    assert_ne!(
+        shown["verdicts_colour"], shown["line_colour"],
+        "the verdicts are coloured by grade: {shown:#}"
+    );
+    assert_eq!(shown["overflow"], false, "{shown:#}");
+    let png = browser.screenshot_of("main").await;
+    assert!(png.starts_with(b"\x89PNG"));
+    if let Ok(dir) = std::env::var("AUTHCHECK_SCREENSHOT_DIR") {
+        std::fs::write(std::path::Path::new(&dir).join("status-verdicts.png"), &png).unwrap();
+        let lines = browser.screenshot_of("pre.status-lines").await;
+        std::fs::write(
+            std::path::Path::new(&dir).join("status-verdict-lines.png"),
+            &lines,
+        )
+        .unwrap();
+    }
+    let link = shown["link"].as_str().unwrap().to_owned();
+    browser.goto(&service.url(&link)).await;
+    assert!(
+        browser
+            .wait_until(
+                "document.body.textContent.includes('check@tester.test')",
+                WAIT
+            )
+            .await,
+        "the link opens the check's result ({link})"
+    );
+    browser.quit().await;
 }
 
 /// A refusal whose text is markup, as a hostile target could send.

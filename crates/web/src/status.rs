@@ -18,6 +18,8 @@ use serde::Serialize;
 
 use crate::AppState;
 use crate::charts::{self, Series, StackedBars, Tone};
+use crate::params::is_result_id;
+use crate::view::stored_verdict_class;
 
 /// What the status page knows of the self-check's settings.
 #[derive(Clone, Debug, Default)]
@@ -189,7 +191,35 @@ fn problem(result: &Result<(), StoreError>) -> Option<String> {
 
 struct InstanceLines {
     host: String,
-    lines: Vec<(String, bool)>,
+    lines: Vec<LineRow>,
+}
+
+/// One self-check on the page: its line in the seed format, then, for a check that got its
+/// result, the verdicts it got (coloured by grade), linked to that result.
+struct LineRow {
+    line: String,
+    ok: bool,
+    verdicts: Option<(String, &'static str)>,
+    result_link: Option<String>,
+}
+
+impl LineRow {
+    fn of(check: &SelfCheck) -> LineRow {
+        LineRow {
+            line: status_line(check),
+            ok: check.ok,
+            verdicts: check
+                .verdicts
+                .as_deref()
+                .filter(|verdicts| !verdicts.is_empty())
+                .map(|verdicts| (verdicts.to_owned(), stored_verdict_class(verdicts))),
+            result_link: check
+                .result_id
+                .as_deref()
+                .filter(|id| is_result_id(id))
+                .map(|id| format!("/r/{id}")),
+        }
+    }
 }
 
 #[derive(Template)]
@@ -285,10 +315,7 @@ pub(crate) async fn page(State(state): State<AppState>) -> Response {
             .iter()
             .map(|(host, checks)| InstanceLines {
                 host: host.clone(),
-                lines: checks
-                    .iter()
-                    .map(|check| (status_line(check), check.ok))
-                    .collect(),
+                lines: checks.iter().map(LineRow::of).collect(),
             })
             .collect(),
         hours: status.hours,
