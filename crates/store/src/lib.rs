@@ -11,6 +11,7 @@ mod dashboard;
 mod failure;
 mod group_commit;
 mod listing;
+mod outgoing;
 mod postgres;
 mod record;
 mod reports;
@@ -158,7 +159,9 @@ pub trait ResultStore: Send + Sync {
     /// Results matching `query`, newest first, without their reports.
     async fn list(&self, query: &ListQuery) -> StoreResult<Vec<ResultSummary>>;
     /// Deletes results received before `cutoff`, and their raw messages, the SMTP sessions
-    /// and the self-checks (with their claims) started before it; returns how many results.
+    /// and the self-checks (with their claims) started before it, and the reply decisions,
+    /// delivery attempts and sent or failed outgoing messages from before it; returns how
+    /// many results.
     /// It deletes in short transactions of a few hundred results each, between which new
     /// results are written, so a large purge delays no message for long.
     async fn purge(&self, cutoff: DateTime<Utc>) -> StoreResult<u64>;
@@ -267,6 +270,52 @@ pub trait ResultStore: Send + Sync {
     /// The self-checks started at or after `since` (seconds since the epoch), newest first,
     /// at most [`MAX_SELF_CHECKS_LISTED`].
     async fn self_checks_since(&self, since: i64) -> StoreResult<Vec<SelfCheck>>;
+    /// Queues `reply` for the tested message whose results are `result_ids`, unless one of
+    /// `limits` says no, and records the decision for each result either way: the reply's id,
+    /// or the [`NoReply`] reason. Decisions of instances sharing a database take turns, so
+    /// the limits count every reply queued before. A result decided before keeps its first
+    /// decision.
+    async fn queue_reply(
+        &self,
+        result_ids: &[String],
+        reply: NewOutgoing,
+        limits: &ReplyLimits,
+    ) -> StoreResult<Result<String, NoReply>>;
+    /// Records that the results `result_ids` (of one message) get no reply, and why.
+    async fn record_no_reply(
+        &self,
+        result_ids: &[String],
+        reason: NoReply,
+        at: i64,
+    ) -> StoreResult<()>;
+    /// Queues a message that answers no test (a summary) unless `max_queued` messages wait
+    /// already (then `None`).
+    async fn queue_outgoing(
+        &self,
+        message: NewOutgoing,
+        max_queued: u32,
+    ) -> StoreResult<Option<String>>;
+    /// Claims up to `limit` queued messages due at `now` for `instance` until `lease_until`:
+    /// no other claim takes them before then, on any instance sharing the database.
+    async fn claim_outgoing(
+        &self,
+        instance: &str,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<OutgoingMessage>>;
+    /// Records an attempt at the claimed message `id` and what follows it; ends the claim.
+    async fn record_attempt(
+        &self,
+        id: &str,
+        attempt: OutgoingAttempt,
+        after: AfterAttempt,
+    ) -> StoreResult<()>;
+    /// An outgoing message with its attempts.
+    async fn outgoing_status(&self, id: &str) -> StoreResult<Option<OutgoingStatus>>;
+    /// Whether the result `result_id` got a reply, with the reply's attempts; `None` when no
+    /// decision was taken (replies were off).
+    async fn reply_decision(&self, result_id: &str) -> StoreResult<Option<ReplyDecision>>;
     /// Checks that the database answers (a read).
     async fn ping(&self) -> StoreResult<()>;
     /// Readiness: commits a one-row write the way results are written (through SQLite's
@@ -295,6 +344,11 @@ pub use listing::{MAX_LIST_LIMIT, sender_matches};
 pub use reports::{
     MAX_RECORDS_READ, NewRecord, NewRejectedReport, NewReport, ReportDomain, ReportInsert,
     ReportKind, SourceName, StoredRejectedReport, StoredReport,
+};
+pub use outgoing::{
+    AfterAttempt, MAX_ATTEMPTS_LISTED, MAX_OUTGOING_BYTES, NewOutgoing, NoReply, OutgoingAttempt,
+    OutgoingKind, OutgoingMessage, OutgoingState, OutgoingStatus, RateLimit, ReplyDecision,
+    ReplyLimits,
 };
 pub use rollup::{
     DmarcCounts, DmarcDay, DmarcDomain, DmarcFilter, DmarcOutcome, DmarcPolicySeen, DmarcReporter,

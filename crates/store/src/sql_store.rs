@@ -13,6 +13,7 @@ use sqlx::{
 use crate::dashboard::{Dashboard, ReportQuery};
 use crate::listing::{ListSql, SEQ_OF_ID_SQL};
 use crate::record::{InsertRow, RESULT_COLUMNS, ResultRow, SummaryRow, new_result_id, without_nul};
+use crate::outgoing::Outgoing;
 use crate::reports::{
     EXISTING_REPORT_SQL, GET_REPORT_SQL, INSERT_REJECTED_SQL, INSERT_REPORT_SQL, LIST_REJECTED_SQL,
     MAX_RECORDS_READ, RAW_REPORT_SQL, RECORDS_PER_INSERT, REPORT_DOMAINS_SEEN_SQL,
@@ -31,6 +32,8 @@ use crate::sessions::{
     SESSION_SEQ_OF_ID_SQL, SessionBind, SessionRow, StoredSessionRow, session_list_sql,
 };
 use crate::{
+    AfterAttempt, NewOutgoing, NoReply, OutgoingAttempt, OutgoingMessage, OutgoingStatus,
+    ReplyDecision, ReplyLimits,
     ListQuery, NewRecord, NewRejectedReport, NewReport, NewResult, NewSession, ReportDomain,
     ReportInsert, ResultStore, ResultSummary, SelfCheck, SessionQuery, SourceName, StoreError,
     StoreResult, StoredRejectedReport, StoredReport, StoredResult, StoredSession,
@@ -192,6 +195,7 @@ where
     for<'r> StoredSessionRow: FromRow<'r, DB::Row>,
     for<'r> SelfCheckRow: FromRow<'r, DB::Row>,
     for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<String>: Decode<'q, DB>,
     usize: ColumnIndex<DB::Row>,
 {
     async fn insert(&self, results: Vec<NewResult>) -> StoreResult<Vec<String>> {
@@ -253,7 +257,67 @@ where
                 .await
                 .map_err(DB::failure)?;
         }
+        Outgoing(&self.pool).purge(cutoff.timestamp()).await?;
         Ok(deleted)
+    }
+
+    async fn queue_reply(
+        &self,
+        result_ids: &[String],
+        reply: NewOutgoing,
+        limits: &ReplyLimits,
+    ) -> StoreResult<Result<String, NoReply>> {
+        Outgoing(&self.pool)
+            .queue_reply(result_ids, reply, limits)
+            .await
+    }
+
+    async fn record_no_reply(
+        &self,
+        result_ids: &[String],
+        reason: NoReply,
+        at: i64,
+    ) -> StoreResult<()> {
+        Outgoing(&self.pool)
+            .record_no_reply(result_ids, reason, at)
+            .await
+    }
+
+    async fn queue_outgoing(
+        &self,
+        message: NewOutgoing,
+        max_queued: u32,
+    ) -> StoreResult<Option<String>> {
+        Outgoing(&self.pool).queue_outgoing(message, max_queued).await
+    }
+
+    async fn claim_outgoing(
+        &self,
+        instance: &str,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<OutgoingMessage>> {
+        Outgoing(&self.pool)
+            .claim(instance, now, lease_until, limit)
+            .await
+    }
+
+    async fn record_attempt(
+        &self,
+        id: &str,
+        attempt: OutgoingAttempt,
+        after: AfterAttempt,
+    ) -> StoreResult<()> {
+        Outgoing(&self.pool).record_attempt(id, attempt, after).await
+    }
+
+    async fn outgoing_status(&self, id: &str) -> StoreResult<Option<OutgoingStatus>> {
+        Outgoing(&self.pool).status(id).await
+    }
+
+    async fn reply_decision(&self, result_id: &str) -> StoreResult<Option<ReplyDecision>> {
+        Outgoing(&self.pool).decision(result_id).await
     }
 
     async fn claim_self_check(

@@ -162,6 +162,32 @@ async fn concurrent_purges_from_two_handles_agree() {
     not(postgres_tests),
     ignore = "needs PostgreSQL: AUTHCHECK_TEST_POSTGRES_URL was not set when the tests were built (scripts/test sets it)"
 )]
+async fn concurrent_claims_take_each_message_once() {
+    let server = server_url();
+    let schema = Schema::create(&server).await;
+    let (first, second) = (schema.open().await, schema.open().await);
+    suite::concurrent_claims_take_each_message_once(first, second).await;
+    schema.drop().await;
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "needs PostgreSQL: AUTHCHECK_TEST_POSTGRES_URL was not set when the tests were built (scripts/test sets it)"
+)]
+async fn concurrent_decisions_keep_the_rate_limit() {
+    let server = server_url();
+    let schema = Schema::create(&server).await;
+    let (first, second) = (schema.open().await, schema.open().await);
+    suite::concurrent_decisions_keep_the_rate_limit(first, second).await;
+    schema.drop().await;
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "needs PostgreSQL: AUTHCHECK_TEST_POSTGRES_URL was not set when the tests were built (scripts/test sets it)"
+)]
 async fn instances_starting_together_share_one_schema() {
     let server = server_url();
     let schema = Schema::create(&server).await;

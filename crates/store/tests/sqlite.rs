@@ -106,6 +106,20 @@ async fn concurrent_purges_from_two_handles_agree() {
 }
 
 #[tokio::test]
+async fn concurrent_claims_take_each_message_once() {
+    let (_folder, url) = fresh_url();
+    let (first, second) = (open_ok(&url).await, open_ok(&url).await);
+    suite::concurrent_claims_take_each_message_once(first, second).await;
+}
+
+#[tokio::test]
+async fn concurrent_decisions_keep_the_rate_limit() {
+    let (_folder, url) = fresh_url();
+    let (first, second) = (open_ok(&url).await, open_ok(&url).await);
+    suite::concurrent_decisions_keep_the_rate_limit(first, second).await;
+}
+
+#[tokio::test]
 async fn write_ahead_log_is_folded_back_while_results_keep_coming() {
     const MESSAGES: usize = 1_000;
     // SQLite's own limit before it folds the log back is 1,000 pages; allow some slack.

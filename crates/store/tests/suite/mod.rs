@@ -60,12 +60,18 @@ macro_rules! every_case {
             self_checks_are_recorded_and_listed_newest_first,
             a_self_check_slot_is_claimed_once,
             purge_removes_old_self_checks_and_claims,
+            replies_are_limited_per_address_domain_and_client,
+            the_queue_cap_and_the_size_cap_refuse_replies,
+            a_queued_message_is_claimed_once_per_lease_and_retried_when_due,
+            purge_removes_finished_outgoing_but_keeps_the_queued,
         );
     };
 }
 pub(crate) use every_case;
 
+mod outgoing;
 mod sessions;
+pub use outgoing::*;
 pub use sessions::*;
 
 /// The verdict that the backends' `install_failing_trigger` makes the database reject.
