@@ -4,7 +4,9 @@
 //!
 //! TLS is opportunistic, as between mail servers (RFC 7435): used whenever offered, the
 //! certificate not checked, and reported in [`Delivered::tls`]. A server that does not offer
-//! STARTTLS gets the message in clear text.
+//! STARTTLS gets the message in clear text, unless the caller authenticates: a password
+//! ([`Credentials`], for a smarthost) is only ever sent over TLS, with AUTH PLAIN or LOGIN,
+//! whichever the server offers.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -35,6 +37,22 @@ pub struct Outgoing<'a> {
     pub message: &'a [u8],
 }
 
+/// A user name and password for a smarthost's AUTH.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the password, whatever prints it.
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A step of an SMTP transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
@@ -42,6 +60,7 @@ pub enum Step {
     Greeting,
     Ehlo,
     StartTls,
+    Auth,
     MailFrom,
     RcptTo,
     Data,
@@ -54,6 +73,7 @@ impl fmt::Display for Step {
             Step::Greeting => "greeting",
             Step::Ehlo => "EHLO",
             Step::StartTls => "STARTTLS",
+            Step::Auth => "AUTH",
             Step::MailFrom => "MAIL FROM",
             Step::RcptTo => "RCPT TO",
             Step::Data => "DATA",
@@ -136,6 +156,17 @@ pub async fn deliver(
     outgoing: &Outgoing<'_>,
     timeout: Duration,
 ) -> Result<Delivered, Failure> {
+    deliver_authenticated(server, outgoing, timeout, None).await
+}
+
+/// As [`deliver`], authenticating with `credentials` when given: then a server that does not
+/// offer STARTTLS is a failure at that step, as the password never goes in clear text.
+pub async fn deliver_authenticated(
+    server: &Server,
+    outgoing: &Outgoing<'_>,
+    timeout: Duration,
+    credentials: Option<&Credentials>,
+) -> Result<Delivered, Failure> {
     let mut client = SmtpClient::connect(server.addr, timeout)
         .await
         .map_err(|error| Failure::at(Step::Connect, error))?;
@@ -149,6 +180,16 @@ pub async fn deliver(
         .await
         .map_err(|error| Failure::at(Step::Ehlo, error))?;
     if !capabilities.has_capability(smtp_proto::EXT_START_TLS) {
+        if credentials.is_some() {
+            return Err(Failure {
+                step: Step::StartTls,
+                reply: None,
+                detail: "the server does not offer STARTTLS, and the password is never sent \
+                         in clear text"
+                    .to_owned(),
+                tls: None,
+            });
+        }
         return transaction(client, outgoing, None).await;
     }
     let connector = build_tls_connector(true).map_err(|error| Failure {
@@ -165,10 +206,23 @@ pub async fn deliver(
         .tls_connection()
         .protocol_version()
         .map(|version| tls_version_name(&format!("{version:?}")));
-    client.ehlo(outgoing.helo).await.map_err(|error| Failure {
+    let capabilities = client.ehlo(outgoing.helo).await.map_err(|error| Failure {
         tls: tls.clone(),
         ..Failure::at(Step::Ehlo, error)
     })?;
+    if let Some(credentials) = credentials {
+        let login = mail_send::Credentials::new(
+            credentials.username.as_str(),
+            credentials.password.as_str(),
+        );
+        client
+            .authenticate(&login, &capabilities)
+            .await
+            .map_err(|error| Failure {
+                tls: tls.clone(),
+                ..Failure::at(Step::Auth, error)
+            })?;
+    }
     transaction(client, outgoing, tls).await
 }
 

@@ -228,3 +228,58 @@ fn the_key_file_is_made_once_private_and_read_back() {
     assert!(error.contains("dkim.pem"), "{error}");
     assert!(error.contains("move it away"), "{error}");
 }
+
+fn smarthost_login() -> authcheck_outbound::Credentials {
+    authcheck_outbound::Credentials {
+        username: "authcheck".to_owned(),
+        password: "s3cret".to_owned(),
+    }
+}
+
+async fn send_authenticated(server: &Server) -> Result<Delivered, authcheck_outbound::Failure> {
+    let recipients = ["dkim@tester.test".to_owned()];
+    let message = letter();
+    let outgoing = Outgoing {
+        helo: "check.tester.test",
+        mail_from: "",
+        recipients: &recipients,
+        message: &message,
+    };
+    let login = smarthost_login();
+    tokio::time::timeout(
+        PATIENCE,
+        authcheck_outbound::deliver_authenticated(
+            server,
+            &outgoing,
+            Duration::from_secs(5),
+            Some(&login),
+        ),
+    )
+    .await
+    .expect("delivery ends in time")
+}
+
+/// A smarthost password never goes in clear text: without STARTTLS the delivery stops there.
+#[tokio::test]
+async fn credentials_are_never_sent_without_tls() {
+    let (server, sink, _stop) = listener(false).await;
+    let failure = send_authenticated(&server).await.unwrap_err();
+    assert_eq!(failure.step, Step::StartTls, "{failure}");
+    assert!(
+        failure.detail.contains("never sent in clear text"),
+        "{failure}"
+    );
+    assert!(sink.received.lock().unwrap().is_empty());
+    assert!(!format!("{:?}", smarthost_login()).contains("s3cret"));
+}
+
+/// Over TLS the client authenticates before MAIL FROM; a server that offers no AUTH (as
+/// authcheck's own listener, which is never a relay) fails at that step and gets no message.
+#[tokio::test]
+async fn credentials_are_used_after_starttls() {
+    let (server, sink, _stop) = listener(true).await;
+    let failure = send_authenticated(&server).await.unwrap_err();
+    assert_eq!(failure.step, Step::Auth, "{failure}");
+    assert_eq!(failure.tls.as_deref(), Some("TLSv1.3"));
+    assert!(sink.received.lock().unwrap().is_empty());
+}

@@ -341,14 +341,14 @@ pub type SharedStore = Arc<dyn ResultStore>;
 
 pub use dashboard::{MAX_REPORT_OFFSET, ReportQuery};
 pub use listing::{MAX_LIST_LIMIT, sender_matches};
-pub use reports::{
-    MAX_RECORDS_READ, NewRecord, NewRejectedReport, NewReport, ReportDomain, ReportInsert,
-    ReportKind, SourceName, StoredRejectedReport, StoredReport,
-};
 pub use outgoing::{
     AfterAttempt, MAX_ATTEMPTS_LISTED, MAX_OUTGOING_BYTES, NewOutgoing, NoReply, OutgoingAttempt,
     OutgoingKind, OutgoingMessage, OutgoingState, OutgoingStatus, RateLimit, ReplyDecision,
     ReplyLimits,
+};
+pub use reports::{
+    MAX_RECORDS_READ, NewRecord, NewRejectedReport, NewReport, ReportDomain, ReportInsert,
+    ReportKind, SourceName, StoredRejectedReport, StoredReport,
 };
 pub use rollup::{
     DmarcCounts, DmarcDay, DmarcDomain, DmarcFilter, DmarcOutcome, DmarcPolicySeen, DmarcReporter,

@@ -320,9 +320,24 @@ where
             .await
             .map_err(DB::failure)?;
         let limits_in_order = [
-            ("recipient", recipient.as_str(), limits.per_address, NoReply::RateLimitedAddress),
-            ("recipient_domain", domain.as_str(), limits.per_domain, NoReply::RateLimitedDomain),
-            ("client", client.as_str(), limits.per_client, NoReply::RateLimitedClient),
+            (
+                "recipient",
+                recipient.as_str(),
+                limits.per_address,
+                NoReply::RateLimitedAddress,
+            ),
+            (
+                "recipient_domain",
+                domain.as_str(),
+                limits.per_domain,
+                NoReply::RateLimitedDomain,
+            ),
+            (
+                "client",
+                client.as_str(),
+                limits.per_client,
+                NoReply::RateLimitedClient,
+            ),
         ];
         let mut refused = None;
         for (column, value, limit, reason) in limits_in_order {
@@ -345,11 +360,12 @@ where
             }
         }
         if refused.is_none() {
-            let queued: i64 =
-                sqlx::query_scalar::<DB, i64>("SELECT COUNT(*) FROM outgoing WHERE state = 'queued'")
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(DB::failure)?;
+            let queued: i64 = sqlx::query_scalar::<DB, i64>(
+                "SELECT COUNT(*) FROM outgoing WHERE state = 'queued'",
+            )
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(DB::failure)?;
             if queued >= i64::from(limits.max_queued) {
                 refused = Some(NoReply::QueueFull);
             }
@@ -588,7 +604,9 @@ where
             return Ok(None);
         };
         let decided_at = row.try_get::<i64, usize>(0).map_err(DB::failure)?;
-        let reply_id = row.try_get::<Option<String>, usize>(1).map_err(DB::failure)?;
+        let reply_id = row
+            .try_get::<Option<String>, usize>(1)
+            .map_err(DB::failure)?;
         let no_reply = row
             .try_get::<Option<String>, usize>(2)
             .map_err(DB::failure)?

@@ -12,8 +12,8 @@ use sqlx::{
 
 use crate::dashboard::{Dashboard, ReportQuery};
 use crate::listing::{ListSql, SEQ_OF_ID_SQL};
-use crate::record::{InsertRow, RESULT_COLUMNS, ResultRow, SummaryRow, new_result_id, without_nul};
 use crate::outgoing::Outgoing;
+use crate::record::{InsertRow, RESULT_COLUMNS, ResultRow, SummaryRow, new_result_id, without_nul};
 use crate::reports::{
     EXISTING_REPORT_SQL, GET_REPORT_SQL, INSERT_REJECTED_SQL, INSERT_REPORT_SQL, LIST_REJECTED_SQL,
     MAX_RECORDS_READ, RAW_REPORT_SQL, RECORDS_PER_INSERT, REPORT_DOMAINS_SEEN_SQL,
@@ -32,11 +32,11 @@ use crate::sessions::{
     SESSION_SEQ_OF_ID_SQL, SessionBind, SessionRow, StoredSessionRow, session_list_sql,
 };
 use crate::{
-    AfterAttempt, NewOutgoing, NoReply, OutgoingAttempt, OutgoingMessage, OutgoingStatus,
-    ReplyDecision, ReplyLimits,
-    ListQuery, NewRecord, NewRejectedReport, NewReport, NewResult, NewSession, ReportDomain,
-    ReportInsert, ResultStore, ResultSummary, SelfCheck, SessionQuery, SourceName, StoreError,
-    StoreResult, StoredRejectedReport, StoredReport, StoredResult, StoredSession,
+    AfterAttempt, ListQuery, NewOutgoing, NewRecord, NewRejectedReport, NewReport, NewResult,
+    NewSession, NoReply, OutgoingAttempt, OutgoingMessage, OutgoingStatus, ReplyDecision,
+    ReplyLimits, ReportDomain, ReportInsert, ResultStore, ResultSummary, SelfCheck, SessionQuery,
+    SourceName, StoreError, StoreResult, StoredRejectedReport, StoredReport, StoredResult,
+    StoredSession,
 };
 
 /// The parts of the store that differ between the databases.
@@ -288,7 +288,9 @@ where
         message: NewOutgoing,
         max_queued: u32,
     ) -> StoreResult<Option<String>> {
-        Outgoing(&self.pool).queue_outgoing(message, max_queued).await
+        Outgoing(&self.pool)
+            .queue_outgoing(message, max_queued)
+            .await
     }
 
     async fn claim_outgoing(
@@ -309,7 +311,9 @@ where
         attempt: OutgoingAttempt,
         after: AfterAttempt,
     ) -> StoreResult<()> {
-        Outgoing(&self.pool).record_attempt(id, attempt, after).await
+        Outgoing(&self.pool)
+            .record_attempt(id, attempt, after)
+            .await
     }
 
     async fn outgoing_status(&self, id: &str) -> StoreResult<Option<OutgoingStatus>> {

@@ -53,7 +53,11 @@ pub async fn replies_are_limited_per_address_domain_and_client(store: SharedStor
     // The same address within ten minutes, in any case.
     assert_eq!(
         store
-            .queue_reply(&ids(2), reply("A@One.Example", "192.0.2.1", T0 + 599), &limits)
+            .queue_reply(
+                &ids(2),
+                reply("A@One.Example", "192.0.2.1", T0 + 599),
+                &limits
+            )
             .await
             .unwrap(),
         Err(NoReply::RateLimitedAddress)
@@ -61,7 +65,11 @@ pub async fn replies_are_limited_per_address_domain_and_client(store: SharedStor
     // Ten minutes later by the clock, the address may have another.
     assert!(
         store
-            .queue_reply(&ids(3), reply("a@one.example", "192.0.2.1", T0 + 601), &limits)
+            .queue_reply(
+                &ids(3),
+                reply("a@one.example", "192.0.2.1", T0 + 601),
+                &limits
+            )
             .await
             .unwrap()
             .is_ok()
@@ -69,7 +77,11 @@ pub async fn replies_are_limited_per_address_domain_and_client(store: SharedStor
     // Two per domain per hour: a third address of the domain waits.
     assert_eq!(
         store
-            .queue_reply(&ids(4), reply("b@one.example", "192.0.2.9", T0 + 700), &limits)
+            .queue_reply(
+                &ids(4),
+                reply("b@one.example", "192.0.2.9", T0 + 700),
+                &limits
+            )
             .await
             .unwrap(),
         Err(NoReply::RateLimitedDomain)
@@ -77,14 +89,22 @@ pub async fn replies_are_limited_per_address_domain_and_client(store: SharedStor
     // Three per client per hour.
     assert!(
         store
-            .queue_reply(&ids(5), reply("c@two.example", "192.0.2.1", T0 + 700), &limits)
+            .queue_reply(
+                &ids(5),
+                reply("c@two.example", "192.0.2.1", T0 + 700),
+                &limits
+            )
             .await
             .unwrap()
             .is_ok()
     );
     assert_eq!(
         store
-            .queue_reply(&ids(6), reply("d@three.example", "192.0.2.1", T0 + 701), &limits)
+            .queue_reply(
+                &ids(6),
+                reply("d@three.example", "192.0.2.1", T0 + 701),
+                &limits
+            )
             .await
             .unwrap(),
         Err(NoReply::RateLimitedClient)
@@ -107,7 +127,11 @@ pub async fn replies_are_limited_per_address_domain_and_client(store: SharedStor
     };
     assert!(
         store
-            .queue_reply(&ids(7), reply("a@one.example", "192.0.2.1", T0 + 702), &unlimited)
+            .queue_reply(
+                &ids(7),
+                reply("a@one.example", "192.0.2.1", T0 + 702),
+                &unlimited
+            )
             .await
             .unwrap()
             .is_ok()
@@ -152,7 +176,10 @@ pub async fn the_queue_cap_and_the_size_cap_refuse_replies(store: SharedStore) {
     );
     let mut summary = reply("ops@tester.example", "", T0);
     summary.kind = OutgoingKind::Summary;
-    assert_eq!(store.queue_outgoing(summary.clone(), 2).await.unwrap(), None);
+    assert_eq!(
+        store.queue_outgoing(summary.clone(), 2).await.unwrap(),
+        None
+    );
     assert!(store.queue_outgoing(summary, 3).await.unwrap().is_some());
 
     let mut huge = reply("y@y.example", "198.51.100.2", T0);
@@ -225,7 +252,10 @@ pub async fn a_queued_message_is_claimed_once_per_lease_and_retried_when_due(sto
             .is_empty(),
         "not due before its retry time"
     );
-    let again = store.claim_outgoing("b", T0 + 61, T0 + 121, 10).await.unwrap();
+    let again = store
+        .claim_outgoing("b", T0 + 61, T0 + 121, 10)
+        .await
+        .unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].attempts, 1);
     store
@@ -268,7 +298,11 @@ pub async fn a_queued_message_is_claimed_once_per_lease_and_retried_when_due(sto
         orphan
     );
     assert_eq!(
-        store.claim_outgoing("b", T0 + 61, T0 + 120, 10).await.unwrap()[0].id,
+        store
+            .claim_outgoing("b", T0 + 61, T0 + 120, 10)
+            .await
+            .unwrap()[0]
+            .id,
         orphan
     );
 }
@@ -291,7 +325,11 @@ pub async fn concurrent_claims_take_each_message_once(first: SharedStore, second
     };
     for n in 0..40 {
         first
-            .queue_reply(&ids(n), reply(&format!("r{n}@x.example"), "192.0.2.1", T0), &limits)
+            .queue_reply(
+                &ids(n),
+                reply(&format!("r{n}@x.example"), "192.0.2.1", T0),
+                &limits,
+            )
             .await
             .unwrap()
             .unwrap();
@@ -319,10 +357,18 @@ pub async fn concurrent_claims_take_each_message_once(first: SharedStore, second
 pub async fn concurrent_decisions_keep_the_rate_limit(first: SharedStore, second: SharedStore) {
     let mut tasks = Vec::new();
     for n in 0..10u32 {
-        let store = if n % 2 == 0 { first.clone() } else { second.clone() };
+        let store = if n % 2 == 0 {
+            first.clone()
+        } else {
+            second.clone()
+        };
         tasks.push(tokio::spawn(async move {
             store
-                .queue_reply(&ids(n), reply("same@one.example", "192.0.2.1", T0), &limits())
+                .queue_reply(
+                    &ids(n),
+                    reply("same@one.example", "192.0.2.1", T0),
+                    &limits(),
+                )
                 .await
                 .unwrap()
         }));
@@ -333,7 +379,10 @@ pub async fn concurrent_decisions_keep_the_rate_limit(first: SharedStore, second
             queued += 1;
         }
     }
-    assert_eq!(queued, 1, "one reply per address per window, across instances");
+    assert_eq!(
+        queued, 1,
+        "one reply per address per window, across instances"
+    );
 }
 
 pub async fn purge_removes_finished_outgoing_but_keeps_the_queued(store: SharedStore) {
