@@ -17,6 +17,8 @@ use std::time::Duration;
 use authcheck_web::HttpLimits;
 
 use crate::cli::ServiceArgs;
+pub use crate::reply::ReplyScope;
+use authcheck_store::RateLimit;
 
 /// A setting that cannot be used; the message names it.
 #[derive(Debug, thiserror::Error)]
@@ -320,10 +322,92 @@ settings! {
         flag: "dkim-selector", env: "AUTHCHECK_DKIM_SELECTOR", value: "NAME",
         default: DefaultValue::Text("authcheck"),
     }
+    /// Replies by mail with the results: `off`, `check` (messages to check@ only) or `all`
+    /// (check@, spf@ and dkim@). A reply goes only to the MAIL FROM address of a message that
+    /// passed DMARC, never to automatic or list mail; /replies explains the rules.
+    reply_by_mail: one<ReplyScope> = parse_reply_scope {
+        flag: "reply-by-mail", env: "AUTHCHECK_REPLY_BY_MAIL", value: "SCOPE",
+        default: DefaultValue::Text("off"),
+    }
+    /// Most replies to one recipient address: COUNT/DURATION, or 0 for no limit.
+    reply_per_address: one<RateLimit> = parse_rate {
+        flag: "reply-per-address", env: "AUTHCHECK_REPLY_PER_ADDRESS", value: "RATE",
+        default: DefaultValue::Text("1/10m"),
+    }
+    /// Most replies to one recipient domain: COUNT/DURATION, or 0 for no limit.
+    reply_per_domain: one<RateLimit> = parse_rate {
+        flag: "reply-per-domain", env: "AUTHCHECK_REPLY_PER_DOMAIN", value: "RATE",
+        default: DefaultValue::Text("20/1h"),
+    }
+    /// Most replies for messages from one client address: COUNT/DURATION, or 0 for no limit.
+    reply_per_client: one<RateLimit> = parse_rate {
+        flag: "reply-per-client", env: "AUTHCHECK_REPLY_PER_CLIENT", value: "RATE",
+        default: DefaultValue::Text("20/1h"),
+    }
+    /// Send outgoing mail (replies, summaries) through this server, HOST:PORT, instead of
+    /// the recipient domains' MX hosts.
+    outgoing_smarthost: optional<String> = parse_host_port {
+        flag: "outgoing-smarthost", env: "AUTHCHECK_OUTGOING_SMARTHOST", value: "HOST:PORT",
+        default: DefaultValue::Unset("none: the recipient domain's MX hosts"),
+    }
+    /// The user name for the smarthost's AUTH (PLAIN or LOGIN, only over STARTTLS).
+    outgoing_smarthost_user: optional<String> = parse_text {
+        flag: "outgoing-smarthost-user", env: "AUTHCHECK_OUTGOING_SMARTHOST_USER", value: "NAME",
+        default: DefaultValue::Unset("no AUTH"),
+    }
+    /// The smarthost password (with outgoing_smarthost_user); better set in the environment
+    /// or the file than on the command line.
+    outgoing_smarthost_password: optional<Secret> = parse_secret {
+        flag: "outgoing-smarthost-password", env: "AUTHCHECK_OUTGOING_SMARTHOST_PASSWORD",
+        value: "PASSWORD",
+        default: DefaultValue::Unset("none"),
+    }
+    /// The port of the MX hosts outgoing mail is delivered to; 25 except in tests.
+    outgoing_mx_port: one<u16> = parse_port {
+        flag: "outgoing-mx-port", env: "AUTHCHECK_OUTGOING_MX_PORT", value: "PORT",
+        default: DefaultValue::Text("25"),
+    }
+    /// Whether outgoing mail may go to loopback, private and link-local addresses an MX host
+    /// has (yes for tests and closed networks; a stranger's DNS could point inward).
+    outgoing_allow_private: one<bool> = parse_yes_no {
+        flag: "outgoing-allow-private", env: "AUTHCHECK_OUTGOING_ALLOW_PRIVATE", value: "YES|NO",
+        default: DefaultValue::Text("no"),
+    }
+    /// Each network wait of one delivery attempt.
+    outgoing_timeout: one<Duration> = parse_duration {
+        flag: "outgoing-timeout", env: "AUTHCHECK_OUTGOING_TIMEOUT", value: "DURATION",
+        default: DefaultValue::Text("60s"),
+    }
+    /// The pause before the first retry of a message not taken; each later one doubles, up
+    /// to an hour.
+    outgoing_retry: one<Duration> = parse_duration {
+        flag: "outgoing-retry", env: "AUTHCHECK_OUTGOING_RETRY", value: "DURATION",
+        default: DefaultValue::Text("1m"),
+    }
+    /// How long a message not taken is tried before it is given up.
+    outgoing_give_up: one<Duration> = parse_duration {
+        flag: "outgoing-give-up", env: "AUTHCHECK_OUTGOING_GIVE_UP", value: "DURATION",
+        default: DefaultValue::Text("2d"),
+    }
+    /// Most outgoing messages waiting at once; past it no reply is queued.
+    outgoing_queue_max: one<usize> = parse_count {
+        flag: "outgoing-queue-max", env: "AUTHCHECK_OUTGOING_QUEUE_MAX", value: "N",
+        default: DefaultValue::Text("1000"),
+    }
     /// Log format: text or json. The level comes from RUST_LOG (default info).
     log_format: one<LogFormat> = parse_log_format {
         flag: "log-format", env: "AUTHCHECK_LOG_FORMAT", value: "FORMAT",
         default: DefaultValue::Text("text"),
+    }
+}
+
+/// A setting's value that is never printed: a password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(****)")
     }
 }
 
@@ -374,6 +458,30 @@ impl Settings {
                     1 + copies,
                     settings.max_message_size
                 ),
+            ));
+        }
+        match (
+            &settings.outgoing_smarthost_user,
+            &settings.outgoing_smarthost_password,
+        ) {
+            (Some(_), None) => {
+                return Err(invalid(
+                    "outgoing_smarthost_password",
+                    "outgoing_smarthost_user is set but the password is not; give both",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "outgoing_smarthost_user",
+                    "outgoing_smarthost_password is set but the user is not; give both",
+                ));
+            }
+            _ => {}
+        }
+        if settings.outgoing_smarthost_user.is_some() && settings.outgoing_smarthost.is_none() {
+            return Err(invalid(
+                "outgoing_smarthost",
+                "outgoing_smarthost_user is set but there is no smarthost to log in to",
             ));
         }
         match (&settings.tls_cert, &settings.tls_key) {
@@ -631,6 +739,50 @@ fn parse_path(text: &str) -> Result<PathBuf, String> {
     }
 }
 
+fn parse_reply_scope(text: &str) -> Result<ReplyScope, String> {
+    match text.trim() {
+        "off" => Ok(ReplyScope::Off),
+        "check" => Ok(ReplyScope::Check),
+        "all" => Ok(ReplyScope::All),
+        other => Err(format!("{other:?} is none of off, check, all")),
+    }
+}
+
+fn parse_rate(text: &str) -> Result<RateLimit, String> {
+    crate::reply::parse_rate(text)
+}
+
+fn parse_text(text: &str) -> Result<String, String> {
+    match text.trim() {
+        "" => Err("is empty".to_string()),
+        text => Ok(text.to_string()),
+    }
+}
+
+fn parse_secret(text: &str) -> Result<Secret, String> {
+    // Kept as given: a password may begin or end with a space.
+    if text.is_empty() {
+        Err("is empty".to_string())
+    } else {
+        Ok(Secret(text.to_string()))
+    }
+}
+
+fn parse_port(text: &str) -> Result<u16, String> {
+    match text.trim().parse::<u16>() {
+        Ok(0) | Err(_) => Err(format!("{text:?} is not a port number (1-65535)")),
+        Ok(port) => Ok(port),
+    }
+}
+
+fn parse_yes_no(text: &str) -> Result<bool, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "yes" | "true" | "on" => Ok(true),
+        "no" | "false" | "off" => Ok(false),
+        other => Err(format!("{other:?} is neither yes nor no")),
+    }
+}
+
 fn parse_log_format(text: &str) -> Result<LogFormat, String> {
     match text.trim() {
         "text" => Ok(LogFormat::Text),
@@ -769,6 +921,19 @@ mod tests {
         assert_eq!(s.dkim_selector, "authcheck");
         assert_eq!(s.metrics_listen, Some("127.0.0.1:9090".parse().unwrap()));
         assert_eq!(
+            s.reply_by_mail,
+            ReplyScope::Off,
+            "replies are off by default"
+        );
+        assert_eq!(s.reply_per_address.count, 1);
+        assert_eq!(s.reply_per_address.window_seconds, 600);
+        assert_eq!(s.reply_per_domain.count, 20);
+        assert_eq!(s.reply_per_domain.window_seconds, 3600);
+        assert_eq!(s.outgoing_mx_port, 25);
+        assert!(!s.outgoing_allow_private);
+        assert_eq!(s.outgoing_smarthost, None);
+        assert_eq!(s.outgoing_queue_max, 1000);
+        assert_eq!(
             s.http_limits(),
             HttpLimits {
                 header_read_timeout: Duration::from_secs(10),
@@ -873,6 +1038,56 @@ mod tests {
                 .to_string(),
             "invalid setting smtp_listen: \"x\" is not an ADDR:PORT such as 127.0.0.1:2525"
         );
+    }
+
+    #[test]
+    fn the_outgoing_settings_parse_and_the_smarthost_login_comes_whole() {
+        let s = Settings::load(&given(&[
+            ("reply_by_mail", "all"),
+            ("reply_per_client", "0"),
+            ("outgoing_smarthost", "smtp.example:587"),
+            ("outgoing_smarthost_user", "authcheck"),
+            ("outgoing_smarthost_password", "s3cret"),
+        ]))
+        .unwrap();
+        assert_eq!(s.reply_by_mail, ReplyScope::All);
+        assert_eq!(s.reply_per_client.count, 0);
+        assert!(
+            !format!("{s:?}").contains("s3cret"),
+            "the password is never printed"
+        );
+        for (pairs, named) in [
+            (
+                &[
+                    ("outgoing_smarthost_user", "a"),
+                    ("outgoing_smarthost", "h:587"),
+                ][..],
+                "outgoing_smarthost_password",
+            ),
+            (
+                &[
+                    ("outgoing_smarthost_password", "p"),
+                    ("outgoing_smarthost", "h:587"),
+                ][..],
+                "outgoing_smarthost_user",
+            ),
+            (
+                &[
+                    ("outgoing_smarthost_user", "a"),
+                    ("outgoing_smarthost_password", "p"),
+                ][..],
+                "outgoing_smarthost",
+            ),
+            (&[("reply_by_mail", "yes")][..], "reply_by_mail"),
+            (&[("reply_per_address", "1")][..], "reply_per_address"),
+            (&[("outgoing_mx_port", "0")][..], "outgoing_mx_port"),
+            (
+                &[("outgoing_allow_private", "maybe")][..],
+                "outgoing_allow_private",
+            ),
+        ] {
+            assert_eq!(Settings::load(&given(pairs)).unwrap_err().setting, named);
+        }
     }
 
     #[test]

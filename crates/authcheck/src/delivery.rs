@@ -27,6 +27,7 @@ use serde_json::value::RawValue;
 use tokio::runtime::Runtime;
 
 use crate::dmarc::Kept;
+use crate::reply::{HeaderFacts, Replies, ReplyContent, ReplyFacts, Tested};
 use crate::session_log::{SessionLog, worth_looking_up};
 use crate::sources::SourceNamer;
 
@@ -42,6 +43,8 @@ pub struct TesterDelivery {
     pub report_gate: tokio::sync::Semaphore,
     /// Where finished sessions go (see `session_log`).
     pub sessions: SessionLog,
+    /// Replies by mail, when the operator turned them on.
+    pub replies: Option<Replies>,
 }
 
 /// DMARC reports parsed and stored at once; the others wait their turn (their senders wait for
@@ -170,6 +173,7 @@ impl TesterDelivery {
         let (verified, message) = self.pool.verify(&envelope, message).await?;
         metrics::histogram!("authcheck_verification_seconds")
             .record(started.elapsed().as_secs_f64());
+        let header = self.replies.as_ref().map(|_| HeaderFacts::of(&message));
         let results = verified.results(&envelope, message)?;
         let mailboxes: Vec<Mailbox> = results.iter().map(|result| result.mailbox).collect();
         let ids = self.store.insert(results).await.map_err(|e| {
@@ -178,6 +182,12 @@ impl TesterDelivery {
             DeliveryError::Temporary("the result could not be stored".into())
         })?;
         verified.log_and_count(&envelope, &mailboxes, &ids, started);
+        if let (Some(replies), Some(header)) = (&self.replies, &header) {
+            // Decided before the 250, so that a reply the sender is told of (on the result
+            // page) is in the store; the results are stored whatever happens here.
+            self.decide_reply(replies, &verified, &envelope, header, &mailboxes, &ids)
+                .await;
+        }
         Ok(mailboxes
             .into_iter()
             .zip(ids)
@@ -187,6 +197,58 @@ impl TesterDelivery {
                 id,
             })
             .collect())
+    }
+
+    /// Takes the reply decision for a message whose results are stored as `ids`, and logs it.
+    async fn decide_reply(
+        &self,
+        replies: &Replies,
+        verified: &Verified,
+        envelope: &Envelope,
+        header: &HeaderFacts,
+        mailboxes: &[Mailbox],
+        ids: &[String],
+    ) {
+        let results: Vec<(Mailbox, String, String)> = mailboxes
+            .iter()
+            .zip(ids)
+            .map(|(&mailbox, id)| (mailbox, verified.verdict(mailbox).to_string(), id.clone()))
+            .collect();
+        let tested = Tested {
+            facts: ReplyFacts {
+                mail_from: &envelope.mail_from,
+                mailboxes,
+                report: &verified.report,
+                header,
+            },
+            content: ReplyContent {
+                tester_domain: &replies.config.tester_domain,
+                public_url: &replies.config.public_url,
+                recipient: &envelope.mail_from,
+                report: &verified.report,
+                results: &results,
+                subject: verified.subject.as_deref(),
+                client_ip: envelope.client.ip(),
+                received_at: envelope.received_at,
+                in_reply_to: header.message_id.as_deref(),
+            },
+            client: envelope.client.ip().to_string(),
+        };
+        let client_ip = envelope.client.ip();
+        match replies.decide(&tested, chrono::Utc::now()).await {
+            Ok(Ok(reply_id)) => tracing::info!(
+                %client_ip, mail_from = %envelope.mail_from, ids = %ids.join(","), reply_id,
+                "reply by mail queued"
+            ),
+            Ok(Err(reason)) => tracing::info!(
+                %client_ip, mail_from = %envelope.mail_from, ids = %ids.join(","),
+                reason = reason.as_str(), "no reply sent: {reason}"
+            ),
+            Err(error) => tracing::warn!(
+                %client_ip, ids = %ids.join(","), %error,
+                "the reply decision could not be stored; no reply for this message"
+            ),
+        }
     }
 
     /// Refuses the message while the database's disk is below the free-space floor: a

@@ -13,6 +13,8 @@ mod delivery;
 mod dmarc;
 mod failure;
 mod metrics;
+mod outgoing;
+mod reply;
 mod self_check;
 mod serve;
 mod session_log;

@@ -9,7 +9,6 @@
 //! the first to claim the interval's slot runs it.
 
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use authcheck_outbound::{KeyOrigin, Outgoing, Server, SigningKey, deliver};
@@ -249,42 +248,44 @@ fn record_metrics(check: &SelfCheck, now: DateTime<Utc>) {
     }
 }
 
-/// Loads the key (making it at first start, with the record to publish logged at INFO), then
-/// runs a check every interval, the first one interval after start, until `stop`. The key's
-/// DNS record is put in `record` for the status page.
-pub async fn run_periodically(
-    config: SelfCheckConfig,
-    store: SharedStore,
-    record: Arc<OnceLock<String>>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let path = config.key_path.clone();
+/// Loads the tester's DKIM key from `path` (making it at first start, with the record to
+/// publish at `record_name` logged at INFO); `None`, with an ERROR logged, when it cannot be
+/// read or made: the self-check and outgoing mail then stay off.
+pub async fn load_key(path: PathBuf, record_name: String) -> Option<SigningKey> {
+    let shown = path.display().to_string();
     let loaded = tokio::task::spawn_blocking(move || SigningKey::load_or_generate(&path)).await;
-    let key = match loaded {
+    match loaded {
         Ok(Ok((key, origin))) => {
             if origin == KeyOrigin::Generated {
                 tracing::info!(
-                    path = %config.key_path.display(),
-                    "made the tester's DKIM key; publish {} TXT \"{}\"",
-                    config.record_name(),
+                    path = %shown,
+                    "made the tester's DKIM key; publish {record_name} TXT \"{}\"",
                     key.dns_record()
                 );
             }
-            key
+            Some(key)
         }
         Ok(Err(error)) => {
             tracing::error!(
                 %error,
-                "the self-check is off: set dkim_key to a readable key file or a path where one can be made"
+                "the self-check and outgoing mail are off: set dkim_key to a readable key file or a path where one can be made"
             );
-            return;
+            None
         }
         Err(error) => {
-            tracing::error!(%error, "the self-check is off: loading the DKIM key failed");
-            return;
+            tracing::error!(%error, "the self-check and outgoing mail are off: loading the DKIM key failed");
+            None
         }
-    };
-    let _ = record.set(key.dns_record());
+    }
+}
+
+/// Runs a check every interval with `key`, the first one interval after start, until `stop`.
+pub async fn run_periodically(
+    config: SelfCheckConfig,
+    key: SigningKey,
+    store: SharedStore,
+    mut stop: watch::Receiver<bool>,
+) {
     let interval = config.interval;
     let checker = SelfChecker::new(config, key, store);
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);

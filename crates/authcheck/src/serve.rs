@@ -24,6 +24,8 @@ use tokio::sync::watch;
 use crate::config::{ConfigError, Settings, invalid, machine_hostname, scrub_password};
 use crate::delivery::{TesterDelivery, VerificationPool};
 use crate::failure::Failure;
+use crate::outgoing::{OutgoingConfig, Route};
+use crate::reply::{Replies, ReplyConfig, ReplyScope};
 use crate::self_check::SelfCheckConfig;
 use crate::session_log::SessionLog;
 use crate::sources::SourceNamer;
@@ -239,6 +241,66 @@ fn self_check_config(
     }
 }
 
+/// The replies' settings, resolved.
+fn reply_config(settings: &Settings, public_url: &str) -> ReplyConfig {
+    ReplyConfig {
+        scope: settings.reply_by_mail,
+        limits: authcheck_store::ReplyLimits {
+            per_address: settings.reply_per_address,
+            per_domain: settings.reply_per_domain,
+            per_client: settings.reply_per_client,
+            max_queued: u32::try_from(settings.outgoing_queue_max).unwrap_or(u32::MAX),
+        },
+        retry: retry_policy(settings),
+        tester_domain: settings
+            .domains
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "tester.localhost".to_owned()),
+        public_url: public_url.to_owned(),
+    }
+}
+
+fn retry_policy(settings: &Settings) -> authcheck_outbound::RetryPolicy {
+    authcheck_outbound::RetryPolicy {
+        first_retry: settings.outgoing_retry,
+        give_up_after: settings.outgoing_give_up,
+    }
+}
+
+/// The outgoing queue worker's settings: signed like the self-check's messages.
+fn outgoing_config(
+    settings: &Settings,
+    self_check: &SelfCheckConfig,
+    hostname: &str,
+) -> OutgoingConfig {
+    let route = match &settings.outgoing_smarthost {
+        Some(target) => Route::Smarthost {
+            target: target.clone(),
+            credentials: settings
+                .outgoing_smarthost_user
+                .clone()
+                .zip(settings.outgoing_smarthost_password.clone())
+                .map(|(username, password)| authcheck_outbound::Credentials {
+                    username,
+                    password: password.0,
+                }),
+        },
+        None => Route::Mx {
+            port: settings.outgoing_mx_port,
+            allow_inward: settings.outgoing_allow_private,
+        },
+    };
+    OutgoingConfig {
+        instance: hostname.to_owned(),
+        domain: self_check.domain.clone(),
+        selector: self_check.selector.clone(),
+        route,
+        timeout: settings.outgoing_timeout,
+        retry: retry_policy(settings),
+    }
+}
+
 /// The folder of a `sqlite://PATH` database (relative to the working directory, or absolute
 /// with `sqlite:///`); `None` for PostgreSQL and in-memory databases.
 fn sqlite_folder(database_url: &str) -> Option<std::path::PathBuf> {
@@ -308,7 +370,8 @@ pub async fn serve(settings: Settings) -> Result<(), Failure> {
         shutdown_grace: SHUTDOWN_GRACE,
         ..SmtpConfig::new(smtp_addr)
     };
-    let source_namer = SourceNamer::start(store.clone(), verifier.dns().clone());
+    let dns = verifier.dns().clone();
+    let source_namer = SourceNamer::start(store.clone(), dns.clone());
     let pool = VerificationPool::new(verifier, settings.verify_timeout)
         .context("cannot start the verification threads")?;
     let (sessions, session_writer) = SessionLog::start(store.clone(), pool.ptr_lookup());
@@ -320,6 +383,10 @@ pub async fn serve(settings: Settings) -> Result<(), Failure> {
         source_namer,
         report_gate: tokio::sync::Semaphore::new(crate::delivery::REPORTS_AT_ONCE),
         sessions,
+        replies: (settings.reply_by_mail != ReplyScope::Off).then(|| Replies {
+            config: reply_config(&settings, &public_url),
+            store: store.clone(),
+        }),
     });
     let mut smtp_stop = stop_rx.clone();
     let smtp = tokio::spawn(authcheck_smtp::run(
@@ -366,16 +433,44 @@ pub async fn serve(settings: Settings) -> Result<(), Failure> {
         Retention::of(&settings),
         stop_rx.clone(),
     ));
-    let self_checks = settings.self_check_interval.map(|interval| {
-        tokio::spawn(crate::self_check::run_periodically(
-            SelfCheckConfig {
+    // The self-check and outgoing mail sign with the tester's key, loaded (or made) once,
+    // off the start's path: making a key takes a moment.
+    let sending_outgoing = settings.reply_by_mail != ReplyScope::Off;
+    let signing = (settings.self_check_interval.is_some() || sending_outgoing).then(|| {
+        let outgoing = sending_outgoing.then(|| outgoing_config(&settings, &self_check, &hostname));
+        let (key_path, record_name) = (self_check.key_path.clone(), self_check.record_name());
+        let self_check = settings
+            .self_check_interval
+            .map(|interval| SelfCheckConfig {
                 interval,
-                ..self_check
-            },
-            store.clone(),
-            dkim_record,
-            stop_rx.clone(),
-        ))
+                ..self_check.clone()
+            });
+        let (store, stop) = (store.clone(), stop_rx.clone());
+        tokio::spawn(async move {
+            let Some(key) = crate::self_check::load_key(key_path, record_name).await else {
+                return;
+            };
+            let _ = dkim_record.set(key.dns_record());
+            let checks = async {
+                if let Some(config) = self_check {
+                    crate::self_check::run_periodically(
+                        config,
+                        key.clone(),
+                        store.clone(),
+                        stop.clone(),
+                    )
+                    .await;
+                }
+            };
+            let sending = async {
+                if let Some(config) = outgoing {
+                    let sender =
+                        crate::outgoing::Sender::new(config, key.clone(), store.clone(), dns);
+                    crate::outgoing::run_periodically(sender, stop.clone()).await;
+                }
+            };
+            tokio::join!(checks, sending);
+        })
     });
 
     tracing::info!(
@@ -419,8 +514,8 @@ pub async fn serve(settings: Settings) -> Result<(), Failure> {
         operators.abort();
     }
     let _ = purge.await;
-    if let Some(self_checks) = self_checks {
-        let _ = self_checks.await;
+    if let Some(signing) = signing {
+        let _ = signing.await;
     }
     store.close().await;
     tracing::info!("stopped");

@@ -1,0 +1,572 @@
+//! Replies by mail: whether a tested message gets its results back by mail ([`eligibility`], a
+//! pure function with a typed reason for every "no"), the reply itself ([`compose_reply`]), and
+//! the decision taken after the message's results are stored ([`Replies::decide`]): queued in
+//! the store within the rate limits, or recorded with the reason, so that the result page can
+//! say which.
+//!
+//! The rules keep the tester from becoming a backscatter source (RFC 3834): a reply only to
+//! the MAIL FROM address of a message that passed DMARC with an aligned identity, whose MAIL
+//! FROM is authenticated too (SPF passed for it, or it is in the From domain's organization),
+//! never to `<>`, never to automatic or list mail. The reply goes out from `<>` with
+//! `Auto-Submitted: auto-replied`, and is signed and delivered by the outgoing queue
+//! ([`crate::outgoing`]).
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use authcheck_outbound::{Letter, MAX_LETTER_BYTES, RetryPolicy};
+use authcheck_store::{
+    Mailbox, NewOutgoing, NoReply, OutgoingKind, ReplyLimits, SharedStore, StoreError,
+};
+use authcheck_verifier::diagnosis::Severity;
+use authcheck_verifier::{DmarcResult, Report, SpfResult};
+use chrono::{DateTime, Utc};
+use mail_parser::MessageParser;
+
+/// Which tester mailboxes get replies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplyScope {
+    /// No replies: the default.
+    Off,
+    /// Only messages to `check@`.
+    Check,
+    /// Messages to `check@`, `spf@` and `dkim@`.
+    All,
+}
+
+impl ReplyScope {
+    /// Whether a message to `mailbox` may get a reply.
+    pub fn covers(self, mailbox: Mailbox) -> bool {
+        match self {
+            ReplyScope::Off => false,
+            ReplyScope::All => true,
+            ReplyScope::Check => is_check_mailbox(mailbox),
+        }
+    }
+}
+
+/// `check@`, the mailbox that answers by mail; it does not exist yet in this version, so
+/// `reply_by_mail = check` replies to nothing until it does.
+fn is_check_mailbox(_mailbox: Mailbox) -> bool {
+    false
+}
+
+/// The most bytes of a message's header read for the reply rules.
+const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// The most diagnosis findings a reply lists.
+const MAX_FINDINGS_IN_REPLY: usize = 12;
+/// The most bytes of one finding's text (title, detail, fix) in a reply.
+const MAX_FINDING_BYTES: usize = 2000;
+/// The most bytes of the Authentication-Results field quoted in a reply.
+const MAX_AUTH_RESULTS_BYTES: usize = 8 * 1024;
+
+/// What the reply rules read of a message's header (RFC 3834).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HeaderFacts {
+    /// `Auto-Submitted`, its first token lowercase.
+    pub auto_submitted: Option<String>,
+    /// `Precedence`, lowercase.
+    pub precedence: Option<String>,
+    pub list_id: bool,
+    /// The Message-ID field as written (`<id@host>`).
+    pub message_id: Option<String>,
+}
+
+impl HeaderFacts {
+    /// Reads the fields from the message's header, at most [`MAX_HEADER_BYTES`] of it.
+    pub fn of(message: &[u8]) -> HeaderFacts {
+        let header_end = message
+            .windows(4)
+            .take(MAX_HEADER_BYTES)
+            .position(|window| window == b"\r\n\r\n")
+            .map_or(message.len().min(MAX_HEADER_BYTES), |at| at + 4);
+        let Some(parsed) = MessageParser::new().parse_headers(&message[..header_end]) else {
+            return HeaderFacts::default();
+        };
+        let text = |name: &str| {
+            parsed
+                .header_raw(name)
+                .map(|value| value.trim().to_ascii_lowercase())
+        };
+        HeaderFacts {
+            auto_submitted: text("Auto-Submitted").map(|value| {
+                value
+                    .split(|c: char| c == ';' || c == '(' || c.is_whitespace())
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned()
+            }),
+            precedence: text("Precedence"),
+            list_id: parsed.header_raw("List-Id").is_some(),
+            message_id: parsed
+                .header_raw("Message-ID")
+                .map(|value| value.trim().to_owned()),
+        }
+    }
+}
+
+/// Everything the rules look at for one message.
+#[derive(Clone, Copy, Debug)]
+pub struct ReplyFacts<'a> {
+    /// The MAIL FROM address; empty for `<>`.
+    pub mail_from: &'a str,
+    /// The tester mailboxes the message was sent to.
+    pub mailboxes: &'a [Mailbox],
+    pub report: &'a Report,
+    pub header: &'a HeaderFacts,
+}
+
+/// Whether the message may get a reply, and if not, why: the first rule it breaks, in the
+/// order below.
+pub fn eligibility(scope: ReplyScope, facts: &ReplyFacts<'_>) -> Result<(), NoReply> {
+    if !facts.mailboxes.iter().any(|&mailbox| scope.covers(mailbox)) {
+        return Err(NoReply::MailboxNotReplied);
+    }
+    if facts.mail_from.is_empty() || !facts.mail_from.contains('@') {
+        return Err(NoReply::NullSender);
+    }
+    if facts
+        .header
+        .auto_submitted
+        .as_deref()
+        .is_some_and(|value| value != "no")
+    {
+        return Err(NoReply::AutoSubmitted);
+    }
+    if facts
+        .header
+        .precedence
+        .as_deref()
+        .is_some_and(|value| matches!(value, "bulk" | "list" | "junk"))
+    {
+        return Err(NoReply::BulkPrecedence);
+    }
+    if facts.header.list_id {
+        return Err(NoReply::MailingList);
+    }
+    let dmarc = &facts.report.dmarc;
+    let aligned = dmarc.spf_alignment.aligned || dmarc.dkim_alignment.aligned;
+    if dmarc.result != DmarcResult::Pass || !aligned {
+        return Err(NoReply::DmarcNotPassed);
+    }
+    if !mail_from_is_authenticated(facts) {
+        return Err(NoReply::SenderNotAligned);
+    }
+    Ok(())
+}
+
+/// The MAIL FROM address is the sender's own: SPF passed for it, or its domain is in the
+/// organization of the From domain that passed DMARC (a DKIM-only pass authenticates the From
+/// domain, not an arbitrary MAIL FROM a replayer could put on the message).
+fn mail_from_is_authenticated(facts: &ReplyFacts<'_>) -> bool {
+    let report = facts.report;
+    if report.spf.check.checked && report.spf.check.result == SpfResult::Pass {
+        return true;
+    }
+    let Some((_, domain)) = facts.mail_from.rsplit_once('@') else {
+        return false;
+    };
+    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+    let organization = report
+        .dmarc
+        .organizational_domain
+        .as_deref()
+        .or(report.dmarc.from_domain.as_deref())
+        .map(str::to_ascii_lowercase);
+    organization.is_some_and(|organization| {
+        domain == organization || domain.ends_with(&format!(".{organization}"))
+    })
+}
+
+/// What a reply says about one message.
+pub struct ReplyContent<'a> {
+    pub tester_domain: &'a str,
+    pub public_url: &'a str,
+    pub recipient: &'a str,
+    pub report: &'a Report,
+    /// `(mailbox, verdict, result id)` of each stored result.
+    pub results: &'a [(Mailbox, String, String)],
+    pub subject: Option<&'a str>,
+    pub client_ip: IpAddr,
+    pub received_at: DateTime<Utc>,
+    pub in_reply_to: Option<&'a str>,
+}
+
+/// The reply, unsigned: the verdicts in the Subject; in the body the verdicts, DMARC, the
+/// diagnosis, the Authentication-Results field and the links, at most [`MAX_LETTER_BYTES`].
+pub fn compose_reply(content: &ReplyContent<'_>, now: DateTime<Utc>) -> Vec<u8> {
+    let verdicts: Vec<&str> = content
+        .results
+        .iter()
+        .map(|(_, verdict, _)| verdict.as_str())
+        .collect();
+    let subject = format!("authcheck results: {}", verdicts.join(", "));
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "authcheck tested the message you sent from {} at {}{}.",
+        content.client_ip,
+        content.received_at.format("%Y-%m-%d %H:%M:%S UTC"),
+        match content.subject {
+            Some(subject) if !subject.is_empty() => format!(
+                " with the subject \"{}\"",
+                cut(&subject.replace(['\r', '\n'], " "), 200)
+            ),
+            _ => String::new(),
+        }
+    );
+    text.push('\n');
+    for (mailbox, verdict, id) in content.results {
+        let _ = writeln!(text, "  {}@: {verdict}", mailbox.as_str());
+        let _ = writeln!(
+            text,
+            "    full report: {}",
+            authcheck_web::result_url(content.public_url, id)
+        );
+    }
+    let dmarc = &content.report.dmarc;
+    let _ = writeln!(
+        text,
+        "  DMARC: {} (policy {}){}",
+        dmarc.result.as_str(),
+        dmarc.policy,
+        match (dmarc.spf_alignment.aligned, dmarc.dkim_alignment.aligned) {
+            (true, true) => ", SPF and DKIM aligned",
+            (true, false) => ", SPF aligned",
+            (false, true) => ", DKIM aligned",
+            (false, false) => "",
+        }
+    );
+    let findings: Vec<_> = content
+        .report
+        .diagnosis
+        .iter()
+        .filter(|finding| finding.severity != Severity::Info)
+        .take(MAX_FINDINGS_IN_REPLY)
+        .collect();
+    text.push_str("\nDiagnosis:\n");
+    if findings.is_empty() {
+        text.push_str("  Nothing to fix was found.\n");
+    }
+    for finding in findings {
+        let _ = writeln!(
+            text,
+            "  - [{}] {}",
+            finding.severity.as_str(),
+            cut(&finding.title, MAX_FINDING_BYTES)
+        );
+        let _ = writeln!(text, "    {}", cut(&finding.detail, MAX_FINDING_BYTES));
+        if let Some(fix) = &finding.fix {
+            let _ = writeln!(text, "    What to do: {}", cut(fix, MAX_FINDING_BYTES));
+        }
+    }
+    let _ = writeln!(
+        text,
+        "\nAuthentication-Results as authcheck added them:\n  {}",
+        cut(
+            &content.report.authentication_results,
+            MAX_AUTH_RESULTS_BYTES
+        )
+    );
+    let _ = writeln!(
+        text,
+        "\nThis reply went to the MAIL FROM address of a message that passed DMARC. Why and \
+         when authcheck replies: {}/replies",
+        content.public_url.trim_end_matches('/')
+    );
+    let from_address = format!("check@{}", content.tester_domain);
+    let message_id = format!(
+        "reply.{}.{:08x}@{}",
+        now.timestamp_millis(),
+        rand_suffix(),
+        content.tester_domain
+    );
+    let text = cut(&text, MAX_LETTER_BYTES - 8 * 1024);
+    Letter {
+        from_name: "authcheck",
+        from_address: &from_address,
+        to: content.recipient,
+        subject: &subject,
+        in_reply_to: content.in_reply_to,
+        auto_submitted: "auto-replied",
+        date: now.timestamp(),
+        message_id: &message_id,
+        text,
+        html: None,
+    }
+    .compose()
+}
+
+/// A few random bits for Message-IDs made in the same millisecond.
+fn rand_suffix() -> u32 {
+    // The hash of a fresh RandomState is seeded from the OS's randomness.
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u8(0);
+    hasher.finish() as u32
+}
+
+/// `text` cut to at most `max` bytes on a character boundary.
+fn cut(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// The replies' settings, resolved.
+#[derive(Clone, Debug)]
+pub struct ReplyConfig {
+    pub scope: ReplyScope,
+    pub limits: ReplyLimits,
+    pub retry: RetryPolicy,
+    /// The first tester domain: replies come from `check@` it and are signed for it.
+    pub tester_domain: String,
+    pub public_url: String,
+}
+
+/// Takes the reply decision for each tested message.
+pub struct Replies {
+    pub config: ReplyConfig,
+    pub store: SharedStore,
+}
+
+/// What one message brings to the decision.
+pub struct Tested<'a> {
+    pub facts: ReplyFacts<'a>,
+    pub content: ReplyContent<'a>,
+    pub client: String,
+}
+
+impl Replies {
+    /// Decides whether `tested` gets a reply, queues it or records why not, at `now`; the
+    /// decision, for the log.
+    pub async fn decide(
+        &self,
+        tested: &Tested<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Result<String, NoReply>, StoreError> {
+        let ids: Vec<String> = tested
+            .content
+            .results
+            .iter()
+            .map(|(_, _, id)| id.clone())
+            .collect();
+        if let Err(reason) = eligibility(self.config.scope, &tested.facts) {
+            self.store
+                .record_no_reply(&ids, reason, now.timestamp())
+                .await?;
+            return Ok(Err(reason));
+        }
+        let message = compose_reply(&tested.content, now);
+        let reply = NewOutgoing {
+            kind: OutgoingKind::Reply,
+            recipient: tested.facts.mail_from.to_owned(),
+            client: tested.client.clone(),
+            message,
+            created_at: now.timestamp(),
+            give_up_at: self.config.retry.give_up_at(now.timestamp()),
+        };
+        self.store
+            .queue_reply(&ids, reply, &self.config.limits)
+            .await
+    }
+}
+
+/// A rate limit as an operator writes it: `N/DURATION` (`1/10m`, `20/1h`), or `0` for none.
+pub fn parse_rate(text: &str) -> Result<authcheck_store::RateLimit, String> {
+    let text = text.trim();
+    let problem = || format!("{text:?} is not a rate such as 1/10m or 20/1h (0 for no limit)");
+    if text == "0" {
+        return Ok(authcheck_store::RateLimit {
+            count: 0,
+            window_seconds: 1,
+        });
+    }
+    let (count, window) = text.split_once('/').ok_or_else(problem)?;
+    let count: u32 = count.trim().parse().map_err(|_| problem())?;
+    let window: Duration = humantime::parse_duration(window.trim()).map_err(|_| problem())?;
+    if window.as_secs() == 0 {
+        return Err(problem());
+    }
+    Ok(authcheck_store::RateLimit {
+        count,
+        window_seconds: window.as_secs().min(i64::MAX as u64) as i64,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn passing_report() -> Report {
+        let mut report: Report = serde_json::from_str(include_str!("testdata/report.json"))
+            .expect("the sample report parses");
+        report.dmarc.result = DmarcResult::Pass;
+        report.dmarc.spf_alignment.aligned = true;
+        report.dmarc.organizational_domain = Some("sender.example".into());
+        report.spf.check.checked = true;
+        report.spf.check.result = SpfResult::Pass;
+        report
+    }
+
+    fn facts<'a>(
+        report: &'a Report,
+        header: &'a HeaderFacts,
+        mail_from: &'a str,
+    ) -> ReplyFacts<'a> {
+        ReplyFacts {
+            mail_from,
+            mailboxes: &[Mailbox::Spf],
+            report,
+            header,
+        }
+    }
+
+    #[test]
+    fn a_dmarc_pass_with_an_authenticated_sender_gets_a_reply() {
+        let report = passing_report();
+        let header = HeaderFacts::default();
+        let facts = facts(&report, &header, "alice@sender.example");
+        assert_eq!(eligibility(ReplyScope::All, &facts), Ok(()));
+        assert_eq!(
+            eligibility(ReplyScope::Off, &facts),
+            Err(NoReply::MailboxNotReplied)
+        );
+        assert_eq!(
+            eligibility(ReplyScope::Check, &facts),
+            Err(NoReply::MailboxNotReplied),
+            "spf@ is not replied to when only check@ is"
+        );
+    }
+
+    #[test]
+    fn every_rule_has_its_reason() {
+        let report = passing_report();
+        let plain = HeaderFacts::default();
+        assert_eq!(
+            eligibility(ReplyScope::All, &facts(&report, &plain, "")),
+            Err(NoReply::NullSender)
+        );
+        for (header, reason) in [
+            (
+                HeaderFacts {
+                    auto_submitted: Some("auto-replied".into()),
+                    ..HeaderFacts::default()
+                },
+                NoReply::AutoSubmitted,
+            ),
+            (
+                HeaderFacts {
+                    precedence: Some("bulk".into()),
+                    ..HeaderFacts::default()
+                },
+                NoReply::BulkPrecedence,
+            ),
+            (
+                HeaderFacts {
+                    precedence: Some("junk".into()),
+                    ..HeaderFacts::default()
+                },
+                NoReply::BulkPrecedence,
+            ),
+            (
+                HeaderFacts {
+                    list_id: true,
+                    ..HeaderFacts::default()
+                },
+                NoReply::MailingList,
+            ),
+        ] {
+            assert_eq!(
+                eligibility(
+                    ReplyScope::All,
+                    &facts(&report, &header, "a@sender.example")
+                ),
+                Err(reason)
+            );
+        }
+        let no = HeaderFacts {
+            auto_submitted: Some("no".into()),
+            precedence: Some("first-class".into()),
+            ..HeaderFacts::default()
+        };
+        assert_eq!(
+            eligibility(ReplyScope::All, &facts(&report, &no, "a@sender.example")),
+            Ok(())
+        );
+
+        // SPF passing alone is not enough: DMARC must pass with an aligned identity.
+        let mut spf_only = passing_report();
+        spf_only.dmarc.result = DmarcResult::Fail;
+        spf_only.dmarc.spf_alignment.aligned = false;
+        assert_eq!(
+            eligibility(
+                ReplyScope::All,
+                &facts(&spf_only, &plain, "a@sender.example")
+            ),
+            Err(NoReply::DmarcNotPassed)
+        );
+        let mut none = passing_report();
+        none.dmarc.result = DmarcResult::None;
+        assert_eq!(
+            eligibility(ReplyScope::All, &facts(&none, &plain, "a@sender.example")),
+            Err(NoReply::DmarcNotPassed)
+        );
+
+        // A DKIM-only pass: a MAIL FROM outside the From domain's organization is not trusted.
+        let mut dkim_only = passing_report();
+        dkim_only.dmarc.spf_alignment.aligned = false;
+        dkim_only.dmarc.dkim_alignment.aligned = true;
+        dkim_only.spf.check.result = SpfResult::Fail;
+        assert_eq!(
+            eligibility(
+                ReplyScope::All,
+                &facts(&dkim_only, &plain, "victim@elsewhere.example")
+            ),
+            Err(NoReply::SenderNotAligned)
+        );
+        assert_eq!(
+            eligibility(
+                ReplyScope::All,
+                &facts(&dkim_only, &plain, "bounces@mail.sender.example")
+            ),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn the_header_fields_are_read_as_rfc_3834_says() {
+        let header = HeaderFacts::of(
+            b"From: a@b.example\r\nAuto-Submitted: Auto-Generated (by cron)\r\n\
+              Precedence: BULK\r\nList-Id: <list.example>\r\nMessage-ID: <m1@b.example>\r\n\r\n\
+              body\r\nAuto-Submitted: no\r\n",
+        );
+        assert_eq!(header.auto_submitted.as_deref(), Some("auto-generated"));
+        assert_eq!(header.precedence.as_deref(), Some("bulk"));
+        assert!(header.list_id);
+        assert_eq!(header.message_id.as_deref(), Some("<m1@b.example>"));
+        assert_eq!(
+            HeaderFacts::of(b"Subject: x\r\n\r\nList-Id: <in the body>\r\n"),
+            HeaderFacts::default()
+        );
+    }
+
+    #[test]
+    fn rates_parse_with_a_window() {
+        assert_eq!(
+            parse_rate("1/10m"),
+            Ok(authcheck_store::RateLimit {
+                count: 1,
+                window_seconds: 600
+            })
+        );
+        assert_eq!(parse_rate("20/1h").unwrap().window_seconds, 3600);
+        assert_eq!(parse_rate("0").unwrap().count, 0);
+        for bad in ["1", "x/1h", "1/0s", "1/often", ""] {
+            assert!(parse_rate(bad).is_err(), "{bad}");
+        }
+    }
+}
