@@ -261,6 +261,27 @@ fn reply_config(settings: &Settings, public_url: &str) -> ReplyConfig {
     }
 }
 
+/// What `/replies` says of the settings.
+fn replies_info(settings: &Settings) -> authcheck_web::RepliesInfo {
+    let rate = |limit: authcheck_store::RateLimit| match limit.count {
+        0 => "no limit".to_owned(),
+        count => format!(
+            "{count} per {}",
+            humantime::format_duration(Duration::from_secs(limit.window_seconds as u64))
+        ),
+    };
+    authcheck_web::RepliesInfo {
+        scope: match settings.reply_by_mail {
+            ReplyScope::Off => "off".to_owned(),
+            ReplyScope::Check => "on, for messages to check@".to_owned(),
+            ReplyScope::All => "on, for messages to check@, spf@ and dkim@".to_owned(),
+        },
+        per_address: rate(settings.reply_per_address),
+        per_domain: rate(settings.reply_per_domain),
+        per_client: rate(settings.reply_per_client),
+    }
+}
+
 fn retry_policy(settings: &Settings) -> authcheck_outbound::RetryPolicy {
     authcheck_outbound::RetryPolicy {
         first_retry: settings.outgoing_retry,
@@ -410,6 +431,7 @@ pub async fn serve(settings: Settings) -> Result<(), Failure> {
             dkim_record_name: self_check.record_name(),
             dkim_record: dkim_record.clone(),
         },
+        replies: replies_info(&settings),
     };
     let site = authcheck_web::router(store.clone(), web_config);
     let mut web = tokio::spawn(authcheck_web::serve(

@@ -3,7 +3,7 @@
 //! [`router`] builds every HTTP route of the tester's web side: the server-rendered pages
 //! (`/`, `/spf`, `/dkim`, `/check`, `/r/{id}`, `/r/{id}/raw`, `/r/{id}/eml`, the DMARC report pages
 //! under `/dmarc`), the SMTP session log (`/logs`, `/logs/raw`, `/logs/events`), the status
-//! page `/status`, the JSON API under `/api/v1/`, the live feed of new results at `/events` (server-sent events), the static
+//! page `/status`, the replies page `/replies`, the JSON API under `/api/v1/`, the live feed of new results at `/events` (server-sent events), the static
 //! assets and the probes `/livez`, `/readyz` and `/healthz`. Every response carries the
 //! security headers of [`security`].
 
@@ -19,6 +19,7 @@ mod live;
 mod logs;
 mod pages;
 mod params;
+mod replies;
 mod security;
 mod server;
 mod status;
@@ -27,6 +28,7 @@ mod view;
 use std::sync::Arc;
 
 pub use health::probes;
+pub use replies::RepliesInfo;
 pub use server::{HttpLimits, serve};
 pub use status::StatusInfo;
 
@@ -45,6 +47,8 @@ pub struct WebConfig {
     pub hostname: String,
     /// The self-check's settings and the tester's DKIM record, for `/status`.
     pub status: StatusInfo,
+    /// The reply settings, for `/replies`.
+    pub replies: RepliesInfo,
 }
 
 /// Shared by every handler of one router.
@@ -94,6 +98,8 @@ pub fn router(store: SharedStore, config: WebConfig) -> Router {
         .route("/api/v1/status", get(status::json))
         .route("/api/v1/results", get(api::list_results))
         .route("/api/v1/results/{id}", get(api::get_result))
+        .route("/api/v1/results/{id}/reply", get(replies::reply_json))
+        .route("/replies", get(replies::page))
         .route("/api/v1/dmarc/domains", get(dmarc_api::domains))
         .route(
             "/api/v1/dmarc/domains/{domain}/daily",

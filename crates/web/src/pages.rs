@@ -252,6 +252,8 @@ struct ResultPage<'a> {
     /// What DMARC reporters saw of the sending address around the time of the test.
     dmarc_seen: Vec<SeenLine>,
     dmarc_seen_since: String,
+    /// Whether the message got a reply by mail; `None` when replies were off.
+    reply: Option<crate::replies::ReplyView>,
 }
 
 /// The result `id` and its raw message (absent once purged), read together; or the page to
@@ -308,6 +310,7 @@ pub(crate) async fn result_detail(
         result.summary.received_at,
     )
     .await;
+    let reply = crate::replies::reply_view(&state, &id).await;
     let all_signatures = report.as_ref().map_or(&[][..], |report| &report.dkim[..]);
     let signatures = &all_signatures[..all_signatures.len().min(MAX_SIGNATURES_SHOWN)];
     let page = ResultPage {
@@ -330,6 +333,7 @@ pub(crate) async fn result_detail(
         dmarc_seen_since: (result.summary.received_at.date_naive()
             - chrono::Duration::days(SEEN_WINDOW_DAYS))
         .to_string(),
+        reply,
     };
     render(StatusCode::OK, &page)
 }

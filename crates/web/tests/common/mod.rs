@@ -44,6 +44,7 @@ impl TestSite {
             public_url: PUBLIC_URL.into(),
             hostname: "mx.tester.example".into(),
             status: authcheck_web::StatusInfo::default(),
+            replies: authcheck_web::RepliesInfo::default(),
         };
         let app = authcheck_web::router(store.clone(), config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

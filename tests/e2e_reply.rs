@@ -1,0 +1,478 @@
+//! Replies by mail end to end, on loopback only: the loopback DNS server publishes SPF and
+//! DMARC for `sender.test` and an MX for it that points at an SMTP sink started here, which
+//! records what it receives. A message that passes DMARC gets a reply there, from `<>`, signed
+//! with the tester's key (verified with `authcheck check`), with the RFC 3834 fields; a DMARC
+//! failure, a null sender, automatic and list mail, and a second message within the rate
+//! limit get none, each with its reason on the result page and in the API; a sink answering
+//! 451 and then 250 gets the reply on the retry, also when the service restarts in between.
+//! Every wait is bounded.
+
+mod support;
+
+use std::collections::VecDeque;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use authcheck_outbound::SigningKey;
+use authcheck_testdns::TestDns;
+use support::{Service, ServiceOptions, check_json, eventually, send};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// One message the sink took.
+#[derive(Clone, Debug)]
+struct Received {
+    mail_from: String,
+    recipients: Vec<String>,
+    data: Vec<u8>,
+}
+
+/// An SMTP server on loopback that answers the end of each message's data with the next of
+/// its replies (then 250), and keeps what it took.
+struct Sink {
+    addr: SocketAddr,
+    received: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Sink {
+    async fn start(data_replies: &[&'static str]) -> Sink {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let replies = Arc::new(Mutex::new(
+            data_replies.iter().copied().collect::<VecDeque<_>>(),
+        ));
+        let kept = received.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (kept, replies) = (kept.clone(), replies.clone());
+                tokio::spawn(async move {
+                    let _ = session(stream, kept, replies).await;
+                });
+            }
+        });
+        Sink { addr, received }
+    }
+
+    fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    async fn first(&self) -> Received {
+        eventually(WAIT, || async { self.received().first().cloned() })
+            .await
+            .expect("the reply reached the sink in time")
+    }
+}
+
+async fn session(
+    stream: tokio::net::TcpStream,
+    kept: Arc<Mutex<Vec<Received>>>,
+    replies: Arc<Mutex<VecDeque<&'static str>>>,
+) -> std::io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::new(read);
+    write.write_all(b"220 sink.test ESMTP\r\n").await?;
+    let (mut mail_from, mut recipients) = (String::new(), Vec::new());
+    // Bounded: a session of a few commands.
+    for _ in 0..50 {
+        let mut line = String::new();
+        let read = tokio::time::timeout(WAIT, reader.read_line(&mut line)).await;
+        if !matches!(read, Ok(Ok(n)) if n > 0) {
+            return Ok(());
+        }
+        let command = line.trim_end().to_string();
+        let upper = command.to_ascii_uppercase();
+        let angle = |text: &str| {
+            text.split_once('<')
+                .and_then(|(_, rest)| rest.split_once('>'))
+                .map(|(address, _)| address.to_string())
+                .unwrap_or_default()
+        };
+        if upper.starts_with("EHLO") {
+            write
+                .write_all(b"250-sink.test\r\n250 8BITMIME\r\n")
+                .await?;
+        } else if upper.starts_with("MAIL FROM") {
+            mail_from = angle(&command);
+            write.write_all(b"250 2.1.0 OK\r\n").await?;
+        } else if upper.starts_with("RCPT TO") {
+            recipients.push(angle(&command));
+            write.write_all(b"250 2.1.5 OK\r\n").await?;
+        } else if upper == "DATA" {
+            write.write_all(b"354 go ahead\r\n").await?;
+            let mut data = Vec::new();
+            // Bounded: at most 1 MiB of data.
+            while data.len() < 1 << 20 {
+                let mut line = Vec::new();
+                let read = tokio::time::timeout(WAIT, reader.read_until(b'\n', &mut line)).await;
+                if !matches!(read, Ok(Ok(n)) if n > 0) {
+                    return Ok(());
+                }
+                if line == b".\r\n" {
+                    break;
+                }
+                let line = line.strip_prefix(b".").unwrap_or(&line);
+                data.extend_from_slice(line);
+            }
+            let reply = replies
+                .lock()
+                .unwrap()
+                .pop_front()
+                .unwrap_or("250 2.0.0 taken");
+            if reply.starts_with('2') {
+                kept.lock().unwrap().push(Received {
+                    mail_from: mail_from.clone(),
+                    recipients: recipients.clone(),
+                    data,
+                });
+            }
+            write.write_all(format!("{reply}\r\n").as_bytes()).await?;
+        } else if upper.starts_with("QUIT") {
+            write.write_all(b"221 2.0.0 bye\r\n").await?;
+            return Ok(());
+        } else {
+            write.write_all(b"250 2.0.0 OK\r\n").await?;
+        }
+    }
+    let _ = reader.read(&mut [0u8; 1]).await;
+    Ok(())
+}
+
+/// The zone: `sender.test` passes SPF from loopback and publishes DMARC and an MX on
+/// loopback; `forged.test` rejects loopback; the tester's key is published.
+fn zone(dns: &TestDns, key: &SigningKey) {
+    dns.add_txt("sender.test", "v=spf1 ip4:127.0.0.1 -all");
+    dns.add_txt("_dmarc.sender.test", "v=DMARC1; p=reject");
+    dns.add_mx("sender.test", 10, "mx.sender.test");
+    dns.add_a("mx.sender.test", Ipv4Addr::LOCALHOST);
+    dns.add_txt("forged.test", "v=spf1 ip4:192.0.2.1 -all");
+    dns.add_txt("_dmarc.forged.test", "v=DMARC1; p=reject");
+    dns.add_mx("forged.test", 10, "mx.sender.test");
+    dns.add_txt("esp.test", "v=spf1 ip4:127.0.0.1 -all");
+    dns.add_mx("esp.test", 10, "mx.sender.test");
+    dns.add_txt("authcheck._domainkey.tester.test", &key.dns_record());
+}
+
+/// The tester's key, made here in the service's folder so that its record can be published
+/// before the service starts.
+fn key_in(folder: &Path) -> SigningKey {
+    SigningKey::load_or_generate(&folder.join("dkim.key"))
+        .expect("make the tester's key")
+        .0
+}
+
+async fn start(dns: &TestDns, folder: &Path, sink: &Sink, extra: &[&str]) -> Service {
+    let mut options = ServiceOptions::new(dns);
+    options.data_dir = Some(folder.to_path_buf());
+    let port = sink.addr.port().to_string();
+    let key = folder.join("dkim.key").display().to_string();
+    options.extra_args = [
+        "--reply-by-mail",
+        "all",
+        "--outgoing-mx-port",
+        &port,
+        "--outgoing-allow-private",
+        "yes",
+        "--self-check-interval",
+        "off",
+        "--dkim-key",
+        &key,
+    ]
+    .iter()
+    .chain(extra)
+    .map(|arg| arg.to_string())
+    .collect();
+    Service::start_with(options).await
+}
+
+fn message(from: &str, message_id: &str, extra_fields: &str) -> Vec<u8> {
+    format!(
+        "From: Alice <{from}>\r\n\
+         To: spf@tester.test\r\n\
+         Subject: does my mail pass?\r\n\
+         Date: Mon, 30 Nov 2026 02:00:00 +0000\r\n\
+         Message-ID: <{message_id}>\r\n\
+         {extra_fields}\
+         MIME-Version: 1.0\r\n\
+         Content-Type: text/plain\r\n\
+         \r\n\
+         Hello.\r\n"
+    )
+    .into_bytes()
+}
+
+/// Sends `message` to spf@ and returns the stored result's id.
+async fn test_message(service: &Service, mail_from: &str, message: &[u8]) -> String {
+    let reply = send(
+        service,
+        "mail.sender.test",
+        mail_from,
+        &["spf@tester.test"],
+        message,
+    )
+    .await;
+    assert_eq!(reply.code, 250, "{reply:?}");
+    reply.stored()[0].0.clone()
+}
+
+/// `/api/v1/results/{id}/reply` once it satisfies `ready`.
+async fn reply_when(
+    service: &Service,
+    id: &str,
+    ready: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let path = format!("/api/v1/results/{id}/reply");
+    eventually(WAIT, || async {
+        let response = service.get(&path).await;
+        if !response.status().is_success() {
+            return None;
+        }
+        let json: serde_json::Value = response.json().await.ok()?;
+        ready(&json).then_some(json)
+    })
+    .await
+    .unwrap_or_else(|| panic!("{path} did not get there in time"))
+}
+
+fn header_block(data: &[u8]) -> String {
+    let text = String::from_utf8_lossy(data).into_owned();
+    text.split("\r\n\r\n").next().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn a_message_passing_dmarc_gets_a_signed_reply_and_a_second_one_is_rate_limited() {
+    let dns = TestDns::start().await;
+    let folder = tempfile::tempdir().unwrap();
+    zone(&dns, &key_in(folder.path()));
+    let sink = Sink::start(&[]).await;
+    let service = start(&dns, folder.path(), &sink, &[]).await;
+
+    let sent = message("alice@sender.test", "m1@sender.test", "");
+    let id = test_message(&service, "alice@sender.test", &sent).await;
+    let received = sink.first().await;
+    assert_eq!(received.mail_from, "", "replies come from the null sender");
+    assert_eq!(received.recipients, ["alice@sender.test"]);
+    let header = header_block(&received.data);
+    for field in [
+        "Auto-Submitted: auto-replied",
+        "In-Reply-To: <m1@sender.test>",
+        "References: <m1@sender.test>",
+        "To: <alice@sender.test>",
+        "From: \"authcheck\" <check@tester.test>",
+    ] {
+        assert!(header.contains(field), "{field:?} missing:\n{header}");
+    }
+    assert!(
+        header.contains("Subject: authcheck results: |OK| spf-pass"),
+        "{header}"
+    );
+    let body = mail_parser::MessageParser::default()
+        .parse(&received.data)
+        .and_then(|parsed| parsed.body_text(0).map(|text| text.into_owned()))
+        .expect("a text body");
+    assert!(
+        body.contains(&format!("{}/r/{id}", service.public_url)),
+        "{body}"
+    );
+    assert!(body.contains("Authentication-Results"), "{body}");
+    assert!(body.contains("spf=pass"), "{body}");
+    assert!(body.contains("DMARC: pass"), "{body}");
+
+    // The reply's signature verifies against the published key.
+    let report = check_json(&dns, &received.data, "127.0.0.1", "").await;
+    assert_eq!(report["dkim"][0]["domain"], "tester.test", "{report:#}");
+    assert_eq!(report["dkim"][0]["result"], "pass", "{report:#}");
+
+    // The result page and the API show the reply and its attempt.
+    let json = reply_when(&service, &id, |json| json["reply"]["state"] == "sent").await;
+    assert_eq!(json["no_reply"], serde_json::Value::Null);
+    let attempts = json["reply"]["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 1, "{json:#}");
+    assert_eq!(attempts[0]["ok"], true);
+    assert!(
+        attempts[0]["server"]
+            .as_str()
+            .unwrap()
+            .starts_with("mx.sender.test [127.0.0.1:"),
+        "{json:#}"
+    );
+    let page = service.get_text(&format!("/r/{id}")).await;
+    assert!(page.contains(r#"id="reply-state">sent<"#), "{page}");
+    assert!(page.contains("alice@sender.test"), "{page}");
+
+    // A second message from the same address within ten minutes gets none.
+    let again = message("alice@sender.test", "m2@sender.test", "");
+    let second = test_message(&service, "alice@sender.test", &again).await;
+    let json = reply_when(&service, &second, |json| !json["no_reply"].is_null()).await;
+    assert_eq!(json["no_reply"]["code"], "rate-limited-address", "{json:#}");
+    let page = service.get_text(&format!("/r/{second}")).await;
+    assert!(
+        page.contains("No reply sent: rate limited (this address had a reply recently)"),
+        "{page}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(sink.received().len(), 1, "no second reply");
+}
+
+#[tokio::test]
+async fn no_reply_for_a_dmarc_failure_a_null_sender_or_automatic_mail() {
+    let dns = TestDns::start().await;
+    let folder = tempfile::tempdir().unwrap();
+    zone(&dns, &key_in(folder.path()));
+    let sink = Sink::start(&[]).await;
+    // No rate limit, so that only the rules decide.
+    let service = start(
+        &dns,
+        folder.path(),
+        &sink,
+        &[
+            "--reply-per-address",
+            "0",
+            "--reply-per-domain",
+            "0",
+            "--reply-per-client",
+            "0",
+        ],
+    )
+    .await;
+
+    let cases = [
+        // SPF fails for forged.test from loopback: DMARC fails.
+        (
+            "alice@forged.test",
+            message("alice@forged.test", "f1@forged.test", ""),
+            "dmarc-not-passed",
+            "No reply sent: DMARC did not pass",
+        ),
+        // SPF passes for the sending service's bounce domain, unaligned with From: not enough.
+        (
+            "bounces@esp.test",
+            message("alice@forged.test", "f2@forged.test", ""),
+            "dmarc-not-passed",
+            "No reply sent: DMARC did not pass",
+        ),
+        (
+            "",
+            message("alice@sender.test", "n1@sender.test", ""),
+            "null-sender",
+            "No reply sent: null sender",
+        ),
+        (
+            "alice@sender.test",
+            message(
+                "alice@sender.test",
+                "a1@sender.test",
+                "Auto-Submitted: auto-generated\r\n",
+            ),
+            "auto-submitted",
+            "No reply sent: auto-submitted",
+        ),
+        (
+            "alice@sender.test",
+            message(
+                "alice@sender.test",
+                "l1@sender.test",
+                "List-Id: <talk.lists.sender.test>\r\n",
+            ),
+            "mailing-list",
+            "No reply sent: mailing list",
+        ),
+        (
+            "alice@sender.test",
+            message(
+                "alice@sender.test",
+                "b1@sender.test",
+                "Precedence: bulk\r\n",
+            ),
+            "bulk-precedence",
+            "No reply sent: bulk, list or junk precedence",
+        ),
+    ];
+    for (mail_from, sent, code, shown) in cases {
+        let id = test_message(&service, mail_from, &sent).await;
+        let json = reply_when(&service, &id, |json| !json["no_reply"].is_null()).await;
+        assert_eq!(json["no_reply"]["code"], code, "{mail_from}: {json:#}");
+        assert_eq!(json["reply"], serde_json::Value::Null);
+        let page = service.get_text(&format!("/r/{id}")).await;
+        assert!(page.contains(shown), "{shown:?} not on the page:\n{page}");
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(sink.received().is_empty(), "{:?}", sink.received());
+
+    let replies = service.get_text("/replies").await;
+    assert!(
+        replies.contains("on, for messages to check@, spf@ and dkim@"),
+        "{replies}"
+    );
+    assert!(replies.contains("dmarc-not-passed"), "{replies}");
+    assert!(
+        replies.contains("SPF pass alone is not enough"),
+        "{replies}"
+    );
+}
+
+#[tokio::test]
+async fn replies_are_off_by_default() {
+    let dns = TestDns::start().await;
+    dns.add_txt("sender.test", "v=spf1 ip4:127.0.0.1 -all");
+    dns.add_txt("_dmarc.sender.test", "v=DMARC1; p=reject");
+    let service = Service::start(&dns).await;
+    let id = test_message(
+        &service,
+        "alice@sender.test",
+        &message("alice@sender.test", "o1@sender.test", ""),
+    )
+    .await;
+    let response = service.get(&format!("/api/v1/results/{id}/reply")).await;
+    assert_eq!(response.status(), 404);
+    let page = service.get_text(&format!("/r/{id}")).await;
+    assert!(!page.contains("Reply by mail"), "{page}");
+    let replies = service.get_text("/replies").await;
+    assert!(replies.contains("<strong>off</strong>"), "{replies}");
+}
+
+#[tokio::test]
+async fn a_reply_refused_with_451_arrives_on_the_retry_after_a_restart() {
+    let dns = TestDns::start().await;
+    let folder = tempfile::tempdir().unwrap();
+    zone(&dns, &key_in(folder.path()));
+    let sink = Sink::start(&["451 4.3.0 greylisted, try again later"]).await;
+    let retry = ["--outgoing-retry", "4s"];
+    let service = start(&dns, folder.path(), &sink, &retry).await;
+
+    let sent = message("alice@sender.test", "r1@sender.test", "");
+    let id = test_message(&service, "alice@sender.test", &sent).await;
+    let json = reply_when(&service, &id, |json| {
+        json["reply"]["attempts"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+    })
+    .await;
+    assert_eq!(json["reply"]["state"], "queued", "{json:#}");
+    let attempt = &json["reply"]["attempts"][0];
+    assert_eq!(attempt["ok"], false);
+    assert_eq!(attempt["step"], "DATA");
+    assert_eq!(attempt["detail"], "451 4.3.0 greylisted, try again later");
+    let page = service.get_text(&format!("/r/{id}")).await;
+    assert!(page.contains(r#"id="reply-state">queued<"#), "{page}");
+    assert!(page.contains("451 4.3.0 greylisted"), "{page}");
+
+    // The service stops before the retry is due; the queue is in the store.
+    let options = service.options.clone();
+    assert!(service.stop().await.success());
+    assert!(sink.received().is_empty());
+    let service = Service::start_with(options).await;
+
+    let received = sink.first().await;
+    assert_eq!(received.recipients, ["alice@sender.test"]);
+    let json = reply_when(&service, &id, |json| json["reply"]["state"] == "sent").await;
+    let attempts = json["reply"]["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2, "{json:#}");
+    assert_eq!(attempts[1]["ok"], true);
+    assert_eq!(sink.received().len(), 1, "sent once");
+}
