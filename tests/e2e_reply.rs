@@ -476,3 +476,86 @@ async fn a_reply_refused_with_451_arrives_on_the_retry_after_a_restart() {
     assert_eq!(attempts[1]["ok"], true);
     assert_eq!(sink.received().len(), 1, "sent once");
 }
+
+/// A refusal whose text is markup, as a hostile recipient server could send.
+const HOSTILE_REFUSAL: &str = "451 4.3.0 <img src=x onerror=\"window.__pwned=1\"><b id=injected>busy</b> AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+
+#[tokio::test]
+#[cfg_attr(
+    not(browser_tests),
+    ignore = "needs Chromium: /usr/bin/chromium and /usr/bin/chromedriver were not installed when the tests were built (scripts/setup-test-deps installs them)"
+)]
+async fn the_reply_section_and_the_replies_page_in_chromium() {
+    use authcheck_testkit::browser::Browser;
+
+    let dns = TestDns::start().await;
+    let folder = tempfile::tempdir().unwrap();
+    zone(&dns, &key_in(folder.path()));
+    let sink = Sink::start(&[HOSTILE_REFUSAL]).await;
+    let service = start(&dns, folder.path(), &sink, &["--outgoing-retry", "1h"]).await;
+    let sent = message("alice@sender.test", "c1@sender.test", "");
+    let id = test_message(&service, "alice@sender.test", &sent).await;
+    reply_when(&service, &id, |json| {
+        json["reply"]["attempts"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+    })
+    .await;
+
+    let browser = Browser::launch().await;
+    browser.goto(&service.url(&format!("/r/{id}"))).await;
+    assert!(
+        browser
+            .wait_until("document.getElementById('reply') !== null", WAIT)
+            .await,
+        "the page loads with its reply section"
+    );
+    let state = browser
+        .eval(
+            "return {
+                state: document.getElementById('reply-state').textContent,
+                pwned: typeof window.__pwned,
+                injected: document.getElementById('injected') !== null,
+                images: document.images.length,
+                attempts: document.querySelector('#reply-attempts').textContent,
+                overflow: document.documentElement.scrollWidth > window.innerWidth + 1,
+            };",
+        )
+        .await;
+    assert_eq!(state["state"], "queued", "{state:#}");
+    assert_eq!(state["pwned"], "undefined", "{state:#}");
+    assert_eq!(state["injected"], false, "{state:#}");
+    assert_eq!(state["images"], 0, "{state:#}");
+    assert_eq!(state["overflow"], false, "{state:#}");
+    assert!(
+        state["attempts"]
+            .as_str()
+            .unwrap()
+            .contains("451 4.3.0 <img src=x"),
+        "{state:#}"
+    );
+    // Headless screenshots show what is in the window.
+    browser
+        .eval("document.getElementById('reply').scrollIntoView(); return null;")
+        .await;
+    let reply_png = browser.screenshot_of("#reply").await;
+    assert!(reply_png.starts_with(b"\x89PNG"));
+
+    browser.goto(&service.url("/replies")).await;
+    assert!(
+        browser
+            .wait_until("document.getElementById('reasons') !== null", WAIT)
+            .await
+    );
+    let rows = browser
+        .eval("return document.querySelectorAll('#reasons tbody tr').length;")
+        .await;
+    assert_eq!(rows, 12, "every reason is listed");
+    let replies_png = browser.screenshot_of("main").await;
+    if let Ok(dir) = std::env::var("AUTHCHECK_SCREENSHOT_DIR") {
+        let dir = std::path::Path::new(&dir);
+        std::fs::write(dir.join("reply-section.png"), &reply_png).unwrap();
+        std::fs::write(dir.join("replies.png"), &replies_png).unwrap();
+    }
+    browser.quit().await;
+}
