@@ -167,13 +167,23 @@ fn key_in(folder: &Path) -> SigningKey {
 }
 
 async fn start(dns: &TestDns, folder: &Path, sink: &Sink, extra: &[&str]) -> Service {
+    start_replying(dns, folder, sink, "all", extra).await
+}
+
+async fn start_replying(
+    dns: &TestDns,
+    folder: &Path,
+    sink: &Sink,
+    scope: &str,
+    extra: &[&str],
+) -> Service {
     let mut options = ServiceOptions::new(dns);
     options.data_dir = Some(folder.to_path_buf());
     let port = sink.addr.port().to_string();
     let key = folder.join("dkim.key").display().to_string();
     options.extra_args = [
         "--reply-by-mail",
-        "all",
+        scope,
         "--outgoing-mx-port",
         &port,
         "--outgoing-allow-private",
@@ -208,11 +218,21 @@ fn message(from: &str, message_id: &str, extra_fields: &str) -> Vec<u8> {
 
 /// Sends `message` to spf@ and returns the stored result's id.
 async fn test_message(service: &Service, mail_from: &str, message: &[u8]) -> String {
+    test_message_to(service, mail_from, "spf@tester.test", message).await
+}
+
+/// Sends `message` to `recipient` and returns the stored result's id.
+async fn test_message_to(
+    service: &Service,
+    mail_from: &str,
+    recipient: &str,
+    message: &[u8],
+) -> String {
     let reply = send(
         service,
         "mail.sender.test",
         mail_from,
-        &["spf@tester.test"],
+        &[recipient],
         message,
     )
     .await;
@@ -414,6 +434,38 @@ async fn no_reply_for_a_dmarc_failure_a_null_sender_or_automatic_mail() {
         replies.contains("SPF pass alone is not enough"),
         "{replies}"
     );
+}
+
+#[tokio::test]
+async fn with_replies_for_check_only_spf_gets_none_and_check_gets_both_verdicts() {
+    let dns = TestDns::start().await;
+    let folder = tempfile::tempdir().unwrap();
+    zone(&dns, &key_in(folder.path()));
+    let sink = Sink::start(&[]).await;
+    let service = start_replying(&dns, folder.path(), &sink, "check", &[]).await;
+
+    let to_spf = message("alice@sender.test", "s1@sender.test", "");
+    let id = test_message(&service, "alice@sender.test", &to_spf).await;
+    let json = reply_when(&service, &id, |json| !json["no_reply"].is_null()).await;
+    assert_eq!(json["no_reply"]["code"], "mailbox-not-replied", "{json:#}");
+
+    let to_check = message("alice@sender.test", "c1@sender.test", "");
+    let id = test_message_to(
+        &service,
+        "alice@sender.test",
+        "check@tester.test",
+        &to_check,
+    )
+    .await;
+    let received = sink.first().await;
+    let header = header_block(&received.data);
+    assert!(
+        header.contains("|OK| spf-pass") && header.contains("dkim-none"),
+        "both verdicts in the Subject:\n{header}"
+    );
+    assert!(header.contains("In-Reply-To: <c1@sender.test>"), "{header}");
+    let json = reply_when(&service, &id, |json| json["reply"]["state"] == "sent").await;
+    assert_eq!(json["reply"]["recipient"], "alice@sender.test");
 }
 
 #[tokio::test]

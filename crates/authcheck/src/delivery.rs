@@ -212,7 +212,13 @@ impl TesterDelivery {
         let results: Vec<(Mailbox, String, String)> = mailboxes
             .iter()
             .zip(ids)
-            .map(|(&mailbox, id)| (mailbox, verified.verdict(mailbox).to_string(), id.clone()))
+            .map(|(&mailbox, id)| {
+                (
+                    mailbox,
+                    verified.report.verdicts.text_for(mailbox),
+                    id.clone(),
+                )
+            })
             .collect();
         let tested = Tested {
             facts: ReplyFacts {

@@ -46,10 +46,9 @@ impl ReplyScope {
     }
 }
 
-/// `check@`, the mailbox that answers by mail; it does not exist yet in this version, so
-/// `reply_by_mail = check` replies to nothing until it does.
-fn is_check_mailbox(_mailbox: Mailbox) -> bool {
-    false
+/// `check@`, the full-check mailbox, the one meant to answer by mail.
+fn is_check_mailbox(mailbox: Mailbox) -> bool {
+    mailbox == Mailbox::Check
 }
 
 /// The most bytes of a message's header read for the reply rules.
@@ -440,6 +439,11 @@ mod tests {
             Err(NoReply::MailboxNotReplied),
             "spf@ is not replied to when only check@ is"
         );
+        let to_check = ReplyFacts {
+            mailboxes: &[Mailbox::Check],
+            ..facts
+        };
+        assert_eq!(eligibility(ReplyScope::Check, &to_check), Ok(()));
     }
 
     #[test]
