@@ -611,3 +611,47 @@ async fn the_reply_section_and_the_replies_page_in_chromium() {
     }
     browser.quit().await;
 }
+
+/// The weekly summary goes through the same queue: the first look, at start, finds a new week
+/// and mails every operator listed a text and an HTML part, signed, from `<>`.
+#[tokio::test]
+async fn the_weekly_summary_reaches_the_operators() {
+    let dns = TestDns::start().await;
+    let folder = tempfile::tempdir().unwrap();
+    zone(&dns, &key_in(folder.path()));
+    let sink = Sink::start(&[]).await;
+    let service = start_replying(
+        &dns,
+        folder.path(),
+        &sink,
+        "off",
+        &["--summary-recipient", "ops@sender.test"],
+    )
+    .await;
+    let received = sink.first().await;
+    assert_eq!(received.mail_from, "");
+    assert_eq!(received.recipients, ["ops@sender.test"]);
+    let header = header_block(&received.data);
+    assert!(
+        header.contains("Auto-Submitted: auto-generated"),
+        "{header}"
+    );
+    assert!(
+        header.contains("Subject: authcheck weekly summary"),
+        "{header}"
+    );
+    let parsed = mail_parser::MessageParser::default()
+        .parse(&received.data)
+        .expect("the summary parses");
+    let text = parsed.body_text(0).expect("a text part").into_owned();
+    let html = parsed.body_html(0).expect("an HTML part").into_owned();
+    assert!(text.contains("Messages tested: "), "{text}");
+    assert!(
+        html.contains(&format!("{}/status", service.public_url)),
+        "{html}"
+    );
+    let report = check_json(&dns, &received.data, "127.0.0.1", "").await;
+    assert_eq!(report["dkim"][0]["result"], "pass", "{report:#}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(sink.received().len(), 1, "one summary a week");
+}

@@ -394,6 +394,13 @@ settings! {
         flag: "outgoing-queue-max", env: "AUTHCHECK_OUTGOING_QUEUE_MAX", value: "N",
         default: DefaultValue::Text("1000"),
     }
+    /// An operator's address for the weekly summary (messages tested, verdicts, top senders
+    /// and hosts, self-check uptime, DMARC reports), sent Mondays through the outgoing queue;
+    /// repeat for several.
+    summary_recipients: list<String> = parse_address {
+        flag: "summary-recipient", env: "AUTHCHECK_SUMMARY_RECIPIENT", value: "ADDRESS",
+        default: DefaultValue::Unset("none: no weekly summary"),
+    }
     /// Log format: text or json. The level comes from RUST_LOG (default info).
     log_format: one<LogFormat> = parse_log_format {
         flag: "log-format", env: "AUTHCHECK_LOG_FORMAT", value: "FORMAT",
@@ -752,6 +759,23 @@ fn parse_rate(text: &str) -> Result<RateLimit, String> {
     crate::reply::parse_rate(text)
 }
 
+/// `local@domain`, the domain a domain name.
+fn parse_address(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    let problem = || format!("{text:?} is not an address such as ops@example.net");
+    let (local, domain) = text.rsplit_once('@').ok_or_else(problem)?;
+    let local_ok = !local.is_empty()
+        && local.len() <= 64
+        && local
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !b"<>()[]\\,;:\"@".contains(&b));
+    if !local_ok {
+        return Err(problem());
+    }
+    let domain = parse_domain(domain).map_err(|_| problem())?;
+    Ok(format!("{local}@{domain}"))
+}
+
 fn parse_text(text: &str) -> Result<String, String> {
     match text.trim() {
         "" => Err("is empty".to_string()),
@@ -933,6 +957,10 @@ mod tests {
         assert!(!s.outgoing_allow_private);
         assert_eq!(s.outgoing_smarthost, None);
         assert_eq!(s.outgoing_queue_max, 1000);
+        assert!(
+            s.summary_recipients.is_empty(),
+            "no weekly summary by default"
+        );
         assert_eq!(
             s.http_limits(),
             HttpLimits {

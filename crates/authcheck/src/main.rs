@@ -19,6 +19,7 @@ mod self_check;
 mod serve;
 mod session_log;
 mod sources;
+mod summary;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

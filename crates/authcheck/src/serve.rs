@@ -261,6 +261,22 @@ fn reply_config(settings: &Settings, public_url: &str) -> ReplyConfig {
     }
 }
 
+/// The weekly summary's settings, resolved.
+fn summary_config(
+    settings: &Settings,
+    public_url: &str,
+    hostname: &str,
+) -> crate::summary::SummaryConfig {
+    crate::summary::SummaryConfig {
+        recipients: settings.summary_recipients.clone(),
+        instance: hostname.to_owned(),
+        tester_domain: reply_config(settings, public_url).tester_domain,
+        public_url: public_url.to_owned(),
+        retry: retry_policy(settings),
+        max_queued: u32::try_from(settings.outgoing_queue_max).unwrap_or(u32::MAX),
+    }
+}
+
 /// What `/replies` says of the settings.
 fn replies_info(settings: &Settings) -> authcheck_web::RepliesInfo {
     let rate = |limit: authcheck_store::RateLimit| match limit.count {
@@ -457,7 +473,8 @@ pub async fn serve(settings: Settings) -> Result<(), Failure> {
     ));
     // The self-check and outgoing mail sign with the tester's key, loaded (or made) once,
     // off the start's path: making a key takes a moment.
-    let sending_outgoing = settings.reply_by_mail != ReplyScope::Off;
+    let summarizing = !settings.summary_recipients.is_empty();
+    let sending_outgoing = settings.reply_by_mail != ReplyScope::Off || summarizing;
     let signing = (settings.self_check_interval.is_some() || sending_outgoing).then(|| {
         let outgoing = sending_outgoing.then(|| outgoing_config(&settings, &self_check, &hostname));
         let (key_path, record_name) = (self_check.key_path.clone(), self_check.record_name());
@@ -467,6 +484,10 @@ pub async fn serve(settings: Settings) -> Result<(), Failure> {
                 interval,
                 ..self_check.clone()
             });
+        let summary = summarizing.then(|| crate::summary::Summarizer {
+            config: summary_config(&settings, &public_url, &hostname),
+            store: store.clone(),
+        });
         let (store, stop) = (store.clone(), stop_rx.clone());
         tokio::spawn(async move {
             let Some(key) = crate::self_check::load_key(key_path, record_name).await else {
@@ -491,7 +512,12 @@ pub async fn serve(settings: Settings) -> Result<(), Failure> {
                     crate::outgoing::run_periodically(sender, stop.clone()).await;
                 }
             };
-            tokio::join!(checks, sending);
+            let summaries = async {
+                if let Some(summarizer) = summary {
+                    crate::summary::run_periodically(summarizer, stop.clone()).await;
+                }
+            };
+            tokio::join!(checks, sending, summaries);
         })
     });
 
