@@ -247,7 +247,7 @@ async fn reply_when(
     ready: impl Fn(&serde_json::Value) -> bool,
 ) -> serde_json::Value {
     let path = format!("/api/v1/results/{id}/reply");
-    eventually(WAIT, || async {
+    let found = eventually(WAIT, || async {
         let response = service.get(&path).await;
         if !response.status().is_success() {
             return None;
@@ -255,8 +255,14 @@ async fn reply_when(
         let json: serde_json::Value = response.json().await.ok()?;
         ready(&json).then_some(json)
     })
-    .await
-    .unwrap_or_else(|| panic!("{path} did not get there in time"))
+    .await;
+    match found {
+        Some(json) => json,
+        None => {
+            let last = service.get(&path).await.text().await.unwrap_or_default();
+            panic!("{path} did not get there in time; it says {last}")
+        }
+    }
 }
 
 fn header_block(data: &[u8]) -> String {
@@ -654,4 +660,74 @@ async fn the_weekly_summary_reaches_the_operators() {
     assert_eq!(report["dkim"][0]["result"], "pass", "{report:#}");
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(sink.received().len(), 1, "one summary a week");
+}
+
+/// Through a smarthost: the reply goes to it whatever the recipient domain's MX says; with a
+/// login, a smarthost without STARTTLS never gets the password, and the attempt says why.
+#[tokio::test]
+async fn replies_go_through_the_smarthost_and_its_password_only_over_tls() {
+    let dns = TestDns::start().await;
+    let folder = tempfile::tempdir().unwrap();
+    zone(&dns, &key_in(folder.path()));
+    // The MX sink must stay empty: everything goes to the smarthost.
+    let mx = Sink::start(&[]).await;
+    let smarthost = Sink::start(&[]).await;
+    let target = smarthost.addr.to_string();
+    let service = start(&dns, folder.path(), &mx, &["--outgoing-smarthost", &target]).await;
+    let id = test_message(
+        &service,
+        "alice@sender.test",
+        &message("alice@sender.test", "h1@sender.test", ""),
+    )
+    .await;
+    let received = smarthost.first().await;
+    assert_eq!(received.recipients, ["alice@sender.test"]);
+    let json = reply_when(&service, &id, |json| json["reply"]["state"] == "sent").await;
+    assert!(
+        json["reply"]["attempts"][0]["server"]
+            .as_str()
+            .unwrap()
+            .contains(&target),
+        "{json:#}"
+    );
+    assert!(mx.received().is_empty());
+    assert!(service.stop().await.success());
+
+    // The same database: bob, not alice, so that the per-address limit stays out of it.
+    let service = start(
+        &dns,
+        folder.path(),
+        &mx,
+        &[
+            "--outgoing-smarthost",
+            &target,
+            "--outgoing-smarthost-user",
+            "authcheck",
+            "--outgoing-smarthost-password",
+            "s3cret",
+        ],
+    )
+    .await;
+    let id = test_message(
+        &service,
+        "bob@sender.test",
+        &message("bob@sender.test", "h2@sender.test", ""),
+    )
+    .await;
+    let json = reply_when(&service, &id, |json| {
+        json["reply"]["attempts"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+    })
+    .await;
+    let attempt = &json["reply"]["attempts"][0];
+    assert_eq!(attempt["step"], "STARTTLS", "{json:#}");
+    assert!(
+        attempt["detail"]
+            .as_str()
+            .unwrap()
+            .contains("never sent in clear text"),
+        "{json:#}"
+    );
+    assert_eq!(smarthost.received().len(), 1, "nothing more reached it");
 }
