@@ -39,6 +39,7 @@ use crate::sql_store::{
     Backend, PURGE_BATCH, PURGE_BATCH_SQL, Purged, RowWriter, delete_orphaned_messages,
 };
 use crate::sqlite::stored_time_text;
+use crate::stats::{OneQuery, ResultStats, SessionStats, StatsKeys, purge_statements};
 use crate::{StoreError, StoreResult};
 
 /// Most messages written in one transaction; more wait for the next one.
@@ -65,6 +66,11 @@ enum Command {
     /// SMTP sessions, written in the same transaction as the results waiting beside them.
     WriteSessions {
         rows: Vec<SessionRow>,
+        done: oneshot::Sender<StoreResult<()>>,
+    },
+    /// Rollup counts alone ([`crate::ResultStore::add_to_stats`]), in a transaction of their own.
+    WriteStats {
+        stats: ResultStats,
         done: oneshot::Sender<StoreResult<()>>,
     },
     /// Delete up to [`PURGE_BATCH`] results received before `cutoff`, and the raw messages
@@ -160,6 +166,10 @@ impl RowWriter for GroupCommit {
         self.ask(|done| Command::WriteSessions { rows, done }).await
     }
 
+    async fn write_stats(&self, stats: ResultStats) -> StoreResult<()> {
+        self.ask(|done| Command::WriteStats { stats, done }).await
+    }
+
     async fn purge_batch(&self, cutoff: DateTime<Utc>) -> StoreResult<Purged> {
         self.ask(|done| Command::Purge { cutoff, done }).await
     }
@@ -209,6 +219,7 @@ impl Writer {
             let mut replies = Vec::with_capacity(commands.len());
             let mut sessions = Vec::new();
             let mut session_replies = Vec::new();
+            let mut stats_writes = Vec::new();
             let mut purges = Vec::new();
             let mut report_purges = Vec::new();
             let mut probes = Vec::new();
@@ -225,6 +236,7 @@ impl Writer {
                         sessions.extend(rows);
                         session_replies.push(done);
                     }
+                    Command::WriteStats { stats, done } => stats_writes.push((stats, done)),
                     Command::Purge { cutoff, done } => purges.push((cutoff, done)),
                     Command::PurgeReports { cutoff, done } => report_purges.push((cutoff, done)),
                     Command::Probe(done) => probes.push(done),
@@ -241,6 +253,10 @@ impl Writer {
                 }
                 commits += 1;
                 messages_written += messages.len();
+            }
+            for (stats, done) in stats_writes {
+                let _ = done.send(self.write_stats(&stats).await);
+                commits += 1;
             }
             // Each purge batch is short, and the purge asks for the next one only after this
             // one is answered: writes queued meanwhile go first.
@@ -332,6 +348,8 @@ impl Writer {
         rows: &[&InsertRow],
         sessions: &[SessionRow],
     ) -> StoreResult<()> {
+        let result_stats = ResultStats::of(rows.iter().map(|row| StatsKeys::of_row(row)));
+        let session_stats = SessionStats::of(sessions);
         let connection = self.connection().await?;
         let mut query = QueryBuilder::new("BEGIN IMMEDIATE; ");
         for chunk in rows.chunks(MAX_ROWS_PER_INSERT) {
@@ -345,6 +363,23 @@ impl Writer {
             push_sessions_insert(&mut query, chunk);
             query.push("; ");
         }
+        // The statistics' rollups, in the same transaction: one upsert row per key and batch.
+        let mut upserts = OneQuery::new(&mut query);
+        result_stats.push_upserts(&mut upserts);
+        session_stats.push_upserts(&mut upserts);
+        upserts.finish();
+        query.push("COMMIT");
+        let outcome = query.build().execute(&mut *connection).await.map(drop);
+        self.roll_back_on_error(outcome).await
+    }
+
+    /// Adds `stats` to the rollups in a transaction of its own.
+    async fn write_stats(&mut self, stats: &ResultStats) -> StoreResult<()> {
+        let connection = self.connection().await?;
+        let mut query = QueryBuilder::new("BEGIN IMMEDIATE; ");
+        let mut upserts = OneQuery::new(&mut query);
+        stats.push_upserts(&mut upserts);
+        upserts.finish();
         query.push("COMMIT");
         let outcome = query.build().execute(&mut *connection).await.map(drop);
         self.roll_back_on_error(outcome).await
@@ -375,10 +410,19 @@ impl Writer {
                 .execute(&mut *connection)
                 .await?
                 .rows_affected();
+            let mut stats_rows = 0;
+            for statement in purge_statements(cutoff_time.timestamp()) {
+                stats_rows += statement
+                    .query::<Sqlite>()
+                    .execute(&mut *connection)
+                    .await?
+                    .rows_affected();
+            }
             sqlx::query("COMMIT").execute(&mut *connection).await?;
             Ok::<Purged, sqlx::Error>(Purged {
                 results: deleted,
                 sessions,
+                stats_rows,
             })
         }
         .await;

@@ -21,6 +21,7 @@ mod sessions;
 mod sql_store;
 mod sqlite;
 mod statement;
+mod stats;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -159,9 +160,10 @@ pub trait ResultStore: Send + Sync {
     /// Results matching `query`, newest first, without their reports.
     async fn list(&self, query: &ListQuery) -> StoreResult<Vec<ResultSummary>>;
     /// Deletes results received before `cutoff`, and their raw messages, the SMTP sessions
-    /// and the self-checks (with their claims) started before it, and the reply decisions,
-    /// delivery attempts and sent or failed outgoing messages from before it; returns how
-    /// many results.
+    /// and the self-checks (with their claims) started before it, the reply decisions,
+    /// delivery attempts and sent or failed outgoing messages from before it, and the
+    /// statistics' hosts and senders of the days before it (their counts stay
+    /// [`STATS_HISTORY_DAYS`] longer); returns how many results.
     /// It deletes in short transactions of a few hundred results each, between which new
     /// results are written, so a large purge delays no message for long.
     async fn purge(&self, cutoff: DateTime<Utc>) -> StoreResult<u64>;
@@ -316,6 +318,13 @@ pub trait ResultStore: Send + Sync {
     /// Whether the result `result_id` got a reply, with the reply's attempts; `None` when no
     /// decision was taken (replies were off).
     async fn reply_decision(&self, result_id: &str) -> StoreResult<Option<ReplyDecision>>;
+    /// What the statistics' rollups hold for `query` (see [`Stats`]); reads no result and no
+    /// session, so it costs the same whatever the traffic.
+    async fn stats(&self, query: &StatsQuery) -> StoreResult<Stats>;
+    /// Adds results to the statistics' rollups without storing them, as [`ResultStore::insert`]
+    /// adds those it stores: for the statistics benchmark, which needs weeks of traffic in
+    /// the rollups and not the results themselves.
+    async fn add_to_stats(&self, samples: Vec<StatsSample>) -> StoreResult<()>;
     /// Checks that the database answers (a read).
     async fn ping(&self) -> StoreResult<()>;
     /// Readiness: commits a one-row write the way results are written (through SQLite's
@@ -358,6 +367,10 @@ pub use self_checks::{MAX_SELF_CHECKS_LISTED, SelfCheck};
 pub use sessions::{
     MAX_EVENT_TEXT_BYTES, MAX_SESSION_EVENTS, MAX_SESSION_LIMIT, MAX_SESSION_RESULT_IDS,
     NewSession, SessionEvent, SessionQuery, StoredSession,
+};
+pub use stats::{
+    GradeCounts, MAX_STATS_TOP, STATS_HISTORY_DAYS, Stats, StatsDay, StatsHost, StatsMonth,
+    StatsQuery, StatsReply, StatsSample, StatsSender, StatsSessionDay, VerdictCount, grade_of,
 };
 
 /// How long a query waits for a database connection before the store reports

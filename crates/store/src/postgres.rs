@@ -19,6 +19,7 @@ use crate::sessions::{
 use crate::sql_store::{
     Backend, PURGE_BATCH, PURGE_BATCH_SQL, Purged, RowWriter, SqlStore, delete_orphaned_messages,
 };
+use crate::stats::{ResultStats, SessionStats, StatsKeys, purge_statements};
 use crate::{ACQUIRE_TIMEOUT, SharedStore, StoreError, StoreResult};
 
 const POOL_SIZE: u32 = 8;
@@ -101,6 +102,21 @@ async fn lock_for_transaction(
     Ok(())
 }
 
+/// Runs `statements` in `transaction`, one after the other.
+async fn execute_all(
+    transaction: &mut Transaction<'_, Postgres>,
+    mut statements: Vec<QueryBuilder<'_, Postgres>>,
+) -> StoreResult<()> {
+    for statement in statements.iter_mut() {
+        statement
+            .build()
+            .execute(&mut **transaction)
+            .await
+            .map_err(Postgres::failure)?;
+    }
+    Ok(())
+}
+
 /// Writes each message in its own transaction, the instances taking turns.
 struct PgWriter {
     pool: PgPool,
@@ -132,6 +148,10 @@ impl RowWriter for PgWriter {
                 .await
                 .map_err(Postgres::failure)?;
         }
+        let stats = ResultStats::of(rows.iter().map(|row| StatsKeys::of_row(row)));
+        let mut upserts = Vec::new();
+        stats.push_upserts(&mut upserts);
+        execute_all(&mut transaction, upserts).await?;
         transaction.commit().await.map_err(Postgres::failure)
     }
 
@@ -148,6 +168,20 @@ impl RowWriter for PgWriter {
                 .await
                 .map_err(Postgres::failure)?;
         }
+        let stats = SessionStats::of(&rows);
+        let mut upserts = Vec::new();
+        stats.push_upserts(&mut upserts);
+        execute_all(&mut transaction, upserts).await?;
+        transaction.commit().await.map_err(Postgres::failure)
+    }
+
+    async fn write_stats(&self, stats: ResultStats) -> StoreResult<()> {
+        let mut transaction = self.pool.begin().await.map_err(Postgres::failure)?;
+        // The same turns as the results, whose rollup rows these are.
+        lock_for_transaction(&mut transaction, INSERT_LOCK).await?;
+        let mut upserts = Vec::new();
+        stats.push_upserts(&mut upserts);
+        execute_all(&mut transaction, upserts).await?;
         transaction.commit().await.map_err(Postgres::failure)
     }
 
@@ -176,10 +210,20 @@ impl RowWriter for PgWriter {
             .await
             .map_err(Postgres::failure)?
             .rows_affected();
+        let mut stats_rows = 0;
+        for statement in purge_statements(cutoff.timestamp()) {
+            stats_rows += statement
+                .query::<Postgres>()
+                .execute(&mut *transaction)
+                .await
+                .map_err(Postgres::failure)?
+                .rows_affected();
+        }
         transaction.commit().await.map_err(Postgres::failure)?;
         Ok(Purged {
             results: message_ids.len() as u64,
             sessions,
+            stats_rows,
         })
     }
 

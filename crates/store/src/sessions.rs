@@ -128,7 +128,7 @@ fn distinct_codes(events: &[SessionEvent]) -> Vec<u16> {
 /// filter columns derived and the transcript serialized.
 pub(crate) struct SessionRow {
     pub id: String,
-    started_ms: i64,
+    pub(crate) started_ms: i64,
     ended_ms: i64,
     client_ip: String,
     client_port: i32,
@@ -145,6 +145,9 @@ pub(crate) struct SessionRow {
     events: String,
     events_left_out: i32,
     left_out_at: i32,
+    /// The 4xx and 5xx replies of the kept events, code and enhanced status ('' if none),
+    /// for the statistics.
+    refusals: Vec<(u16, String)>,
 }
 
 fn shown(value: &str) -> String {
@@ -178,6 +181,11 @@ impl SessionRow {
             .map(|code| format!(" {code}"))
             .collect::<String>()
             + " ";
+        let refusals = events
+            .iter()
+            .filter(|event| event.code >= 400)
+            .map(|event| (event.code, event.status.clone().unwrap_or_default()))
+            .collect();
         let result_ids: Vec<&str> = session
             .result_ids
             .iter()
@@ -212,7 +220,15 @@ impl SessionRow {
             events_left_out: i32::try_from(left_out).unwrap_or(i32::MAX),
             left_out_at: i32::try_from(session.left_out_at.min(MAX_SESSION_EVENTS as u32))
                 .unwrap_or(0),
+            refusals,
         })
+    }
+}
+
+impl SessionRow {
+    /// The 4xx and 5xx replies the session was given, in order.
+    pub(crate) fn refusals(&self) -> &[(u16, String)] {
+        &self.refusals
     }
 }
 

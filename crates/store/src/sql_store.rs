@@ -31,12 +31,14 @@ use crate::self_checks::{
 use crate::sessions::{
     SESSION_SEQ_OF_ID_SQL, SessionBind, SessionRow, StoredSessionRow, session_list_sql,
 };
+use crate::stats::{self, ResultStats, StatsKeys};
+
 use crate::{
     AfterAttempt, ListQuery, NewOutgoing, NewRecord, NewRejectedReport, NewReport, NewResult,
     NewSession, NoReply, OutgoingAttempt, OutgoingMessage, OutgoingStatus, ReplyDecision,
     ReplyLimits, ReportDomain, ReportInsert, ResultStore, ResultSummary, SelfCheck, SessionQuery,
-    SourceName, StoreError, StoreResult, StoredRejectedReport, StoredReport, StoredResult,
-    StoredSession,
+    SourceName, Stats, StatsQuery, StatsSample, StoreError, StoreResult, StoredRejectedReport,
+    StoredReport, StoredResult, StoredSession,
 };
 
 /// The parts of the store that differ between the databases.
@@ -60,9 +62,13 @@ pub(crate) trait RowWriter: Send + Sync {
     /// batches writes.
     async fn write_sessions(&self, rows: Vec<SessionRow>) -> StoreResult<()>;
 
+    /// Adds `stats` to the statistics' rollups in one transaction.
+    async fn write_stats(&self, stats: ResultStats) -> StoreResult<()>;
+
     /// Deletes at most [`PURGE_BATCH`] results received before `cutoff`, the raw
-    /// messages no result refers to any more, and at most [`PURGE_BATCH`] sessions started
-    /// before `cutoff`, in one short transaction; returns how many results and sessions.
+    /// messages no result refers to any more, at most [`PURGE_BATCH`] sessions started
+    /// before `cutoff`, and a bounded batch of each statistics rollup's rows that are due
+    /// ([`crate::stats::purge_statements`]), in one short transaction; returns how many of each.
     /// Several instances may call this at once.
     async fn purge_batch(&self, cutoff: DateTime<Utc>) -> StoreResult<Purged>;
 
@@ -89,6 +95,8 @@ pub(crate) trait RowWriter: Send + Sync {
 pub(crate) struct Purged {
     pub results: u64,
     pub sessions: u64,
+    /// Rows of the statistics' rollups ([`crate::stats::purge_statements`]).
+    pub stats_rows: u64,
 }
 
 /// Most results one purge transaction deletes: small enough that the transaction takes a few
@@ -245,7 +253,7 @@ where
         loop {
             let batch = self.writer.purge_batch(cutoff).await?;
             deleted += batch.results;
-            if batch.results == 0 && batch.sessions == 0 {
+            if batch.results == 0 && batch.sessions == 0 && batch.stats_rows == 0 {
                 break;
             }
         }
@@ -689,6 +697,15 @@ where
         Dashboard(&self.pool)
             .source_seen(source_ip, first_day, limit)
             .await
+    }
+
+    async fn stats(&self, query: &StatsQuery) -> StoreResult<Stats> {
+        stats::read_stats(&self.pool, query).await
+    }
+
+    async fn add_to_stats(&self, samples: Vec<StatsSample>) -> StoreResult<()> {
+        let keys = samples.iter().map(StatsKeys::of_sample);
+        self.writer.write_stats(ResultStats::of(keys)).await
     }
 
     async fn ready(&self) -> StoreResult<()> {

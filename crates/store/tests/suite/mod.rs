@@ -64,6 +64,10 @@ macro_rules! every_case {
             the_queue_cap_and_the_size_cap_refuse_replies,
             a_queued_message_is_claimed_once_per_lease_and_retried_when_due,
             purge_removes_finished_outgoing_but_keeps_the_queued,
+            stats_count_results_by_time_verdict_host_and_sender,
+            stats_count_sessions_and_the_refusals_they_got,
+            stats_purge_drops_names_with_the_results_and_keeps_counts_longer,
+            added_samples_count_as_stored_results_do,
         );
     };
 }
@@ -73,6 +77,8 @@ mod outgoing;
 mod sessions;
 pub use outgoing::*;
 pub use sessions::*;
+mod stats;
+pub use stats::*;
 
 /// The verdict that the backends' `install_failing_trigger` makes the database reject.
 pub const REJECTED_VERDICT: &str = "rejected-by-test-trigger";
