@@ -17,6 +17,7 @@ pub(crate) const MAX_SPARKLINE_POINTS: usize = 400;
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Tone {
     Ok,
+    Partial,
     Problem,
     Neutral,
 }
@@ -25,6 +26,7 @@ impl Tone {
     fn color(self) -> RGBColor {
         match self {
             Tone::Ok => RGBColor(0x17, 0x72, 0x3a),
+            Tone::Partial => RGBColor(0xd0, 0x8c, 0x00),
             Tone::Problem => RGBColor(0xb3, 0x26, 0x1e),
             Tone::Neutral => RGBColor(0x0b, 0x5c, 0xad),
         }

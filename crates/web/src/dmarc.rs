@@ -75,14 +75,17 @@ pub(crate) struct DashboardParams {
     pub(crate) outcome: Option<DmarcOutcome>,
 }
 
-fn blank_is_none(value: &Option<String>) -> Option<&str> {
+pub(crate) fn blank_is_none(value: &Option<String>) -> Option<&str> {
     value
         .as_deref()
         .map(str::trim)
         .filter(|text| !text.is_empty())
 }
 
-fn date_param(name: &'static str, value: &Option<String>) -> Result<Option<NaiveDate>, ParamError> {
+pub(crate) fn date_param(
+    name: &'static str,
+    value: &Option<String>,
+) -> Result<Option<NaiveDate>, ParamError> {
     let Some(text) = blank_is_none(value) else {
         return Ok(None);
     };

@@ -22,6 +22,7 @@ mod params;
 mod replies;
 mod security;
 mod server;
+mod stats;
 mod status;
 mod view;
 
@@ -96,6 +97,8 @@ pub fn router(store: SharedStore, config: WebConfig) -> Router {
         .route("/api/v1/sessions", get(logs::list_sessions_json))
         .route("/status", get(status::page))
         .route("/api/v1/status", get(status::json))
+        .route("/stats", get(stats::page))
+        .route("/api/v1/stats", get(stats::json))
         .route("/api/v1/results", get(api::list_results))
         .route("/api/v1/results/{id}", get(api::get_result))
         .route("/api/v1/results/{id}/reply", get(replies::reply_json))
