@@ -263,7 +263,7 @@ async fn the_stats_page_in_chromium_draws_its_charts_empty_realistic_and_hostile
                 "{name}: long names keep the layout"
             );
             if let Some(dir) = screenshots {
-                let _ = browser.client().set_window_size(1280, 1800).await;
+                let _ = browser.client().set_window_size(1280, 6400).await;
                 let png = browser.screenshot_of("main").await;
                 std::fs::write(std::path::Path::new(&dir).join(format!("{name}.png")), png)
                     .unwrap();

@@ -22,7 +22,7 @@ CREATE TABLE stats_daily (
     PRIMARY KEY (day, mailbox, verdict)
 );
 
--- Results per UTC day, mailbox and client address, with its latest reverse DNS name and the
+-- Results per UTC day, mailbox and client address, with a reverse DNS name it had and the
 -- results by grade: ok (|OK|), partial (|~OK|) and problem (!! ... !!).
 CREATE TABLE stats_hosts (
     day        BIGINT  NOT NULL,

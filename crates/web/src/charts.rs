@@ -84,13 +84,18 @@ fn draw_stacked_bars(
         })
         .collect();
     let top = totals.iter().copied().max().unwrap_or(0).max(1);
-    // Room above the tallest bar, for the legend.
-    let top = top + top / 6 + 1;
+    // Room above the tallest bar for the legend, one line per series: the plot is about
+    // `PLOT_HEIGHT` pixels tall, a legend line some 18.
+    const PLOT_HEIGHT: i64 = 228;
+    let legend = 14 + 18 * series.len() as i64;
+    let top = top * PLOT_HEIGHT / (PLOT_HEIGHT - legend).max(PLOT_HEIGHT / 3) + 1;
     let mut chart = ChartBuilder::on(root)
         .margin(12)
         .x_label_area_size(28)
         .y_label_area_size(64)
-        .build_cartesian_2d((0..bars.max(1) as u32).into_segmented(), 0..top)?;
+        // One segment per bar: plotters' range is inclusive, and the last bar ends at the
+        // right edge (`SegmentValue::Last`) rather than leaving an empty slot after it.
+        .build_cartesian_2d((0..bars.max(1) as u32 - 1).into_segmented(), 0..top)?;
     let label_of = |value: &SegmentValue<u32>| match value {
         SegmentValue::CenterOf(bar) | SegmentValue::Exact(bar) => {
             labels.get(*bar as usize).cloned().unwrap_or_default()
@@ -121,7 +126,14 @@ fn draw_stacked_bars(
                     let mut rectangle = Rectangle::new(
                         [
                             (SegmentValue::Exact(bar as u32), bottom),
-                            (SegmentValue::Exact(bar as u32 + 1), bottom + value),
+                            (
+                                if bar + 1 == bars {
+                                    SegmentValue::Last
+                                } else {
+                                    SegmentValue::Exact(bar as u32 + 1)
+                                },
+                                bottom + value,
+                            ),
                         ],
                         color.filled(),
                     );

@@ -114,10 +114,10 @@ impl RawStatsParams {
                 .unwrap_or(first);
             (first, next - Duration::days(1), "month")
         } else {
-            let days = match blank_is_none(&self.period) {
-                Some("today") => 1,
-                None | Some("7d") => 7,
-                Some("30d") => 30,
+            let (days, chosen) = match blank_is_none(&self.period) {
+                Some("today") => (1, "today"),
+                None | Some("7d") => (7, "7d"),
+                Some("30d") => (30, "30d"),
                 Some(other) => {
                     return Err(ParamError::new(
                         "period",
@@ -129,11 +129,6 @@ impl RawStatsParams {
                     ));
                 }
             };
-            let chosen = PERIODS
-                .iter()
-                .map(|(value, _)| *value)
-                .find(|value| *value == blank_is_none(&self.period).unwrap_or("7d"))
-                .unwrap_or("7d");
             (today - Duration::days(days - 1), today, chosen)
         };
         Ok(StatsParams {
@@ -191,7 +186,7 @@ const WEEKDAYS: [Weekday; 7] = [
     Weekday::Sun,
 ];
 
-/// Everything both forms show, computed once from the store's [`Stats`].
+/// The period's totals.
 #[derive(Serialize)]
 struct Summary {
     messages: i64,
@@ -203,6 +198,7 @@ struct Summary {
     refusals: i64,
 }
 
+/// What both forms show beyond the store's [`Stats`], computed once from it.
 struct Derived {
     summary: Summary,
     /// Every day of the range, zeros included: (day, ok, partial, problem).
@@ -272,10 +268,6 @@ fn derive(params: &StatsParams, stats: &Stats) -> Derived {
         days_of_week,
         session_days,
     }
-}
-
-fn read_error_is_a_param(error: &ParamError) -> Response {
-    bad_request_page(error)
 }
 
 async fn gather(
@@ -633,7 +625,7 @@ pub(crate) async fn page(
     };
     let (params, stats) = match gather(&state, &raw).await {
         Ok(gathered) => gathered,
-        Err(Ok(error)) => return read_error_is_a_param(&error),
+        Err(Ok(error)) => return bad_request_page(&error),
         Err(Err(error)) => return store_unavailable_page(&error),
     };
     let derived = derive(&params, &stats);
