@@ -43,7 +43,7 @@ fn sample(start: DateTime<Utc>, n: u64) -> StatsSample {
     let host = spread % HOSTS;
     StatsSample {
         received_at: start + chrono::Duration::milliseconds((n * 100) as i64),
-        mailbox: if n % 2 == 0 {
+        mailbox: if n.is_multiple_of(2) {
             Mailbox::Spf
         } else {
             Mailbox::Dkim
