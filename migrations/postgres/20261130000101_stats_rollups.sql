@@ -23,7 +23,8 @@ CREATE TABLE stats_daily (
 );
 
 -- Results per UTC day, mailbox and client address, with a reverse DNS name it had and the
--- results by grade: ok (|OK|), partial (|~OK|) and problem (!! ... !!).
+-- results by grade: ok (|OK|), partial (|~OK|) and problem (!! ... !!); a check@ result showing
+-- two verdicts counts by the worse.
 CREATE TABLE stats_hosts (
     day        BIGINT  NOT NULL,
     mailbox    TEXT    NOT NULL,
@@ -79,16 +80,16 @@ SELECT FLOOR(hour / 24.0)::BIGINT, mailbox, verdict, SUM(messages) FROM stats_ho
 INSERT INTO stats_hosts (day, mailbox, client_ip, client_ptr, messages, ok, partial, problem)
 SELECT FLOOR(EXTRACT(EPOCH FROM received_at) / 86400)::BIGINT, mailbox, client_ip,
        MAX(client_ptr), COUNT(*),
-       SUM(CASE WHEN verdict LIKE '|OK| %' THEN 1 ELSE 0 END),
-       SUM(CASE WHEN verdict LIKE '|~OK| %' THEN 1 ELSE 0 END),
-       SUM(CASE WHEN verdict LIKE '|OK| %' OR verdict LIKE '|~OK| %' THEN 0 ELSE 1 END)
+       SUM(CASE WHEN verdict NOT LIKE '%!!%' AND verdict NOT LIKE '%|~OK|%' THEN 1 ELSE 0 END),
+       SUM(CASE WHEN verdict NOT LIKE '%!!%' AND verdict LIKE '%|~OK|%' THEN 1 ELSE 0 END),
+       SUM(CASE WHEN verdict LIKE '%!!%' THEN 1 ELSE 0 END)
 FROM results GROUP BY 1, 2, 3;
 
 INSERT INTO stats_senders (day, mailbox, kind, name, messages, ok, partial, problem)
 SELECT day, mailbox, kind, name, COUNT(*),
-       SUM(CASE WHEN verdict LIKE '|OK| %' THEN 1 ELSE 0 END),
-       SUM(CASE WHEN verdict LIKE '|~OK| %' THEN 1 ELSE 0 END),
-       SUM(CASE WHEN verdict LIKE '|OK| %' OR verdict LIKE '|~OK| %' THEN 0 ELSE 1 END)
+       SUM(CASE WHEN verdict NOT LIKE '%!!%' AND verdict NOT LIKE '%|~OK|%' THEN 1 ELSE 0 END),
+       SUM(CASE WHEN verdict NOT LIKE '%!!%' AND verdict LIKE '%|~OK|%' THEN 1 ELSE 0 END),
+       SUM(CASE WHEN verdict LIKE '%!!%' THEN 1 ELSE 0 END)
 FROM (
     SELECT FLOOR(EXTRACT(EPOCH FROM received_at) / 86400)::BIGINT AS day, mailbox,
            'address' AS kind,

@@ -23,7 +23,8 @@ CREATE TABLE stats_daily (
 ) WITHOUT ROWID;
 
 -- Results per UTC day, mailbox and client address, with a reverse DNS name it had and the
--- results by grade: ok (|OK|), partial (|~OK|) and problem (!! ... !!).
+-- results by grade: ok (|OK|), partial (|~OK|) and problem (!! ... !!); a check@ result showing
+-- two verdicts counts by the worse.
 CREATE TABLE stats_hosts (
     day        INTEGER NOT NULL,
     mailbox    TEXT    NOT NULL,
@@ -80,16 +81,16 @@ SELECT hour / 24, mailbox, verdict, SUM(messages) FROM stats_hourly GROUP BY 1, 
 INSERT INTO stats_hosts (day, mailbox, client_ip, client_ptr, messages, ok, partial, problem)
 SELECT CAST(strftime('%s', substr(received_at, 1, 19)) AS INTEGER) / 86400, mailbox, client_ip,
        MAX(client_ptr), COUNT(*),
-       SUM(CASE WHEN verdict LIKE '|OK| %' THEN 1 ELSE 0 END),
-       SUM(CASE WHEN verdict LIKE '|~OK| %' THEN 1 ELSE 0 END),
-       SUM(CASE WHEN verdict LIKE '|OK| %' OR verdict LIKE '|~OK| %' THEN 0 ELSE 1 END)
+       SUM(CASE WHEN verdict NOT LIKE '%!!%' AND verdict NOT LIKE '%|~OK|%' THEN 1 ELSE 0 END),
+       SUM(CASE WHEN verdict NOT LIKE '%!!%' AND verdict LIKE '%|~OK|%' THEN 1 ELSE 0 END),
+       SUM(CASE WHEN verdict LIKE '%!!%' THEN 1 ELSE 0 END)
 FROM results GROUP BY 1, 2, 3;
 
 INSERT INTO stats_senders (day, mailbox, kind, name, messages, ok, partial, problem)
 SELECT day, mailbox, kind, name, COUNT(*),
-       SUM(CASE WHEN verdict LIKE '|OK| %' THEN 1 ELSE 0 END),
-       SUM(CASE WHEN verdict LIKE '|~OK| %' THEN 1 ELSE 0 END),
-       SUM(CASE WHEN verdict LIKE '|OK| %' OR verdict LIKE '|~OK| %' THEN 0 ELSE 1 END)
+       SUM(CASE WHEN verdict NOT LIKE '%!!%' AND verdict NOT LIKE '%|~OK|%' THEN 1 ELSE 0 END),
+       SUM(CASE WHEN verdict NOT LIKE '%!!%' AND verdict LIKE '%|~OK|%' THEN 1 ELSE 0 END),
+       SUM(CASE WHEN verdict LIKE '%!!%' THEN 1 ELSE 0 END)
 FROM (
     SELECT CAST(strftime('%s', substr(received_at, 1, 19)) AS INTEGER) / 86400 AS day, mailbox,
            'address' AS kind,

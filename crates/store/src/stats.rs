@@ -14,9 +14,8 @@
 //! monthly history); the names (hosts, senders) are purged with the results they came from.
 
 use std::collections::BTreeMap;
-use std::str::FromStr;
 
-use authcheck_verifier::{Grade, Mailbox, Verdict};
+use authcheck_verifier::{Grade, Mailbox, shown_verdicts, worst_grade};
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::{
@@ -73,9 +72,12 @@ impl GradeCounts {
     }
 }
 
-/// The grade of a stored verdict's text; text that is no verdict counts as a problem.
+/// The grade of a stored verdict's text: the worst of its verdicts (a `check@` result shows
+/// two); text that is no verdict counts as a problem.
 pub fn grade_of(verdict: &str) -> Grade {
-    Verdict::from_str(verdict).map_or(Grade::Problem, Verdict::grade)
+    shown_verdicts(verdict)
+        .and_then(|verdicts| worst_grade(&verdicts))
+        .unwrap_or(Grade::Problem)
 }
 
 /// What `/stats` asks for: a range of UTC days (both ends included) and one mailbox or all.

@@ -364,8 +364,8 @@ fn links(params: &StatsParams) -> (Vec<Link>, Vec<Link>) {
         "range" => vec![("from", first.as_str()), ("to", last.as_str())],
         chosen => vec![("period", chosen)],
     };
-    let mailboxes = ["all", "spf", "dkim"]
-        .into_iter()
+    let mailboxes = std::iter::once("all")
+        .chain(Mailbox::ALL.iter().map(|mailbox| mailbox.as_str()))
         .map(|name| {
             let mut query = period.clone();
             if name != "all" {

@@ -68,6 +68,7 @@ macro_rules! every_case {
             stats_count_sessions_and_the_refusals_they_got,
             stats_purge_drops_names_with_the_results_and_keeps_counts_longer,
             added_samples_count_as_stored_results_do,
+            a_check_result_counts_by_its_worse_verdict,
         );
     };
 }

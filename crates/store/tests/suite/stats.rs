@@ -344,3 +344,30 @@ pub async fn added_samples_count_as_stored_results_do(store: SharedStore) {
     assert_eq!(first.sender_domains, second.sender_domains);
     assert_eq!(first.sender_addresses, second.sender_addresses);
 }
+
+pub async fn a_check_result_counts_by_its_worse_verdict(store: SharedStore) {
+    for verdict in [
+        "|OK| spf-pass |OK| dkim-pass",
+        "|OK| spf-pass |~OK| dkim-pass",
+        "|OK| spf-pass !! dkim-fail !!",
+    ] {
+        store
+            .insert(vec![result(
+                Mailbox::Check,
+                at(1),
+                verdict,
+                "192.0.2.1",
+                "a@example.net",
+            )])
+            .await
+            .unwrap();
+    }
+    let check = store
+        .stats(&query(1, 1, Some(Mailbox::Check)))
+        .await
+        .unwrap();
+    assert_eq!(check.days[0].counts, grades(3, 1, 1, 1));
+    assert_eq!(check.hosts[0].counts, grades(3, 1, 1, 1));
+    let spf = store.stats(&query(1, 1, Some(Mailbox::Spf))).await.unwrap();
+    assert!(spf.days.is_empty());
+}
