@@ -131,6 +131,7 @@ fn stats_page(c: &mut Criterion) {
             public_url: "https://tester.example".into(),
             hostname: "mx.tester.example".into(),
             status: authcheck_web::StatusInfo::default(),
+            replies: authcheck_web::RepliesInfo::default(),
         };
         let app = authcheck_web::router(store, config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
