@@ -457,3 +457,84 @@ async fn results_stored_before_check_survive_the_rebuilt_table() {
         Some(b"Hi".to_vec())
     );
 }
+
+#[tokio::test]
+async fn results_and_sessions_stored_before_the_statistics_are_counted_by_the_migration() {
+    let (_folder, url) = fresh_url();
+    let direct = migrated_before(&url, "20261130000101").await;
+    for (id, verdict, from, domain) in [
+        ("01", "|OK| spf-pass", "a@old.example", "'old.example'"),
+        ("02", "!! spf-fail !!", "b@old.example", "'old.example'"),
+        ("03", "|OK| spf-pass |~OK| dkim-pass", "", "NULL"),
+    ] {
+        sqlx::query(&format!(
+            "INSERT INTO results (id, mailbox, received_at, client_ip, client_port, \
+             client_ptr, client_ptr_confirmed, helo, mail_from, mail_from_lower, \
+             mail_from_domain, recipient, size, verdict, prefixed_subject, report) VALUES \
+             ('{id}', 'spf', '2026-03-01T12:30:00.000000Z', '192.0.2.1', 25, 'mx.old.example', \
+             0, 'h', '{from}', '{from}', {domain}, 'spf@t', 5, '{verdict}', '{verdict}', '{{}}')"
+        ))
+        .execute(&direct)
+        .await
+        .unwrap();
+    }
+    // 2026-03-01 12:00 UTC, a relay attempt refused twice.
+    let refused = r#"[{"at":"2026-03-01T12:00:00Z","command":"RCPT TO:<x@y>","code":550,"status":"5.7.1","text":"relaying denied"},{"at":"2026-03-01T12:00:00Z","command":"RCPT TO:<z@y>","code":550,"status":"5.7.1","text":"relaying denied"}]"#;
+    sqlx::query(
+        "INSERT INTO smtp_sessions (id, started_ms, ended_ms, client_ip, client_port, ending, \
+         codes, result_ids, events, events_left_out, left_out_at) VALUES \
+         ('s1', 1772366400000, 1772366400000, '192.0.2.9', 25, 'quit', ' 550 ', '', $1, 0, 0), \
+         ('s2', 1772366400000, 1772366400000, '192.0.2.9', 25, 'quit', ' 250 ', '', '[]', 0, 0)",
+    )
+    .bind(refused)
+    .execute(&direct)
+    .await
+    .unwrap();
+    direct.close().await;
+
+    let store = open_ok(&url).await;
+    let day = chrono::NaiveDate::from_ymd_opt(2026, 3, 1).unwrap();
+    let stats = store
+        .stats(&authcheck_store::StatsQuery {
+            first_day: day,
+            last_day: day,
+            mailbox: None,
+            top: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        stats.days[0].counts,
+        authcheck_store::GradeCounts {
+            messages: 3,
+            ok: 1,
+            partial: 1,
+            problem: 1
+        }
+    );
+    assert_eq!(stats.hours[12], 3);
+    assert_eq!(stats.hosts[0].client_ip, "192.0.2.1");
+    assert_eq!(stats.hosts[0].client_ptr.as_deref(), Some("mx.old.example"));
+    let addresses: Vec<(&str, i64)> = stats
+        .sender_addresses
+        .iter()
+        .map(|s| (s.name.as_str(), s.counts.messages))
+        .collect();
+    assert_eq!(
+        addresses,
+        [("<>", 1), ("a@old.example", 1), ("b@old.example", 1)]
+    );
+    assert_eq!(stats.sender_domains[0].name, "old.example");
+    assert_eq!(stats.sender_domains[0].counts.messages, 2);
+    assert_eq!(stats.sessions[0].sessions, 2);
+    assert_eq!(stats.sessions[0].refused, 1);
+    assert_eq!(
+        (
+            stats.replies[0].code,
+            stats.replies[0].status.as_str(),
+            stats.replies[0].replies,
+            stats.replies[0].sessions
+        ),
+        (550, "5.7.1", 2, 1)
+    );
+}
