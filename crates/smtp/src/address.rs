@@ -1,11 +1,12 @@
-//! The recipient policy: only the tester mailboxes `spf@`, `dkim@` and `check@` and the report mailboxes
-//! `rua@` and `ruf@` (each with an optional `+tag` of letters, digits and `._=-`) at a tester
+//! The recipient policy: only the tester mailboxes `spf@`, `dkim@` and `check@`, the private
+//! test addresses `test-<token>@` (whether the token is open is the delivery's to say), and
+//! the report mailboxes `rua@` and `ruf@` (each with an optional `+tag` of letters, digits and `._=-`) at a tester
 //! domain, and no way of naming another domain — the listener must never look like a relay.
 //!
 //! smtp-proto's parser silently drops source routes and quotes, so these checks read the path
 //! exactly as the client wrote it in the command line.
 
-use crate::delivery::{Destination, Mailbox, Recipient, ReportMailbox};
+use crate::delivery::{Destination, Mailbox, PrivateToken, Recipient, ReportMailbox};
 
 /// Why a recipient is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +102,9 @@ fn destination_named(local_part: &str) -> Option<Destination> {
     if let Some(mailbox) = Mailbox::parse(local_part) {
         return Some(Destination::Test(mailbox));
     }
+    if let Some(token) = PrivateToken::from_local_part(local_part) {
+        return Some(Destination::Private(token));
+    }
     [ReportMailbox::Aggregate, ReportMailbox::Failure]
         .into_iter()
         .find(|mailbox| local_part.eq_ignore_ascii_case(mailbox.as_str()))
@@ -150,6 +154,37 @@ mod tests {
         assert_eq!(check("check+a b@tester.example"), Err(Refusal::Syntax));
         assert_eq!(check("check@other.example"), Err(Refusal::RelayDenied));
         assert_eq!(check("checks@tester.example"), Err(Refusal::NoSuchMailbox));
+    }
+
+    #[test]
+    fn a_private_test_address_names_its_token_in_any_case() {
+        let token = PrivateToken::parse("abcdefghijklmnopqrst").unwrap();
+        let private = Destination::Private(token);
+        assert_eq!(
+            destination("test-abcdefghijklmnopqrst@tester.example"),
+            private
+        );
+        assert_eq!(
+            destination("TEST-ABCDEFGHIJKLMNOPQRST@Tester.Example"),
+            private
+        );
+        assert_eq!(
+            destination("test-abcdefghijklmnopqrst+x@second.test"),
+            private
+        );
+        for path in [
+            "test-@tester.example",
+            "test-abcdefghijklmnopqrs@tester.example",
+            "test-abcdefghijklmnopqrs1@tester.example",
+            "test-abcdefghijklmnopqrstu@tester.example",
+            "test@tester.example",
+        ] {
+            assert_eq!(check(path), Err(Refusal::NoSuchMailbox), "{path}");
+        }
+        assert_eq!(
+            check("test-abcdefghijklmnopqrst@other.example"),
+            Err(Refusal::RelayDenied)
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 
-pub use authcheck_verifier::Mailbox;
+pub use authcheck_verifier::{Mailbox, PrivateToken};
 use chrono::{DateTime, Utc};
 
 use crate::transcript::SessionRecord;
@@ -17,11 +17,14 @@ pub struct Recipient {
     pub destination: Destination,
 }
 
-/// What a recipient address names: a tester mailbox, whose messages are verified, or a report
+/// What a recipient address names: a tester mailbox, whose messages are verified, a private
+/// test address, whose messages get a full check only its token's page lists, or a report
 /// mailbox, whose messages are DMARC reports to keep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Destination {
     Test(Mailbox),
+    /// `test-<token>@`: accepted only while [`Delivery::private_test_is_open`] says so.
+    Private(PrivateToken),
     Reports(ReportMailbox),
 }
 
@@ -162,6 +165,17 @@ pub trait Delivery: Send + Sync + 'static {
         envelope: Envelope,
         message: Vec<u8>,
     ) -> impl Future<Output = Result<Vec<Accepted>, DeliveryError>> + Send;
+
+    /// Whether the private test address with `token` takes messages now: it was made and has
+    /// not expired. Asked at RCPT TO; `false` is refused with `550 5.1.1`, an error with
+    /// `451 4.3.0`. The default knows no private test.
+    fn private_test_is_open(
+        &self,
+        token: PrivateToken,
+    ) -> impl Future<Output = Result<bool, DeliveryError>> + Send {
+        let _ = token;
+        async { Ok(false) }
+    }
 
     /// Takes the record of a finished session: every session, whether it delivered a
     /// message, was refused or timed out, once its connection is closed (connections refused

@@ -1,5 +1,6 @@
 //! The SMTP listener that accepts test messages for the tester mailboxes (`spf@`, `dkim@` and
-//! `check@` a tester domain) and DMARC reports for the report mailboxes (`rua@` and `ruf@`), and hands
+//! `check@` a tester domain, and the private test addresses `test-<token>@` a delivery says are
+//! open) and DMARC reports for the report mailboxes (`rua@` and `ruf@`), and hands
 //! each message, with its envelope, to a [`Delivery`].
 //!
 //! It knows nothing of verification, storage or HTTP. [`run`] serves a bound
@@ -28,8 +29,8 @@ pub use config::{
     DEFAULT_SHUTDOWN_GRACE, SmtpConfig,
 };
 pub use delivery::{
-    Accepted, BodyType, Delivery, DeliveryError, Destination, Envelope, Mailbox, Recipient,
-    ReportMailbox, ReportReceipt, TlsInfo,
+    Accepted, BodyType, Delivery, DeliveryError, Destination, Envelope, Mailbox, PrivateToken,
+    Recipient, ReportMailbox, ReportReceipt, TlsInfo,
 };
 pub use listener::run;
 pub use tls::{TlsError, load_tls, self_signed_tls};

@@ -259,6 +259,18 @@ pub(crate) fn no_such_mailbox(address: &str) -> Reply {
     )
 }
 
+/// A private test address whose token was never made, or has expired (RFC 3463 X.1.1, "bad
+/// destination mailbox address").
+pub(crate) fn no_such_private_test(address: &str) -> Reply {
+    Reply::line(
+        550,
+        format_args!(
+            "5.1.1 <{}>: no such private test address, or it has expired; make a new one on the site",
+            one_line(address)
+        ),
+    )
+}
+
 pub(crate) const RELAYING_DENIED: Reply = Reply::fixed("550 5.7.1 relaying denied\r\n");
 pub(crate) const NO_VALID_RECIPIENTS: Reply =
     Reply::fixed("503 5.5.1 no recipient accepted yet; send RCPT TO first\r\n");

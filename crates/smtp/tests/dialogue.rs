@@ -218,6 +218,48 @@ async fn another_local_part_at_a_tester_domain_is_no_such_mailbox() {
 }
 
 #[tokio::test]
+async fn a_private_test_address_is_taken_only_while_the_delivery_says_it_is_open() {
+    let server = start(|_| {}).await;
+    let open = authcheck_smtp::PrivateToken::parse("abcdefghijklmnopqrst").unwrap();
+    server.delivery.open_tokens.lock().unwrap().push(open);
+    let mut client = server.greeted_client().await;
+    client.command("MAIL FROM:<sender@example.com>").await;
+    assert_eq!(
+        client
+            .command("RCPT TO:<test-bbcdefghijklmnopqrst@tester.example>")
+            .await,
+        "550 5.1.1 <test-bbcdefghijklmnopqrst@tester.example>: no such private test address, \
+         or it has expired; make a new one on the site"
+    );
+    *server.delivery.token_lookup_failure.lock().unwrap() = true;
+    assert_eq!(
+        client
+            .command("RCPT TO:<test-abcdefghijklmnopqrst@tester.example>")
+            .await,
+        "451 4.3.0 the private test address cannot be looked up now, try again later"
+    );
+    *server.delivery.token_lookup_failure.lock().unwrap() = false;
+    assert_eq!(
+        client
+            .command("RCPT TO:<TEST-ABCDEFGHIJKLMNOPQRST@tester.example>")
+            .await,
+        "250 2.1.5 <TEST-ABCDEFGHIJKLMNOPQRST@tester.example> OK"
+    );
+    assert!(client.command("DATA").await.starts_with("354"));
+    client.send(format!("{}.\r\n", message("private"))).await;
+    let reply = client.reply().await;
+    assert_eq!(
+        reply,
+        "250 2.0.0 Stored as private-1: http://results.test/r/private-1"
+    );
+    let messages = server.delivery.messages();
+    assert_eq!(
+        messages[0].0.recipients[0].destination,
+        Destination::Private(open)
+    );
+}
+
+#[tokio::test]
 async fn recipients_beyond_the_limit_are_refused() {
     let server = start(|config| config.max_recipients = 2).await;
     let mut client = server.greeted_client().await;

@@ -13,6 +13,7 @@ mod group_commit;
 mod listing;
 mod outgoing;
 mod postgres;
+mod private_tests;
 mod record;
 mod reports;
 mod rollup;
@@ -30,7 +31,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-pub use authcheck_verifier::Mailbox;
+pub use authcheck_verifier::{Mailbox, PrivateToken};
 
 /// What the SMTP session knew about the sender when the message arrived.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -77,6 +78,9 @@ pub struct NewResult {
     pub report_summary: Box<serde_json::value::RawValue>,
     /// The message exactly as received.
     pub raw_message: Vec<u8>,
+    /// The private test whose address the message was sent to: the result is then listed
+    /// only on that test's page ([`Visibility`]). `None` for public results.
+    pub private_test: Option<PrivateToken>,
 }
 
 /// What a listing shows of a result: every column but the report, so that a page of results
@@ -103,6 +107,10 @@ pub struct ResultSummary {
     /// The report's summary as stored, bounded; for results stored before summaries existed,
     /// the whole report. [`authcheck_verifier::ReportSummary::from_stored`] reads either.
     pub report_summary: serde_json::Value,
+    /// The private test the result belongs to, `None` for a public result. Never serialized:
+    /// the token is the key to the test's page.
+    #[serde(skip)]
+    pub private_test: Option<PrivateToken>,
 }
 
 /// A stored result: what its listing shows and the whole report, without the raw message
@@ -114,9 +122,24 @@ pub struct StoredResult {
     pub report: serde_json::Value,
 }
 
+/// Whose results a listing may show. Public lists never show a private test's results.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Visibility {
+    /// Results sent to the public addresses (`spf@`, `dkim@`, `check@`) only.
+    #[default]
+    Public,
+    /// The results of this private test only: its page.
+    PrivateTest(PrivateToken),
+    /// The results of every private test: the feed behind the private tests' pages, which
+    /// gives each page its own.
+    AnyPrivateTest,
+}
+
 /// Which results to list, newest first.
 #[derive(Clone, Debug, Default)]
 pub struct ListQuery {
+    /// Public results unless it says otherwise.
+    pub visibility: Visibility,
     pub mailbox: Option<Mailbox>,
     /// Only results whose MAIL FROM or From address, or either one's domain, equals this
     /// (without regard to case). A blank value filters nothing.
@@ -267,6 +290,20 @@ pub trait ResultStore: Send + Sync {
         instance: &str,
         now: i64,
     ) -> StoreResult<bool>;
+    /// Makes a private test, open from `now` until `expires_at` (seconds since the epoch),
+    /// with a new token from the operating system's generator; `None` when `max_open` tests
+    /// are open at `now` already.
+    async fn create_private_test(
+        &self,
+        now: i64,
+        expires_at: i64,
+        max_open: u32,
+    ) -> StoreResult<Option<PrivateTest>>;
+    /// The private test with `token`, expired or not, until it is purged.
+    async fn private_test(&self, token: PrivateToken) -> StoreResult<Option<PrivateTest>>;
+    /// Deletes the private tests that expired at or before `now`; returns how many. Their
+    /// results stay until the results' own purge, readable at their ids only.
+    async fn purge_private_tests(&self, now: i64) -> StoreResult<u64>;
     /// Records one self-check.
     async fn insert_self_check(&self, check: SelfCheck) -> StoreResult<()>;
     /// The self-checks started at or after `since` (seconds since the epoch), newest first,
@@ -355,6 +392,7 @@ pub use outgoing::{
     OutgoingKind, OutgoingMessage, OutgoingState, OutgoingStatus, RateLimit, ReplyDecision,
     ReplyLimits,
 };
+pub use private_tests::PrivateTest;
 pub use reports::{
     MAX_RECORDS_READ, NewRecord, NewRejectedReport, NewReport, ReportDomain, ReportInsert,
     ReportKind, SourceName, StoredRejectedReport, StoredReport,

@@ -4,7 +4,7 @@
 use sqlx::{Database, Encode, Type};
 
 use crate::record::{SUMMARY_COLUMNS, domain_of};
-use crate::{ListQuery, ResultSummary};
+use crate::{ListQuery, ResultSummary, Visibility};
 
 /// The most results one list call returns, whatever limit was asked for.
 pub const MAX_LIST_LIMIT: u32 = 200;
@@ -35,6 +35,14 @@ impl ListSql {
             format!("${}", binds.len())
         }
 
+        match query.visibility {
+            Visibility::Public => conditions.push("private_test IS NULL".to_owned()),
+            Visibility::PrivateTest(token) => {
+                let p = placeholder(Bind::Text(token.as_str().to_owned()), &mut binds);
+                conditions.push(format!("private_test = {p}"));
+            }
+            Visibility::AnyPrivateTest => conditions.push("private_test IS NOT NULL".to_owned()),
+        }
         if let Some(mailbox) = query.mailbox {
             let p = placeholder(Bind::Text(mailbox.as_str().to_owned()), &mut binds);
             conditions.push(format!("mailbox = {p}"));
@@ -59,11 +67,7 @@ impl ListSql {
             &mut binds,
         );
 
-        let filter = if conditions.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", conditions.join(" AND "))
-        };
+        let filter = format!("WHERE {}", conditions.join(" AND "));
         ListSql {
             sql: format!(
                 "SELECT {SUMMARY_COLUMNS} FROM results {filter} ORDER BY seq DESC LIMIT {limit}"

@@ -13,7 +13,8 @@ use sqlx::{Database, Encode, QueryBuilder, Type};
 use serde_json::value::RawValue;
 
 use crate::{
-    Mailbox, NewResult, ResultSummary, SessionFacts, StoreError, StoreResult, StoredResult,
+    Mailbox, NewResult, PrivateToken, ResultSummary, SessionFacts, StoreError, StoreResult,
+    StoredResult,
 };
 use authcheck_verifier::display::{MAX_DISPLAY_FIELD_BYTES, bounded_display_text};
 
@@ -95,11 +96,11 @@ const INSERT_RESULTS_HEAD: &str = "INSERT INTO results (\
         id, mailbox, received_at, client_ip, client_port, client_ptr, client_ptr_confirmed, \
         helo, tls_version, tls_cipher, mail_from, mail_from_lower, mail_from_domain, recipient, \
         size, header_from, header_from_lower, header_from_domain, subject, verdict, \
-        prefixed_subject, report, report_summary, message_id) ";
+        prefixed_subject, report, report_summary, message_id, private_test) ";
 
 const INSERT_MESSAGES_HEAD: &str = "INSERT INTO messages (id, message) ";
 
-/// Most rows one statement stores: 256 rows of 24 values stay far below the databases'
+/// Most rows one statement stores: 256 rows of 25 values stay far below the databases'
 /// limits on bound parameters (32,766 for SQLite, 65,535 for PostgreSQL).
 pub(crate) const MAX_ROWS_PER_INSERT: usize = 256;
 
@@ -109,7 +110,7 @@ macro_rules! summary_columns {
         "id, seq, mailbox, received_at, client_ip, client_port, client_ptr, \
          client_ptr_confirmed, helo, tls_version, tls_cipher, mail_from, recipient, size, \
          header_from, subject, verdict, prefixed_subject, \
-         COALESCE(report_summary, report) AS report_summary"
+         COALESCE(report_summary, report) AS report_summary, private_test"
     };
 }
 
@@ -153,6 +154,7 @@ pub(crate) struct InsertRow {
     message_id: String,
     /// The raw message, on the first row of those that share it; the others leave it `None`.
     raw_message: Option<Vec<u8>>,
+    private_test: Option<PrivateToken>,
 }
 
 impl InsertRow {
@@ -226,6 +228,7 @@ impl InsertRow {
             report_summary,
             message_id: new_result_id(),
             raw_message: None,
+            private_test: result.private_test,
         })
     }
 }
@@ -273,7 +276,8 @@ pub(crate) fn push_results_insert<'q, DB, T>(
             .push_bind(row.prefixed_subject.as_str())
             .push_bind(Json(&*row.report))
             .push_bind(Json(&*row.report_summary))
-            .push_bind(row.message_id.as_str());
+            .push_bind(row.message_id.as_str())
+            .push_bind(row.private_test.as_ref().map(PrivateToken::as_str));
     });
 }
 
@@ -328,6 +332,7 @@ pub(crate) struct SummaryRow {
     prefixed_subject: String,
     #[sqlx(json)]
     report_summary: serde_json::Value,
+    private_test: Option<String>,
 }
 
 /// One row of [`RESULT_COLUMNS`] as both backends decode it.
@@ -356,6 +361,14 @@ impl TryFrom<SummaryRow> for ResultSummary {
             .map_err(|_| corrupt(format!("an impossible client port {}", row.client_port)))?;
         let size = u64::try_from(row.size)
             .map_err(|_| corrupt(format!("a negative message size {}", row.size)))?;
+        let private_test = row
+            .private_test
+            .as_deref()
+            .map(|token| {
+                PrivateToken::parse(token)
+                    .ok_or_else(|| corrupt("a malformed private test token".to_owned()))
+            })
+            .transpose()?;
         Ok(ResultSummary {
             id: row.id,
             seq: row.seq,
@@ -378,6 +391,7 @@ impl TryFrom<SummaryRow> for ResultSummary {
             verdict: row.verdict,
             prefixed_subject: row.prefixed_subject,
             report_summary: row.report_summary,
+            private_test,
         })
     }
 }

@@ -13,6 +13,10 @@ use sqlx::{
 use crate::dashboard::{Dashboard, ReportQuery};
 use crate::listing::{ListSql, SEQ_OF_ID_SQL};
 use crate::outgoing::Outgoing;
+use crate::private_tests::{
+    CREATE_PRIVATE_TEST_SQL, GET_PRIVATE_TEST_SQL, PURGE_PRIVATE_TESTS_SQL, PrivateTestRow,
+    new_token, private_test,
+};
 use crate::record::{InsertRow, RESULT_COLUMNS, ResultRow, SummaryRow, new_result_id, without_nul};
 use crate::reports::{
     EXISTING_REPORT_SQL, GET_REPORT_SQL, INSERT_REJECTED_SQL, INSERT_REPORT_SQL, LIST_REJECTED_SQL,
@@ -35,10 +39,10 @@ use crate::stats::{self, ResultStats, StatsKeys};
 
 use crate::{
     AfterAttempt, ListQuery, NewOutgoing, NewRecord, NewRejectedReport, NewReport, NewResult,
-    NewSession, NoReply, OutgoingAttempt, OutgoingMessage, OutgoingStatus, ReplyDecision,
-    ReplyLimits, ReportDomain, ReportInsert, ResultStore, ResultSummary, SelfCheck, SessionQuery,
-    SourceName, Stats, StatsQuery, StatsSample, StoreError, StoreResult, StoredRejectedReport,
-    StoredReport, StoredResult, StoredSession,
+    NewSession, NoReply, OutgoingAttempt, OutgoingMessage, OutgoingStatus, PrivateTest,
+    PrivateToken, ReplyDecision, ReplyLimits, ReportDomain, ReportInsert, ResultStore,
+    ResultSummary, SelfCheck, SessionQuery, SourceName, Stats, StatsQuery, StatsSample, StoreError,
+    StoreResult, StoredRejectedReport, StoredReport, StoredResult, StoredSession,
 };
 
 /// The parts of the store that differ between the databases.
@@ -202,10 +206,52 @@ where
     for<'r> SummaryRow: FromRow<'r, DB::Row>,
     for<'r> StoredSessionRow: FromRow<'r, DB::Row>,
     for<'r> SelfCheckRow: FromRow<'r, DB::Row>,
+    for<'r> PrivateTestRow: FromRow<'r, DB::Row>,
     for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
     for<'q> Option<String>: Decode<'q, DB>,
     usize: ColumnIndex<DB::Row>,
 {
+    async fn create_private_test(
+        &self,
+        now: i64,
+        expires_at: i64,
+        max_open: u32,
+    ) -> StoreResult<Option<PrivateTest>> {
+        let token = new_token();
+        let created = sqlx::query_scalar::<DB, String>(CREATE_PRIVATE_TEST_SQL)
+            .bind(token.as_str().to_owned())
+            .bind(now)
+            .bind(expires_at)
+            .bind(i64::from(max_open))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(DB::failure)?;
+        Ok(created.is_some().then_some(PrivateTest {
+            token,
+            created_at: now,
+            expires_at,
+        }))
+    }
+
+    async fn private_test(&self, token: PrivateToken) -> StoreResult<Option<PrivateTest>> {
+        sqlx::query_as::<DB, PrivateTestRow>(GET_PRIVATE_TEST_SQL)
+            .bind(token.as_str().to_owned())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(DB::failure)?
+            .map(private_test)
+            .transpose()
+    }
+
+    async fn purge_private_tests(&self, now: i64) -> StoreResult<u64> {
+        let purged = sqlx::query_scalar::<DB, String>(PURGE_PRIVATE_TESTS_SQL)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(DB::failure)?;
+        Ok(purged.len() as u64)
+    }
+
     async fn insert(&self, results: Vec<NewResult>) -> StoreResult<Vec<String>> {
         let rows = InsertRow::for_message(results)?;
         let ids = rows.iter().map(|row| row.id.clone()).collect();

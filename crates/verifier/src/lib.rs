@@ -30,7 +30,7 @@ mod verifier;
 
 pub use delivered::message_as_delivered;
 pub use dns::{Dns, DnsConfig, DnsSetupError, LookupError};
-pub use mailbox::Mailbox;
+pub use mailbox::{Mailbox, PRIVATE_PREFIX, PrivateToken};
 pub use report::*;
 pub use subject::rewrite_subject;
 pub use summary::ReportSummary;

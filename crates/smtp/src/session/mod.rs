@@ -347,7 +347,7 @@ impl<D: Delivery> Session<D> {
                         Step::NeedInput
                     }
                 }
-                State::Connected | State::Idle | State::Transaction(_) => self.next_command(),
+                State::Connected | State::Idle | State::Transaction(_) => self.next_command().await,
             };
             match step {
                 Step::Continue => {}
@@ -358,7 +358,7 @@ impl<D: Delivery> Session<D> {
     }
 
     /// Takes one command line from the buffer and handles it.
-    fn next_command(&mut self) -> Step {
+    async fn next_command(&mut self) -> Step {
         let Some(newline) = self.input.iter().position(|&b| b == b'\n') else {
             if self.skipping_long_line {
                 self.input.clear();
@@ -381,10 +381,10 @@ impl<D: Delivery> Session<D> {
             return self.command_reply(replies::LINE_TOO_LONG);
         }
         self.transcript.command(&line);
-        self.handle_command(&line)
+        self.handle_command(&line).await
     }
 
-    fn handle_command(&mut self, line: &[u8]) -> Step {
+    async fn handle_command(&mut self, line: &[u8]) -> Step {
         if let Some(command) = envelope_command(line)
             && has_control_characters(line)
         {
@@ -394,9 +394,9 @@ impl<D: Delivery> Session<D> {
             Ok(Request::Ehlo { host }) => self.ehlo(&host),
             Ok(Request::Helo { host }) => self.helo(&host),
             Ok(Request::Mail { from }) => self.mail(&from, line),
-            Ok(Request::Rcpt { .. }) => self.rcpt(line, true),
+            Ok(Request::Rcpt { .. }) => self.rcpt(line, true).await,
             // smtp-proto refuses address literals here, which must be answered as relaying.
-            Err(ParseError::InvalidRecipientAddress) => self.rcpt(line, false),
+            Err(ParseError::InvalidRecipientAddress) => self.rcpt(line, false).await,
             Ok(Request::Data) => self.data(),
             Ok(Request::Bdat {
                 chunk_size,

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use authcheck_smtp::{
-    Accepted, Delivery, DeliveryError, Destination, Envelope, ReportReceipt, SessionRecord,
-    SmtpConfig,
+    Accepted, Delivery, DeliveryError, Destination, Envelope, Mailbox, PrivateToken, ReportReceipt,
+    SessionRecord, SmtpConfig,
 };
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
@@ -26,12 +26,16 @@ pub const IPV6_RANGE_SETUP: &str =
     "scripts/setup-test-deps adds it, as root: ip -6 route replace local 2001:db8:ac::/48 dev lo";
 
 /// Records each message and answers with ids `<mailbox>-<n>` (`report-<n>` for the report
-/// mailboxes), or with `failure` when set.
+/// mailboxes, `private-<n>` for private test addresses), or with `failure` when set. The
+/// private test addresses open are those of `open_tokens`; `token_lookup_failure` makes
+/// looking one up fail.
 #[derive(Default)]
 pub struct RecordingDelivery {
     pub delivered: Mutex<Vec<(Envelope, Vec<u8>)>>,
     pub failure: Mutex<Option<DeliveryError>>,
     pub sessions: Mutex<Vec<SessionRecord>>,
+    pub open_tokens: Mutex<Vec<PrivateToken>>,
+    pub token_lookup_failure: Mutex<bool>,
 }
 
 impl RecordingDelivery {
@@ -91,11 +95,26 @@ impl Delivery for RecordingDelivery {
                         id,
                     }
                 }
+                Destination::Private(_) => {
+                    let id = format!("private-{n}");
+                    Accepted::Result {
+                        mailbox: Mailbox::Check,
+                        url: format!("http://results.test/r/{id}"),
+                        id,
+                    }
+                }
                 Destination::Reports(_) => Accepted::Report(ReportReceipt::Stored {
                     id: format!("report-{n}"),
                 }),
             })
             .collect())
+    }
+
+    async fn private_test_is_open(&self, token: PrivateToken) -> Result<bool, DeliveryError> {
+        if *self.token_lookup_failure.lock().unwrap() {
+            return Err(DeliveryError::Temporary("the test database is down".into()));
+        }
+        Ok(self.open_tokens.lock().unwrap().contains(&token))
     }
 
     fn session_ended(&self, record: SessionRecord) {

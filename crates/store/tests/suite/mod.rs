@@ -4,8 +4,9 @@
 
 use authcheck_store::{
     DmarcCounts, DmarcFilter, DmarcOutcome, ListQuery, MAX_LIST_LIMIT, Mailbox, NewRecord,
-    NewRejectedReport, NewReport, NewResult, ReportDomain, ReportInsert, ReportKind, ReportQuery,
-    ResultSummary, SelfCheck, SessionFacts, SharedStore, SourceName, StoreError, StoredResult,
+    NewRejectedReport, NewReport, NewResult, PrivateToken, ReportDomain, ReportInsert, ReportKind,
+    ReportQuery, ResultSummary, SelfCheck, SessionFacts, SharedStore, SourceName, StoreError,
+    StoredResult, Visibility,
 };
 use authcheck_verifier::display::MAX_DISPLAY_FIELD_BYTES;
 use chrono::NaiveDate;
@@ -26,6 +27,9 @@ macro_rules! every_case {
             list_is_newest_first,
             list_filters_by_mailbox,
             a_full_check_result_keeps_both_verdicts,
+            private_tests_are_made_looked_up_and_expire,
+            open_private_tests_are_capped,
+            private_results_are_listed_only_for_their_test,
             paging_with_before_walks_back_without_gaps,
             unknown_before_id_is_an_error,
             after_seq_gives_only_newer_results,
@@ -116,6 +120,7 @@ pub fn sample(mailbox: Mailbox, received_at: DateTime<Utc>) -> NewResult {
         report: raw_json(json!({"spf": {"result": "pass", "trace": []}})),
         report_summary: raw_json(json!({"spf": {"result": "pass"}})),
         raw_message: b"Subject: hello\r\n\r\nbody\r\n".to_vec(),
+        private_test: None,
     }
 }
 
@@ -195,6 +200,7 @@ pub async fn round_trip_keeps_every_field(store: SharedStore) {
         report: raw_json(report.clone()),
         report_summary: raw_json(json!({"dkim": [{"result": "pass"}], "text": "Grüße\u{0}"})),
         raw_message: raw_message.clone(),
+        private_test: None,
     };
     let id = insert_one(&store, result.clone()).await;
 
@@ -392,6 +398,135 @@ pub async fn a_full_check_result_keeps_both_verdicts(store: SharedStore) {
     assert_eq!(ids_of(&listed), vec![check.as_str()]);
     let all = store.list(&query(50)).await.unwrap();
     assert_eq!(ids_of(&all), vec![check.as_str(), spf.as_str()]);
+}
+
+pub async fn private_tests_are_made_looked_up_and_expire(store: SharedStore) {
+    let (now, hour) = (1_700_000_000, 3600);
+    let test = store
+        .create_private_test(now, now + hour, 10)
+        .await
+        .unwrap()
+        .expect("room for a test");
+    assert_eq!((test.created_at, test.expires_at), (now, now + hour));
+    assert_eq!(test.token.as_str().len(), 20);
+    let other = store
+        .create_private_test(now, now + hour, 10)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(test.token, other.token, "each test has a new token");
+    assert_eq!(store.private_test(test.token).await.unwrap(), Some(test));
+    let unknown = PrivateToken::parse("aaaaaaaaaaaaaaaaaaaa").unwrap();
+    assert_eq!(store.private_test(unknown).await.unwrap(), None);
+    // Open until the second it expires, by the clock the caller passes.
+    assert!(test.is_open(now + hour - 1));
+    assert!(!test.is_open(now + hour));
+    assert_eq!(store.purge_private_tests(now + hour - 1).await.unwrap(), 0);
+    assert!(store.private_test(test.token).await.unwrap().is_some());
+    assert_eq!(store.purge_private_tests(now + hour).await.unwrap(), 2);
+    assert_eq!(store.private_test(test.token).await.unwrap(), None);
+}
+
+pub async fn open_private_tests_are_capped(store: SharedStore) {
+    let now = 1_700_000_000;
+    let first = store.create_private_test(now, now + 60, 2).await.unwrap();
+    let second = store.create_private_test(now, now + 600, 2).await.unwrap();
+    assert!(first.is_some() && second.is_some());
+    assert_eq!(
+        store
+            .create_private_test(now + 1, now + 601, 2)
+            .await
+            .unwrap(),
+        None
+    );
+    // Once the first has expired (purged or not), there is room again.
+    assert!(
+        store
+            .create_private_test(now + 60, now + 660, 2)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(
+        store
+            .create_private_test(now + 61, now + 661, 2)
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+pub async fn private_results_are_listed_only_for_their_test(store: SharedStore) {
+    let now = 1_700_000_000;
+    let mine = store
+        .create_private_test(now, now + 60, 10)
+        .await
+        .unwrap()
+        .unwrap()
+        .token;
+    let theirs = store
+        .create_private_test(now, now + 60, 10)
+        .await
+        .unwrap()
+        .unwrap()
+        .token;
+    let private = |token, day| {
+        let mut result = sample(Mailbox::Check, at(day));
+        result.private_test = Some(token);
+        result.session.recipient = format!("test-{token}@tester.example");
+        result
+    };
+    let public = insert_one(&store, sample(Mailbox::Check, at(1))).await;
+    let my_result = insert_one(&store, private(mine, 2)).await;
+    let their_result = insert_one(&store, private(theirs, 3)).await;
+    let public_lists = [
+        query(50),
+        ListQuery {
+            mailbox: Some(Mailbox::Check),
+            ..query(50)
+        },
+        ListQuery {
+            sender: Some("example.net".into()),
+            ..query(50)
+        },
+        ListQuery {
+            after_seq: Some(0),
+            ..query(50)
+        },
+    ];
+    for list in public_lists {
+        let listed = store.list(&list).await.unwrap();
+        assert_eq!(ids_of(&listed), vec![public.as_str()], "{list:?}");
+    }
+    let mine_only = ListQuery {
+        visibility: Visibility::PrivateTest(mine),
+        ..query(50)
+    };
+    let listed = store.list(&mine_only).await.unwrap();
+    assert_eq!(ids_of(&listed), vec![my_result.as_str()]);
+    assert_eq!(listed[0].private_test, Some(mine));
+    let every_private = ListQuery {
+        visibility: Visibility::AnyPrivateTest,
+        ..query(50)
+    };
+    let listed = store.list(&every_private).await.unwrap();
+    assert_eq!(
+        ids_of(&listed),
+        vec![their_result.as_str(), my_result.as_str()]
+    );
+    // Its own id still reads it, and says whose it is.
+    let stored = store.get(&my_result).await.unwrap().unwrap();
+    assert_eq!(stored.summary.private_test, Some(mine));
+    assert_eq!(
+        store
+            .get(&public)
+            .await
+            .unwrap()
+            .unwrap()
+            .summary
+            .private_test,
+        None
+    );
 }
 
 pub async fn paging_with_before_walks_back_without_gaps(store: SharedStore) {
