@@ -900,6 +900,7 @@ fn expired_result() -> authcheck_store::NewResult {
         report: empty_json(),
         report_summary: empty_json(),
         raw_message: b"Subject: expired\r\n\r\nold\r\n".to_vec(),
+        private_test: None,
     }
 }
 

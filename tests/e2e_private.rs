@@ -4,9 +4,12 @@
 
 mod support;
 
+use std::time::Duration;
+
 use authcheck_testdns::TestDns;
 use authcheck_testkit::{SignOptions, TestKey, message, publish_keys, sign};
-use support::{Service, send};
+use serde_json::Value;
+use support::{RawSmtp, Service, ServiceOptions, eventually, http, send};
 
 /// `pass.test` passes SPF for 127.0.0.1 and publishes the test keys; `nokey.test` passes SPF
 /// and signs nothing.
@@ -111,4 +114,312 @@ async fn check_at_gives_one_result_with_both_verdicts() {
     assert!(spf.get("verdicts").is_none(), "{spf:#}");
     let front = service.get_text("/").await;
     assert!(front.contains("check@tester.test"), "{front}");
+}
+
+/// Makes a private test through the API; returns its JSON answer.
+async fn new_test(service: &Service) -> Value {
+    let response = http()
+        .post(service.url("/api/v1/tests"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    response.json().await.unwrap()
+}
+
+/// The token of `test-<token>@tester.test`.
+fn token_of(address: &str) -> &str {
+    address
+        .strip_prefix("test-")
+        .and_then(|rest| rest.strip_suffix("@tester.test"))
+        .unwrap_or_else(|| panic!("not a private test address: {address}"))
+}
+
+/// RCPT TO `address` in a fresh transaction; returns the reply.
+async fn rcpt(service: &Service, address: &str) -> support::Reply {
+    let (mut smtp, _) = RawSmtp::connect(service.smtp).await;
+    assert_eq!(smtp.command("EHLO pass.test").await.code, 250);
+    assert_eq!(smtp.command("MAIL FROM:<a@pass.test>").await.code, 250);
+    let reply = smtp.command(&format!("RCPT TO:<{address}>")).await;
+    let _ = smtp.command("QUIT").await;
+    reply
+}
+
+#[tokio::test]
+async fn a_private_address_result_is_only_on_its_page_and_at_its_id() {
+    let dns = zone().await;
+    let service = Service::start(&dns).await;
+
+    let test = new_test(&service).await;
+    let address = test["address"].as_str().unwrap().to_owned();
+    let token = token_of(&address).to_owned();
+    assert_eq!(token.len(), 20, "100 random bits in base32");
+    assert!(
+        token
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || (b'2'..=b'7').contains(&b))
+    );
+    let url = test["url"].as_str().unwrap();
+    assert_eq!(url, format!("{}/t/{token}", service.public_url));
+    let expires_at = chrono::DateTime::parse_from_rfc3339(test["expires_at"].as_str().unwrap())
+        .expect("expires_at is RFC 3339");
+    let in_a_week = chrono::Utc::now() + chrono::Duration::days(7);
+    assert!(
+        (expires_at.to_utc() - in_a_week).num_seconds().abs() < 60,
+        "{expires_at}"
+    );
+    let page_path = format!("/t/{token}");
+    let waiting = service.get_text(&page_path).await;
+    assert!(
+        waiting.contains(&address) && waiting.contains("Waiting for your message"),
+        "{waiting}"
+    );
+
+    // Senders may change the case of the local part.
+    let shouted = format!("TEST-{}@tester.test", token.to_uppercase());
+    let reply = send(
+        &service,
+        "pass.test",
+        "a@pass.test",
+        &[&shouted],
+        &signed("a@pass.test", "pass.test", "Secret"),
+    )
+    .await;
+    assert_eq!(reply.code, 250, "{reply:?}");
+    let (id, _) = reply.stored().remove(0);
+    let result = service.get_json(&format!("/api/v1/results/{id}")).await;
+    assert_eq!(result["mailbox"], "check");
+    assert_eq!(result["verdict"], "|OK| spf-pass |OK| dkim-pass");
+    assert!(!result.to_string().contains("private_test"), "{result:#}");
+    let detail = service.get_text(&format!("/r/{id}")).await;
+    assert!(detail.contains("private test"), "{detail}");
+    let page = service.get_text(&page_path).await;
+    assert!(
+        page.contains(&format!("/r/{id}")) && page.contains("Secret"),
+        "{page}"
+    );
+
+    // A public message beside it, to show the lists work.
+    let public = send(
+        &service,
+        "pass.test",
+        "a@pass.test",
+        &["check@tester.test"],
+        &signed("a@pass.test", "pass.test", "Public"),
+    )
+    .await;
+    let (public_id, _) = public.stored().remove(0);
+    for path in [
+        "/",
+        "/spf",
+        "/dkim",
+        "/check",
+        "/check?sender=pass.test",
+        "/api/v1/results",
+        "/api/v1/results?mailbox=check",
+        "/api/v1/results?sender=a@pass.test",
+        "/logs",
+        "/api/v1/sessions",
+        "/logs/raw",
+    ] {
+        let text = eventually(Duration::from_secs(5), || async {
+            let text = service.get_text(path).await;
+            // The session log is written after the session ends.
+            let is_log = path.contains("log") || path.contains("sessions");
+            let ready = !is_log || text.contains(&public_id);
+            ready.then_some(text)
+        })
+        .await
+        .unwrap_or_else(|| service_text_missing(path));
+        assert!(
+            !text.contains(&id),
+            "{path} shows the private result: {text}"
+        );
+        assert!(!text.contains(&token), "{path} shows the token: {text}");
+        assert!(!text.contains("Secret"), "{path} shows the private subject");
+        if path == "/api/v1/sessions" {
+            assert!(text.contains("TEST-(private)@tester.test"), "{text}");
+        }
+        if path.starts_with("/check") || path.starts_with("/api/v1/results") || path == "/" {
+            assert!(
+                text.contains(&public_id),
+                "{path} lists public results: {text}"
+            );
+        }
+    }
+
+    // An address nobody made, and a malformed one, are refused at RCPT.
+    let unknown = rcpt(&service, "test-aaaaaaaaaaaaaaaaaaaa@tester.test").await;
+    assert_eq!(unknown.code, 550, "{unknown:?}");
+    assert!(unknown.text().starts_with("5.1.1"), "{unknown:?}");
+    assert!(
+        unknown.text().contains("no such private test address"),
+        "{unknown:?}"
+    );
+    let malformed = rcpt(&service, "test-abc@tester.test").await;
+    assert_eq!(malformed.code, 550, "{malformed:?}");
+    assert!(malformed.text().starts_with("5.1.1"), "{malformed:?}");
+    let missing = service.get("/t/aaaaaaaaaaaaaaaaaaaa").await;
+    assert_eq!(missing.status(), 404);
+}
+
+fn service_text_missing(path: &str) -> String {
+    panic!("{path} never showed the public message")
+}
+
+#[tokio::test]
+async fn the_form_makes_a_test_and_sends_the_browser_to_its_page() {
+    let dns = zone().await;
+    let service = Service::start(&dns).await;
+    let form = service.get_text("/new").await;
+    assert!(
+        form.contains(r#"<form class="new-test" method="post" action="/new">"#),
+        "{form}"
+    );
+    assert!(form.contains("Who can read what"), "{form}");
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let made = no_redirects.post(service.url("/new")).send().await.unwrap();
+    assert_eq!(made.status(), 303);
+    let location = made.headers()["location"].to_str().unwrap().to_owned();
+    let token = location.strip_prefix("/t/").expect("the test's page");
+    let page = service.get_text(&location).await;
+    assert!(
+        page.contains(&format!("test-{token}@tester.test")),
+        "{page}"
+    );
+}
+
+#[tokio::test]
+async fn an_expired_address_is_refused_at_rcpt() {
+    let dns = zone().await;
+    let mut options = ServiceOptions::new(&dns);
+    options.extra_args = vec!["--private-test-lifetime".into(), "3s".into()];
+    let service = Service::start_with(options).await;
+    let test = new_test(&service).await;
+    let address = test["address"].as_str().unwrap().to_owned();
+    let open = rcpt(&service, &address).await;
+    assert_eq!(open.code, 250, "{open:?}");
+    let refused = eventually(Duration::from_secs(8), || async {
+        let reply = rcpt(&service, &address).await;
+        (reply.code != 250).then_some(reply)
+    })
+    .await
+    .expect("the address expires");
+    assert_eq!(refused.code, 550, "{refused:?}");
+    assert!(refused.text().starts_with("5.1.1"), "{refused:?}");
+    assert!(refused.text().contains("expired"), "{refused:?}");
+    // Its page says so until the purge deletes it.
+    let page = service.get(&format!("/t/{}", token_of(&address))).await;
+    if page.status() == 200 {
+        assert!(page.text().await.unwrap().contains("expired"));
+    } else {
+        assert_eq!(page.status(), 404);
+    }
+}
+
+#[tokio::test]
+async fn making_tests_is_bounded_per_client_and_in_all() {
+    let dns = zone().await;
+    let mut options = ServiceOptions::new(&dns);
+    options.extra_args = vec![
+        "--max-private-tests".into(),
+        "2".into(),
+        "--private-tests-per-client".into(),
+        "3".into(),
+    ];
+    let service = Service::start_with(options).await;
+    let post = || async {
+        http()
+            .post(service.url("/api/v1/tests"))
+            .send()
+            .await
+            .unwrap()
+    };
+    assert_eq!(post().await.status(), 201);
+    assert_eq!(post().await.status(), 201);
+    let full = post().await;
+    assert_eq!(full.status(), 503);
+    let full: Value = full.json().await.unwrap();
+    assert!(
+        full["error"]
+            .as_str()
+            .unwrap()
+            .contains("Too many private test addresses are open")
+    );
+    let limited = post().await;
+    assert_eq!(limited.status(), 429);
+    let limited: Value = limited.json().await.unwrap();
+    assert!(
+        limited["error"]
+            .as_str()
+            .unwrap()
+            .contains("in the last hour"),
+        "{limited}"
+    );
+    let page = http().post(service.url("/new")).send().await.unwrap();
+    assert_eq!(page.status(), 429);
+    assert!(
+        page.text()
+            .await
+            .unwrap()
+            .contains("Too many private test addresses")
+    );
+}
+
+#[tokio::test]
+async fn with_public_results_off_only_private_addresses_are_offered() {
+    let dns = zone().await;
+    let mut options = ServiceOptions::new(&dns);
+    options.extra_args = vec!["--public-results".into(), "false".into()];
+    let service = Service::start_with(options).await;
+    let front = service.get_text("/").await;
+    assert!(front.contains("Make a private test address"), "{front}");
+    assert!(
+        !front.contains("spf@tester.test") && !front.contains("check@tester.test"),
+        "{front}"
+    );
+    for path in ["/spf", "/dkim", "/check", "/logs", "/logs/raw"] {
+        let response = service.get(path).await;
+        assert_eq!(response.status(), 404, "{path}");
+        assert!(
+            response
+                .text()
+                .await
+                .unwrap()
+                .contains("Public results are turned off"),
+            "{path}"
+        );
+    }
+    for path in ["/api/v1/results", "/api/v1/sessions", "/events"] {
+        let response = service.get(path).await;
+        assert_eq!(response.status(), 404, "{path}");
+        let body: Value = response.json().await.unwrap();
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap()
+                .contains("public_results = false"),
+            "{path}"
+        );
+    }
+    let test = new_test(&service).await;
+    let address = test["address"].as_str().unwrap();
+    let reply = send(
+        &service,
+        "pass.test",
+        "a@pass.test",
+        &[address],
+        &signed("a@pass.test", "pass.test", "Quiet"),
+    )
+    .await;
+    let (id, _) = reply.stored().remove(0);
+    let page = service.get_text(&format!("/t/{}", token_of(address))).await;
+    assert!(page.contains(&format!("/r/{id}")), "{page}");
+    assert_eq!(
+        service.get(&format!("/api/v1/results/{id}")).await.status(),
+        200
+    );
 }

@@ -1,5 +1,6 @@
-// Live updates for the result lists: new results arrive as server-sent events and are drawn
-// at the top of the table. Message-derived text is only ever set with textContent.
+// Live updates for the result lists and a private test's page: new results arrive as
+// server-sent events (from /events, or the stream `data-events` names) and are drawn at the
+// top of the table. Message-derived text is only ever set with textContent.
 "use strict";
 
 (function () {
@@ -9,7 +10,11 @@
   }
   const tbody = live.querySelector("table.results tbody");
   const params = new URLSearchParams();
-  params.set("mailbox", live.dataset.mailbox || "");
+  // A private test's page names its own stream, which takes only `after`.
+  const events = live.dataset.events || "/events";
+  if (!live.dataset.events) {
+    params.set("mailbox", live.dataset.mailbox || "");
+  }
   if (live.dataset.sender) {
     params.set("sender", live.dataset.sender);
   }
@@ -55,13 +60,12 @@
     tr.appendChild(cell(row.header_from, "mono"));
     tr.appendChild(linkCell(row.prefixed_subject, href, "subject", "verdict " + verdictClass));
     tbody.insertBefore(tr, tbody.firstChild);
-    const empty = live.querySelector("p.empty");
-    if (empty) {
+    live.querySelectorAll("p.empty").forEach(function (empty) {
       empty.remove();
-    }
+    });
   }
 
-  const source = new EventSource("/events?" + params.toString());
+  const source = new EventSource(events + "?" + params.toString());
   source.addEventListener("result", function (event) {
     let data;
     try {

@@ -224,6 +224,36 @@ settings! {
         flag: "dmarc-retention", env: "AUTHCHECK_DMARC_RETENTION", value: "DURATION",
         default: DefaultValue::Text("400d"),
     }
+    /// Whether the result lists are public (/spf, /dkim, /check, the front page's latest
+    /// results, the live feed, /api/v1/results, the SMTP log); `false` turns them all off, so
+    /// every result is readable only at its own address and the front page offers only
+    /// private test addresses.
+    public_results: one<bool> = parse_bool {
+        flag: "public-results", env: "AUTHCHECK_PUBLIC_RESULTS", value: "BOOL",
+        default: DefaultValue::Text("true"),
+    }
+    /// How long a private test address made on /new takes mail; after it, mail to it is
+    /// refused with 550 5.1.1 and the address is deleted (its results stay for retention,
+    /// readable at their own addresses).
+    private_test_lifetime: one<Duration> = parse_duration {
+        flag: "private-test-lifetime", env: "AUTHCHECK_PRIVATE_TEST_LIFETIME",
+        value: "DURATION",
+        default: DefaultValue::Text("7d"),
+    }
+    /// Most private test addresses open at once; past it /new and POST /api/v1/tests answer
+    /// 503 until some expire.
+    max_private_tests: one<usize> = parse_count {
+        flag: "max-private-tests", env: "AUTHCHECK_MAX_PRIVATE_TESTS", value: "N",
+        default: DefaultValue::Text("10000"),
+    }
+    /// Most private test addresses one web client (an IPv4 address or an IPv6 /64) may make
+    /// per hour; past it 429; 0 for no limit. Behind a reverse proxy every client has the
+    /// proxy's address.
+    private_tests_per_client: one<u32> = parse_limit {
+        flag: "private-tests-per-client", env: "AUTHCHECK_PRIVATE_TESTS_PER_CLIENT",
+        value: "N",
+        default: DefaultValue::Text("20"),
+    }
     /// Largest message accepted, in bytes (suffixes K, M, KiB, MiB allowed).
     max_message_size: one<usize> = parse_size {
         flag: "max-message-size", env: "AUTHCHECK_MAX_MESSAGE_SIZE", value: "BYTES",
@@ -687,6 +717,14 @@ fn parse_count(text: &str) -> Result<usize, String> {
         Ok(0) => Err("must be at least 1".to_string()),
         Ok(n) => Ok(n),
         Err(_) => Err(format!("{text:?} is not a whole number")),
+    }
+}
+
+fn parse_bool(text: &str) -> Result<bool, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "true" | "yes" | "on" => Ok(true),
+        "false" | "no" | "off" => Ok(false),
+        _ => Err(format!("{text:?} is neither true nor false")),
     }
 }
 

@@ -20,7 +20,7 @@ use authcheck_smtp::{
     Accepted, BodyType, Delivery, DeliveryError, Destination, Envelope, ReportReceipt,
     SessionRecord,
 };
-use authcheck_store::{Mailbox, NewResult, SessionFacts, SharedStore};
+use authcheck_store::{Mailbox, NewResult, PrivateToken, SessionFacts, SharedStore};
 use authcheck_verifier::subject::{from_address, subject_of};
 use authcheck_verifier::{BodyParameter, Dns, MessageInput, Report, Verifier};
 use serde_json::value::RawValue;
@@ -86,6 +86,15 @@ impl Delivery for TesterDelivery {
         self.verify_and_store(envelope, message)
     }
 
+    /// Open until its expiry by the wall clock; the store's tests move that clock.
+    async fn private_test_is_open(&self, token: PrivateToken) -> Result<bool, DeliveryError> {
+        let test = self.store.private_test(token).await.map_err(|e| {
+            metrics::counter!("authcheck_store_errors_total").increment(1);
+            DeliveryError::Temporary(e.to_string())
+        })?;
+        Ok(test.is_some_and(|test| test.is_open(chrono::Utc::now().timestamp())))
+    }
+
     fn session_ended(&self, record: SessionRecord) {
         self.sessions.record(record);
     }
@@ -102,10 +111,12 @@ impl TesterDelivery {
             .recipients
             .iter()
             .find(|r| matches!(r.destination, Destination::Reports(_)));
-        let to_tests = envelope
-            .recipients
-            .iter()
-            .any(|r| matches!(r.destination, Destination::Test(_)));
+        let to_tests = envelope.recipients.iter().any(|r| {
+            matches!(
+                r.destination,
+                Destination::Test(_) | Destination::Private(_)
+            )
+        });
         let mut accepted = Vec::new();
         if let Some(report_recipient) = to_reports {
             let raw = if to_tests {
@@ -451,13 +462,19 @@ impl Verified {
             "report summary",
             serde_json::value::to_raw_value(&self.report.summary()),
         )?;
-        let mut tested: Vec<(Mailbox, &str)> = Vec::new();
+        // A private test address gets the full check, listed only on its test's page.
+        let mut tested: Vec<(Mailbox, Option<PrivateToken>, &str)> = Vec::new();
         for recipient in &envelope.recipients {
-            let Destination::Test(mailbox) = recipient.destination else {
-                continue;
+            let (mailbox, private_test) = match recipient.destination {
+                Destination::Test(mailbox) => (mailbox, None),
+                Destination::Private(token) => (Mailbox::Check, Some(token)),
+                Destination::Reports(_) => continue,
             };
-            if !tested.iter().any(|&(seen, _)| seen == mailbox) {
-                tested.push((mailbox, recipient.address.as_str()));
+            if !tested
+                .iter()
+                .any(|&(seen, seen_test, _)| (seen, seen_test) == (mailbox, private_test))
+            {
+                tested.push((mailbox, private_test, recipient.address.as_str()));
             }
         }
         let size = message.len() as u64;
@@ -475,7 +492,7 @@ impl Verified {
         };
         let mut results: Vec<NewResult> = tested
             .iter()
-            .map(|&(mailbox, recipient)| {
+            .map(|&(mailbox, private_test, recipient)| {
                 let verdict = self.report.verdicts.text_for(mailbox);
                 let prefixed_subject = match &self.subject {
                     Some(subject) if !subject.is_empty() => format!("{verdict} {subject}"),
@@ -492,6 +509,7 @@ impl Verified {
                     report: report.clone(),
                     report_summary: report_summary.clone(),
                     raw_message: Vec::new(),
+                    private_test,
                 }
             })
             .collect();

@@ -1,6 +1,6 @@
 //! `authcheck serve`: wires the SMTP listener, the verifier, the store and the web site
 //! together, runs the retention purge (results after `retention`, DMARC reports after
-//! `dmarc_retention`), runs the self-check ([`crate::self_check`]), and shuts everything down on SIGTERM or Ctrl-C.
+//! `dmarc_retention`, private test addresses once expired), runs the self-check ([`crate::self_check`]), and shuts everything down on SIGTERM or Ctrl-C.
 //!
 //! The public site and the operators' listener (`/metrics`, `/livez`, `/readyz`, on
 //! `metrics_listen`, loopback by default) are separate HTTP servers, each within the
@@ -160,6 +160,8 @@ pub struct Purged {
     pub results: u64,
     /// Reports and rejected reports.
     pub reports: u64,
+    /// Private test addresses past their lifetime (their results go with `results`).
+    pub private_tests: u64,
 }
 
 /// Deletes what is older than its retention at `now` (the clock, passed in so that tests can
@@ -175,7 +177,12 @@ pub async fn purge_once(
     let reports = store
         .purge_reports(before(retention.reports).timestamp())
         .await?;
-    Ok(Purged { results, reports })
+    let private_tests = store.purge_private_tests(now.timestamp()).await?;
+    Ok(Purged {
+        results,
+        reports,
+        private_tests,
+    })
 }
 
 async fn purge_periodically(
@@ -193,11 +200,17 @@ async fn purge_periodically(
             Ok(Purged {
                 results: 0,
                 reports: 0,
+                private_tests: 0,
             }) => {}
-            Ok(Purged { results, reports }) => tracing::info!(
+            Ok(Purged {
+                results,
+                reports,
+                private_tests,
+            }) => tracing::info!(
                 results,
                 dmarc_reports = reports,
-                "purged results and DMARC reports older than their retention"
+                private_tests,
+                "purged results and DMARC reports older than their retention, and expired private test addresses"
             ),
             Err(e) => tracing::warn!(error = %e, "retention purge failed; will try again"),
         }
@@ -448,6 +461,12 @@ pub async fn serve(settings: Settings) -> Result<(), Failure> {
             dkim_record: dkim_record.clone(),
         },
         replies: replies_info(&settings),
+        public_results: settings.public_results,
+        private_tests: authcheck_web::PrivateTestsConfig {
+            lifetime: settings.private_test_lifetime,
+            max_open: u32::try_from(settings.max_private_tests).unwrap_or(u32::MAX),
+            per_client_per_hour: settings.private_tests_per_client,
+        },
     };
     let site = authcheck_web::router(store.clone(), web_config);
     let mut web = tokio::spawn(authcheck_web::serve(
@@ -605,6 +624,7 @@ mod tests {
             report: json("{}"),
             report_summary: json("{}"),
             raw_message: b"Subject: x\r\n\r\n".to_vec(),
+            private_test: None,
         }
     }
 
@@ -665,6 +685,17 @@ mod tests {
             .await
             .unwrap();
 
+        let expired = store
+            .create_private_test(now.timestamp() - 7200, now.timestamp(), 10)
+            .await
+            .unwrap()
+            .unwrap();
+        let open = store
+            .create_private_test(now.timestamp(), now.timestamp() + 1, 10)
+            .await
+            .unwrap()
+            .unwrap();
+
         let retention = Retention {
             results: 7 * DAY,
             reports: 400 * DAY,
@@ -674,9 +705,12 @@ mod tests {
             purged,
             Purged {
                 results: 1,
-                reports: 2
+                reports: 2,
+                private_tests: 1,
             }
         );
+        assert!(store.private_test(expired.token).await.unwrap().is_none());
+        assert!(store.private_test(open.token).await.unwrap().is_some());
         assert!(store.get(&old_result[0]).await.unwrap().is_none());
         assert!(store.get(&new_result[0]).await.unwrap().is_some());
         assert!(store.get_report(&old_report).await.unwrap().is_none());

@@ -10,8 +10,9 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use authcheck_smtp::SessionRecord;
+use authcheck_smtp::{PrivateToken, SessionRecord};
 use authcheck_store::{NewSession, SessionEvent, SharedStore};
+use authcheck_verifier::PRIVATE_PREFIX;
 use futures::future::join_all;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -75,8 +76,65 @@ async fn write_sessions(
     }
 }
 
-/// The store's form of a session record.
+/// What the session log shows in place of a private test's token.
+const HIDDEN_TOKEN: &str = "(private)";
+
+/// `text` with the token of every private test address (`test-<token>`, in any case) hidden:
+/// the token is the key to the test's page, and `/logs` is public.
+fn hide_tokens(text: &str) -> String {
+    let mut shown = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.to_ascii_lowercase().find(PRIVATE_PREFIX) {
+        let token_start = at + PRIVATE_PREFIX.len();
+        let candidate = rest.get(token_start..token_start + PrivateToken::LEN);
+        shown.push_str(&rest[..token_start]);
+        match candidate.and_then(PrivateToken::parse) {
+            Some(_) => {
+                shown.push_str(HIDDEN_TOKEN);
+                rest = &rest[token_start + PrivateToken::LEN..];
+            }
+            None => rest = &rest[token_start..],
+        }
+    }
+    shown.push_str(rest);
+    shown
+}
+
+/// Keeps private tests private in the session log: their tokens are hidden wherever the
+/// transcript shows them, and a session that wrote to one keeps no result ids (a result's id
+/// is the key to it), neither in its list nor in the reply that named them.
+fn without_private_keys(session: &mut NewSession) {
+    let mut private = false;
+    for event in &mut session.events {
+        for text in [&mut event.command, &mut event.text] {
+            let hidden = hide_tokens(text);
+            if hidden != *text {
+                private = true;
+                *text = hidden;
+            }
+        }
+    }
+    if !private {
+        return;
+    }
+    for id in std::mem::take(&mut session.result_ids) {
+        for event in &mut session.events {
+            if event.text.contains(&id) {
+                event.text = event.text.replace(&id, HIDDEN_TOKEN);
+            }
+        }
+    }
+}
+
+/// The store's form of a session record, without the keys to private tests
+/// ([`without_private_keys`]).
 pub fn new_session(record: SessionRecord, client_ptr: Option<String>) -> NewSession {
+    let mut session = session_of(record, client_ptr);
+    without_private_keys(&mut session);
+    session
+}
+
+fn session_of(record: SessionRecord, client_ptr: Option<String>) -> NewSession {
     let (tls_version, tls_cipher) = match record.tls {
         Some(tls) => (Some(tls.version), Some(tls.cipher)),
         None => (None, None),
@@ -112,4 +170,30 @@ pub fn new_session(record: SessionRecord, client_ptr: Option<String>) -> NewSess
 /// Loopback clients (tests, local tools) have no PTR name worth a query.
 pub fn worth_looking_up(ip: IpAddr) -> bool {
     !ip.is_loopback() && !ip.is_unspecified()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_hidden_in_any_case_and_other_text_is_kept() {
+        assert_eq!(
+            hide_tokens("RCPT TO:<TEST-ABCDEFGHIJKLMNOPQRST+x@tester.example>"),
+            "RCPT TO:<TEST-(private)+x@tester.example>"
+        );
+        assert_eq!(
+            hide_tokens("<test-abcdefghijklmnopqrst@a> and <test-bbcdefghijklmnopqrst@b>"),
+            "<test-(private)@a> and <test-(private)@b>"
+        );
+        for kept in [
+            "RCPT TO:<spf@t>",
+            "test-short@t",
+            "test-",
+            "contest-x",
+            "tést-ü",
+        ] {
+            assert_eq!(hide_tokens(kept), kept);
+        }
+    }
 }

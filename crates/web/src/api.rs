@@ -76,6 +76,9 @@ pub(crate) async fn list_results(
     State(state): State<AppState>,
     params: Result<Query<RawListParams>, QueryRejection>,
 ) -> Response {
+    if !state.config.public_results {
+        return crate::private::lists_off_json();
+    }
     let Ok(Query(params)) = params else {
         return error_json(
             StatusCode::BAD_REQUEST,

@@ -71,6 +71,7 @@ pub(crate) fn listed_json(result: &ResultSummary, public_url: &str) -> Value {
         verdict: result.verdict.clone(),
         prefixed_subject: listed(&result.prefixed_subject),
         report_summary: Value::Null,
+        private_test: result.private_test,
     };
     result_object(&shown, parts, public_url)
 }

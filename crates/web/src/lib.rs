@@ -1,7 +1,7 @@
 //! The results site and JSON API.
 //!
 //! [`router`] builds every HTTP route of the tester's web side: the server-rendered pages
-//! (`/`, `/spf`, `/dkim`, `/check`, `/r/{id}`, `/r/{id}/raw`, `/r/{id}/eml`, the DMARC report pages
+//! (`/`, `/spf`, `/dkim`, `/check`, the private tests' `/new` and `/t/{token}`, `/r/{id}`, `/r/{id}/raw`, `/r/{id}/eml`, the DMARC report pages
 //! under `/dmarc`), the SMTP session log (`/logs`, `/logs/raw`, `/logs/events`), the status
 //! page `/status`, the replies page `/replies`, the JSON API under `/api/v1/`, the live feed of new results at `/events` (server-sent events), the static
 //! assets and the probes `/livez`, `/readyz` and `/healthz`. Every response carries the
@@ -19,6 +19,7 @@ mod live;
 mod logs;
 mod pages;
 mod params;
+mod private;
 mod replies;
 mod security;
 mod server;
@@ -29,6 +30,7 @@ mod view;
 use std::sync::Arc;
 
 pub use health::probes;
+pub use private::{ClientAddr, PrivateTestsConfig};
 pub use replies::RepliesInfo;
 pub use server::{HttpLimits, serve};
 pub use status::StatusInfo;
@@ -50,6 +52,12 @@ pub struct WebConfig {
     pub status: StatusInfo,
     /// The reply settings, for `/replies`.
     pub replies: RepliesInfo,
+    /// Whether the result lists are public; `false` turns off `/spf`, `/dkim`, `/check`, the
+    /// front page's lists, `/events`, `/api/v1/results` and the SMTP log (`/logs`, its raw
+    /// form, its events and `/api/v1/sessions`).
+    pub public_results: bool,
+    /// Private test addresses: how long they last and how many may be made.
+    pub private_tests: PrivateTestsConfig,
 }
 
 /// Shared by every handler of one router.
@@ -59,6 +67,8 @@ pub(crate) struct AppState {
     pub(crate) config: Arc<WebConfig>,
     pub(crate) live: Arc<live::LiveFeed>,
     pub(crate) sessions: Arc<logs::SessionFeed>,
+    pub(crate) private_feed: Arc<private::PrivateFeed>,
+    pub(crate) creations: Arc<private::CreationLimit>,
 }
 
 /// The absolute address of a result's page: `<public-url>/r/<id>`.
@@ -74,6 +84,10 @@ pub fn router(store: SharedStore, config: WebConfig) -> Router {
     let state = AppState {
         live: Arc::new(live::LiveFeed::new(store.clone())),
         sessions: Arc::new(logs::SessionFeed::new(store.clone())),
+        private_feed: Arc::new(private::PrivateFeed::new(store.clone())),
+        creations: Arc::new(private::CreationLimit::new(
+            config.private_tests.per_client_per_hour,
+        )),
         store: store.clone(),
         config: Arc::new(config),
     };
@@ -82,6 +96,16 @@ pub fn router(store: SharedStore, config: WebConfig) -> Router {
         .route("/spf", get(pages::spf_results))
         .route("/dkim", get(pages::dkim_results))
         .route("/check", get(pages::check_results))
+        .route(
+            "/new",
+            get(private::new_page).post(private::create_from_form),
+        )
+        .route("/t/{token}", get(private::test_page))
+        .route("/t/{token}/events", get(private::test_events))
+        .route(
+            "/api/v1/tests",
+            axum::routing::post(private::create_from_api),
+        )
         .route("/r/{id}", get(pages::result_detail))
         .route("/r/{id}/raw", get(pages::raw_message))
         .route("/r/{id}/eml", get(pages::delivered_message))

@@ -89,6 +89,9 @@ pub(crate) async fn events(
     headers: HeaderMap,
     params: Result<Query<EventParams>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
+    if !state.config.public_results {
+        return crate::private::lists_off_json();
+    }
     let Ok(Query(params)) = params else {
         return error_json(
             StatusCode::BAD_REQUEST,
@@ -163,7 +166,7 @@ async fn missed_since(
     }
 }
 
-fn result_event(result: &ResultSummary, public_url: &str) -> Event {
+pub(crate) fn result_event(result: &ResultSummary, public_url: &str) -> Event {
     let mut data = listed_json(result, public_url);
     data["row"] = serde_json::to_value(ResultRow::new(result)).unwrap_or_default();
     Event::default()

@@ -419,6 +419,9 @@ pub(crate) async fn logs_page(
     State(state): State<AppState>,
     params: Result<Query<LogParams>, QueryRejection>,
 ) -> Response {
+    if !state.config.public_results {
+        return crate::private::lists_off_page();
+    }
     let Ok(Query(params)) = params else {
         return malformed_query_page();
     };
@@ -564,6 +567,9 @@ pub(crate) async fn list_sessions_json(
     State(state): State<AppState>,
     params: Result<Query<LogParams>, QueryRejection>,
 ) -> Response {
+    if !state.config.public_results {
+        return crate::private::lists_off_json();
+    }
     let Ok(Query(params)) = params else {
         return error_json(
             StatusCode::BAD_REQUEST,
@@ -651,6 +657,9 @@ pub(crate) async fn raw_log(
     State(state): State<AppState>,
     params: Result<Query<LogParams>, QueryRejection>,
 ) -> Response {
+    if !state.config.public_results {
+        return crate::private::lists_off_page();
+    }
     let plain_error = |message: &str| {
         (
             StatusCode::BAD_REQUEST,
@@ -893,6 +902,9 @@ pub(crate) async fn session_events(
     headers: HeaderMap,
     params: Result<Query<LogParams>, QueryRejection>,
 ) -> Response {
+    if !state.config.public_results {
+        return crate::private::lists_off_json();
+    }
     let Ok(Query(params)) = params else {
         return error_json(
             StatusCode::BAD_REQUEST,

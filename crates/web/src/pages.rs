@@ -108,20 +108,39 @@ struct IndexPage {
     example_address: String,
     spf_rows: Vec<ResultRow>,
     dkim_rows: Vec<ResultRow>,
+    check_rows: Vec<ResultRow>,
 }
 
 /// `GET /`
 pub(crate) async fn index(State(state): State<AppState>) -> Response {
+    if !state.config.public_results {
+        return render(
+            StatusCode::OK,
+            &PrivateIndexPage {
+                hostname: state.config.hostname.clone(),
+            },
+        );
+    }
     let latest = |mailbox| ListQuery {
         mailbox: Some(mailbox),
         limit: FRONT_PAGE_RESULTS,
         ..ListQuery::default()
     };
-    let (spf_query, dkim_query) = (latest(Mailbox::Spf), latest(Mailbox::Dkim));
-    let (spf, dkim) = tokio::join!(state.store.list(&spf_query), state.store.list(&dkim_query));
-    let (spf, dkim) = match (spf, dkim) {
-        (Ok(spf), Ok(dkim)) => (spf, dkim),
-        (Err(error), _) | (_, Err(error)) => return store_unavailable_page(&error),
+    let (spf_query, dkim_query, check_query) = (
+        latest(Mailbox::Spf),
+        latest(Mailbox::Dkim),
+        latest(Mailbox::Check),
+    );
+    let (spf, dkim, check) = tokio::join!(
+        state.store.list(&spf_query),
+        state.store.list(&dkim_query),
+        state.store.list(&check_query)
+    );
+    let (spf, dkim, check) = match (spf, dkim, check) {
+        (Ok(spf), Ok(dkim), Ok(check)) => (spf, dkim, check),
+        (Err(error), _, _) | (_, Err(error), _) | (_, _, Err(error)) => {
+            return store_unavailable_page(&error);
+        }
     };
     let config = &state.config;
     let domains = config
@@ -143,8 +162,16 @@ pub(crate) async fn index(State(state): State<AppState>) -> Response {
         example_address,
         spf_rows: spf.iter().map(ResultRow::new).collect(),
         dkim_rows: dkim.iter().map(ResultRow::new).collect(),
+        check_rows: check.iter().map(ResultRow::new).collect(),
     };
     render(StatusCode::OK, &page)
+}
+
+/// The front page when public lists are off: only private addresses.
+#[derive(Template)]
+#[template(path = "index_private.html")]
+struct PrivateIndexPage {
+    hostname: String,
 }
 
 #[derive(Template)]
@@ -188,6 +215,9 @@ async fn results_page(
     mailbox: Mailbox,
     params: Result<Query<RawListParams>, QueryRejection>,
 ) -> Response {
+    if !state.config.public_results {
+        return crate::private::lists_off_page();
+    }
     let Ok(Query(params)) = params else {
         return malformed_query_page();
     };

@@ -68,10 +68,10 @@ pub async fn serve(
             _ = &mut shutdown => break,
             permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
         };
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(error) => {
                     // Out of file descriptors, or a connection reset before it was accepted:
                     // wait a moment rather than spin.
@@ -81,7 +81,12 @@ pub async fn serve(
                 }
             },
         };
-        let service = TowerToHyperService::new(router.clone());
+        // Handlers that count per client (making private tests) read its address from here.
+        let service = TowerToHyperService::new(
+            router
+                .clone()
+                .layer(axum::Extension(crate::ClientAddr(peer.ip()))),
+        );
         let io = TokioIo::new(IdleTimeout::new(stream, limits.idle_timeout));
         let mut closing_watch = closing_watch.clone();
         let closing = async move {

@@ -45,6 +45,8 @@ impl TestSite {
             hostname: "mx.tester.example".into(),
             status: authcheck_web::StatusInfo::default(),
             replies: authcheck_web::RepliesInfo::default(),
+            public_results: true,
+            private_tests: authcheck_web::PrivateTestsConfig::default(),
         };
         let app = authcheck_web::router(store.clone(), config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -150,6 +152,7 @@ impl Sample {
             report_summary: serde_json::value::to_raw_value(&self.report().summary())
                 .expect("serialize the summary"),
             raw_message: raw_message.into_bytes(),
+            private_test: None,
         }
     }
 
