@@ -423,3 +423,98 @@ async fn with_public_results_off_only_private_addresses_are_offered() {
         200
     );
 }
+
+#[tokio::test]
+#[cfg_attr(
+    not(browser_tests),
+    ignore = "needs Chromium: /usr/bin/chromium and /usr/bin/chromedriver were not installed when the tests were built (scripts/setup-test-deps installs them)"
+)]
+async fn the_waiting_page_shows_the_result_without_a_reload() {
+    use authcheck_testkit::browser::Browser;
+
+    let dns = zone().await;
+    let service = Service::start(&dns).await;
+    let screenshots = std::env::var("AUTHCHECK_SCREENSHOT_DIR").ok();
+    let browser = Browser::launch().await;
+    let _ = browser.client().set_window_size(1100, 900).await;
+    browser.goto(&service.url("/new")).await;
+    if let Some(dir) = &screenshots {
+        let png = browser.client().screenshot().await.expect("screenshot");
+        std::fs::write(format!("{dir}/private-new.png"), png).unwrap();
+    }
+    // The button makes the test and opens its page, as a person would.
+    browser
+        .eval("document.querySelector('form.new-test button').click(); return 0;")
+        .await;
+    assert!(
+        browser
+            .wait_until(
+                "location.pathname.startsWith('/t/') && document.getElementById('live') !== null",
+                Duration::from_secs(10),
+            )
+            .await,
+        "the button leads to the test's page"
+    );
+    let address = browser
+        .eval("return document.querySelector('.private-address').textContent;")
+        .await;
+    let address = address.as_str().unwrap().to_owned();
+    let marker = "return location.href;";
+    let before = browser.eval(marker).await;
+    assert!(
+        browser
+            .eval("return document.querySelector('p.waiting') !== null;")
+            .await
+            .as_bool()
+            .unwrap()
+    );
+    if let Some(dir) = &screenshots {
+        let png = browser.client().screenshot().await.expect("screenshot");
+        std::fs::write(format!("{dir}/private-waiting.png"), png).unwrap();
+    }
+    // Marks the document: a reload would lose it.
+    browser.eval("window.__same_page = true; return 0;").await;
+
+    let hostile = "Hi <img src=x onerror=window.__pwned=1> there";
+    let reply = send(
+        &service,
+        "pass.test",
+        "a@pass.test",
+        &[&address],
+        &signed("a@pass.test", "pass.test", hostile),
+    )
+    .await;
+    let (id, _) = reply.stored().remove(0);
+    let row = format!("document.querySelector('#live tr[data-id=\"{id}\"]') !== null");
+    assert!(
+        browser.wait_until(&row, Duration::from_secs(10)).await,
+        "the result appears on the waiting page"
+    );
+    let state = browser
+        .eval(
+            "return {
+               same: window.__same_page === true,
+               waiting: document.querySelector('p.waiting') !== null,
+               subject: document.querySelector('#live td.subject a').textContent,
+               class: document.querySelector('#live td.subject a').className,
+               pwned: typeof window.__pwned,
+               images: document.images.length,
+             };",
+        )
+        .await;
+    assert_eq!(state["same"], true, "no reload");
+    assert_eq!(state["waiting"], false, "the waiting note is gone");
+    assert_eq!(
+        state["subject"],
+        format!("|OK| spf-pass |OK| dkim-pass {hostile}")
+    );
+    assert_eq!(state["class"], "verdict ok");
+    assert_eq!(state["pwned"], "undefined");
+    assert_eq!(state["images"], 0);
+    assert_eq!(browser.eval(marker).await, before);
+    if let Some(dir) = &screenshots {
+        let png = browser.client().screenshot().await.expect("screenshot");
+        std::fs::write(format!("{dir}/private-result.png"), png).unwrap();
+    }
+    browser.quit().await;
+}

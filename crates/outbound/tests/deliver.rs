@@ -44,7 +44,7 @@ impl Delivery for Sink {
                     id: "sink-1".to_owned(),
                     url: "http://results.test/r/sink-1".to_owned(),
                 }),
-                Destination::Reports(_) => None,
+                Destination::Private(_) | Destination::Reports(_) => None,
             })
             .collect();
         self.received.lock().unwrap().push((envelope, message));
