@@ -221,6 +221,8 @@ async fn a_private_address_result_is_only_on_its_page_and_at_its_id() {
         "/logs",
         "/api/v1/sessions",
         "/logs/raw",
+        "/stats",
+        "/api/v1/stats",
     ] {
         let text = eventually(Duration::from_secs(5), || async {
             let text = service.get_text(path).await;
@@ -381,7 +383,7 @@ async fn with_public_results_off_only_private_addresses_are_offered() {
         !front.contains("spf@tester.test") && !front.contains("check@tester.test"),
         "{front}"
     );
-    for path in ["/spf", "/dkim", "/check", "/logs", "/logs/raw"] {
+    for path in ["/spf", "/dkim", "/check", "/logs", "/logs/raw", "/stats"] {
         let response = service.get(path).await;
         assert_eq!(response.status(), 404, "{path}");
         assert!(
@@ -393,7 +395,12 @@ async fn with_public_results_off_only_private_addresses_are_offered() {
             "{path}"
         );
     }
-    for path in ["/api/v1/results", "/api/v1/sessions", "/events"] {
+    for path in [
+        "/api/v1/results",
+        "/api/v1/sessions",
+        "/events",
+        "/api/v1/stats",
+    ] {
         let response = service.get(path).await;
         assert_eq!(response.status(), 404, "{path}");
         let body: Value = response.json().await.unwrap();

@@ -225,7 +225,7 @@ settings! {
         default: DefaultValue::Text("400d"),
     }
     /// Whether the result lists are public (/spf, /dkim, /check, the front page's latest
-    /// results, the live feed, /api/v1/results, the SMTP log); `false` turns them all off, so
+    /// results, the live feed, /api/v1/results, /stats, the SMTP log); `false` turns them all off, so
     /// every result is readable only at its own address and the front page offers only
     /// private test addresses.
     public_results: one<bool> = parse_bool {

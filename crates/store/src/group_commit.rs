@@ -348,7 +348,8 @@ impl Writer {
         rows: &[&InsertRow],
         sessions: &[SessionRow],
     ) -> StoreResult<()> {
-        let result_stats = ResultStats::of(rows.iter().map(|row| StatsKeys::of_row(row)));
+        let result_stats =
+            ResultStats::of(rows.iter().filter_map(|row| StatsKeys::of_public_row(row)));
         let session_stats = SessionStats::of(sessions);
         let connection = self.connection().await?;
         let mut query = QueryBuilder::new("BEGIN IMMEDIATE; ");

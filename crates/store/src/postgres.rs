@@ -148,7 +148,7 @@ impl RowWriter for PgWriter {
                 .await
                 .map_err(Postgres::failure)?;
         }
-        let stats = ResultStats::of(rows.iter().map(|row| StatsKeys::of_row(row)));
+        let stats = ResultStats::of(rows.iter().filter_map(|row| StatsKeys::of_public_row(row)));
         let mut upserts = Vec::new();
         stats.push_upserts(&mut upserts);
         execute_all(&mut transaction, upserts).await?;

@@ -154,7 +154,7 @@ pub(crate) struct InsertRow {
     message_id: String,
     /// The raw message, on the first row of those that share it; the others leave it `None`.
     raw_message: Option<Vec<u8>>,
-    private_test: Option<PrivateToken>,
+    pub(crate) private_test: Option<PrivateToken>,
 }
 
 impl InsertRow {

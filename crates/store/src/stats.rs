@@ -204,7 +204,13 @@ impl StatsKeys {
         }
     }
 
-    pub(crate) fn of_row(row: &InsertRow) -> StatsKeys {
+    /// The keys of a public result; `None` for a private test's, which statistics never
+    /// count (they would show its sender to anyone).
+    pub(crate) fn of_public_row(row: &InsertRow) -> Option<StatsKeys> {
+        row.private_test.is_none().then(|| StatsKeys::of_row(row))
+    }
+
+    fn of_row(row: &InsertRow) -> StatsKeys {
         StatsKeys {
             at: row.received_at.timestamp(),
             mailbox: row.mailbox.as_str(),

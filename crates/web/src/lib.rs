@@ -53,8 +53,9 @@ pub struct WebConfig {
     /// The reply settings, for `/replies`.
     pub replies: RepliesInfo,
     /// Whether the result lists are public; `false` turns off `/spf`, `/dkim`, `/check`, the
-    /// front page's lists, `/events`, `/api/v1/results` and the SMTP log (`/logs`, its raw
-    /// form, its events and `/api/v1/sessions`).
+    /// front page's lists, `/events`, `/api/v1/results`, the statistics (`/stats`,
+    /// `/api/v1/stats`) and the SMTP log (`/logs`, its raw form, its events and
+    /// `/api/v1/sessions`).
     pub public_results: bool,
     /// Private test addresses: how long they last and how many may be made.
     pub private_tests: PrivateTestsConfig,

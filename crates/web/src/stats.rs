@@ -620,6 +620,10 @@ pub(crate) async fn page(
     State(state): State<AppState>,
     params: Result<Query<RawStatsParams>, QueryRejection>,
 ) -> Response {
+    // Top senders and hosts are a public list too.
+    if !state.config.public_results {
+        return crate::private::lists_off_page();
+    }
     let Ok(Query(raw)) = params else {
         return malformed_query_page();
     };
@@ -715,6 +719,9 @@ pub(crate) async fn json(
     State(state): State<AppState>,
     params: Result<Query<RawStatsParams>, QueryRejection>,
 ) -> Response {
+    if !state.config.public_results {
+        return crate::private::lists_off_json();
+    }
     let Ok(Query(raw)) = params else {
         return error_json(
             StatusCode::BAD_REQUEST,

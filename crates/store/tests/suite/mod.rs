@@ -73,6 +73,7 @@ macro_rules! every_case {
             stats_purge_drops_names_with_the_results_and_keeps_counts_longer,
             added_samples_count_as_stored_results_do,
             a_check_result_counts_by_its_worse_verdict,
+            a_private_test_result_is_never_counted,
         );
     };
 }

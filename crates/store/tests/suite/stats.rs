@@ -371,3 +371,40 @@ pub async fn a_check_result_counts_by_its_worse_verdict(store: SharedStore) {
     let spf = store.stats(&query(1, 1, Some(Mailbox::Spf))).await.unwrap();
     assert!(spf.days.is_empty());
 }
+
+pub async fn a_private_test_result_is_never_counted(store: SharedStore) {
+    let token = store
+        .create_private_test(at(1).timestamp(), at(2).timestamp(), 10)
+        .await
+        .unwrap()
+        .unwrap()
+        .token;
+    let mut private = result(
+        Mailbox::Check,
+        at(1),
+        "|OK| spf-pass |OK| dkim-pass",
+        "192.0.2.9",
+        "secret@private.example",
+    );
+    private.private_test = Some(token);
+    store.insert(vec![private]).await.unwrap();
+    store
+        .insert(vec![result(
+            Mailbox::Check,
+            at(1),
+            "|OK| spf-pass |OK| dkim-pass",
+            "192.0.2.1",
+            "a@example.net",
+        )])
+        .await
+        .unwrap();
+    for mailbox in [None, Some(Mailbox::Check)] {
+        let stats = store.stats(&query(1, 1, mailbox)).await.unwrap();
+        assert_eq!(stats.days[0].counts, grades(1, 1, 0, 0), "{mailbox:?}");
+        let names = format!("{:?} {:?}", stats.hosts, stats.sender_addresses);
+        assert!(
+            !names.contains("192.0.2.9") && !names.contains("secret"),
+            "{names}"
+        );
+    }
+}
