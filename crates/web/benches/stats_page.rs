@@ -132,6 +132,8 @@ fn stats_page(c: &mut Criterion) {
             hostname: "mx.tester.example".into(),
             status: authcheck_web::StatusInfo::default(),
             replies: authcheck_web::RepliesInfo::default(),
+            public_results: true,
+            private_tests: authcheck_web::PrivateTestsConfig::default(),
         };
         let app = authcheck_web::router(store, config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
