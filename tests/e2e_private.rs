@@ -193,7 +193,12 @@ async fn a_private_address_result_is_only_on_its_page_and_at_its_id() {
     assert!(!result.to_string().contains("private_test"), "{result:#}");
     let detail = service.get_text(&format!("/r/{id}")).await;
     assert!(detail.contains("private test"), "{detail}");
+    // Without JavaScript the waiting page reloads itself, and stops once it has a result.
+    let refresh = r#"<noscript><meta http-equiv="refresh" content="10"></noscript>"#;
+    assert!(waiting.contains(refresh), "{waiting}");
+    assert!(waiting.contains(&format!(r#"<a href="{page_path}">Reload this page</a>"#)));
     let page = service.get_text(&page_path).await;
+    assert!(!page.contains(refresh), "{page}");
     assert!(
         page.contains(&format!("/r/{id}")) && page.contains("Secret"),
         "{page}"
