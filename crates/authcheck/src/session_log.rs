@@ -1,7 +1,8 @@
 //! The SMTP session log's writer: the listener hands every finished session to
 //! [`TesterDelivery`](crate::delivery::TesterDelivery), which queues it here without waiting;
-//! one task takes what has queued up, looks up the clients' PTR names and stores the batch in
-//! one call (on SQLite, inside the group commit beside the results).
+//! one task gathers what queues up for a moment ([`GATHER_TIME`]), looks up the clients' PTR
+//! names and stores the batch in one call (on SQLite, inside the group commit beside the
+//! results).
 //!
 //! No SMTP reply ever waits for a session row: a session is queued after its connection is
 //! closed, and when the queue is full (the store is far behind) the record is dropped and
@@ -26,6 +27,11 @@ const MAX_BATCH: usize = 256;
 /// How long the PTR lookup of a session's client may take; past it the session is stored
 /// without a PTR name.
 const PTR_TIME_LIMIT: Duration = Duration::from_secs(2);
+/// How long the writer gathers sessions after the first of a batch arrives, unless
+/// [`MAX_BATCH`] come sooner: under load the sessions of many connections then share one
+/// insert (and, on SQLite, one commit with the results) instead of each few their own; a
+/// session shows in `/logs` this much later at most.
+const GATHER_TIME: Duration = Duration::from_millis(200);
 
 /// The sending end, held by the delivery.
 pub struct SessionLog {
@@ -56,6 +62,15 @@ async fn write_sessions(
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let gathered_until = tokio::time::Instant::now() + GATHER_TIME;
+        while batch.len() < MAX_BATCH {
+            let room = MAX_BATCH - batch.len();
+            match tokio::time::timeout_at(gathered_until, queue.recv_many(&mut batch, room)).await {
+                // More came; the queue closing (0) or the time being up ends the gathering.
+                Ok(received) if received > 0 => {}
+                _ => break,
+            }
+        }
         let records = std::mem::take(&mut batch);
         let names = join_all(
             records
