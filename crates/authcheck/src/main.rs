@@ -15,6 +15,7 @@ mod failure;
 mod metrics;
 mod outgoing;
 mod reply;
+mod schedule;
 mod self_check;
 mod serve;
 mod session_log;

@@ -274,23 +274,14 @@ fn log_attempt(message: &OutgoingMessage, attempt: &OutgoingAttempt, after: Afte
     .increment(1);
 }
 
-/// Works the queue every [`POLL`] until `stop`.
-pub async fn run_periodically(sender: Sender, mut stop: watch::Receiver<bool>) {
-    let mut ticker = tokio::time::interval(POLL);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = stop.changed() => return,
-        }
-        let run = sender.run_once(Utc::now());
-        let outcome = tokio::select! {
-            outcome = run => outcome,
-            // A message cut off mid-attempt is taken again when its lease ends.
-            _ = stop.changed() => return,
-        };
-        if let Err(error) = outcome {
+/// Works the queue every [`POLL`] until `stop`. A message cut off mid-attempt by the stop is
+/// taken again when its lease ends.
+pub async fn run_periodically(sender: Sender, stop: watch::Receiver<bool>) {
+    let sender = &sender;
+    crate::schedule::repeat(tokio::time::Instant::now(), POLL, stop, |now| async move {
+        if let Err(error) = sender.run_once(now).await {
             tracing::warn!(%error, "the outgoing queue could not be worked; will try again");
         }
-    }
+    })
+    .await;
 }

@@ -284,23 +284,14 @@ pub async fn run_periodically(
     config: SelfCheckConfig,
     key: SigningKey,
     store: SharedStore,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
     let interval = config.interval;
     let checker = SelfChecker::new(config, key, store);
-    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = stop.changed() => return,
-        }
-        let run = checker.run_once(Utc::now());
-        let outcome = tokio::select! {
-            outcome = run => outcome,
-            _ = stop.changed() => return,
-        };
-        match outcome {
+    let first_run = tokio::time::Instant::now() + interval;
+    let checker = &checker;
+    crate::schedule::repeat(first_run, interval, stop, |now| async move {
+        match checker.run_once(now).await {
             Ok(Some(check)) if !check.ok => tracing::warn!(
                 target_server = %check.target,
                 step = check.failed_step.as_deref().unwrap_or(""),
@@ -310,7 +301,8 @@ pub async fn run_periodically(
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "self-check could not be recorded"),
         }
-    }
+    })
+    .await;
 }
 
 #[cfg(test)]

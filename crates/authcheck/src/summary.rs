@@ -303,18 +303,14 @@ impl Summarizer {
 }
 
 /// Looks every minute whether a new week began, until `stop`; the first look is at start.
-pub async fn run_periodically(summarizer: Summarizer, mut stop: watch::Receiver<bool>) {
-    let mut ticker = tokio::time::interval(POLL);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = stop.changed() => return,
-        }
-        if let Err(error) = summarizer.run_once(Utc::now()).await {
+pub async fn run_periodically(summarizer: Summarizer, stop: watch::Receiver<bool>) {
+    let summarizer = &summarizer;
+    crate::schedule::repeat(tokio::time::Instant::now(), POLL, stop, |now| async move {
+        if let Err(error) = summarizer.run_once(now).await {
             tracing::warn!(%error, "the weekly summary could not be made; will try again");
         }
-    }
+    })
+    .await;
 }
 
 #[cfg(test)]

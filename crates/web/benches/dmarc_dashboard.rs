@@ -6,11 +6,14 @@
 //! parser is skipped: it is not what is measured): 400 days × 5 reporters × 500 records, 500
 //! source addresses, a mix of results. The page shows the newest 30 days, as by default.
 
-use std::net::SocketAddr;
+// The web tests' harness: the site served on loopback over the given store.
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::time::{Duration, Instant};
 
 use authcheck_store::{NewRecord, NewReport, ReportKind, SharedStore};
-use authcheck_web::WebConfig;
+use common::TestSite;
 use criterion::{Criterion, criterion_group, criterion_main};
 
 const DAYS: i64 = 400;
@@ -81,30 +84,10 @@ async fn filled_store(folder: &std::path::Path) -> SharedStore {
 fn dashboard(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let folder = tempfile::tempdir().unwrap();
-    let (base, _server) = runtime.block_on(async {
-        let store = filled_store(folder.path()).await;
-        let config = WebConfig {
-            domains: vec!["tester.example".into()],
-            public_url: "https://tester.example".into(),
-            hostname: "mx.tester.example".into(),
-            status: authcheck_web::StatusInfo::default(),
-            replies: authcheck_web::RepliesInfo::default(),
-            public_results: true,
-            private_tests: authcheck_web::PrivateTestsConfig::default(),
-        };
-        let app = authcheck_web::router(store, config);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = tokio::spawn(async move {
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .await
-            .unwrap();
-        });
-        (format!("http://{addr}"), server)
-    });
+    // Dropping the site stops its server, so it lives as long as the benchmark.
+    let site =
+        runtime.block_on(async { TestSite::start_with(filled_store(folder.path()).await).await });
+    let base = site.base.clone();
     let client = reqwest::Client::new();
     let url = format!("{base}/dmarc/big.example");
     let size = runtime.block_on(async {

@@ -10,12 +10,15 @@
 //! day, with eight verdicts; and 5,000 SMTP sessions stored through `insert_sessions`, a
 //! third of them refused in one of three ways.
 
-use std::net::SocketAddr;
+// The web tests' harness: the site served on loopback over the given store.
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::time::{Duration, Instant};
 
 use authcheck_store::{Mailbox, NewSession, SessionEvent, SharedStore, StatsSample};
-use authcheck_web::WebConfig;
 use chrono::{DateTime, Utc};
+use common::TestSite;
 use criterion::{Criterion, criterion_group, criterion_main};
 
 const HOURS: i64 = 7 * 24;
@@ -124,30 +127,10 @@ async fn filled_store(folder: &std::path::Path) -> SharedStore {
 fn stats_page(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let folder = tempfile::tempdir().unwrap();
-    let (base, _server) = runtime.block_on(async {
-        let store = filled_store(folder.path()).await;
-        let config = WebConfig {
-            domains: vec!["tester.example".into()],
-            public_url: "https://tester.example".into(),
-            hostname: "mx.tester.example".into(),
-            status: authcheck_web::StatusInfo::default(),
-            replies: authcheck_web::RepliesInfo::default(),
-            public_results: true,
-            private_tests: authcheck_web::PrivateTestsConfig::default(),
-        };
-        let app = authcheck_web::router(store, config);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = tokio::spawn(async move {
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .await
-            .unwrap();
-        });
-        (format!("http://{addr}"), server)
-    });
+    // Dropping the site stops its server, so it lives as long as the benchmark.
+    let site =
+        runtime.block_on(async { TestSite::start_with(filled_store(folder.path()).await).await });
+    let base = site.base.clone();
     let client = reqwest::Client::new();
     let page = format!("{base}/stats");
     let (size, messages) = runtime.block_on(async {

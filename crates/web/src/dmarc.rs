@@ -102,6 +102,24 @@ pub(crate) fn date_param(
         })
 }
 
+/// A `from`-`to` range of days as the dashboards take it: in order, and at most
+/// [`MAX_WINDOW_DAYS`] long.
+pub(crate) fn check_day_range(from: NaiveDate, to: NaiveDate) -> Result<(), ParamError> {
+    if from > to {
+        return Err(ParamError::new(
+            "from",
+            format!("from: {from} is after to ({to}); give the earlier day first"),
+        ));
+    }
+    if (to - from).num_days() >= MAX_WINDOW_DAYS {
+        return Err(ParamError::new(
+            "to",
+            format!("to: a range is at most {MAX_WINDOW_DAYS} days; choose a shorter one"),
+        ));
+    }
+    Ok(())
+}
+
 /// A bad value quoted in an error, cut short.
 fn shown(text: &str) -> String {
     text.chars().take(64).collect()
@@ -112,18 +130,7 @@ impl RawDashboardParams {
         let from = date_param("from", &self.from)?;
         let to = date_param("to", &self.to)?;
         if let (Some(from), Some(to)) = (from, to) {
-            if from > to {
-                return Err(ParamError::new(
-                    "from",
-                    format!("from: {from} is after to ({to}); give the earlier day first"),
-                ));
-            }
-            if (to - from).num_days() >= MAX_WINDOW_DAYS {
-                return Err(ParamError::new(
-                    "to",
-                    format!("to: a range is at most {MAX_WINDOW_DAYS} days; choose a shorter one"),
-                ));
-            }
+            check_day_range(from, to)?;
         }
         let reporter = match blank_is_none(&self.reporter) {
             Some(reporter) if reporter.len() > MAX_REPORTER_LEN => {

@@ -11,7 +11,9 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use authcheck_store::{ListQuery, MAX_LIST_LIMIT, ResultSummary, SharedStore, StoreError};
+use authcheck_store::{
+    ListQuery, MAX_LIST_LIMIT, ResultSummary, SharedStore, StoreError, Visibility,
+};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -42,36 +44,55 @@ impl FeedSource for NewResults {
     }
 
     async fn newest_seq(store: &SharedStore) -> Result<i64, StoreError> {
-        let newest = store
-            .list(&ListQuery {
-                limit: 1,
-                ..ListQuery::default()
-            })
-            .await?;
-        Ok(newest.first().map_or(0, |result| result.seq))
+        newest_result_seq(store, Visibility::Public).await
     }
 
-    /// The store lists newest first, so a burst larger than one page is read backwards, page
-    /// by page, down to the last result already seen.
     async fn after(store: &SharedStore, seen: i64) -> Result<Vec<ResultSummary>, StoreError> {
-        let mut new_results: Vec<ResultSummary> = Vec::new();
-        loop {
-            let query = ListQuery {
-                after_seq: Some(seen),
-                before: new_results.last().map(|result| result.id.clone()),
-                limit: MAX_LIST_LIMIT,
-                ..ListQuery::default()
-            };
-            let page = store.list(&query).await?;
-            let full = page.len() == MAX_LIST_LIMIT as usize;
-            new_results.extend(page);
-            if !full {
-                break;
-            }
-        }
-        new_results.reverse();
-        Ok(new_results)
+        results_after(store, Visibility::Public, seen).await
     }
+}
+
+/// The `seq` of the newest result of `visibility`, or 0 when there is none.
+pub(crate) async fn newest_result_seq(
+    store: &SharedStore,
+    visibility: Visibility,
+) -> Result<i64, StoreError> {
+    let newest = store
+        .list(&ListQuery {
+            visibility,
+            limit: 1,
+            ..ListQuery::default()
+        })
+        .await?;
+    Ok(newest.first().map_or(0, |result| result.seq))
+}
+
+/// The results of `visibility` stored after `seen`, oldest first. The store lists newest
+/// first, so a burst larger than one page is read backwards, page by page, down to the last
+/// result already seen.
+pub(crate) async fn results_after(
+    store: &SharedStore,
+    visibility: Visibility,
+    seen: i64,
+) -> Result<Vec<ResultSummary>, StoreError> {
+    let mut new_results: Vec<ResultSummary> = Vec::new();
+    loop {
+        let query = ListQuery {
+            visibility,
+            after_seq: Some(seen),
+            before: new_results.last().map(|result| result.id.clone()),
+            limit: MAX_LIST_LIMIT,
+            ..ListQuery::default()
+        };
+        let page = store.list(&query).await?;
+        let full = page.len() == MAX_LIST_LIMIT as usize;
+        new_results.extend(page);
+        if !full {
+            break;
+        }
+    }
+    new_results.reverse();
+    Ok(new_results)
 }
 
 #[derive(Debug, Default, Deserialize)]

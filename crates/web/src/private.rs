@@ -34,7 +34,7 @@ use tokio_stream::wrappers::BroadcastStream;
 use crate::AppState;
 use crate::api::{error_json, store_unavailable_json};
 use crate::feed::{Feed, FeedSource, MAX_STREAM_LIFETIME, RECONNECT_DELAY};
-use crate::live::result_event;
+use crate::live::{newest_result_seq, result_event, results_after};
 use crate::pages::{error_page, render, store_unavailable_page};
 use crate::params::is_result_id;
 use crate::view::{ResultRow, utc_time};
@@ -350,36 +350,11 @@ impl FeedSource for NewPrivateResults {
     }
 
     async fn newest_seq(store: &SharedStore) -> Result<i64, StoreError> {
-        let newest = store
-            .list(&ListQuery {
-                visibility: Visibility::AnyPrivateTest,
-                limit: 1,
-                ..ListQuery::default()
-            })
-            .await?;
-        Ok(newest.first().map_or(0, |result| result.seq))
+        newest_result_seq(store, Visibility::AnyPrivateTest).await
     }
 
-    /// As the public feed: a burst larger than one page is read backwards, page by page.
     async fn after(store: &SharedStore, seen: i64) -> Result<Vec<ResultSummary>, StoreError> {
-        let mut new_results: Vec<ResultSummary> = Vec::new();
-        loop {
-            let query = ListQuery {
-                visibility: Visibility::AnyPrivateTest,
-                after_seq: Some(seen),
-                before: new_results.last().map(|result| result.id.clone()),
-                limit: MAX_LIST_LIMIT,
-                ..ListQuery::default()
-            };
-            let page = store.list(&query).await?;
-            let full = page.len() == MAX_LIST_LIMIT as usize;
-            new_results.extend(page);
-            if !full {
-                break;
-            }
-        }
-        new_results.reverse();
-        Ok(new_results)
+        results_after(store, Visibility::AnyPrivateTest, seen).await
     }
 }
 

@@ -22,7 +22,7 @@ use serde_json::json;
 use crate::AppState;
 use crate::api::{error_json, param_error_json, store_unavailable_json};
 use crate::charts::{self, Series, StackedBars, Tone};
-use crate::dmarc::{MAX_WINDOW_DAYS, blank_is_none, date_param, percent};
+use crate::dmarc::{MAX_WINDOW_DAYS, blank_is_none, check_day_range, date_param, percent};
 use crate::pages::{bad_request_page, malformed_query_page, render, store_unavailable_page};
 use crate::params::ParamError;
 // The templates' filters, found by askama as `filters::NAME` next to the templates.
@@ -83,18 +83,7 @@ impl RawStatsParams {
         let (first_day, last_day, chosen) = if from.is_some() || to.is_some() {
             let last = to.unwrap_or(today);
             let first = from.unwrap_or(last);
-            if first > last {
-                return Err(ParamError::new(
-                    "from",
-                    format!("from: {first} is after to ({last}); give the earlier day first"),
-                ));
-            }
-            if (last - first).num_days() >= MAX_WINDOW_DAYS {
-                return Err(ParamError::new(
-                    "to",
-                    format!("to: a range is at most {MAX_WINDOW_DAYS} days; choose a shorter one"),
-                ));
-            }
+            check_day_range(first, last)?;
             (first, last, "range")
         } else if let Some(month) = blank_is_none(&self.month) {
             let first = NaiveDate::parse_from_str(&format!("{month}-01"), "%Y-%m-%d")
