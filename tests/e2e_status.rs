@@ -459,7 +459,7 @@ async fn two_instances_on_one_postgresql_check_a_target_once_per_interval() {
     let first =
         Service::start_with(options(vec!["--self-check-interval".into(), "1s".into()])).await;
     let target = first.smtp.to_string();
-    let _second = Service::start_with(options(vec![
+    let second = Service::start_with(options(vec![
         "--self-check-interval".into(),
         "1s".into(),
         "--self-check-target".into(),
@@ -490,4 +490,16 @@ async fn two_instances_on_one_postgresql_check_a_target_once_per_interval() {
             .all(|check| check["target"] == target.as_str() && check["ok"] == true),
         "{status:#}"
     );
+
+    // Without a key file the key is kept in the database: both instances sign with it, so
+    // the operator publishes one record.
+    let record_of = |status: serde_json::Value| status["dkim_record"]["value"].clone();
+    let first_record = record_of(status_json(&first).await);
+    assert!(
+        first_record
+            .as_str()
+            .is_some_and(|record| record.starts_with("v=DKIM1; k=rsa; p=")),
+        "{first_record}"
+    );
+    assert_eq!(record_of(status_json(&second).await), first_record);
 }

@@ -343,7 +343,7 @@ settings! {
     dkim_key: optional<PathBuf> = parse_path {
         flag: "dkim-key", env: "AUTHCHECK_DKIM_KEY", value: "PATH",
         default: DefaultValue::Unset(
-            "`dkim.key` next to the SQLite database; with PostgreSQL in the working directory",
+            "`dkim.key` next to the SQLite database; with PostgreSQL kept in the database, shared by every instance",
         ),
     }
     /// The DKIM selector of the tester's own key: its record is published at

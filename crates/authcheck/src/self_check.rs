@@ -37,7 +37,18 @@ pub struct SelfCheckConfig {
     /// The first tester domain: the message goes from `check@` to `spf@` it, signed for it.
     pub domain: String,
     pub selector: String,
-    pub key_path: PathBuf,
+    pub key_place: KeyPlace,
+}
+
+/// Where the tester's DKIM key is kept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyPlace {
+    /// A PKCS#8 PEM file (the `dkim_key` setting, or `dkim.key` beside a SQLite database),
+    /// made at first start when missing.
+    File(PathBuf),
+    /// The database, when it is PostgreSQL and no file is set: several instances share it,
+    /// so they must share one key, or each would need its own DNS record.
+    Store,
 }
 
 impl SelfCheckConfig {
@@ -248,35 +259,66 @@ fn record_metrics(check: &SelfCheck, now: DateTime<Utc>) {
     }
 }
 
-/// Loads the tester's DKIM key from `path` (making it at first start, with the record to
+/// The name of the tester's key in the store ([`KeyPlace::Store`]).
+const STORED_KEY_NAME: &str = "dkim";
+
+/// Loads the tester's DKIM key from `place` (making it at first start, with the record to
 /// publish at `record_name` logged at INFO); `None`, with an ERROR logged, when it cannot be
 /// read or made: the self-check and outgoing mail then stay off.
-pub async fn load_key(path: PathBuf, record_name: String) -> Option<SigningKey> {
-    let shown = path.display().to_string();
-    let loaded = tokio::task::spawn_blocking(move || SigningKey::load_or_generate(&path)).await;
+pub async fn load_key(
+    place: KeyPlace,
+    store: &SharedStore,
+    record_name: String,
+) -> Option<SigningKey> {
+    let loaded = match &place {
+        KeyPlace::File(path) => {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || SigningKey::load_or_generate(&path))
+                .await
+                .map_err(|error| error.to_string())
+                .and_then(|loaded| loaded.map_err(|error| error.to_string()))
+        }
+        KeyPlace::Store => stored_key(store).await,
+    };
     match loaded {
-        Ok(Ok((key, origin))) => {
+        Ok((key, origin)) => {
             if origin == KeyOrigin::Generated {
                 tracing::info!(
-                    path = %shown,
+                    place = ?place,
                     "made the tester's DKIM key; publish {record_name} TXT \"{}\"",
                     key.dns_record()
                 );
             }
             Some(key)
         }
-        Ok(Err(error)) => {
+        Err(error) => {
             tracing::error!(
                 %error,
                 "the self-check and outgoing mail are off: set dkim_key to a readable key file or a path where one can be made"
             );
             None
         }
-        Err(error) => {
-            tracing::error!(%error, "the self-check and outgoing mail are off: loading the DKIM key failed");
-            None
-        }
     }
+}
+
+/// The key kept in the store, or a new one kept there now. A new key is made before asking,
+/// since instances starting together may all find none; the store keeps the first.
+async fn stored_key(store: &SharedStore) -> Result<(SigningKey, KeyOrigin), String> {
+    let made = tokio::task::spawn_blocking(SigningKey::generate)
+        .await
+        .map_err(|error| error.to_string())?
+        .map_err(|error| error.to_string())?;
+    let made_pem = made.pkcs8_pem().map_err(|error| error.to_string())?;
+    let kept = store
+        .signing_key_or_keep(STORED_KEY_NAME, &made_pem, Utc::now().timestamp())
+        .await
+        .map_err(|error| format!("the database cannot keep the key: {error}"))?;
+    if *kept == *made_pem {
+        return Ok((made, KeyOrigin::Generated));
+    }
+    SigningKey::from_pem(&kept)
+        .map(|key| (key, KeyOrigin::Loaded))
+        .map_err(|reason| format!("the key kept in the database is not a PKCS#8 RSA key: {reason}"))
 }
 
 /// Runs a check every interval with `key`, the first one interval after start, until `stop`.
@@ -316,7 +358,7 @@ mod tests {
             instance: "a.authcheck.test".into(),
             domain: "tester.test".into(),
             selector: "authcheck".into(),
-            key_path: PathBuf::from("unused"),
+            key_place: KeyPlace::File(PathBuf::from("unused")),
         }
     }
 

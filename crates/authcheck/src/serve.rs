@@ -26,7 +26,7 @@ use crate::delivery::{TesterDelivery, VerificationPool};
 use crate::failure::Failure;
 use crate::outgoing::{OutgoingConfig, Route};
 use crate::reply::{Replies, ReplyConfig, ReplyScope};
-use crate::self_check::SelfCheckConfig;
+use crate::self_check::{KeyPlace, SelfCheckConfig};
 use crate::session_log::SessionLog;
 use crate::sources::SourceNamer;
 
@@ -235,11 +235,15 @@ fn self_check_config(
         }
         addr.to_string()
     });
-    let key_path = settings.dkim_key.clone().unwrap_or_else(|| {
-        sqlite_folder(&settings.database_url)
-            .unwrap_or_default()
-            .join("dkim.key")
-    });
+    let key_place = match &settings.dkim_key {
+        Some(path) => KeyPlace::File(path.clone()),
+        None if !settings.database_url.starts_with("sqlite:") => KeyPlace::Store,
+        None => KeyPlace::File(
+            sqlite_folder(&settings.database_url)
+                .unwrap_or_default()
+                .join("dkim.key"),
+        ),
+    };
     SelfCheckConfig {
         interval: settings.self_check_interval.unwrap_or_default(),
         target,
@@ -250,7 +254,7 @@ fn self_check_config(
             .cloned()
             .unwrap_or_else(|| "tester.localhost".to_owned()),
         selector: settings.dkim_selector.clone(),
-        key_path,
+        key_place,
     }
 }
 
@@ -496,7 +500,7 @@ pub async fn serve(settings: Settings) -> Result<(), Failure> {
     let sending_outgoing = settings.reply_by_mail != ReplyScope::Off || summarizing;
     let signing = (settings.self_check_interval.is_some() || sending_outgoing).then(|| {
         let outgoing = sending_outgoing.then(|| outgoing_config(&settings, &self_check, &hostname));
-        let (key_path, record_name) = (self_check.key_path.clone(), self_check.record_name());
+        let (key_place, record_name) = (self_check.key_place.clone(), self_check.record_name());
         let self_check = settings
             .self_check_interval
             .map(|interval| SelfCheckConfig {
@@ -509,7 +513,8 @@ pub async fn serve(settings: Settings) -> Result<(), Failure> {
         });
         let (store, stop) = (store.clone(), stop_rx.clone());
         tokio::spawn(async move {
-            let Some(key) = crate::self_check::load_key(key_path, record_name).await else {
+            let Some(key) = crate::self_check::load_key(key_place, &store, record_name).await
+            else {
                 return;
             };
             let _ = dkim_record.set(key.dns_record());

@@ -11,6 +11,7 @@ use mail_auth::common::crypto::{RsaKey, Sha256};
 use mail_auth::common::headers::HeaderWriter;
 use mail_auth::dkim::{Canonicalization, DkimSigner};
 use rsa::RsaPrivateKey;
+use rsa::pkcs8::der::zeroize::Zeroizing;
 use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey, LineEnding};
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 
@@ -117,15 +118,20 @@ impl SigningKey {
         }
     }
 
+    /// The private key as PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`), as
+    /// [`SigningKey::from_pem`] reads it; wiped from memory when dropped.
+    pub fn pkcs8_pem(&self) -> Result<Zeroizing<String>, KeyError> {
+        self.private
+            .to_pkcs8_pem(LineEnding::LF)
+            .map_err(|error| KeyError::Generate(error.to_string()))
+    }
+
     fn write_new(&self, path: &Path) -> Result<(), KeyError> {
         let write_error = |source| KeyError::Write {
             path: path.to_owned(),
             source,
         };
-        let pem = self
-            .private
-            .to_pkcs8_pem(LineEnding::LF)
-            .map_err(|error| KeyError::Generate(error.to_string()))?;
+        let pem = self.pkcs8_pem()?;
         let partial = path.with_extension("partial");
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create(true).truncate(true);

@@ -290,6 +290,15 @@ pub trait ResultStore: Send + Sync {
         instance: &str,
         now: i64,
     ) -> StoreResult<bool>;
+    /// The signing key kept as `name` (a PKCS#8 PEM): the one kept already, or else
+    /// `candidate`, kept now with the time `now`. Instances that start together on one
+    /// database all get the first one kept.
+    async fn signing_key_or_keep(
+        &self,
+        name: &str,
+        candidate: &str,
+        now: i64,
+    ) -> StoreResult<String>;
     /// Makes a private test, open from `now` until `expires_at` (seconds since the epoch),
     /// with a new token from the operating system's generator; `None` when `max_open` tests
     /// are open at `now` already.

@@ -3,6 +3,9 @@
 //! that keep several instances sharing one database from checking the same target twice in
 //! the same interval. Times are seconds since the epoch, durations milliseconds.
 //!
+//! It also keeps the tester's own signing key when several instances share the database,
+//! so that they all sign with one key.
+//!
 //! The store keeps these as plain rows; running the check is the binary's business.
 
 use serde::{Deserialize, Serialize};
@@ -50,6 +53,12 @@ pub(crate) const LIST_SELF_CHECKS_SQL: &str = "SELECT instance, target, started_
 pub(crate) const CLAIM_SELF_CHECK_SQL: &str = "INSERT INTO self_check_claims \
     (target, slot, instance, claimed_at) VALUES ($1, $2, $3, $4) \
     ON CONFLICT DO NOTHING RETURNING slot";
+
+/// Keeps `pem` as key `name` unless a key of that name is kept already.
+pub(crate) const OFFER_SIGNING_KEY_SQL: &str = "INSERT INTO signing_keys (name, pem, created_at) \
+    VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
+
+pub(crate) const SIGNING_KEY_SQL: &str = "SELECT pem FROM signing_keys WHERE name = $1";
 
 pub(crate) const PURGE_SELF_CHECKS_SQL: &str = "DELETE FROM self_checks WHERE started_at < $1";
 pub(crate) const PURGE_SELF_CHECK_CLAIMS_SQL: &str =

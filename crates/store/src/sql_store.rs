@@ -30,7 +30,8 @@ use crate::rollup::{
 };
 use crate::self_checks::{
     CLAIM_SELF_CHECK_SQL, INSERT_SELF_CHECK_SQL, LIST_SELF_CHECKS_SQL, MAX_SELF_CHECKS_LISTED,
-    PURGE_SELF_CHECK_CLAIMS_SQL, PURGE_SELF_CHECKS_SQL, SelfCheckRow, self_check,
+    OFFER_SIGNING_KEY_SQL, PURGE_SELF_CHECK_CLAIMS_SQL, PURGE_SELF_CHECKS_SQL, SIGNING_KEY_SQL,
+    SelfCheckRow, self_check,
 };
 use crate::sessions::{
     SESSION_SEQ_OF_ID_SQL, SessionBind, SessionRow, StoredSessionRow, session_list_sql,
@@ -394,6 +395,26 @@ where
             .await
             .map_err(DB::failure)?;
         Ok(claimed.is_some())
+    }
+
+    async fn signing_key_or_keep(
+        &self,
+        name: &str,
+        candidate: &str,
+        now: i64,
+    ) -> StoreResult<String> {
+        sqlx::query(OFFER_SIGNING_KEY_SQL)
+            .bind(name.to_owned())
+            .bind(candidate.to_owned())
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(DB::failure)?;
+        sqlx::query_scalar::<DB, String>(SIGNING_KEY_SQL)
+            .bind(name.to_owned())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(DB::failure)
     }
 
     async fn insert_self_check(&self, check: SelfCheck) -> StoreResult<()> {

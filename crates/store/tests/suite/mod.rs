@@ -63,6 +63,7 @@ macro_rules! every_case {
             purge_removes_sessions_started_before_the_cutoff,
             self_checks_are_recorded_and_listed_newest_first,
             a_self_check_slot_is_claimed_once,
+            the_first_signing_key_kept_is_the_one_every_instance_gets,
             purge_removes_old_self_checks_and_claims,
             replies_are_limited_per_address_domain_and_client,
             the_queue_cap_and_the_size_cap_refuse_replies,
@@ -1804,6 +1805,34 @@ pub async fn a_self_check_slot_is_claimed_once(store: SharedStore) {
             .claim_self_check("other:25", 7, "b", now)
             .await
             .unwrap()
+    );
+}
+
+pub async fn the_first_signing_key_kept_is_the_one_every_instance_gets(store: SharedStore) {
+    let now = at(10).timestamp();
+    let first = "-----BEGIN PRIVATE KEY-----\nfirst\n-----END PRIVATE KEY-----\n";
+    let second = "-----BEGIN PRIVATE KEY-----\nsecond\n-----END PRIVATE KEY-----\n";
+    // Two instances starting together, each with a key it made in case none is kept yet.
+    let (a, b) = tokio::join!(
+        store.signing_key_or_keep("dkim", first, now),
+        store.signing_key_or_keep("dkim", second, now),
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a, b, "both instances sign with one key");
+    assert!(a == first || a == second);
+    let later = store
+        .signing_key_or_keep("dkim", "another", now + 60)
+        .await
+        .unwrap();
+    assert_eq!(later, a, "a restart reads the kept key");
+    store.purge(at(31)).await.unwrap();
+    assert_eq!(
+        store
+            .signing_key_or_keep("dkim", "another", now)
+            .await
+            .unwrap(),
+        a,
+        "the purge keeps the key"
     );
 }
 
