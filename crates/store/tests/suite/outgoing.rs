@@ -43,70 +43,50 @@ fn ids(n: u32) -> Vec<String> {
     vec![format!("{n:032x}")]
 }
 
+/// Asks the store to queue a reply (for the message with result id [`ids`]`(n)`) to `to`,
+/// from a message sent by `client` at `at`, under `limits`.
+async fn ask(
+    store: &SharedStore,
+    n: u32,
+    to: &str,
+    client: &str,
+    at: i64,
+    limits: &ReplyLimits,
+) -> Result<String, NoReply> {
+    store
+        .queue_reply(&ids(n), reply(to, client, at), limits)
+        .await
+        .unwrap()
+}
+
 pub async fn replies_are_limited_per_address_domain_and_client(store: SharedStore) {
     let limits = limits();
-    let queued = store
-        .queue_reply(&ids(1), reply("a@one.example", "192.0.2.1", T0), &limits)
-        .await
-        .unwrap();
+    let queued = ask(&store, 1, "a@one.example", "192.0.2.1", T0, &limits).await;
     let first = queued.expect("the first reply is queued");
     // The same address within ten minutes, in any case.
     assert_eq!(
-        store
-            .queue_reply(
-                &ids(2),
-                reply("A@One.Example", "192.0.2.1", T0 + 599),
-                &limits
-            )
-            .await
-            .unwrap(),
+        ask(&store, 2, "A@One.Example", "192.0.2.1", T0 + 599, &limits).await,
         Err(NoReply::RateLimitedAddress)
     );
     // Ten minutes later by the clock, the address may have another.
     assert!(
-        store
-            .queue_reply(
-                &ids(3),
-                reply("a@one.example", "192.0.2.1", T0 + 601),
-                &limits
-            )
+        ask(&store, 3, "a@one.example", "192.0.2.1", T0 + 601, &limits)
             .await
-            .unwrap()
             .is_ok()
     );
     // Two per domain per hour: a third address of the domain waits.
     assert_eq!(
-        store
-            .queue_reply(
-                &ids(4),
-                reply("b@one.example", "192.0.2.9", T0 + 700),
-                &limits
-            )
-            .await
-            .unwrap(),
+        ask(&store, 4, "b@one.example", "192.0.2.9", T0 + 700, &limits).await,
         Err(NoReply::RateLimitedDomain)
     );
     // Three per client per hour.
     assert!(
-        store
-            .queue_reply(
-                &ids(5),
-                reply("c@two.example", "192.0.2.1", T0 + 700),
-                &limits
-            )
+        ask(&store, 5, "c@two.example", "192.0.2.1", T0 + 700, &limits)
             .await
-            .unwrap()
             .is_ok()
     );
     assert_eq!(
-        store
-            .queue_reply(
-                &ids(6),
-                reply("d@three.example", "192.0.2.1", T0 + 701),
-                &limits
-            )
-            .await
-            .unwrap(),
+        ask(&store, 6, "d@three.example", "192.0.2.1", T0 + 701, &limits).await,
         Err(NoReply::RateLimitedClient)
     );
     // A count of 0 is no limit.
@@ -126,15 +106,16 @@ pub async fn replies_are_limited_per_address_domain_and_client(store: SharedStor
         max_queued: 100,
     };
     assert!(
-        store
-            .queue_reply(
-                &ids(7),
-                reply("a@one.example", "192.0.2.1", T0 + 702),
-                &unlimited
-            )
-            .await
-            .unwrap()
-            .is_ok()
+        ask(
+            &store,
+            7,
+            "a@one.example",
+            "192.0.2.1",
+            T0 + 702,
+            &unlimited
+        )
+        .await
+        .is_ok()
     );
 
     // Each result keeps its decision: the queued reply, or the reason.
@@ -168,10 +149,7 @@ pub async fn the_queue_cap_and_the_size_cap_refuse_replies(store: SharedStore) {
         );
     }
     assert_eq!(
-        store
-            .queue_reply(&ids(9), reply("x@x.example", "198.51.100.1", T0), &limits)
-            .await
-            .unwrap(),
+        ask(&store, 9, "x@x.example", "198.51.100.1", T0, &limits).await,
         Err(NoReply::QueueFull)
     );
     let mut summary = reply("ops@tester.example", "", T0);
@@ -202,10 +180,8 @@ pub async fn the_queue_cap_and_the_size_cap_refuse_replies(store: SharedStore) {
 }
 
 pub async fn a_queued_message_is_claimed_once_per_lease_and_retried_when_due(store: SharedStore) {
-    let id = store
-        .queue_reply(&ids(1), reply("a@one.example", "192.0.2.1", T0), &limits())
+    let id = ask(&store, 1, "a@one.example", "192.0.2.1", T0, &limits())
         .await
-        .unwrap()
         .unwrap();
     // Not due before it was made.
     assert!(
@@ -288,10 +264,8 @@ pub async fn a_queued_message_is_claimed_once_per_lease_and_retried_when_due(sto
             .is_empty()
     );
     // A claim whose worker died is taken again once its lease has run out.
-    let orphan = store
-        .queue_reply(&ids(2), reply("z@z.example", "192.0.2.2", T0), &limits())
+    let orphan = ask(&store, 2, "z@z.example", "192.0.2.2", T0, &limits())
         .await
-        .unwrap()
         .unwrap();
     assert_eq!(
         store.claim_outgoing("a", T0, T0 + 60, 10).await.unwrap()[0].id,
@@ -387,10 +361,8 @@ pub async fn concurrent_decisions_keep_the_rate_limit(first: SharedStore, second
 
 pub async fn purge_removes_finished_outgoing_but_keeps_the_queued(store: SharedStore) {
     let old = T0 - 30 * 86_400;
-    let sent = store
-        .queue_reply(&ids(1), reply("a@one.example", "192.0.2.1", old), &limits())
+    let sent = ask(&store, 1, "a@one.example", "192.0.2.1", old, &limits())
         .await
-        .unwrap()
         .unwrap();
     store.claim_outgoing("a", old, old + 60, 10).await.unwrap();
     store
@@ -408,10 +380,8 @@ pub async fn purge_removes_finished_outgoing_but_keeps_the_queued(store: SharedS
         )
         .await
         .unwrap();
-    let waiting = store
-        .queue_reply(&ids(2), reply("b@two.example", "192.0.2.2", old), &limits())
+    let waiting = ask(&store, 2, "b@two.example", "192.0.2.2", old, &limits())
         .await
-        .unwrap()
         .unwrap();
     let cutoff = chrono::DateTime::from_timestamp(T0 - 86_400, 0).unwrap();
     assert!(cutoff < Utc::now() + chrono::Duration::days(3650));
