@@ -43,33 +43,8 @@ fn hostile_message() -> Vec<u8> {
     sign(&once, &SignOptions::new("pass.test", TestKey::Ed25519))
 }
 
-/// What a script or a stray element would have changed, and the layout.
-const INSPECT: &str = "return {
-    pwned: typeof window.__pwned,
-    images: document.images.length,
-    injected: document.getElementById('injected') !== null || document.querySelector('b, i') !== null,
-    scripts: Array.from(document.scripts).map(s => s.getAttribute('src')),
-    overflow: document.documentElement.scrollWidth > window.innerWidth + 1,
-};";
-
-fn assert_inert(state: &Value, page: &str) {
-    assert_eq!(
-        state["pwned"], "undefined",
-        "{page}: a script from the message ran"
-    );
-    assert_eq!(
-        state["images"], 0,
-        "{page}: an img element came from the message"
-    );
-    assert_eq!(
-        state["injected"], false,
-        "{page}: markup from the message became elements"
-    );
-    assert_eq!(
-        state["overflow"], false,
-        "{page}: long hostile text broke the layout"
-    );
-}
+/// The elements the payloads' markup would make.
+const INJECTED: &str = "#injected, b, i";
 
 #[tokio::test]
 #[cfg_attr(
@@ -118,23 +93,28 @@ async fn a_result_appears_live_and_hostile_fields_stay_text() {
         Value::from(format!("|OK| spf-pass {PAYLOAD}")),
         "the Subject is shown as text"
     );
-    let list = browser.eval(INSPECT).await;
-    assert_inert(&list, "/spf after the live update");
+    browser
+        .assert_hostile_text_inert(INJECTED, "/spf after the live update")
+        .await;
+    let scripts = browser
+        .eval("return Array.from(document.scripts).map(s => s.getAttribute('src'));")
+        .await;
     assert_eq!(
-        list["scripts"],
+        scripts,
         Value::from(vec!["/static/app.js"]),
         "only the site's own script"
     );
 
     // The same page loaded afresh renders the row on the server side.
     browser.goto(&service.url("/spf")).await;
-    assert_inert(&browser.eval(INSPECT).await, "/spf reloaded");
+    browser
+        .assert_hostile_text_inert(INJECTED, "/spf reloaded")
+        .await;
 
     // The result page shows every hostile field: From, Subject, MAIL FROM, header names and
     // values, DKIM tags, the HELO.
     browser.goto(&service.url(&format!("/r/{id}"))).await;
-    let detail = browser.eval(INSPECT).await;
-    assert_inert(&detail, "/r/{id}");
+    browser.assert_hostile_text_inert(INJECTED, "/r/{id}").await;
     let text = browser.eval("return document.body.textContent;").await;
     let text = text.as_str().unwrap_or_default();
     assert!(
@@ -166,10 +146,9 @@ async fn a_result_appears_live_and_hostile_fields_stay_text() {
     assert_eq!(reply.code, 250, "{reply:?}");
     let failed = &reply.stored()[0].0;
     browser.goto(&service.url(&format!("/r/{failed}"))).await;
-    assert_inert(
-        &browser.eval(INSPECT).await,
-        "/r/{id} with an SPF explanation",
-    );
+    browser
+        .assert_hostile_text_inert(INJECTED, "/r/{id} with an SPF explanation")
+        .await;
     let text = browser.eval("return document.body.textContent;").await;
     assert!(
         text.as_str().unwrap_or_default().contains("onerror"),

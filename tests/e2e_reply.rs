@@ -572,19 +572,14 @@ async fn the_reply_section_and_the_replies_page_in_chromium() {
         .eval(
             "return {
                 state: document.getElementById('reply-state').textContent,
-                pwned: typeof window.__pwned,
-                injected: document.getElementById('injected') !== null,
-                images: document.images.length,
                 attempts: document.querySelector('#reply-attempts').textContent,
-                overflow: document.documentElement.scrollWidth > window.innerWidth + 1,
             };",
         )
         .await;
     assert_eq!(state["state"], "queued", "{state:#}");
-    assert_eq!(state["pwned"], "undefined", "{state:#}");
-    assert_eq!(state["injected"], false, "{state:#}");
-    assert_eq!(state["images"], 0, "{state:#}");
-    assert_eq!(state["overflow"], false, "{state:#}");
+    browser
+        .assert_hostile_text_inert("#injected", "the reply section with a hostile 451")
+        .await;
     assert!(
         state["attempts"]
             .as_str()

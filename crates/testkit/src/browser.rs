@@ -131,6 +131,38 @@ impl Browser {
             .unwrap_or_else(|error| panic!("screenshot {css}: {error}"))
     }
 
+    /// Checks that hostile text on the current page stayed text: no script from it ran (the
+    /// payloads set `window.__pwned`), no image and no element matching `injected` (CSS for
+    /// what the payloads' markup would make, such as `#injected`) exists, and long text did
+    /// not widen the page past the window. `page` names the page in the failure messages.
+    pub async fn assert_hostile_text_inert(&self, injected: &str, page: &str) {
+        let script = format!(
+            "return {{
+                pwned: typeof window.__pwned,
+                images: document.images.length,
+                injected: document.querySelector({injected:?}) !== null,
+                overflow: document.documentElement.scrollWidth > window.innerWidth + 1,
+            }};"
+        );
+        let state = self.eval(&script).await;
+        assert_eq!(
+            state["pwned"], "undefined",
+            "{page}: a script from hostile text ran"
+        );
+        assert_eq!(
+            state["images"], 0,
+            "{page}: an img element came from hostile text"
+        );
+        assert_eq!(
+            state["injected"], false,
+            "{page}: markup from hostile text became elements ({injected})"
+        );
+        assert_eq!(
+            state["overflow"], false,
+            "{page}: long hostile text widened the page past the window"
+        );
+    }
+
     /// Polls `condition` (a JavaScript expression) until it is true or `timeout` passes;
     /// returns whether it became true.
     pub async fn wait_until(&self, condition: &str, timeout: Duration) -> bool {
