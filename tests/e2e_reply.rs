@@ -533,6 +533,104 @@ async fn a_reply_refused_with_451_arrives_on_the_retry_after_a_restart() {
     assert_eq!(attempts.len(), 2, "{json:#}");
     assert_eq!(attempts[1]["ok"], true);
     assert_eq!(sink.received().len(), 1, "sent once");
+
+    // Both attempts are outbound sessions in the session log, each with its transcript and
+    // outcome, linked from the attempt and linking to the result.
+    let outbound = service.get_json("/api/v1/sessions?direction=out").await;
+    let sessions = outbound["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 2, "{outbound:#}");
+    let (delivered, refused) = (&sessions[0], &sessions[1]);
+    for session in sessions {
+        assert_eq!(session["direction"], "out", "{session:#}");
+        assert_eq!(session["client_ip"], "127.0.0.1");
+        assert_eq!(session["client_port"], sink.addr.port());
+        assert_eq!(session["client_ptr"], "mx.sender.test");
+        assert_eq!(session["mail_from"], "");
+        assert_eq!(session["results"][0]["id"], id.as_str(), "{session:#}");
+        let commands: Vec<&str> = session["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|event| event["command"].as_str().unwrap())
+            .collect();
+        assert!(
+            commands.contains(&"RCPT TO:<alice@sender.test>"),
+            "{commands:?}"
+        );
+        assert!(
+            !commands.iter().any(|c| c.starts_with("AUTH")),
+            "{commands:?}"
+        );
+    }
+    assert_eq!(attempts[0]["session_id"], refused["id"], "{json:#}");
+    assert_eq!(attempts[1]["session_id"], delivered["id"], "{json:#}");
+    let reply_to_data = |session: &serde_json::Value| {
+        session["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|event| event["command"].as_str().unwrap().starts_with("(message, "))
+            .cloned()
+            .unwrap_or_else(|| panic!("the data's reply is in the transcript: {session:#}"))
+    };
+    let greylisted = reply_to_data(refused);
+    assert_eq!(greylisted["code"], 451);
+    assert_eq!(greylisted["status"], "4.3.0");
+    assert_eq!(greylisted["text"], "greylisted, try again later");
+    assert_eq!(refused["ending"], "will-retry");
+    let last = refused["events"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["command"], "(outcome)");
+    assert!(
+        last["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("not taken; will try again at "),
+        "{last:#}"
+    );
+    let taken = reply_to_data(delivered);
+    assert_eq!(taken["code"], 250);
+    assert_eq!(taken["text"], "taken");
+    assert_eq!(delivered["ending"], "delivered");
+
+    // The pages: /logs labels them, each has its page, the result page links to them.
+    let logs = service.get_text("/logs").await;
+    assert_eq!(logs.matches("out →</span>").count(), 2, "{logs}");
+    assert_eq!(logs.matches("in ←</span>").count(), 1, "{logs}");
+    let inbound_only = service.get_text("/logs?direction=in").await;
+    assert!(!inbound_only.contains("out →</span>"), "{inbound_only}");
+    let session_page = service
+        .get_text(&format!("/logs/{}", refused["id"].as_str().unwrap()))
+        .await;
+    assert!(
+        session_page.contains("greylisted, try again later"),
+        "{session_page}"
+    );
+    assert!(session_page.contains("will-retry"), "{session_page}");
+    let page = service.get_text(&format!("/r/{id}")).await;
+    for session in sessions {
+        let link = format!("href=\"/logs/{}\"", session["id"].as_str().unwrap());
+        assert!(page.contains(&link), "{link} in {page}");
+    }
+
+    // The statistics count the one client session, not the tester's deliveries.
+    let inbound = service.get_json("/api/v1/sessions?direction=in").await;
+    assert_eq!(
+        inbound["sessions"].as_array().unwrap().len(),
+        1,
+        "{inbound:#}"
+    );
+    let stats = service.get_json("/api/v1/stats?period=today").await;
+    assert_eq!(stats["summary"]["sessions"], 1, "{stats:#}");
+    assert_eq!(stats["summary"]["refused_sessions"], 0, "{stats:#}");
+    assert!(
+        stats["replies"].as_array().unwrap().is_empty(),
+        "the 451 the tester was given is no refusal of a client: {stats:#}"
+    );
 }
 
 /// A refusal whose text is markup, as a hostile recipient server could send.
@@ -605,10 +703,47 @@ async fn the_reply_section_and_the_replies_page_in_chromium() {
         .await;
     assert_eq!(rows, 12, "every reason is listed");
     let replies_png = browser.screenshot_of("main").await;
+
+    // The session log shows the attempt as an outbound session, the hostile reply as text.
+    browser.goto(&service.url("/logs")).await;
+    assert!(
+        browser
+            .wait_until(
+                "document.querySelector('details.session.outbound') !== null",
+                WAIT
+            )
+            .await,
+        "the outbound session is listed"
+    );
+    let shown = browser
+        .eval(
+            "const entry = document.querySelector('details.session.outbound');
+             entry.open = true;
+             return {
+                label: entry.querySelector('.direction').textContent,
+                transcript: entry.querySelector('table.transcript').textContent,
+                inbound: document.querySelectorAll('details.session:not(.outbound)').length,
+             };",
+        )
+        .await;
+    assert_eq!(shown["label"], "out →", "{shown:#}");
+    assert_eq!(shown["inbound"], 1, "{shown:#}");
+    let transcript = shown["transcript"].as_str().unwrap();
+    assert!(transcript.contains("<img src=x onerror="), "{transcript}");
+    assert!(
+        transcript.contains("RCPT TO:<alice@sender.test>"),
+        "{transcript}"
+    );
+    browser
+        .assert_hostile_text_inert("#injected", "/logs with a hostile reply to the tester")
+        .await;
+    let logs_png = browser.screenshot_of("main").await;
+    assert!(logs_png.starts_with(b"\x89PNG"));
     if let Ok(dir) = std::env::var("AUTHCHECK_SCREENSHOT_DIR") {
         let dir = std::path::Path::new(&dir);
         std::fs::write(dir.join("reply-section.png"), &reply_png).unwrap();
         std::fs::write(dir.join("replies.png"), &replies_png).unwrap();
+        std::fs::write(dir.join("logs-outbound.png"), &logs_png).unwrap();
     }
     browser.quit().await;
 }

@@ -10,7 +10,7 @@
   }
   const list = section.querySelector(".session-list");
   const params = new URLSearchParams();
-  for (const name of ["after", "client", "sender", "code"]) {
+  for (const name of ["after", "client", "sender", "code", "direction"]) {
     if (section.dataset[name]) {
       params.set(name, section.dataset[name]);
     }

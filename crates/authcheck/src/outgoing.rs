@@ -3,7 +3,10 @@
 //! delivers it from `<>` to the recipient domain's MX hosts (looked up with the service's
 //! resolver, the verifier's) or through the configured smarthost, and records the attempt: sent,
 //! tried again later by the retry policy, or given up. Each attempt is logged and kept with the
-//! message, where the result page and the API show it.
+//! message, where the result page and the API show it; each connection to a server is stored
+//! in the SMTP session log as an outbound session (its transcript and the outcome), to which the
+//! attempt links. A reply to a private test's sender is stored unlisted (the public log would
+//! tell that the test passed DMARC), and a summary's recipient, an operator, is hidden.
 //!
 //! The clock is passed in ([`Sender::run_once`] takes `now`), so retries and give-ups are tested
 //! without waiting. A claim holds a message for a lease longer than any attempt can take, so
@@ -13,10 +16,13 @@
 use std::time::Duration;
 
 use authcheck_outbound::{
-    Credentials, NextAttempt, Outgoing, RetryPolicy, Server, SigningKey, deliver_authenticated,
-    mx_servers,
+    Credentials, NextAttempt, Outgoing, RetryPolicy, Server, SigningKey, Transcript,
+    deliver_authenticated, mx_servers,
 };
-use authcheck_store::{AfterAttempt, OutgoingAttempt, OutgoingMessage, SharedStore, StoreError};
+use authcheck_store::{
+    AfterAttempt, Direction, NewSession, OutgoingAttempt, OutgoingKind, OutgoingMessage,
+    SessionEvent, SharedStore, StoreError, new_session_id,
+};
 use authcheck_verifier::Dns;
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
@@ -94,7 +100,7 @@ impl Sender {
             .await?;
         let count = claimed.len();
         for message in claimed {
-            let (attempt, permanent) = self.attempt(&message, now).await;
+            let (mut attempt, permanent, connections) = self.attempt(&message, now).await;
             let after = if attempt.ok {
                 AfterAttempt::Sent
             } else {
@@ -109,6 +115,7 @@ impl Sender {
                     NextAttempt::GiveUp => AfterAttempt::Failed,
                 }
             };
+            attempt.session_id = self.log_sessions(&message, connections, after).await;
             log_attempt(&message, &attempt, after);
             self.store
                 .record_attempt(&message.id, attempt, after)
@@ -117,13 +124,108 @@ impl Sender {
         Ok(count)
     }
 
+    /// Stores the attempt's connections in the session log, the last with the attempt's
+    /// outcome, the others as left for the next server; the id of the last, which the attempt
+    /// links to, unless the log could not be written (the attempt is recorded all the same).
+    async fn log_sessions(
+        &self,
+        message: &OutgoingMessage,
+        connections: Vec<Connection>,
+        after: AfterAttempt,
+    ) -> Option<String> {
+        let count = connections.len();
+        let sessions: Vec<NewSession> = connections
+            .into_iter()
+            .enumerate()
+            .map(|(index, connection)| {
+                let outcome = if index + 1 < count {
+                    Outcome::NextServer
+                } else {
+                    Outcome::After(after)
+                };
+                self.outbound_session(message, connection, outcome)
+            })
+            .collect();
+        let last = sessions.last()?.id.clone();
+        match self.store.insert_sessions(sessions).await {
+            Ok(()) => last,
+            Err(error) => {
+                tracing::warn!(%error, id = %message.id, "could not store the outgoing sessions");
+                None
+            }
+        }
+    }
+
+    /// One connection as the session log keeps it.
+    fn outbound_session(
+        &self,
+        message: &OutgoingMessage,
+        connection: Connection,
+        outcome: Outcome,
+    ) -> NewSession {
+        // An operator's address is not for the public log.
+        let hidden_recipient = (message.kind == OutgoingKind::Summary)
+            .then(|| (format!("<{}>", message.recipient), "<(operator)>"));
+        let events_left_out = connection.transcript.left_out;
+        // The transcript keeps its first exchanges: those left out came before the outcome.
+        let left_out_at = u32::try_from(connection.transcript.exchanges.len()).unwrap_or(0);
+        let mut events: Vec<SessionEvent> = connection
+            .transcript
+            .exchanges
+            .into_iter()
+            .map(|exchange| {
+                let (status, text) = split_status(&exchange.text);
+                let mut command = exchange.command;
+                if let Some((address, hidden)) = &hidden_recipient {
+                    command = command.replace(address.as_str(), hidden);
+                }
+                SessionEvent {
+                    at: DateTime::<Utc>::from(exchange.at),
+                    command,
+                    code: exchange.code,
+                    status,
+                    text,
+                }
+            })
+            .collect();
+        let ended_at = Utc::now();
+        let (ending, said) = outcome.describe();
+        events.push(SessionEvent {
+            at: ended_at,
+            command: "(outcome)".to_owned(),
+            code: 0,
+            status: None,
+            text: said,
+        });
+        NewSession {
+            id: Some(new_session_id()),
+            direction: Direction::Outbound,
+            listed: !message.private,
+            started_at: connection.started_at,
+            ended_at,
+            client_ip: connection.server.addr.ip().to_string(),
+            client_port: connection.server.addr.port(),
+            client_ptr: Some(connection.server.name),
+            helo: Some(self.config.instance.clone()),
+            tls_version: connection.tls,
+            tls_cipher: None,
+            mail_from: Some(String::new()),
+            ending: ending.to_owned(),
+            events,
+            events_left_out,
+            left_out_at,
+            result_ids: message.result_ids.clone(),
+        }
+    }
+
     /// One attempt: the servers in order until one takes the message or refuses it for good.
-    /// The attempt as recorded (the last server's answer) and whether the failure is permanent.
+    /// The attempt as recorded (the last server's answer), whether the failure is permanent,
+    /// and the connections made, in order.
     async fn attempt(
         &self,
         message: &OutgoingMessage,
         now: DateTime<Utc>,
-    ) -> (OutgoingAttempt, bool) {
+    ) -> (OutgoingAttempt, bool, Vec<Connection>) {
         let failed = |server: String, step: &str, detail: String| OutgoingAttempt {
             at: now.timestamp(),
             ok: false,
@@ -131,6 +233,7 @@ impl Sender {
             step: Some(step.to_owned()),
             detail,
             tls: None,
+            session_id: None,
         };
         let signed =
             match self
@@ -138,12 +241,22 @@ impl Sender {
                 .sign(&message.message, &self.config.domain, &self.config.selector)
             {
                 Ok(signed) => signed,
-                Err(error) => return (failed(String::new(), "sign", error.to_string()), false),
+                Err(error) => {
+                    return (
+                        failed(String::new(), "sign", error.to_string()),
+                        false,
+                        Vec::new(),
+                    );
+                }
             };
         let (servers, credentials) = match self.servers_for(&message.recipient).await {
             Ok(found) => found,
             Err((detail, permanent)) => {
-                return (failed(String::new(), "route", detail), permanent);
+                return (
+                    failed(String::new(), "route", detail),
+                    permanent,
+                    Vec::new(),
+                );
             }
         };
         let recipients = [message.recipient.clone()];
@@ -154,16 +267,24 @@ impl Sender {
             message: &signed,
         };
         let mut last = None;
+        let mut connections = Vec::new();
         for server in &servers {
             let shown = format!("{} [{}]", server.name, server.addr);
-            match deliver_authenticated(
-                server,
-                &outgoing,
-                self.config.timeout,
-                credentials.as_ref(),
-            )
-            .await
-            {
+            let started_at = Utc::now();
+            let delivered =
+                deliver_authenticated(server, &outgoing, self.config.timeout, credentials.as_ref())
+                    .await;
+            let (transcript, tls) = match &delivered {
+                Ok(delivered) => (delivered.transcript.clone(), delivered.tls.clone()),
+                Err(failure) => (failure.transcript.clone(), failure.tls.clone()),
+            };
+            connections.push(Connection {
+                server: server.clone(),
+                started_at,
+                transcript,
+                tls,
+            });
+            match delivered {
                 Ok(delivered) => {
                     let attempt = OutgoingAttempt {
                         at: now.timestamp(),
@@ -172,8 +293,9 @@ impl Sender {
                         step: None,
                         detail: delivered.reply.to_string(),
                         tls: delivered.tls,
+                        session_id: None,
                     };
-                    return (attempt, false);
+                    return (attempt, false, connections);
                 }
                 Err(failure) => {
                     let permanent = failure.is_permanent();
@@ -187,14 +309,14 @@ impl Sender {
                     };
                     // A 5xx answers for the domain; another MX host would say the same.
                     if permanent {
-                        return (attempt, true);
+                        return (attempt, true, connections);
                     }
                     last = Some(attempt);
                 }
             }
         }
         let attempt = last.unwrap_or_else(|| failed(String::new(), "route", "no server".into()));
-        (attempt, false)
+        (attempt, false, connections)
     }
 
     /// The servers for `recipient`, and the credentials to use with them; or what went wrong
@@ -239,6 +361,63 @@ impl Sender {
                 Ok((servers, credentials.clone()))
             }
         }
+    }
+}
+
+/// One connection of an attempt, for the session log.
+struct Connection {
+    server: Server,
+    started_at: DateTime<Utc>,
+    transcript: Transcript,
+    tls: Option<String>,
+}
+
+/// How one connection ended, as its session says it.
+enum Outcome {
+    /// The attempt went on with the next server.
+    NextServer,
+    /// The last connection of the attempt: what followed the attempt.
+    After(AfterAttempt),
+}
+
+impl Outcome {
+    /// The session's `ending` token and the sentence of its last line.
+    fn describe(&self) -> (&'static str, String) {
+        match self {
+            Outcome::NextServer => ("next-server", "not taken; trying the next server".into()),
+            Outcome::After(AfterAttempt::Sent) => ("delivered", "delivered".into()),
+            Outcome::After(AfterAttempt::RetryAt(at)) => (
+                "will-retry",
+                match DateTime::<Utc>::from_timestamp(*at, 0) {
+                    Some(at) => format!(
+                        "not taken; will try again at {}",
+                        at.format("%Y-%m-%d %H:%M:%S UTC")
+                    ),
+                    None => "not taken; will try again".into(),
+                },
+            ),
+            Outcome::After(AfterAttempt::Failed) => (
+                "gave-up",
+                "not taken; given up (refused for good, or out of time)".into(),
+            ),
+        }
+    }
+}
+
+/// A reply text as the outbound crate gives it (`4.3.0 busy`) split into its enhanced status
+/// code and the rest, as the session log keeps inbound replies.
+fn split_status(text: &str) -> (Option<String>, String) {
+    let (first, rest) = text.split_once(' ').unwrap_or((text, ""));
+    let parts: Vec<&str> = first.split('.').collect();
+    let is_status = parts.len() == 3
+        && matches!(parts[0], "2" | "4" | "5")
+        && parts[1..].iter().all(|part| {
+            !part.is_empty() && part.len() <= 3 && part.bytes().all(|b| b.is_ascii_digit())
+        });
+    if is_status {
+        (Some(first.to_owned()), rest.to_owned())
+    } else {
+        (None, text.to_owned())
     }
 }
 

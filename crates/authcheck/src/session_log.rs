@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use authcheck_smtp::{PrivateToken, SessionRecord};
-use authcheck_store::{NewSession, SessionEvent, SharedStore};
+use authcheck_store::{Direction, NewSession, SessionEvent, SharedStore};
 use authcheck_verifier::PRIVATE_PREFIX;
 use futures::future::join_all;
 use tokio::sync::mpsc;
@@ -158,6 +158,9 @@ fn session_of(record: SessionRecord, client_ptr: Option<String>) -> NewSession {
         None => (None, None),
     };
     NewSession {
+        id: None,
+        direction: Direction::Inbound,
+        listed: true,
         started_at: record.started_at,
         ended_at: record.ended_at,
         client_ip: record.client.ip().to_string(),

@@ -1,6 +1,8 @@
 //! One delivery attempt to one SMTP server, step by step, so that the caller can say which
 //! step failed and with what reply: connect, greeting, EHLO, STARTTLS when the server offers
-//! it, MAIL FROM, RCPT TO, DATA.
+//! it, AUTH, MAIL FROM, RCPT TO, DATA. Every step's command and reply is kept in a bounded
+//! [`Transcript`] (credentials never: AUTH shows only its mechanism), which the session log
+//! shows.
 //!
 //! TLS is opportunistic, as between mail servers (RFC 7435): used whenever offered, the
 //! certificate not checked, and reported in [`Delivered::tls`]. A server that does not offer
@@ -10,11 +12,12 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use mail_send::SmtpClient;
 use mail_send::smtp::AssertReply;
 use mail_send::smtp::tls::build_tls_connector;
+use smtp_proto::{AUTH_LOGIN, AUTH_PLAIN, EhloResponse, Response};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 /// An SMTP server to deliver to.
@@ -95,6 +98,57 @@ impl fmt::Display for Reply {
     }
 }
 
+/// The most exchanges a [`Transcript`] keeps; later ones are counted, not kept. A delivery to
+/// one recipient has about ten.
+pub const MAX_TRANSCRIPT_EXCHANGES: usize = 32;
+/// The most bytes of one exchange's command or reply text kept.
+pub const MAX_EXCHANGE_TEXT_BYTES: usize = 512;
+
+/// One step of a delivery as the session log shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exchange {
+    pub at: SystemTime,
+    /// The command as sent, without credentials; or what happened without a command, in
+    /// parentheses: `(connect)`, `(TLS handshake)`, `(message, 1234 bytes)`.
+    pub command: String,
+    /// The reply code; 0 when there was no reply (the network failed, or no reply is due).
+    pub code: u16,
+    /// The reply's text, or what went wrong.
+    pub text: String,
+}
+
+/// What was said with one server, bounded ([`MAX_TRANSCRIPT_EXCHANGES`],
+/// [`MAX_EXCHANGE_TEXT_BYTES`]) whatever the server answers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Transcript {
+    pub exchanges: Vec<Exchange>,
+    /// Exchanges past [`MAX_TRANSCRIPT_EXCHANGES`], left out.
+    pub left_out: u32,
+}
+
+impl Transcript {
+    fn push(&mut self, command: &str, code: u16, text: &str) {
+        if self.exchanges.len() >= MAX_TRANSCRIPT_EXCHANGES {
+            self.left_out = self.left_out.saturating_add(1);
+            return;
+        }
+        self.exchanges.push(Exchange {
+            at: SystemTime::now(),
+            command: cut(command),
+            code,
+            text: cut(text),
+        });
+    }
+}
+
+fn cut(text: &str) -> String {
+    let mut end = text.len().min(MAX_EXCHANGE_TEXT_BYTES);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
+}
+
 /// A message the server took.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivered {
@@ -102,6 +156,7 @@ pub struct Delivered {
     pub tls: Option<String>,
     /// The server's reply to the end of the data.
     pub reply: Reply,
+    pub transcript: Transcript,
 }
 
 /// Why a message was not taken.
@@ -115,6 +170,8 @@ pub struct Failure {
     pub detail: String,
     /// The TLS version, when the failure came after STARTTLS.
     pub tls: Option<String>,
+    /// What was said up to the failure.
+    pub transcript: Transcript,
 }
 
 impl Failure {
@@ -125,10 +182,8 @@ impl Failure {
 
     fn at(step: Step, error: mail_send::Error) -> Failure {
         let reply = match &error {
-            mail_send::Error::UnexpectedReply(response) => Some(Reply {
-                code: response.code,
-                text: reply_text(response.esc, &response.message),
-            }),
+            mail_send::Error::UnexpectedReply(response)
+            | mail_send::Error::AuthenticationFailed(response) => Some(shown_reply(response)),
             _ => None,
         };
         let detail = match &reply {
@@ -146,7 +201,26 @@ impl Failure {
             reply,
             detail,
             tls: None,
+            transcript: Transcript::default(),
         }
+    }
+
+    /// A failure at `step` that no reply of the server's caused.
+    fn because(step: Step, detail: impl Into<String>) -> Failure {
+        Failure {
+            step,
+            reply: None,
+            detail: detail.into(),
+            tls: None,
+            transcript: Transcript::default(),
+        }
+    }
+}
+
+fn shown_reply(response: &Response<String>) -> Reply {
+    Reply {
+        code: response.code,
+        text: reply_text(response.esc, &response.message),
     }
 }
 
@@ -167,63 +241,234 @@ pub async fn deliver_authenticated(
     timeout: Duration,
     credentials: Option<&Credentials>,
 ) -> Result<Delivered, Failure> {
-    let mut client = SmtpClient::connect(server.addr, timeout)
-        .await
-        .map_err(|error| Failure::at(Step::Connect, error))?;
-    client
-        .read()
-        .await
-        .and_then(|reply| reply.assert_positive_completion())
-        .map_err(|error| Failure::at(Step::Greeting, error))?;
-    let capabilities = client
-        .ehlo(outgoing.helo)
-        .await
-        .map_err(|error| Failure::at(Step::Ehlo, error))?;
+    let mut transcript = Transcript::default();
+    match converse(server, outgoing, timeout, credentials, &mut transcript).await {
+        Ok((tls, reply)) => Ok(Delivered {
+            tls,
+            reply,
+            transcript,
+        }),
+        Err(failure) => Err(Failure {
+            transcript,
+            ..failure
+        }),
+    }
+}
+
+/// Sends `line` (or only reads, for the greeting), keeps it as `shown` with the reply in
+/// `transcript`, and returns the reply; a network failure is kept too.
+async fn exchange<T: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut SmtpClient<T>,
+    transcript: &mut Transcript,
+    step: Step,
+    shown: &str,
+    line: Option<&[u8]>,
+) -> Result<Response<String>, Failure> {
+    let answer = match line {
+        Some(line) => client.cmd(line).await,
+        None => tokio::time::timeout(client.timeout, client.read())
+            .await
+            .unwrap_or(Err(mail_send::Error::Timeout)),
+    };
+    match answer {
+        Ok(response) => {
+            let reply = shown_reply(&response);
+            transcript.push(shown, reply.code, &reply.text);
+            Ok(response)
+        }
+        Err(error) => {
+            let failure = Failure::at(step, error);
+            transcript.push(shown, 0, &failure.detail);
+            Err(failure)
+        }
+    }
+}
+
+/// A 2xx reply, or the failure of `step`.
+fn positive(step: Step, response: Response<String>) -> Result<(), Failure> {
+    response
+        .assert_positive_completion()
+        .map_err(|error| Failure::at(step, error))
+}
+
+/// EHLO, kept in `transcript` with the server's name and what it offers.
+async fn ehlo<T: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut SmtpClient<T>,
+    transcript: &mut Transcript,
+    helo: &str,
+) -> Result<EhloResponse<String>, Failure> {
+    let shown = format!("EHLO {helo}");
+    match client.ehlo(helo).await {
+        Ok(capabilities) => {
+            let mut offers = Vec::new();
+            if capabilities.has_capability(smtp_proto::EXT_START_TLS) {
+                offers.push("STARTTLS");
+            }
+            if capabilities.auth_mechanisms & AUTH_PLAIN != 0 {
+                offers.push("AUTH PLAIN");
+            }
+            if capabilities.auth_mechanisms & AUTH_LOGIN != 0 {
+                offers.push("AUTH LOGIN");
+            }
+            let text = if offers.is_empty() {
+                capabilities.hostname.clone()
+            } else {
+                format!("{} (offers {})", capabilities.hostname, offers.join(", "))
+            };
+            transcript.push(&shown, 250, &text);
+            Ok(capabilities)
+        }
+        Err(error) => {
+            let failure = Failure::at(Step::Ehlo, error);
+            let code = failure.reply.as_ref().map_or(0, |reply| reply.code);
+            let text = match &failure.reply {
+                Some(reply) => reply.text.clone(),
+                None => failure.detail.clone(),
+            };
+            transcript.push(&shown, code, &text);
+            Err(failure)
+        }
+    }
+}
+
+/// The whole conversation with one server: the TLS version used and the reply to the data.
+async fn converse(
+    server: &Server,
+    outgoing: &Outgoing<'_>,
+    timeout: Duration,
+    credentials: Option<&Credentials>,
+    transcript: &mut Transcript,
+) -> Result<(Option<String>, Reply), Failure> {
+    let mut client = match SmtpClient::connect(server.addr, timeout).await {
+        Ok(client) => client,
+        Err(error) => {
+            let failure = Failure::at(Step::Connect, error);
+            transcript.push("(connect)", 0, &failure.detail);
+            return Err(failure);
+        }
+    };
+    let greeting = exchange(&mut client, transcript, Step::Greeting, "(connect)", None).await?;
+    positive(Step::Greeting, greeting)?;
+    let capabilities = ehlo(&mut client, transcript, outgoing.helo).await?;
     if !capabilities.has_capability(smtp_proto::EXT_START_TLS) {
         if credentials.is_some() {
-            return Err(Failure {
-                step: Step::StartTls,
-                reply: None,
-                detail: "the server does not offer STARTTLS, and the password is never sent \
-                         in clear text"
-                    .to_owned(),
-                tls: None,
-            });
+            return Err(Failure::because(
+                Step::StartTls,
+                "the server does not offer STARTTLS, and the password is never sent in clear \
+                 text",
+            ));
         }
-        return transaction(client, outgoing, None).await;
+        return transaction(client, outgoing, None, transcript).await;
     }
-    let connector = build_tls_connector(true).map_err(|error| Failure {
-        step: Step::StartTls,
-        reply: None,
-        detail: error.to_string(),
-        tls: None,
-    })?;
-    let mut client = client
-        .start_tls(&connector, &server.name)
-        .await
-        .map_err(|error| Failure::at(Step::StartTls, error))?;
-    let tls = client
-        .tls_connection()
+    let connector = build_tls_connector(true)
+        .map_err(|error| Failure::because(Step::StartTls, error.to_string()))?;
+    let response = exchange(
+        &mut client,
+        transcript,
+        Step::StartTls,
+        "STARTTLS",
+        Some(b"STARTTLS\r\n"),
+    )
+    .await?;
+    positive(Step::StartTls, response)?;
+    let mut client = match client.into_tls(&connector, &server.name).await {
+        Ok(client) => client,
+        Err(error) => {
+            let failure = Failure::at(Step::StartTls, error);
+            transcript.push("(TLS handshake)", 0, &failure.detail);
+            return Err(failure);
+        }
+    };
+    let connection = client.tls_connection();
+    let tls = connection
         .protocol_version()
         .map(|version| tls_version_name(&format!("{version:?}")));
-    let capabilities = client.ehlo(outgoing.helo).await.map_err(|error| Failure {
+    let cipher = connection
+        .negotiated_cipher_suite()
+        .map(|suite| format!("{:?}", suite.suite()))
+        .unwrap_or_default();
+    transcript.push(
+        "(TLS handshake)",
+        0,
+        &format!("{} {cipher}", tls.as_deref().unwrap_or("TLS")),
+    );
+    let with_tls = |failure: Failure| Failure {
         tls: tls.clone(),
-        ..Failure::at(Step::Ehlo, error)
-    })?;
+        ..failure
+    };
+    let capabilities = ehlo(&mut client, transcript, outgoing.helo)
+        .await
+        .map_err(with_tls)?;
     if let Some(credentials) = credentials {
-        let login = mail_send::Credentials::new(
-            credentials.username.as_str(),
-            credentials.password.as_str(),
-        );
-        client
-            .authenticate(&login, &capabilities)
+        authenticate(&mut client, transcript, credentials, &capabilities)
             .await
-            .map_err(|error| Failure {
-                tls: tls.clone(),
-                ..Failure::at(Step::Auth, error)
-            })?;
+            .map_err(with_tls)?;
     }
-    transaction(client, outgoing, tls).await
+    transaction(client, outgoing, tls, transcript).await
+}
+
+/// AUTH PLAIN, or else LOGIN, whichever the server offers; the transcript shows the mechanism
+/// and the replies, never the user name or the password.
+async fn authenticate<T: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut SmtpClient<T>,
+    transcript: &mut Transcript,
+    credentials: &Credentials,
+    capabilities: &EhloResponse<String>,
+) -> Result<(), Failure> {
+    let login =
+        mail_send::Credentials::new(credentials.username.as_str(), credentials.password.as_str());
+    let encode = |mechanism: u64, challenge: &str| {
+        login
+            .encode(mechanism, challenge)
+            .map_err(|error| Failure::because(Step::Auth, error.to_string()))
+    };
+    let mut response = if capabilities.auth_mechanisms & AUTH_PLAIN != 0 {
+        let line = format!("AUTH PLAIN {}\r\n", encode(AUTH_PLAIN, "")?);
+        exchange(
+            client,
+            transcript,
+            Step::Auth,
+            "AUTH PLAIN (credentials hidden)",
+            Some(line.as_bytes()),
+        )
+        .await?
+    } else if capabilities.auth_mechanisms & AUTH_LOGIN != 0 {
+        let mut response = exchange(
+            client,
+            transcript,
+            Step::Auth,
+            "AUTH LOGIN",
+            Some(b"AUTH LOGIN\r\n"),
+        )
+        .await?;
+        // The server asks for the user name, then the password; each answer is hidden.
+        for shown in ["(user name hidden)", "(password hidden)"] {
+            if response.code != 334 {
+                break;
+            }
+            let line = format!("{}\r\n", encode(AUTH_LOGIN, &response.message)?);
+            response =
+                exchange(client, transcript, Step::Auth, shown, Some(line.as_bytes())).await?;
+        }
+        response
+    } else {
+        return Err(Failure::because(
+            Step::Auth,
+            "the server offers neither AUTH PLAIN nor AUTH LOGIN",
+        ));
+    };
+    if response.code == 334 {
+        // A challenge after the password: give up rather than answer it.
+        response = exchange(client, transcript, Step::Auth, "*", Some(b"*\r\n")).await?;
+    }
+    if response.code == 235 {
+        Ok(())
+    } else {
+        Err(Failure::at(
+            Step::Auth,
+            mail_send::Error::UnexpectedReply(response),
+        ))
+    }
 }
 
 /// A reply's text as the server sent it: the enhanced status code (which the parser takes
@@ -246,56 +491,81 @@ async fn transaction<T: AsyncRead + AsyncWrite + Unpin>(
     mut client: SmtpClient<T>,
     outgoing: &Outgoing<'_>,
     tls: Option<String>,
-) -> Result<Delivered, Failure> {
-    let failed = |step: Step| {
-        let tls = tls.clone();
-        move |error| Failure {
-            tls,
-            ..Failure::at(step, error)
-        }
+    transcript: &mut Transcript,
+) -> Result<(Option<String>, Reply), Failure> {
+    let with_tls = |failure: Failure| Failure {
+        tls: tls.clone(),
+        ..failure
     };
-    let no_parameters = mail_send::smtp::message::Parameters::default();
-    client
-        .mail_from(outgoing.mail_from, &no_parameters)
-        .await
-        .map_err(failed(Step::MailFrom))?;
+    let mail_from = format!("MAIL FROM:<{}>", outgoing.mail_from);
+    let response = exchange(
+        &mut client,
+        transcript,
+        Step::MailFrom,
+        &mail_from,
+        Some(format!("{mail_from}\r\n").as_bytes()),
+    )
+    .await
+    .map_err(with_tls)?;
+    positive(Step::MailFrom, response).map_err(with_tls)?;
     for recipient in outgoing.recipients {
-        client
-            .rcpt_to(recipient, &no_parameters)
-            .await
-            .map_err(failed(Step::RcptTo))?;
-    }
-    client
-        .cmd(b"DATA\r\n")
+        let rcpt_to = format!("RCPT TO:<{recipient}>");
+        let response = exchange(
+            &mut client,
+            transcript,
+            Step::RcptTo,
+            &rcpt_to,
+            Some(format!("{rcpt_to}\r\n").as_bytes()),
+        )
         .await
-        .and_then(|reply| reply.assert_code(354))
-        .map_err(failed(Step::Data))?;
+        .map_err(with_tls)?;
+        positive(Step::RcptTo, response).map_err(with_tls)?;
+    }
+    let response = exchange(
+        &mut client,
+        transcript,
+        Step::Data,
+        "DATA",
+        Some(b"DATA\r\n"),
+    )
+    .await
+    .map_err(with_tls)?;
+    response
+        .assert_code(354)
+        .map_err(|error| with_tls(Failure::at(Step::Data, error)))?;
     let data = dot_stuffed(outgoing.message);
+    let shown = format!("(message, {} bytes)", outgoing.message.len());
     let timeout = client.timeout;
     let written = tokio::time::timeout(timeout, async {
         client.stream.write_all(&data).await?;
         client.stream.flush().await
     })
     .await;
-    match written {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => return Err(failed(Step::Data)(mail_send::Error::Io(error))),
-        Err(_) => return Err(failed(Step::Data)(mail_send::Error::Timeout)),
+    let write_failure = match written {
+        Ok(Ok(())) => None,
+        Ok(Err(error)) => Some(mail_send::Error::Io(error)),
+        Err(_) => Some(mail_send::Error::Timeout),
+    };
+    if let Some(error) = write_failure {
+        let failure = with_tls(Failure::at(Step::Data, error));
+        transcript.push(&shown, 0, &failure.detail);
+        return Err(failure);
     }
-    let reply = tokio::time::timeout(timeout, client.read())
+    let response = exchange(&mut client, transcript, Step::Data, &shown, None)
         .await
-        .unwrap_or(Err(mail_send::Error::Timeout))
-        .and_then(|reply| {
-            let shown = Reply {
-                code: reply.code,
-                text: reply_text(reply.esc, &reply.message),
-            };
-            reply.assert_positive_completion().map(|()| shown)
-        })
-        .map_err(failed(Step::Data))?;
+        .map_err(with_tls)?;
+    let reply = shown_reply(&response);
+    positive(Step::Data, response).map_err(with_tls)?;
     // The message is taken: a failed goodbye changes nothing.
-    let _ = client.quit().await;
-    Ok(Delivered { tls, reply })
+    let _ = exchange(
+        &mut client,
+        transcript,
+        Step::Data,
+        "QUIT",
+        Some(b"QUIT\r\n"),
+    )
+    .await;
+    Ok((tls, reply))
 }
 
 /// The message as DATA sends it: a dot doubled at the start of each line, a CRLF at the end if

@@ -116,6 +116,42 @@ async fn a_signed_message_arrives_whole_over_starttls_and_its_signature_verifies
         delivered.reply
     );
 
+    // Each step is in the transcript, with the server's reply.
+    let steps: Vec<(&str, u16)> = delivered
+        .transcript
+        .exchanges
+        .iter()
+        .map(|exchange| (exchange.command.as_str(), exchange.code))
+        .collect();
+    let size = format!("(message, {} bytes)", signed.len());
+    assert_eq!(
+        steps,
+        [
+            ("(connect)", 220),
+            ("EHLO check.tester.test", 250),
+            ("STARTTLS", 220),
+            ("(TLS handshake)", 0),
+            ("EHLO check.tester.test", 250),
+            ("MAIL FROM:<check@tester.test>", 250),
+            ("RCPT TO:<spf@tester.test>", 250),
+            ("DATA", 354),
+            (size.as_str(), 250),
+            ("QUIT", 221),
+        ]
+    );
+    assert!(
+        delivered.transcript.exchanges[3]
+            .text
+            .starts_with("TLSv1.3 TLS13_"),
+        "{:?}",
+        delivered.transcript.exchanges[3]
+    );
+    assert!(
+        delivered.transcript.exchanges[1]
+            .text
+            .contains("offers STARTTLS")
+    );
+
     let received = sink.received.lock().unwrap().clone();
     assert_eq!(received.len(), 1);
     let (envelope, message) = &received[0];
@@ -171,6 +207,8 @@ async fn a_refused_recipient_is_a_permanent_failure_at_rcpt_to_with_the_reply() 
         .await
         .unwrap_err();
     assert_eq!(failure.step, Step::RcptTo);
+    let last = failure.transcript.exchanges.last().unwrap();
+    assert_eq!(last.code, 550, "the refusal ends the transcript: {last:?}");
     let reply = failure.reply.as_ref().expect("the refusal");
     assert_eq!(reply.code, 550, "{reply}");
     assert!(failure.is_permanent());
@@ -198,6 +236,8 @@ async fn a_closed_port_is_a_temporary_failure_at_connect() {
         .await
         .unwrap_err();
     assert_eq!(failure.step, Step::Connect);
+    assert_eq!(failure.transcript.exchanges.len(), 1);
+    assert_eq!(failure.transcript.exchanges[0].command, "(connect)");
     assert_eq!(failure.reply, None);
     assert!(!failure.is_permanent());
 }

@@ -412,8 +412,8 @@ pub use rollup::{
 };
 pub use self_checks::{MAX_SELF_CHECKS_LISTED, SelfCheck};
 pub use sessions::{
-    MAX_EVENT_TEXT_BYTES, MAX_SESSION_EVENTS, MAX_SESSION_LIMIT, MAX_SESSION_RESULT_IDS,
-    NewSession, SessionEvent, SessionQuery, StoredSession,
+    Direction, MAX_EVENT_TEXT_BYTES, MAX_SESSION_EVENTS, MAX_SESSION_LIMIT, MAX_SESSION_RESULT_IDS,
+    NewSession, SessionEvent, SessionQuery, StoredSession, new_session_id,
 };
 pub use stats::{
     GradeCounts, MAX_STATS_TOP, STATS_HISTORY_DAYS, Stats, StatsDay, StatsHost, StatsMonth,

@@ -236,6 +236,12 @@ pub struct OutgoingMessage {
     pub give_up_at: i64,
     /// Attempts made before this one.
     pub attempts: i64,
+    /// The results a reply answers (the tested message's), for the session log's link to
+    /// them; empty for a summary, and for a reply to a private test (see `private`).
+    pub result_ids: Vec<String>,
+    /// Whether the message answers a private test: then nothing public may show it (its
+    /// existence tells that the test passed DMARC).
+    pub private: bool,
 }
 
 /// One delivery attempt.
@@ -250,6 +256,10 @@ pub struct OutgoingAttempt {
     /// The server's last reply, or what went wrong.
     pub detail: String,
     pub tls: Option<String>,
+    /// The outbound session in the SMTP session log that shows this attempt's transcript,
+    /// when it reached a server and the session was stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
 }
 
 /// What follows an attempt.
@@ -493,9 +503,38 @@ where
                     created_at: number(4)?,
                     give_up_at: number(5)?,
                     attempts: number(6)?,
+                    result_ids: Vec::new(),
+                    private: false,
                 })
             })
             .collect::<StoreResult<Vec<_>>>()?;
+        for message in &mut claimed {
+            if message.kind != OutgoingKind::Reply {
+                continue;
+            }
+            let answered = sqlx::query::<DB>(
+                "SELECT d.result_id, r.private_test FROM reply_decisions d \
+                 LEFT JOIN results r ON r.id = d.result_id WHERE d.reply_id = $1 \
+                 ORDER BY d.result_id",
+            )
+            .bind(message.id.as_str())
+            .fetch_all(self.0)
+            .await
+            .map_err(DB::failure)?;
+            for row in answered {
+                let result_id = row.try_get::<String, usize>(0).map_err(DB::failure)?;
+                let private_test = row
+                    .try_get::<Option<String>, usize>(1)
+                    .map_err(DB::failure)?;
+                if private_test.is_some() {
+                    message.private = true;
+                }
+                message.result_ids.push(result_id);
+            }
+            if message.private {
+                message.result_ids.clear();
+            }
+        }
         claimed.sort_by_key(|message| message.created_at);
         Ok(claimed)
     }
@@ -524,8 +563,8 @@ where
         .await
         .map_err(DB::failure)?;
         sqlx::query::<DB>(
-            "INSERT INTO outgoing_attempts (outgoing_id, at, ok, server, step, detail, tls) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO outgoing_attempts (outgoing_id, at, ok, server, step, detail, tls, \
+             session_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(id)
         .bind(attempt.at)
@@ -534,6 +573,7 @@ where
         .bind(attempt.step.as_deref().map(bounded))
         .bind(bounded(&attempt.detail))
         .bind(attempt.tls.as_deref().map(bounded))
+        .bind(attempt.session_id.as_deref().map(bounded))
         .execute(&mut *tx)
         .await
         .map_err(DB::failure)?;
@@ -556,7 +596,7 @@ where
         let text = |n: usize| row.try_get::<String, usize>(n).map_err(DB::failure);
         let number = |n: usize| row.try_get::<i64, usize>(n).map_err(DB::failure);
         let attempts = sqlx::query::<DB>(
-            "SELECT at, ok, server, step, detail, tls FROM outgoing_attempts \
+            "SELECT at, ok, server, step, detail, tls, session_id FROM outgoing_attempts \
              WHERE outgoing_id = $1 ORDER BY seq LIMIT $2",
         )
         .bind(id)
@@ -576,6 +616,7 @@ where
                 step: maybe(3)?,
                 detail: text(4)?,
                 tls: maybe(5)?,
+                session_id: maybe(6)?,
             })
         })
         .collect::<StoreResult<Vec<_>>>()?;

@@ -1,5 +1,8 @@
 //! The SMTP session log: one row per session, whatever it stored (a delivered message, a
-//! relay attempt, a timeout), with its bounded transcript.
+//! relay attempt, a timeout), with its bounded transcript; both a client's sessions with the
+//! listener ([`Direction::Inbound`]) and the tester's own delivery attempts to other servers
+//! ([`Direction::Outbound`]: replies by mail, weekly summaries), which the statistics never
+//! count as clients' sessions.
 //!
 //! The SMTP listener produces the transcript and the binary hands it here; the store knows a
 //! session only as these plain values. Every text a client chose is stored bounded again here
@@ -39,9 +42,54 @@ pub struct SessionEvent {
     pub text: String,
 }
 
+/// Who opened a session.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Direction {
+    /// A client connected to the listener (every session stored before directions existed).
+    #[default]
+    #[serde(rename = "in")]
+    Inbound,
+    /// The tester connected to another server to deliver a message of its outgoing queue.
+    #[serde(rename = "out")]
+    Outbound,
+}
+
+impl Direction {
+    /// The stable token: stored, in the JSON API and in `/logs?direction=`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Inbound => "in",
+            Direction::Outbound => "out",
+        }
+    }
+
+    /// The token as stored; `None` for anything else.
+    pub fn parse(token: &str) -> Option<Direction> {
+        match token {
+            "in" => Some(Direction::Inbound),
+            "out" => Some(Direction::Outbound),
+            _ => None,
+        }
+    }
+}
+
 /// A session as the log keeps it: about to be stored, or the body of a [`StoredSession`].
+///
+/// For an outbound session the "client" fields name the other end, the server the tester
+/// connected to (its address, port and host name), and `helo` the name the tester gave.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewSession {
+    /// The id to store the session under, chosen beforehand by [`new_session_id`] when the
+    /// caller links to it (an outgoing attempt); a new one when `None`.
+    #[serde(skip)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub direction: Direction,
+    /// Whether the public listings show the session. A session that is not listed is read
+    /// by its id only: a reply to a private test's sender, whose existence would tell that
+    /// the private test passed DMARC.
+    #[serde(skip, default = "listed_by_default")]
+    pub listed: bool,
     pub started_at: DateTime<Utc>,
     pub ended_at: DateTime<Utc>,
     pub client_ip: String,
@@ -82,9 +130,24 @@ impl StoredSession {
     }
 }
 
-/// Which sessions to list.
+fn listed_by_default() -> bool {
+    true
+}
+
+/// A new session id, for a session whose id the caller needs before storing it
+/// ([`NewSession::id`]).
+pub fn new_session_id() -> String {
+    new_result_id()
+}
+
+/// Which sessions to list. Sessions that are not listed ([`NewSession::listed`]) are found
+/// only by [`SessionQuery::id`].
 #[derive(Clone, Debug, Default)]
 pub struct SessionQuery {
+    /// Only the session with this id, listed or not (its id is the key to it).
+    pub id: Option<String>,
+    /// Only sessions in this direction; both when `None`.
+    pub direction: Option<Direction>,
     /// Only sessions started at or after this instant.
     pub since: Option<DateTime<Utc>>,
     /// Only sessions started before this instant.
@@ -128,6 +191,8 @@ fn distinct_codes(events: &[SessionEvent]) -> Vec<u16> {
 /// filter columns derived and the transcript serialized.
 pub(crate) struct SessionRow {
     pub id: String,
+    direction: Direction,
+    listed: i32,
     pub(crate) started_ms: i64,
     ended_ms: i64,
     client_ip: String,
@@ -196,8 +261,14 @@ impl SessionRow {
         let events = serde_json::to_string(&events)
             .map_err(|error| StoreError::Config(format!("cannot encode a transcript: {error}")))?;
         let mail_from = session.mail_from.as_deref().map(shown);
+        let id = session
+            .id
+            .filter(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+            .unwrap_or_else(new_result_id);
         Ok(SessionRow {
-            id: new_result_id(),
+            id,
+            direction: session.direction,
+            listed: i32::from(session.listed),
             started_ms: millis(session.started_at),
             ended_ms: millis(session.ended_at),
             client_ip: cut(&session.client_ip, 64),
@@ -230,6 +301,11 @@ impl SessionRow {
     pub(crate) fn refusals(&self) -> &[(u16, String)] {
         &self.refusals
     }
+
+    /// Whether a client opened the session: only those count in the statistics.
+    pub(crate) fn is_inbound(&self) -> bool {
+        self.direction == Direction::Inbound
+    }
 }
 
 /// Appends one statement storing `rows` in `smtp_sessions`.
@@ -244,7 +320,8 @@ where
     query.push(
         "INSERT INTO smtp_sessions (id, started_ms, ended_ms, client_ip, client_port, \
          client_ptr, helo, tls_version, tls_cipher, mail_from, mail_from_lower, \
-         mail_from_domain, ending, codes, result_ids, events, events_left_out, left_out_at) ",
+         mail_from_domain, ending, codes, result_ids, events, events_left_out, left_out_at, \
+         direction, listed) ",
     );
     query.push_values(rows, |mut values, row| {
         values
@@ -265,11 +342,13 @@ where
             .push_bind(row.result_ids.as_str())
             .push_bind(row.events.as_str())
             .push_bind(row.events_left_out)
-            .push_bind(row.left_out_at);
+            .push_bind(row.left_out_at)
+            .push_bind(row.direction.as_str())
+            .push_bind(row.listed);
     });
 }
 
-/// Most session rows one insert statement carries: 18 values each, far below the databases'
+/// Most session rows one insert statement carries: 20 values each, far below the databases'
 /// limits on bound parameters.
 pub(crate) const MAX_SESSIONS_PER_INSERT: usize = 256;
 
@@ -281,7 +360,7 @@ pub(crate) const SESSION_SEQ_OF_ID_SQL: &str = "SELECT seq FROM smtp_sessions WH
 
 const SESSION_COLUMNS: &str = "id, seq, started_ms, ended_ms, client_ip, client_port, \
     client_ptr, helo, tls_version, tls_cipher, mail_from, ending, result_ids, events, \
-    events_left_out, left_out_at";
+    events_left_out, left_out_at, direction, listed";
 
 /// A value for one `$n` placeholder of a session listing.
 pub(crate) enum SessionBind {
@@ -300,6 +379,19 @@ pub(crate) fn session_list_sql(
         binds.push(value);
         format!("${}", binds.len())
     };
+    match query.id.as_deref() {
+        Some(id) => conditions.push(format!(
+            "id = {}",
+            placeholder(SessionBind::Text(id.to_owned()))
+        )),
+        None => conditions.push("listed = 1".to_owned()),
+    }
+    if let Some(direction) = query.direction {
+        conditions.push(format!(
+            "direction = {}",
+            placeholder(SessionBind::Text(direction.as_str().to_owned()))
+        ));
+    }
     if let Some(since) = query.since {
         conditions.push(format!(
             "started_ms >= {}",
@@ -347,11 +439,7 @@ pub(crate) fn session_list_sql(
     let limit = placeholder(SessionBind::Integer(i64::from(
         query.limit.clamp(1, MAX_SESSION_LIMIT),
     )));
-    let filter = if conditions.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", conditions.join(" AND "))
-    };
+    let filter = format!("WHERE {}", conditions.join(" AND "));
     let order = if query.oldest_first { "ASC" } else { "DESC" };
     (
         format!(
@@ -380,6 +468,8 @@ pub(crate) struct StoredSessionRow {
     events: String,
     events_left_out: i32,
     left_out_at: i32,
+    direction: String,
+    listed: i32,
 }
 
 impl TryFrom<StoredSessionRow> for StoredSession {
@@ -393,10 +483,20 @@ impl TryFrom<StoredSessionRow> for StoredSession {
                 row.id
             ))
         })?;
+        let direction = Direction::parse(&row.direction).ok_or_else(|| {
+            StoreError::Config(format!(
+                "session {} in the database has the unknown direction {:?}; the database was \
+                 changed by something other than authcheck",
+                row.id, row.direction
+            ))
+        })?;
         Ok(StoredSession {
             id: row.id,
             seq: row.seq,
             entry: NewSession {
+                id: None,
+                direction,
+                listed: row.listed != 0,
                 started_at: from_millis(row.started_ms),
                 ended_at: from_millis(row.ended_ms),
                 client_ip: row.client_ip,

@@ -425,7 +425,8 @@ pub(crate) struct SessionStats {
 impl SessionStats {
     pub(crate) fn of(rows: &[SessionRow]) -> SessionStats {
         let mut stats = SessionStats::default();
-        for row in rows {
+        // The tester's own delivery attempts are no client's sessions.
+        for row in rows.iter().filter(|row| row.is_inbound()) {
             let day = row.started_ms.div_euclid(86_400_000);
             let refusals = row.refusals();
             let totals = stats.days.entry(day).or_default();

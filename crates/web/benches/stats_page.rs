@@ -77,6 +77,9 @@ fn session(started_at: DateTime<Utc>, n: i64) -> NewSession {
         _ => events.push(event("QUIT", 221, Some("2.0.0"))),
     }
     NewSession {
+        id: None,
+        direction: authcheck_store::Direction::Inbound,
+        listed: true,
         started_at,
         ended_at: started_at,
         client_ip: format!("10.9.{}.{}", n / 256 % 256, n % 256),

@@ -119,6 +119,7 @@ pub fn router(store: SharedStore, config: WebConfig) -> Router {
         .route("/logs", get(logs::logs_page))
         .route("/logs/raw", get(logs::raw_log))
         .route("/logs/events", get(logs::session_events))
+        .route("/logs/{id}", get(logs::session_detail))
         .route("/api/v1/sessions", get(logs::list_sessions_json))
         .route("/status", get(status::page))
         .route("/api/v1/status", get(status::json))

@@ -1,7 +1,11 @@
 //! The SMTP session log: the page `/logs` (the last 100 sessions, today, or the last seven
-//! days, filtered by client address, sender and reply code, each session expandable to its
-//! transcript), its live updates at `/logs/events`, the plain-text log at `/logs/raw` and the
-//! JSON at `/api/v1/sessions`.
+//! days, filtered by client address, sender, reply code and direction, each session expandable
+//! to its transcript), one session's page `/logs/{id}`, its live updates at `/logs/events`, the
+//! plain-text log at `/logs/raw` and the JSON at `/api/v1/sessions`.
+//!
+//! Sessions go both ways: clients' sessions with the listener (`in`) and the tester's own
+//! delivery attempts (`out`: replies by mail, weekly summaries), labelled as such; every view
+//! shows both unless `direction=in` or `direction=out` picks one.
 //!
 //! The page works without JavaScript; `logs.js` only adds new sessions as they are stored,
 //! drawn by the server with the same template as the page. The raw log is streamed a page of
@@ -15,11 +19,11 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use askama::Template;
-use authcheck_store::{SessionQuery, SharedStore, StoreError, StoredSession};
+use authcheck_store::{Direction, SessionQuery, SharedStore, StoreError, StoredSession};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -53,6 +57,7 @@ pub(crate) struct LogParams {
     client: Option<String>,
     sender: Option<String>,
     code: Option<String>,
+    direction: Option<String>,
     before: Option<String>,
     after: Option<String>,
     limit: Option<String>,
@@ -191,10 +196,23 @@ impl LogParams {
                 }
             },
         };
+        let direction = match given(&self.direction) {
+            None | Some("all") => None,
+            Some(text) => Some(Direction::parse(text).ok_or_else(|| {
+                param_error(
+                    "direction",
+                    format!(
+                        "direction: {:?} is not a direction; use in (clients' sessions), out (the tester's deliveries) or all",
+                        clip_listed(text)
+                    ),
+                )
+            })?),
+        };
         Ok(Filter {
             client: client.map(|ip| ip.to_string()),
             sender: sender_filter(self.sender.as_deref())?,
             code,
+            direction,
         })
     }
 
@@ -239,6 +257,8 @@ struct Filter {
     client: Option<String>,
     sender: Option<String>,
     code: Option<u16>,
+    /// Both directions when `None`.
+    direction: Option<Direction>,
 }
 
 impl Filter {
@@ -250,6 +270,7 @@ impl Filter {
             client: self.client.clone(),
             sender: self.sender.clone(),
             code: self.code,
+            direction: self.direction,
             ..SessionQuery::default()
         }
     }
@@ -266,9 +287,14 @@ impl Filter {
                         .is_some_and(|(_, domain)| domain.trim_end_matches('.') == sender)
             })
         };
-        self.client
-            .as_deref()
-            .is_none_or(|ip| session.entry.client_ip == ip)
+        session.entry.listed
+            && self
+                .direction
+                .is_none_or(|direction| session.entry.direction == direction)
+            && self
+                .client
+                .as_deref()
+                .is_none_or(|ip| session.entry.client_ip == ip)
             && self.sender.as_deref().is_none_or(sender_matches)
             && self
                 .code
@@ -282,6 +308,10 @@ impl Filter {
 /// One session as the page shows it.
 pub(crate) struct SessionView {
     pub(crate) id: String,
+    /// The tester's own delivery attempt: the "client" is the server it connected to.
+    pub(crate) outbound: bool,
+    /// Drawn open (the session's own page).
+    pub(crate) open: bool,
     pub(crate) started: String,
     pub(crate) seconds: String,
     pub(crate) client: String,
@@ -351,6 +381,8 @@ impl SessionView {
             .collect();
         SessionView {
             id: session.id.clone(),
+            outbound: session.entry.direction == Direction::Outbound,
+            open: false,
             started: session
                 .entry
                 .started_at
@@ -406,6 +438,8 @@ struct LogsPage {
     client: String,
     sender: String,
     code: String,
+    /// `in`, `out`, or empty for both.
+    direction: &'static str,
     sessions: Vec<SessionView>,
     older_link: Option<String>,
     /// Whether new sessions belong at the top of this page (the newest page).
@@ -467,6 +501,9 @@ pub(crate) async fn logs_page(
         if let Some(code) = filter.code {
             query.append_pair("code", &code.to_string());
         }
+        if let Some(direction) = filter.direction {
+            query.append_pair("direction", direction.as_str());
+        }
         for (name, value) in extra {
             query.append_pair(name, value);
         }
@@ -506,6 +543,7 @@ pub(crate) async fn logs_page(
         client: filter.client.clone().unwrap_or_default(),
         sender: filter.sender.clone().unwrap_or_default(),
         code: filter.code.map(|code| code.to_string()).unwrap_or_default(),
+        direction: filter.direction.map_or("", Direction::as_str),
         newest_id: sessions.first().map(|s| s.id.clone()).unwrap_or_default(),
         sessions,
         older_link,
@@ -514,6 +552,49 @@ pub(crate) async fn logs_page(
         raw_link,
     };
     render(StatusCode::OK, &logs)
+}
+
+// ---------------------------------------------------------------------------------------
+// GET /logs/{id}
+
+#[derive(Template)]
+#[template(path = "session.html")]
+struct SessionDetailPage {
+    s: SessionView,
+}
+
+/// `GET /logs/{id}`: one session, open, listed or not (the id is the key to it: the result
+/// page of a private test links its reply's sessions here, which no listing shows).
+pub(crate) async fn session_detail(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Response {
+    let not_found = || {
+        crate::pages::error_page(
+            StatusCode::NOT_FOUND,
+            "Session not found",
+            "There is no session with this id; sessions are kept for a limited time.",
+        )
+    };
+    if !is_result_id(&id) {
+        return not_found();
+    }
+    let query = SessionQuery {
+        id: Some(id),
+        limit: 1,
+        ..SessionQuery::default()
+    };
+    match state.store.list_sessions(&query).await {
+        Ok(sessions) => match sessions.first() {
+            Some(session) => {
+                let mut view = SessionView::new(session);
+                view.open = true;
+                render(StatusCode::OK, &SessionDetailPage { s: view })
+            }
+            None => not_found(),
+        },
+        Err(error) => store_unavailable_page(&error),
+    }
 }
 
 struct SessionPage {
@@ -632,6 +713,7 @@ fn session_json(session: &StoredSession, public_url: &str) -> serde_json::Value 
         .collect();
     json!({
         "id": session.id,
+        "direction": session.entry.direction.as_str(),
         "started_at": session.entry.started_at,
         "ended_at": session.entry.ended_at,
         "client_ip": session.entry.client_ip,
@@ -795,10 +877,11 @@ fn write_raw_lines(out: &mut String, session: &StoredSession) {
     };
     let _ = writeln!(
         out,
-        "{} event=start port={} ptr={}",
+        "{} event=start port={} ptr={} direction={}",
         head(&session.entry.started_at),
         session.entry.client_port,
-        or_dash(session.entry.client_ptr.as_deref())
+        or_dash(session.entry.client_ptr.as_deref()),
+        session.entry.direction.as_str()
     );
     for (index, event) in session.entry.events.iter().enumerate() {
         if index == session.entry.left_out_at as usize && session.entry.events_left_out > 0 {

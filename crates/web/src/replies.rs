@@ -54,6 +54,8 @@ pub(crate) struct AttemptView {
     pub(crate) step: String,
     pub(crate) detail: String,
     pub(crate) tls: String,
+    /// The attempt's outbound session in the SMTP session log, when it reached a server.
+    pub(crate) session_link: Option<String>,
 }
 
 /// The "Reply by mail" section of a result's page.
@@ -95,6 +97,11 @@ impl ReplyView {
                             step: attempt.step.clone().unwrap_or_default(),
                             detail: attempt.detail.clone(),
                             tls: attempt.tls.clone().unwrap_or_else(|| "none".to_owned()),
+                            session_link: attempt
+                                .session_id
+                                .as_deref()
+                                .filter(|id| crate::params::is_result_id(id))
+                                .map(|id| format!("/logs/{id}")),
                         })
                         .collect()
                 })

@@ -196,6 +196,12 @@ pub async fn a_queued_message_is_claimed_once_per_lease_and_retried_when_due(sto
     assert_eq!(claimed[0].id, id);
     assert_eq!(claimed[0].recipient, "a@one.example");
     assert_eq!(claimed[0].attempts, 0);
+    assert_eq!(
+        claimed[0].result_ids,
+        ids(1),
+        "the results the reply answers"
+    );
+    assert!(!claimed[0].private);
     assert!(claimed[0].message.starts_with(b"To: a@one.example"));
     // Another instance finds it taken while the lease runs.
     assert!(
@@ -215,6 +221,7 @@ pub async fn a_queued_message_is_claimed_once_per_lease_and_retried_when_due(sto
                 step: Some("DATA".into()),
                 detail: "451 4.3.0 try later".into(),
                 tls: Some("TLSv1.3".into()),
+                session_id: None,
             },
             AfterAttempt::RetryAt(T0 + 61),
         )
@@ -244,6 +251,7 @@ pub async fn a_queued_message_is_claimed_once_per_lease_and_retried_when_due(sto
                 step: None,
                 detail: "250 2.0.0 queued".into(),
                 tls: None,
+                session_id: Some("0123456789abcdef0123456789abcdef".into()),
             },
             AfterAttempt::Sent,
         )
@@ -255,6 +263,12 @@ pub async fn a_queued_message_is_claimed_once_per_lease_and_retried_when_due(sto
     assert_eq!(status.attempts[0].detail, "451 4.3.0 try later");
     assert_eq!(status.attempts[0].step.as_deref(), Some("DATA"));
     assert!(status.attempts[1].ok);
+    assert_eq!(status.attempts[0].session_id, None);
+    assert_eq!(
+        status.attempts[1].session_id.as_deref(),
+        Some("0123456789abcdef0123456789abcdef"),
+        "the attempt links to its session in the log"
+    );
     // Sent messages are never claimed again.
     assert!(
         store
@@ -375,6 +389,7 @@ pub async fn purge_removes_finished_outgoing_but_keeps_the_queued(store: SharedS
                 step: None,
                 detail: "250 ok".into(),
                 tls: None,
+                session_id: None,
             },
             AfterAttempt::Sent,
         )
@@ -390,4 +405,55 @@ pub async fn purge_removes_finished_outgoing_but_keeps_the_queued(store: SharedS
     assert_eq!(store.reply_decision(&ids(1)[0]).await.unwrap(), None);
     let kept = store.outgoing_status(&waiting).await.unwrap().unwrap();
     assert_eq!(kept.state, OutgoingState::Queued);
+}
+
+pub async fn a_reply_to_a_private_test_is_claimed_as_private_without_its_result(
+    store: SharedStore,
+) {
+    let token = store
+        .create_private_test(T0, T0 + 600, 10)
+        .await
+        .unwrap()
+        .unwrap()
+        .token;
+    let mut tested = super::sample(authcheck_store::Mailbox::Check, super::at(1));
+    tested.private_test = Some(token);
+    let private_id = super::insert_one(&store, tested).await;
+    let public_id = super::insert_one(
+        &store,
+        super::sample(authcheck_store::Mailbox::Check, super::at(1)),
+    )
+    .await;
+    let limits = limits();
+    store
+        .queue_reply(
+            std::slice::from_ref(&private_id),
+            reply("p@one.example", "192.0.2.1", T0),
+            &limits,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .queue_reply(
+            std::slice::from_ref(&public_id),
+            reply("q@two.example", "192.0.2.2", T0),
+            &limits,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let claimed = store.claim_outgoing("a", T0, T0 + 60, 10).await.unwrap();
+    let by_recipient = |to: &str| {
+        claimed
+            .iter()
+            .find(|message| message.recipient == to)
+            .unwrap()
+    };
+    let private = by_recipient("p@one.example");
+    assert!(private.private);
+    assert!(private.result_ids.is_empty(), "no link to a private result");
+    let public = by_recipient("q@two.example");
+    assert!(!public.private);
+    assert_eq!(public.result_ids, [public_id]);
 }

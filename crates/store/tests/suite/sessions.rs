@@ -1,9 +1,9 @@
 //! The session log's part of the shared suite: storing, listing with every filter, paging,
-//! bounds and the retention purge.
+//! bounds, directions, sessions kept out of the listings, and the retention purge.
 
 use authcheck_store::{
-    MAX_EVENT_TEXT_BYTES, MAX_SESSION_EVENTS, NewSession, SessionEvent, SessionQuery, SharedStore,
-    StoreError, StoredSession,
+    Direction, MAX_EVENT_TEXT_BYTES, MAX_SESSION_EVENTS, NewSession, SessionEvent, SessionQuery,
+    SharedStore, StoreError, StoredSession, new_session_id,
 };
 use chrono::Duration;
 
@@ -23,6 +23,9 @@ fn event(command: &str, code: u16, status: Option<&str>, text: &str) -> SessionE
 pub fn relay_attempt(client: &str, mail_from: &str, minutes: i64) -> NewSession {
     let started_at = at(1) + Duration::minutes(minutes);
     NewSession {
+        id: None,
+        direction: Direction::Inbound,
+        listed: true,
         started_at,
         ended_at: started_at + Duration::seconds(2),
         client_ip: client.to_owned(),
@@ -269,11 +272,149 @@ pub async fn purge_removes_sessions_started_before_the_cutoff(store: SharedStore
         &store,
         vec![
             relay_attempt("192.0.2.1", "a@example.net", 0),
+            outbound_attempt("192.0.2.25", 250, 1),
             relay_attempt("192.0.2.2", "b@example.net", 24 * 60 * 10),
+            outbound_attempt("192.0.2.25", 250, 24 * 60 * 10 + 1),
         ],
     )
     .await;
+    let mut unlisted = outbound_attempt("192.0.2.25", 250, 2);
+    unlisted.listed = false;
+    unlisted.id = Some(new_session_id());
+    store.insert_sessions(vec![unlisted.clone()]).await.unwrap();
     assert_eq!(store.purge(at(5)).await.unwrap(), 0, "no results to purge");
     let left = store.list_sessions(&query(50)).await.unwrap();
-    assert_eq!(ids(&left), vec![stored[1].id.as_str()]);
+    assert_eq!(
+        ids(&left),
+        vec![stored[3].id.as_str(), stored[2].id.as_str()],
+        "old sessions go whatever their direction"
+    );
+    let unlisted_left = store
+        .list_sessions(&SessionQuery {
+            id: unlisted.id,
+            ..query(1)
+        })
+        .await
+        .unwrap();
+    assert!(unlisted_left.is_empty(), "unlisted sessions go too");
+}
+
+/// The tester's delivery attempt to `server`, started `minutes` after noon on day 1, that the
+/// server refused with `code` at the end of the data.
+pub fn outbound_attempt(server: &str, code: u16, minutes: i64) -> NewSession {
+    let mut session = relay_attempt(server, "", minutes);
+    session.direction = Direction::Outbound;
+    session.client_port = 25;
+    session.client_ptr = Some("mx.example.net".to_owned());
+    session.helo = Some("authcheck.test".to_owned());
+    session.ending = if code < 300 {
+        "delivered"
+    } else {
+        "will-retry"
+    }
+    .to_owned();
+    session.events = vec![
+        event("(connect)", 220, None, "mx.example.net ESMTP"),
+        event("EHLO authcheck.test", 250, None, "mx.example.net"),
+        event("MAIL FROM:<>", 250, Some("2.1.0"), "OK"),
+        event("RCPT TO:<alice@example.net>", 250, Some("2.1.5"), "OK"),
+        event("DATA", 354, None, "go ahead"),
+        event("(message, 2000 bytes)", code, None, "end of data"),
+    ];
+    session
+}
+
+pub async fn sessions_keep_their_direction_and_filter_by_it(store: SharedStore) {
+    let chosen_id = new_session_id();
+    let mut delivered = outbound_attempt("192.0.2.25", 250, 1);
+    delivered.id = Some(chosen_id.clone());
+    delivered.result_ids = vec!["0123456789abcdef0123456789abcdef".to_owned()];
+    let stored = store_each(
+        &store,
+        vec![
+            relay_attempt("192.0.2.1", "a@example.net", 0),
+            delivered,
+            outbound_attempt("192.0.2.25", 451, 2),
+        ],
+    )
+    .await;
+    let directions: Vec<Direction> = stored.iter().map(|s| s.entry.direction).collect();
+    assert_eq!(
+        directions,
+        [Direction::Inbound, Direction::Outbound, Direction::Outbound]
+    );
+    assert_eq!(stored[1].id, chosen_id, "stored under the id chosen first");
+    assert_eq!(stored[1].entry.ending, "delivered");
+    let list = |direction| {
+        let store = store.clone();
+        async move {
+            store
+                .list_sessions(&SessionQuery {
+                    direction,
+                    ..query(50)
+                })
+                .await
+                .unwrap()
+        }
+    };
+    let inbound = list(Some(Direction::Inbound)).await;
+    assert_eq!(ids(&inbound), vec![stored[0].id.as_str()]);
+    let outbound = list(Some(Direction::Outbound)).await;
+    assert_eq!(
+        ids(&outbound),
+        vec![stored[2].id.as_str(), stored[1].id.as_str()]
+    );
+    assert_eq!(list(None).await.len(), 3);
+}
+
+pub async fn unlisted_sessions_are_read_by_their_id_only(store: SharedStore) {
+    let mut private_reply = outbound_attempt("192.0.2.25", 250, 1);
+    private_reply.listed = false;
+    let id = new_session_id();
+    private_reply.id = Some(id.clone());
+    store
+        .insert_sessions(vec![
+            relay_attempt("192.0.2.1", "a@example.net", 0),
+            private_reply,
+        ])
+        .await
+        .unwrap();
+    for listing in [
+        query(50),
+        SessionQuery {
+            direction: Some(Direction::Outbound),
+            ..query(50)
+        },
+        SessionQuery {
+            after_seq: Some(0),
+            oldest_first: true,
+            ..query(50)
+        },
+        SessionQuery {
+            code: Some(250),
+            ..query(50)
+        },
+    ] {
+        let listed = store.list_sessions(&listing).await.unwrap();
+        assert_eq!(listed.len(), 1, "{listing:?}");
+        assert_eq!(listed[0].entry.direction, Direction::Inbound);
+    }
+    let by_id = store
+        .list_sessions(&SessionQuery {
+            id: Some(id.clone()),
+            ..query(1)
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids(&by_id), vec![id.as_str()]);
+    assert!(!by_id[0].entry.listed);
+    assert_eq!(by_id[0].entry.direction, Direction::Outbound);
+    let unknown = store
+        .list_sessions(&SessionQuery {
+            id: Some(new_session_id()),
+            ..query(1)
+        })
+        .await
+        .unwrap();
+    assert!(unknown.is_empty());
 }

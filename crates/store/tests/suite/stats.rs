@@ -7,7 +7,7 @@ use authcheck_store::{
 };
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 
-use super::sessions::relay_attempt;
+use super::sessions::{outbound_attempt, relay_attempt};
 use super::{at, sample};
 
 fn day(n: u32) -> NaiveDate {
@@ -205,12 +205,21 @@ pub async fn stats_count_sessions_and_the_refusals_they_got(store: SharedStore) 
         status: Some("4.4.2".to_owned()),
         text: "timeout, closing".to_owned(),
     });
-    // Two batches, as the session log writes them.
+    // Two batches, as the session log writes them; the tester's own delivery attempts
+    // (refused or not) are no client's sessions and count nowhere.
     store
-        .insert_sessions(vec![relay, two_refusals, clean])
+        .insert_sessions(vec![
+            relay,
+            outbound_attempt("192.0.2.25", 451, 1),
+            two_refusals,
+            clean,
+        ])
         .await
         .unwrap();
-    store.insert_sessions(vec![timeout]).await.unwrap();
+    store
+        .insert_sessions(vec![timeout, outbound_attempt("192.0.2.25", 550, 24 * 60)])
+        .await
+        .unwrap();
 
     let stats = store.stats(&query(1, 2, None)).await.unwrap();
     let days: Vec<(NaiveDate, i64, i64)> = stats
