@@ -18,7 +18,7 @@ use std::time::Duration;
 use authcheck_outbound::SigningKey;
 use authcheck_testdns::TestDns;
 use support::{Service, ServiceOptions, check_json, eventually, send};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -29,37 +29,74 @@ struct Received {
     mail_from: String,
     recipients: Vec<String>,
     data: Vec<u8>,
+    /// The user name it logged in with, when the sink asks for a login.
+    user: Option<String>,
+}
+
+/// What a sink offers beyond plain SMTP.
+#[derive(Clone, Default)]
+struct SinkOffers {
+    /// STARTTLS with this certificate.
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    /// AUTH PLAIN and LOGIN (after STARTTLS) with this user name and password, required
+    /// before MAIL FROM.
+    login: Option<(String, String)>,
+}
+
+/// What every session of one sink shares.
+#[derive(Clone)]
+struct Shared {
+    received: Arc<Mutex<Vec<Received>>>,
+    replies: Arc<Mutex<VecDeque<&'static str>>>,
+    /// Every command line the sink was sent, in order (AUTH lines included).
+    commands: Arc<Mutex<Vec<String>>>,
+    /// Messages whose data reply the sink held back ([`HOLD`]).
+    held: Arc<Mutex<usize>>,
+    offers: SinkOffers,
 }
 
 /// An SMTP server on loopback that answers the end of each message's data with the next of
 /// its replies (then 250), and keeps what it took.
 struct Sink {
     addr: SocketAddr,
-    received: Arc<Mutex<Vec<Received>>>,
+    shared: Shared,
 }
 
 impl Sink {
     async fn start(data_replies: &[&'static str]) -> Sink {
+        Sink::offering(data_replies, SinkOffers::default()).await
+    }
+
+    async fn offering(data_replies: &[&'static str], offers: SinkOffers) -> Sink {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let received = Arc::new(Mutex::new(Vec::new()));
-        let replies = Arc::new(Mutex::new(
-            data_replies.iter().copied().collect::<VecDeque<_>>(),
-        ));
-        let kept = received.clone();
+        let shared = Shared {
+            received: Arc::new(Mutex::new(Vec::new())),
+            replies: Arc::new(Mutex::new(
+                data_replies.iter().copied().collect::<VecDeque<_>>(),
+            )),
+            commands: Arc::new(Mutex::new(Vec::new())),
+            held: Arc::new(Mutex::new(0)),
+            offers,
+        };
+        let kept = shared.clone();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let (kept, replies) = (kept.clone(), replies.clone());
+                let shared = kept.clone();
                 tokio::spawn(async move {
-                    let _ = session(stream, kept, replies).await;
+                    let _ = session(stream, shared).await;
                 });
             }
         });
-        Sink { addr, received }
+        Sink { addr, shared }
     }
 
     fn received(&self) -> Vec<Received> {
-        self.received.lock().unwrap().clone()
+        self.shared.received.lock().unwrap().clone()
+    }
+
+    fn commands(&self) -> Vec<String> {
+        self.shared.commands.lock().unwrap().clone()
     }
 
     async fn first(&self) -> Received {
@@ -69,23 +106,67 @@ impl Sink {
     }
 }
 
-async fn session(
-    stream: tokio::net::TcpStream,
-    kept: Arc<Mutex<Vec<Received>>>,
-    replies: Arc<Mutex<VecDeque<&'static str>>>,
-) -> std::io::Result<()> {
-    let (read, mut write) = stream.into_split();
-    let mut reader = BufReader::new(read);
-    write.write_all(b"220 sink.test ESMTP\r\n").await?;
+/// A data reply that the sink never gives: it holds the connection for [`HOLD_TIME`], then
+/// closes it, as a server that hangs after the data.
+const HOLD: &str = "HOLD";
+const HOLD_TIME: Duration = Duration::from_secs(120);
+
+/// How a stretch of a session ended.
+enum Next {
+    StartTls,
+    Done,
+}
+
+async fn session(stream: tokio::net::TcpStream, shared: Shared) -> std::io::Result<()> {
+    let mut plain = BufReader::new(stream);
+    plain.write_all(b"220 sink.test ESMTP\r\n").await?;
+    if let Next::StartTls = converse(&mut plain, &shared, false).await? {
+        let config = shared
+            .offers
+            .tls
+            .clone()
+            .expect("STARTTLS is offered with TLS only");
+        let secured = tokio_rustls::TlsAcceptor::from(config)
+            .accept(plain.into_inner())
+            .await?;
+        converse(&mut BufReader::new(secured), &shared, true).await?;
+    }
+    Ok(())
+}
+
+async fn read_line<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut BufReader<S>) -> Option<String> {
+    let mut line = String::new();
+    let read = tokio::time::timeout(WAIT, stream.read_line(&mut line)).await;
+    matches!(read, Ok(Ok(n)) if n > 0).then(|| line.trim_end().to_string())
+}
+
+/// The user name, when `user` and `password` are the sink's login.
+fn login_matches(offers: &SinkOffers, user: &[u8], password: &[u8]) -> Option<String> {
+    let (expected_user, expected_password) = offers.login.as_ref()?;
+    (user == expected_user.as_bytes() && password == expected_password.as_bytes())
+        .then(|| expected_user.clone())
+}
+
+fn decoded(text: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .unwrap_or_default()
+}
+
+async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut BufReader<S>,
+    shared: &Shared,
+    secured: bool,
+) -> std::io::Result<Next> {
     let (mut mail_from, mut recipients) = (String::new(), Vec::new());
+    let mut user: Option<String> = None;
     // Bounded: a session of a few commands.
     for _ in 0..50 {
-        let mut line = String::new();
-        let read = tokio::time::timeout(WAIT, reader.read_line(&mut line)).await;
-        if !matches!(read, Ok(Ok(n)) if n > 0) {
-            return Ok(());
-        }
-        let command = line.trim_end().to_string();
+        let Some(command) = read_line(stream).await else {
+            return Ok(Next::Done);
+        };
+        shared.commands.lock().unwrap().push(command.clone());
         let upper = command.to_ascii_uppercase();
         let angle = |text: &str| {
             text.split_once('<')
@@ -93,25 +174,66 @@ async fn session(
                 .map(|(address, _)| address.to_string())
                 .unwrap_or_default()
         };
+        let offers = &shared.offers;
         if upper.starts_with("EHLO") {
-            write
-                .write_all(b"250-sink.test\r\n250 8BITMIME\r\n")
-                .await?;
+            let mut reply = String::from("250-sink.test\r\n");
+            if offers.tls.is_some() && !secured {
+                reply.push_str("250-STARTTLS\r\n");
+            }
+            if offers.login.is_some() && secured {
+                reply.push_str("250-AUTH PLAIN LOGIN\r\n");
+            }
+            reply.push_str("250 8BITMIME\r\n");
+            stream.write_all(reply.as_bytes()).await?;
+        } else if upper == "STARTTLS" && offers.tls.is_some() && !secured {
+            stream.write_all(b"220 2.0.0 ready for TLS\r\n").await?;
+            return Ok(Next::StartTls);
+        } else if upper.starts_with("AUTH PLAIN ") && secured {
+            let parts: Vec<Vec<u8>> = decoded(&command[11..])
+                .split(|&byte| byte == 0)
+                .map(<[u8]>::to_vec)
+                .collect();
+            user = match parts.as_slice() {
+                [_, name, password] => login_matches(offers, name, password),
+                _ => None,
+            };
+            let reply: &[u8] = match user {
+                Some(_) => b"235 2.7.0 authenticated\r\n",
+                None => b"535 5.7.8 authentication credentials invalid\r\n",
+            };
+            stream.write_all(reply).await?;
+        } else if upper == "AUTH LOGIN" && secured {
+            stream.write_all(b"334 VXNlcm5hbWU6\r\n").await?;
+            let name = decoded(&read_line(stream).await.unwrap_or_default());
+            stream.write_all(b"334 UGFzc3dvcmQ6\r\n").await?;
+            let password = decoded(&read_line(stream).await.unwrap_or_default());
+            user = login_matches(offers, &name, &password);
+            let reply: &[u8] = match user {
+                Some(_) => b"235 2.7.0 authenticated\r\n",
+                None => b"535 5.7.8 authentication credentials invalid\r\n",
+            };
+            stream.write_all(reply).await?;
         } else if upper.starts_with("MAIL FROM") {
+            if offers.login.is_some() && user.is_none() {
+                stream
+                    .write_all(b"530 5.7.0 authentication required\r\n")
+                    .await?;
+                continue;
+            }
             mail_from = angle(&command);
-            write.write_all(b"250 2.1.0 OK\r\n").await?;
+            stream.write_all(b"250 2.1.0 OK\r\n").await?;
         } else if upper.starts_with("RCPT TO") {
             recipients.push(angle(&command));
-            write.write_all(b"250 2.1.5 OK\r\n").await?;
+            stream.write_all(b"250 2.1.5 OK\r\n").await?;
         } else if upper == "DATA" {
-            write.write_all(b"354 go ahead\r\n").await?;
+            stream.write_all(b"354 go ahead\r\n").await?;
             let mut data = Vec::new();
             // Bounded: at most 1 MiB of data.
             while data.len() < 1 << 20 {
                 let mut line = Vec::new();
-                let read = tokio::time::timeout(WAIT, reader.read_until(b'\n', &mut line)).await;
+                let read = tokio::time::timeout(WAIT, stream.read_until(b'\n', &mut line)).await;
                 if !matches!(read, Ok(Ok(n)) if n > 0) {
-                    return Ok(());
+                    return Ok(Next::Done);
                 }
                 if line == b".\r\n" {
                     break;
@@ -119,28 +241,35 @@ async fn session(
                 let line = line.strip_prefix(b".").unwrap_or(&line);
                 data.extend_from_slice(line);
             }
-            let reply = replies
+            let reply = shared
+                .replies
                 .lock()
                 .unwrap()
                 .pop_front()
                 .unwrap_or("250 2.0.0 taken");
+            if reply == HOLD {
+                *shared.held.lock().unwrap() += 1;
+                tokio::time::sleep(HOLD_TIME).await;
+                return Ok(Next::Done);
+            }
             if reply.starts_with('2') {
-                kept.lock().unwrap().push(Received {
+                shared.received.lock().unwrap().push(Received {
                     mail_from: mail_from.clone(),
                     recipients: recipients.clone(),
                     data,
+                    user: user.clone(),
                 });
             }
-            write.write_all(format!("{reply}\r\n").as_bytes()).await?;
+            stream.write_all(format!("{reply}\r\n").as_bytes()).await?;
         } else if upper.starts_with("QUIT") {
-            write.write_all(b"221 2.0.0 bye\r\n").await?;
-            return Ok(());
+            stream.write_all(b"221 2.0.0 bye\r\n").await?;
+            return Ok(Next::Done);
         } else {
-            write.write_all(b"250 2.0.0 OK\r\n").await?;
+            stream.write_all(b"250 2.0.0 OK\r\n").await?;
         }
     }
-    let _ = reader.read(&mut [0u8; 1]).await;
-    Ok(())
+    let _ = stream.read(&mut [0u8; 1]).await;
+    Ok(Next::Done)
 }
 
 /// The zone: `sender.test` passes SPF from loopback and publishes DMARC and an MX on
@@ -737,7 +866,10 @@ async fn the_reply_section_and_the_replies_page_in_chromium() {
     browser
         .assert_hostile_text_inert("#injected", "/logs with a hostile reply to the tester")
         .await;
-    let logs_png = browser.screenshot_of("main").await;
+    browser
+        .eval("document.querySelector('details.session.outbound').scrollIntoView(); return null;")
+        .await;
+    let logs_png = browser.screenshot_of("details.session.outbound").await;
     assert!(logs_png.starts_with(b"\x89PNG"));
     if let Ok(dir) = std::env::var("AUTHCHECK_SCREENSHOT_DIR") {
         let dir = std::path::Path::new(&dir);
@@ -860,4 +992,267 @@ async fn replies_go_through_the_smarthost_and_its_password_only_over_tls() {
         "{json:#}"
     );
     assert_eq!(smarthost.received().len(), 1, "nothing more reached it");
+}
+
+/// A certificate authority made for the test, and a certificate it signs for 127.0.0.1: the
+/// CA's PEM file (for the service's `outgoing_smarthost_ca_file`) and the sink's TLS setup.
+fn test_ca(
+    folder: &Path,
+    name: &str,
+) -> (std::path::PathBuf, Arc<tokio_rustls::rustls::ServerConfig>) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, format!("{name} test CA"));
+    ca_params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+    ];
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+    let server_key = rcgen::KeyPair::generate().unwrap();
+    let mut server_params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+    server_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let server = server_params.signed_by(&server_key, &ca).unwrap();
+    let ca_file = folder.join(format!("{name}-ca.pem"));
+    let cert_file = folder.join(format!("{name}-server.pem"));
+    let key_file = folder.join(format!("{name}-server.key"));
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    std::fs::write(&cert_file, server.pem()).unwrap();
+    std::fs::write(&key_file, server_key.serialize_pem()).unwrap();
+    let config = authcheck_smtp::load_tls(&cert_file, &key_file).expect("the sink's TLS");
+    (ca_file, config)
+}
+
+const SMARTHOST_PASSWORD: &str = "s3cret-Pa55";
+
+fn smarthost_login() -> Option<(String, String)> {
+    Some(("authcheck".to_owned(), SMARTHOST_PASSWORD.to_owned()))
+}
+
+/// The service's arguments for the smarthost at `target`, logging in with `password`, its
+/// certificate checked with `ca_file`.
+fn smarthost_args<'a>(target: &'a str, password: &'a str, ca_file: &'a str) -> [&'a str; 8] {
+    [
+        "--outgoing-smarthost",
+        target,
+        "--outgoing-smarthost-user",
+        "authcheck",
+        "--outgoing-smarthost-password",
+        password,
+        "--outgoing-smarthost-ca-file",
+        ca_file,
+    ]
+}
+
+/// The smarthost path for real: STARTTLS with a certificate the configured CA signed, AUTH
+/// (the sink checks the login), the signed reply taken; the session log shows AUTH without the
+/// credentials. A wrong password is refused with 535, which is permanent (RFC 4954): the
+/// reply is given up, not retried, and the result page says why.
+#[tokio::test]
+async fn a_smarthost_with_a_certificate_the_ca_signed_gets_the_login_and_the_reply() {
+    let dns = TestDns::start().await;
+    let folder = tempfile::tempdir().unwrap();
+    zone(&dns, &key_in(folder.path()));
+    let (ca_file, tls) = test_ca(folder.path(), "smarthost");
+    let offers = SinkOffers {
+        tls: Some(tls),
+        login: smarthost_login(),
+    };
+    let smarthost = Sink::offering(&[], offers).await;
+    let mx = Sink::start(&[]).await;
+    let (target, ca) = (smarthost.addr.to_string(), ca_file.display().to_string());
+    let args = smarthost_args(&target, SMARTHOST_PASSWORD, &ca);
+    let service = start(&dns, folder.path(), &mx, &args).await;
+    let id = test_message(
+        &service,
+        "alice@sender.test",
+        &message("alice@sender.test", "s1@sender.test", ""),
+    )
+    .await;
+    let received = smarthost.first().await;
+    assert_eq!(received.user.as_deref(), Some("authcheck"), "it logged in");
+    assert_eq!(received.recipients, ["alice@sender.test"]);
+    assert_eq!(received.mail_from, "");
+    let report = check_json(&dns, &received.data, "127.0.0.1", "").await;
+    assert_eq!(report["dkim"][0]["result"], "pass", "signed: {report:#}");
+    let json = reply_when(&service, &id, |json| json["reply"]["state"] == "sent").await;
+    assert_eq!(json["reply"]["attempts"][0]["tls"], "TLSv1.3", "{json:#}");
+    assert!(mx.received().is_empty(), "nothing went to the MX");
+
+    // The session log shows AUTH and its reply, never the credentials.
+    let outbound = service.get_json("/api/v1/sessions?direction=out").await;
+    let session = &outbound["sessions"][0];
+    let steps: Vec<(String, u64)> = session["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|event| {
+            (
+                event["command"].as_str().unwrap().to_owned(),
+                event["code"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert!(
+        steps.contains(&("AUTH PLAIN (credentials hidden)".to_owned(), 235)),
+        "{steps:?}"
+    );
+    let encoded = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD
+            .encode(format!("\0authcheck\0{SMARTHOST_PASSWORD}"))
+    };
+    let session_page = format!("/logs/{}", session["id"].as_str().unwrap());
+    for path in [
+        "/logs",
+        "/logs/raw",
+        "/api/v1/sessions",
+        session_page.as_str(),
+    ] {
+        let shown = service.get_text(path).await;
+        assert!(!shown.contains(SMARTHOST_PASSWORD), "{path}: {shown}");
+        assert!(!shown.contains(&encoded), "{path}: {shown}");
+    }
+    assert!(service.stop().await.success());
+
+    // The same database with a wrong password: bob, so that the per-address limit stays out.
+    let args = smarthost_args(&target, "wrong-password", &ca);
+    let service = start(&dns, folder.path(), &mx, &args).await;
+    let id = test_message(
+        &service,
+        "bob@sender.test",
+        &message("bob@sender.test", "s2@sender.test", ""),
+    )
+    .await;
+    let json = reply_when(&service, &id, |json| json["reply"]["state"] == "failed").await;
+    let attempts = json["reply"]["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 1, "535 is not retried: {json:#}");
+    assert_eq!(attempts[0]["step"], "AUTH", "{json:#}");
+    assert_eq!(
+        attempts[0]["detail"], "535 5.7.8 authentication credentials invalid",
+        "{json:#}"
+    );
+    let page = service.get_text(&format!("/r/{id}")).await;
+    assert!(page.contains(r#"id="reply-state">failed<"#), "{page}");
+    assert!(
+        page.contains("535 5.7.8 authentication credentials invalid"),
+        "{page}"
+    );
+    assert_eq!(smarthost.received().len(), 1, "nothing more was taken");
+}
+
+/// A smarthost whose certificate the configured CA did not sign (a man in the middle) fails
+/// at STARTTLS: the handshake stops, the password never reaches it (the sink saw no AUTH), and
+/// the reply waits for a retry.
+#[tokio::test]
+async fn a_smarthost_whose_certificate_the_ca_did_not_sign_never_gets_the_password() {
+    let dns = TestDns::start().await;
+    let folder = tempfile::tempdir().unwrap();
+    zone(&dns, &key_in(folder.path()));
+    let (ca_file, _) = test_ca(folder.path(), "trusted");
+    let (_, impostor) = test_ca(folder.path(), "impostor");
+    let offers = SinkOffers {
+        tls: Some(impostor),
+        login: smarthost_login(),
+    };
+    let smarthost = Sink::offering(&[], offers).await;
+    let mx = Sink::start(&[]).await;
+    let (target, ca) = (smarthost.addr.to_string(), ca_file.display().to_string());
+    let args = smarthost_args(&target, SMARTHOST_PASSWORD, &ca);
+    let service = start(&dns, folder.path(), &mx, &args).await;
+    let id = test_message(
+        &service,
+        "alice@sender.test",
+        &message("alice@sender.test", "m1@sender.test", ""),
+    )
+    .await;
+    let json = reply_when(&service, &id, |json| {
+        json["reply"]["attempts"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+    })
+    .await;
+    assert_eq!(
+        json["reply"]["state"], "queued",
+        "tried again later: {json:#}"
+    );
+    let attempt = &json["reply"]["attempts"][0];
+    assert_eq!(attempt["step"], "STARTTLS", "{json:#}");
+    assert!(
+        attempt["detail"].as_str().unwrap().contains("certificate"),
+        "{json:#}"
+    );
+    let commands = smarthost.commands();
+    assert!(
+        commands
+            .iter()
+            .all(|c| !c.to_ascii_uppercase().starts_with("AUTH")),
+        "{commands:?}"
+    );
+    assert_eq!(commands.len(), 2, "EHLO and STARTTLS only: {commands:?}");
+    assert!(smarthost.received().is_empty());
+    let outbound = service.get_json("/api/v1/sessions?direction=out").await;
+    let events = outbound["sessions"][0]["events"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let handshake = events
+        .iter()
+        .find(|event| event["command"] == "(TLS handshake)")
+        .unwrap_or_else(|| panic!("{events:?}"));
+    assert!(
+        handshake["text"].as_str().unwrap().contains("certificate"),
+        "{handshake:#}"
+    );
+}
+
+/// Crash recovery: the service is killed (SIGKILL) while the sink holds the reply to the data,
+/// so the attempt never ends; the restarted service takes the message again once the dead
+/// instance's short lease has run out (about `outgoing_timeout` + 15 s after its last renewal,
+/// not the hour and a half of a lease covering every possible wait), and the reply arrives.
+#[tokio::test]
+async fn a_reply_cut_off_by_a_crash_arrives_soon_after_a_restart() {
+    let dns = TestDns::start().await;
+    let folder = tempfile::tempdir().unwrap();
+    zone(&dns, &key_in(folder.path()));
+    let sink = Sink::start(&[HOLD]).await;
+    // A lease of 10 + 15 = 25 s; before, a claim held a message 10 × 9 × 10 + 60 s = 16 min.
+    let service = start(&dns, folder.path(), &sink, &["--outgoing-timeout", "10s"]).await;
+    let options = service.options.clone();
+    let id = test_message(
+        &service,
+        "alice@sender.test",
+        &message("alice@sender.test", "k1@sender.test", ""),
+    )
+    .await;
+    let holding = eventually(WAIT, || async {
+        (*sink.shared.held.lock().unwrap() == 1).then_some(())
+    })
+    .await;
+    assert!(holding.is_some(), "the attempt reached the end of the data");
+    let killed_at = std::time::Instant::now();
+    service.kill().await;
+    assert!(sink.received().is_empty());
+
+    let service = Service::start_with(options).await;
+    let arrived = eventually(Duration::from_secs(60), || async {
+        sink.received().first().cloned()
+    })
+    .await
+    .expect("the reply arrived after the restart");
+    let waited = killed_at.elapsed();
+    assert!(
+        waited < Duration::from_secs(45),
+        "taken again within one lease and a poll of the crash, not after {waited:?}"
+    );
+    assert_eq!(arrived.recipients, ["alice@sender.test"]);
+    let json = reply_when(&service, &id, |json| json["reply"]["state"] == "sent").await;
+    assert_eq!(
+        json["reply"]["attempts"].as_array().unwrap().len(),
+        1,
+        "the cut-off attempt was never recorded: {json:#}"
+    );
+    assert_eq!(sink.received().len(), 1, "sent once");
 }

@@ -17,6 +17,7 @@ use std::time::Duration;
 use authcheck_web::HttpLimits;
 
 use crate::cli::ServiceArgs;
+pub use crate::outgoing::SmarthostTlsMode;
 pub use crate::reply::ReplyScope;
 use authcheck_store::RateLimit;
 
@@ -380,7 +381,8 @@ settings! {
         flag: "outgoing-smarthost", env: "AUTHCHECK_OUTGOING_SMARTHOST", value: "HOST:PORT",
         default: DefaultValue::Unset("none: the recipient domain's MX hosts"),
     }
-    /// The user name for the smarthost's AUTH (PLAIN or LOGIN, only over STARTTLS).
+    /// The user name for the smarthost's AUTH (PLAIN or LOGIN, only over TLS whose
+    /// certificate checked out).
     outgoing_smarthost_user: optional<String> = parse_text {
         flag: "outgoing-smarthost-user", env: "AUTHCHECK_OUTGOING_SMARTHOST_USER", value: "NAME",
         default: DefaultValue::Unset("no AUTH"),
@@ -391,6 +393,20 @@ settings! {
         flag: "outgoing-smarthost-password", env: "AUTHCHECK_OUTGOING_SMARTHOST_PASSWORD",
         value: "PASSWORD",
         default: DefaultValue::Unset("none"),
+    }
+    /// A PEM file of the certificate authorities that sign the smarthost's certificate,
+    /// trusted instead of the system's roots (a private smarthost's own CA). The smarthost's
+    /// certificate is always checked, unlike the MX hosts' (opportunistic TLS, RFC 7435).
+    outgoing_smarthost_ca_file: optional<PathBuf> = parse_path {
+        flag: "outgoing-smarthost-ca-file", env: "AUTHCHECK_OUTGOING_SMARTHOST_CA_FILE",
+        value: "PATH",
+        default: DefaultValue::Unset("the system's root certificates"),
+    }
+    /// How the smarthost's connection is secured: `starttls`, `implicit` (TLS from the first
+    /// byte, RFC 8314, as on port 465) or `auto` (implicit on port 465, STARTTLS otherwise).
+    outgoing_smarthost_tls: one<SmarthostTlsMode> = parse_smarthost_tls {
+        flag: "outgoing-smarthost-tls", env: "AUTHCHECK_OUTGOING_SMARTHOST_TLS", value: "MODE",
+        default: DefaultValue::Text("auto"),
     }
     /// The port of the MX hosts outgoing mail is delivered to; 25 except in tests.
     outgoing_mx_port: one<u16> = parse_port {
@@ -514,6 +530,12 @@ impl Settings {
                 ));
             }
             _ => {}
+        }
+        if settings.outgoing_smarthost_ca_file.is_some() && settings.outgoing_smarthost.is_none() {
+            return Err(invalid(
+                "outgoing_smarthost",
+                "outgoing_smarthost_ca_file is set but there is no smarthost to check",
+            ));
         }
         if settings.outgoing_smarthost_user.is_some() && settings.outgoing_smarthost.is_none() {
             return Err(invalid(
@@ -790,6 +812,15 @@ fn parse_reply_scope(text: &str) -> Result<ReplyScope, String> {
         "check" => Ok(ReplyScope::Check),
         "all" => Ok(ReplyScope::All),
         other => Err(format!("{other:?} is none of off, check, all")),
+    }
+}
+
+fn parse_smarthost_tls(text: &str) -> Result<SmarthostTlsMode, String> {
+    match text.trim() {
+        "auto" => Ok(SmarthostTlsMode::Auto),
+        "starttls" => Ok(SmarthostTlsMode::StartTls),
+        "implicit" => Ok(SmarthostTlsMode::Implicit),
+        other => Err(format!("{other:?} is none of auto, starttls, implicit")),
     }
 }
 

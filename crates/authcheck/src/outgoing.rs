@@ -9,15 +9,20 @@
 //! tell that the test passed DMARC), and a summary's recipient, an operator, is hidden.
 //!
 //! The clock is passed in ([`Sender::run_once`] takes `now`), so retries and give-ups are tested
-//! without waiting. A claim holds a message for a lease longer than any attempt can take, so
-//! instances sharing a database never send one message twice, and a message whose instance died
-//! mid-attempt is taken again when the lease ends: a restart loses no reply.
+//! without waiting. A claim holds a message for a short lease (one network wait and a margin,
+//! [`OutgoingConfig::lease`]) in this process's name, renewed while the attempt runs; an attempt
+//! whose claim cannot be renewed stops before its lease runs out. So instances sharing a
+//! database never send one message at once, and a message whose instance died mid-attempt is
+//! taken again about one lease after its last renewal: a restart loses no reply and waits
+//! little for it.
 
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use authcheck_outbound::{
-    Credentials, NextAttempt, Outgoing, RetryPolicy, Server, SigningKey, Transcript,
-    deliver_authenticated, mx_servers,
+    Credentials, NextAttempt, Outgoing, RetryPolicy, Server, SigningKey, SmarthostTls, Transcript,
+    deliver, deliver_to_smarthost, mx_servers,
 };
 use authcheck_store::{
     AfterAttempt, Direction, NewSession, OutgoingAttempt, OutgoingKind, OutgoingMessage,
@@ -31,6 +36,12 @@ use tokio::sync::watch;
 const POLL: Duration = Duration::from_secs(1);
 /// The most messages one look takes.
 const CLAIM_AT_ONCE: u32 = 10;
+/// How much longer than one network wait a claim's lease runs: time for the renewal, made
+/// every third of the lease, to come through.
+const LEASE_MARGIN: Duration = Duration::from_secs(15);
+/// How long before its lease would run out an attempt whose claim was not renewed stops: it
+/// has stopped before another instance may claim the message, even with clocks a little apart.
+const STOP_BEFORE_LEASE_ENDS: Duration = Duration::from_secs(5);
 
 /// Where messages go.
 #[derive(Clone, Debug)]
@@ -38,17 +49,42 @@ pub enum Route {
     /// To the recipient domain's MX hosts, on `port` (25 between mail servers);
     /// `allow_inward` lets loopback and private addresses through.
     Mx { port: u16, allow_inward: bool },
-    /// Everything through one server, `HOST:PORT`, authenticating when credentials are given.
+    /// Everything through one server, `HOST:PORT`, its certificate checked with `tls`,
+    /// authenticating when credentials are given.
     Smarthost {
         target: String,
+        tls: SmarthostTls,
         credentials: Option<Credentials>,
     },
+}
+
+/// How the smarthost's connection is secured (the setting `outgoing_smarthost_tls`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SmarthostTlsMode {
+    /// Implicit TLS on port 465 (the submissions port, RFC 8314), STARTTLS on any other.
+    Auto,
+    StartTls,
+    /// TLS from the first byte.
+    Implicit,
+}
+
+impl SmarthostTlsMode {
+    /// Whether the smarthost `HOST:PORT` is spoken to with implicit TLS.
+    pub fn is_implicit_for(self, target: &str) -> bool {
+        match self {
+            SmarthostTlsMode::Auto => target
+                .rsplit_once(':')
+                .is_some_and(|(_, port)| port == "465"),
+            SmarthostTlsMode::StartTls => false,
+            SmarthostTlsMode::Implicit => true,
+        }
+    }
 }
 
 /// The worker's settings, resolved.
 #[derive(Clone, Debug)]
 pub struct OutgoingConfig {
-    /// This instance's host name: the EHLO name and the claimant.
+    /// This instance's host name: the EHLO name.
     pub instance: String,
     /// The first tester domain, which the messages are signed for.
     pub domain: String,
@@ -60,12 +96,11 @@ pub struct OutgoingConfig {
 }
 
 impl OutgoingConfig {
-    /// How long a claim holds a message: longer than the slowest attempt (every step of every
-    /// server timing out).
-    fn lease(&self) -> i64 {
-        let servers =
-            (authcheck_outbound::MAX_MX_HOSTS * authcheck_outbound::MAX_ADDRESSES_PER_HOST) as u64;
-        (self.timeout.as_secs().max(1) * 9 * servers + 60) as i64
+    /// How long a claim holds a message unless it is renewed: one network wait (no single
+    /// wait of an attempt is longer) and [`LEASE_MARGIN`]. With the default timeout, 75 s: a
+    /// message whose instance died is taken again that long after the last renewal.
+    pub fn lease(&self) -> Duration {
+        self.timeout.max(Duration::from_secs(1)) + LEASE_MARGIN
     }
 }
 
@@ -75,32 +110,47 @@ pub struct Sender {
     key: SigningKey,
     store: SharedStore,
     dns: Dns,
+    /// The name this process claims messages under: the host name, the process id and the
+    /// start time, so that two instances on one host (or a restarted one) never share it.
+    claimant: String,
 }
 
 impl Sender {
     pub fn new(config: OutgoingConfig, key: SigningKey, store: SharedStore, dns: Dns) -> Sender {
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        let claimant = format!("{} {} {started}", config.instance, std::process::id());
         Sender {
             config,
             key,
             store,
             dns,
+            claimant,
         }
     }
 
     /// Attempts every message due at `now` that this instance can claim; how many.
     pub async fn run_once(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let claimed_at = Instant::now();
+        let lease = i64::try_from(self.config.lease().as_secs()).unwrap_or(i64::MAX);
         let claimed = self
             .store
             .claim_outgoing(
-                &self.config.instance,
+                &self.claimant,
                 now.timestamp(),
-                now.timestamp() + self.config.lease(),
+                now.timestamp().saturating_add(lease),
                 CLAIM_AT_ONCE,
             )
             .await?;
         let count = claimed.len();
         for message in claimed {
-            let (mut attempt, permanent, connections) = self.attempt(&message, now).await;
+            let Some((mut attempt, permanent, connections)) =
+                self.attempt_while_held(&message, now, claimed_at).await
+            else {
+                continue;
+            };
             let after = if attempt.ok {
                 AfterAttempt::Sent
             } else {
@@ -117,11 +167,79 @@ impl Sender {
             };
             attempt.session_id = self.log_sessions(&message, connections, after).await;
             log_attempt(&message, &attempt, after);
-            self.store
-                .record_attempt(&message.id, attempt, after)
+            let recorded = self
+                .store
+                .record_attempt(&message.id, &self.claimant, attempt, after)
                 .await?;
+            if !recorded {
+                tracing::warn!(
+                    id = %message.id,
+                    "another instance holds this outgoing message now; its attempt counts"
+                );
+            }
         }
         Ok(count)
+    }
+
+    /// [`Sender::attempt`] while renewing the claim on `message` (made at `claimed_at`) every
+    /// third of the lease; `None` when the claim is lost or could not be renewed in time: the
+    /// attempt is then dropped (its connection closed, mid-data if need be, which delivers
+    /// nothing) before the lease runs out, so no other instance sends the message meanwhile.
+    async fn attempt_while_held(
+        &self,
+        message: &OutgoingMessage,
+        now: DateTime<Utc>,
+        claimed_at: Instant,
+    ) -> Option<(OutgoingAttempt, bool, Vec<Connection>)> {
+        let lease = self.config.lease();
+        let lease_secs = i64::try_from(lease.as_secs()).unwrap_or(i64::MAX);
+        let mut held_until = claimed_at + lease - STOP_BEFORE_LEASE_ENDS;
+        let mut next_renewal = claimed_at + lease / 3;
+        let attempt = self.attempt(message, now);
+        tokio::pin!(attempt);
+        // Bounded: each turn renews (or stops), and a renewal that fails stops by held_until.
+        loop {
+            tokio::select! {
+                biased;
+                () = tokio::time::sleep_until(next_renewal.min(held_until)) => {}
+                outcome = &mut attempt => return Some(outcome),
+            }
+            if Instant::now() >= held_until {
+                tracing::warn!(
+                    id = %message.id,
+                    "the claim on this outgoing message could not be renewed in time; the \
+                     attempt stops and the message will be taken again"
+                );
+                return None;
+            }
+            let asked = Instant::now();
+            let wall = Utc::now().timestamp();
+            let renewal = self.store.renew_outgoing_claim(
+                &message.id,
+                &self.claimant,
+                wall,
+                wall.saturating_add(lease_secs),
+            );
+            match tokio::time::timeout_at(held_until, renewal).await {
+                Ok(Ok(true)) => {
+                    held_until = asked + lease - STOP_BEFORE_LEASE_ENDS;
+                    next_renewal = asked + lease / 3;
+                }
+                Ok(Ok(false)) => {
+                    tracing::warn!(
+                        id = %message.id,
+                        "the claim on this outgoing message is no longer this instance's; \
+                         the attempt stops"
+                    );
+                    return None;
+                }
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, id = %message.id, "could not renew the claim; trying again");
+                    next_renewal = Instant::now() + POLL;
+                }
+                Err(_) => next_renewal = held_until,
+            }
+        }
     }
 
     /// Stores the attempt's connections in the session log, the last with the attempt's
@@ -249,7 +367,7 @@ impl Sender {
                     );
                 }
             };
-        let (servers, credentials) = match self.servers_for(&message.recipient).await {
+        let servers = match self.servers_for(&message.recipient).await {
             Ok(found) => found,
             Err((detail, permanent)) => {
                 return (
@@ -271,9 +389,16 @@ impl Sender {
         for server in &servers {
             let shown = format!("{} [{}]", server.name, server.addr);
             let started_at = Utc::now();
-            let delivered =
-                deliver_authenticated(server, &outgoing, self.config.timeout, credentials.as_ref())
-                    .await;
+            let timeout = self.config.timeout;
+            let delivered = match &self.config.route {
+                Route::Mx { .. } => deliver(server, &outgoing, timeout).await,
+                Route::Smarthost {
+                    tls, credentials, ..
+                } => {
+                    deliver_to_smarthost(server, &outgoing, timeout, tls, credentials.as_ref())
+                        .await
+                }
+            };
             let (transcript, tls) = match &delivered {
                 Ok(delivered) => (delivered.transcript.clone(), delivered.tls.clone()),
                 Err(failure) => (failure.transcript.clone(), failure.tls.clone()),
@@ -319,12 +444,8 @@ impl Sender {
         (attempt, false, connections)
     }
 
-    /// The servers for `recipient`, and the credentials to use with them; or what went wrong
-    /// and whether it is permanent.
-    async fn servers_for(
-        &self,
-        recipient: &str,
-    ) -> Result<(Vec<Server>, Option<Credentials>), (String, bool)> {
+    /// The servers for `recipient`; or what went wrong and whether it is permanent.
+    async fn servers_for(&self, recipient: &str) -> Result<Vec<Server>, (String, bool)> {
         match &self.config.route {
             Route::Mx { port, allow_inward } => {
                 let Some((_, domain)) = recipient.rsplit_once('@') else {
@@ -332,13 +453,9 @@ impl Sender {
                 };
                 mx_servers(&self.dns, domain, *port, *allow_inward)
                     .await
-                    .map(|servers| (servers, None))
                     .map_err(|error| (error.detail, error.permanent))
             }
-            Route::Smarthost {
-                target,
-                credentials,
-            } => {
+            Route::Smarthost { target, .. } => {
                 let addrs = tokio::net::lookup_host(target.as_str())
                     .await
                     .map_err(|error| (format!("cannot resolve {target}: {error}"), false))?;
@@ -358,7 +475,7 @@ impl Sender {
                 if servers.is_empty() {
                     return Err((format!("{target} has no address"), false));
                 }
-                Ok((servers, credentials.clone()))
+                Ok(servers)
             }
         }
     }
@@ -454,7 +571,7 @@ fn log_attempt(message: &OutgoingMessage, attempt: &OutgoingAttempt, after: Afte
 }
 
 /// Works the queue every [`POLL`] until `stop`. A message cut off mid-attempt by the stop is
-/// taken again when its lease ends.
+/// taken again when its lease ends, about [`OutgoingConfig::lease`] later.
 pub async fn run_periodically(sender: Sender, stop: watch::Receiver<bool>) {
     let sender = &sender;
     crate::schedule::repeat(tokio::time::Instant::now(), POLL, stop, |now| async move {

@@ -322,15 +322,21 @@ fn retry_policy(settings: &Settings) -> authcheck_outbound::RetryPolicy {
     }
 }
 
-/// The outgoing queue worker's settings: signed like the self-check's messages.
+/// The outgoing queue worker's settings: signed like the self-check's messages. A smarthost
+/// CA file that cannot be used stops the start here.
 fn outgoing_config(
     settings: &Settings,
     self_check: &SelfCheckConfig,
     hostname: &str,
-) -> OutgoingConfig {
+) -> Result<OutgoingConfig, ConfigError> {
     let route = match &settings.outgoing_smarthost {
         Some(target) => Route::Smarthost {
             target: target.clone(),
+            tls: authcheck_outbound::SmarthostTls::new(
+                settings.outgoing_smarthost_ca_file.as_deref(),
+                settings.outgoing_smarthost_tls.is_implicit_for(target),
+            )
+            .map_err(|problem| invalid("outgoing_smarthost_ca_file", problem))?,
             credentials: settings
                 .outgoing_smarthost_user
                 .clone()
@@ -345,14 +351,14 @@ fn outgoing_config(
             allow_inward: settings.outgoing_allow_private,
         },
     };
-    OutgoingConfig {
+    Ok(OutgoingConfig {
         instance: hostname.to_owned(),
         domain: self_check.domain.clone(),
         selector: self_check.selector.clone(),
         route,
         timeout: settings.outgoing_timeout,
         retry: retry_policy(settings),
-    }
+    })
 }
 
 /// The folder of a `sqlite://PATH` database (relative to the working directory, or absolute
@@ -498,8 +504,11 @@ pub async fn serve(settings: Settings) -> Result<(), Failure> {
     // off the start's path: making a key takes a moment.
     let summarizing = !settings.summary_recipients.is_empty();
     let sending_outgoing = settings.reply_by_mail != ReplyScope::Off || summarizing;
+    let outgoing = match sending_outgoing {
+        true => Some(outgoing_config(&settings, &self_check, &hostname)?),
+        false => None,
+    };
     let signing = (settings.self_check_interval.is_some() || sending_outgoing).then(|| {
-        let outgoing = sending_outgoing.then(|| outgoing_config(&settings, &self_check, &hostname));
         let (key_place, record_name) = (self_check.key_place.clone(), self_check.record_name());
         let self_check = settings
             .self_check_interval

@@ -4,21 +4,29 @@
 //! [`Transcript`] (credentials never: AUTH shows only its mechanism), which the session log
 //! shows.
 //!
-//! TLS is opportunistic, as between mail servers (RFC 7435): used whenever offered, the
-//! certificate not checked, and reported in [`Delivered::tls`]. A server that does not offer
-//! STARTTLS gets the message in clear text, unless the caller authenticates: a password
-//! ([`Credentials`], for a smarthost) is only ever sent over TLS, with AUTH PLAIN or LOGIN,
-//! whichever the server offers.
+//! To MX hosts TLS is opportunistic, as between mail servers (RFC 7435): used whenever
+//! offered, the certificate not checked, and reported in [`Delivered::tls`]; a server that
+//! does not offer STARTTLS gets the message in clear text. A smarthost is a server the operator
+//! named, so its certificate is checked ([`SmarthostTls`]: the system's roots, or the
+//! authorities of a CA file) before anything else is sent, with STARTTLS or implicit TLS (port
+//! 465); a password ([`Credentials`]) is only ever sent over such a checked connection, with
+//! AUTH PLAIN or LOGIN, whichever the server offers.
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use mail_send::SmtpClient;
 use mail_send::smtp::AssertReply;
 use mail_send::smtp::tls::build_tls_connector;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
 use smtp_proto::{AUTH_LOGIN, AUTH_PLAIN, EhloResponse, Response};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 
 /// An SMTP server to deliver to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +62,83 @@ impl fmt::Debug for Credentials {
             .field("username", &self.username)
             .finish_non_exhaustive()
     }
+}
+
+/// How a smarthost's TLS is set up and its certificate checked; made once from the settings.
+#[derive(Clone)]
+pub struct SmarthostTls {
+    connector: TlsConnector,
+    /// TLS from the first byte (port 465, RFC 8314) instead of STARTTLS.
+    implicit: bool,
+}
+
+impl fmt::Debug for SmarthostTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SmarthostTls")
+            .field("implicit", &self.implicit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SmarthostTls {
+    /// Certificates checked against the system's roots (as mail-send's connector does), or,
+    /// when `ca_file` is given, against the certificate authorities in that PEM file only (a
+    /// private smarthost's own CA). `implicit` for TLS from the first byte (port 465).
+    pub fn new(ca_file: Option<&Path>, implicit: bool) -> Result<SmarthostTls, String> {
+        let connector = match ca_file {
+            None => build_tls_connector(false)?,
+            Some(path) => {
+                let pem = std::fs::read(path).map_err(|error| {
+                    format!(
+                        "cannot read the smarthost CA file {}: {error}",
+                        path.display()
+                    )
+                })?;
+                let mut roots = rustls::RootCertStore::empty();
+                for certificate in CertificateDer::pem_slice_iter(&pem) {
+                    let certificate = certificate.map_err(|error| {
+                        format!(
+                            "the smarthost CA file {} is not PEM certificates: {error}",
+                            path.display()
+                        )
+                    })?;
+                    roots.add(certificate).map_err(|error| {
+                        format!(
+                            "the smarthost CA file {} holds an unusable certificate: {error}",
+                            path.display()
+                        )
+                    })?;
+                }
+                if roots.is_empty() {
+                    return Err(format!(
+                        "the smarthost CA file {} holds no certificate; give a PEM file with \
+                         the certificate of the authority that signs the smarthost's",
+                        path.display()
+                    ));
+                }
+                let provider = Arc::new(rustls::crypto::ring::default_provider());
+                let config = rustls::ClientConfig::builder_with_provider(provider)
+                    .with_safe_default_protocol_versions()
+                    .map_err(|error| error.to_string())?
+                    .with_root_certificates(roots)
+                    .with_no_client_auth();
+                TlsConnector::from(Arc::new(config))
+            }
+        };
+        Ok(SmarthostTls {
+            connector,
+            implicit,
+        })
+    }
+}
+
+/// How one delivery uses TLS.
+#[derive(Clone, Copy)]
+enum Security<'a> {
+    /// To an MX host: STARTTLS when offered, the certificate not checked.
+    Opportunistic,
+    /// To a smarthost: its certificate checked; required when authenticating.
+    Checked(&'a SmarthostTls),
 }
 
 /// A step of an SMTP transaction.
@@ -224,25 +309,55 @@ fn shown_reply(response: &Response<String>) -> Reply {
     }
 }
 
-/// Delivers `outgoing` to `server`, each network wait bounded by `timeout`.
+/// Delivers `outgoing` to `server`, an MX host, each network wait bounded by `timeout`, with
+/// opportunistic TLS.
 pub async fn deliver(
     server: &Server,
     outgoing: &Outgoing<'_>,
     timeout: Duration,
 ) -> Result<Delivered, Failure> {
-    deliver_authenticated(server, outgoing, timeout, None).await
+    delivery(server, outgoing, timeout, Security::Opportunistic, None).await
 }
 
-/// As [`deliver`], authenticating with `credentials` when given: then a server that does not
-/// offer STARTTLS is a failure at that step, as the password never goes in clear text.
-pub async fn deliver_authenticated(
+/// Delivers `outgoing` to `server`, a smarthost, checking its certificate with `tls` and
+/// authenticating with `credentials` when given: then a server that does not offer STARTTLS
+/// (without implicit TLS) is a failure at that step, as the password never goes in clear
+/// text, and so is a certificate that does not check out.
+pub async fn deliver_to_smarthost(
     server: &Server,
     outgoing: &Outgoing<'_>,
     timeout: Duration,
+    tls: &SmarthostTls,
+    credentials: Option<&Credentials>,
+) -> Result<Delivered, Failure> {
+    delivery(
+        server,
+        outgoing,
+        timeout,
+        Security::Checked(tls),
+        credentials,
+    )
+    .await
+}
+
+async fn delivery(
+    server: &Server,
+    outgoing: &Outgoing<'_>,
+    timeout: Duration,
+    security: Security<'_>,
     credentials: Option<&Credentials>,
 ) -> Result<Delivered, Failure> {
     let mut transcript = Transcript::default();
-    match converse(server, outgoing, timeout, credentials, &mut transcript).await {
+    match converse(
+        server,
+        outgoing,
+        timeout,
+        security,
+        credentials,
+        &mut transcript,
+    )
+    .await
+    {
         Ok((tls, reply)) => Ok(Delivered {
             tls,
             reply,
@@ -336,6 +451,7 @@ async fn converse(
     server: &Server,
     outgoing: &Outgoing<'_>,
     timeout: Duration,
+    security: Security<'_>,
     credentials: Option<&Credentials>,
     transcript: &mut Transcript,
 ) -> Result<(Option<String>, Reply), Failure> {
@@ -346,6 +462,19 @@ async fn converse(
             transcript.push("(connect)", 0, &failure.detail);
             return Err(failure);
         }
+    };
+    let connector = match security {
+        Security::Checked(tls) if tls.implicit => {
+            let (mut client, tls) = handshake(client, &tls.connector, server, transcript).await?;
+            let greeting = exchange(&mut client, transcript, Step::Greeting, "(connect)", None)
+                .await
+                .map_err(with(&tls))?;
+            positive(Step::Greeting, greeting).map_err(with(&tls))?;
+            return secured(client, tls, outgoing, credentials, transcript).await;
+        }
+        Security::Checked(tls) => tls.connector.clone(),
+        Security::Opportunistic => build_tls_connector(true)
+            .map_err(|error| Failure::because(Step::StartTls, error.to_string()))?,
     };
     let greeting = exchange(&mut client, transcript, Step::Greeting, "(connect)", None).await?;
     positive(Step::Greeting, greeting)?;
@@ -360,8 +489,6 @@ async fn converse(
         }
         return transaction(client, outgoing, None, transcript).await;
     }
-    let connector = build_tls_connector(true)
-        .map_err(|error| Failure::because(Step::StartTls, error.to_string()))?;
     let response = exchange(
         &mut client,
         transcript,
@@ -371,7 +498,25 @@ async fn converse(
     )
     .await?;
     positive(Step::StartTls, response)?;
-    let mut client = match client.into_tls(&connector, &server.name).await {
+    let (client, tls) = handshake(client, &connector, server, transcript).await?;
+    secured(client, tls, outgoing, credentials, transcript).await
+}
+
+/// The TLS handshake on a connected client (after STARTTLS, or at once for implicit TLS),
+/// kept in the transcript with the version and cipher or why it failed; the TLS version.
+async fn handshake(
+    client: SmtpClient<TcpStream>,
+    connector: &TlsConnector,
+    server: &Server,
+    transcript: &mut Transcript,
+) -> Result<
+    (
+        SmtpClient<tokio_rustls::client::TlsStream<TcpStream>>,
+        Option<String>,
+    ),
+    Failure,
+> {
+    let client = match client.into_tls(connector, &server.name).await {
         Ok(client) => client,
         Err(error) => {
             let failure = Failure::at(Step::StartTls, error);
@@ -392,17 +537,32 @@ async fn converse(
         0,
         &format!("{} {cipher}", tls.as_deref().unwrap_or("TLS")),
     );
-    let with_tls = |failure: Failure| Failure {
+    Ok((client, tls))
+}
+
+/// A failure that came after the TLS handshake, with its version.
+fn with(tls: &Option<String>) -> impl Fn(Failure) -> Failure + '_ {
+    move |failure| Failure {
         tls: tls.clone(),
         ..failure
-    };
+    }
+}
+
+/// EHLO, AUTH when there are credentials, and the transaction, over TLS.
+async fn secured<T: AsyncRead + AsyncWrite + Unpin>(
+    mut client: SmtpClient<T>,
+    tls: Option<String>,
+    outgoing: &Outgoing<'_>,
+    credentials: Option<&Credentials>,
+    transcript: &mut Transcript,
+) -> Result<(Option<String>, Reply), Failure> {
     let capabilities = ehlo(&mut client, transcript, outgoing.helo)
         .await
-        .map_err(with_tls)?;
+        .map_err(with(&tls))?;
     if let Some(credentials) = credentials {
         authenticate(&mut client, transcript, credentials, &capabilities)
             .await
-            .map_err(with_tls)?;
+            .map_err(with(&tls))?;
     }
     transaction(client, outgoing, tls, transcript).await
 }
@@ -493,10 +653,7 @@ async fn transaction<T: AsyncRead + AsyncWrite + Unpin>(
     tls: Option<String>,
     transcript: &mut Transcript,
 ) -> Result<(Option<String>, Reply), Failure> {
-    let with_tls = |failure: Failure| Failure {
-        tls: tls.clone(),
-        ..failure
-    };
+    let with_tls = with(&tls);
     let mail_from = format!("MAIL FROM:<{}>", outgoing.mail_from);
     let response = exchange(
         &mut client,
@@ -506,8 +663,8 @@ async fn transaction<T: AsyncRead + AsyncWrite + Unpin>(
         Some(format!("{mail_from}\r\n").as_bytes()),
     )
     .await
-    .map_err(with_tls)?;
-    positive(Step::MailFrom, response).map_err(with_tls)?;
+    .map_err(&with_tls)?;
+    positive(Step::MailFrom, response).map_err(&with_tls)?;
     for recipient in outgoing.recipients {
         let rcpt_to = format!("RCPT TO:<{recipient}>");
         let response = exchange(
@@ -518,8 +675,8 @@ async fn transaction<T: AsyncRead + AsyncWrite + Unpin>(
             Some(format!("{rcpt_to}\r\n").as_bytes()),
         )
         .await
-        .map_err(with_tls)?;
-        positive(Step::RcptTo, response).map_err(with_tls)?;
+        .map_err(&with_tls)?;
+        positive(Step::RcptTo, response).map_err(&with_tls)?;
     }
     let response = exchange(
         &mut client,
@@ -529,7 +686,7 @@ async fn transaction<T: AsyncRead + AsyncWrite + Unpin>(
         Some(b"DATA\r\n"),
     )
     .await
-    .map_err(with_tls)?;
+    .map_err(&with_tls)?;
     response
         .assert_code(354)
         .map_err(|error| with_tls(Failure::at(Step::Data, error)))?;
@@ -553,9 +710,9 @@ async fn transaction<T: AsyncRead + AsyncWrite + Unpin>(
     }
     let response = exchange(&mut client, transcript, Step::Data, &shown, None)
         .await
-        .map_err(with_tls)?;
+        .map_err(&with_tls)?;
     let reply = shown_reply(&response);
-    positive(Step::Data, response).map_err(with_tls)?;
+    positive(Step::Data, response).map_err(&with_tls)?;
     // The message is taken: a failed goodbye changes nothing.
     let _ = exchange(
         &mut client,
@@ -565,6 +722,7 @@ async fn transaction<T: AsyncRead + AsyncWrite + Unpin>(
         Some(b"QUIT\r\n"),
     )
     .await;
+    drop(with_tls);
     Ok((tls, reply))
 }
 

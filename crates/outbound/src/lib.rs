@@ -21,7 +21,8 @@ mod route;
 pub use compose::{Letter, MAX_LETTER_BYTES};
 pub use deliver::{
     Credentials, Delivered, Exchange, Failure, MAX_EXCHANGE_TEXT_BYTES, MAX_TRANSCRIPT_EXCHANGES,
-    Outgoing, Reply, Server, Step, Transcript, deliver, deliver_authenticated, dot_stuffed,
+    Outgoing, Reply, Server, SmarthostTls, Step, Transcript, deliver, deliver_to_smarthost,
+    dot_stuffed,
 };
 pub use key::{KEY_BITS, KeyError, KeyOrigin, SigningKey};
 pub use retry::{MAX_RETRY_INTERVAL, NextAttempt, RetryPolicy};

@@ -286,12 +286,15 @@ async fn send_authenticated(server: &Server) -> Result<Delivered, authcheck_outb
         message: &message,
     };
     let login = smarthost_login();
+    // The system's roots: the listener's self-signed certificate is not among them.
+    let tls = authcheck_outbound::SmarthostTls::new(None, false).unwrap();
     tokio::time::timeout(
         PATIENCE,
-        authcheck_outbound::deliver_authenticated(
+        authcheck_outbound::deliver_to_smarthost(
             server,
             &outgoing,
             Duration::from_secs(5),
+            &tls,
             Some(&login),
         ),
     )
@@ -313,13 +316,42 @@ async fn credentials_are_never_sent_without_tls() {
     assert!(!format!("{:?}", smarthost_login()).contains("s3cret"));
 }
 
-/// Over TLS the client authenticates before MAIL FROM; a server that offers no AUTH (as
-/// authcheck's own listener, which is never a relay) fails at that step and gets no message.
+/// A smarthost's certificate is checked before the password is sent: a self-signed one (the
+/// listener's) ends the delivery at the handshake, and AUTH is never said.
 #[tokio::test]
-async fn credentials_are_used_after_starttls() {
+async fn credentials_are_never_sent_to_an_unchecked_certificate() {
     let (server, sink, _stop) = listener(true).await;
     let failure = send_authenticated(&server).await.unwrap_err();
-    assert_eq!(failure.step, Step::Auth, "{failure}");
-    assert_eq!(failure.tls.as_deref(), Some("TLSv1.3"));
+    assert_eq!(failure.step, Step::StartTls, "{failure}");
+    assert!(failure.detail.contains("certificate"), "{failure}");
+    assert!(!failure.is_permanent());
+    let commands: Vec<&str> = failure
+        .transcript
+        .exchanges
+        .iter()
+        .map(|exchange| exchange.command.as_str())
+        .collect();
+    assert_eq!(
+        commands,
+        [
+            "(connect)",
+            "EHLO check.tester.test",
+            "STARTTLS",
+            "(TLS handshake)"
+        ]
+    );
     assert!(sink.received.lock().unwrap().is_empty());
+}
+
+#[test]
+fn a_smarthost_ca_file_without_certificates_is_refused_with_its_name() {
+    let folder = tempfile::tempdir().unwrap();
+    let path = folder.path().join("ca.pem");
+    std::fs::write(&path, "not a certificate\n").unwrap();
+    let error = authcheck_outbound::SmarthostTls::new(Some(&path), false).unwrap_err();
+    assert!(error.contains("ca.pem"), "{error}");
+    assert!(error.contains("no certificate"), "{error}");
+    let missing = folder.path().join("missing.pem");
+    let error = authcheck_outbound::SmarthostTls::new(Some(&missing), false).unwrap_err();
+    assert!(error.contains("cannot read"), "{error}");
 }

@@ -343,22 +343,34 @@ pub trait ResultStore: Send + Sync {
         message: NewOutgoing,
         max_queued: u32,
     ) -> StoreResult<Option<String>>;
-    /// Claims up to `limit` queued messages due at `now` for `instance` until `lease_until`:
-    /// no other claim takes them before then, on any instance sharing the database.
+    /// Claims up to `limit` queued messages due at `now` for `claimant` (one name per running
+    /// process) until `lease_until`: no other claim takes them before then, on any instance
+    /// sharing the database.
     async fn claim_outgoing(
         &self,
-        instance: &str,
+        claimant: &str,
         now: i64,
         lease_until: i64,
         limit: u32,
     ) -> StoreResult<Vec<OutgoingMessage>>;
-    /// Records an attempt at the claimed message `id` and what follows it; ends the claim.
+    /// Extends `claimant`'s claim of the queued message `id` to `lease_until`, if it is still
+    /// theirs and its lease has not run out at `now`; `false` otherwise (stop the attempt).
+    async fn renew_outgoing_claim(
+        &self,
+        id: &str,
+        claimant: &str,
+        now: i64,
+        lease_until: i64,
+    ) -> StoreResult<bool>;
+    /// Records `claimant`'s attempt at the claimed message `id` and what follows it, and ends
+    /// the claim; `false`, recording nothing, when another claimant holds the message now.
     async fn record_attempt(
         &self,
         id: &str,
+        claimant: &str,
         attempt: OutgoingAttempt,
         after: AfterAttempt,
-    ) -> StoreResult<()>;
+    ) -> StoreResult<bool>;
     /// An outgoing message with its attempts.
     async fn outgoing_status(&self, id: &str) -> StoreResult<Option<OutgoingStatus>>;
     /// Whether the result `result_id` got a reply, with the reply's attempts; `None` when no

@@ -4,9 +4,11 @@
 //!
 //! Queueing a reply is one transaction that first updates the one row of `outgoing_lock`, so
 //! the decisions of all instances sharing a database take turns: the rate limits count every
-//! reply queued before, and the queue's cap holds. A worker claims due messages for a lease
-//! (`claimed_until`); a claim only takes rows whose lease has run out, so two instances never
-//! send one message at once, and a message whose worker died is taken again after the lease.
+//! reply queued before, and the queue's cap holds. A worker claims due messages for a short
+//! lease (`claimed_until`, with `claimed_by` naming the claimant: one per running process) and
+//! renews it while its attempt runs; a claim only takes rows whose lease has run out, a renewal
+//! and the attempt's record only rows still the claimant's, so two instances never send one
+//! message at once, and a message whose worker died is taken again soon after its last renewal.
 //! Times are seconds since the epoch.
 //!
 //! The store keeps rows; composing, delivering and the retry policy are the binary's and the
@@ -539,29 +541,57 @@ where
         Ok(claimed)
     }
 
+    /// See [`crate::ResultStore::renew_outgoing_claim`].
+    pub async fn renew(
+        &self,
+        id: &str,
+        claimant: &str,
+        now: i64,
+        lease_until: i64,
+    ) -> StoreResult<bool> {
+        let renewed = sqlx::query::<DB>(
+            "UPDATE outgoing SET claimed_until = $3 WHERE id = $1 AND claimed_by = $2 \
+             AND state = 'queued' AND claimed_until >= $4 RETURNING id",
+        )
+        .bind(id)
+        .bind(clean(claimant))
+        .bind(lease_until)
+        .bind(now)
+        .fetch_optional(self.0)
+        .await
+        .map_err(DB::failure)?;
+        Ok(renewed.is_some())
+    }
+
     /// See [`crate::ResultStore::record_attempt`].
     pub async fn record_attempt(
         &self,
         id: &str,
+        claimant: &str,
         attempt: OutgoingAttempt,
         after: AfterAttempt,
-    ) -> StoreResult<()> {
+    ) -> StoreResult<bool> {
         let (state, next) = match after {
             AfterAttempt::Sent => (OutgoingState::Sent, attempt.at),
             AfterAttempt::RetryAt(at) => (OutgoingState::Queued, at),
             AfterAttempt::Failed => (OutgoingState::Failed, attempt.at),
         };
         let mut tx = self.0.begin().await.map_err(DB::failure)?;
-        sqlx::query::<DB>(
+        let updated = sqlx::query::<DB>(
             "UPDATE outgoing SET attempts = attempts + 1, state = $2, next_attempt_at = $3, \
-             claimed_by = '', claimed_until = 0 WHERE id = $1",
+             claimed_by = '', claimed_until = 0 WHERE id = $1 AND claimed_by = $4 RETURNING id",
         )
         .bind(id)
         .bind(state.as_str())
         .bind(next)
-        .execute(&mut *tx)
+        .bind(clean(claimant))
+        .fetch_optional(&mut *tx)
         .await
         .map_err(DB::failure)?;
+        if updated.is_none() {
+            // Another instance holds the message now: its attempt is the one to record.
+            return Ok(false);
+        }
         sqlx::query::<DB>(
             "INSERT INTO outgoing_attempts (outgoing_id, at, ok, server, step, detail, tls, \
              session_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -577,7 +607,8 @@ where
         .execute(&mut *tx)
         .await
         .map_err(DB::failure)?;
-        tx.commit().await.map_err(DB::failure)
+        tx.commit().await.map_err(DB::failure)?;
+        Ok(true)
     }
 
     /// See [`crate::ResultStore::outgoing_status`].

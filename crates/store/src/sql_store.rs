@@ -360,14 +360,27 @@ where
             .await
     }
 
+    async fn renew_outgoing_claim(
+        &self,
+        id: &str,
+        claimant: &str,
+        now: i64,
+        lease_until: i64,
+    ) -> StoreResult<bool> {
+        Outgoing(&self.pool)
+            .renew(id, claimant, now, lease_until)
+            .await
+    }
+
     async fn record_attempt(
         &self,
         id: &str,
+        claimant: &str,
         attempt: OutgoingAttempt,
         after: AfterAttempt,
-    ) -> StoreResult<()> {
+    ) -> StoreResult<bool> {
         Outgoing(&self.pool)
-            .record_attempt(id, attempt, after)
+            .record_attempt(id, claimant, attempt, after)
             .await
     }
 

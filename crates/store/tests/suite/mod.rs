@@ -71,6 +71,7 @@ macro_rules! every_case {
             the_queue_cap_and_the_size_cap_refuse_replies,
             a_queued_message_is_claimed_once_per_lease_and_retried_when_due,
             a_reply_to_a_private_test_is_claimed_as_private_without_its_result,
+            a_claim_is_renewed_while_held_and_taken_over_once_it_lapses,
             purge_removes_finished_outgoing_but_keeps_the_queued,
             stats_count_results_by_time_verdict_host_and_sender,
             stats_count_sessions_and_the_refusals_they_got,

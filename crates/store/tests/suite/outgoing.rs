@@ -214,6 +214,7 @@ pub async fn a_queued_message_is_claimed_once_per_lease_and_retried_when_due(sto
     store
         .record_attempt(
             &id,
+            "a",
             OutgoingAttempt {
                 at: T0 + 1,
                 ok: false,
@@ -244,6 +245,7 @@ pub async fn a_queued_message_is_claimed_once_per_lease_and_retried_when_due(sto
     store
         .record_attempt(
             &id,
+            "b",
             OutgoingAttempt {
                 at: T0 + 62,
                 ok: true,
@@ -382,6 +384,7 @@ pub async fn purge_removes_finished_outgoing_but_keeps_the_queued(store: SharedS
     store
         .record_attempt(
             &sent,
+            "a",
             OutgoingAttempt {
                 at: old + 1,
                 ok: true,
@@ -456,4 +459,101 @@ pub async fn a_reply_to_a_private_test_is_claimed_as_private_without_its_result(
     let public = by_recipient("q@two.example");
     assert!(!public.private);
     assert_eq!(public.result_ids, [public_id]);
+}
+
+fn attempt_at(at: i64) -> OutgoingAttempt {
+    OutgoingAttempt {
+        at,
+        ok: true,
+        server: "mx.one.example [192.0.2.25]".into(),
+        step: None,
+        detail: "250 2.0.0 queued".into(),
+        tls: None,
+        session_id: None,
+    }
+}
+
+/// A short lease, renewed while its attempt runs: nobody else takes the message while the
+/// renewals come, another claimant takes it soon after they stop (its instance died), and the
+/// first claimant can then neither renew nor record (the clock passed in).
+pub async fn a_claim_is_renewed_while_held_and_taken_over_once_it_lapses(store: SharedStore) {
+    let id = ask(&store, 1, "a@one.example", "192.0.2.1", T0, &limits())
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .claim_outgoing("a", T0, T0 + 20, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(
+        store
+            .claim_outgoing("b", T0 + 19, T0 + 39, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .renew_outgoing_claim(&id, "a", T0 + 10, T0 + 30)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .claim_outgoing("b", T0 + 25, T0 + 45, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "renewed: still a's"
+    );
+    assert!(
+        !store
+            .renew_outgoing_claim(&id, "b", T0 + 25, T0 + 45)
+            .await
+            .unwrap(),
+        "only the claimant renews"
+    );
+    // a stops renewing (it died): b takes the message as soon as the lease has run out.
+    let taken = store
+        .claim_outgoing("b", T0 + 31, T0 + 51, 10)
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].id, id);
+    assert!(
+        !store
+            .renew_outgoing_claim(&id, "a", T0 + 32, T0 + 52)
+            .await
+            .unwrap(),
+        "a lost it"
+    );
+    assert!(
+        !store
+            .record_attempt(&id, "a", attempt_at(T0 + 33), AfterAttempt::Sent)
+            .await
+            .unwrap(),
+        "a's late attempt is not recorded"
+    );
+    let status = store.outgoing_status(&id).await.unwrap().unwrap();
+    assert!(status.attempts.is_empty());
+    assert_eq!(status.state, OutgoingState::Queued);
+    assert!(
+        store
+            .record_attempt(&id, "b", attempt_at(T0 + 34), AfterAttempt::Sent)
+            .await
+            .unwrap()
+    );
+    let status = store.outgoing_status(&id).await.unwrap().unwrap();
+    assert_eq!(status.state, OutgoingState::Sent);
+    assert_eq!(status.attempts.len(), 1);
+    assert!(
+        !store
+            .renew_outgoing_claim(&id, "b", T0 + 35, T0 + 55)
+            .await
+            .unwrap(),
+        "a sent message holds no claim"
+    );
 }
