@@ -41,6 +41,10 @@ struct SinkOffers {
     /// AUTH PLAIN and LOGIN (after STARTTLS) with this user name and password, required
     /// before MAIL FROM.
     login: Option<(String, String)>,
+    /// AUTH LOGIN only, not PLAIN.
+    login_only: bool,
+    /// TLS from the first byte (port 465) instead of STARTTLS.
+    implicit: bool,
 }
 
 /// What every session of one sink shares.
@@ -118,6 +122,16 @@ enum Next {
 }
 
 async fn session(stream: tokio::net::TcpStream, shared: Shared) -> std::io::Result<()> {
+    if shared.offers.implicit {
+        let config = shared.offers.tls.clone().expect("implicit TLS needs TLS");
+        let secured = tokio_rustls::TlsAcceptor::from(config)
+            .accept(stream)
+            .await?;
+        let mut secured = BufReader::new(secured);
+        secured.write_all(b"220 sink.test ESMTP\r\n").await?;
+        converse(&mut secured, &shared, true).await?;
+        return Ok(());
+    }
     let mut plain = BufReader::new(stream);
     plain.write_all(b"220 sink.test ESMTP\r\n").await?;
     if let Next::StartTls = converse(&mut plain, &shared, false).await? {
@@ -181,7 +195,10 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
                 reply.push_str("250-STARTTLS\r\n");
             }
             if offers.login.is_some() && secured {
-                reply.push_str("250-AUTH PLAIN LOGIN\r\n");
+                reply.push_str(match offers.login_only {
+                    true => "250-AUTH LOGIN\r\n",
+                    false => "250-AUTH PLAIN LOGIN\r\n",
+                });
             }
             reply.push_str("250 8BITMIME\r\n");
             stream.write_all(reply.as_bytes()).await?;
@@ -922,6 +939,14 @@ async fn the_weekly_summary_reaches_the_operators() {
     assert_eq!(report["dkim"][0]["result"], "pass", "{report:#}");
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(sink.received().len(), 1, "one summary a week");
+    // Its session is in the log, the operator's address hidden.
+    let outbound = service.get_json("/api/v1/sessions?direction=out").await;
+    let session = &outbound["sessions"][0];
+    assert_eq!(session["ending"], "delivered", "{outbound:#}");
+    assert!(session["results"].as_array().unwrap().is_empty());
+    let shown = outbound.to_string();
+    assert!(shown.contains("RCPT TO:<(operator)>"), "{shown}");
+    assert!(!shown.contains("ops@sender.test"), "{shown}");
 }
 
 /// Through a smarthost: the reply goes to it whatever the recipient domain's MX says; with a
@@ -1059,6 +1084,7 @@ async fn a_smarthost_with_a_certificate_the_ca_signed_gets_the_login_and_the_rep
     let offers = SinkOffers {
         tls: Some(tls),
         login: smarthost_login(),
+        ..SinkOffers::default()
     };
     let smarthost = Sink::offering(&[], offers).await;
     let mx = Sink::start(&[]).await;
@@ -1156,6 +1182,7 @@ async fn a_smarthost_whose_certificate_the_ca_did_not_sign_never_gets_the_passwo
     let offers = SinkOffers {
         tls: Some(impostor),
         login: smarthost_login(),
+        ..SinkOffers::default()
     };
     let smarthost = Sink::offering(&[], offers).await;
     let mx = Sink::start(&[]).await;
@@ -1255,4 +1282,123 @@ async fn a_reply_cut_off_by_a_crash_arrives_soon_after_a_restart() {
         "the cut-off attempt was never recorded: {json:#}"
     );
     assert_eq!(sink.received().len(), 1, "sent once");
+}
+
+/// Implicit TLS (as on port 465) with a smarthost that offers AUTH LOGIN only: the user name
+/// and the password each go in their own hidden line, after the certificate checked out.
+#[tokio::test]
+async fn a_smarthost_with_implicit_tls_and_auth_login_gets_the_reply() {
+    let dns = TestDns::start().await;
+    let folder = tempfile::tempdir().unwrap();
+    zone(&dns, &key_in(folder.path()));
+    let (ca_file, tls) = test_ca(folder.path(), "submissions");
+    let offers = SinkOffers {
+        tls: Some(tls),
+        login: smarthost_login(),
+        login_only: true,
+        implicit: true,
+    };
+    let smarthost = Sink::offering(&[], offers).await;
+    let mx = Sink::start(&[]).await;
+    let (target, ca) = (smarthost.addr.to_string(), ca_file.display().to_string());
+    let mut args = smarthost_args(&target, SMARTHOST_PASSWORD, &ca).to_vec();
+    args.extend(["--outgoing-smarthost-tls", "implicit"]);
+    let service = start(&dns, folder.path(), &mx, &args).await;
+    let id = test_message(
+        &service,
+        "alice@sender.test",
+        &message("alice@sender.test", "i1@sender.test", ""),
+    )
+    .await;
+    let received = smarthost.first().await;
+    assert_eq!(received.user.as_deref(), Some("authcheck"));
+    let json = reply_when(&service, &id, |json| json["reply"]["state"] == "sent").await;
+    assert_eq!(json["reply"]["attempts"][0]["tls"], "TLSv1.3", "{json:#}");
+    let commands = smarthost.commands();
+    assert!(
+        !commands.iter().any(|c| c.eq_ignore_ascii_case("STARTTLS")),
+        "{commands:?}"
+    );
+    let outbound = service.get_json("/api/v1/sessions?direction=out").await;
+    let steps: Vec<(String, u64)> = outbound["sessions"][0]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|event| {
+            (
+                event["command"].as_str().unwrap().to_owned(),
+                event["code"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    // TLS first, then the greeting.
+    assert_eq!(steps[0].0, "(TLS handshake)", "{steps:?}");
+    assert_eq!(steps[1], ("(connect)".to_owned(), 220), "{steps:?}");
+    for login_step in [
+        ("AUTH LOGIN".to_owned(), 334),
+        ("(user name hidden)".to_owned(), 334),
+        ("(password hidden)".to_owned(), 235),
+    ] {
+        assert!(steps.contains(&login_step), "{login_step:?} in {steps:?}");
+    }
+    assert!(!outbound.to_string().contains(SMARTHOST_PASSWORD));
+}
+
+/// A reply to a private test's sender is logged but never listed: its existence would tell
+/// that the private test passed DMARC. Its session is read from the private result's page.
+#[tokio::test]
+async fn a_reply_to_a_private_test_is_logged_unlisted_and_linked_from_its_result_only() {
+    let dns = TestDns::start().await;
+    let folder = tempfile::tempdir().unwrap();
+    zone(&dns, &key_in(folder.path()));
+    let sink = Sink::start(&[]).await;
+    let service = start(&dns, folder.path(), &sink, &[]).await;
+    let made = support::http()
+        .post(service.url("/api/v1/tests"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 201);
+    let made: serde_json::Value = made.json().await.unwrap();
+    let address = made["address"].as_str().unwrap().to_owned();
+    let id = test_message_to(
+        &service,
+        "alice@sender.test",
+        &address,
+        &message("alice@sender.test", "p1@sender.test", ""),
+    )
+    .await;
+    sink.first().await;
+    let json = reply_when(&service, &id, |json| json["reply"]["state"] == "sent").await;
+    let session_id = json["reply"]["attempts"][0]["session_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the attempt links to its session: {json:#}"))
+        .to_owned();
+    for path in [
+        "/api/v1/sessions",
+        "/api/v1/sessions?direction=out",
+        "/logs",
+        "/logs?direction=out",
+        "/logs/raw",
+    ] {
+        let shown = service.get_text(path).await;
+        assert!(!shown.contains(&session_id), "{path}: {shown}");
+        assert!(!shown.contains("out →</span>"), "{path}: {shown}");
+        assert!(!shown.contains(&id), "{path}: {shown}");
+    }
+    let page = service.get_text(&format!("/r/{id}")).await;
+    assert!(
+        page.contains(&format!("href=\"/logs/{session_id}\"")),
+        "{page}"
+    );
+    let session = service.get_text(&format!("/logs/{session_id}")).await;
+    assert!(
+        session.contains("RCPT TO:&#60;alice@sender.test&#62;"),
+        "{session}"
+    );
+    assert!(session.contains("delivered"), "{session}");
+    assert!(
+        !session.contains(&id),
+        "no link back to the private result: {session}"
+    );
 }

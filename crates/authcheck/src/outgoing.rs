@@ -581,3 +581,59 @@ pub async fn run_periodically(sender: Sender, stop: watch::Receiver<bool>) {
     })
     .await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enhanced_status_codes_are_split_from_the_reply_text() {
+        assert_eq!(
+            split_status("4.3.0 greylisted, try later"),
+            (Some("4.3.0".to_owned()), "greylisted, try later".to_owned())
+        );
+        assert_eq!(
+            split_status("sink.test ESMTP"),
+            (None, "sink.test ESMTP".to_owned())
+        );
+        assert_eq!(
+            split_status("1.2.3 not a class"),
+            (None, "1.2.3 not a class".to_owned())
+        );
+        assert_eq!(split_status(""), (None, String::new()));
+    }
+
+    #[test]
+    fn auto_tls_is_implicit_on_the_submissions_port_only() {
+        assert!(SmarthostTlsMode::Auto.is_implicit_for("smtp.example:465"));
+        assert!(!SmarthostTlsMode::Auto.is_implicit_for("smtp.example:587"));
+        assert!(!SmarthostTlsMode::Auto.is_implicit_for("[2001:db8::4]:25"));
+        assert!(SmarthostTlsMode::Implicit.is_implicit_for("smtp.example:587"));
+        assert!(!SmarthostTlsMode::StartTls.is_implicit_for("smtp.example:465"));
+    }
+
+    #[test]
+    fn a_lease_is_one_network_wait_and_a_margin() {
+        let config = |timeout| OutgoingConfig {
+            instance: "authcheck.test".into(),
+            domain: "tester.test".into(),
+            selector: "authcheck".into(),
+            route: Route::Mx {
+                port: 25,
+                allow_inward: false,
+            },
+            timeout,
+            retry: RetryPolicy {
+                first_retry: Duration::from_secs(60),
+                give_up_after: Duration::from_secs(3600),
+            },
+        };
+        assert_eq!(
+            config(Duration::from_secs(60)).lease(),
+            Duration::from_secs(75)
+        );
+        // Room for two renewals before an unrenewed attempt stops.
+        let shortest = config(Duration::ZERO).lease();
+        assert!(shortest / 3 * 2 < shortest - STOP_BEFORE_LEASE_ENDS);
+    }
+}
