@@ -226,6 +226,7 @@ async fn hostile_names_stay_text_on_one_line_and_bad_parameters_get_a_400() {
         ("/logs?days=30", "days:"),
         ("/logs?before=zz", "before:"),
         ("/logs?before=0123456789abcdef0123456789abcdef", "before:"),
+        ("/logs?direction=sideways", "direction:"),
     ] {
         let response = service.get(path).await;
         assert_eq!(response.status(), 400, "{path}");
@@ -239,6 +240,16 @@ async fn hostile_names_stay_text_on_one_line_and_bad_parameters_get_a_400() {
     assert_eq!(api.status(), 400);
     let body: Value = api.json().await.unwrap();
     assert_eq!(body["parameter"], "limit");
+    let api = service.get("/api/v1/sessions?direction=up").await;
+    assert_eq!(api.status(), 400);
+    let body: Value = api.json().await.unwrap();
+    assert_eq!(body["parameter"], "direction");
+    for unknown in ["/logs/0123456789abcdef0123456789abcdef", "/logs/zz%3Cb%3E"] {
+        let response = service.get(unknown).await;
+        assert_eq!(response.status(), 404, "{unknown}");
+        let body = response.text().await.unwrap();
+        assert!(body.contains("Session not found"), "{unknown}: {body}");
+    }
 }
 
 #[tokio::test]

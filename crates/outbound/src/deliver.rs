@@ -765,6 +765,25 @@ mod tests {
     }
 
     #[test]
+    fn a_transcript_is_bounded_whatever_the_server_says() {
+        let mut transcript = Transcript::default();
+        let long = "é".repeat(MAX_EXCHANGE_TEXT_BYTES);
+        for _ in 0..MAX_TRANSCRIPT_EXCHANGES + 8 {
+            transcript.push(&long, 250, &long);
+        }
+        assert_eq!(transcript.exchanges.len(), MAX_TRANSCRIPT_EXCHANGES);
+        assert_eq!(transcript.left_out, 8);
+        for exchange in &transcript.exchanges {
+            assert!(exchange.command.len() <= MAX_EXCHANGE_TEXT_BYTES);
+            assert!(exchange.text.len() <= MAX_EXCHANGE_TEXT_BYTES);
+            assert!(
+                exchange.text.chars().all(|c| c == 'é'),
+                "cut on a character boundary"
+            );
+        }
+    }
+
+    #[test]
     fn tls_versions_read_as_people_write_them() {
         assert_eq!(tls_version_name("TLSv1_3"), "TLSv1.3");
     }
