@@ -65,15 +65,13 @@ fn bare_lf(message: &[u8]) -> Option<Finding> {
     let mut bare = 0usize;
     let mut crlf = 0usize;
     let mut first = None;
-    let mut line = 1usize;
-    for i in memchr::memchr_iter(b'\n', message) {
+    for (line, i) in (1usize..).zip(memchr::memchr_iter(b'\n', message)) {
         if i > 0 && message[i - 1] == b'\r' {
             crlf += 1;
         } else {
             bare += 1;
             first.get_or_insert(line);
         }
-        line += 1;
     }
     if bare == 0 || crlf == 0 {
         return None;
