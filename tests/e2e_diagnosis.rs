@@ -8,7 +8,7 @@
 mod support;
 
 use authcheck_testdns::TestDns;
-use authcheck_testkit::browser::Browser;
+use authcheck_testkit::browser::{Browser, screenshot_dir};
 use authcheck_testkit::{SignOptions, TestKey, message, publish_sender_domain, sign};
 use support::{RawSmtp, Service, run_cli, send_and_fetch};
 
@@ -249,10 +249,7 @@ async fn the_result_page_shows_the_diagnosis_first_in_a_browser() {
         .eval("return document.querySelectorAll('#diagnosis .finding').length;")
         .await;
     assert!(findings.as_u64().unwrap() >= 2, "{findings}");
-    if let Ok(dir) = std::env::var("AUTHCHECK_SCREENSHOT_DIR") {
-        let png = browser.client().screenshot().await.expect("screenshot");
-        std::fs::write(format!("{dir}/diagnosis.png"), png).unwrap();
-    }
+    browser.keep_screenshot("diagnosis").await;
     browser.quit().await;
 }
 
@@ -292,12 +289,11 @@ async fn the_dmarc_tree_walk_is_listed_and_long_names_stay_inside_the_page() {
         overflow.as_i64().unwrap() <= 0,
         "the page is {overflow} px wider than the window"
     );
-    if let Ok(dir) = std::env::var("AUTHCHECK_SCREENSHOT_DIR") {
+    if screenshot_dir().is_some() {
         browser
             .eval("document.querySelector('table.dmarc-walk').scrollIntoView(); return 0;")
             .await;
-        let png = browser.client().screenshot().await.expect("screenshot");
-        std::fs::write(format!("{dir}/dmarc-walk.png"), png).unwrap();
+        browser.keep_screenshot("dmarc-walk").await;
     }
     browser.quit().await;
 }

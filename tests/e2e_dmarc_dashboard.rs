@@ -84,10 +84,7 @@ async fn send_report(service: &Service, xml: &str) {
 }
 
 async fn screenshot(browser: &Browser, name: &str) {
-    if let Ok(dir) = std::env::var("AUTHCHECK_SCREENSHOT_DIR") {
-        let png = browser.client().screenshot().await.expect("screenshot");
-        std::fs::write(format!("{dir}/{name}.png"), png).unwrap();
-    }
+    browser.keep_screenshot(name).await;
 }
 
 #[tokio::test]

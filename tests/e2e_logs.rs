@@ -8,7 +8,7 @@ mod support;
 use std::time::Duration;
 
 use authcheck_testdns::TestDns;
-use authcheck_testkit::browser::Browser;
+use authcheck_testkit::browser::{Browser, screenshot_dir};
 use authcheck_testkit::message;
 use serde_json::Value;
 use support::{RawSmtp, Service, ServiceOptions, eventually, send};
@@ -298,15 +298,14 @@ async fn a_new_session_appears_live_on_the_log_page() {
         .assert_hostile_text_inert("#injected, #sessions b", "/logs with a session opened")
         .await;
     assert_eq!(state["transcript"], 5, "connect, EHLO, MAIL, RCPT, QUIT");
-    if let Ok(dir) = std::env::var("AUTHCHECK_SCREENSHOT_DIR") {
+    if screenshot_dir().is_some() {
         browser
             .eval(
                 "document.querySelectorAll('#sessions details.session')[1].open = true; return 0;",
             )
             .await;
         let _ = browser.client().set_window_size(1280, 1800).await;
-        let png = browser.client().screenshot().await.expect("screenshot");
-        std::fs::write(format!("{dir}/logs.png"), png).unwrap();
+        browser.keep_screenshot("logs").await;
     }
     browser.quit().await;
 }

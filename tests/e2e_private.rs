@@ -446,14 +446,10 @@ async fn the_waiting_page_shows_the_result_without_a_reload() {
 
     let dns = zone().await;
     let service = Service::start(&dns).await;
-    let screenshots = std::env::var("AUTHCHECK_SCREENSHOT_DIR").ok();
     let browser = Browser::launch().await;
     let _ = browser.client().set_window_size(1100, 900).await;
     browser.goto(&service.url("/new")).await;
-    if let Some(dir) = &screenshots {
-        let png = browser.client().screenshot().await.expect("screenshot");
-        std::fs::write(format!("{dir}/private-new.png"), png).unwrap();
-    }
+    browser.keep_screenshot("private-new").await;
     // The button makes the test and opens its page, as a person would.
     browser
         .eval("document.querySelector('form.new-test button').click(); return 0;")
@@ -480,10 +476,7 @@ async fn the_waiting_page_shows_the_result_without_a_reload() {
             .as_bool()
             .unwrap()
     );
-    if let Some(dir) = &screenshots {
-        let png = browser.client().screenshot().await.expect("screenshot");
-        std::fs::write(format!("{dir}/private-waiting.png"), png).unwrap();
-    }
+    browser.keep_screenshot("private-waiting").await;
     // Marks the document: a reload would lose it.
     browser.eval("window.__same_page = true; return 0;").await;
 
@@ -524,9 +517,6 @@ async fn the_waiting_page_shows_the_result_without_a_reload() {
     assert_eq!(state["pwned"], "undefined");
     assert_eq!(state["images"], 0);
     assert_eq!(browser.eval(marker).await, before);
-    if let Some(dir) = &screenshots {
-        let png = browser.client().screenshot().await.expect("screenshot");
-        std::fs::write(format!("{dir}/private-result.png"), png).unwrap();
-    }
+    browser.keep_screenshot("private-result").await;
     browser.quit().await;
 }

@@ -788,7 +788,7 @@ const HOSTILE_REFUSAL: &str = "451 4.3.0 <img src=x onerror=\"window.__pwned=1\"
     ignore = "needs Chromium: /usr/bin/chromium and /usr/bin/chromedriver were not installed when the tests were built (scripts/setup-test-deps installs them)"
 )]
 async fn the_reply_section_and_the_replies_page_in_chromium() {
-    use authcheck_testkit::browser::Browser;
+    use authcheck_testkit::browser::{Browser, keep_screenshot};
 
     let dns = TestDns::start().await;
     let folder = tempfile::tempdir().unwrap();
@@ -888,12 +888,9 @@ async fn the_reply_section_and_the_replies_page_in_chromium() {
         .await;
     let logs_png = browser.screenshot_of("details.session.outbound").await;
     assert!(logs_png.starts_with(b"\x89PNG"));
-    if let Ok(dir) = std::env::var("AUTHCHECK_SCREENSHOT_DIR") {
-        let dir = std::path::Path::new(&dir);
-        std::fs::write(dir.join("reply-section.png"), &reply_png).unwrap();
-        std::fs::write(dir.join("replies.png"), &replies_png).unwrap();
-        std::fs::write(dir.join("logs-outbound.png"), &logs_png).unwrap();
-    }
+    keep_screenshot("reply-section", &reply_png);
+    keep_screenshot("replies", &replies_png);
+    keep_screenshot("logs-outbound", &logs_png);
     browser.quit().await;
 }
 

@@ -8,7 +8,7 @@ mod support;
 use std::time::Duration;
 
 use authcheck_testdns::TestDns;
-use authcheck_testkit::browser::Browser;
+use authcheck_testkit::browser::{Browser, keep_screenshot, screenshot_dir};
 use authcheck_testkit::message;
 use serde_json::{Value, json};
 use support::{RawSmtp, Service, eventually, send};
@@ -233,10 +233,8 @@ async fn the_stats_page_in_chromium_draws_its_charts_empty_realistic_and_hostile
     dns.add_txt(&long, "v=spf1 ip4:127.0.0.1 -all");
     let service = Service::start(&dns).await;
     let browser = Browser::launch().await;
-    let screenshots = std::env::var("AUTHCHECK_SCREENSHOT_DIR").ok();
     let look = |name: &'static str| {
         let browser = &browser;
-        let screenshots = screenshots.clone();
         async move {
             let state = browser
                 .eval(
@@ -254,11 +252,9 @@ async fn the_stats_page_in_chromium_draws_its_charts_empty_realistic_and_hostile
             browser
                 .assert_hostile_text_inert("#injected", &format!("/stats {name}"))
                 .await;
-            if let Some(dir) = screenshots {
+            if screenshot_dir().is_some() {
                 let _ = browser.client().set_window_size(1280, 6400).await;
-                let png = browser.screenshot_of("main").await;
-                std::fs::write(std::path::Path::new(&dir).join(format!("{name}.png")), png)
-                    .unwrap();
+                keep_screenshot(name, &browser.screenshot_of("main").await);
             }
         }
     };

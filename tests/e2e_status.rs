@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use authcheck_testdns::TestDns;
-use authcheck_testkit::browser::Browser;
+use authcheck_testkit::browser::{Browser, keep_screenshot, screenshot_dir};
 use support::{Service, ServiceOptions, eventually};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
@@ -340,14 +340,10 @@ async fn the_status_page_in_chromium_shows_the_verdicts_of_each_check() {
     assert_eq!(shown["overflow"], false, "{shown:#}");
     let png = browser.screenshot_of("main").await;
     assert!(png.starts_with(b"\x89PNG"));
-    if let Ok(dir) = std::env::var("AUTHCHECK_SCREENSHOT_DIR") {
-        std::fs::write(std::path::Path::new(&dir).join("status-verdicts.png"), &png).unwrap();
+    if screenshot_dir().is_some() {
+        keep_screenshot("status-verdicts", &png);
         let lines = browser.screenshot_of("pre.status-lines").await;
-        std::fs::write(
-            std::path::Path::new(&dir).join("status-verdict-lines.png"),
-            &lines,
-        )
-        .unwrap();
+        keep_screenshot("status-verdict-lines", &lines);
     }
     let link = shown["link"].as_str().unwrap().to_owned();
     browser.goto(&service.url(&link)).await;
@@ -425,12 +421,12 @@ async fn the_status_page_in_chromium_shows_a_hostile_refusal_as_text() {
     );
     let png = browser.screenshot_of("main").await;
     assert!(png.starts_with(b"\x89PNG"));
-    if let Ok(dir) = std::env::var("AUTHCHECK_SCREENSHOT_DIR") {
-        std::fs::write(std::path::Path::new(&dir).join("status-hostile.png"), &png).unwrap();
+    if screenshot_dir().is_some() {
+        keep_screenshot("status-hostile", &png);
         let chart = browser.screenshot_of("#latency-chart").await;
-        std::fs::write(std::path::Path::new(&dir).join("status-chart.png"), &chart).unwrap();
+        keep_screenshot("status-chart", &chart);
         let lines = browser.screenshot_of("pre.status-lines").await;
-        std::fs::write(std::path::Path::new(&dir).join("status-lines.png"), &lines).unwrap();
+        keep_screenshot("status-lines", &lines);
     }
     browser.quit().await;
 }

@@ -8,8 +8,11 @@
 //! `CI` it runs and fails, saying what to install.
 //! chromedriver runs as a child process on a free loopback port with a fresh profile folder;
 //! it is killed by `quit` or, should a test panic first, when the `Browser` is dropped.
+//!
+//! `AUTHCHECK_SCREENSHOT_DIR=folder` keeps the screenshots tests take for a person to look at
+//! ([`keep_screenshot`], [`Browser::keep_screenshot`]); without it none are kept.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -25,6 +28,28 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 
 /// How long chromedriver may take to listen, and Chromium to start a session.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The folder `AUTHCHECK_SCREENSHOT_DIR` names, when screenshots are to be kept.
+pub fn screenshot_dir() -> Option<PathBuf> {
+    std::env::var_os("AUTHCHECK_SCREENSHOT_DIR").map(PathBuf::from)
+}
+
+/// Keeps `png` as `<name>.png` in [`screenshot_dir`], making the folder if need be; does
+/// nothing when no folder is named.
+pub fn keep_screenshot(name: &str, png: &[u8]) {
+    let Some(dir) = screenshot_dir() else {
+        return;
+    };
+    let path = dir.join(format!("{name}.png"));
+    std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::write(&path, png))
+        .unwrap_or_else(|error| {
+            panic!(
+                "cannot keep a screenshot as {} ({error}): check AUTHCHECK_SCREENSHOT_DIR",
+                path.display()
+            )
+        });
+}
 
 pub struct Browser {
     client: Client,
@@ -116,6 +141,20 @@ impl Browser {
             .execute(script, vec![])
             .await
             .unwrap_or_else(|error| panic!("run {script:?}: {error}"))
+    }
+
+    /// Keeps a screenshot of the window as `<name>.png` when screenshots are wanted (see
+    /// [`keep_screenshot`]).
+    pub async fn keep_screenshot(&self, name: &str) {
+        if screenshot_dir().is_none() {
+            return;
+        }
+        let png = self
+            .client
+            .screenshot()
+            .await
+            .unwrap_or_else(|error| panic!("screenshot for {name}: {error}"));
+        keep_screenshot(name, &png);
     }
 
     /// A PNG screenshot of the first element matching `css` (read it with [`crate::png`]).
