@@ -1068,24 +1068,75 @@ fn smarthost_args<'a>(target: &'a str, password: &'a str, ca_file: &'a str) -> [
     ]
 }
 
+/// What a smarthost test runs against: the zone, the service's folder, a smarthost sink whose
+/// certificate the CA `signer` made (offering TLS, the login and `offers`), an MX sink that
+/// must stay empty, and for the service the smarthost's address and the file of the CA it
+/// trusts, `trusted` (an impostor when it is not `signer`).
+struct SmarthostCase {
+    dns: TestDns,
+    folder: tempfile::TempDir,
+    smarthost: Sink,
+    mx: Sink,
+    target: String,
+    ca: String,
+}
+
+async fn smarthost_case(signer: &str, trusted: &str, offers: SinkOffers) -> SmarthostCase {
+    let dns = TestDns::start().await;
+    let folder = tempfile::tempdir().unwrap();
+    zone(&dns, &key_in(folder.path()));
+    let (ca_file, trusted_tls) = test_ca(folder.path(), trusted);
+    let tls = if signer == trusted {
+        trusted_tls
+    } else {
+        test_ca(folder.path(), signer).1
+    };
+    let offers = SinkOffers {
+        tls: Some(tls),
+        login: smarthost_login(),
+        ..offers
+    };
+    let smarthost = Sink::offering(&[], offers).await;
+    SmarthostCase {
+        target: smarthost.addr.to_string(),
+        ca: ca_file.display().to_string(),
+        mx: Sink::start(&[]).await,
+        smarthost,
+        dns,
+        folder,
+    }
+}
+
+/// Each step of the newest outbound session as its command and reply code.
+async fn outbound_steps(service: &Service) -> Vec<(String, u64)> {
+    let outbound = service.get_json("/api/v1/sessions?direction=out").await;
+    outbound["sessions"][0]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|event| {
+            (
+                event["command"].as_str().unwrap().to_owned(),
+                event["code"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
 /// The smarthost path for real: STARTTLS with a certificate the configured CA signed, AUTH
 /// (the sink checks the login), the signed reply taken; the session log shows AUTH without the
 /// credentials. A wrong password is refused with 535, which is permanent (RFC 4954): the
 /// reply is given up, not retried, and the result page says why.
 #[tokio::test]
 async fn a_smarthost_with_a_certificate_the_ca_signed_gets_the_login_and_the_reply() {
-    let dns = TestDns::start().await;
-    let folder = tempfile::tempdir().unwrap();
-    zone(&dns, &key_in(folder.path()));
-    let (ca_file, tls) = test_ca(folder.path(), "smarthost");
-    let offers = SinkOffers {
-        tls: Some(tls),
-        login: smarthost_login(),
-        ..SinkOffers::default()
-    };
-    let smarthost = Sink::offering(&[], offers).await;
-    let mx = Sink::start(&[]).await;
-    let (target, ca) = (smarthost.addr.to_string(), ca_file.display().to_string());
+    let SmarthostCase {
+        dns,
+        folder,
+        smarthost,
+        mx,
+        target,
+        ca,
+    } = smarthost_case("smarthost", "smarthost", SinkOffers::default()).await;
     let args = smarthost_args(&target, SMARTHOST_PASSWORD, &ca);
     let service = start(&dns, folder.path(), &mx, &args).await;
     let id = test_message(
@@ -1105,19 +1156,7 @@ async fn a_smarthost_with_a_certificate_the_ca_signed_gets_the_login_and_the_rep
     assert!(mx.received().is_empty(), "nothing went to the MX");
 
     // The session log shows AUTH and its reply, never the credentials.
-    let outbound = service.get_json("/api/v1/sessions?direction=out").await;
-    let session = &outbound["sessions"][0];
-    let steps: Vec<(String, u64)> = session["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|event| {
-            (
-                event["command"].as_str().unwrap().to_owned(),
-                event["code"].as_u64().unwrap_or(0),
-            )
-        })
-        .collect();
+    let steps = outbound_steps(&service).await;
     assert!(
         steps.contains(&("AUTH PLAIN (credentials hidden)".to_owned(), 235)),
         "{steps:?}"
@@ -1127,7 +1166,8 @@ async fn a_smarthost_with_a_certificate_the_ca_signed_gets_the_login_and_the_rep
         base64::engine::general_purpose::STANDARD
             .encode(format!("\0authcheck\0{SMARTHOST_PASSWORD}"))
     };
-    let session_page = format!("/logs/{}", session["id"].as_str().unwrap());
+    let outbound = service.get_json("/api/v1/sessions?direction=out").await;
+    let session_page = format!("/logs/{}", outbound["sessions"][0]["id"].as_str().unwrap());
     for path in [
         "/logs",
         "/logs/raw",
@@ -1171,19 +1211,14 @@ async fn a_smarthost_with_a_certificate_the_ca_signed_gets_the_login_and_the_rep
 /// the reply waits for a retry.
 #[tokio::test]
 async fn a_smarthost_whose_certificate_the_ca_did_not_sign_never_gets_the_password() {
-    let dns = TestDns::start().await;
-    let folder = tempfile::tempdir().unwrap();
-    zone(&dns, &key_in(folder.path()));
-    let (ca_file, _) = test_ca(folder.path(), "trusted");
-    let (_, impostor) = test_ca(folder.path(), "impostor");
-    let offers = SinkOffers {
-        tls: Some(impostor),
-        login: smarthost_login(),
-        ..SinkOffers::default()
-    };
-    let smarthost = Sink::offering(&[], offers).await;
-    let mx = Sink::start(&[]).await;
-    let (target, ca) = (smarthost.addr.to_string(), ca_file.display().to_string());
+    let SmarthostCase {
+        dns,
+        folder,
+        smarthost,
+        mx,
+        target,
+        ca,
+    } = smarthost_case("impostor", "trusted", SinkOffers::default()).await;
     let args = smarthost_args(&target, SMARTHOST_PASSWORD, &ca);
     let service = start(&dns, folder.path(), &mx, &args).await;
     let id = test_message(
@@ -1285,19 +1320,19 @@ async fn a_reply_cut_off_by_a_crash_arrives_soon_after_a_restart() {
 /// and the password each go in their own hidden line, after the certificate checked out.
 #[tokio::test]
 async fn a_smarthost_with_implicit_tls_and_auth_login_gets_the_reply() {
-    let dns = TestDns::start().await;
-    let folder = tempfile::tempdir().unwrap();
-    zone(&dns, &key_in(folder.path()));
-    let (ca_file, tls) = test_ca(folder.path(), "submissions");
     let offers = SinkOffers {
-        tls: Some(tls),
-        login: smarthost_login(),
         login_only: true,
         implicit: true,
+        ..SinkOffers::default()
     };
-    let smarthost = Sink::offering(&[], offers).await;
-    let mx = Sink::start(&[]).await;
-    let (target, ca) = (smarthost.addr.to_string(), ca_file.display().to_string());
+    let SmarthostCase {
+        dns,
+        folder,
+        smarthost,
+        mx,
+        target,
+        ca,
+    } = smarthost_case("submissions", "submissions", offers).await;
     let mut args = smarthost_args(&target, SMARTHOST_PASSWORD, &ca).to_vec();
     args.extend(["--outgoing-smarthost-tls", "implicit"]);
     let service = start(&dns, folder.path(), &mx, &args).await;
@@ -1316,18 +1351,7 @@ async fn a_smarthost_with_implicit_tls_and_auth_login_gets_the_reply() {
         !commands.iter().any(|c| c.eq_ignore_ascii_case("STARTTLS")),
         "{commands:?}"
     );
-    let outbound = service.get_json("/api/v1/sessions?direction=out").await;
-    let steps: Vec<(String, u64)> = outbound["sessions"][0]["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|event| {
-            (
-                event["command"].as_str().unwrap().to_owned(),
-                event["code"].as_u64().unwrap_or(0),
-            )
-        })
-        .collect();
+    let steps = outbound_steps(&service).await;
     // TLS first, then the greeting.
     assert_eq!(steps[0].0, "(TLS handshake)", "{steps:?}");
     assert_eq!(steps[1], ("(connect)".to_owned(), 220), "{steps:?}");
@@ -1338,7 +1362,8 @@ async fn a_smarthost_with_implicit_tls_and_auth_login_gets_the_reply() {
     ] {
         assert!(steps.contains(&login_step), "{login_step:?} in {steps:?}");
     }
-    assert!(!outbound.to_string().contains(SMARTHOST_PASSWORD));
+    let outbound = service.get_text("/api/v1/sessions?direction=out").await;
+    assert!(!outbound.contains(SMARTHOST_PASSWORD));
 }
 
 /// A reply to a private test's sender is logged but never listed: its existence would tell
