@@ -308,11 +308,7 @@ fn rand_suffix() -> u32 {
 
 /// `text` cut to at most `max` bytes on a character boundary.
 fn cut(text: &str, max: usize) -> &str {
-    let mut end = text.len().min(max);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
+    &text[..text.floor_char_boundary(max)]
 }
 
 /// The replies' settings, resolved.

@@ -227,11 +227,7 @@ impl Transcript {
 }
 
 fn cut(text: &str) -> String {
-    let mut end = text.len().min(MAX_EXCHANGE_TEXT_BYTES);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text[..end].to_owned()
+    text[..text.floor_char_boundary(MAX_EXCHANGE_TEXT_BYTES)].to_owned()
 }
 
 /// A message the server took.

@@ -755,11 +755,7 @@ fn clean(text: &str) -> String {
 
 /// An attempt's text as stored: at most 1000 bytes (a reply's text, an error), without NUL.
 fn bounded(text: &str) -> String {
-    let mut end = text.len().min(1000);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    clean(&text[..end])
+    clean(&text[..text.floor_char_boundary(1000)])
 }
 
 #[cfg(test)]

@@ -221,11 +221,7 @@ fn shown(value: &str) -> String {
 
 /// `text` cut to at most `max` bytes on a character boundary, without NUL.
 fn cut(text: &str, max: usize) -> String {
-    let mut end = text.len().min(max);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    without_nul(&text[..end]).into_owned()
+    without_nul(&text[..text.floor_char_boundary(max)]).into_owned()
 }
 
 impl SessionRow {

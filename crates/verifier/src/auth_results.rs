@@ -224,10 +224,7 @@ fn comment_text(text: &str) -> String {
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
     if short.len() > COMMENT_LENGTH {
-        let mut cut = COMMENT_LENGTH;
-        while !short.is_char_boundary(cut) {
-            cut -= 1;
-        }
+        let cut = short.floor_char_boundary(COMMENT_LENGTH);
         let cut = short[..cut].rfind(' ').unwrap_or(cut);
         short.truncate(cut);
         short.push_str(" ...");

@@ -32,7 +32,7 @@ pub fn bounded_display_text(text: &str, max_bytes: usize) -> Cow<'_, str> {
         Some((at, received)) if !fits => (&text[..at], received),
         _ => (text, text.len()),
     };
-    let mut shown: String = whole[..floor_char_boundary(whole, max_bytes)]
+    let mut shown: String = whole[..whole.floor_char_boundary(max_bytes)]
         .chars()
         .map(|c| if is_hidden_control(c) { '\u{FFFD}' } else { c })
         .collect();
@@ -40,10 +40,7 @@ pub fn bounded_display_text(text: &str, max_bytes: usize) -> Cow<'_, str> {
         return Cow::Owned(shown);
     }
     let note = format!("… ({} bytes)", with_thousands_separators(received));
-    shown.truncate(floor_char_boundary(
-        &shown,
-        max_bytes.saturating_sub(note.len()),
-    ));
+    shown.truncate(shown.floor_char_boundary(max_bytes.saturating_sub(note.len())));
     shown.push_str(&note);
     Cow::Owned(shown)
 }
@@ -64,15 +61,6 @@ fn length_note(text: &str) -> Option<(usize, usize)> {
 /// length; tab and line breaks (a folded header field's) are kept as they are.
 fn is_hidden_control(c: char) -> bool {
     c.is_control() && !matches!(c, '\t' | '\n' | '\r')
-}
-
-/// The largest character boundary in `text` at or below `at`.
-fn floor_char_boundary(text: &str, at: usize) -> usize {
-    let mut end = at.min(text.len());
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    end
 }
 
 /// `5242880` as `5,242,880`.

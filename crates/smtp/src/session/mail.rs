@@ -119,9 +119,5 @@ fn body_type(flags: u64) -> BodyType {
 /// than a domain name may be (RFC 1035: 255 octets), so the table's size stays bounded.
 fn rate_key(domain: &str) -> String {
     let domain = domain.trim_end_matches('.');
-    let mut end = domain.len().min(MAX_DOMAIN_LENGTH);
-    while !domain.is_char_boundary(end) {
-        end -= 1;
-    }
-    domain[..end].to_lowercase()
+    domain[..domain.floor_char_boundary(MAX_DOMAIN_LENGTH)].to_lowercase()
 }

@@ -126,7 +126,7 @@ impl<'a> TagList<'a> {
         let mut tags: Vec<Tag<'a>> = Vec::new();
         let mut seen = SeenNames::default();
         let mut part_start = 0;
-        for part in input[..floor_char_boundary(input, MAX_TAG_LIST_BYTES)].split(';') {
+        for part in input[..input.floor_char_boundary(MAX_TAG_LIST_BYTES)].split(';') {
             let start = part_start;
             part_start += part.len() + 1;
             let Some(equals) = part.find('=') else {
@@ -182,17 +182,6 @@ impl PartialEq for TagName<'_> {
 }
 
 impl Eq for TagName<'_> {}
-
-/// The largest index at most `index` that starts a character of `text` (or its length).
-fn floor_char_boundary(text: &str, index: usize) -> usize {
-    if index >= text.len() {
-        return text.len();
-    }
-    (0..=index)
-        .rev()
-        .find(|&i| text.is_char_boundary(i))
-        .unwrap_or(0)
-}
 
 /// Folding whitespace: SP, HTAB and the CR LF of a folded line.
 pub fn is_fws(c: char) -> bool {
