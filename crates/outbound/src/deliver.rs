@@ -395,6 +395,18 @@ async fn exchange<T: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
+/// Sends `command` as written (kept so in the transcript) and expects a 2xx reply.
+async fn command<T: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut SmtpClient<T>,
+    transcript: &mut Transcript,
+    step: Step,
+    command: &str,
+) -> Result<(), Failure> {
+    let line = format!("{command}\r\n");
+    let response = exchange(client, transcript, step, command, Some(line.as_bytes())).await?;
+    positive(step, response)
+}
+
 /// A 2xx reply, or the failure of `step`.
 fn positive(step: Step, response: Response<String>) -> Result<(), Failure> {
     response
@@ -485,15 +497,7 @@ async fn converse(
         }
         return transaction(client, outgoing, None, transcript).await;
     }
-    let response = exchange(
-        &mut client,
-        transcript,
-        Step::StartTls,
-        "STARTTLS",
-        Some(b"STARTTLS\r\n"),
-    )
-    .await?;
-    positive(Step::StartTls, response)?;
+    command(&mut client, transcript, Step::StartTls, "STARTTLS").await?;
     let (client, tls) = handshake(client, &connector, server, transcript).await?;
     secured(client, tls, outgoing, credentials, transcript).await
 }
@@ -651,28 +655,14 @@ async fn transaction<T: AsyncRead + AsyncWrite + Unpin>(
 ) -> Result<(Option<String>, Reply), Failure> {
     let with_tls = with(&tls);
     let mail_from = format!("MAIL FROM:<{}>", outgoing.mail_from);
-    let response = exchange(
-        &mut client,
-        transcript,
-        Step::MailFrom,
-        &mail_from,
-        Some(format!("{mail_from}\r\n").as_bytes()),
-    )
-    .await
-    .map_err(&with_tls)?;
-    positive(Step::MailFrom, response).map_err(&with_tls)?;
-    for recipient in outgoing.recipients {
-        let rcpt_to = format!("RCPT TO:<{recipient}>");
-        let response = exchange(
-            &mut client,
-            transcript,
-            Step::RcptTo,
-            &rcpt_to,
-            Some(format!("{rcpt_to}\r\n").as_bytes()),
-        )
+    command(&mut client, transcript, Step::MailFrom, &mail_from)
         .await
         .map_err(&with_tls)?;
-        positive(Step::RcptTo, response).map_err(&with_tls)?;
+    for recipient in outgoing.recipients {
+        let rcpt_to = format!("RCPT TO:<{recipient}>");
+        command(&mut client, transcript, Step::RcptTo, &rcpt_to)
+            .await
+            .map_err(&with_tls)?;
     }
     let response = exchange(
         &mut client,
