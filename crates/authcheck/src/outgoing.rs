@@ -292,7 +292,6 @@ impl Sender {
             .exchanges
             .into_iter()
             .map(|exchange| {
-                let (status, text) = split_status(&exchange.text);
                 let mut command = exchange.command;
                 if let Some((address, hidden)) = &hidden_recipient {
                     command = command.replace(address.as_str(), hidden);
@@ -301,8 +300,8 @@ impl Sender {
                     at: DateTime::<Utc>::from(exchange.at),
                     command,
                     code: exchange.code,
-                    status,
-                    text,
+                    status: exchange.status,
+                    text: exchange.text,
                 }
             })
             .collect();
@@ -521,23 +520,6 @@ impl Outcome {
     }
 }
 
-/// A reply text as the outbound crate gives it (`4.3.0 busy`) split into its enhanced status
-/// code and the rest, as the session log keeps inbound replies.
-fn split_status(text: &str) -> (Option<String>, String) {
-    let (first, rest) = text.split_once(' ').unwrap_or((text, ""));
-    let parts: Vec<&str> = first.split('.').collect();
-    let is_status = parts.len() == 3
-        && matches!(parts[0], "2" | "4" | "5")
-        && parts[1..].iter().all(|part| {
-            !part.is_empty() && part.len() <= 3 && part.bytes().all(|b| b.is_ascii_digit())
-        });
-    if is_status {
-        (Some(first.to_owned()), rest.to_owned())
-    } else {
-        (None, text.to_owned())
-    }
-}
-
 fn log_attempt(message: &OutgoingMessage, attempt: &OutgoingAttempt, after: AfterAttempt) {
     let kind = message.kind.as_str();
     let step = attempt.step.as_deref().unwrap_or("");
@@ -585,23 +567,6 @@ pub async fn run_periodically(sender: Sender, stop: watch::Receiver<bool>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn enhanced_status_codes_are_split_from_the_reply_text() {
-        assert_eq!(
-            split_status("4.3.0 greylisted, try later"),
-            (Some("4.3.0".to_owned()), "greylisted, try later".to_owned())
-        );
-        assert_eq!(
-            split_status("sink.test ESMTP"),
-            (None, "sink.test ESMTP".to_owned())
-        );
-        assert_eq!(
-            split_status("1.2.3 not a class"),
-            (None, "1.2.3 not a class".to_owned())
-        );
-        assert_eq!(split_status(""), (None, String::new()));
-    }
 
     #[test]
     fn auto_tls_is_implicit_on_the_submissions_port_only() {

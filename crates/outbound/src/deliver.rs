@@ -198,7 +198,9 @@ pub struct Exchange {
     pub command: String,
     /// The reply code; 0 when there was no reply (the network failed, or no reply is due).
     pub code: u16,
-    /// The reply's text, or what went wrong.
+    /// The reply's enhanced status code (`4.3.0`), when it had one.
+    pub status: Option<String>,
+    /// The reply's text after the status code, or what went wrong.
     pub text: String,
 }
 
@@ -212,7 +214,18 @@ pub struct Transcript {
 }
 
 impl Transcript {
+    /// Keeps `command` and the server's reply to it.
+    fn push_reply(&mut self, command: &str, response: &Response<String>) {
+        let text = one_line(&response.message);
+        self.keep(command, response.code, enhanced_status(response.esc), &text);
+    }
+
+    /// Keeps `command`, or an event without a command, with `text` saying what happened.
     fn push(&mut self, command: &str, code: u16, text: &str) {
+        self.keep(command, code, None, text);
+    }
+
+    fn keep(&mut self, command: &str, code: u16, status: Option<String>, text: &str) {
         if self.exchanges.len() >= MAX_TRANSCRIPT_EXCHANGES {
             self.left_out = self.left_out.saturating_add(1);
             return;
@@ -221,6 +234,7 @@ impl Transcript {
             at: SystemTime::now(),
             command: cut(command),
             code,
+            status,
             text: cut(text),
         });
     }
@@ -383,8 +397,7 @@ async fn exchange<T: AsyncRead + AsyncWrite + Unpin>(
     };
     match answer {
         Ok(response) => {
-            let reply = shown_reply(&response);
-            transcript.push(shown, reply.code, &reply.text);
+            transcript.push_reply(shown, &response);
             Ok(response)
         }
         Err(error) => {
@@ -442,13 +455,13 @@ async fn ehlo<T: AsyncRead + AsyncWrite + Unpin>(
             Ok(capabilities)
         }
         Err(error) => {
+            if let mail_send::Error::UnexpectedReply(response) = &error {
+                transcript.push_reply(&shown, response);
+            }
             let failure = Failure::at(Step::Ehlo, error);
-            let code = failure.reply.as_ref().map_or(0, |reply| reply.code);
-            let text = match &failure.reply {
-                Some(reply) => reply.text.clone(),
-                None => failure.detail.clone(),
-            };
-            transcript.push(&shown, code, &text);
+            if failure.reply.is_none() {
+                transcript.push(&shown, 0, &failure.detail);
+            }
             Err(failure)
         }
     }
@@ -634,11 +647,22 @@ async fn authenticate<T: AsyncRead + AsyncWrite + Unpin>(
 /// A reply's text as the server sent it: the enhanced status code (which the parser takes
 /// apart from the text) in front, when there is one, the lines joined with a space.
 fn reply_text(esc: [u8; 3], message: &str) -> String {
-    let message = message.replace(['\r', '\n'], " ");
-    match esc {
-        [0, 0, 0] => message,
-        [class, subject, detail] => format!("{class}.{subject}.{detail} {message}"),
+    let message = one_line(message);
+    match enhanced_status(esc) {
+        Some(status) => format!("{status} {message}"),
+        None => message,
     }
+}
+
+/// The enhanced status code smtp-proto took apart from a reply (`[4, 3, 0]`), as written.
+fn enhanced_status(esc: [u8; 3]) -> Option<String> {
+    let [class, subject, detail] = esc;
+    (esc != [0, 0, 0]).then(|| format!("{class}.{subject}.{detail}"))
+}
+
+/// A reply's lines joined with a space.
+fn one_line(message: &str) -> String {
+    message.replace(['\r', '\n'], " ")
 }
 
 /// `TLSv1_3` (rustls' name) as people write it: `TLSv1.3`.

@@ -209,6 +209,10 @@ async fn a_refused_recipient_is_a_permanent_failure_at_rcpt_to_with_the_reply() 
     assert_eq!(failure.step, Step::RcptTo);
     let last = failure.transcript.exchanges.last().unwrap();
     assert_eq!(last.code, 550, "the refusal ends the transcript: {last:?}");
+    // The enhanced status code is kept apart from the text, as the session log shows it.
+    let status = last.status.as_deref().unwrap_or_default();
+    assert!(status.starts_with("5."), "{last:?}");
+    assert!(!last.text.starts_with(status), "{last:?}");
     let reply = failure.reply.as_ref().expect("the refusal");
     assert_eq!(reply.code, 550, "{reply}");
     assert!(failure.is_permanent());
