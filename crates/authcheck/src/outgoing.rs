@@ -102,6 +102,11 @@ impl OutgoingConfig {
     pub fn lease(&self) -> Duration {
         self.timeout.max(Duration::from_secs(1)) + LEASE_MARGIN
     }
+
+    /// When a claim made or renewed at `now` (seconds since the epoch, as stored) runs out.
+    fn lease_until(&self, now: i64) -> i64 {
+        now.saturating_add(i64::try_from(self.lease().as_secs()).unwrap_or(i64::MAX))
+    }
 }
 
 /// Sends queued messages with one key through one route.
@@ -134,13 +139,12 @@ impl Sender {
     /// Attempts every message due at `now` that this instance can claim; how many.
     pub async fn run_once(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
         let claimed_at = Instant::now();
-        let lease = i64::try_from(self.config.lease().as_secs()).unwrap_or(i64::MAX);
         let claimed = self
             .store
             .claim_outgoing(
                 &self.claimant,
                 now.timestamp(),
-                now.timestamp().saturating_add(lease),
+                self.config.lease_until(now.timestamp()),
                 CLAIM_AT_ONCE,
             )
             .await?;
@@ -192,7 +196,6 @@ impl Sender {
         claimed_at: Instant,
     ) -> Option<(OutgoingAttempt, bool, Vec<Connection>)> {
         let lease = self.config.lease();
-        let lease_secs = i64::try_from(lease.as_secs()).unwrap_or(i64::MAX);
         let mut held_until = claimed_at + lease - STOP_BEFORE_LEASE_ENDS;
         let mut next_renewal = claimed_at + lease / 3;
         let attempt = self.attempt(message, now);
@@ -218,7 +221,7 @@ impl Sender {
                 &message.id,
                 &self.claimant,
                 wall,
-                wall.saturating_add(lease_secs),
+                self.config.lease_until(wall),
             );
             match tokio::time::timeout_at(held_until, renewal).await {
                 Ok(Ok(true)) => {
