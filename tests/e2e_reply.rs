@@ -891,6 +891,40 @@ async fn the_reply_section_and_the_replies_page_in_chromium() {
     keep_screenshot("reply-section", &reply_png);
     keep_screenshot("replies", &replies_png);
     keep_screenshot("logs-outbound", &logs_png);
+
+    // The session's own page, from its link: drawn open, the hostile reply still text.
+    let link = browser
+        .eval(
+            "return document.querySelector('details.session.outbound a[href^=\"/logs/\"]') \
+             .getAttribute('href');",
+        )
+        .await;
+    browser
+        .goto(&service.url(link.as_str().expect("a link to the session")))
+        .await;
+    let page = browser
+        .eval(
+            "const entry = document.querySelector('details.session.outbound');
+             return {
+                open: entry.open,
+                heading: document.querySelector('h1').textContent,
+                transcript: entry.querySelector('table.transcript').textContent,
+             };",
+        )
+        .await;
+    assert_eq!(page["open"], true, "{page:#}");
+    assert_eq!(page["heading"], "SMTP session", "{page:#}");
+    assert!(
+        page["transcript"]
+            .as_str()
+            .unwrap()
+            .contains("<img src=x onerror="),
+        "{page:#}"
+    );
+    browser
+        .assert_hostile_text_inert("#injected", "the session page of a hostile reply")
+        .await;
+    browser.keep_screenshot("session-outbound").await;
     browser.quit().await;
 }
 
