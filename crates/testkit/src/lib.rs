@@ -52,6 +52,11 @@ impl TestKey {
         std::fs::read(&path).unwrap_or_else(|e| panic!("read {path}: {e}"))
     }
 
+    /// The private key, PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`).
+    pub fn private_pem(self) -> Vec<u8> {
+        self.read(".pem")
+    }
+
     /// The DKIM key record (TXT value) publishing this key.
     pub fn dns_record(self) -> String {
         let public = String::from_utf8(self.read(".pub.b64")).expect("base64 is ASCII");
@@ -134,7 +139,7 @@ fn sign_with<K: mail_auth::common::crypto::SigningKey>(
 
 /// Returns `message` with a DKIM-Signature header field prepended.
 pub fn sign(message: &[u8], options: &SignOptions) -> Vec<u8> {
-    let der = PrivateKeyDer::from_pem_slice(&options.key.read(".pem")).expect("test key PEM");
+    let der = PrivateKeyDer::from_pem_slice(&options.key.private_pem()).expect("test key PEM");
     let header = match options.key {
         TestKey::Ed25519 => {
             let key = Ed25519Key::from_pkcs8_der(der.secret_der()).expect("ed25519 test key");
