@@ -351,7 +351,10 @@ impl VerificationPool {
                 message: &message,
                 body,
             };
-            let verified = Verified::check(&verifier, &input).await;
+            // Boxed, so that the task holds a pointer rather than the checking's whole state
+            // machine: tokio moves a task's future and output in and out of its cell, and each
+            // move copied those tens of kilobytes.
+            let verified = Box::pin(Verified::check(&verifier, &input)).await;
             (verified, message)
         });
         let abort = task.abort_handle();
