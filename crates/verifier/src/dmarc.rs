@@ -28,6 +28,7 @@
 //! milder disposition (`reject` becomes `quarantine`, `quarantine` becomes `none`).
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use mail_parser::{Address, HeaderName, MessageParser};
@@ -56,7 +57,14 @@ pub struct FromField {
 impl FromField {
     /// Reads the `From` header fields of `message` (the header block only).
     pub fn read(message: &[u8]) -> FromField {
-        let Some(parsed) = MessageParser::new().parse_headers(message) else {
+        // Every other field is skipped unparsed: Received, Date and the rest cost more to
+        // parse than From itself, on every message.
+        static FROM_ONLY: LazyLock<MessageParser> = LazyLock::new(|| {
+            MessageParser::new()
+                .header_address(HeaderName::From)
+                .default_header_ignore()
+        });
+        let Some(parsed) = FROM_ONLY.parse_headers(message) else {
             return FromField {
                 field_count: 0,
                 addresses: Vec::new(),

@@ -9,7 +9,9 @@
 //! A message without a Subject gets `Subject: <verdict>` at the end of its header block.
 //! A malformed message with several Subject fields gets the verdict in each, so every reader sees it.
 
-use mail_parser::MessageParser;
+use std::sync::LazyLock;
+
+use mail_parser::{HeaderName, MessageParser};
 
 use crate::dmarc::FromField;
 
@@ -65,7 +67,13 @@ pub fn rewrite_subject(message: &[u8], verdict: &str) -> Vec<u8> {
 
 /// The decoded Subject of `message` (as mail readers show it), if it has one.
 pub fn subject_of(message: &[u8]) -> Option<String> {
-    let parsed = MessageParser::new().parse_headers(message)?;
+    // Every other field is skipped unparsed (see `FromField::read`).
+    static SUBJECT_ONLY: LazyLock<MessageParser> = LazyLock::new(|| {
+        MessageParser::new()
+            .header_text(HeaderName::Subject)
+            .default_header_ignore()
+    });
+    let parsed = SUBJECT_ONLY.parse_headers(message)?;
     parsed.subject().map(str::to_string)
 }
 

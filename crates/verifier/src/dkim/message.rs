@@ -121,7 +121,7 @@ fn split_header(bytes: &[u8]) -> (Vec<HeaderField>, usize) {
 }
 
 fn find_crlf(bytes: &[u8]) -> Option<usize> {
-    bytes.windows(2).position(|w| w == b"\r\n")
+    memchr::memmem::find(bytes, b"\r\n")
 }
 
 fn trim_wsp_end(bytes: &[u8]) -> &[u8] {
