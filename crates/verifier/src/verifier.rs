@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::auth_results::authentication_results;
+use crate::dkim::RawMessage;
 use crate::dmarc::FromField;
 use crate::dns::{Dns, DnsConfig, DnsSetupError};
 use crate::report::{Report, SpfCheck, SpfIdentityKind, SpfReport, Verdicts};
@@ -106,9 +107,11 @@ impl Verifier {
     pub async fn verify_at(&self, input: &MessageInput<'_>, now: u64) -> Report {
         let dns = &self.dns;
         let config = &self.config;
+        // Split into header fields once, for DKIM and the diagnosis.
+        let message = RawMessage::parse(input.message);
         let ((spf_check, helo_check), (mut dkim, dkim_not_listed), arc, policy) = tokio::join!(
             self.check_spf(input),
-            dkim::verify_listed_signatures(dns, input.message, now, config.dkim_time_limit),
+            dkim::verify_listed_signatures(dns, &message, now, config.dkim_time_limit),
             arc::verify_chain(dns, input.message, config.dkim_time_limit),
             dmarc::discover(dns, FromField::read(input.message), config.dmarc_time_limit),
         );
@@ -140,8 +143,9 @@ impl Verifier {
             diagnosis: Vec::new(),
         };
         // Diagnosis comes last and only explains: the verdicts above are final.
-        let upstream = diagnosis::gather(dns, input, &report, config.spf_time_limit).await;
-        report.diagnosis = diagnosis::diagnose(input, &report, &upstream);
+        let upstream =
+            diagnosis::gather(dns, input, &message, &report, config.spf_time_limit).await;
+        report.diagnosis = diagnosis::diagnose(input, &message, &report, &upstream);
         report
     }
 

@@ -100,7 +100,7 @@ fn copies_of<'a>(
         copies.push(EarlierCopy::CopiedFields(copied_fields(z)));
     }
     let b = tags.value("b").map(without_fws).filter(|b| !b.is_empty());
-    let message_id = last_field(&facts.message, "Message-ID");
+    let message_id = last_field(facts.message, "Message-ID");
     for message in attached {
         let same_signature = b.as_ref().is_some_and(|b| {
             message
@@ -138,7 +138,7 @@ fn changed_fields(
         .into_iter()
         .filter_map(|name| {
             let before = copy.field(name)?;
-            let now = last_field(&facts.message, name)?;
+            let now = last_field(facts.message, name)?;
             (before != now).then_some((name, before, now))
         })
         .take(MAX_CHANGED_FIELDS)

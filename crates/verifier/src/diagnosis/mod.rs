@@ -234,6 +234,7 @@ pub struct Upstream {
 pub async fn gather(
     dns: &Dns,
     input: &MessageInput<'_>,
+    message: &RawMessage<'_>,
     report: &Report,
     time_limit: Duration,
 ) -> Upstream {
@@ -241,8 +242,7 @@ pub async fn gather(
         let (Some(client), true) = (input.client_ip, spf_needs_explaining(report)) else {
             return None;
         };
-        let message = RawMessage::parse(input.message);
-        let hops = relay::hops(&message);
+        let hops = relay::hops(message);
         let hop = relay::previous_hop(&hops, client)?.clone();
         let helo = hop.from_name.clone().unwrap_or_default();
         let check =
@@ -267,7 +267,7 @@ pub(crate) struct Facts<'a> {
     pub client_ip: Option<IpAddr>,
     pub mail_from: &'a str,
     pub body_parameter: BodyParameter,
-    pub message: RawMessage<'a>,
+    pub message: &'a RawMessage<'a>,
     pub report: &'a Report,
     pub upstream: &'a Upstream,
 }
@@ -316,13 +316,19 @@ impl Facts<'_> {
     }
 }
 
-/// Every finding about the message, most serious first (stable order within a severity).
-pub fn diagnose(input: &MessageInput<'_>, report: &Report, upstream: &Upstream) -> Vec<Finding> {
+/// Every finding about the message (`input`, whose header fields `message` holds), most
+/// serious first (stable order within a severity).
+pub fn diagnose(
+    input: &MessageInput<'_>,
+    message: &RawMessage<'_>,
+    report: &Report,
+    upstream: &Upstream,
+) -> Vec<Finding> {
     let facts = Facts {
         client_ip: input.client_ip,
         mail_from: input.mail_from.trim(),
         body_parameter: input.body,
-        message: RawMessage::parse(input.message),
+        message,
         report,
         upstream,
     };

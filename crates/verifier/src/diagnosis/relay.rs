@@ -146,7 +146,7 @@ pub(crate) fn previous_hop(hops: &[Hop], client: IpAddr) -> Option<&Hop> {
 }
 
 pub(crate) fn diagnose(facts: &Facts<'_>, findings: &mut Vec<Finding>) {
-    let hops = hops(&facts.message);
+    let hops = hops(facts.message);
     if let Some(finding) = spf_passes_at_previous_hop(facts, &hops) {
         findings.push(finding);
     }

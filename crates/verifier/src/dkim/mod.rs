@@ -25,6 +25,7 @@ pub(crate) mod tags;
 pub(crate) use key::{MIN_RSA_BITS, rsa_public_key};
 mod verify;
 
+pub use message::RawMessage;
 pub use verify::{MAX_VERIFIED_SIGNATURES, verify_listed_signatures, verify_signatures};
 
 /// Base64 as DKIM writers produce it: standard alphabet, padding optional.

@@ -40,20 +40,20 @@ pub async fn verify_signatures(
     now: u64,
     time_limit: Duration,
 ) -> Vec<DkimSignatureReport> {
-    verify_listed_signatures(dns, message, now, time_limit)
+    verify_listed_signatures(dns, &RawMessage::parse(message), now, time_limit)
         .await
         .0
 }
 
-/// As [`verify_signatures`], with the number of signature fields past
+/// As [`verify_signatures`], for a message already split into its fields (the verifier
+/// splits it once for DKIM and the diagnosis), with the number of signature fields past
 /// [`MAX_LISTED_SIGNATURES`], which are neither verified nor described.
 pub async fn verify_listed_signatures(
     dns: &Dns,
-    message: &[u8],
+    message: &RawMessage<'_>,
     now: u64,
     time_limit: Duration,
 ) -> (Vec<DkimSignatureReport>, u32) {
-    let message = RawMessage::parse(message);
     let fields: Vec<&HeaderField> = message
         .fields()
         .iter()
@@ -67,9 +67,9 @@ pub async fn verify_listed_signatures(
         .enumerate()
         .map(|(index, field)| {
             if index < MAX_VERIFIED_SIGNATURES {
-                Check::read(&message, field, now)
+                Check::read(message, field, now)
             } else {
-                Check::skip(&message, field, total)
+                Check::skip(message, field, total)
             }
         })
         .collect();
@@ -78,10 +78,10 @@ pub async fn verify_listed_signatures(
         .filter_map(|check| check.signature.as_ref().ok().map(Signature::key_name))
         .collect();
     let keys = fetch_keys(dns, key_names, time_limit).await;
-    let bodies = CanonicalBodies::new(&message);
+    let bodies = CanonicalBodies::new(message);
     let reports = checks
         .into_iter()
-        .map(|check| check.finish(&message, &bodies, &keys))
+        .map(|check| check.finish(message, &bodies, &keys))
         .collect();
     (reports, not_listed)
 }
