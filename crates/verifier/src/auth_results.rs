@@ -9,6 +9,8 @@
 //! DKIM results use the RFC 8601 §2.7.1 names: `pass`, `fail`, `temperror`, and `neutral` for a
 //! signature that could not be processed (the report's `invalid`), with the reason in a comment.
 
+use std::borrow::Cow;
+
 use crate::report::{
     ArcReport, ArcResult, DkimResult, DkimSignatureReport, DmarcReport, SpfCheck, SpfIdentityKind,
     SpfReport,
@@ -18,6 +20,8 @@ use crate::report::{
 const LINE_LENGTH: usize = 78;
 /// Comments longer than this are cut (at a word) so the field stays readable.
 const COMMENT_LENGTH: usize = 160;
+/// Room for the usual field (SPF twice, one signature, DMARC, ARC) without growing.
+const FIELD_CAPACITY: usize = 1024;
 
 /// The complete `Authentication-Results:` header field, folded with CRLF, without a final CRLF.
 pub fn authentication_results(
@@ -42,12 +46,23 @@ pub fn authentication_results(
     results.push(dmarc_result(dmarc));
     results.push(arc_result(arc));
 
-    let mut field = format!("Authentication-Results: {};", value(authserv_id));
+    // Built in place: the field is made for every message, and a string per piece cost more
+    // than the rest of it.
+    let mut field = String::with_capacity(FIELD_CAPACITY);
+    field.push_str("Authentication-Results: ");
+    push_value(&mut field, authserv_id);
+    field.push(';');
+    let mut line = String::with_capacity(LINE_LENGTH * 2);
     let last = results.len() - 1;
     for (index, result) in results.iter().enumerate() {
-        let separator = if index == last { "" } else { ";" };
+        line.clear();
+        line.push('\t');
+        result.render_into(&mut line);
+        if index != last {
+            line.push(';');
+        }
         field.push_str("\r\n");
-        field.push_str(&fold(&format!("\t{}{separator}", result.render())));
+        push_folded(&mut field, &line);
     }
     field
 }
@@ -85,17 +100,21 @@ impl ResInfo {
         self
     }
 
-    fn render(&self) -> String {
-        let mut out = format!("{}={}", self.method, self.result);
+    fn render_into(&self, out: &mut String) {
+        out.push_str(self.method);
+        out.push('=');
+        out.push_str(self.result);
         if let Some(text) = &self.comment {
             out.push_str(" (");
-            out.push_str(&comment_text(text));
+            push_comment(out, text);
             out.push(')');
         }
         for (name, property_value) in &self.properties {
-            out.push_str(&format!(" {name}={}", value(property_value)));
+            out.push(' ');
+            out.push_str(name);
+            out.push('=');
+            push_value(out, property_value);
         }
-        out
     }
 }
 
@@ -190,61 +209,68 @@ fn is_dot_atom(text: &str) -> bool {
 
 /// A property value as RFC 8601 §2.2 allows it: a token, `local-part@domain` written as is
 /// when both halves are dot-atoms, and anything else as a quoted string.
-fn value(text: &str) -> String {
-    if is_token(text) {
-        return text.to_string();
+fn push_value(out: &mut String, text: &str) {
+    let bare = is_token(text)
+        || text.rsplit_once('@').is_some_and(|(local, domain)| {
+            (local.is_empty() || is_dot_atom(local)) && is_dot_atom(domain)
+        });
+    if bare {
+        out.push_str(text);
+        return;
     }
-    if let Some((local, domain)) = text.rsplit_once('@')
-        && (local.is_empty() || is_dot_atom(local))
-        && is_dot_atom(domain)
-    {
-        return text.to_string();
-    }
-    let mut quoted = String::with_capacity(text.len() + 2);
-    quoted.push('"');
+    out.reserve(text.len() + 2);
+    out.push('"');
     for c in text.chars() {
         match c {
             '"' | '\\' => {
-                quoted.push('\\');
-                quoted.push(c);
+                out.push('\\');
+                out.push(c);
             }
-            c if c.is_control() => quoted.push(' '),
-            c => quoted.push(c),
+            c if c.is_control() => out.push(' '),
+            c => out.push(c),
         }
     }
-    quoted.push('"');
-    quoted
+    out.push('"');
 }
 
 /// Comment text: parentheses and backslashes escaped, control characters (line breaks above
 /// all) turned into spaces, cut at a word when very long.
-fn comment_text(text: &str) -> String {
-    let mut short: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    if short.len() > COMMENT_LENGTH {
-        let cut = short.floor_char_boundary(COMMENT_LENGTH);
-        let cut = short[..cut].rfind(' ').unwrap_or(cut);
-        short.truncate(cut);
-        short.push_str(" ...");
-    }
-    let mut escaped = String::with_capacity(short.len());
-    for c in short.chars() {
+fn push_comment(out: &mut String, text: &str) {
+    let spaced: Cow<'_, str> = if text.chars().any(char::is_control) {
+        Cow::Owned(
+            text.chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect(),
+        )
+    } else {
+        Cow::Borrowed(text)
+    };
+    let (kept, cut) = if spaced.len() > COMMENT_LENGTH {
+        let end = spaced.floor_char_boundary(COMMENT_LENGTH);
+        let end = spaced[..end].rfind(' ').unwrap_or(end);
+        (&spaced[..end], true)
+    } else {
+        (&spaced[..], false)
+    };
+    out.reserve(kept.len() + 4);
+    for c in kept.chars() {
         if matches!(c, '(' | ')' | '\\') {
-            escaped.push('\\');
+            out.push('\\');
         }
-        escaped.push(c);
+        out.push(c);
     }
-    escaped
+    if cut {
+        out.push_str(" ...");
+    }
 }
 
-/// Folds one line at spaces outside quoted strings so that each piece stays within
-/// [`LINE_LENGTH`] where possible; continuation lines are indented with a tab and two spaces.
-fn fold(line: &str) -> String {
+/// Appends `line` to `out`, folded at spaces outside quoted strings so that each piece stays
+/// within [`LINE_LENGTH`] where possible; continuation lines are indented with a tab and two
+/// spaces.
+fn push_folded(out: &mut String, line: &str) {
     const CONTINUATION: &str = "\r\n\t  ";
-    let mut out = String::with_capacity(line.len() + 16);
-    let mut line_start = 0; // index in `out` where the current physical line starts
+    out.reserve(line.len() + 16);
+    let mut line_start = out.len(); // index in `out` where the current physical line starts
     let mut last_break: Option<usize> = None; // index in `out` of a space we may fold at
     let mut in_quotes = false;
     let mut escaped = false;
@@ -271,12 +297,127 @@ fn fold(line: &str) -> String {
             line_start = space + 2;
         }
     }
-    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn value(text: &str) -> String {
+        let mut out = String::new();
+        push_value(&mut out, text);
+        out
+    }
+
+    fn comment_text(text: &str) -> String {
+        let mut out = String::new();
+        push_comment(&mut out, text);
+        out
+    }
+
+    fn fold(line: &str) -> String {
+        let mut out = String::from("Authentication-Results: x;\r\n");
+        let start = out.len();
+        push_folded(&mut out, line);
+        out.split_off(start)
+    }
+
+    /// The allocating versions these functions replaced, kept to check the output is the same.
+    mod reference {
+        use super::super::{COMMENT_LENGTH, LINE_LENGTH, is_dot_atom, is_token};
+
+        pub fn value(text: &str) -> String {
+            if is_token(text) {
+                return text.to_string();
+            }
+            if let Some((local, domain)) = text.rsplit_once('@')
+                && (local.is_empty() || is_dot_atom(local))
+                && is_dot_atom(domain)
+            {
+                return text.to_string();
+            }
+            let mut quoted = String::with_capacity(text.len() + 2);
+            quoted.push('"');
+            for c in text.chars() {
+                match c {
+                    '"' | '\\' => {
+                        quoted.push('\\');
+                        quoted.push(c);
+                    }
+                    c if c.is_control() => quoted.push(' '),
+                    c => quoted.push(c),
+                }
+            }
+            quoted.push('"');
+            quoted
+        }
+
+        pub fn comment_text(text: &str) -> String {
+            let mut short: String = text
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect();
+            if short.len() > COMMENT_LENGTH {
+                let cut = short.floor_char_boundary(COMMENT_LENGTH);
+                let cut = short[..cut].rfind(' ').unwrap_or(cut);
+                short.truncate(cut);
+                short.push_str(" ...");
+            }
+            let mut escaped = String::with_capacity(short.len());
+            for c in short.chars() {
+                if matches!(c, '(' | ')' | '\\') {
+                    escaped.push('\\');
+                }
+                escaped.push(c);
+            }
+            escaped
+        }
+
+        pub fn fold(line: &str) -> String {
+            const CONTINUATION: &str = "\r\n\t  ";
+            let mut out = String::with_capacity(line.len() + 16);
+            let mut line_start = 0;
+            let mut last_break: Option<usize> = None;
+            let mut in_quotes = false;
+            let mut escaped = false;
+            for c in line.chars() {
+                if in_quotes {
+                    if escaped {
+                        escaped = false;
+                    } else if c == '\\' {
+                        escaped = true;
+                    } else if c == '"' {
+                        in_quotes = false;
+                    }
+                } else if c == '"' {
+                    in_quotes = true;
+                } else if c == ' ' {
+                    last_break = Some(out.len());
+                }
+                out.push(c);
+                if out.len() - line_start > LINE_LENGTH
+                    && let Some(space) = last_break.take()
+                    && space > line_start + 1
+                {
+                    out.replace_range(space..space + 1, CONTINUATION);
+                    line_start = space + 2;
+                }
+            }
+            out
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn built_in_place_as_the_allocating_versions_built_it(
+            text in "[ a-z@.\"\\\\()\t\r\n\u{85}\u{e9}\u{1F600};=-]{0,400}"
+        ) {
+            proptest::prop_assert_eq!(value(&text), reference::value(&text));
+            proptest::prop_assert_eq!(comment_text(&text), reference::comment_text(&text));
+            let line = format!("\t{text}");
+            proptest::prop_assert_eq!(fold(&line), reference::fold(&line));
+        }
+    }
 
     #[test]
     fn tokens_and_addresses_stay_bare_other_values_are_quoted() {
