@@ -301,9 +301,17 @@ pub async fn load_key(
     }
 }
 
-/// The key kept in the store, or a new one kept there now. A new key is made before asking,
-/// since instances starting together may all find none; the store keeps the first.
+/// The key kept in the store, or a new one kept there now. Instances starting together on a
+/// new database may each make one; the store keeps the first, and every instance uses it.
 async fn stored_key(store: &SharedStore) -> Result<(SigningKey, KeyOrigin), String> {
+    let kept = store
+        .signing_key(STORED_KEY_NAME)
+        .await
+        .map_err(|error| format!("the database cannot read the key: {error}"))?;
+    if let Some(kept) = kept {
+        // Making a key costs a fraction of a second of CPU: not at every start.
+        return key_from_store(&kept);
+    }
     let made = tokio::task::spawn_blocking(SigningKey::generate)
         .await
         .map_err(|error| error.to_string())?
@@ -316,7 +324,11 @@ async fn stored_key(store: &SharedStore) -> Result<(SigningKey, KeyOrigin), Stri
     if *kept == *made_pem {
         return Ok((made, KeyOrigin::Generated));
     }
-    SigningKey::from_pem(&kept)
+    key_from_store(&kept)
+}
+
+fn key_from_store(pem: &str) -> Result<(SigningKey, KeyOrigin), String> {
+    SigningKey::from_pem(pem)
         .map(|key| (key, KeyOrigin::Loaded))
         .map_err(|reason| format!("the key kept in the database is not a PKCS#8 RSA key: {reason}"))
 }

@@ -290,6 +290,8 @@ pub trait ResultStore: Send + Sync {
         instance: &str,
         now: i64,
     ) -> StoreResult<bool>;
+    /// The signing key kept as `name` (a PKCS#8 PEM), if one is.
+    async fn signing_key(&self, name: &str) -> StoreResult<Option<String>>;
     /// The signing key kept as `name` (a PKCS#8 PEM): the one kept already, or else
     /// `candidate`, kept now with the time `now`. Instances that start together on one
     /// database all get the first one kept.

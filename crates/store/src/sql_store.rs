@@ -410,6 +410,14 @@ where
         Ok(claimed.is_some())
     }
 
+    async fn signing_key(&self, name: &str) -> StoreResult<Option<String>> {
+        sqlx::query_scalar::<DB, String>(SIGNING_KEY_SQL)
+            .bind(name.to_owned())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(DB::failure)
+    }
+
     async fn signing_key_or_keep(
         &self,
         name: &str,

@@ -1814,6 +1814,11 @@ pub async fn a_self_check_slot_is_claimed_once(store: SharedStore) {
 
 pub async fn the_first_signing_key_kept_is_the_one_every_instance_gets(store: SharedStore) {
     let now = at(10).timestamp();
+    assert_eq!(
+        store.signing_key("dkim").await.unwrap(),
+        None,
+        "none kept yet"
+    );
     let first = "-----BEGIN PRIVATE KEY-----\nfirst\n-----END PRIVATE KEY-----\n";
     let second = "-----BEGIN PRIVATE KEY-----\nsecond\n-----END PRIVATE KEY-----\n";
     // Two instances starting together, each with a key it made in case none is kept yet.
@@ -1829,6 +1834,7 @@ pub async fn the_first_signing_key_kept_is_the_one_every_instance_gets(store: Sh
         .await
         .unwrap();
     assert_eq!(later, a, "a restart reads the kept key");
+    assert_eq!(store.signing_key("dkim").await.unwrap().as_ref(), Some(&a));
     store.purge(at(31)).await.unwrap();
     assert_eq!(
         store
