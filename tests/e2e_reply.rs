@@ -1141,6 +1141,25 @@ async fn smarthost_case(signer: &str, trusted: &str, offers: SinkOffers) -> Smar
     }
 }
 
+impl SmarthostCase {
+    /// Starts the service sending through the smarthost, logging in with `password` (and
+    /// `extra` arguments), and tests a message from `sender` with Message-ID `message_id`;
+    /// the service and the stored result's id.
+    async fn send_test(
+        &self,
+        password: &str,
+        extra: &[&str],
+        sender: &str,
+        message_id: &str,
+    ) -> (Service, String) {
+        let mut args = smarthost_args(&self.target, password, &self.ca).to_vec();
+        args.extend_from_slice(extra);
+        let service = start(&self.dns, self.folder.path(), &self.mx, &args).await;
+        let id = test_message(&service, sender, &message(sender, message_id, "")).await;
+        (service, id)
+    }
+}
+
 /// Each step of the newest outbound session as its command and reply code.
 async fn outbound_steps(service: &Service) -> Vec<(String, u64)> {
     let outbound = service.get_json("/api/v1/sessions?direction=out").await;
@@ -1163,27 +1182,23 @@ async fn outbound_steps(service: &Service) -> Vec<(String, u64)> {
 /// reply is given up, not retried, and the result page says why.
 #[tokio::test]
 async fn a_smarthost_with_a_certificate_the_ca_signed_gets_the_login_and_the_reply() {
+    let case = smarthost_case("smarthost", "smarthost", SinkOffers::default()).await;
+    let (service, id) = case
+        .send_test(
+            SMARTHOST_PASSWORD,
+            &[],
+            "alice@sender.test",
+            "s1@sender.test",
+        )
+        .await;
     let SmarthostCase {
-        dns,
-        folder,
-        smarthost,
-        mx,
-        target,
-        ca,
-    } = smarthost_case("smarthost", "smarthost", SinkOffers::default()).await;
-    let args = smarthost_args(&target, SMARTHOST_PASSWORD, &ca);
-    let service = start(&dns, folder.path(), &mx, &args).await;
-    let id = test_message(
-        &service,
-        "alice@sender.test",
-        &message("alice@sender.test", "s1@sender.test", ""),
-    )
-    .await;
+        dns, smarthost, mx, ..
+    } = &case;
     let received = smarthost.first().await;
     assert_eq!(received.user.as_deref(), Some("authcheck"), "it logged in");
     assert_eq!(received.recipients, ["alice@sender.test"]);
     assert_eq!(received.mail_from, "");
-    let report = check_json(&dns, &received.data, "127.0.0.1", "").await;
+    let report = check_json(dns, &received.data, "127.0.0.1", "").await;
     assert_eq!(report["dkim"][0]["result"], "pass", "signed: {report:#}");
     let json = reply_when(&service, &id, |json| json["reply"]["state"] == "sent").await;
     assert_eq!(json["reply"]["attempts"][0]["tls"], "TLSv1.3", "{json:#}");
@@ -1215,14 +1230,9 @@ async fn a_smarthost_with_a_certificate_the_ca_signed_gets_the_login_and_the_rep
     assert!(service.stop().await.success());
 
     // The same database with a wrong password: bob, so that the per-address limit stays out.
-    let args = smarthost_args(&target, "wrong-password", &ca);
-    let service = start(&dns, folder.path(), &mx, &args).await;
-    let id = test_message(
-        &service,
-        "bob@sender.test",
-        &message("bob@sender.test", "s2@sender.test", ""),
-    )
-    .await;
+    let (service, id) = case
+        .send_test("wrong-password", &[], "bob@sender.test", "s2@sender.test")
+        .await;
     let json = reply_when(&service, &id, |json| json["reply"]["state"] == "failed").await;
     let attempts = json["reply"]["attempts"].as_array().unwrap();
     assert_eq!(attempts.len(), 1, "535 is not retried: {json:#}");
@@ -1245,22 +1255,16 @@ async fn a_smarthost_with_a_certificate_the_ca_signed_gets_the_login_and_the_rep
 /// the reply waits for a retry.
 #[tokio::test]
 async fn a_smarthost_whose_certificate_the_ca_did_not_sign_never_gets_the_password() {
-    let SmarthostCase {
-        dns,
-        folder,
-        smarthost,
-        mx,
-        target,
-        ca,
-    } = smarthost_case("impostor", "trusted", SinkOffers::default()).await;
-    let args = smarthost_args(&target, SMARTHOST_PASSWORD, &ca);
-    let service = start(&dns, folder.path(), &mx, &args).await;
-    let id = test_message(
-        &service,
-        "alice@sender.test",
-        &message("alice@sender.test", "m1@sender.test", ""),
-    )
-    .await;
+    let case = smarthost_case("impostor", "trusted", SinkOffers::default()).await;
+    let (service, id) = case
+        .send_test(
+            SMARTHOST_PASSWORD,
+            &[],
+            "alice@sender.test",
+            "m1@sender.test",
+        )
+        .await;
+    let SmarthostCase { smarthost, .. } = &case;
     let json = reply_when(&service, &id, |json| {
         json["reply"]["attempts"]
             .as_array()
@@ -1359,23 +1363,17 @@ async fn a_smarthost_with_implicit_tls_and_auth_login_gets_the_reply() {
         implicit: true,
         ..SinkOffers::default()
     };
-    let SmarthostCase {
-        dns,
-        folder,
-        smarthost,
-        mx,
-        target,
-        ca,
-    } = smarthost_case("submissions", "submissions", offers).await;
-    let mut args = smarthost_args(&target, SMARTHOST_PASSWORD, &ca).to_vec();
-    args.extend(["--outgoing-smarthost-tls", "implicit"]);
-    let service = start(&dns, folder.path(), &mx, &args).await;
-    let id = test_message(
-        &service,
-        "alice@sender.test",
-        &message("alice@sender.test", "i1@sender.test", ""),
-    )
-    .await;
+    let case = smarthost_case("submissions", "submissions", offers).await;
+    let implicit_tls = ["--outgoing-smarthost-tls", "implicit"];
+    let (service, id) = case
+        .send_test(
+            SMARTHOST_PASSWORD,
+            &implicit_tls,
+            "alice@sender.test",
+            "i1@sender.test",
+        )
+        .await;
+    let SmarthostCase { smarthost, .. } = &case;
     let received = smarthost.first().await;
     assert_eq!(received.user.as_deref(), Some("authcheck"));
     let json = reply_when(&service, &id, |json| json["reply"]["state"] == "sent").await;
