@@ -49,7 +49,7 @@ impl Target {
     /// The CPU time the server has used so far (user and system, all threads), from
     /// `/proc/<pid>/stat`.
     pub fn cpu_time(&self) -> Option<Duration> {
-        cpu_time_of(&std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).ok()?)
+        authcheck_testkit::process::cpu_time(&self.pid.to_string())
     }
 
     /// Starts sampling the server's `VmRSS` until [`MemorySampler::finish`].
@@ -334,21 +334,6 @@ fn status_field_kib(status: &str, field: &str) -> Option<u64> {
         .ok()
 }
 
-/// `utime + stime` of a `/proc/<pid>/stat` text. Field 2, the command name, is in parentheses
-/// and may hold spaces, so the fields are counted from its closing parenthesis.
-fn cpu_time_of(stat: &str) -> Option<Duration> {
-    let mut fields = stat.get(stat.rfind(')')? + 1..)?.split_whitespace();
-    // After the name: state (3) … utime (14), stime (15).
-    let utime: u64 = fields.nth(11)?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    // SAFETY: sysconf only reads a configuration value.
-    let ticks_per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    let ticks_per_second = u64::try_from(ticks_per_second).ok().filter(|&t| t > 0)?;
-    Some(Duration::from_micros(
-        (utime + stime) * 1_000_000 / ticks_per_second,
-    ))
-}
-
 /// The last lines of a server's log, for an error message.
 fn log_tail(path: &Path) -> String {
     let log = std::fs::read_to_string(path).unwrap_or_default();
@@ -364,17 +349,6 @@ fn log_tail(path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cpu_time_adds_user_and_system_ticks_whatever_the_command_name() {
-        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
-        let stat = "4242 (auth check) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 7 0";
-        assert_eq!(
-            cpu_time_of(stat),
-            Some(Duration::from_micros(300 * 1_000_000 / ticks))
-        );
-        assert_eq!(cpu_time_of("garbage"), None);
-    }
 
     #[test]
     fn ready_line_gives_the_smtp_address() {

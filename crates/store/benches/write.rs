@@ -205,12 +205,6 @@ struct Usage {
 
 impl Usage {
     fn now() -> Usage {
-        let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
-        // Fields after the command's closing parenthesis; utime and stime are the 12th and 13th.
-        let fields: Vec<&str> = stat[stat.rfind(')').expect("a stat line") + 2..]
-            .split(' ')
-            .collect();
-        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
         let switches = std::fs::read_dir("/proc/self/task")
             .expect("/proc/self/task")
             .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("status")).ok())
@@ -229,8 +223,9 @@ impl Usage {
             .and_then(|value| value.trim().parse().ok())
             .expect("write_bytes in /proc/self/io");
         Usage {
-            // The kernel counts CPU time in clock ticks of 1/100 s on Linux.
-            cpu_seconds: ticks as f64 / 100.0,
+            cpu_seconds: authcheck_testkit::process::cpu_time("self")
+                .expect("/proc/self/stat")
+                .as_secs_f64(),
             switches,
             written_bytes,
         }

@@ -1,6 +1,6 @@
 //! Test material shared by the crates' tests and the end-to-end tests: DKIM signing keys,
-//! a signer, their DNS key records, simple test messages, and a headless browser
-//! ([`browser::Browser`]).
+//! a signer, their DNS key records, simple test messages, a headless browser
+//! ([`browser::Browser`]) and a process's CPU time for benchmarks ([`process::cpu_time`]).
 //!
 //! The keys in `keys/` were made with `openssl genpkey` for these tests only and protect
 //! nothing. Each key's public half is published under its own selector at
@@ -8,6 +8,7 @@
 
 pub mod browser;
 pub mod png;
+pub mod process;
 
 use authcheck_testdns::TestDns;
 use mail_auth::common::crypto::{Ed25519Key, RsaKey, Sha256};
