@@ -74,7 +74,7 @@ where
     for<'q> String: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
     usize: ColumnIndex<DB::Row>,
 {
-    async fn fetch(&self, statement: Statement) -> StoreResult<Vec<DB::Row>> {
+    async fn fetch(&self, statement: Statement<'_>) -> StoreResult<Vec<DB::Row>> {
         statement
             .query::<DB>()
             .fetch_all(self.0)

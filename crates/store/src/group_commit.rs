@@ -25,21 +25,23 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{ConnectOptions, Connection, QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
+use sqlx::{ConnectOptions, Connection, Sqlite, SqliteConnection, SqlitePool};
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use chrono::{DateTime, Utc};
 
-use crate::record::{InsertRow, MAX_ROWS_PER_INSERT, push_messages_insert, push_results_insert};
+use crate::record::{InsertRow, MAX_ROWS_PER_INSERT, messages_insert, results_insert};
 use crate::reports::purge_reports_batch;
 use crate::sessions::{
-    MAX_SESSIONS_PER_INSERT, PURGE_SESSIONS_SQL, SessionRow, millis, push_sessions_insert,
+    MAX_SESSIONS_PER_INSERT, PURGE_SESSIONS_SQL, SessionRow, millis, sessions_insert,
 };
 use crate::sql_store::{
     Backend, PURGE_BATCH, PURGE_BATCH_SQL, Purged, RowWriter, delete_orphaned_messages,
 };
 use crate::sqlite::stored_time_text;
-use crate::stats::{OneQuery, ResultStats, SessionStats, StatsKeys, purge_statements};
+use crate::sqlite_writer::WriterConnection;
+use crate::statement::Statement;
+use crate::stats::{ResultStats, SessionStats, StatsKeys, purge_statements};
 use crate::{StoreError, StoreResult};
 
 /// Most messages written in one transaction; more wait for the next one.
@@ -101,11 +103,12 @@ pub(crate) struct GroupCommit {
 
 impl GroupCommit {
     /// Opens the writer's connection with `options` and starts the writer on a thread of its
-    /// own: on the service's runtime, every round trip to SQLite's worker thread would wait its
-    /// turn behind the sessions' verification work. `keep_alive` (a temporary folder, say)
-    /// is dropped when the writer stops.
+    /// own, where no other work delays it. `read_only` opens the writer's connection as the
+    /// URL opened the others (`mode=ro`), so that writes fail as they should. `keep_alive` (a
+    /// temporary folder, say) is dropped when the writer stops.
     pub async fn start(
         options: &SqliteConnectOptions,
+        read_only: bool,
         pool: SqlitePool,
         keep_alive: impl Send + 'static,
     ) -> StoreResult<GroupCommit> {
@@ -116,9 +119,12 @@ impl GroupCommit {
             Some(folder) if !folder.as_os_str().is_empty() => folder.to_owned(),
             _ => PathBuf::from("."),
         };
-        let connection = options.connect().await.map_err(Sqlite::failure)?;
+        let database = options.get_filename().to_owned();
         let writer = Writer {
-            connection: Some(connection),
+            connection: Some(WriterConnection::open(&database, read_only)?),
+            database,
+            read_only,
+            purge_connection: None,
             options: options.clone(),
         };
         let (commands, queue) = mpsc::channel(QUEUE_DEPTH);
@@ -202,9 +208,15 @@ impl RowWriter for GroupCommit {
     }
 }
 
-/// The writer's side: its connection, reopened with `options` if a failure left it unusable.
+/// The writer's side: its connection, reopened if a failure left it unusable, and the
+/// connection its purges run on.
 struct Writer {
-    connection: Option<SqliteConnection>,
+    connection: Option<WriterConnection>,
+    database: PathBuf,
+    read_only: bool,
+    /// The purges share their statements with PostgreSQL's through sqlx, so they run on a
+    /// sqlx connection of their own, opened at the first purge. They are rare and short.
+    purge_connection: Option<SqliteConnection>,
     options: SqliteConnectOptions,
 }
 
@@ -244,7 +256,7 @@ impl Writer {
                 }
             }
             if !messages.is_empty() || !sessions.is_empty() {
-                let (outcomes, sessions_outcome) = self.write_batch(&messages, &sessions).await;
+                let (outcomes, sessions_outcome) = self.write_batch(&messages, &sessions);
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     let _ = reply.send(outcome);
                 }
@@ -255,7 +267,7 @@ impl Writer {
                 messages_written += messages.len();
             }
             for (stats, done) in stats_writes {
-                let _ = done.send(self.write_stats(&stats).await);
+                let _ = done.send(self.write_stats(&stats));
                 commits += 1;
             }
             // Each purge batch is short, and the purge asks for the next one only after this
@@ -269,13 +281,14 @@ impl Writer {
                 commits += 1;
             }
             if !probes.is_empty() {
-                let outcome = self.probe().await;
+                let outcome = self.probe();
                 for done in probes {
                     let _ = done.send(outcome.clone());
                 }
             }
             if let Some(done) = stop {
-                if let Some(connection) = self.connection.take() {
+                self.connection = None;
+                if let Some(connection) = self.purge_connection.take() {
                     let _ = connection.close().await;
                 }
                 let _ = done.send(());
@@ -289,18 +302,30 @@ impl Writer {
             if checkpoints.caught_up.swap(false, Ordering::AcqRel)
                 || checkpoints_not_caught_up > CHECKPOINTS_LEFT_TO_THE_CHECKPOINTER
             {
-                self.finish_checkpoint().await;
+                self.finish_checkpoint();
                 checkpoints_not_caught_up = 0;
             }
         }
     }
 
-    async fn connection(&mut self) -> StoreResult<&mut SqliteConnection> {
+    fn connection(&mut self) -> StoreResult<&mut WriterConnection> {
         let connection = match self.connection.take() {
             Some(connection) => connection,
-            None => self.options.connect().await.map_err(Sqlite::failure)?,
+            None => WriterConnection::open(&self.database, self.read_only)?,
         };
         Ok(self.connection.insert(connection))
+    }
+
+    /// Runs `statements` in one transaction; a connection a failure left in a transaction
+    /// is dropped (which ends the transaction) and the next write opens another.
+    fn write(&mut self, statements: &[Statement<'_>]) -> StoreResult<()> {
+        let connection = self.connection()?;
+        let outcome = connection.write(statements);
+        if connection.in_transaction() {
+            tracing::warn!("cannot roll back a failed SQLite write; reconnecting");
+            self.connection = None;
+        }
+        outcome
     }
 
     /// One transaction for all `messages` and `sessions`, and each message's outcome and
@@ -308,13 +333,13 @@ impl Writer {
     /// message alone and the sessions together, so that one message's failure (an
     /// oversized row, say) costs no other message its place, and a session row never costs
     /// a message its.
-    async fn write_batch(
+    fn write_batch(
         &mut self,
         messages: &[Vec<InsertRow>],
         sessions: &[SessionRow],
     ) -> (Vec<StoreResult<()>>, StoreResult<()>) {
         let all_rows: Vec<&InsertRow> = messages.iter().flatten().collect();
-        let error = match self.write_in_transaction(&all_rows, sessions).await {
+        let error = match self.write_in_transaction(&all_rows, sessions) {
             Ok(()) => return (vec![Ok(()); messages.len()], Ok(())),
             Err(error) => error,
         };
@@ -327,23 +352,19 @@ impl Writer {
         let mut outcomes = Vec::with_capacity(messages.len());
         for rows in messages {
             let rows: Vec<&InsertRow> = rows.iter().collect();
-            outcomes.push(self.write_in_transaction(&rows, &[]).await);
+            outcomes.push(self.write_in_transaction(&rows, &[]));
         }
         let sessions_outcome = if sessions.is_empty() {
             Ok(())
         } else {
-            self.write_in_transaction(&[], sessions).await
+            self.write_in_transaction(&[], sessions)
         };
         (outcomes, sessions_outcome)
     }
 
-    /// Stores `rows` and their raw messages in one transaction, sent to SQLite as one query.
-    ///
-    /// Every query is a round trip to SQLite's worker thread, and on a busy machine those
-    /// round trips, not the writing, are what take the time; so BEGIN, the inserts and
-    /// COMMIT go together. If a statement fails part-way, whatever it left open is rolled
-    /// back here.
-    async fn write_in_transaction(
+    /// Stores `rows`, their raw messages, `sessions` and the rollups' counts of both in one
+    /// transaction.
+    fn write_in_transaction(
         &mut self,
         rows: &[&InsertRow],
         sessions: &[SessionRow],
@@ -351,45 +372,42 @@ impl Writer {
         let result_stats =
             ResultStats::of(rows.iter().filter_map(|row| StatsKeys::of_public_row(row)));
         let session_stats = SessionStats::of(sessions);
-        let connection = self.connection().await?;
-        let mut query = QueryBuilder::new("BEGIN IMMEDIATE; ");
+        let mut statements = Vec::new();
         for chunk in rows.chunks(MAX_ROWS_PER_INSERT) {
-            if push_messages_insert(&mut query, chunk) {
-                query.push("; ");
-            }
-            push_results_insert(&mut query, chunk, |row| stored_time_text(row.received_at));
-            query.push("; ");
+            statements.extend(messages_insert(chunk));
+            statements.push(results_insert(chunk));
         }
-        for chunk in sessions.chunks(MAX_SESSIONS_PER_INSERT) {
-            push_sessions_insert(&mut query, chunk);
-            query.push("; ");
-        }
+        statements.extend(
+            sessions
+                .chunks(MAX_SESSIONS_PER_INSERT)
+                .map(sessions_insert),
+        );
         // The statistics' rollups, in the same transaction: one upsert row per key and batch.
-        let mut upserts = OneQuery::new(&mut query);
-        result_stats.push_upserts(&mut upserts);
-        session_stats.push_upserts(&mut upserts);
-        upserts.finish();
-        query.push("COMMIT");
-        let outcome = query.build().execute(&mut *connection).await.map(drop);
-        self.roll_back_on_error(outcome).await
+        result_stats.push_upserts(&mut statements);
+        session_stats.push_upserts(&mut statements);
+        self.write(&statements)
     }
 
     /// Adds `stats` to the rollups in a transaction of its own.
-    async fn write_stats(&mut self, stats: &ResultStats) -> StoreResult<()> {
-        let connection = self.connection().await?;
-        let mut query = QueryBuilder::new("BEGIN IMMEDIATE; ");
-        let mut upserts = OneQuery::new(&mut query);
+    fn write_stats(&mut self, stats: &ResultStats) -> StoreResult<()> {
+        let mut upserts = Vec::new();
         stats.push_upserts(&mut upserts);
-        upserts.finish();
-        query.push("COMMIT");
-        let outcome = query.build().execute(&mut *connection).await.map(drop);
-        self.roll_back_on_error(outcome).await
+        self.write(&upserts)
+    }
+
+    /// The sqlx connection the purges run on.
+    async fn purge_connection(&mut self) -> StoreResult<&mut SqliteConnection> {
+        let connection = match self.purge_connection.take() {
+            Some(connection) => connection,
+            None => self.options.connect().await.map_err(Sqlite::failure)?,
+        };
+        Ok(self.purge_connection.insert(connection))
     }
 
     /// Deletes one batch of results older than `cutoff`, the raw messages left without a
     /// result, and one batch of sessions started before `cutoff`, in one transaction.
     async fn purge_batch(&mut self, cutoff_time: DateTime<Utc>) -> StoreResult<Purged> {
-        let connection = self.connection().await?;
+        let connection = self.purge_connection().await?;
         let cutoff = stored_time_text(cutoff_time);
         let outcome = async {
             sqlx::query("BEGIN IMMEDIATE")
@@ -402,8 +420,8 @@ impl Writer {
                 .await?;
             let deleted = message_ids.len() as u64;
             let message_ids: Vec<String> = message_ids.into_iter().flatten().collect();
-            if let Some(mut orphans) = delete_orphaned_messages::<Sqlite>(&message_ids) {
-                orphans.build().execute(&mut *connection).await?;
+            if let Some(orphans) = delete_orphaned_messages(&message_ids) {
+                orphans.query::<Sqlite>().execute(&mut *connection).await?;
             }
             let sessions = sqlx::query(PURGE_SESSIONS_SQL)
                 .bind(millis(cutoff_time))
@@ -433,7 +451,7 @@ impl Writer {
     /// Deletes one batch of reports, rejected reports and source names older than `cutoff`, in
     /// one transaction; returns how many of each.
     async fn purge_reports_batch(&mut self, cutoff: i64) -> StoreResult<[u64; 3]> {
-        let connection = self.connection().await?;
+        let connection = self.purge_connection().await?;
         let outcome = async {
             sqlx::query("BEGIN IMMEDIATE")
                 .execute(&mut *connection)
@@ -447,17 +465,12 @@ impl Writer {
     }
 
     /// Rewrites the readiness row in a transaction of its own.
-    async fn probe(&mut self) -> StoreResult<()> {
-        let connection = self.connection().await?;
-        let outcome = sqlx::query(
-            "INSERT INTO readiness_probe (id, written_at) VALUES (1, $1) \
-             ON CONFLICT (id) DO UPDATE SET written_at = excluded.written_at",
-        )
-        .bind(stored_time_text(Utc::now()))
-        .execute(&mut *connection)
-        .await
-        .map(drop);
-        self.roll_back_on_error(outcome).await
+    fn probe(&mut self) -> StoreResult<()> {
+        let mut probe = Statement::new("INSERT INTO readiness_probe (id, written_at) VALUES (1, ");
+        probe
+            .bind(Utc::now())
+            .push(") ON CONFLICT (id) DO UPDATE SET written_at = excluded.written_at");
+        self.write(&[probe])
     }
 
     /// `outcome`, after rolling back whatever transaction a failed statement left open.
@@ -466,7 +479,7 @@ impl Writer {
             Ok(value) => return Ok(value),
             Err(error) => error,
         };
-        let Some(connection) = self.connection.as_mut() else {
+        let Some(connection) = self.purge_connection.as_mut() else {
             return Err(Sqlite::failure(error));
         };
         match sqlx::query("ROLLBACK").execute(connection).await {
@@ -475,8 +488,8 @@ impl Writer {
                 if rollback.message().contains("no transaction is active") => {}
             Err(rollback) => {
                 // Closing the connection ends its transaction; the next write opens another.
-                tracing::warn!(%rollback, "cannot roll back a failed SQLite write; reconnecting");
-                self.connection = None;
+                tracing::warn!(%rollback, "cannot roll back a failed SQLite purge; reconnecting");
+                self.purge_connection = None;
             }
         }
         Err(Sqlite::failure(error))
@@ -485,11 +498,11 @@ impl Writer {
     /// Run between batches after the checkpointer caught up, or in its place when it has
     /// fallen behind: copies what was written meanwhile, so that the next transaction starts
     /// the log over.
-    async fn finish_checkpoint(&mut self) {
-        let Ok(connection) = self.connection().await else {
-            return;
-        };
-        if let Err(error) = passive_checkpoint(connection).await {
+    fn finish_checkpoint(&mut self) {
+        let outcome = self
+            .connection()
+            .and_then(|connection| connection.passive_checkpoint());
+        if let Err(error) = outcome {
             warn_checkpoint_failed(&error);
         }
     }
@@ -518,7 +531,7 @@ async fn checkpoint_when_due(pool: SqlitePool, checkpoints: Arc<Checkpoints>) {
         match passive_checkpoint(&pool).await {
             Ok(()) => checkpoints.caught_up.store(true, Ordering::Release),
             Err(_) if pool.is_closed() => return,
-            Err(error) => warn_checkpoint_failed(&error),
+            Err(error) => warn_checkpoint_failed(&Sqlite::failure(error)),
         }
     }
 }
@@ -534,6 +547,6 @@ async fn passive_checkpoint<'c>(
         .map(drop)
 }
 
-fn warn_checkpoint_failed(error: &sqlx::Error) {
+fn warn_checkpoint_failed(error: &StoreError) {
     tracing::warn!(%error, "SQLite checkpoint failed; the write-ahead log grows until one succeeds");
 }

@@ -21,6 +21,7 @@ mod self_checks;
 mod sessions;
 mod sql_store;
 mod sqlite;
+mod sqlite_writer;
 mod statement;
 mod stats;
 

@@ -7,18 +7,22 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::error::DatabaseError;
+use sqlx::postgres::PgArguments;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgPool, Postgres, QueryBuilder, Transaction};
+use sqlx::query::Query;
+use sqlx::types::Json;
+use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::failure::query_failure;
-use crate::record::{InsertRow, MAX_ROWS_PER_INSERT, push_messages_insert, push_results_insert};
+use crate::record::{InsertRow, MAX_ROWS_PER_INSERT, messages_insert, results_insert};
 use crate::reports::purge_reports_batch;
 use crate::sessions::{
-    MAX_SESSIONS_PER_INSERT, PURGE_SESSIONS_SQL, SessionRow, millis, push_sessions_insert,
+    MAX_SESSIONS_PER_INSERT, PURGE_SESSIONS_SQL, SessionRow, millis, sessions_insert,
 };
 use crate::sql_store::{
     Backend, PURGE_BATCH, PURGE_BATCH_SQL, Purged, RowWriter, SqlStore, delete_orphaned_messages,
 };
+use crate::statement::{Statement, Value};
 use crate::stats::{ResultStats, SessionStats, StatsKeys, purge_statements};
 use crate::{ACQUIRE_TIMEOUT, SharedStore, StoreError, StoreResult};
 
@@ -105,11 +109,11 @@ async fn lock_for_transaction(
 /// Runs `statements` in `transaction`, one after the other.
 async fn execute_all(
     transaction: &mut Transaction<'_, Postgres>,
-    mut statements: Vec<QueryBuilder<'_, Postgres>>,
+    statements: &[Statement<'_>],
 ) -> StoreResult<()> {
-    for statement in statements.iter_mut() {
+    for statement in statements {
         statement
-            .build()
+            .query::<Postgres>()
             .execute(&mut **transaction)
             .await
             .map_err(Postgres::failure)?;
@@ -131,27 +135,14 @@ impl RowWriter for PgWriter {
         // `after_seq` never skips a result that commits late with a smaller `seq`.
         lock_for_transaction(&mut transaction, INSERT_LOCK).await?;
         let rows: Vec<&InsertRow> = rows.iter().collect();
+        let mut statements = Vec::new();
         for chunk in rows.chunks(MAX_ROWS_PER_INSERT) {
-            let mut messages = QueryBuilder::new("");
-            if push_messages_insert(&mut messages, chunk) {
-                messages
-                    .build()
-                    .execute(&mut *transaction)
-                    .await
-                    .map_err(Postgres::failure)?;
-            }
-            let mut results = QueryBuilder::new("");
-            push_results_insert(&mut results, chunk, |row| row.received_at);
-            results
-                .build()
-                .execute(&mut *transaction)
-                .await
-                .map_err(Postgres::failure)?;
+            statements.extend(messages_insert(chunk));
+            statements.push(results_insert(chunk));
         }
         let stats = ResultStats::of(rows.iter().filter_map(|row| StatsKeys::of_public_row(row)));
-        let mut upserts = Vec::new();
-        stats.push_upserts(&mut upserts);
-        execute_all(&mut transaction, upserts).await?;
+        stats.push_upserts(&mut statements);
+        execute_all(&mut transaction, &statements).await?;
         transaction.commit().await.map_err(Postgres::failure)
     }
 
@@ -159,19 +150,13 @@ impl RowWriter for PgWriter {
         let mut transaction = self.pool.begin().await.map_err(Postgres::failure)?;
         // As for results: `seq` order and commit order agree, so the live log skips nothing.
         lock_for_transaction(&mut transaction, SESSIONS_LOCK).await?;
-        for chunk in rows.chunks(MAX_SESSIONS_PER_INSERT) {
-            let mut insert = QueryBuilder::new("");
-            push_sessions_insert(&mut insert, chunk);
-            insert
-                .build()
-                .execute(&mut *transaction)
-                .await
-                .map_err(Postgres::failure)?;
-        }
+        let mut statements: Vec<Statement> = rows
+            .chunks(MAX_SESSIONS_PER_INSERT)
+            .map(sessions_insert)
+            .collect();
         let stats = SessionStats::of(&rows);
-        let mut upserts = Vec::new();
-        stats.push_upserts(&mut upserts);
-        execute_all(&mut transaction, upserts).await?;
+        stats.push_upserts(&mut statements);
+        execute_all(&mut transaction, &statements).await?;
         transaction.commit().await.map_err(Postgres::failure)
     }
 
@@ -181,7 +166,7 @@ impl RowWriter for PgWriter {
         lock_for_transaction(&mut transaction, INSERT_LOCK).await?;
         let mut upserts = Vec::new();
         stats.push_upserts(&mut upserts);
-        execute_all(&mut transaction, upserts).await?;
+        execute_all(&mut transaction, &upserts).await?;
         transaction.commit().await.map_err(Postgres::failure)
     }
 
@@ -196,9 +181,9 @@ impl RowWriter for PgWriter {
             .fetch_all(&mut *transaction)
             .await
             .map_err(Postgres::failure)?;
-        if let Some(mut orphans) = delete_orphaned_messages::<Postgres>(&message_ids) {
+        if let Some(orphans) = delete_orphaned_messages(&message_ids) {
             orphans
-                .build()
+                .query::<Postgres>()
                 .execute(&mut *transaction)
                 .await
                 .map_err(Postgres::failure)?;
@@ -261,6 +246,21 @@ impl RowWriter for PgWriter {
 impl Backend for Postgres {
     fn failure(error: sqlx::Error) -> StoreError {
         query_failure(error, is_schema_mismatch)
+    }
+
+    fn bind<'q>(
+        query: Query<'q, Postgres, PgArguments>,
+        value: &'q Value<'q>,
+    ) -> Query<'q, Postgres, PgArguments> {
+        match value {
+            Value::Text(text) => query.bind(text.as_deref()),
+            Value::BigInt(number) => query.bind(*number),
+            Value::Int(number) => query.bind(*number),
+            Value::Bool(flag) => query.bind(*flag),
+            Value::Bytes(bytes) => query.bind(*bytes),
+            Value::Json(json) => query.bind(Json(*json)),
+            Value::Time(at) => query.bind(*at),
+        }
     }
 
     async fn integrity_check(pool: &PgPool) -> StoreResult<Vec<String>> {

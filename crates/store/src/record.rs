@@ -6,11 +6,10 @@ use std::borrow::Cow;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use rand::RngCore;
-use sqlx::types::Json;
-use sqlx::{Database, Encode, QueryBuilder, Type};
 
 use serde_json::value::RawValue;
 
+use crate::statement::Statement;
 use crate::{
     Mailbox, NewResult, PrivateToken, ResultSummary, SessionFacts, StoreError, StoreResult,
     StoredResult,
@@ -237,80 +236,56 @@ impl InsertRow {
     }
 }
 
-/// Appends to `query` one statement storing `rows` (at most [`MAX_ROWS_PER_INSERT`]) in
-/// `results`; `received_at` is the backend's encoding of [`InsertRow::received_at`].
-pub(crate) fn push_results_insert<'q, DB, T>(
-    query: &mut QueryBuilder<'q, DB>,
-    rows: &'q [&'q InsertRow],
-    received_at: impl Fn(&'q InsertRow) -> T,
-) where
-    DB: Database,
-    T: 'q + Encode<'q, DB> + Type<DB>,
-    &'q str: Encode<'q, DB> + Type<DB>,
-    Option<&'q str>: Encode<'q, DB> + Type<DB>,
-    i32: Encode<'q, DB> + Type<DB>,
-    i64: Encode<'q, DB> + Type<DB>,
-    bool: Encode<'q, DB> + Type<DB>,
-    Json<&'q RawValue>: Encode<'q, DB> + Type<DB>,
-{
+/// The statement storing `rows` (at most [`MAX_ROWS_PER_INSERT`]) in `results`.
+pub(crate) fn results_insert<'q>(rows: &'q [&'q InsertRow]) -> Statement<'q> {
     debug_assert!(rows.len() <= MAX_ROWS_PER_INSERT);
-    query.push(INSERT_RESULTS_HEAD);
-    query.push_values(rows, |mut values, row| {
+    let mut insert = Statement::new(INSERT_RESULTS_HEAD);
+    insert.push_values(rows, |values, row| {
         values
-            .push_bind(row.id.as_str())
-            .push_bind(row.mailbox.as_str())
-            .push_bind(received_at(row))
-            .push_bind(row.client_ip.as_str())
-            .push_bind(row.client_port)
-            .push_bind(row.client_ptr.as_deref())
-            .push_bind(row.client_ptr_confirmed)
-            .push_bind(row.helo.as_str())
-            .push_bind(row.tls_version.as_deref())
-            .push_bind(row.tls_cipher.as_deref())
-            .push_bind(row.mail_from.as_str())
-            .push_bind(row.mail_from_lower.as_str())
-            .push_bind(row.mail_from_domain.as_deref())
-            .push_bind(row.recipient.as_str())
-            .push_bind(row.size)
-            .push_bind(row.header_from.as_deref())
-            .push_bind(row.header_from_lower.as_deref())
-            .push_bind(row.header_from_domain.as_deref())
-            .push_bind(row.subject.as_deref())
-            .push_bind(row.verdict.as_str())
-            .push_bind(row.prefixed_subject.as_str())
-            .push_bind(Json(&*row.report))
-            .push_bind(Json(&*row.report_summary))
-            .push_bind(row.message_id.as_str())
-            .push_bind(row.private_test.as_ref().map(PrivateToken::as_str));
+            .bind(row.id.as_str())
+            .bind(row.mailbox.as_str())
+            .bind(row.received_at)
+            .bind(row.client_ip.as_str())
+            .bind(row.client_port)
+            .bind(row.client_ptr.as_deref())
+            .bind(row.client_ptr_confirmed)
+            .bind(row.helo.as_str())
+            .bind(row.tls_version.as_deref())
+            .bind(row.tls_cipher.as_deref())
+            .bind(row.mail_from.as_str())
+            .bind(row.mail_from_lower.as_str())
+            .bind(row.mail_from_domain.as_deref())
+            .bind(row.recipient.as_str())
+            .bind(row.size)
+            .bind(row.header_from.as_deref())
+            .bind(row.header_from_lower.as_deref())
+            .bind(row.header_from_domain.as_deref())
+            .bind(row.subject.as_deref())
+            .bind(row.verdict.as_str())
+            .bind(row.prefixed_subject.as_str())
+            .bind(&*row.report)
+            .bind(&*row.report_summary)
+            .bind(row.message_id.as_str())
+            .bind(row.private_test.as_ref().map(PrivateToken::as_str));
     });
+    insert
 }
 
-/// Appends to `query` one statement storing the raw messages that `rows` (at most
-/// [`MAX_ROWS_PER_INSERT`]) carry, and returns whether there was one: rows that share an
-/// earlier row's copy carry none. Run it before [`push_results_insert`] for the same rows,
-/// whose `message_id` refers to these.
-pub(crate) fn push_messages_insert<'q, DB>(
-    query: &mut QueryBuilder<'q, DB>,
-    rows: &'q [&'q InsertRow],
-) -> bool
-where
-    DB: Database,
-    &'q str: Encode<'q, DB> + Type<DB>,
-    &'q [u8]: Encode<'q, DB> + Type<DB>,
-{
+/// The statement storing the raw messages that `rows` (at most [`MAX_ROWS_PER_INSERT`])
+/// carry, or `None` when they carry none: rows that share an earlier row's copy carry none.
+/// Run it before [`results_insert`] for the same rows, whose `message_id` refers to these.
+pub(crate) fn messages_insert<'q>(rows: &'q [&'q InsertRow]) -> Option<Statement<'q>> {
     debug_assert!(rows.len() <= MAX_ROWS_PER_INSERT);
     let mut messages = rows
         .iter()
         .filter_map(|row| Some((row.message_id.as_str(), row.raw_message.as_deref()?)))
         .peekable();
-    if messages.peek().is_none() {
-        return false;
-    }
-    query.push(INSERT_MESSAGES_HEAD);
-    query.push_values(messages, |mut values, (id, message)| {
-        values.push_bind(id).push_bind(message);
+    messages.peek()?;
+    let mut insert = Statement::new(INSERT_MESSAGES_HEAD);
+    insert.push_values(messages, |values, (id, message)| {
+        values.bind(id).bind(message);
     });
-    true
+    Some(insert)
 }
 
 /// One row of [`SUMMARY_COLUMNS`] as both backends decode it.

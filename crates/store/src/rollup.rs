@@ -137,7 +137,7 @@ impl RollupRows {
     }
 
     /// The statements that add these rows to the rollup, to run in the report's transaction.
-    pub(crate) fn inserts(&self) -> Vec<Statement> {
+    pub(crate) fn inserts(&self) -> Vec<Statement<'_>> {
         let mut statements = Vec::new();
         let rows: Vec<_> = self.daily.iter().collect();
         for chunk in rows.chunks(ROWS_PER_INSERT) {
@@ -157,13 +157,17 @@ impl RollupRows {
                     .push(", ")
                     .bind(self.reporter.as_str())
                     .push(", ")
-                    .bind_list([
-                        key.dmarc_pass,
-                        key.dkim_aligned,
-                        key.spf_aligned,
-                        key.dkim_pass,
-                        key.spf_pass,
-                    ])
+                    // Counted in SQL (`SUM(dmarc_pass * messages)`), so stored as numbers.
+                    .bind_list(
+                        [
+                            key.dmarc_pass,
+                            key.dkim_aligned,
+                            key.spf_aligned,
+                            key.dkim_pass,
+                            key.spf_pass,
+                        ]
+                        .map(i64::from),
+                    )
                     .push(", ")
                     .bind(key.disposition.as_str())
                     .push(", ")
@@ -488,7 +492,7 @@ pub(crate) const COUNT_COLUMNS: &str = "CAST(SUM(messages) AS BIGINT), \
     CAST(SUM(spf_pass * messages) AS BIGINT)";
 
 /// Appends ` WHERE …` selecting `filter`'s rollup rows to `query`.
-pub(crate) fn push_filter(query: &mut Statement, filter: &DmarcFilter) {
+pub(crate) fn push_filter<'a>(query: &mut Statement<'a>, filter: &'a DmarcFilter) {
     query
         .push(" WHERE domain = ")
         .bind(filter.domain.as_str())

@@ -10,9 +10,9 @@
 //! caller passes. Times are milliseconds since the Unix epoch on both backends, so the same
 //! SQL compares them.
 
+use crate::statement::Statement;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::{Database, Encode, QueryBuilder, Type};
 
 use crate::record::{domain_of, new_result_id, without_nul};
 use crate::{StoreError, StoreResult};
@@ -304,44 +304,39 @@ impl SessionRow {
     }
 }
 
-/// Appends one statement storing `rows` in `smtp_sessions`.
-pub(crate) fn push_sessions_insert<'q, DB>(query: &mut QueryBuilder<'q, DB>, rows: &'q [SessionRow])
-where
-    DB: Database,
-    &'q str: Encode<'q, DB> + Type<DB>,
-    Option<&'q str>: Encode<'q, DB> + Type<DB>,
-    i32: Encode<'q, DB> + Type<DB>,
-    i64: Encode<'q, DB> + Type<DB>,
-{
-    query.push(
+/// The statement storing `rows` (at most [`MAX_SESSIONS_PER_INSERT`]) in `smtp_sessions`.
+pub(crate) fn sessions_insert(rows: &[SessionRow]) -> Statement<'_> {
+    debug_assert!(rows.len() <= MAX_SESSIONS_PER_INSERT);
+    let mut insert = Statement::new(
         "INSERT INTO smtp_sessions (id, started_ms, ended_ms, client_ip, client_port, \
          client_ptr, helo, tls_version, tls_cipher, mail_from, mail_from_lower, \
          mail_from_domain, ending, codes, result_ids, events, events_left_out, left_out_at, \
          direction, listed) ",
     );
-    query.push_values(rows, |mut values, row| {
+    insert.push_values(rows, |values, row| {
         values
-            .push_bind(row.id.as_str())
-            .push_bind(row.started_ms)
-            .push_bind(row.ended_ms)
-            .push_bind(row.client_ip.as_str())
-            .push_bind(row.client_port)
-            .push_bind(row.client_ptr.as_deref())
-            .push_bind(row.helo.as_deref())
-            .push_bind(row.tls_version.as_deref())
-            .push_bind(row.tls_cipher.as_deref())
-            .push_bind(row.mail_from.as_deref())
-            .push_bind(row.mail_from_lower.as_deref())
-            .push_bind(row.mail_from_domain.as_deref())
-            .push_bind(row.ending.as_str())
-            .push_bind(row.codes.as_str())
-            .push_bind(row.result_ids.as_str())
-            .push_bind(row.events.as_str())
-            .push_bind(row.events_left_out)
-            .push_bind(row.left_out_at)
-            .push_bind(row.direction.as_str())
-            .push_bind(row.listed);
+            .bind(row.id.as_str())
+            .bind(row.started_ms)
+            .bind(row.ended_ms)
+            .bind(row.client_ip.as_str())
+            .bind(row.client_port)
+            .bind(row.client_ptr.as_deref())
+            .bind(row.helo.as_deref())
+            .bind(row.tls_version.as_deref())
+            .bind(row.tls_cipher.as_deref())
+            .bind(row.mail_from.as_deref())
+            .bind(row.mail_from_lower.as_deref())
+            .bind(row.mail_from_domain.as_deref())
+            .bind(row.ending.as_str())
+            .bind(row.codes.as_str())
+            .bind(row.result_ids.as_str())
+            .bind(row.events.as_str())
+            .bind(row.events_left_out)
+            .bind(row.left_out_at)
+            .bind(row.direction.as_str())
+            .bind(row.listed);
     });
+    insert
 }
 
 /// Most session rows one insert statement carries: 20 values each, far below the databases'

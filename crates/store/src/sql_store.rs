@@ -5,10 +5,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::{
-    ColumnIndex, Database, Decode, Encode, Executor, FromRow, IntoArguments, Pool, QueryBuilder,
-    Type,
-};
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, FromRow, IntoArguments, Pool, Type};
 
 use crate::dashboard::{Dashboard, ReportQuery};
 use crate::listing::{ListSql, SEQ_OF_ID_SQL};
@@ -36,6 +33,7 @@ use crate::self_checks::{
 use crate::sessions::{
     SESSION_SEQ_OF_ID_SQL, SessionBind, SessionRow, StoredSessionRow, session_list_sql,
 };
+use crate::statement::{Statement, Value};
 use crate::stats::{self, ResultStats, StatsKeys};
 
 use crate::{
@@ -51,6 +49,12 @@ use crate::{
 pub(crate) trait Backend: Database {
     /// Classifies a failed query.
     fn failure(error: sqlx::Error) -> StoreError;
+
+    /// `query` with `value` bound to its next placeholder, encoded as this database stores it.
+    fn bind<'q>(
+        query: sqlx::query::Query<'q, Self, Self::Arguments<'q>>,
+        value: &'q Value<'q>,
+    ) -> sqlx::query::Query<'q, Self, Self::Arguments<'q>>;
 
     /// See [`ResultStore::integrity_check`].
     async fn integrity_check(pool: &Pool<Self>) -> StoreResult<Vec<String>>;
@@ -116,23 +120,14 @@ pub(crate) const PURGE_BATCH_SQL: &str = "DELETE FROM results WHERE seq IN \
 
 /// The statement deleting those of `message_ids` that no result refers to any more, or `None`
 /// when there are none to look at.
-pub(crate) fn delete_orphaned_messages<'q, DB>(
-    message_ids: &'q [String],
-) -> Option<QueryBuilder<'q, DB>>
-where
-    DB: Database,
-    &'q str: Encode<'q, DB> + Type<DB>,
-{
+pub(crate) fn delete_orphaned_messages(message_ids: &[String]) -> Option<Statement<'_>> {
     if message_ids.is_empty() {
         return None;
     }
-    let mut query = QueryBuilder::new("DELETE FROM messages WHERE id IN (");
-    let mut ids = query.separated(", ");
-    for id in message_ids {
-        ids.push_bind(id.as_str());
-    }
-    query.push(") AND NOT EXISTS (SELECT 1 FROM results WHERE results.message_id = messages.id)");
-    Some(query)
+    let mut delete = Statement::new("DELETE FROM messages WHERE id IN (");
+    delete.bind_list(message_ids.iter().map(String::as_str));
+    delete.push(") AND NOT EXISTS (SELECT 1 FROM results WHERE results.message_id = messages.id)");
+    Some(delete)
 }
 
 /// `record` with NUL replaced in its text, which PostgreSQL cannot store.

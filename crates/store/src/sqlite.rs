@@ -9,17 +9,34 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::error::DatabaseError;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::query::Query;
+use sqlx::sqlite::SqliteArguments;
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use sqlx::{Sqlite, SqlitePool};
 
 use crate::failure::query_failure;
 use crate::group_commit::GroupCommit;
 use crate::record::to_stored_precision;
 use crate::sql_store::{Backend, SqlStore};
+use crate::statement::Value;
 use crate::{ACQUIRE_TIMEOUT, SharedStore, StoreError, StoreResult};
 
 /// How long a writer waits for another connection's write to finish before giving up.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The settings of every connection to the database: the pool's and the writer's own.
+pub(crate) const CONNECTION_PRAGMAS: [(&str, &str); 5] = [
+    ("journal_mode", "WAL"),
+    // A 250 reply promises the message is kept, so every commit must reach the disk before
+    // its callers are answered (see `group_commit`).
+    ("synchronous", "FULL"),
+    // The writer asks for checkpoints off the commit path (see `group_commit`).
+    ("wal_autocheckpoint", "0"),
+    // A batch's inserts keep a statement journal (to undo one statement alone); past 64 KiB
+    // SQLite would spill it to a temporary file created and deleted per batch.
+    ("temp_store", "memory"),
+    ("foreign_keys", "ON"),
+];
 
 /// WAL lets readers work while one connection writes; a few connections are plenty for the
 /// pages, the API, the live feed and the purge. The writer has a connection of its own.
@@ -47,7 +64,7 @@ pub(crate) async fn open(url: &str) -> StoreResult<SharedStore> {
             let file = folder.path().join("authcheck.db");
             (SqliteConnectOptions::new().filename(file), Some(folder))
         }
-        SqliteLocation::File(path) => {
+        SqliteLocation::File { path, .. } => {
             create_parent_folder(path)?;
             let options = SqliteConnectOptions::from_str(url).map_err(|error| {
                 StoreError::Config(format!(
@@ -58,19 +75,13 @@ pub(crate) async fn open(url: &str) -> StoreResult<SharedStore> {
             (options, None)
         }
     };
-    let options = options
+    let options = CONNECTION_PRAGMAS
+        .iter()
+        .fold(options, |options, (name, value)| {
+            options.pragma(*name, *value)
+        })
         .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        // A 250 reply promises the message is kept, so every commit must reach the disk
-        // before its callers are answered (see `group_commit`).
-        .synchronous(SqliteSynchronous::Full)
-        // The writer asks for checkpoints off the commit path (see `group_commit`).
-        .pragma("wal_autocheckpoint", "0")
-        // A batch's inserts keep a statement journal (to undo one statement alone); past
-        // 64 KiB SQLite would spill it to a temporary file created and deleted per batch.
-        .pragma("temp_store", "memory")
-        .busy_timeout(BUSY_TIMEOUT)
-        .foreign_keys(true);
+        .busy_timeout(BUSY_TIMEOUT);
 
     let described = location.describe();
     let cannot_open = |error: sqlx::Error| {
@@ -97,13 +108,23 @@ pub(crate) async fn open(url: &str) -> StoreResult<SharedStore> {
                  created by a newer authcheck, run that version or start from a new file"
             ))
         })?;
-    let writer = GroupCommit::start(&options, pool.clone(), temporary_folder).await?;
+    let writer = GroupCommit::start(
+        &options,
+        location.read_only(),
+        pool.clone(),
+        temporary_folder,
+    )
+    .await?;
     Ok(Arc::new(SqlStore::new(pool, writer)))
 }
 
 enum SqliteLocation {
     Memory,
-    File(std::path::PathBuf),
+    File {
+        path: std::path::PathBuf,
+        /// `mode=ro` or `immutable=1` in the URL: every connection opens the file read-only.
+        read_only: bool,
+    },
 }
 
 impl SqliteLocation {
@@ -122,13 +143,29 @@ impl SqliteLocation {
                     .to_owned(),
             ));
         }
-        Ok(SqliteLocation::File(path.into()))
+        let read_only = params
+            .split('&')
+            .any(|param| matches!(param, "mode=ro" | "immutable=1" | "immutable=true"));
+        Ok(SqliteLocation::File {
+            path: path.into(),
+            read_only,
+        })
+    }
+
+    fn read_only(&self) -> bool {
+        matches!(
+            self,
+            SqliteLocation::File {
+                read_only: true,
+                ..
+            }
+        )
     }
 
     fn describe(&self) -> String {
         match self {
             SqliteLocation::Memory => "in a temporary folder".to_owned(),
-            SqliteLocation::File(path) => format!("at {}", path.display()),
+            SqliteLocation::File { path, .. } => format!("at {}", path.display()),
         }
     }
 }
@@ -155,15 +192,34 @@ pub(crate) fn stored_time_text(at: DateTime<Utc>) -> String {
     to_stored_precision(at).to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
-fn is_schema_mismatch(error: &dyn DatabaseError) -> bool {
-    let message = error.message();
+/// Whether SQLite's error `message` says a table or column this version expects is missing.
+pub(crate) fn names_missing_schema(message: &str) -> bool {
     message.starts_with("no such table") || message.starts_with("no such column")
+}
+
+fn is_schema_mismatch(error: &dyn DatabaseError) -> bool {
+    names_missing_schema(error.message())
 }
 
 #[async_trait]
 impl Backend for Sqlite {
     fn failure(error: sqlx::Error) -> StoreError {
         query_failure(error, is_schema_mismatch)
+    }
+
+    fn bind<'q>(
+        query: Query<'q, Sqlite, SqliteArguments<'q>>,
+        value: &'q Value<'q>,
+    ) -> Query<'q, Sqlite, SqliteArguments<'q>> {
+        match value {
+            Value::Text(text) => query.bind(text.as_deref()),
+            Value::BigInt(number) => query.bind(*number),
+            Value::Int(number) => query.bind(*number),
+            Value::Bool(flag) => query.bind(*flag),
+            Value::Bytes(bytes) => query.bind(*bytes),
+            Value::Json(json) => query.bind(json.get()),
+            Value::Time(at) => query.bind(stored_time_text(*at)),
+        }
     }
 
     async fn integrity_check(pool: &SqlitePool) -> StoreResult<Vec<String>> {

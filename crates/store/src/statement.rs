@@ -1,44 +1,98 @@
-//! SQL text built piece by piece with `$n` placeholders, and its values, which both backends
-//! bind the same way. (sqlx's `QueryBuilder` cannot be executed from code generic over the
-//! database, as the store's is.)
+//! SQL text built piece by piece with `$n` placeholders, and its values, which every way of
+//! running SQL binds alike: sqlx for either database ([`Statement::query`], through
+//! [`Backend::bind`]) and the SQLite writer's own connection ([`crate::sqlite_writer`]).
+//! (sqlx's `QueryBuilder` cannot be executed from code generic over the database, as the
+//! store's is, and its values cannot be handed to anything but sqlx.)
 
+use std::borrow::Cow;
 use std::fmt::Write;
 
-use sqlx::{Database, Encode, Type};
+use chrono::{DateTime, Utc};
+use serde_json::value::RawValue;
 
-/// A value for one placeholder.
-pub(crate) enum Value {
-    Text(String),
-    Integer(i64),
+use crate::sql_store::Backend;
+
+/// A value for one placeholder, typed as the column it goes to (PostgreSQL checks).
+pub(crate) enum Value<'a> {
+    /// Text, or NULL.
+    Text(Option<Cow<'a, str>>),
+    /// A `BIGINT`, or NULL.
+    BigInt(Option<i64>),
+    /// An `INTEGER` (32 bits in PostgreSQL).
+    Int(i32),
+    Bool(bool),
+    Bytes(&'a [u8]),
+    /// JSON text (`JSONB` in PostgreSQL, text in SQLite).
+    Json(&'a RawValue),
+    /// An instant, encoded as each database stores times.
+    Time(DateTime<Utc>),
 }
 
-impl From<&str> for Value {
-    fn from(text: &str) -> Value {
-        Value::Text(text.to_owned())
+impl<'a> From<&'a str> for Value<'a> {
+    fn from(text: &'a str) -> Value<'a> {
+        Value::Text(Some(Cow::Borrowed(text)))
     }
 }
 
-impl From<i64> for Value {
-    fn from(number: i64) -> Value {
-        Value::Integer(number)
+impl From<String> for Value<'_> {
+    fn from(text: String) -> Self {
+        Value::Text(Some(Cow::Owned(text)))
     }
 }
 
-impl From<bool> for Value {
-    fn from(flag: bool) -> Value {
-        Value::Integer(i64::from(flag))
+impl<'a> From<Option<&'a str>> for Value<'a> {
+    fn from(text: Option<&'a str>) -> Value<'a> {
+        Value::Text(text.map(Cow::Borrowed))
     }
 }
 
-/// A statement being built: SQL text and the values of its placeholders, in order.
+impl From<i64> for Value<'_> {
+    fn from(number: i64) -> Self {
+        Value::BigInt(Some(number))
+    }
+}
+
+impl From<i32> for Value<'_> {
+    fn from(number: i32) -> Self {
+        Value::Int(number)
+    }
+}
+
+impl From<bool> for Value<'_> {
+    fn from(flag: bool) -> Self {
+        Value::Bool(flag)
+    }
+}
+
+impl<'a> From<&'a [u8]> for Value<'a> {
+    fn from(bytes: &'a [u8]) -> Value<'a> {
+        Value::Bytes(bytes)
+    }
+}
+
+impl<'a> From<&'a RawValue> for Value<'a> {
+    fn from(json: &'a RawValue) -> Value<'a> {
+        Value::Json(json)
+    }
+}
+
+impl From<DateTime<Utc>> for Value<'_> {
+    fn from(at: DateTime<Utc>) -> Self {
+        Value::Time(at)
+    }
+}
+
+/// A statement being built: SQL text and the values of its placeholders, in order. Each
+/// placeholder `$n` appears once, and in order, so the `n`th value is also the `n`th
+/// parameter SQLite counts.
 #[derive(Default)]
-pub(crate) struct Statement {
+pub(crate) struct Statement<'a> {
     sql: String,
-    values: Vec<Value>,
+    values: Vec<Value<'a>>,
 }
 
-impl Statement {
-    pub(crate) fn new(sql: impl Into<String>) -> Statement {
+impl<'a> Statement<'a> {
+    pub(crate) fn new(sql: impl Into<String>) -> Statement<'a> {
         Statement {
             sql: sql.into(),
             values: Vec::new(),
@@ -46,23 +100,23 @@ impl Statement {
     }
 
     /// Appends SQL text.
-    pub(crate) fn push(&mut self, sql: &str) -> &mut Statement {
+    pub(crate) fn push(&mut self, sql: &str) -> &mut Statement<'a> {
         self.sql.push_str(sql);
         self
     }
 
     /// Appends a placeholder for `value`.
-    pub(crate) fn bind(&mut self, value: impl Into<Value>) -> &mut Statement {
+    pub(crate) fn bind(&mut self, value: impl Into<Value<'a>>) -> &mut Statement<'a> {
         self.values.push(value.into());
         let _ = write!(self.sql, "${}", self.values.len());
         self
     }
 
     /// Appends placeholders for `values`, separated by commas.
-    pub(crate) fn bind_list<V: Into<Value>>(
+    pub(crate) fn bind_list<V: Into<Value<'a>>>(
         &mut self,
         values: impl IntoIterator<Item = V>,
-    ) -> &mut Statement {
+    ) -> &mut Statement<'a> {
         for (n, value) in values.into_iter().enumerate() {
             if n > 0 {
                 self.sql.push_str(", ");
@@ -72,20 +126,82 @@ impl Statement {
         self
     }
 
-    /// The query to run, its values bound.
-    pub(crate) fn query<'q, DB>(&'q self) -> sqlx::query::Query<'q, DB, DB::Arguments<'q>>
-    where
-        DB: Database,
-        &'q str: Encode<'q, DB> + Type<DB>,
-        i64: Encode<'q, DB> + Type<DB>,
-    {
-        let mut query = sqlx::query::<DB>(&self.sql);
-        for value in &self.values {
-            query = match value {
-                Value::Text(text) => query.bind(text.as_str()),
-                Value::Integer(number) => query.bind(*number),
-            };
+    /// Appends `VALUES (…), (…)`: one parenthesised row per item of `rows`, whose
+    /// placeholders `row` binds with [`Row::bind`].
+    pub(crate) fn push_values<T>(
+        &mut self,
+        rows: impl IntoIterator<Item = T>,
+        mut row: impl FnMut(&mut Row<'_, 'a>, T),
+    ) -> &mut Statement<'a> {
+        self.sql.push_str("VALUES ");
+        for (n, item) in rows.into_iter().enumerate() {
+            self.sql.push_str(if n == 0 { "(" } else { ", (" });
+            row(
+                &mut Row {
+                    statement: self,
+                    first: true,
+                },
+                item,
+            );
+            self.sql.push(')');
         }
-        query
+        self
+    }
+
+    pub(crate) fn sql(&self) -> &str {
+        &self.sql
+    }
+
+    pub(crate) fn values(&self) -> &[Value<'a>] {
+        &self.values
+    }
+
+    /// The query to run through sqlx, its values bound.
+    pub(crate) fn query<'q, DB: Backend>(
+        &'q self,
+    ) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>> {
+        self.values
+            .iter()
+            .fold(sqlx::query::<DB>(&self.sql), |query, value| {
+                DB::bind(query, value)
+            })
+    }
+}
+
+/// The placeholders of one row of [`Statement::push_values`], separated by commas.
+pub(crate) struct Row<'s, 'a> {
+    statement: &'s mut Statement<'a>,
+    first: bool,
+}
+
+impl<'a> Row<'_, 'a> {
+    pub(crate) fn bind(&mut self, value: impl Into<Value<'a>>) -> &mut Self {
+        if !self.first {
+            self.statement.sql.push_str(", ");
+        }
+        self.first = false;
+        self.statement.bind(value);
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_numbered_in_order_across_rows() {
+        let mut statement = Statement::new("INSERT INTO t (a, b) ");
+        statement.push_values([("x", 1_i64), ("y", 2)], |row, (text, number)| {
+            row.bind(text).bind(number);
+        });
+        statement
+            .push(" ON CONFLICT (a) DO UPDATE SET b = ")
+            .bind(3_i64);
+        assert_eq!(
+            statement.sql(),
+            "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4) ON CONFLICT (a) DO UPDATE SET b = $5"
+        );
+        assert_eq!(statement.values().len(), 5);
     }
 }

@@ -18,9 +18,7 @@ use std::collections::BTreeMap;
 use authcheck_verifier::{Grade, Mailbox, shown_verdicts, worst_grade};
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::{
-    ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, QueryBuilder, Row, Type,
-};
+use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
 
 use crate::StoreResult;
 use crate::record::{InsertRow, domain_of, without_nul};
@@ -231,48 +229,10 @@ fn address_name(lowercased: &str) -> String {
     }
 }
 
-/// Where upserts go: statements of their own (PostgreSQL, which runs one statement per
-/// query with bound values), or one query's text, separated by semicolons (SQLite, which runs
-/// them all in one round trip to its thread).
-pub(crate) trait Statements<'q, DB: Database> {
-    /// A builder to push the next statement into.
-    fn next_statement(&mut self) -> &mut QueryBuilder<'q, DB>;
-}
-
-impl<'q, DB: Database> Statements<'q, DB> for Vec<QueryBuilder<'q, DB>> {
-    fn next_statement(&mut self) -> &mut QueryBuilder<'q, DB> {
-        self.push(QueryBuilder::new(""));
-        self.last_mut().expect("just pushed")
-    }
-}
-
-/// Statements appended to one query, each followed by `; `.
-pub(crate) struct OneQuery<'b, 'q, DB: Database> {
-    query: &'b mut QueryBuilder<'q, DB>,
-    open: bool,
-}
-
-impl<'b, 'q, DB: Database> OneQuery<'b, 'q, DB> {
-    pub(crate) fn new(query: &'b mut QueryBuilder<'q, DB>) -> Self {
-        OneQuery { query, open: false }
-    }
-
-    /// Ends the last statement.
-    pub(crate) fn finish(self) {
-        if self.open {
-            self.query.push("; ");
-        }
-    }
-}
-
-impl<'q, DB: Database> Statements<'q, DB> for OneQuery<'_, 'q, DB> {
-    fn next_statement(&mut self) -> &mut QueryBuilder<'q, DB> {
-        if self.open {
-            self.query.push("; ");
-        }
-        self.open = true;
-        self.query
-    }
+/// A new statement at the end of `statements`, to build.
+fn next_statement<'s, 'q>(statements: &'s mut Vec<Statement<'q>>) -> &'s mut Statement<'q> {
+    statements.push(Statement::default());
+    statements.last_mut().expect("just pushed")
 }
 
 /// A batch of results summed by rollup key (sorted, so that concurrent writers upsert the
@@ -325,13 +285,7 @@ impl ResultStats {
     }
 
     /// Adds to `statements` the upserts adding these counts.
-    pub(crate) fn push_upserts<'q, DB>(&'q self, statements: &mut impl Statements<'q, DB>)
-    where
-        DB: Database,
-        &'q str: Encode<'q, DB> + Type<DB>,
-        Option<&'q str>: Encode<'q, DB> + Type<DB>,
-        i64: Encode<'q, DB> + Type<DB>,
-    {
+    pub(crate) fn push_upserts<'q>(&'q self, statements: &mut Vec<Statement<'q>>) {
         for (table, time) in [("stats_hourly", "hour"), ("stats_daily", "day")] {
             let counts = if table == "stats_hourly" {
                 &self.hourly
@@ -340,18 +294,18 @@ impl ResultStats {
             };
             let rows: Vec<_> = counts.iter().collect();
             for chunk in rows.chunks(ROWS_PER_UPSERT) {
-                let query = statements.next_statement();
-                query.push(format!(
+                let query = next_statement(statements);
+                query.push(&format!(
                     "INSERT INTO {table} ({time}, mailbox, verdict, messages) "
                 ));
-                query.push_values(chunk, |mut values, ((at, mailbox, verdict), messages)| {
+                query.push_values(chunk, |values, ((at, mailbox, verdict), messages)| {
                     values
-                        .push_bind(*at)
-                        .push_bind(*mailbox)
-                        .push_bind(verdict.as_str())
-                        .push_bind(**messages);
+                        .bind(*at)
+                        .bind(*mailbox)
+                        .bind(verdict.as_str())
+                        .bind(**messages);
                 });
-                query.push(format!(
+                query.push(&format!(
                     " ON CONFLICT ({time}, mailbox, verdict) \
                      DO UPDATE SET messages = {table}.messages + excluded.messages"
                 ));
@@ -359,21 +313,21 @@ impl ResultStats {
         }
         let hosts: Vec<_> = self.hosts.iter().collect();
         for chunk in hosts.chunks(ROWS_PER_UPSERT) {
-            let query = statements.next_statement();
+            let query = next_statement(statements);
             query.push(
                 "INSERT INTO stats_hosts (day, mailbox, client_ip, client_ptr, messages, ok, \
                  partial, problem) ",
             );
-            query.push_values(chunk, |mut values, ((day, mailbox, ip), (ptr, counts))| {
+            query.push_values(chunk, |values, ((day, mailbox, ip), (ptr, counts))| {
                 values
-                    .push_bind(*day)
-                    .push_bind(*mailbox)
-                    .push_bind(ip.as_str())
-                    .push_bind(ptr.as_deref())
-                    .push_bind(counts.messages)
-                    .push_bind(counts.ok)
-                    .push_bind(counts.partial)
-                    .push_bind(counts.problem);
+                    .bind(*day)
+                    .bind(*mailbox)
+                    .bind(ip.as_str())
+                    .bind(ptr.as_deref())
+                    .bind(counts.messages)
+                    .bind(counts.ok)
+                    .bind(counts.partial)
+                    .bind(counts.problem);
             });
             query.push(
                 " ON CONFLICT (day, mailbox, client_ip) DO UPDATE SET \
@@ -386,21 +340,21 @@ impl ResultStats {
         }
         let senders: Vec<_> = self.senders.iter().collect();
         for chunk in senders.chunks(ROWS_PER_UPSERT) {
-            let query = statements.next_statement();
+            let query = next_statement(statements);
             query.push(
                 "INSERT INTO stats_senders (day, mailbox, kind, name, messages, ok, partial, \
                  problem) ",
             );
-            query.push_values(chunk, |mut values, ((day, mailbox, kind, name), counts)| {
+            query.push_values(chunk, |values, ((day, mailbox, kind, name), counts)| {
                 values
-                    .push_bind(*day)
-                    .push_bind(*mailbox)
-                    .push_bind(*kind)
-                    .push_bind(name.as_str())
-                    .push_bind(counts.messages)
-                    .push_bind(counts.ok)
-                    .push_bind(counts.partial)
-                    .push_bind(counts.problem);
+                    .bind(*day)
+                    .bind(*mailbox)
+                    .bind(*kind)
+                    .bind(name.as_str())
+                    .bind(counts.messages)
+                    .bind(counts.ok)
+                    .bind(counts.partial)
+                    .bind(counts.problem);
             });
             query.push(
                 " ON CONFLICT (day, mailbox, kind, name) DO UPDATE SET \
@@ -450,21 +404,13 @@ impl SessionStats {
     }
 
     /// Adds to `statements` the upserts adding these counts.
-    pub(crate) fn push_upserts<'q, DB>(&'q self, statements: &mut impl Statements<'q, DB>)
-    where
-        DB: Database,
-        &'q str: Encode<'q, DB> + Type<DB>,
-        i64: Encode<'q, DB> + Type<DB>,
-    {
+    pub(crate) fn push_upserts<'q>(&'q self, statements: &mut Vec<Statement<'q>>) {
         let days: Vec<_> = self.days.iter().collect();
         for chunk in days.chunks(ROWS_PER_UPSERT) {
-            let query = statements.next_statement();
+            let query = next_statement(statements);
             query.push("INSERT INTO stats_sessions (day, sessions, refused) ");
-            query.push_values(chunk, |mut values, (day, (sessions, refused))| {
-                values
-                    .push_bind(**day)
-                    .push_bind(*sessions)
-                    .push_bind(*refused);
+            query.push_values(chunk, |values, (day, (sessions, refused))| {
+                values.bind(**day).bind(*sessions).bind(*refused);
             });
             query.push(
                 " ON CONFLICT (day) DO UPDATE SET \
@@ -474,17 +420,17 @@ impl SessionStats {
         }
         let replies: Vec<_> = self.replies.iter().collect();
         for chunk in replies.chunks(ROWS_PER_UPSERT) {
-            let query = statements.next_statement();
+            let query = next_statement(statements);
             query.push("INSERT INTO stats_replies (day, code, status, replies, sessions) ");
             query.push_values(
                 chunk,
-                |mut values, ((day, code, status), (replies, sessions))| {
+                |values, ((day, code, status), (replies, sessions))| {
                     values
-                        .push_bind(*day)
-                        .push_bind(*code)
-                        .push_bind(status.as_str())
-                        .push_bind(*replies)
-                        .push_bind(*sessions);
+                        .bind(*day)
+                        .bind(*code)
+                        .bind(status.as_str())
+                        .bind(*replies)
+                        .bind(*sessions);
                 },
             );
             query.push(
@@ -498,7 +444,7 @@ impl SessionStats {
 
 /// The purge of the rollups for results older than `cutoff` (seconds since the epoch): each
 /// statement deletes at most [`PURGE_ROWS`] rows; run each until it deletes none.
-pub(crate) fn purge_statements(cutoff: i64) -> Vec<Statement> {
+pub(crate) fn purge_statements(cutoff: i64) -> Vec<Statement<'static>> {
     let names_before = cutoff.div_euclid(86_400);
     let counts_before = names_before - STATS_HISTORY_DAYS;
     let batch = |table: &str, time: &str, key: &str, before: i64| {
@@ -591,7 +537,7 @@ where
     for<'q> Option<String>: Decode<'q, DB> + Type<DB>,
     usize: ColumnIndex<DB::Row>,
 {
-    let fetch = |statement: Statement| async move {
+    let fetch = |statement: Statement<'static>| async move {
         statement
             .query::<DB>()
             .fetch_all(pool)

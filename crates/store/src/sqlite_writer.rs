@@ -1,0 +1,123 @@
+//! The SQLite writer's own connection: SQLite called directly (rusqlite, linking the same
+//! SQLite library as sqlx) on the writer's thread, for the batches, rollups and probes of
+//! [`crate::group_commit`].
+//!
+//! sqlx runs each SQLite connection on a worker thread of its own and hands every
+//! statement's outcome back over a channel. A batch is a dozen statements (BEGIN, the
+//! inserts, the rollup upserts, COMMIT), so each batch woke the writer a dozen times, and the
+//! two threads took turns on the machine's cores about six times per message stored. Called
+//! from the writer's thread, SQLite does the same work with no hand-off at all.
+
+use std::path::Path;
+
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{Connection, OpenFlags, ToSql};
+
+use crate::StoreError;
+use crate::sqlite::{BUSY_TIMEOUT, CONNECTION_PRAGMAS, names_missing_schema, stored_time_text};
+use crate::statement::{Statement, Value};
+
+/// Distinct statement texts kept prepared: an insert's text depends on how many rows it
+/// carries (up to a batch's 64), and each kind of statement has its own.
+const PREPARED_STATEMENTS: usize = 512;
+
+pub(crate) struct WriterConnection {
+    connection: Connection,
+}
+
+impl WriterConnection {
+    /// Opens the database file at `path` (created by the store's pool, with its tables) with
+    /// the settings of every connection of the store.
+    pub(crate) fn open(path: &Path, read_only: bool) -> Result<WriterConnection, StoreError> {
+        let access = if read_only {
+            OpenFlags::SQLITE_OPEN_READ_ONLY
+        } else {
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+        };
+        let flags = access | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_EXRESCODE;
+        let connection = Connection::open_with_flags(path, flags).map_err(failure)?;
+        connection.busy_timeout(BUSY_TIMEOUT).map_err(failure)?;
+        for (name, value) in CONNECTION_PRAGMAS {
+            connection
+                .execute_batch(&format!("PRAGMA {name} = {value}"))
+                .map_err(failure)?;
+        }
+        connection.set_prepared_statement_cache_capacity(PREPARED_STATEMENTS);
+        Ok(WriterConnection { connection })
+    }
+
+    /// Runs `statements` in one transaction, which is on disk when this returns `Ok` and
+    /// rolled back when one of them fails.
+    pub(crate) fn write(&mut self, statements: &[Statement<'_>]) -> Result<(), StoreError> {
+        let outcome = self.run("BEGIN IMMEDIATE").and_then(|()| {
+            for statement in statements {
+                self.execute(statement)?;
+            }
+            self.run("COMMIT")
+        });
+        if outcome.is_err() && !self.connection.is_autocommit() {
+            // A failed ROLLBACK leaves nothing to undo: the connection is dropped by the
+            // caller, which closes the transaction.
+            let _ = self.run("ROLLBACK");
+        }
+        outcome.map_err(failure)
+    }
+
+    /// Copies as much of the write-ahead log into the database file as no reader still needs.
+    pub(crate) fn passive_checkpoint(&self) -> Result<(), StoreError> {
+        self.connection
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+            .map_err(failure)
+    }
+
+    /// Whether a transaction is left open (a failed rollback): the connection must then be
+    /// replaced.
+    pub(crate) fn in_transaction(&self) -> bool {
+        !self.connection.is_autocommit()
+    }
+
+    fn run(&self, sql: &str) -> rusqlite::Result<()> {
+        self.connection.prepare_cached(sql)?.raw_execute().map(drop)
+    }
+
+    fn execute(&self, statement: &Statement<'_>) -> rusqlite::Result<()> {
+        let mut prepared = self.connection.prepare_cached(statement.sql())?;
+        debug_assert_eq!(prepared.parameter_count(), statement.values().len());
+        for (index, value) in statement.values().iter().enumerate() {
+            prepared.raw_bind_parameter(index + 1, value)?;
+        }
+        prepared.raw_execute().map(drop)
+    }
+}
+
+impl ToSql for Value<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self {
+            Value::Text(Some(text)) => ToSqlOutput::Borrowed(ValueRef::Text(text.as_bytes())),
+            Value::Text(None) | Value::BigInt(None) => ToSqlOutput::Borrowed(ValueRef::Null),
+            Value::BigInt(Some(number)) => ToSqlOutput::from(*number),
+            Value::Int(number) => ToSqlOutput::from(*number),
+            Value::Bool(flag) => ToSqlOutput::from(*flag),
+            Value::Bytes(bytes) => ToSqlOutput::Borrowed(ValueRef::Blob(bytes)),
+            Value::Json(json) => ToSqlOutput::Borrowed(ValueRef::Text(json.get().as_bytes())),
+            Value::Time(at) => ToSqlOutput::from(stored_time_text(*at)),
+        })
+    }
+}
+
+/// Classifies a failure as the store's other SQLite failures are (see [`crate::failure`]):
+/// a database without this version's tables cannot be cured by retrying; everything else
+/// (a full disk, a read-only file, a lock held too long) might be.
+fn failure(error: rusqlite::Error) -> StoreError {
+    let message = match &error {
+        rusqlite::Error::SqliteFailure(_, Some(message)) => message.as_str(),
+        _ => "",
+    };
+    if names_missing_schema(message) {
+        return StoreError::Config(format!(
+            "the database does not have the tables this version of authcheck expects \
+             ({error}); point it at a database created by this version"
+        ));
+    }
+    StoreError::Unavailable(error.to_string())
+}
