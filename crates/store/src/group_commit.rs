@@ -25,23 +25,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{ConnectOptions, Connection, Sqlite, SqliteConnection, SqlitePool};
+use sqlx::{Sqlite, SqlitePool};
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use chrono::{DateTime, Utc};
 
+use crate::purge::purge_results_batch;
 use crate::record::{InsertRow, MAX_ROWS_PER_INSERT, messages_insert, results_insert};
 use crate::reports::purge_reports_batch;
-use crate::sessions::{
-    MAX_SESSIONS_PER_INSERT, PURGE_SESSIONS_SQL, SessionRow, millis, sessions_insert,
-};
-use crate::sql_store::{
-    Backend, PURGE_BATCH, PURGE_BATCH_SQL, Purged, RowWriter, delete_orphaned_messages,
-};
-use crate::sqlite::stored_time_text;
+use crate::sessions::{MAX_SESSIONS_PER_INSERT, SessionRow, sessions_insert};
+use crate::sql_store::{Backend, Purged, RowWriter};
 use crate::sqlite_writer::WriterConnection;
 use crate::statement::Statement;
-use crate::stats::{ResultStats, SessionStats, StatsKeys, purge_statements};
+use crate::stats::{ResultStats, SessionStats, StatsKeys};
 use crate::{StoreError, StoreResult};
 
 /// Most messages written in one transaction; more wait for the next one.
@@ -75,7 +71,7 @@ enum Command {
         stats: ResultStats,
         done: oneshot::Sender<StoreResult<()>>,
     },
-    /// Delete up to [`PURGE_BATCH`] results received before `cutoff`, and the raw messages
+    /// Delete up to [`PURGE_BATCH`](crate::sql_store::PURGE_BATCH) results received before `cutoff`, and the raw messages
     /// no result refers to any more, in one short transaction between two batches of writes.
     Purge {
         cutoff: DateTime<Utc>,
@@ -124,8 +120,6 @@ impl GroupCommit {
             connection: Some(WriterConnection::open(&database, read_only)?),
             database,
             read_only,
-            purge_connection: None,
-            options: options.clone(),
         };
         let (commands, queue) = mpsc::channel(QUEUE_DEPTH);
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -208,16 +202,11 @@ impl RowWriter for GroupCommit {
     }
 }
 
-/// The writer's side: its connection, reopened if a failure left it unusable, and the
-/// connection its purges run on.
+/// The writer's side: its connection, reopened if a failure left it unusable.
 struct Writer {
     connection: Option<WriterConnection>,
     database: PathBuf,
     read_only: bool,
-    /// The purges share their statements with PostgreSQL's through sqlx, so they run on a
-    /// sqlx connection of their own, opened at the first purge. They are rare and short.
-    purge_connection: Option<SqliteConnection>,
-    options: SqliteConnectOptions,
 }
 
 impl Writer {
@@ -288,9 +277,6 @@ impl Writer {
             }
             if let Some(done) = stop {
                 self.connection = None;
-                if let Some(connection) = self.purge_connection.take() {
-                    let _ = connection.close().await;
-                }
                 let _ = done.send(());
                 return;
             }
@@ -316,11 +302,22 @@ impl Writer {
         Ok(self.connection.insert(connection))
     }
 
-    /// Runs `statements` in one transaction; a connection a failure left in a transaction
-    /// is dropped (which ends the transaction) and the next write opens another.
+    /// Runs `statements` in one transaction.
     fn write(&mut self, statements: &[Statement<'_>]) -> StoreResult<()> {
         let connection = self.connection()?;
-        let outcome = connection.write(statements);
+        connection.begin()?;
+        let outcome = connection.write_all(statements);
+        self.finish(outcome)
+    }
+
+    /// Commits the open transaction, or rolls it back if `outcome` is an error. A connection
+    /// that cannot roll back is dropped, which ends its transaction; the next write opens
+    /// another.
+    fn finish<T>(&mut self, outcome: StoreResult<T>) -> StoreResult<T> {
+        let Some(connection) = self.connection.as_mut() else {
+            return outcome;
+        };
+        let outcome = connection.finish(outcome);
         if connection.in_transaction() {
             tracing::warn!("cannot roll back a failed SQLite write; reconnecting");
             self.connection = None;
@@ -395,73 +392,22 @@ impl Writer {
         self.write(&upserts)
     }
 
-    /// The sqlx connection the purges run on.
-    async fn purge_connection(&mut self) -> StoreResult<&mut SqliteConnection> {
-        let connection = match self.purge_connection.take() {
-            Some(connection) => connection,
-            None => self.options.connect().await.map_err(Sqlite::failure)?,
-        };
-        Ok(self.purge_connection.insert(connection))
-    }
-
     /// Deletes one batch of results older than `cutoff`, the raw messages left without a
     /// result, and one batch of sessions started before `cutoff`, in one transaction.
-    async fn purge_batch(&mut self, cutoff_time: DateTime<Utc>) -> StoreResult<Purged> {
-        let connection = self.purge_connection().await?;
-        let cutoff = stored_time_text(cutoff_time);
-        let outcome = async {
-            sqlx::query("BEGIN IMMEDIATE")
-                .execute(&mut *connection)
-                .await?;
-            let message_ids: Vec<Option<String>> = sqlx::query_scalar(PURGE_BATCH_SQL)
-                .bind(cutoff.as_str())
-                .bind(PURGE_BATCH)
-                .fetch_all(&mut *connection)
-                .await?;
-            let deleted = message_ids.len() as u64;
-            let message_ids: Vec<String> = message_ids.into_iter().flatten().collect();
-            if let Some(orphans) = delete_orphaned_messages(&message_ids) {
-                orphans.query::<Sqlite>().execute(&mut *connection).await?;
-            }
-            let sessions = sqlx::query(PURGE_SESSIONS_SQL)
-                .bind(millis(cutoff_time))
-                .bind(PURGE_BATCH)
-                .execute(&mut *connection)
-                .await?
-                .rows_affected();
-            let mut stats_rows = 0;
-            for statement in purge_statements(cutoff_time.timestamp()) {
-                stats_rows += statement
-                    .query::<Sqlite>()
-                    .execute(&mut *connection)
-                    .await?
-                    .rows_affected();
-            }
-            sqlx::query("COMMIT").execute(&mut *connection).await?;
-            Ok::<Purged, sqlx::Error>(Purged {
-                results: deleted,
-                sessions,
-                stats_rows,
-            })
-        }
-        .await;
-        self.roll_back_on_error(outcome).await
+    async fn purge_batch(&mut self, cutoff: DateTime<Utc>) -> StoreResult<Purged> {
+        let connection = self.connection()?;
+        connection.begin()?;
+        let outcome = purge_results_batch(connection, cutoff).await;
+        self.finish(outcome)
     }
 
     /// Deletes one batch of reports, rejected reports and source names older than `cutoff`, in
     /// one transaction; returns how many of each.
     async fn purge_reports_batch(&mut self, cutoff: i64) -> StoreResult<[u64; 3]> {
-        let connection = self.purge_connection().await?;
-        let outcome = async {
-            sqlx::query("BEGIN IMMEDIATE")
-                .execute(&mut *connection)
-                .await?;
-            let deleted = purge_reports_batch::<Sqlite>(connection, cutoff).await?;
-            sqlx::query("COMMIT").execute(&mut *connection).await?;
-            Ok::<[u64; 3], sqlx::Error>(deleted)
-        }
-        .await;
-        self.roll_back_on_error(outcome).await
+        let connection = self.connection()?;
+        connection.begin()?;
+        let outcome = purge_reports_batch(connection, cutoff).await;
+        self.finish(outcome)
     }
 
     /// Rewrites the readiness row in a transaction of its own.
@@ -471,28 +417,6 @@ impl Writer {
             .bind(Utc::now())
             .push(") ON CONFLICT (id) DO UPDATE SET written_at = excluded.written_at");
         self.write(&[probe])
-    }
-
-    /// `outcome`, after rolling back whatever transaction a failed statement left open.
-    async fn roll_back_on_error<T>(&mut self, outcome: Result<T, sqlx::Error>) -> StoreResult<T> {
-        let error = match outcome {
-            Ok(value) => return Ok(value),
-            Err(error) => error,
-        };
-        let Some(connection) = self.purge_connection.as_mut() else {
-            return Err(Sqlite::failure(error));
-        };
-        match sqlx::query("ROLLBACK").execute(connection).await {
-            Ok(_) => {}
-            Err(sqlx::Error::Database(rollback))
-                if rollback.message().contains("no transaction is active") => {}
-            Err(rollback) => {
-                // Closing the connection ends its transaction; the next write opens another.
-                tracing::warn!(%rollback, "cannot roll back a failed SQLite purge; reconnecting");
-                self.purge_connection = None;
-            }
-        }
-        Err(Sqlite::failure(error))
     }
 
     /// Run between batches after the checkpointer caught up, or in its place when it has

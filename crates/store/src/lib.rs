@@ -14,6 +14,7 @@ mod listing;
 mod outgoing;
 mod postgres;
 mod private_tests;
+mod purge;
 mod record;
 mod reports;
 mod rollup;

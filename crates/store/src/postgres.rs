@@ -11,19 +11,16 @@ use sqlx::postgres::PgArguments;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::query::Query;
 use sqlx::types::Json;
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::{PgPool, Postgres, Row, Transaction};
 
 use crate::failure::query_failure;
+use crate::purge::purge_results_batch;
 use crate::record::{InsertRow, MAX_ROWS_PER_INSERT, messages_insert, results_insert};
 use crate::reports::purge_reports_batch;
-use crate::sessions::{
-    MAX_SESSIONS_PER_INSERT, PURGE_SESSIONS_SQL, SessionRow, millis, sessions_insert,
-};
-use crate::sql_store::{
-    Backend, PURGE_BATCH, PURGE_BATCH_SQL, Purged, RowWriter, SqlStore, delete_orphaned_messages,
-};
-use crate::statement::{Statement, Value};
-use crate::stats::{ResultStats, SessionStats, StatsKeys, purge_statements};
+use crate::sessions::{MAX_SESSIONS_PER_INSERT, SessionRow, sessions_insert};
+use crate::sql_store::{Backend, Purged, RowWriter, SqlStore};
+use crate::statement::{OpenTransaction, Statement, Value};
+use crate::stats::{ResultStats, SessionStats, StatsKeys};
 use crate::{ACQUIRE_TIMEOUT, SharedStore, StoreError, StoreResult};
 
 const POOL_SIZE: u32 = 8;
@@ -112,13 +109,36 @@ async fn execute_all(
     statements: &[Statement<'_>],
 ) -> StoreResult<()> {
     for statement in statements {
-        statement
-            .query::<Postgres>()
-            .execute(&mut **transaction)
-            .await
-            .map_err(Postgres::failure)?;
+        transaction.execute(statement).await?;
     }
     Ok(())
+}
+
+#[async_trait]
+impl OpenTransaction for Transaction<'_, Postgres> {
+    async fn execute(&mut self, statement: &Statement<'_>) -> StoreResult<u64> {
+        let done = statement
+            .query::<Postgres>()
+            .execute(&mut **self)
+            .await
+            .map_err(Postgres::failure)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn fetch_text_rows(
+        &mut self,
+        statement: &Statement<'_>,
+    ) -> StoreResult<Vec<Vec<Option<String>>>> {
+        let rows = statement
+            .query::<Postgres>()
+            .fetch_all(&mut **self)
+            .await
+            .map_err(Postgres::failure)?;
+        rows.iter()
+            .map(|row| (0..row.len()).map(|column| row.try_get(column)).collect())
+            .collect::<Result<_, _>>()
+            .map_err(Postgres::failure)
+    }
 }
 
 /// Writes each message in its own transaction, the instances taking turns.
@@ -175,49 +195,15 @@ impl RowWriter for PgWriter {
         // and deadlock; taking turns cannot. The second then finds those rows gone.
         let mut transaction = self.pool.begin().await.map_err(Postgres::failure)?;
         lock_for_transaction(&mut transaction, PURGE_LOCK).await?;
-        let message_ids: Vec<String> = sqlx::query_scalar(PURGE_BATCH_SQL)
-            .bind(cutoff)
-            .bind(PURGE_BATCH)
-            .fetch_all(&mut *transaction)
-            .await
-            .map_err(Postgres::failure)?;
-        if let Some(orphans) = delete_orphaned_messages(&message_ids) {
-            orphans
-                .query::<Postgres>()
-                .execute(&mut *transaction)
-                .await
-                .map_err(Postgres::failure)?;
-        }
-        let sessions = sqlx::query(PURGE_SESSIONS_SQL)
-            .bind(millis(cutoff))
-            .bind(PURGE_BATCH)
-            .execute(&mut *transaction)
-            .await
-            .map_err(Postgres::failure)?
-            .rows_affected();
-        let mut stats_rows = 0;
-        for statement in purge_statements(cutoff.timestamp()) {
-            stats_rows += statement
-                .query::<Postgres>()
-                .execute(&mut *transaction)
-                .await
-                .map_err(Postgres::failure)?
-                .rows_affected();
-        }
+        let purged = purge_results_batch(&mut transaction, cutoff).await?;
         transaction.commit().await.map_err(Postgres::failure)?;
-        Ok(Purged {
-            results: message_ids.len() as u64,
-            sessions,
-            stats_rows,
-        })
+        Ok(purged)
     }
 
     async fn purge_reports_batch(&self, cutoff: i64) -> StoreResult<[u64; 3]> {
         let mut transaction = self.pool.begin().await.map_err(Postgres::failure)?;
         lock_for_transaction(&mut transaction, PURGE_LOCK).await?;
-        let deleted = purge_reports_batch::<Postgres>(&mut transaction, cutoff)
-            .await
-            .map_err(Postgres::failure)?;
+        let deleted = purge_reports_batch(&mut transaction, cutoff).await?;
         transaction.commit().await.map_err(Postgres::failure)?;
         Ok(deleted)
     }

@@ -9,6 +9,9 @@ use authcheck_dmarc_reports::{DkimResult, Report, SpfResult};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::StoreResult;
+use crate::statement::{OpenTransaction, Statement};
+
 /// What a report is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -294,67 +297,46 @@ const UNCOUNT_REPORTS_SQL: &str = "UPDATE dmarc_domains \
 
 /// Deletes one batch of rejected reports received before `$1` (`$2` at most).
 const PURGE_REJECTED_BATCH_SQL: &str = "DELETE FROM dmarc_rejected WHERE seq IN \
-    (SELECT seq FROM dmarc_rejected WHERE received_at < $1 ORDER BY received_at LIMIT $2) \
-    RETURNING id";
+    (SELECT seq FROM dmarc_rejected WHERE received_at < $1 ORDER BY received_at LIMIT $2)";
 
 /// Deletes the source names looked up before `$1`: a source still sending is looked up again
 /// with its next report, so no name is older than the retention.
 const PURGE_SOURCES_BATCH_SQL: &str = "DELETE FROM dmarc_sources WHERE ip IN \
-    (SELECT ip FROM dmarc_sources WHERE looked_up_at < $1 ORDER BY looked_up_at LIMIT $2) \
-    RETURNING ip";
+    (SELECT ip FROM dmarc_sources WHERE looked_up_at < $1 ORDER BY looked_up_at LIMIT $2)";
 
-/// One purge batch, run by each backend's writer inside its own transaction on `connection`:
-/// at most [`REPORT_PURGE_BATCH`] reports received before `cutoff` (seconds since the epoch),
-/// taken off their domains' report counts in the same transaction, as many rejected reports,
-/// and as many source names looked up before it. Returns how many rows of each went.
-pub(crate) async fn purge_reports_batch<DB>(
-    connection: &mut DB::Connection,
+/// One purge batch, run by each backend's writer inside its own transaction: at most
+/// [`REPORT_PURGE_BATCH`] reports received before `cutoff` (seconds since the epoch), taken
+/// off their domains' report counts in the same transaction, as many rejected reports, and as
+/// many source names looked up before it. Returns how many rows of each went.
+pub(crate) async fn purge_reports_batch(
+    transaction: &mut impl OpenTransaction,
     cutoff: i64,
-) -> Result<[u64; 3], sqlx::Error>
-where
-    DB: sqlx::Database,
-    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
-    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
-    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    for<'q> String: sqlx::Encode<'q, DB> + sqlx::Decode<'q, DB> + sqlx::Type<DB>,
-    for<'r> (String, String): sqlx::FromRow<'r, DB::Row>,
-    usize: sqlx::ColumnIndex<DB::Row>,
-{
-    let purged: Vec<(String, String)> = sqlx::query_as(PURGE_REPORTS_BATCH_SQL)
-        .bind(cutoff)
-        .bind(REPORT_PURGE_BATCH)
-        .fetch_all(&mut *connection)
+) -> StoreResult<[u64; 3]> {
+    let batch = |sql| Statement::with_values(sql, [cutoff.into(), REPORT_PURGE_BATCH.into()]);
+    let purged = transaction
+        .fetch_text_rows(&batch(PURGE_REPORTS_BATCH_SQL))
         .await?;
     let mut per_domain: std::collections::BTreeMap<&str, (i64, i64)> = Default::default();
-    for (domain, kind) in &purged {
-        let counts = per_domain.entry(domain.as_str()).or_default();
-        match ReportKind::parse(kind) {
+    for row in &purged {
+        let text = |column: usize| row.get(column).and_then(Option::as_deref);
+        let counts = per_domain.entry(text(0).unwrap_or_default()).or_default();
+        match text(1).and_then(ReportKind::parse) {
             Some(ReportKind::Failure) => counts.1 += 1,
             _ => counts.0 += 1,
         }
     }
     for (domain, (aggregates, failures)) in per_domain {
-        sqlx::query::<DB>(UNCOUNT_REPORTS_SQL)
-            .bind(aggregates)
-            .bind(failures)
-            .bind(domain.to_owned())
-            .execute(&mut *connection)
-            .await?;
+        let uncount = Statement::with_values(
+            UNCOUNT_REPORTS_SQL,
+            [aggregates.into(), failures.into(), domain.into()],
+        );
+        transaction.execute(&uncount).await?;
     }
-    // The rows come back (`RETURNING`) to be counted: the generic query result has no count.
-    let mut deleted = [purged.len() as u64, 0, 0];
-    for (count, sql) in deleted[1..]
-        .iter_mut()
-        .zip([PURGE_REJECTED_BATCH_SQL, PURGE_SOURCES_BATCH_SQL])
-    {
-        *count = sqlx::query_scalar::<DB, String>(sql)
-            .bind(cutoff)
-            .bind(REPORT_PURGE_BATCH)
-            .fetch_all(&mut *connection)
-            .await?
-            .len() as u64;
-    }
-    Ok(deleted)
+    let rejected = transaction
+        .execute(&batch(PURGE_REJECTED_BATCH_SQL))
+        .await?;
+    let sources = transaction.execute(&batch(PURGE_SOURCES_BATCH_SQL)).await?;
+    Ok([purged.len() as u64, rejected, sources])
 }
 
 /// The reverse DNS name of a source address, as looked up at ingest.

@@ -33,7 +33,7 @@ use crate::self_checks::{
 use crate::sessions::{
     SESSION_SEQ_OF_ID_SQL, SessionBind, SessionRow, StoredSessionRow, session_list_sql,
 };
-use crate::statement::{Statement, Value};
+use crate::statement::Value;
 use crate::stats::{self, ResultStats, StatsKeys};
 
 use crate::{
@@ -77,7 +77,8 @@ pub(crate) trait RowWriter: Send + Sync {
     /// Deletes at most [`PURGE_BATCH`] results received before `cutoff`, the raw
     /// messages no result refers to any more, at most [`PURGE_BATCH`] sessions started
     /// before `cutoff`, and a bounded batch of each statistics rollup's rows that are due
-    /// ([`crate::stats::purge_statements`]), in one short transaction; returns how many of each.
+    /// ([`crate::stats::purge_statements`]), in one short transaction
+    /// ([`purge_results_batch`](crate::purge::purge_results_batch)); returns how many of each.
     /// Several instances may call this at once.
     async fn purge_batch(&self, cutoff: DateTime<Utc>) -> StoreResult<Purged>;
 
@@ -111,24 +112,6 @@ pub(crate) struct Purged {
 /// Most results one purge transaction deletes: small enough that the transaction takes a few
 /// milliseconds and writes of new results waiting behind it never notice.
 pub(crate) const PURGE_BATCH: i64 = 500;
-
-/// Deletes one batch of old results (`$1` the cutoff, `$2` the batch size) and returns the
-/// `message_id` of each, for [`delete_orphaned_messages`].
-pub(crate) const PURGE_BATCH_SQL: &str = "DELETE FROM results WHERE seq IN \
-    (SELECT seq FROM results WHERE received_at < $1 ORDER BY received_at LIMIT $2) \
-    RETURNING message_id";
-
-/// The statement deleting those of `message_ids` that no result refers to any more, or `None`
-/// when there are none to look at.
-pub(crate) fn delete_orphaned_messages(message_ids: &[String]) -> Option<Statement<'_>> {
-    if message_ids.is_empty() {
-        return None;
-    }
-    let mut delete = Statement::new("DELETE FROM messages WHERE id IN (");
-    delete.bind_list(message_ids.iter().map(String::as_str));
-    delete.push(") AND NOT EXISTS (SELECT 1 FROM results WHERE results.message_id = messages.id)");
-    Some(delete)
-}
 
 /// `record` with NUL replaced in its text, which PostgreSQL cannot store.
 fn record_without_nul(record: NewRecord) -> NewRecord {

@@ -10,12 +10,13 @@
 
 use std::path::Path;
 
+use async_trait::async_trait;
 use rusqlite::types::{ToSqlOutput, ValueRef};
-use rusqlite::{Connection, OpenFlags, ToSql};
+use rusqlite::{CachedStatement, Connection, OpenFlags, ToSql};
 
-use crate::StoreError;
 use crate::sqlite::{BUSY_TIMEOUT, CONNECTION_PRAGMAS, names_missing_schema, stored_time_text};
-use crate::statement::{Statement, Value};
+use crate::statement::{OpenTransaction, Statement, Value};
+use crate::{StoreError, StoreResult};
 
 /// Distinct statement texts kept prepared: an insert's text depends on how many rows it
 /// carries (up to a batch's 64), and each kind of statement has its own.
@@ -46,21 +47,29 @@ impl WriterConnection {
         Ok(WriterConnection { connection })
     }
 
-    /// Runs `statements` in one transaction, which is on disk when this returns `Ok` and
-    /// rolled back when one of them fails.
-    pub(crate) fn write(&mut self, statements: &[Statement<'_>]) -> Result<(), StoreError> {
-        let outcome = self.run("BEGIN IMMEDIATE").and_then(|()| {
-            for statement in statements {
-                self.execute(statement)?;
-            }
-            self.run("COMMIT")
-        });
-        if outcome.is_err() && !self.connection.is_autocommit() {
-            // A failed ROLLBACK leaves nothing to undo: the connection is dropped by the
-            // caller, which closes the transaction.
+    /// Runs `statements`, stopping at the first that fails.
+    pub(crate) fn write_all(&self, statements: &[Statement<'_>]) -> Result<(), StoreError> {
+        statements
+            .iter()
+            .try_for_each(|statement| self.execute_now(statement).map(drop))
+            .map_err(failure)
+    }
+
+    /// Opens a transaction that takes the write lock at once.
+    pub(crate) fn begin(&self) -> Result<(), StoreError> {
+        self.run("BEGIN IMMEDIATE").map_err(failure)
+    }
+
+    /// Commits the open transaction if `outcome` is `Ok`, which is on disk when this returns
+    /// `Ok`; rolls it back otherwise, or when the commit fails.
+    pub(crate) fn finish<T>(&self, outcome: Result<T, StoreError>) -> Result<T, StoreError> {
+        let outcome = outcome.and_then(|value| self.run("COMMIT").map_err(failure).map(|()| value));
+        if outcome.is_err() && self.in_transaction() {
+            // A failed ROLLBACK leaves the transaction open: the writer then drops the
+            // connection, which ends it.
             let _ = self.run("ROLLBACK");
         }
-        outcome.map_err(failure)
+        outcome
     }
 
     /// Copies as much of the write-ahead log into the database file as no reader still needs.
@@ -80,13 +89,52 @@ impl WriterConnection {
         self.connection.prepare_cached(sql)?.raw_execute().map(drop)
     }
 
-    fn execute(&self, statement: &Statement<'_>) -> rusqlite::Result<()> {
+    /// `statement` prepared (or taken from the cache) with its values bound.
+    fn prepare(&self, statement: &Statement<'_>) -> rusqlite::Result<CachedStatement<'_>> {
         let mut prepared = self.connection.prepare_cached(statement.sql())?;
         debug_assert_eq!(prepared.parameter_count(), statement.values().len());
         for (index, value) in statement.values().iter().enumerate() {
             prepared.raw_bind_parameter(index + 1, value)?;
         }
-        prepared.raw_execute().map(drop)
+        Ok(prepared)
+    }
+
+    fn execute_now(&self, statement: &Statement<'_>) -> rusqlite::Result<u64> {
+        let changed = self.prepare(statement)?.raw_execute()?;
+        Ok(changed as u64)
+    }
+
+    fn fetch_text_rows_now(
+        &self,
+        statement: &Statement<'_>,
+    ) -> rusqlite::Result<Vec<Vec<Option<String>>>> {
+        let mut prepared = self.prepare(statement)?;
+        let columns = prepared.column_count();
+        let mut rows = prepared.raw_query();
+        let mut texts = Vec::new();
+        while let Some(row) = rows.next()? {
+            texts.push(
+                (0..columns)
+                    .map(|column| row.get(column))
+                    .collect::<Result<_, _>>()?,
+            );
+        }
+        Ok(texts)
+    }
+}
+
+/// SQLite is called on the writer's own thread, so nothing here waits.
+#[async_trait]
+impl OpenTransaction for WriterConnection {
+    async fn execute(&mut self, statement: &Statement<'_>) -> StoreResult<u64> {
+        self.execute_now(statement).map_err(failure)
+    }
+
+    async fn fetch_text_rows(
+        &mut self,
+        statement: &Statement<'_>,
+    ) -> StoreResult<Vec<Vec<Option<String>>>> {
+        self.fetch_text_rows_now(statement).map_err(failure)
     }
 }
 

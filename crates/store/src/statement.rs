@@ -7,10 +7,26 @@
 use std::borrow::Cow;
 use std::fmt::Write;
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
 
+use crate::StoreResult;
 use crate::sql_store::Backend;
+
+/// An open transaction, on either database, running [`Statement`]s: what the writes and
+/// purges written once for both backends need.
+#[async_trait]
+pub(crate) trait OpenTransaction: Send {
+    /// Runs `statement` and returns how many rows it changed.
+    async fn execute(&mut self, statement: &Statement<'_>) -> StoreResult<u64>;
+
+    /// Runs `statement` and returns its rows, every column read as text (NULL as `None`).
+    async fn fetch_text_rows(
+        &mut self,
+        statement: &Statement<'_>,
+    ) -> StoreResult<Vec<Vec<Option<String>>>>;
+}
 
 /// A value for one placeholder, typed as the column it goes to (PostgreSQL checks).
 pub(crate) enum Value<'a> {
@@ -97,6 +113,22 @@ impl<'a> Statement<'a> {
             sql: sql.into(),
             values: Vec::new(),
         }
+    }
+
+    /// `sql`, whose placeholders `$1`, `$2`, … each appear once and in order, with `values`.
+    pub(crate) fn with_values(
+        sql: &str,
+        values: impl IntoIterator<Item = Value<'a>>,
+    ) -> Statement<'a> {
+        let statement = Statement {
+            sql: sql.to_owned(),
+            values: values.into_iter().collect(),
+        };
+        debug_assert!(
+            (1..=statement.values.len()).all(|n| statement.sql.contains(&format!("${n}"))),
+            "{sql} has fewer placeholders than values"
+        );
+        statement
     }
 
     /// Appends SQL text.
