@@ -19,7 +19,7 @@ use crate::record::{InsertRow, MAX_ROWS_PER_INSERT, messages_insert, results_ins
 use crate::reports::purge_reports_batch;
 use crate::sessions::{MAX_SESSIONS_PER_INSERT, SessionRow, sessions_insert};
 use crate::sql_store::{Backend, Purged, RowWriter, SqlStore};
-use crate::statement::{OpenTransaction, Statement, Value};
+use crate::statement::{OpenTransaction, RowsPerStatement, Statement, Value};
 use crate::stats::{ResultStats, SessionStats, StatsKeys};
 use crate::{ACQUIRE_TIMEOUT, SharedStore, StoreError, StoreResult};
 
@@ -156,12 +156,12 @@ impl RowWriter for PgWriter {
         lock_for_transaction(&mut transaction, INSERT_LOCK).await?;
         let rows: Vec<&InsertRow> = rows.iter().collect();
         let mut statements = Vec::new();
-        for chunk in rows.chunks(MAX_ROWS_PER_INSERT) {
+        for chunk in rows.chunks(RowsPerStatement::Many.of(MAX_ROWS_PER_INSERT)) {
             statements.extend(messages_insert(chunk));
             statements.push(results_insert(chunk));
         }
         let stats = ResultStats::of(rows.iter().filter_map(|row| StatsKeys::of_public_row(row)));
-        stats.push_upserts(&mut statements);
+        stats.push_upserts(RowsPerStatement::Many, &mut statements);
         execute_all(&mut transaction, &statements).await?;
         transaction.commit().await.map_err(Postgres::failure)
     }
@@ -171,11 +171,11 @@ impl RowWriter for PgWriter {
         // As for results: `seq` order and commit order agree, so the live log skips nothing.
         lock_for_transaction(&mut transaction, SESSIONS_LOCK).await?;
         let mut statements: Vec<Statement> = rows
-            .chunks(MAX_SESSIONS_PER_INSERT)
+            .chunks(RowsPerStatement::Many.of(MAX_SESSIONS_PER_INSERT))
             .map(sessions_insert)
             .collect();
         let stats = SessionStats::of(&rows);
-        stats.push_upserts(&mut statements);
+        stats.push_upserts(RowsPerStatement::Many, &mut statements);
         execute_all(&mut transaction, &statements).await?;
         transaction.commit().await.map_err(Postgres::failure)
     }
@@ -185,7 +185,7 @@ impl RowWriter for PgWriter {
         // The same turns as the results, whose rollup rows these are.
         lock_for_transaction(&mut transaction, INSERT_LOCK).await?;
         let mut upserts = Vec::new();
-        stats.push_upserts(&mut upserts);
+        stats.push_upserts(RowsPerStatement::Many, &mut upserts);
         execute_all(&mut transaction, &upserts).await?;
         transaction.commit().await.map_err(Postgres::failure)
     }

@@ -18,9 +18,9 @@ use crate::sqlite::{BUSY_TIMEOUT, CONNECTION_PRAGMAS, names_missing_schema, stor
 use crate::statement::{OpenTransaction, Statement, Value};
 use crate::{StoreError, StoreResult};
 
-/// Distinct statement texts kept prepared: an insert's text depends on how many rows it
-/// carries (up to a batch's 64), and each kind of statement has its own.
-const PREPARED_STATEMENTS: usize = 512;
+/// Statements kept prepared: every statement the writer runs has one text whatever the batch
+/// (one row per insert, [`crate::statement::RowsPerStatement::One`]), some twenty in all.
+const PREPARED_STATEMENTS: usize = 64;
 
 pub(crate) struct WriterConnection {
     connection: Connection,

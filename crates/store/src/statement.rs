@@ -28,6 +28,27 @@ pub(crate) trait OpenTransaction: Send {
     ) -> StoreResult<Vec<Vec<Option<String>>>>;
 }
 
+/// How many rows one insert or upsert statement carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RowsPerStatement {
+    /// One, so that the statement's text is the same for every row: the SQLite writer,
+    /// which calls SQLite in its own thread, prepares it once and runs it per row.
+    One,
+    /// As many as the statement may bind (at most `most`): each statement is a round trip
+    /// to PostgreSQL.
+    Many,
+}
+
+impl RowsPerStatement {
+    /// The rows per statement, for a statement that may carry at most `most`.
+    pub(crate) fn of(self, most: usize) -> usize {
+        match self {
+            RowsPerStatement::One => 1,
+            RowsPerStatement::Many => most,
+        }
+    }
+}
+
 /// A value for one placeholder, typed as the column it goes to (PostgreSQL checks).
 pub(crate) enum Value<'a> {
     /// Text, or NULL.

@@ -25,14 +25,14 @@ use crate::record::{InsertRow, domain_of, without_nul};
 use crate::rollup::{day_number, day_of};
 use crate::sessions::SessionRow;
 use crate::sql_store::Backend;
-use crate::statement::Statement;
+use crate::statement::{RowsPerStatement, Statement};
 use authcheck_verifier::display::{MAX_DISPLAY_FIELD_BYTES, bounded_display_text};
 
 /// Most rows a top list (hosts, sender domains, sender addresses, reply codes) returns.
 pub const MAX_STATS_TOP: u32 = 100;
 /// How many days the counts are kept beyond the results' retention.
 pub const STATS_HISTORY_DAYS: i64 = 400;
-/// Rows per multi-row upsert (at most 8 values each, far inside both databases' limits).
+/// Most rows per upsert (at most 8 values each, far inside both databases' limits).
 const ROWS_PER_UPSERT: usize = 500;
 /// Rows one purge statement deletes, so that a purge never holds the write lock for long.
 const PURGE_ROWS: i64 = 2_000;
@@ -285,7 +285,12 @@ impl ResultStats {
     }
 
     /// Adds to `statements` the upserts adding these counts.
-    pub(crate) fn push_upserts<'q>(&'q self, statements: &mut Vec<Statement<'q>>) {
+    pub(crate) fn push_upserts<'q>(
+        &'q self,
+        rows_per_statement: RowsPerStatement,
+        statements: &mut Vec<Statement<'q>>,
+    ) {
+        let rows_per_upsert = rows_per_statement.of(ROWS_PER_UPSERT);
         for (table, time) in [("stats_hourly", "hour"), ("stats_daily", "day")] {
             let counts = if table == "stats_hourly" {
                 &self.hourly
@@ -293,7 +298,7 @@ impl ResultStats {
                 &self.daily
             };
             let rows: Vec<_> = counts.iter().collect();
-            for chunk in rows.chunks(ROWS_PER_UPSERT) {
+            for chunk in rows.chunks(rows_per_upsert) {
                 let query = next_statement(statements);
                 query.push(&format!(
                     "INSERT INTO {table} ({time}, mailbox, verdict, messages) "
@@ -312,7 +317,7 @@ impl ResultStats {
             }
         }
         let hosts: Vec<_> = self.hosts.iter().collect();
-        for chunk in hosts.chunks(ROWS_PER_UPSERT) {
+        for chunk in hosts.chunks(rows_per_upsert) {
             let query = next_statement(statements);
             query.push(
                 "INSERT INTO stats_hosts (day, mailbox, client_ip, client_ptr, messages, ok, \
@@ -339,7 +344,7 @@ impl ResultStats {
             );
         }
         let senders: Vec<_> = self.senders.iter().collect();
-        for chunk in senders.chunks(ROWS_PER_UPSERT) {
+        for chunk in senders.chunks(rows_per_upsert) {
             let query = next_statement(statements);
             query.push(
                 "INSERT INTO stats_senders (day, mailbox, kind, name, messages, ok, partial, \
@@ -404,9 +409,14 @@ impl SessionStats {
     }
 
     /// Adds to `statements` the upserts adding these counts.
-    pub(crate) fn push_upserts<'q>(&'q self, statements: &mut Vec<Statement<'q>>) {
+    pub(crate) fn push_upserts<'q>(
+        &'q self,
+        rows_per_statement: RowsPerStatement,
+        statements: &mut Vec<Statement<'q>>,
+    ) {
+        let rows_per_upsert = rows_per_statement.of(ROWS_PER_UPSERT);
         let days: Vec<_> = self.days.iter().collect();
-        for chunk in days.chunks(ROWS_PER_UPSERT) {
+        for chunk in days.chunks(rows_per_upsert) {
             let query = next_statement(statements);
             query.push("INSERT INTO stats_sessions (day, sessions, refused) ");
             query.push_values(chunk, |values, (day, (sessions, refused))| {
@@ -419,7 +429,7 @@ impl SessionStats {
             );
         }
         let replies: Vec<_> = self.replies.iter().collect();
-        for chunk in replies.chunks(ROWS_PER_UPSERT) {
+        for chunk in replies.chunks(rows_per_upsert) {
             let query = next_statement(statements);
             query.push("INSERT INTO stats_replies (day, code, status, replies, sessions) ");
             query.push_values(
