@@ -1,6 +1,6 @@
 //! The SQLite writer's own connection: SQLite called directly (rusqlite, linking the same
-//! SQLite library as sqlx) on the writer's thread, for the batches, rollups and probes of
-//! [`crate::group_commit`].
+//! SQLite library as sqlx) on the writer's thread, for everything [`crate::group_commit`]
+//! writes (batches, rollups, purges, probes) and its checkpoints.
 //!
 //! sqlx runs each SQLite connection on a worker thread of its own and hands every
 //! statement's outcome back over a channel. A batch is a dozen statements (BEGIN, the
@@ -29,7 +29,7 @@ pub(crate) struct WriterConnection {
 impl WriterConnection {
     /// Opens the database file at `path` (created by the store's pool, with its tables) with
     /// the settings of every connection of the store.
-    pub(crate) fn open(path: &Path, read_only: bool) -> Result<WriterConnection, StoreError> {
+    pub(crate) fn open(path: &Path, read_only: bool) -> StoreResult<WriterConnection> {
         let access = if read_only {
             OpenFlags::SQLITE_OPEN_READ_ONLY
         } else {
@@ -48,7 +48,7 @@ impl WriterConnection {
     }
 
     /// Runs `statements`, stopping at the first that fails.
-    pub(crate) fn write_all(&self, statements: &[Statement<'_>]) -> Result<(), StoreError> {
+    pub(crate) fn write_all(&self, statements: &[Statement<'_>]) -> StoreResult<()> {
         statements
             .iter()
             .try_for_each(|statement| self.execute_now(statement).map(drop))
@@ -56,13 +56,13 @@ impl WriterConnection {
     }
 
     /// Opens a transaction that takes the write lock at once.
-    pub(crate) fn begin(&self) -> Result<(), StoreError> {
+    pub(crate) fn begin(&self) -> StoreResult<()> {
         self.run("BEGIN IMMEDIATE").map_err(failure)
     }
 
     /// Commits the open transaction if `outcome` is `Ok`, which is on disk when this returns
     /// `Ok`; rolls it back otherwise, or when the commit fails.
-    pub(crate) fn finish<T>(&self, outcome: Result<T, StoreError>) -> Result<T, StoreError> {
+    pub(crate) fn finish<T>(&self, outcome: StoreResult<T>) -> StoreResult<T> {
         let outcome = outcome.and_then(|value| self.run("COMMIT").map_err(failure).map(|()| value));
         if outcome.is_err() && self.in_transaction() {
             // A failed ROLLBACK leaves the transaction open: the writer then drops the
@@ -73,7 +73,7 @@ impl WriterConnection {
     }
 
     /// Copies as much of the write-ahead log into the database file as no reader still needs.
-    pub(crate) fn passive_checkpoint(&self) -> Result<(), StoreError> {
+    pub(crate) fn passive_checkpoint(&self) -> StoreResult<()> {
         self.connection
             .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
             .map_err(failure)
