@@ -35,8 +35,8 @@ use crate::record::{InsertRow, MAX_ROWS_PER_INSERT, messages_insert, results_ins
 use crate::reports::purge_reports_batch;
 use crate::sessions::{MAX_SESSIONS_PER_INSERT, SessionRow, sessions_insert};
 use crate::sql_store::{Backend, Purged, RowWriter};
-use crate::sqlite_writer::WriterConnection;
-use crate::statement::{RowsPerStatement, Statement};
+use crate::sqlite_writer::{ROWS_PER_STATEMENT, WriterConnection};
+use crate::statement::Statement;
 use crate::stats::{ResultStats, SessionStats, StatsKeys};
 use crate::{StoreError, StoreResult};
 
@@ -370,25 +370,25 @@ impl Writer {
             ResultStats::of(rows.iter().filter_map(|row| StatsKeys::of_public_row(row)));
         let session_stats = SessionStats::of(sessions);
         let mut statements = Vec::new();
-        for chunk in rows.chunks(RowsPerStatement::One.of(MAX_ROWS_PER_INSERT)) {
+        for chunk in rows.chunks(ROWS_PER_STATEMENT.of(MAX_ROWS_PER_INSERT)) {
             statements.extend(messages_insert(chunk));
             statements.push(results_insert(chunk));
         }
         statements.extend(
             sessions
-                .chunks(RowsPerStatement::One.of(MAX_SESSIONS_PER_INSERT))
+                .chunks(ROWS_PER_STATEMENT.of(MAX_SESSIONS_PER_INSERT))
                 .map(sessions_insert),
         );
         // The statistics' rollups, in the same transaction: one upsert row per key and batch.
-        result_stats.push_upserts(RowsPerStatement::One, &mut statements);
-        session_stats.push_upserts(RowsPerStatement::One, &mut statements);
+        result_stats.push_upserts(ROWS_PER_STATEMENT, &mut statements);
+        session_stats.push_upserts(ROWS_PER_STATEMENT, &mut statements);
         self.write(&statements)
     }
 
     /// Adds `stats` to the rollups in a transaction of its own.
     fn write_stats(&mut self, stats: &ResultStats) -> StoreResult<()> {
         let mut upserts = Vec::new();
-        stats.push_upserts(RowsPerStatement::One, &mut upserts);
+        stats.push_upserts(ROWS_PER_STATEMENT, &mut upserts);
         self.write(&upserts)
     }
 

@@ -32,6 +32,9 @@ const PURGE_LOCK: i64 = 0x6163_2d70_7572_6765;
 /// "ac-sessn": sessions are written in turns too, for the same reason as results.
 const SESSIONS_LOCK: i64 = 0x6163_2d73_6573_736e;
 
+/// Many rows per statement: each statement is a round trip to the server.
+const ROWS_PER_STATEMENT: RowsPerStatement = RowsPerStatement::Many;
+
 /// Connects to `url` (`postgres://` or `postgresql://`) and applies the migrations; several
 /// instances may do this at once (sqlx serialises migrations with an advisory lock).
 pub(crate) async fn open(url: &str) -> StoreResult<SharedStore> {
@@ -116,6 +119,10 @@ async fn execute_all(
 
 #[async_trait]
 impl OpenTransaction for Transaction<'_, Postgres> {
+    fn rows_per_statement(&self) -> RowsPerStatement {
+        ROWS_PER_STATEMENT
+    }
+
     async fn execute(&mut self, statement: &Statement<'_>) -> StoreResult<u64> {
         let done = statement
             .query::<Postgres>()
@@ -156,12 +163,12 @@ impl RowWriter for PgWriter {
         lock_for_transaction(&mut transaction, INSERT_LOCK).await?;
         let rows: Vec<&InsertRow> = rows.iter().collect();
         let mut statements = Vec::new();
-        for chunk in rows.chunks(RowsPerStatement::Many.of(MAX_ROWS_PER_INSERT)) {
+        for chunk in rows.chunks(ROWS_PER_STATEMENT.of(MAX_ROWS_PER_INSERT)) {
             statements.extend(messages_insert(chunk));
             statements.push(results_insert(chunk));
         }
         let stats = ResultStats::of(rows.iter().filter_map(|row| StatsKeys::of_public_row(row)));
-        stats.push_upserts(RowsPerStatement::Many, &mut statements);
+        stats.push_upserts(ROWS_PER_STATEMENT, &mut statements);
         execute_all(&mut transaction, &statements).await?;
         transaction.commit().await.map_err(Postgres::failure)
     }
@@ -171,11 +178,11 @@ impl RowWriter for PgWriter {
         // As for results: `seq` order and commit order agree, so the live log skips nothing.
         lock_for_transaction(&mut transaction, SESSIONS_LOCK).await?;
         let mut statements: Vec<Statement> = rows
-            .chunks(RowsPerStatement::Many.of(MAX_SESSIONS_PER_INSERT))
+            .chunks(ROWS_PER_STATEMENT.of(MAX_SESSIONS_PER_INSERT))
             .map(sessions_insert)
             .collect();
         let stats = SessionStats::of(&rows);
-        stats.push_upserts(RowsPerStatement::Many, &mut statements);
+        stats.push_upserts(ROWS_PER_STATEMENT, &mut statements);
         execute_all(&mut transaction, &statements).await?;
         transaction.commit().await.map_err(Postgres::failure)
     }
@@ -185,7 +192,7 @@ impl RowWriter for PgWriter {
         // The same turns as the results, whose rollup rows these are.
         lock_for_transaction(&mut transaction, INSERT_LOCK).await?;
         let mut upserts = Vec::new();
-        stats.push_upserts(RowsPerStatement::Many, &mut upserts);
+        stats.push_upserts(ROWS_PER_STATEMENT, &mut upserts);
         execute_all(&mut transaction, &upserts).await?;
         transaction.commit().await.map_err(Postgres::failure)
     }

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use crate::StoreResult;
 use crate::sessions::{PURGE_SESSIONS_SQL, millis};
 use crate::sql_store::{PURGE_BATCH, Purged};
-use crate::statement::{OpenTransaction, Statement, Value};
+use crate::statement::{OpenTransaction, Statement};
 use crate::stats::purge_statements;
 
 /// Deletes one batch of old results (`$1` the cutoff, `$2` the batch size) and returns the
@@ -27,8 +27,11 @@ pub(crate) async fn purge_results_batch(
     let deleted_rows = transaction.fetch_text_rows(&results).await?;
     let deleted = deleted_rows.len() as u64;
     let message_ids: Vec<String> = deleted_rows.into_iter().flatten().flatten().collect();
-    if let Some(orphans) = delete_orphaned_messages(&message_ids) {
-        transaction.execute(&orphans).await?;
+    let ids_per_statement = transaction
+        .rows_per_statement()
+        .of(message_ids.len().max(1));
+    for ids in message_ids.chunks(ids_per_statement) {
+        transaction.execute(&delete_orphaned_messages(ids)).await?;
     }
     let sessions = Statement::with_values(
         PURGE_SESSIONS_SQL,
@@ -46,14 +49,11 @@ pub(crate) async fn purge_results_batch(
     })
 }
 
-/// The statement deleting those of `message_ids` that no result refers to any more, or `None`
-/// when there are none to look at.
-fn delete_orphaned_messages(message_ids: &[String]) -> Option<Statement<'_>> {
-    if message_ids.is_empty() {
-        return None;
-    }
+/// The statement deleting those of `message_ids` (at least one) that no result refers to any
+/// more.
+fn delete_orphaned_messages(message_ids: &[String]) -> Statement<'_> {
     let mut delete = Statement::new("DELETE FROM messages WHERE id IN (");
-    delete.bind_list(message_ids.iter().map(|id| Value::from(id.as_str())));
+    delete.bind_list(message_ids.iter().map(String::as_str));
     delete.push(") AND NOT EXISTS (SELECT 1 FROM results WHERE results.message_id = messages.id)");
-    Some(delete)
+    delete
 }

@@ -15,11 +15,15 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{CachedStatement, Connection, OpenFlags, ToSql};
 
 use crate::sqlite::{BUSY_TIMEOUT, CONNECTION_PRAGMAS, names_missing_schema, stored_time_text};
-use crate::statement::{OpenTransaction, Statement, Value};
+use crate::statement::{OpenTransaction, RowsPerStatement, Statement, Value};
 use crate::{StoreError, StoreResult};
 
+/// Rows per insert, upsert or delete: one, so that each statement has one text whatever the
+/// batch, and stays prepared.
+pub(crate) const ROWS_PER_STATEMENT: RowsPerStatement = RowsPerStatement::One;
+
 /// Statements kept prepared: every statement the writer runs has one text whatever the batch
-/// (one row per insert, [`crate::statement::RowsPerStatement::One`]), some twenty in all.
+/// ([`ROWS_PER_STATEMENT`]), some twenty in all.
 const PREPARED_STATEMENTS: usize = 64;
 
 pub(crate) struct WriterConnection {
@@ -126,6 +130,10 @@ impl WriterConnection {
 /// SQLite is called on the writer's own thread, so nothing here waits.
 #[async_trait]
 impl OpenTransaction for WriterConnection {
+    fn rows_per_statement(&self) -> RowsPerStatement {
+        ROWS_PER_STATEMENT
+    }
+
     async fn execute(&mut self, statement: &Statement<'_>) -> StoreResult<u64> {
         self.execute_now(statement).map_err(failure)
     }

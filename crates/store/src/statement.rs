@@ -18,6 +18,9 @@ use crate::sql_store::Backend;
 /// purges written once for both backends need.
 #[async_trait]
 pub(crate) trait OpenTransaction: Send {
+    /// How many rows this database's statements should carry.
+    fn rows_per_statement(&self) -> RowsPerStatement;
+
     /// Runs `statement` and returns how many rows it changed.
     async fn execute(&mut self, statement: &Statement<'_>) -> StoreResult<u64>;
 

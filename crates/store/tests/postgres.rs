@@ -148,6 +148,24 @@ async fn rejected_message_costs_concurrent_messages_nothing() {
     not(postgres_tests),
     ignore = "needs PostgreSQL: AUTHCHECK_TEST_POSTGRES_URL was not set when the tests were built (scripts/test sets it)"
 )]
+async fn purge_deletes_the_raw_messages_no_result_keeps() {
+    let server = server_url();
+    let schema = Schema::create(&server).await;
+    let store = schema.open().await;
+    suite::purge_old_results_of_four_raw_messages(&store).await;
+    let (left,): (i64,) = sqlx::query_as(&format!("SELECT COUNT(*) FROM {}.messages", schema.name))
+        .fetch_one(&schema.admin)
+        .await
+        .unwrap();
+    assert_eq!(left, 1);
+    schema.drop().await;
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "needs PostgreSQL: AUTHCHECK_TEST_POSTGRES_URL was not set when the tests were built (scripts/test sets it)"
+)]
 async fn concurrent_purges_from_two_handles_agree() {
     let server = server_url();
     let schema = Schema::create(&server).await;

@@ -316,6 +316,20 @@ async fn a_message_to_two_mailboxes_is_stored_once() {
     direct.close().await;
 }
 
+#[tokio::test]
+async fn purge_deletes_the_raw_messages_no_result_keeps() {
+    let (_folder, url) = fresh_url();
+    let store = open_ok(&url).await;
+    suite::purge_old_results_of_four_raw_messages(&store).await;
+    let direct = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let (left,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM messages")
+        .fetch_one(&direct)
+        .await
+        .unwrap();
+    assert_eq!(left, 1);
+    direct.close().await;
+}
+
 /// A database written by the version before raw messages were shared: its results keep their
 /// raw download after the migration.
 #[tokio::test]

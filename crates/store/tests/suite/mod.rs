@@ -816,6 +816,24 @@ pub async fn purge_removes_only_older_results_and_their_messages(store: SharedSt
     assert_eq!(store.purge(at(10)).await.unwrap(), 0);
 }
 
+/// Stores four raw messages (one shared by two old results, two more old ones and a new one),
+/// then purges the old results. Each backend's test then counts the raw messages left: one.
+pub async fn purge_old_results_of_four_raw_messages(store: &SharedStore) {
+    let mut shared = vec![sample(Mailbox::Spf, at(1)), sample(Mailbox::Dkim, at(1))];
+    for result in &mut shared {
+        result.raw_message = b"Subject: shared\r\n\r\nbody\r\n".to_vec();
+    }
+    store.insert(shared).await.unwrap();
+    for (n, time) in [2, 3].into_iter().enumerate() {
+        let mut alone = sample(Mailbox::Spf, at(time));
+        alone.raw_message = format!("Subject: alone {n}\r\n\r\nbody\r\n").into_bytes();
+        insert_one(store, alone).await;
+    }
+    let new = insert_one(store, sample(Mailbox::Dkim, at(20))).await;
+    assert_eq!(store.purge(at(10)).await.unwrap(), 4);
+    assert!(store.raw_message(&new).await.unwrap().is_some());
+}
+
 /// `first` and `second` are two separately opened handles on one database, as two
 /// authcheck instances would hold.
 pub async fn concurrent_purges_from_two_handles_agree(first: SharedStore, second: SharedStore) {
