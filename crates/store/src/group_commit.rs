@@ -285,6 +285,10 @@ impl Writer {
                 (commits, messages_written) = (0, 0);
                 checkpoints_not_caught_up += 1;
             }
+            // The checkpointer shares this thread's runtime, and SQLite's calls above do not
+            // yield: while writes keep the queue full, only this lets it run between batches
+            // (without it, the writer ended up copying the log itself about half the time).
+            tokio::task::yield_now().await;
             if checkpoints.caught_up.swap(false, Ordering::AcqRel)
                 || checkpoints_not_caught_up > CHECKPOINTS_LEFT_TO_THE_CHECKPOINTER
             {
