@@ -1,4 +1,5 @@
-//! Turning sqlx errors from queries into [`StoreError`]s, the same way for both backends.
+//! Turning errors from queries into [`StoreError`]s, the same way for both backends and for
+//! the SQLite writer's own connection.
 //!
 //! The SMTP listener answers `Unavailable` with a temporary failure, so the sending server
 //! tries again later: that is the right answer for every failure a retry can cure (lost
@@ -18,10 +19,7 @@ pub(crate) fn query_failure(
 ) -> StoreError {
     match error {
         sqlx::Error::Database(database) if is_schema_mismatch(database.as_ref()) => {
-            StoreError::Config(format!(
-                "the database does not have the tables this version of authcheck expects \
-                 ({database}); point it at a database created by this version"
-            ))
+            schema_mismatch(&database)
         }
         sqlx::Error::ColumnNotFound(_)
         | sqlx::Error::ColumnDecode { .. }
@@ -37,4 +35,12 @@ pub(crate) fn query_failure(
         ),
         other => StoreError::Unavailable(other.to_string()),
     }
+}
+
+/// A database whose tables are not the ones this version created: a retry cannot cure that.
+pub(crate) fn schema_mismatch(error: &dyn std::fmt::Display) -> StoreError {
+    StoreError::Config(format!(
+        "the database does not have the tables this version of authcheck expects ({error}); \
+         point it at a database created by this version"
+    ))
 }

@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{CachedStatement, Connection, OpenFlags, ToSql};
 
+use crate::failure::schema_mismatch;
 use crate::sqlite::{BUSY_TIMEOUT, CONNECTION_PRAGMAS, names_missing_schema, stored_time_text};
 use crate::statement::{OpenTransaction, RowsPerStatement, Statement, Value};
 use crate::{StoreError, StoreResult};
@@ -170,10 +171,7 @@ fn failure(error: rusqlite::Error) -> StoreError {
         _ => "",
     };
     if names_missing_schema(message) {
-        return StoreError::Config(format!(
-            "the database does not have the tables this version of authcheck expects \
-             ({error}); point it at a database created by this version"
-        ));
+        return schema_mismatch(&error);
     }
     StoreError::Unavailable(error.to_string())
 }

@@ -316,6 +316,26 @@ async fn a_message_to_two_mailboxes_is_stored_once() {
     direct.close().await;
 }
 
+/// A table this version writes is missing (a database from another version, or tampered
+/// with): no retry can cure that, so writes fail as a configuration error that says so.
+#[tokio::test]
+async fn a_write_to_a_missing_table_is_a_configuration_error() {
+    let (_folder, url) = fresh_url();
+    let store = open_ok(&url).await;
+    let direct = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::query("DROP TABLE stats_hourly")
+        .execute(&direct)
+        .await
+        .unwrap();
+    direct.close().await;
+    let outcome = store.insert(vec![sample(Mailbox::Spf, at(1))]).await;
+    assert!(
+        matches!(&outcome, Err(StoreError::Config(message))
+            if message.contains("does not have the tables") && message.contains("stats_hourly")),
+        "{outcome:?}"
+    );
+}
+
 #[tokio::test]
 async fn purge_deletes_the_raw_messages_no_result_keeps() {
     let (_folder, url) = fresh_url();
