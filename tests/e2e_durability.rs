@@ -211,7 +211,10 @@ impl SmallDisk {
 
 impl Drop for SmallDisk {
     fn drop(&mut self) {
+        // Lazily: the killed service may not have closed the database yet, and a busy tmpfs
+        // would otherwise stay mounted (and its folder in place) after every run.
         let _ = std::process::Command::new("umount")
+            .arg("--lazy")
             .arg(self.dir.path())
             .status();
     }
@@ -278,11 +281,15 @@ async fn assert_recovers_keeping(service: &Service, acknowledged: Vec<String>) {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(root_tests),
+    ignore = "needs root: the tests were built without CAP_SYS_ADMIN, which mounting a small tmpfs takes (run them as root, as CI does)"
+)]
 async fn a_full_disk_gives_451_and_recovers_when_space_returns() {
-    let Some(disk) = SmallDisk::mount(4) else {
-        eprintln!("skipped: cannot mount a tmpfs here (needs root with CAP_SYS_ADMIN)");
-        return;
-    };
+    let disk = SmallDisk::mount(4).expect(
+        "cannot mount a tmpfs here: this test needs root with CAP_SYS_ADMIN (outside CI, \
+         without it, the test is built ignored)",
+    );
     let dns = zone().await;
     let mut options = ServiceOptions::new(&dns);
     options.data_dir = Some(disk.path().to_path_buf());
@@ -333,6 +340,10 @@ impl Drop for ReadOnlyFiles {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(root_tests),
+    ignore = "needs root: the tests were built without CAP_LINUX_IMMUTABLE, which marking the database files immutable takes (run them as root, as CI does)"
+)]
 async fn a_read_only_database_gives_451_and_recovers_when_writable_again() {
     let dns = zone().await;
     let service = Service::start(&dns).await;
@@ -341,13 +352,10 @@ async fn a_read_only_database_gives_451_and_recovers_when_writable_again() {
     let database = service.database_path();
     let log = database.with_extension("db-wal");
     assert!(log.exists(), "the database runs with a write-ahead log");
-    let Some(read_only) = ReadOnlyFiles::mark(vec![database, log]) else {
-        eprintln!(
-            "skipped: cannot mark files immutable here (needs root and a filesystem with \
-             chattr support, such as ext4)"
-        );
-        return;
-    };
+    let read_only = ReadOnlyFiles::mark(vec![database, log]).expect(
+        "cannot mark the database files immutable: this test needs root and a filesystem \
+         with chattr support, such as ext4, for its temporary folder (set TMPDIR to one)",
+    );
     let acknowledged = send_until_refused(&service, "read-only database").await;
     // The process lives and pages are read, but results cannot be committed: live, not ready
     // (/healthz is readiness), so a load balancer sends new mail elsewhere.
