@@ -19,12 +19,11 @@
 //! is dropped whenever another connection has written: a writer taking turns with the pool's
 //! connections would read the tables' upper pages from the file again for every batch.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
-use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{Sqlite, SqlitePool};
 use tokio::sync::{Notify, mpsc, oneshot};
 
@@ -71,8 +70,9 @@ enum Command {
         stats: ResultStats,
         done: oneshot::Sender<StoreResult<()>>,
     },
-    /// Delete up to [`PURGE_BATCH`](crate::sql_store::PURGE_BATCH) results received before `cutoff`, and the raw messages
-    /// no result refers to any more, in one short transaction between two batches of writes.
+    /// Delete up to [`PURGE_BATCH`](crate::sql_store::PURGE_BATCH) results received before
+    /// `cutoff`, and the raw messages no result refers to any more, in one short transaction
+    /// between two batches of writes.
     Purge {
         cutoff: DateTime<Utc>,
         done: oneshot::Sender<StoreResult<Purged>>,
@@ -98,12 +98,12 @@ pub(crate) struct GroupCommit {
 }
 
 impl GroupCommit {
-    /// Opens the writer's connection with `options` and starts the writer on a thread of its
-    /// own, where no other work delays it. `read_only` opens the writer's connection as the
-    /// URL opened the others (`mode=ro`), so that writes fail as they should. `keep_alive` (a
-    /// temporary folder, say) is dropped when the writer stops.
-    pub async fn start(
-        options: &SqliteConnectOptions,
+    /// Opens the writer's connection to the database file at `database` and starts the writer
+    /// on a thread of its own, where no other work delays it. `read_only` opens it as the URL
+    /// opened the pool's connections (`mode=ro`), so that writes fail as they should.
+    /// `keep_alive` (a temporary folder, say) is dropped when the writer stops.
+    pub fn start(
+        database: &Path,
         read_only: bool,
         pool: SqlitePool,
         keep_alive: impl Send + 'static,
@@ -111,14 +111,13 @@ impl GroupCommit {
         let cannot_start = |error: std::io::Error| {
             StoreError::Config(format!("cannot start the SQLite writer: {error}"))
         };
-        let folder = match options.get_filename().parent() {
+        let folder = match database.parent() {
             Some(folder) if !folder.as_os_str().is_empty() => folder.to_owned(),
             _ => PathBuf::from("."),
         };
-        let database = options.get_filename().to_owned();
         let writer = Writer {
-            connection: Some(WriterConnection::open(&database, read_only)?),
-            database,
+            connection: Some(WriterConnection::open(database, read_only)?),
+            database: database.to_owned(),
             read_only,
         };
         let (commands, queue) = mpsc::channel(QUEUE_DEPTH);
@@ -306,11 +305,16 @@ impl Writer {
         Ok(self.connection.insert(connection))
     }
 
-    /// Runs `statements` in one transaction.
-    fn write(&mut self, statements: &[Statement<'_>]) -> StoreResult<()> {
+    /// The connection, with a transaction opened on it; [`Writer::finish`] ends it.
+    fn begin(&mut self) -> StoreResult<&mut WriterConnection> {
         let connection = self.connection()?;
         connection.begin()?;
-        let outcome = connection.write_all(statements);
+        Ok(connection)
+    }
+
+    /// Runs `statements` in one transaction.
+    fn write(&mut self, statements: &[Statement<'_>]) -> StoreResult<()> {
+        let outcome = self.begin()?.write_all(statements);
         self.finish(outcome)
     }
 
@@ -399,18 +403,14 @@ impl Writer {
     /// Deletes one batch of results older than `cutoff`, the raw messages left without a
     /// result, and one batch of sessions started before `cutoff`, in one transaction.
     async fn purge_batch(&mut self, cutoff: DateTime<Utc>) -> StoreResult<Purged> {
-        let connection = self.connection()?;
-        connection.begin()?;
-        let outcome = purge_results_batch(connection, cutoff).await;
+        let outcome = purge_results_batch(self.begin()?, cutoff).await;
         self.finish(outcome)
     }
 
     /// Deletes one batch of reports, rejected reports and source names older than `cutoff`, in
     /// one transaction; returns how many of each.
     async fn purge_reports_batch(&mut self, cutoff: i64) -> StoreResult<[u64; 3]> {
-        let connection = self.connection()?;
-        connection.begin()?;
-        let outcome = purge_reports_batch(connection, cutoff).await;
+        let outcome = purge_reports_batch(self.begin()?, cutoff).await;
         self.finish(outcome)
     }
 

@@ -109,12 +109,11 @@ pub(crate) async fn open(url: &str) -> StoreResult<SharedStore> {
             ))
         })?;
     let writer = GroupCommit::start(
-        &options,
+        options.get_filename(),
         location.read_only(),
         pool.clone(),
         temporary_folder,
-    )
-    .await?;
+    )?;
     Ok(Arc::new(SqlStore::new(pool, writer)))
 }
 
