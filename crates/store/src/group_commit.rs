@@ -30,9 +30,9 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use chrono::{DateTime, Utc};
 
 use crate::purge::purge_results_batch;
-use crate::record::{InsertRow, MAX_ROWS_PER_INSERT, messages_insert, results_insert};
+use crate::record::{InsertRow, push_result_inserts};
 use crate::reports::purge_reports_batch;
-use crate::sessions::{MAX_SESSIONS_PER_INSERT, SessionRow, sessions_insert};
+use crate::sessions::{SessionRow, push_session_inserts};
 use crate::sql_store::{Backend, Purged, RowWriter};
 use crate::sqlite_writer::{ROWS_PER_STATEMENT, WriterConnection};
 use crate::statement::Statement;
@@ -378,15 +378,8 @@ impl Writer {
             ResultStats::of(rows.iter().filter_map(|row| StatsKeys::of_public_row(row)));
         let session_stats = SessionStats::of(sessions);
         let mut statements = Vec::new();
-        for chunk in rows.chunks(ROWS_PER_STATEMENT.of(MAX_ROWS_PER_INSERT)) {
-            statements.extend(messages_insert(chunk));
-            statements.push(results_insert(chunk));
-        }
-        statements.extend(
-            sessions
-                .chunks(ROWS_PER_STATEMENT.of(MAX_SESSIONS_PER_INSERT))
-                .map(sessions_insert),
-        );
+        push_result_inserts(rows, ROWS_PER_STATEMENT, &mut statements);
+        push_session_inserts(sessions, ROWS_PER_STATEMENT, &mut statements);
         // The statistics' rollups, in the same transaction: one upsert row per key and batch.
         result_stats.push_upserts(ROWS_PER_STATEMENT, &mut statements);
         session_stats.push_upserts(ROWS_PER_STATEMENT, &mut statements);

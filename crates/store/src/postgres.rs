@@ -15,9 +15,9 @@ use sqlx::{PgPool, Postgres, Row, Transaction};
 
 use crate::failure::query_failure;
 use crate::purge::purge_results_batch;
-use crate::record::{InsertRow, MAX_ROWS_PER_INSERT, messages_insert, results_insert};
+use crate::record::{InsertRow, push_result_inserts};
 use crate::reports::purge_reports_batch;
-use crate::sessions::{MAX_SESSIONS_PER_INSERT, SessionRow, sessions_insert};
+use crate::sessions::{SessionRow, push_session_inserts};
 use crate::sql_store::{Backend, Purged, RowWriter, SqlStore};
 use crate::statement::{OpenTransaction, RowsPerStatement, Statement, Value};
 use crate::stats::{ResultStats, SessionStats, StatsKeys};
@@ -163,10 +163,7 @@ impl RowWriter for PgWriter {
         lock_for_transaction(&mut transaction, INSERT_LOCK).await?;
         let rows: Vec<&InsertRow> = rows.iter().collect();
         let mut statements = Vec::new();
-        for chunk in rows.chunks(ROWS_PER_STATEMENT.of(MAX_ROWS_PER_INSERT)) {
-            statements.extend(messages_insert(chunk));
-            statements.push(results_insert(chunk));
-        }
+        push_result_inserts(&rows, ROWS_PER_STATEMENT, &mut statements);
         let stats = ResultStats::of(rows.iter().filter_map(|row| StatsKeys::of_public_row(row)));
         stats.push_upserts(ROWS_PER_STATEMENT, &mut statements);
         execute_all(&mut transaction, &statements).await?;
@@ -177,10 +174,8 @@ impl RowWriter for PgWriter {
         let mut transaction = self.pool.begin().await.map_err(Postgres::failure)?;
         // As for results: `seq` order and commit order agree, so the live log skips nothing.
         lock_for_transaction(&mut transaction, SESSIONS_LOCK).await?;
-        let mut statements: Vec<Statement> = rows
-            .chunks(ROWS_PER_STATEMENT.of(MAX_SESSIONS_PER_INSERT))
-            .map(sessions_insert)
-            .collect();
+        let mut statements = Vec::new();
+        push_session_inserts(&rows, ROWS_PER_STATEMENT, &mut statements);
         let stats = SessionStats::of(&rows);
         stats.push_upserts(ROWS_PER_STATEMENT, &mut statements);
         execute_all(&mut transaction, &statements).await?;

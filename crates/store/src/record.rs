@@ -9,7 +9,7 @@ use rand::RngCore;
 
 use serde_json::value::RawValue;
 
-use crate::statement::Statement;
+use crate::statement::{RowsPerStatement, Statement};
 use crate::{
     Mailbox, NewResult, PrivateToken, ResultSummary, SessionFacts, StoreError, StoreResult,
     StoredResult,
@@ -236,8 +236,21 @@ impl InsertRow {
     }
 }
 
+/// Adds to `statements` the inserts storing `rows` and their raw messages, each raw message
+/// before the results that refer to it.
+pub(crate) fn push_result_inserts<'q>(
+    rows: &'q [&'q InsertRow],
+    rows_per_statement: RowsPerStatement,
+    statements: &mut Vec<Statement<'q>>,
+) {
+    for chunk in rows.chunks(rows_per_statement.of(MAX_ROWS_PER_INSERT)) {
+        statements.extend(messages_insert(chunk));
+        statements.push(results_insert(chunk));
+    }
+}
+
 /// The statement storing `rows` (at most [`MAX_ROWS_PER_INSERT`]) in `results`.
-pub(crate) fn results_insert<'q>(rows: &'q [&'q InsertRow]) -> Statement<'q> {
+fn results_insert<'q>(rows: &'q [&'q InsertRow]) -> Statement<'q> {
     debug_assert!(rows.len() <= MAX_ROWS_PER_INSERT);
     let mut insert = Statement::new(INSERT_RESULTS_HEAD);
     insert.push_values(rows, |values, row| {
@@ -274,7 +287,7 @@ pub(crate) fn results_insert<'q>(rows: &'q [&'q InsertRow]) -> Statement<'q> {
 /// The statement storing the raw messages that `rows` (at most [`MAX_ROWS_PER_INSERT`])
 /// carry, or `None` when they carry none: rows that share an earlier row's copy carry none.
 /// Run it before [`results_insert`] for the same rows, whose `message_id` refers to these.
-pub(crate) fn messages_insert<'q>(rows: &'q [&'q InsertRow]) -> Option<Statement<'q>> {
+fn messages_insert<'q>(rows: &'q [&'q InsertRow]) -> Option<Statement<'q>> {
     debug_assert!(rows.len() <= MAX_ROWS_PER_INSERT);
     let mut messages = rows
         .iter()

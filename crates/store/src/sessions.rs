@@ -10,7 +10,7 @@
 //! caller passes. Times are milliseconds since the Unix epoch on both backends, so the same
 //! SQL compares them.
 
-use crate::statement::Statement;
+use crate::statement::{RowsPerStatement, Statement};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -304,8 +304,20 @@ impl SessionRow {
     }
 }
 
+/// Adds to `statements` the inserts storing `rows` in `smtp_sessions`.
+pub(crate) fn push_session_inserts<'q>(
+    rows: &'q [SessionRow],
+    rows_per_statement: RowsPerStatement,
+    statements: &mut Vec<Statement<'q>>,
+) {
+    statements.extend(
+        rows.chunks(rows_per_statement.of(MAX_SESSIONS_PER_INSERT))
+            .map(sessions_insert),
+    );
+}
+
 /// The statement storing `rows` (at most [`MAX_SESSIONS_PER_INSERT`]) in `smtp_sessions`.
-pub(crate) fn sessions_insert(rows: &[SessionRow]) -> Statement<'_> {
+fn sessions_insert(rows: &[SessionRow]) -> Statement<'_> {
     debug_assert!(rows.len() <= MAX_SESSIONS_PER_INSERT);
     let mut insert = Statement::new(
         "INSERT INTO smtp_sessions (id, started_ms, ended_ms, client_ip, client_port, \
@@ -341,7 +353,7 @@ pub(crate) fn sessions_insert(rows: &[SessionRow]) -> Statement<'_> {
 
 /// Most session rows one insert statement carries: 20 values each, far below the databases'
 /// limits on bound parameters.
-pub(crate) const MAX_SESSIONS_PER_INSERT: usize = 256;
+const MAX_SESSIONS_PER_INSERT: usize = 256;
 
 /// Deletes one batch of sessions started before `$1` (milliseconds), at most `$2`.
 pub(crate) const PURGE_SESSIONS_SQL: &str = "DELETE FROM smtp_sessions WHERE seq IN \
