@@ -63,10 +63,10 @@ impl Delivery for TesterDelivery {
     ///   the message and made only for the canonicalizations the signatures name (a message
     ///   with bare LFs also gets a CRLF copy first; with both canonicalizations that one case
     ///   briefly reaches three);
-    /// - storing: the SQLite driver copies the raw message into owned arguments for the
-    ///   writer's thread, and SQLite copies it again when it binds it (`SQLITE_TRANSIENT`);
-    ///   the record SQLite builds from it exists for one row at a time on the single writer
-    ///   thread, so it is bounded by one message in all, not per message.
+    /// - storing: the message moves to the store's writer. SQLite copies it as it binds it
+    ///   (`SQLITE_TRANSIENT`), and the record it builds from it exists for one row at a time
+    ///   on the single writer thread, so it is bounded by one message in all, not per
+    ///   message; sqlx copies it for PostgreSQL into its arguments and then its send buffer.
     ///
     /// A message to both `spf@` and `dkim@` is cloned for its second result
     /// ([`Verified::results`]), but the store drops that clone as it finds the two equal
