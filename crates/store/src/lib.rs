@@ -95,7 +95,8 @@ pub struct NewResult {
 /// keeps them whole.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct ResultSummary {
-    /// Public, unguessable id: 32 lowercase hex digits, the second it was made then 96 random bits.
+    /// Public, unguessable id: 32 lowercase hex digits, the millisecond it was made then 84
+    /// random bits.
     pub id: String,
     /// Store-wide insertion order; newer results have larger values.
     pub seq: i64,
