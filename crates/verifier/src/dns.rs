@@ -9,9 +9,16 @@
 //! bounded: the cache holds at most [`DnsConfig::cache_entries`] answers for at most
 //! [`DnsConfig::cache_max_ttl`] whatever TTL the zone asks for, and a TXT record over
 //! [`MAX_TXT_RECORD_BYTES`] is refused rather than parsed.
+//!
+//! Records found are also kept in front of the resolver ([`Answers`]) until the resolver's
+//! cache would let them go: an answer the resolver gives from its cache still costs its name
+//! parsing and lookup machinery, some ten thousand instructions, and a message needs about
+//! eight lookups. That copy is bounded too: as many answers as the resolver's cache, each of
+//! at most [`MAX_KEPT_ANSWER_BYTES`].
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{
@@ -21,6 +28,12 @@ use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::rr::{Name, RData, RecordType};
+
+/// The largest answer kept in front of the resolver, its records' data counted (a name as 255
+/// bytes). SPF, DKIM key and DMARC records are well under it; a larger answer comes from the
+/// resolver's cache every time, so that the copy in front stays small whatever zones senders
+/// point the tester at.
+const MAX_KEPT_ANSWER_BYTES: usize = 4 * 1024;
 
 /// Where queries go and how long each may take.
 #[derive(Clone, Debug)]
@@ -96,6 +109,19 @@ pub struct DnsSetupError(String);
 #[derive(Clone)]
 pub struct Dns {
     resolver: TokioResolver,
+    answers: Answers,
+}
+
+/// Records found, by type and name (lower case, without the final dot), each until the
+/// resolver's cache would let it go and as many as it holds ([`DnsConfig::cache_entries`]).
+/// Only records are kept here; "no such name", "no record" and failures go to the resolver
+/// every time, which caches what may be cached of them.
+type Answers = moka::sync::Cache<(RecordType, Box<str>), Answer>;
+
+#[derive(Clone)]
+struct Answer {
+    records: Arc<[RData]>,
+    valid_until: Instant,
 }
 
 impl Dns {
@@ -135,7 +161,8 @@ impl Dns {
                 .with_options(opts)
                 .build()
                 .map_err(|e| DnsSetupError(e.to_string()))?;
-        Ok(Dns { resolver })
+        let answers = Answers::new(config.cache_entries);
+        Ok(Dns { resolver, answers })
     }
 
     /// The underlying resolver, for libraries that take one (mail-auth's ARC verification).
@@ -144,8 +171,19 @@ impl Dns {
     }
 
     async fn lookup(&self, name: &str, record_type: RecordType) -> Result<Vec<RData>, LookupError> {
+        let key = (
+            record_type,
+            name.trim_end_matches('.')
+                .to_ascii_lowercase()
+                .into_boxed_str(),
+        );
+        if let Some(answer) = self.answers.get(&key)
+            && answer.valid_until > Instant::now()
+        {
+            return Ok(answer.records.to_vec());
+        }
         let fqdn = to_fqdn(name)?;
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         let answer = self.resolver.lookup(fqdn, record_type).await;
         metrics::histogram!("authcheck_dns_query_seconds", "type" => type_name(record_type))
             .record(started.elapsed().as_secs_f64());
@@ -163,6 +201,13 @@ impl Dns {
                         type_name(record_type),
                     ))
                 } else {
+                    if answer_bytes(&records) <= MAX_KEPT_ANSWER_BYTES {
+                        let answer = Answer {
+                            records: records.as_slice().into(),
+                            valid_until: lookup.valid_until(),
+                        };
+                        self.answers.insert(key, answer);
+                    }
                     Ok(records)
                 }
             }
@@ -253,6 +298,18 @@ impl Dns {
     }
 }
 
+/// What `records` weigh for [`MAX_KEPT_ANSWER_BYTES`]: a TXT record its text, any other
+/// record the longest name it may hold.
+fn answer_bytes(records: &[RData]) -> usize {
+    records
+        .iter()
+        .map(|data| match data {
+            RData::TXT(txt) => txt.txt_data.iter().map(|text| text.len()).sum(),
+            _ => 255,
+        })
+        .sum()
+}
+
 /// Raw labels joined by dots, not the escaped presentation form, so the name can be looked up again.
 fn name_to_string(name: &Name) -> String {
     labels_to_string(name)
@@ -310,5 +367,38 @@ fn classify(name: &str, record_type: RecordType, error: NetError) -> LookupError
         },
         NetError::Timeout => LookupError::Temporary(name.to_string(), "timed out".into()),
         other => LookupError::Temporary(name.to_string(), other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use authcheck_testdns::TestDns;
+
+    #[tokio::test]
+    async fn only_answers_of_modest_size_are_kept_in_front_of_the_resolver() {
+        let server = TestDns::start().await;
+        server.add_txt("Small.Test", "v=spf1 -all");
+        let large = format!("v=spf1 {}-all", "a ".repeat(MAX_KEPT_ANSWER_BYTES));
+        server.add_txt("large.test", &large);
+        let dns = Dns::new(&DnsConfig {
+            servers: vec![server.addr()],
+            ..DnsConfig::default()
+        })
+        .unwrap();
+        for name in ["small.test.", "SMALL.test", "large.test"] {
+            assert!(dns.txt(name).await.is_ok(), "{name}");
+        }
+        dns.answers.run_pending_tasks();
+        let kept = |name: &str| {
+            dns.answers
+                .contains_key(&(RecordType::TXT, Box::<str>::from(name)))
+        };
+        assert!(
+            kept("small.test"),
+            "one entry for every spelling of the name"
+        );
+        assert_eq!(dns.answers.entry_count(), 1);
+        assert!(!kept("large.test"));
     }
 }
