@@ -10,11 +10,11 @@
 //! [`DnsConfig::cache_max_ttl`] whatever TTL the zone asks for, and a TXT record over
 //! [`MAX_TXT_RECORD_BYTES`] is refused rather than parsed.
 //!
-//! Records found are also kept in front of the resolver ([`Answers`]) until the resolver's
-//! cache would let them go: an answer the resolver gives from its cache still costs its name
-//! parsing and lookup machinery, some ten thousand instructions, and a message needs about
-//! eight lookups. That copy is bounded too: as many answers as the resolver's cache, each of
-//! at most [`MAX_KEPT_ANSWER_BYTES`].
+//! Answers are also kept in front of the resolver ([`Answers`]) until the resolver's cache
+//! would let them go: an answer the resolver gives from its cache still costs its name parsing
+//! and lookup machinery, some ten thousand instructions, and a message needs about ten
+//! lookups, two of which find nothing (the HELO name's SPF, say). That copy is bounded too: as
+//! many answers as the resolver's cache, each of at most [`MAX_KEPT_ANSWER_BYTES`].
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -110,18 +110,29 @@ pub struct DnsSetupError(String);
 pub struct Dns {
     resolver: TokioResolver,
     answers: Answers,
+    /// [`DnsConfig::cache_max_ttl`], which the resolver applies to negative answers too.
+    cache_max_ttl: Duration,
 }
 
-/// Records found, by type and name (lower case, without the final dot), each until the
-/// resolver's cache would let it go and as many as it holds ([`DnsConfig::cache_entries`]).
-/// Only records are kept here; "no such name", "no record" and failures go to the resolver
-/// every time, which caches what may be cached of them.
+/// The resolver's answers, by type and name (lower case, without the final dot), each until
+/// the resolver's cache would let it go and as many as it holds ([`DnsConfig::cache_entries`]).
+/// Failures are not kept: they go to the resolver every time, as do the negative answers it
+/// does not cache (those without the zone's SOA, RFC 2308).
 type Answers = moka::sync::Cache<(RecordType, Box<str>), Answer>;
 
 #[derive(Clone)]
 struct Answer {
-    records: Arc<[RData]>,
+    found: Found,
     valid_until: Instant,
+}
+
+#[derive(Clone)]
+enum Found {
+    Records(Arc<[RData]>),
+    /// NXDOMAIN.
+    NoSuchName,
+    /// The name exists without a record of the type.
+    NoRecord,
 }
 
 impl Dns {
@@ -161,8 +172,11 @@ impl Dns {
                 .with_options(opts)
                 .build()
                 .map_err(|e| DnsSetupError(e.to_string()))?;
-        let answers = Answers::new(config.cache_entries);
-        Ok(Dns { resolver, answers })
+        Ok(Dns {
+            resolver,
+            answers: Answers::new(config.cache_entries),
+            cache_max_ttl: config.cache_max_ttl,
+        })
     }
 
     /// The underlying resolver, for libraries that take one (mail-auth's ARC verification).
@@ -180,7 +194,14 @@ impl Dns {
         if let Some(answer) = self.answers.get(&key)
             && answer.valid_until > Instant::now()
         {
-            return Ok(answer.records.to_vec());
+            return match answer.found {
+                Found::Records(records) => Ok(records.to_vec()),
+                Found::NoSuchName => Err(LookupError::NxDomain(name.to_string())),
+                Found::NoRecord => Err(LookupError::NoRecords(
+                    name.to_string(),
+                    type_name(record_type),
+                )),
+            };
         }
         let fqdn = to_fqdn(name)?;
         let started = Instant::now();
@@ -203,7 +224,7 @@ impl Dns {
                 } else {
                     if answer_bytes(&records) <= MAX_KEPT_ANSWER_BYTES {
                         let answer = Answer {
-                            records: records.as_slice().into(),
+                            found: Found::Records(records.as_slice().into()),
                             valid_until: lookup.valid_until(),
                         };
                         self.answers.insert(key, answer);
@@ -212,6 +233,9 @@ impl Dns {
                 }
             }
             Err(error) => {
+                if let Some(answer) = negative_answer(&error, self.cache_max_ttl) {
+                    self.answers.insert(key, answer);
+                }
                 let error = classify(name, record_type, error);
                 if error.is_temporary() {
                     metrics::counter!("authcheck_dns_failures_total", "type" => type_name(record_type)).increment(1);
@@ -356,6 +380,29 @@ fn type_name(record_type: RecordType) -> &'static str {
     }
 }
 
+/// "No such name" or "no record" as the resolver caches it: for the zone's negative TTL (from
+/// its SOA), at most `max_ttl`. Kept in front one second less, because a negative answer from
+/// the resolver's cache counts the time since it came in whole seconds. Without an SOA the
+/// resolver does not cache it, and neither does [`Dns`].
+fn negative_answer(error: &NetError, max_ttl: Duration) -> Option<Answer> {
+    let NetError::Dns(DnsError::NoRecordsFound(no_records)) = error else {
+        return None;
+    };
+    let found = match no_records.response_code {
+        ResponseCode::NXDomain => Found::NoSuchName,
+        ResponseCode::NoError => Found::NoRecord,
+        _ => return None,
+    };
+    let ttl = Duration::from_secs(no_records.negative_ttl?.into())
+        .min(max_ttl)
+        .checked_sub(Duration::from_secs(1))
+        .filter(|ttl| !ttl.is_zero())?;
+    Some(Answer {
+        found,
+        valid_until: Instant::now() + ttl,
+    })
+}
+
 fn classify(name: &str, record_type: RecordType, error: NetError) -> LookupError {
     match error {
         NetError::Dns(DnsError::NoRecordsFound(no_records)) => match no_records.response_code {
@@ -400,5 +447,44 @@ mod tests {
         );
         assert_eq!(dns.answers.entry_count(), 1);
         assert!(!kept("large.test"));
+    }
+
+    #[tokio::test]
+    async fn negative_answers_are_kept_in_front_only_when_the_resolver_caches_them() {
+        let without_soa = TestDns::start().await;
+        let with_soa = TestDns::start().await;
+        with_soa.cache_negative_answers(300);
+        for server in [&without_soa, &with_soa] {
+            server.add_a("exists.test", "192.0.2.1".parse().unwrap());
+        }
+        let kept_answers = |server: &TestDns| {
+            let dns = Dns::new(&DnsConfig {
+                servers: vec![server.addr()],
+                ..DnsConfig::default()
+            })
+            .unwrap();
+            async move {
+                for _ in 0..2 {
+                    let missing = dns.txt("missing.test").await;
+                    assert!(
+                        matches!(missing, Err(LookupError::NxDomain(ref name)) if name == "missing.test")
+                    );
+                    let no_txt = dns.txt("EXISTS.test").await;
+                    assert!(
+                        matches!(no_txt, Err(LookupError::NoRecords(ref name, "TXT")) if name == "EXISTS.test")
+                    );
+                }
+                dns.answers.run_pending_tasks();
+                dns.answers.entry_count()
+            }
+        };
+        assert_eq!(kept_answers(&without_soa).await, 0);
+        assert_eq!(
+            without_soa.query_count(),
+            4,
+            "asked every time, as the resolver does"
+        );
+        assert_eq!(kept_answers(&with_soa).await, 2);
+        assert_eq!(with_soa.query_count(), 2);
     }
 }
