@@ -47,18 +47,25 @@ impl DotDecoder {
             let byte = input[i];
             match self.position {
                 Position::InLine => {
-                    // Copy the rest of the line in one go; only a CR can change the position.
-                    let run = input[i..]
-                        .iter()
-                        .position(|&b| b == b'\r')
-                        .unwrap_or(input.len() - i);
-                    if run > 0 {
-                        emit(&input[i..i + run]);
-                        i += run;
+                    // Only CR LF `.` changes what is passed on: copy everything up to the next
+                    // one in one go, or all of the input, noting where its last bytes leave a
+                    // line that may go on in the next piece.
+                    let rest = &input[i..];
+                    if let Some(at) = memchr::memmem::find(rest, b"\r\n.") {
+                        emit(&rest[..at + 2]);
+                        self.position = Position::Dot;
+                        i += at + 3;
                         continue;
                     }
-                    emit(b"\r");
-                    self.position = Position::AfterCr;
+                    emit(rest);
+                    self.position = if rest.ends_with(b"\r\n") {
+                        Position::LineStart
+                    } else if rest.ends_with(b"\r") {
+                        Position::AfterCr
+                    } else {
+                        Position::InLine
+                    };
+                    break;
                 }
                 Position::AfterCr => {
                     emit(&[byte]);
@@ -160,6 +167,40 @@ mod tests {
         let (message, rest) = decode_every_way(b"a\n.\nb\r.\r\rc\r\n.\rd\r\n.\r\n");
         assert_eq!(message, b"a\n.\nb\r.\r\rc\r\n\rd\r\n");
         assert_eq!(rest.unwrap(), b"");
+    }
+
+    /// What RFC 5321 §4.5.2 says, written the slow way: the body ends at the first CR LF `.`
+    /// CR LF (its first line break belonging to the body), and a dot that starts a line of it
+    /// is removed.
+    fn reference(input: &[u8]) -> (Vec<u8>, Vec<u8>) {
+        let framed = [b"\r\n".as_slice(), input].concat();
+        let at = memchr::memmem::find(&framed, b"\r\n.\r\n").expect("a terminated input");
+        let body = &framed[..at + 2];
+        let message = (2..body.len())
+            .filter(|&i| !(body[i] == b'.' && &body[i - 2..i] == b"\r\n"))
+            .map(|i| body[i])
+            .collect();
+        (message, framed[at + 5..].to_vec())
+    }
+
+    #[test]
+    fn every_short_mix_of_dots_and_line_breaks_decodes_as_the_rfc_says() {
+        const ALPHABET: [u8; 4] = [b'a', b'.', b'\r', b'\n'];
+        for len in 0..=6u32 {
+            for n in 0..ALPHABET.len().pow(len) {
+                let mut input: Vec<u8> = (0..len)
+                    .map(|digit| ALPHABET[n / ALPHABET.len().pow(digit) % ALPHABET.len()])
+                    .collect();
+                input.extend_from_slice(b"\r\n.\r\nQUIT");
+                let (message, rest) = decode_every_way(&input);
+                assert_eq!(
+                    (message, rest.expect("terminated")),
+                    reference(&input),
+                    "{:?}",
+                    String::from_utf8_lossy(&input)
+                );
+            }
+        }
     }
 
     #[test]
