@@ -233,10 +233,11 @@ impl Dns {
                 }
             }
             Err(error) => {
-                if let Some(answer) = negative_answer(&error, self.cache_max_ttl) {
+                let negative_ttl = negative_ttl(&error);
+                let error = classify(name, record_type, error);
+                if let Some(answer) = negative_answer(&error, negative_ttl, self.cache_max_ttl) {
                     self.answers.insert(key, answer);
                 }
-                let error = classify(name, record_type, error);
                 if error.is_temporary() {
                     metrics::counter!("authcheck_dns_failures_total", "type" => type_name(record_type)).increment(1);
                 }
@@ -380,20 +381,30 @@ fn type_name(record_type: RecordType) -> &'static str {
     }
 }
 
-/// "No such name" or "no record" as the resolver caches it: for the zone's negative TTL (from
-/// its SOA), at most `max_ttl`. Kept in front one second less, because a negative answer from
-/// the resolver's cache counts the time since it came in whole seconds. Without an SOA the
+/// The zone's negative TTL (from its SOA, RFC 2308) that came with "no such name" or "no
+/// record"; none without an SOA.
+fn negative_ttl(error: &NetError) -> Option<u32> {
+    match error {
+        NetError::Dns(DnsError::NoRecordsFound(no_records)) => no_records.negative_ttl,
+        _ => None,
+    }
+}
+
+/// "No such name" or "no record" as the resolver caches it: for the zone's `negative_ttl`, at
+/// most `max_ttl`. Kept in front one second less, because a negative answer from the
+/// resolver's cache counts the time since it came in whole seconds. Without an SOA the
 /// resolver does not cache it, and neither does [`Dns`].
-fn negative_answer(error: &NetError, max_ttl: Duration) -> Option<Answer> {
-    let NetError::Dns(DnsError::NoRecordsFound(no_records)) = error else {
-        return None;
-    };
-    let found = match no_records.response_code {
-        ResponseCode::NXDomain => Found::NoSuchName,
-        ResponseCode::NoError => Found::NoRecord,
+fn negative_answer(
+    error: &LookupError,
+    negative_ttl: Option<u32>,
+    max_ttl: Duration,
+) -> Option<Answer> {
+    let found = match error {
+        LookupError::NxDomain(_) => Found::NoSuchName,
+        LookupError::NoRecords(..) => Found::NoRecord,
         _ => return None,
     };
-    let ttl = Duration::from_secs(no_records.negative_ttl?.into())
+    let ttl = Duration::from_secs(negative_ttl?.into())
         .min(max_ttl)
         .checked_sub(Duration::from_secs(1))
         .filter(|ttl| !ttl.is_zero())?;
