@@ -17,10 +17,10 @@
 //! many answers as the resolver's cache, each of at most [`MAX_KEPT_ANSWER_BYTES`].
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{
     ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts,
 };
@@ -28,6 +28,7 @@ use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::rr::{Name, RData, RecordType};
+use hickory_resolver::{TokioResolver, TtlConfig};
 
 /// The largest answer kept in front of the resolver, its records' data counted (a name as 255
 /// bytes). SPF, DKIM key and DMARC records are well under it; a larger answer comes from the
@@ -110,8 +111,9 @@ pub struct DnsSetupError(String);
 pub struct Dns {
     resolver: TokioResolver,
     answers: Answers,
-    /// [`DnsConfig::cache_max_ttl`], which the resolver applies to negative answers too.
-    cache_max_ttl: Duration,
+    /// The TTL bounds the resolver's cache applies, made from its own options, so that
+    /// [`Answers`] keeps negative answers by the same rule.
+    ttl_bounds: TtlConfig,
 }
 
 /// The resolver's answers, by type and name (lower case, without the final dot), each until
@@ -173,9 +175,9 @@ impl Dns {
                 .build()
                 .map_err(|e| DnsSetupError(e.to_string()))?;
         Ok(Dns {
+            ttl_bounds: TtlConfig::from_opts(resolver.options()),
             resolver,
             answers: Answers::new(config.cache_entries),
-            cache_max_ttl: config.cache_max_ttl,
         })
     }
 
@@ -235,7 +237,8 @@ impl Dns {
             Err(error) => {
                 let negative_ttl = negative_ttl(&error);
                 let error = classify(name, record_type, error);
-                if let Some(answer) = negative_answer(&error, negative_ttl, self.cache_max_ttl) {
+                let bounds = self.ttl_bounds.negative_response_ttl_bounds(record_type);
+                if let Some(answer) = negative_answer(&error, negative_ttl, bounds) {
                     self.answers.insert(key, answer);
                 }
                 if error.is_temporary() {
@@ -390,22 +393,23 @@ fn negative_ttl(error: &NetError) -> Option<u32> {
     }
 }
 
-/// "No such name" or "no record" as the resolver caches it: for the zone's `negative_ttl`, at
-/// most `max_ttl`. Kept in front one second less, because a negative answer from the
-/// resolver's cache counts the time since it came in whole seconds. Without an SOA the
-/// resolver does not cache it, and neither does [`Dns`].
+/// "No such name" or "no record" as the resolver caches it: for the zone's `negative_ttl`
+/// within the cache's `bounds`, or their minimum without one (no SOA; zero here, so not kept).
+/// Kept in front one second less, because a negative answer from the resolver's cache counts
+/// the time since it came in whole seconds.
 fn negative_answer(
     error: &LookupError,
     negative_ttl: Option<u32>,
-    max_ttl: Duration,
+    bounds: RangeInclusive<Duration>,
 ) -> Option<Answer> {
     let found = match error {
         LookupError::NxDomain(_) => Found::NoSuchName,
         LookupError::NoRecords(..) => Found::NoRecord,
         _ => return None,
     };
-    let ttl = Duration::from_secs(negative_ttl?.into())
-        .min(max_ttl)
+    let (min, max) = bounds.into_inner();
+    let ttl = negative_ttl.map_or(min, |ttl| Duration::from_secs(ttl.into()).clamp(min, max));
+    let ttl = ttl
         .checked_sub(Duration::from_secs(1))
         .filter(|ttl| !ttl.is_zero())?;
     Some(Answer {
