@@ -83,6 +83,16 @@ async fn send_report(service: &Service, xml: &str) {
     assert_eq!(reply.code, 250, "{reply:?}");
 }
 
+/// Opens the first report listed on the domain page the browser shows, as a person would.
+async fn open_first_report(browser: &Browser, service: &Service) {
+    let report_link = browser
+        .eval("return document.querySelector('table.dmarc-reports a').getAttribute('href');")
+        .await;
+    browser
+        .goto(&service.url(report_link.as_str().unwrap()))
+        .await;
+}
+
 async fn screenshot(browser: &Browser, name: &str) {
     browser.keep_screenshot(name).await;
 }
@@ -184,12 +194,7 @@ async fn reports_sent_to_rua_appear_on_the_dashboard_with_their_chart() {
     screenshot(&browser, "dmarc-domain").await;
 
     // A report of the list opens with its records.
-    let report_link = browser
-        .eval("return document.querySelector('table.dmarc-reports a').getAttribute('href');")
-        .await;
-    browser
-        .goto(&service.url(report_link.as_str().unwrap()))
-        .await;
+    open_first_report(&browser, &service).await;
     let report = browser
         .eval(
             "return { records: document.querySelectorAll('table.dmarc-records tbody tr').length,
@@ -217,6 +222,41 @@ async fn reports_sent_to_rua_appear_on_the_dashboard_with_their_chart() {
     );
     assert!(hostile["rows"].as_u64().unwrap() <= 100, "{hostile}");
     screenshot(&browser, "dmarc-hostile").await;
+
+    // A report with a thousand errors, each hostile text, lists the first hundred and
+    // counts the rest.
+    let errors: String = (0..1000)
+        .map(|n| format!("<error>{} {n}</error>", xml_text(HOSTILE)))
+        .collect();
+    let xml = report_xml(
+        "Error Reporter",
+        "errors.example",
+        3,
+        &[("192.0.2.9".to_owned(), 1, true)],
+    )
+    .replace("</date_range>", &format!("</date_range>{errors}"));
+    send_report(&service, &xml).await;
+    browser.goto(&service.url("/dmarc/errors.example")).await;
+    open_first_report(&browser, &service).await;
+    let shown = browser
+        .eval(
+            "return { text: document.body.innerText, pwned: typeof window.__pwned,
+                      images: document.images.length,
+                      bytes: document.documentElement.outerHTML.length };",
+        )
+        .await;
+    let text = shown["text"].as_str().unwrap();
+    assert!(
+        text.contains("… and 900 more errors from the reporter"),
+        "{text}"
+    );
+    // The texts are shown as text: the first hundred, numbered 0 to 99.
+    assert_eq!(text.matches("</script> 99").count(), 1, "{text}");
+    assert!(!text.contains("</script> 100"), "{text}");
+    assert_eq!(shown["pwned"], "undefined", "{shown}");
+    assert_eq!(shown["images"], 0, "{shown}");
+    assert!(shown["bytes"].as_u64().unwrap() < 200_000, "{shown}");
+    screenshot(&browser, "dmarc-report-errors").await;
 
     browser.quit().await;
     let _ = tokio::time::timeout(Duration::from_secs(10), service.stop()).await;

@@ -79,9 +79,10 @@ async fn import_of_a_maildir_and_an_mbox_counts_imported_duplicates_and_rejected
     let url = format!("sqlite://{}", folder.path().join("authcheck.db").display());
     let (ok, stdout, stderr) = import(&url, &["--no-lookups"], &[&maildir, &mbox]);
     assert!(ok, "stdout: {stdout}\nstderr: {stderr}");
-    // 4.eml is prose without a report: a plain-text failure report, kept with its text.
+    // 4.eml is prose without a report: a plain-text failure report naming no domain, so
+    // rejected with the reason (its message is kept there).
     assert!(
-        stdout.contains("imported 5, duplicates 1, rejected 1"),
+        stdout.contains("imported 4, duplicates 1, rejected 2"),
         "{stdout}"
     );
     assert!(
@@ -97,16 +98,40 @@ async fn import_of_a_maildir_and_an_mbox_counts_imported_duplicates_and_rejected
     let (ok, stdout, _) = import(&url, &["--no-lookups"], &[&maildir, &mbox]);
     assert!(ok);
     assert!(
-        stdout.contains("imported 0, duplicates 6, rejected 1"),
+        stdout.contains("imported 0, duplicates 5, rejected 2"),
         "{stdout}"
     );
 
     let store = authcheck_store::open(&url).await.unwrap();
     let rejected = store.list_rejected_reports(10).await.unwrap();
-    assert_eq!(rejected.len(), 2);
-    assert!(rejected.iter().all(|r| r.source.ends_with("5.eml")));
-    assert!(rejected[0].reason.contains("document type"));
+    assert_eq!(rejected.len(), 4);
+    let reason = |file: &str| {
+        let found = rejected.iter().find(|r| r.source.ends_with(file)).unwrap();
+        found.reason.clone()
+    };
+    assert!(reason("5.eml").contains("document type"));
+    assert!(reason("4.eml").contains("names no domain"));
     store.close().await;
+}
+
+/// A path that cannot be read is refused (status 2, naming it) before the database is opened:
+/// no database file is made for an import that cannot run.
+#[test]
+fn an_unreadable_path_is_refused_before_the_database_is_made() {
+    let folder = tempfile::tempdir().unwrap();
+    let database = folder.path().join("never.db");
+    let missing = folder.path().join("no-such-folder");
+    let output = Command::new(binary())
+        .args(["dmarc", "import", "--no-lookups", "--database-url"])
+        .arg(format!("sqlite://{}", database.display()))
+        .arg(&missing)
+        .env_remove("AUTHCHECK_CONFIG")
+        .output()
+        .expect("authcheck runs");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("no-such-folder"), "{stderr}");
+    assert!(!database.exists(), "the import made {}", database.display());
 }
 
 /// An aggregate report about example.org with one record per address of `sources`.

@@ -899,7 +899,7 @@ fn expired_result() -> authcheck_store::NewResult {
         prefixed_subject: "|OK| spf-pass expired".to_owned(),
         report: empty_json(),
         report_summary: empty_json(),
-        raw_message: b"Subject: expired\r\n\r\nold\r\n".to_vec(),
+        raw_message: b"Subject: expired\r\n\r\nold\r\n".to_vec().into(),
         private_test: None,
     }
 }

@@ -270,6 +270,76 @@ async fn a_private_address_result_is_only_on_its_page_and_at_its_id() {
     assert_eq!(missing.status(), 404);
 }
 
+/// Whether `text` shows any 8 characters of the random part of the result id `id` (after its
+/// 11 characters of time), as a truncated id or address would.
+fn shows_part_of(text: &str, id: &str) -> bool {
+    id.as_bytes()[11..]
+        .windows(8)
+        .any(|part| text.contains(std::str::from_utf8(part).unwrap()))
+}
+
+/// A long session: the private message falls between the 40 events the log keeps at the start
+/// and the 10 at the end, so its text cannot tell the log the session was private.
+#[tokio::test]
+async fn a_long_session_that_wrote_to_a_private_test_shows_no_result_id_in_the_log() {
+    let dns = zone().await;
+    let service = Service::start(&dns).await;
+    let test = new_test(&service).await;
+    let private_address = test["address"].as_str().unwrap().to_owned();
+
+    let sender = "long-session@pass.test";
+    let (mut smtp, _) = RawSmtp::connect(service.smtp).await;
+    let mut ids = Vec::new();
+    let mut send = async |to: &str, subject: &str| {
+        let reply = smtp
+            .send(
+                "pass.test",
+                sender,
+                &[to],
+                &signed(sender, "pass.test", subject),
+            )
+            .await;
+        assert_eq!(reply.code, 250, "{reply:?}");
+        ids.push(reply.stored().remove(0).0);
+    };
+    for n in 0..10 {
+        send("spf@tester.test", &format!("Before {n}")).await;
+    }
+    send(&private_address, "Secret").await;
+    for n in 0..3 {
+        send("spf@tester.test", &format!("After {n}")).await;
+    }
+    assert_eq!(smtp.command("QUIT").await.code, 221);
+    let private_id = ids[10].clone();
+
+    let session = eventually(Duration::from_secs(10), || async {
+        let list = service
+            .get_json(&format!("/api/v1/sessions?sender={sender}"))
+            .await;
+        list["sessions"].as_array()?.first().cloned()
+    })
+    .await
+    .expect("the session is listed");
+    assert_eq!(session["results"], serde_json::json!([]), "{session:#}");
+    for path in [
+        "/api/v1/sessions".to_owned(),
+        format!("/api/v1/sessions?sender={sender}"),
+        "/logs".to_owned(),
+        format!("/logs?sender={sender}"),
+        "/logs/raw".to_owned(),
+    ] {
+        let text = service.get_text(&path).await;
+        assert!(text.contains(sender), "{path} lists the session: {text}");
+        for id in &ids {
+            assert!(
+                !shows_part_of(&text, id),
+                "{path} shows (part of) result {id} of a session that wrote to a private test: {text}"
+            );
+        }
+        assert!(!shows_part_of(&text, &private_id));
+    }
+}
+
 fn service_text_missing(path: &str) -> String {
     panic!("{path} never showed the public message")
 }
@@ -388,6 +458,9 @@ async fn with_public_results_off_only_private_addresses_are_offered() {
         !front.contains("spf@tester.test") && !front.contains("check@tester.test"),
         "{front}"
     );
+    for page in ["/", "/new", "/status", "/replies", "/dmarc"] {
+        links_to_no_list(&service, page).await;
+    }
     for path in ["/spf", "/dkim", "/check", "/logs", "/logs/raw", "/stats"] {
         let response = service.get(path).await;
         assert_eq!(response.status(), 404, "{path}");
@@ -434,6 +507,21 @@ async fn with_public_results_off_only_private_addresses_are_offered() {
         service.get(&format!("/api/v1/results/{id}")).await.status(),
         200
     );
+    links_to_no_list(&service, &format!("/t/{}", token_of(address))).await;
+    links_to_no_list(&service, &format!("/r/{id}")).await;
+}
+
+/// With the public lists off, `page` links to none of them and does not say results are
+/// public.
+async fn links_to_no_list(service: &Service, page: &str) {
+    let html = service.get_text(page).await;
+    for list in ["/spf", "/dkim", "/check", "/logs", "/stats"] {
+        for link in [format!("href=\"{list}\""), format!("href=\"{list}?")] {
+            assert!(!html.contains(&link), "{page} links to {list}");
+        }
+    }
+    assert!(!html.contains("are public"), "{page}");
+    assert!(html.contains("Results are not listed here"), "{page}");
 }
 
 #[tokio::test]

@@ -302,6 +302,14 @@ fn zone(dns: &TestDns, key: &SigningKey) {
     dns.add_txt("esp.test", "v=spf1 ip4:127.0.0.1 -all");
     dns.add_mx("esp.test", 10, "mx.sender.test");
     dns.add_txt("authcheck._domainkey.tester.test", &key.dns_record());
+    // forged.test signs its users' mail, as a shared provider does.
+    authcheck_testkit::publish_keys(dns, "forged.test");
+}
+
+/// `message`, signed by forged.test.
+fn signed_by_forged(message: &[u8]) -> Vec<u8> {
+    use authcheck_testkit::{SignOptions, TestKey, sign};
+    sign(message, &SignOptions::new("forged.test", TestKey::Rsa2048))
 }
 
 /// The tester's key, made here in the service's folder so that its record can be published
@@ -466,6 +474,22 @@ async fn a_message_passing_dmarc_gets_a_signed_reply_and_a_second_one_is_rate_li
     let attempts = json["reply"]["attempts"].as_array().unwrap();
     assert_eq!(attempts.len(), 1, "{json:#}");
     assert_eq!(attempts[0]["ok"], true);
+    // Every time in RFC 3339, as in the rest of the API.
+    for time in [
+        &json["decided_at"],
+        &json["reply"]["created_at"],
+        &json["reply"]["next_attempt_at"],
+        &json["reply"]["give_up_at"],
+        &attempts[0]["at"],
+    ] {
+        let text = time
+            .as_str()
+            .unwrap_or_else(|| panic!("{time} in {json:#}"));
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(text).is_ok(),
+            "{text} in {json:#}"
+        );
+    }
     assert!(
         attempts[0]["server"]
             .as_str()
@@ -527,6 +551,14 @@ async fn no_reply_for_a_dmarc_failure_a_null_sender_or_automatic_mail() {
             message("alice@forged.test", "f2@forged.test", ""),
             "dmarc-not-passed",
             "No reply sent: DMARC did not pass",
+        ),
+        // A message forged.test signed for its user alice, replayed with another of its users
+        // as MAIL FROM: DMARC passes through DKIM, but only alice asked.
+        (
+            "victim@forged.test",
+            signed_by_forged(&message("alice@forged.test", "r1@forged.test", "")),
+            "sender-not-aligned",
+            "No reply sent: the MAIL FROM address is neither SPF-authenticated nor the From address",
         ),
         (
             "",
@@ -847,7 +879,11 @@ async fn the_reply_section_and_the_replies_page_in_chromium() {
     let rows = browser
         .eval("return document.querySelectorAll('#reasons tbody tr').length;")
         .await;
-    assert_eq!(rows, 12, "every reason is listed");
+    assert_eq!(
+        rows,
+        authcheck_store::NoReply::ALL.len(),
+        "every reason is listed"
+    );
     let replies_png = browser.screenshot_of("main").await;
 
     // The session log shows the attempt as an outbound session, the hostile reply as text.

@@ -54,8 +54,11 @@ pub async fn run(args: CheckArgs) -> Result<(), Failure> {
         servers: args.dns_servers.clone(),
         ..DnsConfig::default()
     };
-    let verifier = Verifier::new(VerifierConfig::new(hostname, dns))
-        .map_err(|e| Failure::Runtime(anyhow::anyhow!("cannot set up DNS: {e}")))?;
+    let verifier = Verifier::new(VerifierConfig::new(hostname, dns)).map_err(|e| {
+        Failure::Usage(format!(
+            "cannot set up DNS from the system's resolver settings ({e}); name a resolver with --dns-server ADDR:PORT"
+        ))
+    })?;
     let input = MessageInput {
         client_ip: args.ip,
         helo: args.helo.trim(),

@@ -80,7 +80,7 @@ impl Args for ServiceArgs {
             .hide_env_values(true)
             .value_name("PATH")
             .value_parser(clap::value_parser!(PathBuf))
-            .help("TOML file with settings (keys as the flags, with underscores: smtp_listen, domains, ...)");
+            .help("TOML file with settings, keyed by the names in the README's settings table (smtp_listen, domains, dns_servers, ...)");
         command
             .arg(config)
             .args(SETTINGS.iter().map(setting_arg))

@@ -296,8 +296,9 @@ settings! {
         flag: "rate-window", env: "AUTHCHECK_RATE_WINDOW", value: "DURATION",
         default: DefaultValue::Text("10m"),
     }
-    /// How long an SMTP client may stay silent (between commands or inside message data)
-    /// before it is disconnected with a 421; 5m is RFC 5321's minimum.
+    /// How long an SMTP client may take to send each command, or each 1 KiB of message data
+    /// (so a message sent a few bytes at a time is cut off too), before it is disconnected
+    /// with a 421; 5m is RFC 5321's minimum.
     command_timeout: one<Duration> = parse_duration {
         flag: "command-timeout", env: "AUTHCHECK_COMMAND_TIMEOUT", value: "DURATION",
         default: DefaultValue::Text("5m"),
@@ -612,7 +613,8 @@ fn list<T>(
         .collect()
 }
 
-/// Reads the `--config` file: keys as the settings' names, values as text, numbers or lists.
+/// Reads the `--config` file: keys as the settings' names, values as text, numbers, booleans
+/// or lists.
 fn read_file(path: &Path) -> Result<BTreeMap<String, Vec<String>>, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| invalid("config", format!("cannot read {}: {e}", path.display())))?;
@@ -642,9 +644,11 @@ fn scalar_text(setting: &Setting, value: &toml::Value) -> Result<String, ConfigE
     match value {
         toml::Value::String(text) => Ok(text.clone()),
         toml::Value::Integer(n) => Ok(n.to_string()),
+        // Read by the setting's own parser, as `true` given on the command line would be.
+        toml::Value::Boolean(b) => Ok(b.to_string()),
         other => Err(invalid(
             setting.name,
-            format!("{other} in the config file is neither text nor a whole number"),
+            format!("{other} in the config file is neither text, a whole number nor true or false"),
         )),
     }
 }
@@ -1039,6 +1043,29 @@ mod tests {
                 max_connections: 1024,
             }
         );
+    }
+
+    #[test]
+    fn the_config_file_takes_booleans_as_toml_writes_them() {
+        let folder = tempfile::tempdir().unwrap();
+        let path = folder.path().join("authcheck.toml");
+        std::fs::write(
+            &path,
+            "public_results = false\noutgoing_allow_private = true\n",
+        )
+        .unwrap();
+        let args = ServiceArgs {
+            config: Some(path.clone()),
+            ..ServiceArgs::default()
+        };
+        let s = Settings::load(&args).unwrap();
+        assert!(!s.public_results);
+        assert!(s.outgoing_allow_private);
+
+        // A boolean where a number belongs is refused by that setting's own parser.
+        std::fs::write(&path, "max_connections = true\n").unwrap();
+        let error = Settings::load(&args).unwrap_err().to_string();
+        assert!(error.contains("max_connections"), "{error}");
     }
 
     #[test]

@@ -68,9 +68,8 @@ impl Delivery for TesterDelivery {
     ///   on the single writer thread, so it is bounded by one message in all, not per
     ///   message; sqlx copies it for PostgreSQL into its arguments and then its send buffer.
     ///
-    /// A message to both `spf@` and `dkim@` is cloned for its second result
-    /// ([`Verified::results`]), but the store drops that clone as it finds the two equal
-    /// (it keeps one copy per message) before the driver copies the message.
+    /// A message to several tester mailboxes or private tests has one result for each, which
+    /// share the message ([`Verified::results`]); the store keeps one copy of it.
     ///
     /// A message to a report mailbox and a tester mailbox is cloned for the report, which is
     /// stored (the driver's copy made and dropped) before verification starts: two copies
@@ -493,7 +492,16 @@ impl Verified {
             recipient: recipient.to_owned(),
             size,
         };
-        let mut results: Vec<NewResult> = tested
+        if tested.is_empty() {
+            // The session hands over only messages with an accepted recipient.
+            return Err(DeliveryError::Permanent(
+                "the message has no recipient".into(),
+            ));
+        }
+        // One copy shared by every result: a message sent to ten addresses must not hold ten
+        // copies against a budget that counted one.
+        let message = Arc::new(message);
+        let results = tested
             .iter()
             .map(|&(mailbox, private_test, recipient)| {
                 let verdict = self.report.verdicts.text_for(mailbox);
@@ -511,22 +519,11 @@ impl Verified {
                     prefixed_subject,
                     report: report.clone(),
                     report_summary: report_summary.clone(),
-                    raw_message: Vec::new(),
+                    raw_message: Arc::clone(&message),
                     private_test,
                 }
             })
             .collect();
-        // The message is copied for all but the last result, which takes it.
-        let Some((last, others)) = results.split_last_mut() else {
-            // The session hands over only messages with an accepted recipient.
-            return Err(DeliveryError::Permanent(
-                "the message has no recipient".into(),
-            ));
-        };
-        for result in others {
-            result.raw_message = message.clone();
-        }
-        last.raw_message = message;
         Ok(results)
     }
 
@@ -580,4 +577,61 @@ async fn lookup_reverse_dns(dns: &Dns, ip: IpAddr) -> (Option<String>, bool) {
     let confirmed =
         matches!(dns.addresses(&name, ip).await, Ok(addresses) if addresses.contains(&ip));
     (Some(name), confirmed)
+}
+
+#[cfg(test)]
+mod tests {
+    use authcheck_smtp::{BodyType, Destination, Recipient};
+    use chrono::Utc;
+
+    use super::*;
+
+    fn recipient(address: &str, destination: Destination) -> Recipient {
+        Recipient {
+            address: address.into(),
+            destination,
+        }
+    }
+
+    /// The memory budget counts one copy of a message for its results, however many
+    /// mailboxes and private tests it was sent to.
+    #[test]
+    fn every_result_of_a_message_shares_one_copy_of_it() {
+        let verified = Verified {
+            report: serde_json::from_str(include_str!("testdata/report.json"))
+                .expect("the sample report parses"),
+            subject: None,
+            header_from: None,
+            client_ptr: None,
+            client_ptr_confirmed: false,
+        };
+        let mut recipients = vec![
+            recipient("spf@tester.test", Destination::Test(Mailbox::Spf)),
+            recipient("dkim@tester.test", Destination::Test(Mailbox::Dkim)),
+            recipient("check@tester.test", Destination::Test(Mailbox::Check)),
+        ];
+        recipients.extend((1..=7u128).map(|n| {
+            let token = PrivateToken::from_random_bits(n);
+            recipient(
+                &format!("test-{token}@tester.test"),
+                Destination::Private(token),
+            )
+        }));
+        let envelope = Envelope {
+            client: "192.0.2.1:40000".parse().unwrap(),
+            helo: "mail.sender.example".into(),
+            tls: None,
+            mail_from: "alice@sender.example".into(),
+            body: BodyType::Undeclared,
+            recipients,
+            received_at: Utc::now(),
+        };
+        let message = vec![b'x'; 1 << 20];
+        let results = verified.results(&envelope, message.clone()).unwrap();
+        assert_eq!(results.len(), 10);
+        for result in &results {
+            assert!(Arc::ptr_eq(&result.raw_message, &results[0].raw_message));
+        }
+        assert_eq!(*results[0].raw_message, message);
+    }
 }

@@ -5,11 +5,13 @@
 //!
 //! Parsing is the `dmarc-reports` crate's; storing is the store's. Every input ends up stored
 //! (a new report), recognised as a duplicate (the same reporter and report id stored before) or
-//! rejected (stored with the reason, and listed): nothing is dropped silently.
+//! rejected (stored with the reason, and listed): nothing is dropped silently. Of a rejected
+//! input only the first [`MAX_REJECTED_BYTES`] are kept, since anyone can mail the report
+//! addresses anything for as long as `dmarc_retention` keeps it.
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::{BufReader, IsTerminal};
+use std::io::{BufReader, IsTerminal, Read};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -21,6 +23,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::failure::Failure;
 use crate::sources::{self, Named};
+
+/// The most bytes of a rejected input kept: enough to see what a reporter's software sent
+/// (reports are mailed compressed, mostly well under this), too few for junk mailed to the
+/// report addresses to fill the disk at a megabyte per message rather than ten.
+pub const MAX_REJECTED_BYTES: usize = 1024 * 1024;
 
 /// What became of a report given to [`keep_report`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,7 +54,10 @@ pub async fn keep_report(
         // A bug in the parser is no reason to lose the report or to have its sender retry
         // for days: it is kept as rejected, with the panic as its reason.
         let parsed = std::panic::catch_unwind(|| {
-            authcheck_dmarc_reports::parse(&raw, &Limits::default()).map_err(NotParsed::from)
+            let limits = Limits::default();
+            let report = authcheck_dmarc_reports::parse(&raw, &limits)?;
+            report.check_received(received_at, &limits)?;
+            Ok::<_, NotParsed>(report)
         })
         .unwrap_or_else(|panic| Err(ParserFailure(panic_text(&*panic))));
         (parsed, raw)
@@ -66,7 +76,16 @@ pub async fn keep_report(
             }
         }
         Err(rejection) => {
-            let reason = rejection.reason();
+            let mut reason = rejection.reason();
+            let mut raw = raw;
+            if raw.len() > MAX_REJECTED_BYTES {
+                reason.push_str(&format!(
+                    " (only its first {MAX_REJECTED_BYTES} of {} bytes are kept)",
+                    raw.len()
+                ));
+                raw.truncate(MAX_REJECTED_BYTES);
+                raw.shrink_to_fit();
+            }
             let id = store
                 .insert_rejected_report(NewRejectedReport {
                     received_at,
@@ -172,15 +191,14 @@ fn progress_bar(length: usize, template: &str) -> ProgressBar {
 /// the same way per report, and in all by [`MAX_IMPORT_LOOKUPS`]).
 pub async fn import(
     store: &SharedStore,
-    paths: &[PathBuf],
+    files: &[PathBuf],
     dns: Option<&Dns>,
 ) -> Result<(), Failure> {
-    let files = files(paths)?;
     let progress = progress_bar(files.len(), "{bar:40} {pos}/{len} files  {msg}");
     let mut summary = Summary::default();
     let mut sources = Vec::new();
     let mut seen = HashSet::new();
-    for file in &files {
+    for file in files {
         progress.set_message(file.display().to_string());
         for input in read_inputs(file)? {
             let received_at = Utc::now().timestamp();
@@ -278,8 +296,8 @@ fn store_failure(error: authcheck_store::StoreError) -> Failure {
 }
 
 /// The files to read: each file named, the messages of each Maildir (`cur/` and `new/`), and
-/// the files of any other folder, in name order.
-fn files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Failure> {
+/// the files of any other folder, in name order; a path that cannot be read is a usage error.
+pub fn files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Failure> {
     let mut files = Vec::new();
     for path in paths {
         let meta = std::fs::metadata(path)
@@ -320,9 +338,17 @@ fn files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Failure> {
 fn read_inputs(path: &Path) -> Result<Vec<Input>, Failure> {
     let unreadable =
         |e: std::io::Error| Failure::Usage(format!("cannot read {}: {e}", path.display()));
-    let bytes = std::fs::read(path).map_err(unreadable)?;
     let source = path.display().to_string();
-    if !bytes.starts_with(b"From ") {
+    // An mbox file starts with a `From ` line; its messages are read one by one, not the file
+    // whole beside them.
+    let mut start = Vec::with_capacity(5);
+    File::open(path)
+        .map_err(unreadable)?
+        .take(5)
+        .read_to_end(&mut start)
+        .map_err(unreadable)?;
+    if start != b"From " {
+        let bytes = std::fs::read(path).map_err(unreadable)?;
         return Ok(vec![Input { source, bytes }]);
     }
     let mut inputs = Vec::new();
@@ -338,4 +364,138 @@ fn read_inputs(path: &Path) -> Result<Vec<Input>, Failure> {
         });
     }
     Ok(inputs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 2023-11-16 00:00 UTC, an hour after the test report's period ends.
+    const RECEIVED: i64 = 1_700_092_800;
+
+    fn aggregate(domain: &str, begin: i64, end: i64) -> Vec<u8> {
+        format!(
+            "<feedback><report_metadata><org_name>R</org_name><report_id>{domain}-{begin}\
+             </report_id><date_range><begin>{begin}</begin><end>{end}</end></date_range>\
+             </report_metadata><policy_published><domain>{domain}</domain><p>none</p>\
+             </policy_published><record><row><source_ip>192.0.2.1</source_ip><count>2</count>\
+             </row><identifiers><header_from>example.org</header_from></identifiers></record>\
+             </feedback>"
+        )
+        .into_bytes()
+    }
+
+    async fn keep(store: &SharedStore, raw: Vec<u8>) -> Kept {
+        keep_report(store, raw, RECEIVED, "smtp:rua@tester.test")
+            .await
+            .unwrap()
+    }
+
+    async fn domains(store: &SharedStore) -> Vec<String> {
+        let domains = store.dmarc_domains(10).await.unwrap();
+        domains.into_iter().map(|d| d.domain).collect()
+    }
+
+    #[tokio::test]
+    async fn a_report_is_kept_under_its_domain_as_its_page_looks_it_up() {
+        let store = authcheck_store::open("sqlite::memory:").await.unwrap();
+        let kept = keep(
+            &store,
+            aggregate("Example.ORG.", 1_700_006_400, 1_700_092_799),
+        )
+        .await;
+        assert!(matches!(kept, Kept::Stored { .. }), "{kept:?}");
+        assert_eq!(domains(&store).await, ["example.org"]);
+    }
+
+    /// A report dated in 9999 would top the dashboard for good: it is rejected, with the reason,
+    /// and no domain is listed.
+    #[tokio::test]
+    async fn a_report_dated_in_the_future_is_rejected_with_the_reason() {
+        let store = authcheck_store::open("sqlite::memory:").await.unwrap();
+        let kept = keep(
+            &store,
+            aggregate("example.org", 253_370_764_800, 253_370_851_199),
+        )
+        .await;
+        let Kept::Rejected { reason, .. } = kept else {
+            panic!("{kept:?}");
+        };
+        assert!(reason.contains("ends 9999-01-01 23:59 UTC"), "{reason}");
+        assert!(domains(&store).await.is_empty());
+        let rejected = store.list_rejected_reports(10).await.unwrap();
+        assert_eq!(rejected.len(), 1);
+        assert_eq!(rejected[0].reason, reason);
+    }
+
+    #[tokio::test]
+    async fn a_report_naming_no_domain_is_rejected_with_the_reason() {
+        let store = authcheck_store::open("sqlite::memory:").await.unwrap();
+        let failure = b"From: reporter@receiver.example\r\nSubject: DMARC failure\r\n\
+            Content-Type: multipart/report; report-type=feedback-report; boundary=b\r\n\r\n\
+            --b\r\nContent-Type: text/plain\r\n\r\nA message failed DMARC.\r\n\
+            --b\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: auth-failure\r\n\
+            Auth-Failure: dmarc\r\n\r\n--b--\r\n"
+            .to_vec();
+        let bad_name = aggregate("not a domain!", 1_700_006_400, 1_700_092_799);
+        let mut reasons = Vec::new();
+        for raw in [failure, bad_name] {
+            match keep(&store, raw).await {
+                Kept::Rejected { reason, .. } => reasons.push(reason),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(reasons[0].contains("names no domain"), "{}", reasons[0]);
+        assert!(
+            reasons[1].contains("not a valid domain name"),
+            "{}",
+            reasons[1]
+        );
+        assert!(domains(&store).await.is_empty());
+        assert_eq!(store.list_rejected_reports(10).await.unwrap().len(), 2);
+    }
+
+    /// Junk mailed to the report addresses costs the disk at most a megabyte a message, and
+    /// the list says what was kept.
+    #[tokio::test]
+    async fn a_large_rejected_input_keeps_only_its_first_megabyte() {
+        let folder = tempfile::tempdir().unwrap();
+        let path = folder.path().join("reports.db");
+        let store = authcheck_store::open(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        let junk = vec![b'x'; 3 * MAX_REJECTED_BYTES];
+        for _ in 0..5 {
+            let Kept::Rejected { reason, .. } = keep(&store, junk.clone()).await else {
+                panic!("junk is rejected");
+            };
+            assert!(
+                reason.ends_with(&format!(
+                    "(only its first {MAX_REJECTED_BYTES} of {} bytes are kept)",
+                    junk.len()
+                )),
+                "{reason}"
+            );
+        }
+        let listed = store.list_rejected_reports(10).await.unwrap();
+        assert_eq!(listed.len(), 5);
+        assert!(
+            listed[0].reason.contains("are kept"),
+            "{}",
+            listed[0].reason
+        );
+        // Five 3 MiB inputs: 5 MiB kept, which the database and its write-ahead log may both
+        // hold for a while, against 15 MiB in the database alone if they were kept whole.
+        let on_disk: u64 = std::fs::read_dir(folder.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().metadata().unwrap().len())
+            .sum();
+        assert!(on_disk < 12 * MAX_REJECTED_BYTES as u64, "{on_disk} bytes");
+
+        // A small rejected input is kept whole, its reason unchanged.
+        let Kept::Rejected { reason, .. } = keep(&store, b"not a report".to_vec()).await else {
+            panic!("rejected");
+        };
+        assert!(!reason.contains("are kept"), "{reason}");
+    }
 }

@@ -21,6 +21,8 @@ mod serve;
 mod session_log;
 mod sources;
 mod summary;
+#[cfg(test)]
+mod test_store;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -148,8 +150,10 @@ async fn run(command: Command) -> Result<(), Failure> {
                     ))
                 })?)
             };
+            // Paths that cannot be read are refused before the database is opened, or made.
+            let files = dmarc::files(&args.paths)?;
             let store = serve::open_store(&settings).await?;
-            let imported = dmarc::import(&store, &args.paths, dns.as_ref()).await;
+            let imported = dmarc::import(&store, &files, dns.as_ref()).await;
             // Closing folds SQLite's log into the database file and syncs it.
             store.close().await;
             imported

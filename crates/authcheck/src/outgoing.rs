@@ -15,6 +15,13 @@
 //! database never send one message at once, and a message whose instance died mid-attempt is
 //! taken again about one lease after its last renewal: a restart loses no reply and waits
 //! little for it.
+//!
+//! The messages of one look are attempted side by side, and an attempt tries no further server
+//! once its deadline ([`OutgoingConfig::attempt_deadline`]) has passed, so a recipient domain
+//! whose servers accept and stay silent holds the others of its look for a few network waits,
+//! not one per address; its next attempt counts from the end of this one. The next look waits
+//! for the slowest of the last one. An attempt's outcome is offered to the store a few times
+//! ([`RECORD_TRIES`]): a delivery left unrecorded would be made again after the lease.
 
 use std::time::Duration;
 
@@ -42,6 +49,17 @@ const LEASE_MARGIN: Duration = Duration::from_secs(15);
 /// How long before its lease would run out an attempt whose claim was not renewed stops: it
 /// has stopped before another instance may claim the message, even with clocks a little apart.
 const STOP_BEFORE_LEASE_ENDS: Duration = Duration::from_secs(5);
+/// How many network waits one attempt may spend before it tries no further server
+/// ([`OutgoingConfig::attempt_deadline`]): a domain whose MX hosts all accept and stay silent
+/// costs one attempt this many waits, not one per address (up to 10).
+const WAITS_PER_ATTEMPT: u32 = 3;
+/// The step an attempt that ran out of [`OutgoingConfig::attempt_deadline`] is recorded at.
+const DEADLINE_STEP: &str = "deadline";
+/// How many times an attempt's outcome is offered to the store before it is given up: a
+/// delivered message whose outcome is lost is delivered again after its lease.
+const RECORD_TRIES: u32 = 3;
+/// The pause between two of those tries: a database hiccup's length.
+const RECORD_PAUSE: Duration = Duration::from_secs(1);
 
 /// Where messages go.
 #[derive(Clone, Debug)]
@@ -103,6 +121,13 @@ impl OutgoingConfig {
         self.timeout.max(Duration::from_secs(1)) + LEASE_MARGIN
     }
 
+    /// When one attempt of one message stops trying further servers: after [`WAITS_PER_ATTEMPT`]
+    /// network waits (3 minutes with the default timeout). A session already under way is
+    /// never cut, so an attempt ends within this and one session.
+    pub fn attempt_deadline(&self) -> Duration {
+        self.timeout.max(Duration::from_secs(1)) * WAITS_PER_ATTEMPT
+    }
+
     /// When a claim made or renewed at `now` (seconds since the epoch, as stored) runs out.
     fn lease_until(&self, now: i64) -> i64 {
         now.saturating_add(i64::try_from(self.lease().as_secs()).unwrap_or(i64::MAX))
@@ -136,7 +161,9 @@ impl Sender {
         }
     }
 
-    /// Attempts every message due at `now` that this instance can claim; how many.
+    /// Attempts every message due at `now` that this instance can claim, all at once (at most
+    /// [`CLAIM_AT_ONCE`]), so that a slow recipient delays the others for its deadline at most,
+    /// not one wait per server; how many.
     pub async fn run_once(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
         let claimed_at = Instant::now();
         let claimed = self
@@ -149,40 +176,78 @@ impl Sender {
             )
             .await?;
         let count = claimed.len();
-        for message in claimed {
-            let Some((mut attempt, permanent, connections)) =
-                self.attempt_while_held(&message, now, claimed_at).await
-            else {
-                continue;
-            };
-            let after = if attempt.ok {
-                AfterAttempt::Sent
-            } else {
-                let attempts = u32::try_from(message.attempts + 1).unwrap_or(u32::MAX);
-                match self.config.retry.after_failure(
-                    attempts,
-                    message.created_at,
-                    now.timestamp(),
-                    permanent,
-                ) {
-                    NextAttempt::At(at) => AfterAttempt::RetryAt(at),
-                    NextAttempt::GiveUp => AfterAttempt::Failed,
-                }
-            };
-            attempt.session_id = self.log_sessions(&message, connections, after).await;
-            log_attempt(&message, &attempt, after);
-            let recorded = self
+        futures::future::join_all(
+            claimed
+                .iter()
+                .map(|message| self.work(message, now, claimed_at)),
+        )
+        .await;
+        Ok(count)
+    }
+
+    /// Attempts `message`, claimed at `now` (`claimed_at` on the monotonic clock), and records
+    /// the attempt; a failure to record is logged, and touches no other message.
+    async fn work(&self, message: &OutgoingMessage, now: DateTime<Utc>, claimed_at: Instant) {
+        let Some((mut attempt, permanent, connections)) =
+            self.attempt_while_held(message, now, claimed_at).await
+        else {
+            return;
+        };
+        // The pause before the next attempt counts from this one's end, however long it took.
+        let ended = now + chrono::Duration::from_std(claimed_at.elapsed()).unwrap_or_default();
+        let after = if attempt.ok {
+            AfterAttempt::Sent
+        } else {
+            let attempts = u32::try_from(message.attempts + 1).unwrap_or(u32::MAX);
+            match self.config.retry.after_failure(
+                attempts,
+                message.created_at,
+                ended.timestamp(),
+                permanent,
+            ) {
+                NextAttempt::At(at) => AfterAttempt::RetryAt(at),
+                NextAttempt::GiveUp => AfterAttempt::Failed,
+            }
+        };
+        attempt.session_id = self.log_sessions(message, connections, after).await;
+        log_attempt(message, &attempt, after);
+        self.record(message, attempt, after).await;
+    }
+
+    /// Records `message`'s attempt, trying [`RECORD_TRIES`] times: the outcome is known, and
+    /// an unrecorded delivery would be made again once the lease runs out.
+    async fn record(
+        &self,
+        message: &OutgoingMessage,
+        attempt: OutgoingAttempt,
+        after: AfterAttempt,
+    ) {
+        for tries in 1..=RECORD_TRIES {
+            match self
                 .store
-                .record_attempt(&message.id, &self.claimant, attempt, after)
-                .await?;
-            if !recorded {
-                tracing::warn!(
+                .record_attempt(&message.id, &self.claimant, attempt.clone(), after)
+                .await
+            {
+                Ok(true) => return,
+                Ok(false) => {
+                    tracing::warn!(
+                        id = %message.id,
+                        "another instance holds this outgoing message now; its attempt counts"
+                    );
+                    return;
+                }
+                Err(error) if tries < RECORD_TRIES => {
+                    tracing::warn!(%error, id = %message.id, "could not record the attempt; trying again");
+                    tokio::time::sleep(RECORD_PAUSE).await;
+                }
+                Err(error) => tracing::error!(
+                    %error,
                     id = %message.id,
-                    "another instance holds this outgoing message now; its attempt counts"
-                );
+                    "could not record the attempt; the message will be attempted again after \
+                     its lease (a delivered one arrives twice)"
+                ),
             }
         }
-        Ok(count)
     }
 
     /// [`Sender::attempt`] while renewing the claim on `message` (made at `claimed_at`) every
@@ -369,16 +434,26 @@ impl Sender {
                     );
                 }
             };
-        let servers = match self.servers_for(&message.recipient).await {
-            Ok(found) => found,
-            Err((detail, permanent)) => {
-                return (
-                    failed(String::new(), "route", detail),
-                    permanent,
-                    Vec::new(),
-                );
-            }
+        let deadline = Instant::now() + self.config.attempt_deadline();
+        let out_of_time = |server: String| {
+            let detail = format!(
+                "the attempt ran out of its {} s ({WAITS_PER_ATTEMPT} times outgoing_timeout)",
+                self.config.attempt_deadline().as_secs()
+            );
+            failed(server, DEADLINE_STEP, detail)
         };
+        let servers =
+            match tokio::time::timeout_at(deadline, self.servers_for(&message.recipient)).await {
+                Err(_) => return (out_of_time(String::new()), false, Vec::new()),
+                Ok(Ok(found)) => found,
+                Ok(Err((detail, permanent))) => {
+                    return (
+                        failed(String::new(), "route", detail),
+                        permanent,
+                        Vec::new(),
+                    );
+                }
+            };
         let recipients = [message.recipient.clone()];
         let outgoing = Outgoing {
             helo: &self.config.instance,
@@ -389,18 +464,27 @@ impl Sender {
         let mut last = None;
         let mut connections = Vec::new();
         for server in &servers {
+            // Checked between sessions, never within one: a session cut after the message's
+            // final dot may have delivered it, and the retry would deliver it again.
+            if Instant::now() >= deadline {
+                let server = last.map(|tried: OutgoingAttempt| tried.server);
+                return (out_of_time(server.unwrap_or_default()), false, connections);
+            }
             let shown = format!("{} [{}]", server.name, server.addr);
             let started_at = Utc::now();
             let timeout = self.config.timeout;
-            let delivered = match &self.config.route {
-                Route::Mx { .. } => deliver(server, &outgoing, timeout).await,
-                Route::Smarthost {
-                    tls, credentials, ..
-                } => {
-                    deliver_to_smarthost(server, &outgoing, timeout, tls, credentials.as_ref())
-                        .await
+            let delivery = async {
+                match &self.config.route {
+                    Route::Mx { .. } => deliver(server, &outgoing, timeout).await,
+                    Route::Smarthost {
+                        tls, credentials, ..
+                    } => {
+                        deliver_to_smarthost(server, &outgoing, timeout, tls, credentials.as_ref())
+                            .await
+                    }
                 }
             };
+            let delivered = delivery.await;
             let (transcript, tls) = match &delivered {
                 Ok(delivered) => (delivered.transcript.clone(), delivered.tls.clone()),
                 Err(failure) => (failure.transcript.clone(), failure.tls.clone()),
@@ -578,6 +662,208 @@ mod tests {
         assert!(!SmarthostTlsMode::Auto.is_implicit_for("[2001:db8::4]:25"));
         assert!(SmarthostTlsMode::Implicit.is_implicit_for("smtp.example:587"));
         assert!(!SmarthostTlsMode::StartTls.is_implicit_for("smtp.example:465"));
+    }
+
+    use std::net::Ipv4Addr;
+    use std::sync::{Arc, Mutex};
+
+    use authcheck_store::{NewOutgoing, OutgoingState};
+    use authcheck_testdns::TestDns;
+    use authcheck_verifier::DnsConfig;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    use tokio::net::TcpListener;
+
+    /// The network wait of these tests: short, so a silent server costs a second.
+    const TEST_TIMEOUT: Duration = Duration::from_secs(1);
+
+    /// When each message was taken.
+    type Taken = Arc<Mutex<Vec<std::time::Instant>>>;
+
+    /// An SMTP server on loopback that takes every message.
+    async fn sink(listener: TcpListener) -> Taken {
+        let taken = Taken::default();
+        let counter = taken.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    let (read, mut write) = stream.into_split();
+                    let mut lines = BufReader::new(read).lines();
+                    write.write_all(b"220 sink ready\r\n").await?;
+                    let mut in_data = false;
+                    while let Some(line) = lines.next_line().await? {
+                        let reply: &[u8] = if in_data {
+                            if line != "." {
+                                continue;
+                            }
+                            in_data = false;
+                            counter.lock().unwrap().push(std::time::Instant::now());
+                            b"250 2.0.0 queued\r\n"
+                        } else if line.eq_ignore_ascii_case("DATA") {
+                            in_data = true;
+                            b"354 go on\r\n"
+                        } else if line.eq_ignore_ascii_case("QUIT") {
+                            write.write_all(b"221 bye\r\n").await?;
+                            break;
+                        } else {
+                            b"250 ok\r\n"
+                        };
+                        write.write_all(reply).await?;
+                    }
+                    std::io::Result::Ok(())
+                });
+            }
+        });
+        taken
+    }
+
+    /// A server that accepts connections and never says a word, holding them.
+    fn silent(listener: TcpListener) {
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                held.push(stream);
+            }
+        });
+    }
+
+    /// `fast.test`, whose one MX host takes mail, and `slow.test`, whose 5 MX hosts have 2
+    /// addresses each that accept and stay silent; all on one port of loopback addresses.
+    struct Net {
+        dns: TestDns,
+        port: u16,
+        taken: Taken,
+    }
+
+    async fn net() -> Net {
+        let dns = TestDns::start().await;
+        // A port free on all eleven addresses; a few tries find one.
+        'ports: for _ in 0..50 {
+            let good = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = good.local_addr().unwrap().port();
+            let mut silent_ones = Vec::new();
+            for last in 2..12u8 {
+                match TcpListener::bind((Ipv4Addr::new(127, 0, 0, last), port)).await {
+                    Ok(listener) => silent_ones.push(listener),
+                    Err(_) => continue 'ports,
+                }
+            }
+            silent_ones.into_iter().for_each(silent);
+            dns.add_mx("fast.test", 10, "mx.fast.test");
+            dns.add_a("mx.fast.test", Ipv4Addr::LOCALHOST);
+            for host in 0..5u8 {
+                let name = format!("mx{host}.slow.test");
+                dns.add_mx("slow.test", 10 + u16::from(host), &name);
+                dns.add_a(&name, Ipv4Addr::new(127, 0, 0, 2 + 2 * host));
+                dns.add_a(&name, Ipv4Addr::new(127, 0, 0, 3 + 2 * host));
+            }
+            let taken = sink(good).await;
+            return Net { dns, port, taken };
+        }
+        panic!("no port free on 127.0.0.1 to 127.0.0.11 in 50 tries");
+    }
+
+    fn sender(net: &Net, store: SharedStore) -> Sender {
+        let dns = Dns::new(&DnsConfig {
+            servers: vec![net.dns.addr()],
+            query_timeout: TEST_TIMEOUT,
+            attempts: 1,
+            ..DnsConfig::default()
+        })
+        .unwrap();
+        let config = OutgoingConfig {
+            instance: "authcheck.test".into(),
+            domain: "tester.test".into(),
+            selector: "authcheck".into(),
+            route: Route::Mx {
+                port: net.port,
+                allow_inward: true,
+            },
+            timeout: TEST_TIMEOUT,
+            retry: RetryPolicy {
+                first_retry: Duration::from_secs(60),
+                give_up_after: Duration::from_secs(86_400),
+            },
+        };
+        Sender::new(config, SigningKey::generate().unwrap(), store, dns)
+    }
+
+    async fn queue(store: &SharedStore, recipient: &str, at: i64) -> String {
+        let message = NewOutgoing {
+            kind: OutgoingKind::Summary,
+            recipient: recipient.to_owned(),
+            client: String::new(),
+            message: format!(
+                "From: <check@tester.test>\r\nTo: <{recipient}>\r\nSubject: s\r\n\r\nhello\r\n"
+            )
+            .into_bytes(),
+            created_at: at,
+            give_up_at: at + 86_400,
+        };
+        store.queue_outgoing(message, 100).await.unwrap().unwrap()
+    }
+
+    /// A domain whose every MX address accepts and stays silent costs one attempt its
+    /// deadline (3 waits, not 10), holds up no other message, and is tried again a retry
+    /// pause after the attempt ended, not after it began.
+    #[tokio::test]
+    async fn a_silent_domain_stalls_no_other_message_and_no_longer_than_the_deadline() {
+        let net = net().await;
+        let store = authcheck_store::open("sqlite::memory:").await.unwrap();
+        let sender = sender(&net, store.clone());
+        let now = Utc::now();
+        let slow = queue(&store, "ops@slow.test", now.timestamp() - 2).await;
+        let fast = queue(&store, "ops@fast.test", now.timestamp() - 1).await;
+        let started = std::time::Instant::now();
+        assert_eq!(sender.run_once(now).await.unwrap(), 2);
+        let took = started.elapsed();
+        let deadline = sender.config.attempt_deadline();
+        assert_eq!(deadline, TEST_TIMEOUT * WAITS_PER_ATTEMPT);
+        assert!(took >= deadline, "{took:?}");
+        assert!(took < deadline + Duration::from_secs(3), "{took:?}");
+        let taken = net.taken.lock().unwrap().clone();
+        assert_eq!(taken.len(), 1);
+        assert!(
+            taken[0] - started < TEST_TIMEOUT,
+            "the fast message waited for the slow one"
+        );
+        let fast = store.outgoing_status(&fast).await.unwrap().unwrap();
+        assert_eq!(fast.state, OutgoingState::Sent);
+        let slow = store.outgoing_status(&slow).await.unwrap().unwrap();
+        assert_eq!(slow.state, OutgoingState::Queued);
+        assert_eq!(slow.attempts.len(), 1);
+        assert_eq!(slow.attempts[0].step.as_deref(), Some(DEADLINE_STEP));
+        let deadline_seconds = i64::try_from(deadline.as_secs()).unwrap();
+        assert!(
+            slow.next_attempt_at >= now.timestamp() + deadline_seconds + 60,
+            "the retry counts from the attempt's end: {} vs {}",
+            slow.next_attempt_at,
+            now.timestamp()
+        );
+    }
+
+    /// A delivered message whose outcome the store fails to take the first time is recorded
+    /// on the next try, so it is not delivered again; the other message of the batch is
+    /// delivered and recorded all the same.
+    #[tokio::test]
+    async fn a_delivery_is_recorded_despite_a_failed_first_record() {
+        let net = net().await;
+        let real = authcheck_store::open("sqlite::memory:").await.unwrap();
+        let flaky = Arc::new(crate::test_store::FlakyStore::new(real.clone()));
+        let sender = sender(&net, flaky.clone());
+        let now = Utc::now();
+        let first = queue(&real, "a@fast.test", now.timestamp() - 2).await;
+        let second = queue(&real, "b@fast.test", now.timestamp() - 1).await;
+        flaky.fail_next("record_attempt", 1);
+        assert_eq!(sender.run_once(now).await.unwrap(), 2);
+        for id in [first, second] {
+            let status = real.outgoing_status(&id).await.unwrap().unwrap();
+            assert_eq!(status.state, OutgoingState::Sent, "{id}");
+        }
+        let lease = i64::try_from(sender.config.lease().as_secs()).unwrap();
+        let after_the_lease = now + chrono::Duration::seconds(lease + 1);
+        assert_eq!(sender.run_once(after_the_lease).await.unwrap(), 0);
+        assert_eq!(net.taken.lock().unwrap().len(), 2, "each delivered once");
     }
 
     #[test]

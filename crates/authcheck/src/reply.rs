@@ -6,10 +6,10 @@
 //!
 //! The rules keep the tester from becoming a backscatter source (RFC 3834): a reply only to
 //! the MAIL FROM address of a message that passed DMARC with an aligned identity, whose MAIL
-//! FROM is authenticated too (SPF passed for it, or it is in the From domain's organization),
-//! never to `<>`, never to automatic or list mail. The reply goes out from `<>` with
-//! `Auto-Submitted: auto-replied`, and is signed and delivered by the outgoing queue
-//! ([`crate::outgoing`]).
+//! FROM is authenticated too (SPF passed for it, or it is the From address itself), never to
+//! `<>`, never to automatic or list mail, never to the tester's own domains. The reply goes
+//! out from `<>` with `Auto-Submitted: auto-replied`, and is signed and delivered by the
+//! outgoing queue ([`crate::outgoing`]).
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -70,6 +70,8 @@ pub struct HeaderFacts {
     pub list_id: bool,
     /// The Message-ID field as written (`<id@host>`).
     pub message_id: Option<String>,
+    /// The From field's address, lowercase, when it names exactly one.
+    pub from_address: Option<String>,
 }
 
 impl HeaderFacts {
@@ -101,6 +103,13 @@ impl HeaderFacts {
             message_id: parsed
                 .header_raw("Message-ID")
                 .map(|value| value.trim().to_owned()),
+            from_address: parsed
+                .from()
+                .and_then(|from| match from.as_list() {
+                    Some([only]) => only.address(),
+                    _ => None,
+                })
+                .map(str::to_lowercase),
         }
     }
 }
@@ -155,27 +164,21 @@ pub fn eligibility(scope: ReplyScope, facts: &ReplyFacts<'_>) -> Result<(), NoRe
     Ok(())
 }
 
-/// The MAIL FROM address is the sender's own: SPF passed for it, or its domain is in the
-/// organization of the From domain that passed DMARC (a DKIM-only pass authenticates the From
-/// domain, not an arbitrary MAIL FROM a replayer could put on the message).
+/// The MAIL FROM address is the sender's own: SPF passed for it, or it is the From address
+/// that passed DMARC. A DKIM-only pass vouches for the From domain's signer, not for which of
+/// its users asked: anyone can replay a message their provider signed, with the MAIL FROM of
+/// another user of that provider, so no other address of the From domain (or of its
+/// organization) is trusted.
 fn mail_from_is_authenticated(facts: &ReplyFacts<'_>) -> bool {
     let report = facts.report;
     if report.spf.check.checked && report.spf.check.result == SpfResult::Pass {
         return true;
     }
-    let Some((_, domain)) = facts.mail_from.rsplit_once('@') else {
-        return false;
-    };
-    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-    let organization = report
-        .dmarc
-        .organizational_domain
+    facts
+        .header
+        .from_address
         .as_deref()
-        .or(report.dmarc.from_domain.as_deref())
-        .map(str::to_ascii_lowercase);
-    organization.is_some_and(|organization| {
-        domain == organization || domain.ends_with(&format!(".{organization}"))
-    })
+        .is_some_and(|from| from == facts.mail_from.to_lowercase())
 }
 
 /// What a reply says about one message.
@@ -319,6 +322,8 @@ pub struct ReplyConfig {
     pub retry: RetryPolicy,
     /// The first tester domain: replies come from `check@` it and are signed for it.
     pub tester_domain: String,
+    /// Every tester domain: no reply goes to them, or the tester would answer itself.
+    pub own_domains: Vec<String>,
     pub public_url: String,
 }
 
@@ -349,7 +354,14 @@ impl Replies {
             .iter()
             .map(|(_, _, id)| id.clone())
             .collect();
-        if let Err(reason) = eligibility(self.config.scope, &tested.facts) {
+        let eligible = eligibility(self.config.scope, &tested.facts).and_then(|()| {
+            if is_own_address(tested.facts.mail_from, &self.config.own_domains) {
+                Err(NoReply::TesterItself)
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(reason) = eligible {
             self.store
                 .record_no_reply(&ids, reason, now.timestamp())
                 .await?;
@@ -368,6 +380,21 @@ impl Replies {
             .queue_reply(&ids, reply, &self.config.limits)
             .await
     }
+}
+
+/// Whether `address` is in one of `domains` or below one (case and a final dot aside).
+fn is_own_address(address: &str, domains: &[String]) -> bool {
+    let Some((_, domain)) = address.rsplit_once('@') else {
+        return false;
+    };
+    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+    domains.iter().any(|own| {
+        let own = own.trim_end_matches('.').to_ascii_lowercase();
+        domain == own
+            || domain
+                .strip_suffix(own.as_str())
+                .is_some_and(|above| above.ends_with('.'))
+    })
 }
 
 /// A rate limit as an operator writes it: `N/DURATION` (`1/10m`, `20/1h`), or `0` for none.
@@ -418,6 +445,85 @@ mod tests {
             report,
             header,
         }
+    }
+
+    /// A message from one of the tester's own domains (its self-check's, say) that passes
+    /// every other rule gets no reply: the tester would mail itself.
+    #[tokio::test]
+    async fn no_reply_goes_to_the_testers_own_domains() {
+        let store = authcheck_store::open("sqlite::memory:").await.unwrap();
+        let replies = Replies {
+            config: ReplyConfig {
+                scope: ReplyScope::All,
+                limits: ReplyLimits {
+                    per_address: authcheck_store::RateLimit {
+                        count: 0,
+                        window_seconds: 1,
+                    },
+                    per_domain: authcheck_store::RateLimit {
+                        count: 0,
+                        window_seconds: 1,
+                    },
+                    per_client: authcheck_store::RateLimit {
+                        count: 0,
+                        window_seconds: 1,
+                    },
+                    max_queued: 100,
+                },
+                retry: RetryPolicy {
+                    first_retry: Duration::from_secs(60),
+                    give_up_after: Duration::from_secs(86_400),
+                },
+                tester_domain: "tester.test".into(),
+                own_domains: vec!["tester.test".into(), "Other.Tester.example".into()],
+                public_url: "https://tester.test".into(),
+            },
+            store: store.clone(),
+        };
+        let report = passing_report();
+        let now = Utc::now();
+        let mut decided = Vec::new();
+        for (n, mail_from) in [
+            "check@tester.test",
+            "x@TESTER.TEST.",
+            "x@mx.other.tester.example",
+            "alice@sender.example",
+            "x@nottester.test",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let header = HeaderFacts {
+                from_address: Some(mail_from.to_lowercase()),
+                ..HeaderFacts::default()
+            };
+            let results = [(Mailbox::Spf, "|OK|".to_owned(), format!("{n:032x}"))];
+            let tested = Tested {
+                facts: facts(&report, &header, mail_from),
+                content: ReplyContent {
+                    tester_domain: "tester.test",
+                    public_url: "https://tester.test",
+                    recipient: mail_from,
+                    report: &report,
+                    results: &results,
+                    subject: None,
+                    client_ip: "192.0.2.1".parse().unwrap(),
+                    received_at: now,
+                    in_reply_to: None,
+                },
+                client: "192.0.2.1".into(),
+            };
+            decided.push(replies.decide(&tested, now).await.unwrap().err());
+        }
+        let own = Some(NoReply::TesterItself);
+        assert_eq!(decided, [own, own, own, None, None]);
+        let queued = store
+            .claim_outgoing("w", now.timestamp(), now.timestamp() + 60, 10)
+            .await
+            .unwrap();
+        let mut recipients: Vec<_> = queued.iter().map(|m| m.recipient.as_str()).collect();
+        recipients.sort();
+        assert_eq!(recipients, ["alice@sender.example", "x@nottester.test"]);
     }
 
     #[test]
@@ -516,25 +622,52 @@ mod tests {
             Err(NoReply::DmarcNotPassed)
         );
 
-        // A DKIM-only pass: a MAIL FROM outside the From domain's organization is not trusted.
+        // A DKIM-only pass vouches for the From address alone: a replayed message signed by a
+        // shared provider must not bring a reply to another of its users, nor to anyone else.
         let mut dkim_only = passing_report();
         dkim_only.dmarc.spf_alignment.aligned = false;
         dkim_only.dmarc.dkim_alignment.aligned = true;
         dkim_only.spf.check.result = SpfResult::Fail;
+        let from_alice = HeaderFacts {
+            from_address: Some("alice@sender.example".into()),
+            ..HeaderFacts::default()
+        };
+        for mail_from in [
+            "victim@elsewhere.example",
+            "victim@sender.example",
+            "bounces@mail.sender.example",
+        ] {
+            assert_eq!(
+                eligibility(ReplyScope::All, &facts(&dkim_only, &from_alice, mail_from)),
+                Err(NoReply::SenderNotAligned),
+                "{mail_from}"
+            );
+        }
         assert_eq!(
             eligibility(
                 ReplyScope::All,
-                &facts(&dkim_only, &plain, "victim@elsewhere.example")
-            ),
-            Err(NoReply::SenderNotAligned)
-        );
-        assert_eq!(
-            eligibility(
-                ReplyScope::All,
-                &facts(&dkim_only, &plain, "bounces@mail.sender.example")
+                &facts(&dkim_only, &from_alice, "Alice@Sender.example")
             ),
             Ok(())
         );
+        // Without one From address there is nothing to compare with.
+        assert_eq!(
+            eligibility(
+                ReplyScope::All,
+                &facts(&dkim_only, &plain, "alice@sender.example")
+            ),
+            Err(NoReply::SenderNotAligned)
+        );
+    }
+
+    #[test]
+    fn the_from_address_is_read_only_when_it_is_one() {
+        let one = HeaderFacts::of(b"From: Alice <Alice@Sender.Example>\r\nSubject: x\r\n\r\nbody");
+        assert_eq!(one.from_address.as_deref(), Some("alice@sender.example"));
+        let two = HeaderFacts::of(b"From: a@one.example, b@two.example\r\n\r\nbody");
+        assert_eq!(two.from_address, None);
+        let none = HeaderFacts::of(b"Subject: x\r\n\r\nbody");
+        assert_eq!(none.from_address, None);
     }
 
     #[test]

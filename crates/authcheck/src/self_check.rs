@@ -204,6 +204,7 @@ fn compose(config: &SelfCheckConfig, now: DateTime<Utc>) -> String {
          Subject: authcheck self-check {time}\r\n\
          Date: {date}\r\n\
          Message-ID: <self-check.{millis}.{instance}@{domain}>\r\n\
+         Auto-Submitted: auto-generated\r\n\
          MIME-Version: 1.0\r\n\
          Content-Type: text/plain; charset=utf-8\r\n\
          \r\n\
@@ -403,6 +404,15 @@ mod tests {
         let listed = store.self_checks_since(0).await.unwrap();
         assert_eq!(listed.len(), 2);
         assert_eq!(listed[1], first);
+    }
+
+    /// The self-check's message is automatic mail (RFC 3834): the reply rules refuse it, so
+    /// with replies on for every mailbox the tester does not answer itself every interval.
+    #[test]
+    fn the_self_check_message_gets_no_reply() {
+        let message = compose(&config("127.0.0.1:25".into()), Utc::now());
+        let header = crate::reply::HeaderFacts::of(message.as_bytes());
+        assert_eq!(header.auto_submitted.as_deref(), Some("auto-generated"));
     }
 
     #[test]

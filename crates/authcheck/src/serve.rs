@@ -274,6 +274,7 @@ fn reply_config(settings: &Settings, public_url: &str) -> ReplyConfig {
             .first()
             .cloned()
             .unwrap_or_else(|| "tester.localhost".to_owned()),
+        own_domains: settings.domains.clone(),
         public_url: public_url.to_owned(),
     }
 }
@@ -637,7 +638,7 @@ mod tests {
             prefixed_subject: "|OK| spf-pass".into(),
             report: json("{}"),
             report_summary: json("{}"),
-            raw_message: b"Subject: x\r\n\r\n".to_vec(),
+            raw_message: b"Subject: x\r\n\r\n".to_vec().into(),
             private_test: None,
         }
     }

@@ -11,7 +11,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use authcheck_smtp::{PrivateToken, SessionRecord};
+use authcheck_smtp::{PrivateToken, SessionRecord, TRANSCRIPT_TEXT_CHARS};
 use authcheck_store::{Direction, NewSession, SessionEvent, SharedStore};
 use authcheck_verifier::PRIVATE_PREFIX;
 use futures::future::join_all;
@@ -98,48 +98,40 @@ async fn write_sessions(
 const HIDDEN_TOKEN: &str = "(private)";
 
 /// `text` with the token of every private test address (`test-<token>`, in any case) hidden:
-/// the token is the key to the test's page, and `/logs` is public.
+/// the token is the key to the test's page, and `/logs` is public. A line cut short in the
+/// middle of a token ends in part of it, which is hidden too: a part is most of the key.
 fn hide_tokens(text: &str) -> String {
+    let cut = text.chars().count() >= TRANSCRIPT_TEXT_CHARS;
     let mut shown = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(at) = rest.to_ascii_lowercase().find(PRIVATE_PREFIX) {
         let token_start = at + PRIVATE_PREFIX.len();
-        let candidate = rest.get(token_start..token_start + PrivateToken::LEN);
         shown.push_str(&rest[..token_start]);
-        match candidate.and_then(PrivateToken::parse) {
-            Some(_) => {
-                shown.push_str(HIDDEN_TOKEN);
-                rest = &rest[token_start + PrivateToken::LEN..];
-            }
-            None => rest = &rest[token_start..],
+        rest = &rest[token_start..];
+        let whole = rest.get(..PrivateToken::LEN).and_then(PrivateToken::parse);
+        // The start of a token (padded with a letter of its alphabet, it parses) at the end of
+        // a line the transcript cut.
+        let cut_short = cut
+            && !rest.is_empty()
+            && rest.len() < PrivateToken::LEN
+            && PrivateToken::parse(&format!("{rest:a<width$}", width = PrivateToken::LEN))
+                .is_some();
+        if whole.is_some() || cut_short {
+            shown.push_str(HIDDEN_TOKEN);
+            rest = &rest[rest.len().min(PrivateToken::LEN)..];
         }
     }
     shown.push_str(rest);
     shown
 }
 
-/// Keeps private tests private in the session log: their tokens are hidden wherever the
-/// transcript shows them, and a session that wrote to one keeps no result ids (a result's id
-/// is the key to it), neither in its list nor in the reply that named them.
+/// Keeps private tests' tokens out of the session log wherever the transcript shows them. A
+/// session that wrote to one comes without result ids already: the listener decides that from
+/// the recipients ([`authcheck_smtp::RESULTS_HIDDEN`]), as the kept text may not show it.
 fn without_private_keys(session: &mut NewSession) {
-    let mut private = false;
     for event in &mut session.events {
         for text in [&mut event.command, &mut event.text] {
-            let hidden = hide_tokens(text);
-            if hidden != *text {
-                private = true;
-                *text = hidden;
-            }
-        }
-    }
-    if !private {
-        return;
-    }
-    for id in std::mem::take(&mut session.result_ids) {
-        for event in &mut session.events {
-            if event.text.contains(&id) {
-                event.text = event.text.replace(&id, HIDDEN_TOKEN);
-            }
+            *text = hide_tokens(text);
         }
     }
 }
@@ -213,8 +205,17 @@ mod tests {
             "test-",
             "contest-x",
             "tést-ü",
+            "test-abc@t",
         ] {
             assert_eq!(hide_tokens(kept), kept);
         }
+    }
+
+    #[test]
+    fn a_token_cut_short_at_the_end_of_a_cut_line_is_hidden() {
+        let start = format!("RCPT TO:<@{}:test-", "a".repeat(180));
+        let cut = format!("{start}abcdefghij");
+        let cut = &cut[..TRANSCRIPT_TEXT_CHARS];
+        assert_eq!(hide_tokens(cut), format!("{start}(private)"));
     }
 }

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use authcheck_outbound::{Letter, RetryPolicy};
 use authcheck_store::{
-    ListQuery, MAX_LIST_LIMIT, NewOutgoing, OutgoingKind, SharedStore, StoreError,
+    ListQuery, MAX_LIST_LIMIT, NewOutgoing, OutgoingKind, SharedStore, SlotClaim, StoreError,
 };
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
@@ -237,14 +237,13 @@ pub struct Summarizer {
 
 impl Summarizer {
     /// Queues the summary of the week ending at `now` for every recipient, unless this week's
-    /// was claimed already (then `None`); how many were queued.
+    /// was claimed already (then `None`); how many were queued. The week is claimed in the
+    /// transaction that queues its messages: when gathering or queueing fails, the week stays
+    /// unclaimed and the next look (a minute later) tries again.
     pub async fn run_once(&self, now: DateTime<Utc>) -> Result<Option<usize>, StoreError> {
         let slot = (now.timestamp() - MONDAY_OFFSET).div_euclid(WEEK_SECONDS);
-        let claimed = self
-            .store
-            .claim_self_check(CLAIM_TARGET, slot, &self.config.instance, now.timestamp())
-            .await?;
-        if !claimed {
+        // Gathering reads up to a week of results: not every minute for a week sent already.
+        if self.store.slot_claimed(CLAIM_TARGET, slot).await? {
             return Ok(None);
         }
         let week = gather(&self.store, now).await?;
@@ -255,39 +254,55 @@ impl Summarizer {
             week.results
         );
         let from = format!("check@{}", self.config.tester_domain);
+        let messages = self
+            .config
+            .recipients
+            .iter()
+            .map(|recipient| {
+                let message_id = format!(
+                    "summary.{slot}.{}@{}",
+                    recipient.replace(['@', '<', '>'], "."),
+                    self.config.tester_domain
+                );
+                let message = Letter {
+                    from_name: "authcheck",
+                    from_address: &from,
+                    to: recipient,
+                    subject: &subject,
+                    in_reply_to: None,
+                    auto_submitted: "auto-generated",
+                    date: now.timestamp(),
+                    message_id: &message_id,
+                    text: &text,
+                    html: Some(&html),
+                }
+                .compose();
+                NewOutgoing {
+                    kind: OutgoingKind::Summary,
+                    recipient: recipient.clone(),
+                    client: String::new(),
+                    message,
+                    created_at: now.timestamp(),
+                    give_up_at: self.config.retry.give_up_at(now.timestamp()),
+                }
+            })
+            .collect();
+        let claim = SlotClaim {
+            target: CLAIM_TARGET,
+            slot,
+            instance: &self.config.instance,
+            now: now.timestamp(),
+        };
+        let Some(ids) = self
+            .store
+            .queue_claimed(&claim, messages, self.config.max_queued)
+            .await?
+        else {
+            return Ok(None);
+        };
         let mut queued = 0;
-        for recipient in &self.config.recipients {
-            let message_id = format!(
-                "summary.{slot}.{}@{}",
-                recipient.replace(['@', '<', '>'], "."),
-                self.config.tester_domain
-            );
-            let message = Letter {
-                from_name: "authcheck",
-                from_address: &from,
-                to: recipient,
-                subject: &subject,
-                in_reply_to: None,
-                auto_submitted: "auto-generated",
-                date: now.timestamp(),
-                message_id: &message_id,
-                text: &text,
-                html: Some(&html),
-            }
-            .compose();
-            let outgoing = NewOutgoing {
-                kind: OutgoingKind::Summary,
-                recipient: recipient.clone(),
-                client: String::new(),
-                message,
-                created_at: now.timestamp(),
-                give_up_at: self.config.retry.give_up_at(now.timestamp()),
-            };
-            match self
-                .store
-                .queue_outgoing(outgoing, self.config.max_queued)
-                .await?
-            {
+        for (recipient, id) in self.config.recipients.iter().zip(ids) {
+            match id {
                 Some(id) => {
                     tracing::info!(%recipient, id, "weekly summary queued");
                     queued += 1;
@@ -301,6 +316,9 @@ impl Summarizer {
         Ok(Some(queued))
     }
 }
+
+// A week's claim must outlive the week, or the purge would let it be claimed and sent again.
+const _: () = assert!(authcheck_store::CLAIMS_KEPT_BEYOND_RETENTION > WEEK_SECONDS);
 
 /// Looks every minute whether a new week began, until `stop`; the first look is at start.
 pub async fn run_periodically(summarizer: Summarizer, stop: watch::Receiver<bool>) {
@@ -370,6 +388,36 @@ mod tests {
             "text and HTML parts: {text}"
         );
         assert!(text.contains("weekly summary: 0 messages tested"), "{text}");
+    }
+
+    /// A database hiccup while the week is gathered, or while its messages are queued, leaves
+    /// the week unclaimed: the next look, a minute later, sends it, once.
+    #[tokio::test]
+    async fn a_failed_summary_is_sent_on_the_next_look() {
+        let real = authcheck_store::open("sqlite::memory:").await.unwrap();
+        let flaky = std::sync::Arc::new(crate::test_store::FlakyStore::new(real.clone()));
+        let summarizer = Summarizer {
+            config: config(),
+            store: flaky.clone(),
+        };
+        let monday = at("2026-11-30T00:00:30Z");
+        flaky.fail_next("list", 1);
+        assert!(summarizer.run_once(monday).await.is_err());
+        flaky.fail_next("queue_claimed", 1);
+        let a_minute_later = monday + chrono::Duration::seconds(60);
+        assert!(summarizer.run_once(a_minute_later).await.is_err());
+        let two_minutes_later = a_minute_later + chrono::Duration::seconds(60);
+        assert_eq!(
+            summarizer.run_once(two_minutes_later).await.unwrap(),
+            Some(2)
+        );
+        let later = two_minutes_later + chrono::Duration::seconds(60);
+        assert_eq!(summarizer.run_once(later).await.unwrap(), None);
+        let due = real
+            .claim_outgoing("w", later.timestamp(), later.timestamp() + 60, 10)
+            .await
+            .unwrap();
+        assert_eq!(due.len(), 2, "one summary per recipient");
     }
 
     #[test]

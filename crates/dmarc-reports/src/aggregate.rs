@@ -40,8 +40,12 @@ pub struct AggregateReport {
     pub metadata: ReportMetadata,
     pub policy: PolicyPublished,
     pub records: Vec<Record>,
-    /// What the parser repaired or could not place; empty for a clean report.
+    /// What the parser repaired or could not place; empty for a clean report. At most
+    /// [`Limits::max_warnings`](crate::Limits), each once.
     pub warnings: Vec<Warning>,
+    /// Further warnings left out of `warnings` once it was full.
+    #[serde(default)]
+    pub warnings_omitted: u64,
 }
 
 impl AggregateReport {
@@ -70,7 +74,11 @@ pub struct ReportMetadata {
     pub extra_contact_info: Option<String>,
     pub report_id: String,
     pub date_range: DateRange,
+    /// The reporter's `<error>` texts, at most [`Limits::max_errors`](crate::Limits).
     pub errors: Vec<String>,
+    /// Further `<error>` elements left out of `errors` once it was full.
+    #[serde(default)]
+    pub errors_omitted: u64,
     /// RFC 9990 `<generator>`.
     pub generator: Option<String>,
 }
@@ -189,7 +197,7 @@ pub struct SpfAuthResult {
 
 /// Something the parser repaired or left out of the typed report, kept so nothing is lost
 /// silently.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Warning {
     /// Bytes that were not UTF-8 were replaced by U+FFFD.
     InvalidUtf8Replaced,

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::aggregate::DateRange;
 
-const SECONDS_PER_DAY: i64 = 86_400;
+pub(crate) const SECONDS_PER_DAY: i64 = 86_400;
 
 /// The longest period split day by day (it bounds the work a stranger's range can cause); a
 /// report covering more is counted on its first day.
@@ -83,6 +83,14 @@ pub fn split_count(count: u64, shares: &[DayShare]) -> Vec<(NaiveDate, u64)> {
         parts[index].1 += 1;
     }
     parts.into_iter().map(|(day, n, _)| (day, n)).collect()
+}
+
+/// A time as a UTC date and time for people, or the number itself if chrono cannot show it.
+pub(crate) fn shown_time(seconds: i64) -> String {
+    DateTime::from_timestamp(seconds, 0).map_or_else(
+        || format!("{seconds} seconds after 1970"),
+        |t| t.format("%Y-%m-%d %H:%M UTC").to_string(),
+    )
 }
 
 fn day(days_since_epoch: i64) -> NaiveDate {

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::aggregate::Warning;
 use crate::limits::Limits;
 use crate::rejection::Rejection;
+use crate::warnings::Warnings;
 
 /// How the failure report was written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,7 +53,12 @@ pub struct FailureReport {
     /// The header block of the reported message (from `message/rfc822` or
     /// `text/rfc822-headers`), as written.
     pub original_headers: Option<String>,
+    /// What the parser could not place. At most [`Limits::max_warnings`](crate::Limits), each
+    /// once.
     pub warnings: Vec<Warning>,
+    /// Further warnings left out of `warnings` once it was full.
+    #[serde(default)]
+    pub warnings_omitted: u64,
 }
 
 /// The fields of a `message/feedback-report` part.
@@ -157,17 +163,14 @@ pub(crate) fn fields(block: &str, limits: &Limits) -> Result<Vec<(String, String
 pub(crate) fn feedback(
     block: &str,
     limits: &Limits,
-    warnings: &mut Vec<Warning>,
+    warnings: &mut Warnings,
 ) -> Result<Feedback, Rejection> {
     let mut feedback = Feedback::default();
     let mut unknown = |field: &str, value: &str| {
-        let warning = Warning::UnknownValue {
+        warnings.push(Warning::UnknownValue {
             field: field.to_owned(),
             value: value.to_owned(),
-        };
-        if !warnings.contains(&warning) {
-            warnings.push(warning);
-        }
+        });
     };
     for (name, value) in fields(block, limits)? {
         let optional = (!value.is_empty()).then(|| value.clone());

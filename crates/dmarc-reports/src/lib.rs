@@ -6,6 +6,9 @@
 //! line or not), a plain XML file, gzip or zip — tells which it is by content, finds the report
 //! in it and returns a [`Report`], or a [`Rejection`] whose text tells a person what was wrong.
 //! [`day_shares`] splits a report's period into UTC days for daily figures.
+//! [`Report::check_received`] refuses a report that names no domain or whose period could not
+//! have been written by the time it was received; [`domain_name`] is the one rule for the
+//! domain a report is stored and looked up under.
 //!
 //! It does no I/O but reading the bytes it is given, and knows nothing of SMTP, storage, DNS or
 //! HTTP: the binary receives, stores and shows. Everything a stranger controls is bounded by
@@ -21,8 +24,10 @@ mod days;
 mod failure;
 mod limits;
 mod message;
+mod received;
 mod rejection;
 mod utf8;
+mod warnings;
 mod xml;
 
 use serde::{Deserialize, Serialize};
@@ -34,6 +39,7 @@ pub use failure::{
     FeedbackType,
 };
 pub use limits::Limits;
+pub use received::domain_name;
 pub use rejection::Rejection;
 
 use container::Sniffed;

@@ -3,7 +3,8 @@
 //! A report arrives from anyone who can send mail, so each resource it can make the parser spend
 //! (bytes read, bytes decompressed, nesting, records, field length) has a ceiling here. Going over
 //! a ceiling rejects the report with a [`Rejection`](crate::Rejection) naming the limit; nothing
-//! is truncated silently.
+//! is truncated silently. The lists a report only informs about (warnings, `<error>`) are cut at their
+//! ceiling instead, keeping a count of what was left out.
 
 /// The ceilings the parser enforces. [`Limits::default`] fits real reporters with room to spare.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,6 +27,19 @@ pub struct Limits {
     pub max_field_bytes: usize,
     /// Deepest nesting of containers (a zip in a message attached to a message...).
     pub max_container_depth: usize,
+    /// Most distinct warnings kept for one report; the rest are only counted.
+    pub max_warnings: usize,
+    /// Most `<error>` texts kept for one report; the rest are only counted.
+    pub max_errors: usize,
+    /// How far (seconds) a report's period may end after the report was received: reporters'
+    /// clocks and time zones are a little off, never by more.
+    pub max_future_seconds: i64,
+    /// The earliest time (seconds since 1970) a report's period may begin: DMARC was published
+    /// in 2012, so nothing real is older than 2000-01-01.
+    pub earliest_report_time: i64,
+    /// The longest period one aggregate report may cover (reporters send one a day, a few one
+    /// a week).
+    pub max_period_seconds: i64,
 }
 
 impl Default for Limits {
@@ -39,6 +53,11 @@ impl Default for Limits {
             max_xml_depth: 32,
             max_field_bytes: 64 * 1024,
             max_container_depth: 4,
+            max_warnings: 100,
+            max_errors: 100,
+            max_future_seconds: 86_400,
+            earliest_report_time: 946_684_800,
+            max_period_seconds: 31 * 86_400,
         }
     }
 }

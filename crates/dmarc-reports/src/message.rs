@@ -12,6 +12,7 @@ use crate::container::{Sniffed, sniff};
 use crate::failure::{self, FailureFormat, FailureReport};
 use crate::limits::Limits;
 use crate::rejection::Rejection;
+use crate::warnings::Warnings;
 use crate::{Report, parse_payload};
 
 pub(crate) fn parse_message(
@@ -111,8 +112,9 @@ fn feedback_report(
         return Ok(None);
     };
     let block = String::from_utf8_lossy(part.contents());
-    let mut warnings = Vec::new();
+    let mut warnings = Warnings::new(limits.max_warnings);
     let feedback = failure::feedback(&block, limits, &mut warnings)?;
+    let (warnings, warnings_omitted) = warnings.finish();
     let mut text = String::new();
     let mut original_headers = None;
     for part in leaves(message) {
@@ -142,6 +144,7 @@ fn feedback_report(
         text,
         original_headers,
         warnings,
+        warnings_omitted,
         ..report_facts(message)
     }))
 }
@@ -162,6 +165,7 @@ fn report_facts(message: &Message<'_>) -> FailureReport {
         text: String::new(),
         original_headers: None,
         warnings: Vec::new(),
+        warnings_omitted: 0,
     }
 }
 

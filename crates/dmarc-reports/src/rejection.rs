@@ -7,6 +7,8 @@
 
 use thiserror::Error;
 
+use crate::days::shown_time;
+
 /// The reason a report was refused. `Display` is a full sentence for people.
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
 pub enum Rejection {
@@ -77,4 +79,26 @@ pub enum Rejection {
     NoReportInMessage { content_type: String },
     #[error("the message has no text and no attachment")]
     EmptyMessage,
+    #[error(
+        "the failure report names no domain (no Reported-Domain field with a domain name), so it cannot be listed under one"
+    )]
+    NoReportedDomain,
+    #[error(
+        "the report's period ends ({}) before it begins ({})", shown_time(*end), shown_time(*begin)
+    )]
+    PeriodBackwards { begin: i64, end: i64 },
+    #[error(
+        "the report's period ends {}, later than it could have been written: it was received {}",
+        shown_time(*end), shown_time(*received_at)
+    )]
+    PeriodInFuture { end: i64, received_at: i64 },
+    #[error(
+        "the report's period begins {}, before any DMARC report (the earliest accepted is {})",
+        shown_time(*begin), shown_time(*earliest)
+    )]
+    PeriodTooEarly { begin: i64, earliest: i64 },
+    #[error(
+        "the report covers {days} days; a report covers at most {limit_days} (usually one day)"
+    )]
+    PeriodTooLong { days: i64, limit_days: i64 },
 }

@@ -23,6 +23,7 @@ use crate::aggregate::*;
 use crate::limits::Limits;
 use crate::rejection::Rejection;
 use crate::utf8::LossyUtf8;
+use crate::warnings::Warnings;
 
 /// The RFC 9990 namespace.
 const DMARC_2_NAMESPACE: &str = "urn:ietf:params:xml:ns:dmarc-2.0";
@@ -294,7 +295,7 @@ struct Builder<'l> {
     policy: PolicyPublished,
     record: Option<PartialRecord>,
     records: Vec<Record>,
-    warnings: Vec<Warning>,
+    warnings: Warnings,
 }
 
 impl<'l> Builder<'l> {
@@ -313,14 +314,12 @@ impl<'l> Builder<'l> {
             policy: PolicyPublished::default(),
             record: None,
             records: Vec::new(),
-            warnings: Vec::new(),
+            warnings: Warnings::new(limits.max_warnings),
         }
     }
 
     fn warn(&mut self, warning: Warning) {
-        if !self.warnings.contains(&warning) {
-            self.warnings.push(warning);
-        }
+        self.warnings.push(warning);
     }
 
     /// The innermost known container, looking through unknown elements.
@@ -476,11 +475,11 @@ impl<'l> Builder<'l> {
             F::Email => self.metadata.email = text,
             F::ExtraContactInfo => self.metadata.extra_contact_info = optional(text),
             F::ReportId => self.metadata.report_id = text,
-            F::Error => {
-                if !text.is_empty() {
-                    self.metadata.errors.push(text);
-                }
+            F::Error if text.is_empty() => {}
+            F::Error if self.metadata.errors.len() >= self.limits.max_errors => {
+                self.metadata.errors_omitted = self.metadata.errors_omitted.saturating_add(1);
             }
+            F::Error => self.metadata.errors.push(text),
             F::Generator => self.metadata.generator = optional(text),
             F::Begin => self.begin = Some(text),
             F::End => self.end = Some(text),
@@ -603,13 +602,15 @@ impl<'l> Builder<'l> {
         } else {
             AggregateFormat::Rfc7489Draft
         };
+        let (warnings, warnings_omitted) = self.warnings.finish();
         Ok(AggregateReport {
             format,
             version: self.version,
             metadata: self.metadata,
             policy: self.policy,
             records: self.records,
-            warnings: self.warnings,
+            warnings,
+            warnings_omitted,
         })
     }
 }

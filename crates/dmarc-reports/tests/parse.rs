@@ -391,6 +391,83 @@ fn undefined_entity_is_kept_as_written() {
     );
 }
 
+/// 200,000 distinct warnings (unknown entities and unknown values) keep the first
+/// `max_warnings` and count the rest; with a list de-duplicated by scanning, this took minutes.
+#[test]
+fn many_distinct_warnings_are_bounded_and_counted() {
+    const DISTINCT: usize = 200_000;
+    let entities: String = (0..DISTINCT / 2).map(|n| format!("&a{n};")).collect();
+    let values: String = (0..DISTINCT / 2).map(|n| format!("<p>x{n}</p>")).collect();
+    let xml = String::from_utf8(fixture("report.xml"))
+        .unwrap()
+        .replace("<feedback>", &format!("<feedback>{entities}"))
+        .replace("<policy_published>", &format!("<policy_published>{values}"));
+    let limits = Limits::default();
+    let Ok(Report::Aggregate(report)) = parse(xml.as_bytes(), &limits) else {
+        panic!("not parsed");
+    };
+    assert_eq!(report.warnings.len(), limits.max_warnings);
+    // The unknown entities are also stray text between elements: one more distinct warning.
+    let raised = DISTINCT as u64 + 1;
+    assert_eq!(report.warnings_omitted, raised - limits.max_warnings as u64);
+    assert_eq!(
+        report.warnings[0],
+        Warning::UnknownEntity {
+            name: "a0".to_owned()
+        }
+    );
+    // A repeat of a kept warning is neither kept twice nor counted.
+    let repeated = xml.replace("<feedback>", "<feedback>&a0;&a0;&a1;");
+    let Ok(Report::Aggregate(again)) = parse(repeated.as_bytes(), &limits) else {
+        panic!("not parsed");
+    };
+    assert_eq!(again.warnings, report.warnings);
+    assert_eq!(again.warnings_omitted, report.warnings_omitted);
+}
+
+#[test]
+fn many_reporter_errors_are_bounded_and_counted() {
+    let errors: String = (0..5_000).map(|n| format!("<error>e{n}</error>")).collect();
+    let xml = String::from_utf8(fixture("report.xml"))
+        .unwrap()
+        .replace("<date_range>", &format!("{errors}<date_range>"));
+    let limits = Limits::default();
+    let Ok(Report::Aggregate(report)) = parse(xml.as_bytes(), &limits) else {
+        panic!("not parsed");
+    };
+    assert_eq!(report.metadata.errors.len(), limits.max_errors);
+    assert_eq!(report.metadata.errors[0], "e0");
+    assert_eq!(
+        report.metadata.errors_omitted,
+        (5_000 - limits.max_errors) as u64
+    );
+}
+
+#[test]
+fn many_distinct_failure_report_warnings_are_bounded_and_counted() {
+    const DISTINCT: usize = 200_000;
+    let identities: Vec<String> = (0..DISTINCT).map(|n| format!("a{n}")).collect();
+    let message = String::from_utf8(fixture("rfc9991-failure-report.eml"))
+        .unwrap()
+        .replace(
+            "Identity-Alignment: dkim",
+            &format!("Identity-Alignment: dkim, {}", identities.join(", ")),
+        );
+    let limits = Limits::default();
+    let Ok(Report::Failure(report)) = parse(message.as_bytes(), &limits) else {
+        panic!("not parsed");
+    };
+    assert_eq!(report.warnings.len(), limits.max_warnings);
+    assert_eq!(
+        report.warnings_omitted,
+        (DISTINCT - limits.max_warnings) as u64
+    );
+    assert_eq!(
+        report.feedback.unwrap().identity_alignment,
+        Some(vec![AlignedIdentity::Dkim])
+    );
+}
+
 #[test]
 fn zip_bomb_is_refused_by_its_compression_ratio() {
     let rejection = rejection(&fixture("zip-bomb.zip"), &Limits::default());
@@ -584,4 +661,80 @@ fn two_different_reports_in_one_message_are_refused() {
         rejection(message.as_bytes(), &Limits::default()),
         Rejection::SeveralReports { count: 2 }
     );
+}
+
+// ---- Checks against the time a report was received -----------------------------------------
+
+/// `report.xml` with its period from `begin` to `end`.
+fn report_dated(begin: &str, end: &str) -> Report {
+    let xml = String::from_utf8(fixture("report.xml")).unwrap();
+    let start = xml.find("<begin>").unwrap();
+    let stop = xml.find("</end>").unwrap() + "</end>".len();
+    let xml = format!(
+        "{}<begin>{begin}</begin><end>{end}</end>{}",
+        &xml[..start],
+        &xml[stop..]
+    );
+    parse(xml.as_bytes(), &Limits::default()).unwrap()
+}
+
+#[test]
+fn a_period_that_could_not_have_been_written_when_received_is_refused() {
+    const DAY: i64 = 86_400;
+    // 2023-11-16 00:00 UTC.
+    let received = 1_700_092_800;
+    let limits = Limits::default();
+    let check = |begin: i64, end: i64| {
+        report_dated(&begin.to_string(), &end.to_string()).check_received(received, &limits)
+    };
+    // Yesterday, and a day in a reporter's time zone ending a few hours ahead of UTC.
+    assert_eq!(check(received - DAY, received - 1), Ok(()));
+    assert_eq!(check(received - 10 * 3600, received + 14 * 3600), Ok(()));
+    // A week, and a whole month, are periods some reporters use.
+    assert_eq!(check(received - 31 * DAY, received), Ok(()));
+
+    let in_9999 = check(253_370_764_800, 253_370_851_199).unwrap_err();
+    assert!(matches!(in_9999, Rejection::PeriodInFuture { .. }));
+    assert_eq!(
+        in_9999.to_string(),
+        "the report's period ends 9999-01-01 23:59 UTC, later than it could have been \
+         written: it was received 2023-11-16 00:00 UTC"
+    );
+    assert!(matches!(
+        check(received, received + DAY + 1),
+        Err(Rejection::PeriodInFuture { .. })
+    ));
+    assert!(matches!(
+        check(received - DAY, received - 2 * DAY),
+        Err(Rejection::PeriodBackwards { .. })
+    ));
+    assert!(matches!(
+        check(0, 86_399),
+        Err(Rejection::PeriodTooEarly { .. })
+    ));
+    assert!(matches!(
+        check(-8_000_000_000_000, 0),
+        Err(Rejection::PeriodTooEarly { .. })
+    ));
+    let year = check(received - 365 * DAY, received).unwrap_err();
+    assert_eq!(
+        year.to_string(),
+        "the report covers 365 days; a report covers at most 31 (usually one day)"
+    );
+}
+
+#[test]
+fn a_failure_report_dated_in_the_future_is_refused() {
+    let message = String::from_utf8(fixture("rfc9991-failure-report.eml")).unwrap();
+    let report = parse(message.as_bytes(), &Limits::default()).unwrap();
+    let Report::Failure(failure) = &report else {
+        panic!("a failure report");
+    };
+    let date = failure.date.expect("the fixture has a Date");
+    let limits = Limits::default();
+    assert_eq!(report.check_received(date + 60, &limits), Ok(()));
+    assert!(matches!(
+        report.check_received(date - 3 * 86_400, &limits),
+        Err(Rejection::PeriodInFuture { .. })
+    ));
 }

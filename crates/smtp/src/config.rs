@@ -39,7 +39,8 @@ pub struct SmtpConfig {
     pub rate_window: Duration,
     /// The time the rate limits read; tests replace it with a [`crate::ManualClock`].
     pub clock: Arc<dyn Clock>,
-    /// How long to wait for the client to send anything (a command or message data).
+    /// How long the client may take to send each command line, or each
+    /// `MIN_DATA_PER_TIMEOUT` (1 KiB) of message data.
     pub command_timeout: Duration,
     /// How long one session may last, however busy it is.
     pub session_timeout: Duration,
@@ -136,6 +137,11 @@ impl std::fmt::Debug for SmtpConfig {
 
 /// How many bytes one read from the client may add to the input buffer.
 pub(crate) const READ_CHUNK: usize = 16 * 1024;
+/// The most reply bytes a session queues before it waits for the client to take them. Replies
+/// to HELP or EHLO are dozens of times longer than the commands, so a [`READ_CHUNK`] of such
+/// pipelined commands would queue about 0.75 MB, outside the memory budget; RFC 2920 lets a
+/// server send its replies early.
+pub const MAX_QUEUED_REPLIES: usize = 64 * 1024;
 /// How long closing a connection (TLS close_notify included) may take.
 pub(crate) const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Message data the client must send within each command timeout to keep the connection.
@@ -158,7 +164,7 @@ pub(crate) const TRANSCRIPT_HEAD: usize = 40;
 /// (a timeout's 421, QUIT) is what a reader most often looks for.
 pub(crate) const TRANSCRIPT_TAIL: usize = 10;
 /// The most characters of a command line or a reply line a transcript keeps.
-pub(crate) const TRANSCRIPT_TEXT_CHARS: usize = 200;
+pub const TRANSCRIPT_TEXT_CHARS: usize = 200;
 /// The most result ids a session record names (a session stores at most this many messages'
 /// worth of ids; the others are still stored and counted in the logs).
 pub(crate) const TRANSCRIPT_RESULT_IDS: usize = 32;

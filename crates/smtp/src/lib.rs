@@ -26,7 +26,7 @@ pub use config::{
     DEFAULT_MAX_CONNECTIONS_PER_IP, DEFAULT_MAX_LINE_LENGTH, DEFAULT_MAX_MEMORY_IN_FLIGHT,
     DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_RECIPIENTS, DEFAULT_MESSAGES_PER_CLIENT,
     DEFAULT_MESSAGES_PER_SENDER_DOMAIN, DEFAULT_RATE_WINDOW, DEFAULT_SESSION_TIMEOUT,
-    DEFAULT_SHUTDOWN_GRACE, SmtpConfig,
+    DEFAULT_SHUTDOWN_GRACE, MAX_QUEUED_REPLIES, SmtpConfig, TRANSCRIPT_TEXT_CHARS,
 };
 pub use delivery::{
     Accepted, BodyType, Delivery, DeliveryError, Destination, Envelope, Mailbox, PrivateToken,
@@ -34,4 +34,4 @@ pub use delivery::{
 };
 pub use listener::run;
 pub use tls::{TlsError, load_tls, self_signed_tls};
-pub use transcript::{SessionEnding, SessionRecord, TranscriptEvent};
+pub use transcript::{RESULTS_HIDDEN, SessionEnding, SessionRecord, TranscriptEvent};

@@ -5,6 +5,12 @@
 //! [`TRANSCRIPT_TAIL`] events are kept and those between counted, each line cut to
 //! [`TRANSCRIPT_TEXT_CHARS`] characters. Message data is never recorded.
 //!
+//! A session that gave a private test address as a recipient names no result ids at all, in
+//! its list or in the replies that named them: an id is the key to its result, and the log is
+//! public. That is decided here from the recipient, when the record is made, because the
+//! bounded text may no longer show the private message (it can fall between head and tail)
+//! and a cut reply line can hold part of an id.
+//!
 //! [`Delivery::session_ended`]: crate::Delivery::session_ended
 
 use std::collections::VecDeque;
@@ -147,16 +153,28 @@ pub struct SessionRecord {
     pub events: Vec<TranscriptEvent>,
     pub events_left_out: usize,
     pub left_out_at: usize,
-    /// The ids of the results the session's messages were stored as.
+    /// The ids of the results the session's messages were stored as; empty when the session
+    /// gave a private test address as a recipient.
     pub result_ids: Vec<String>,
+}
+
+/// What a reply that named stored results shows instead, in a session that wrote to a private
+/// test address.
+pub const RESULTS_HIDDEN: &str =
+    "Stored (result ids not shown: the session wrote to a private test address)";
+
+/// An event as kept, and whether its reply named stored results.
+struct Kept {
+    event: TranscriptEvent,
+    names_results: bool,
 }
 
 /// A session's transcript as it is written.
 pub(crate) struct Transcript {
     started_at: DateTime<Utc>,
     started: Instant,
-    head: Vec<TranscriptEvent>,
-    tail: VecDeque<TranscriptEvent>,
+    head: Vec<Kept>,
+    tail: VecDeque<Kept>,
     left_out: usize,
     /// The command waiting for its reply.
     pending: Option<String>,
@@ -164,6 +182,10 @@ pub(crate) struct Transcript {
     prompt: Option<&'static str>,
     pub(crate) mail_from: Option<String>,
     result_ids: Vec<String>,
+    /// Whether the next reply names stored results (set by [`Transcript::stored`]).
+    results_in_reply: bool,
+    /// Whether a private test address was accepted as a recipient.
+    private: bool,
 }
 
 impl Transcript {
@@ -178,6 +200,8 @@ impl Transcript {
             prompt: None,
             mail_from: None,
             result_ids: Vec::new(),
+            results_in_reply: false,
+            private: false,
         }
     }
 
@@ -209,42 +233,57 @@ impl Transcript {
         };
         let first_line = reply.text().lines().next().unwrap_or("");
         let (status, text) = split_status(first_line);
-        self.add(TranscriptEvent {
+        let event = TranscriptEvent {
             at: self.now(),
             command,
             code: reply.code(),
             status: status.map(str::to_owned),
             text: cut(text),
-        });
+        };
+        let names_results = std::mem::take(&mut self.results_in_reply);
+        self.add(event, names_results);
     }
 
+    /// A message was stored as the results `ids`, which the next reply names.
     pub(crate) fn stored(&mut self, ids: impl IntoIterator<Item = String>) {
         for id in ids {
+            self.results_in_reply = true;
             if self.result_ids.len() < TRANSCRIPT_RESULT_IDS {
                 self.result_ids.push(id);
             }
         }
     }
 
+    /// A private test address was accepted as a recipient: the record will name no result
+    /// ids, the other messages' included, as the README promises.
+    pub(crate) fn private_recipient(&mut self) {
+        self.private = true;
+    }
+
     /// A command left without a reply (the connection ended first) is recorded with code 0.
     fn finish_pending(&mut self) {
         if let Some(command) = self.pending.take() {
-            self.add(TranscriptEvent {
+            let event = TranscriptEvent {
                 at: self.now(),
                 command,
                 code: 0,
                 status: None,
                 text: String::new(),
-            });
+            };
+            self.add(event, false);
         }
     }
 
-    fn add(&mut self, event: TranscriptEvent) {
+    fn add(&mut self, event: TranscriptEvent, names_results: bool) {
+        let kept = Kept {
+            event,
+            names_results,
+        };
         if self.head.len() < TRANSCRIPT_HEAD {
-            self.head.push(event);
+            self.head.push(kept);
             return;
         }
-        self.tail.push_back(event);
+        self.tail.push_back(kept);
         if self.tail.len() > TRANSCRIPT_TAIL {
             self.tail.pop_front();
             self.left_out += 1;
@@ -261,8 +300,21 @@ impl Transcript {
         self.finish_pending();
         let ended_at = self.now();
         let left_out_at = self.head.len();
-        let mut events = self.head;
-        events.extend(self.tail);
+        let private = self.private;
+        let events = self
+            .head
+            .into_iter()
+            .chain(self.tail)
+            .map(|mut kept| {
+                if private && kept.names_results {
+                    kept.event.text = RESULTS_HIDDEN.to_owned();
+                }
+                kept.event
+            })
+            .collect();
+        if private {
+            self.result_ids.clear();
+        }
         SessionRecord {
             client,
             started_at: self.started_at,
@@ -360,6 +412,33 @@ mod tests {
         assert_eq!(record.events[0].status.as_deref(), Some("2.0.0"));
         let last = record.events.last().unwrap();
         assert_eq!((last.command.as_str(), last.code), ("QUIT", 0));
+    }
+
+    /// A reply cut at [`TRANSCRIPT_TEXT_CHARS`] may end inside an id or its address; nothing of
+    /// it may remain, whichever message came first.
+    #[test]
+    fn a_session_with_a_private_recipient_keeps_no_part_of_any_result_id() {
+        let id = format!("private-{}", "x".repeat(180));
+        let accepted = [crate::delivery::Accepted::Result {
+            mailbox: crate::delivery::Mailbox::Check,
+            url: format!("https://results.test/r/{id}"),
+            id: id.clone(),
+        }];
+        let mut transcript = Transcript::new();
+        transcript.stored([id.clone()]);
+        transcript.reply(&crate::replies::stored(&accepted));
+        transcript.command(b"RCPT TO:<test-abcdefghijklmnopqrst@t>\r\n");
+        transcript.private_recipient();
+        transcript.reply(&crate::replies::OK);
+        let record = transcript.finish(
+            "192.0.2.1:25".parse().unwrap(),
+            None,
+            None,
+            SessionEnding::ClientQuit,
+        );
+        assert!(record.result_ids.is_empty());
+        assert_eq!(record.events[0].text, RESULTS_HIDDEN);
+        assert!(record.events.iter().all(|e| !e.text.contains("xxxx")));
     }
 
     #[test]

@@ -312,6 +312,54 @@ async fn the_null_reverse_path_and_mail_parameters_are_accepted() {
     );
 }
 
+/// Parameters of extensions the EHLO reply does not offer get 555 (RFC 5321 section
+/// 4.1.1.11), not a 250 the client would take for a promise: a DSN, a delivery deadline, TLS
+/// required onward.
+#[tokio::test]
+async fn parameters_of_extensions_not_offered_are_refused_with_555() {
+    let server = start(|_| {}).await;
+    let mut client = server.greeted_client().await;
+    for (parameters, name) in [
+        ("RET=FULL", "RET"),
+        ("ENVID=abc", "ENVID"),
+        ("AUTH=<>", "AUTH"),
+        ("BY=120;R", "BY"),
+        ("REQUIRETLS", "REQUIRETLS"),
+        ("HOLDFOR=60", "HOLDFOR"),
+    ] {
+        assert_eq!(
+            client
+                .command(&format!("MAIL FROM:<a@example.com> {parameters}"))
+                .await,
+            format!("555 5.5.4 unsupported parameter {name}"),
+            "{parameters}"
+        );
+    }
+    // The offered ones still work, and a refused MAIL started nothing.
+    assert_eq!(
+        client
+            .command("MAIL FROM:<a@example.com> SIZE=100 BODY=8BITMIME SMTPUTF8")
+            .await,
+        "250 2.1.0 sender OK"
+    );
+    for (parameters, name) in [
+        ("NOTIFY=SUCCESS,FAILURE", "NOTIFY"),
+        ("ORCPT=rfc822;spf@tester.example", "ORCPT"),
+    ] {
+        assert_eq!(
+            client
+                .command(&format!("RCPT TO:<spf@tester.example> {parameters}"))
+                .await,
+            format!("555 5.5.4 unsupported parameter {name}"),
+            "{parameters}"
+        );
+    }
+    assert_eq!(
+        client.command("RCPT TO:<spf@tester.example>").await,
+        "250 2.1.5 <spf@tester.example> OK"
+    );
+}
+
 #[tokio::test]
 async fn the_body_parameter_reaches_the_delivery_for_each_transaction() {
     let server = start(|_| {}).await;

@@ -397,6 +397,91 @@ async fn echoed_client_text_is_cut_short() {
     assert!(first.len() < 400, "a {}-byte greeting line", first.len());
 }
 
+/// Sends MAIL, RCPT and then, without waiting, `BDAT` chunks of `sizes` (the last one LAST).
+async fn pipelined_chunks(client: &mut Client<TcpStream>, sizes: &[usize]) {
+    client
+        .envelope("sender@example.com", &["spf@tester.example"])
+        .await;
+    let mut pipeline = String::new();
+    for (n, size) in sizes.iter().enumerate() {
+        let last = if n + 1 == sizes.len() { " LAST" } else { "" };
+        pipeline.push_str(&format!("BDAT {size}{last}\r\n{}", body(*size)));
+    }
+    client.send(pipeline).await;
+}
+
+/// RFC 3030 section 2: chunks the client had already pipelined behind a refused one are
+/// discarded with the same reply. They are not the client's mistakes, so they must not end the
+/// session with "421 too many errors" (one bad command is allowed here).
+#[tokio::test]
+async fn bdat_chunks_pipelined_behind_a_refused_one_get_its_reply_and_are_not_errors() {
+    let server = start(|config| {
+        config.max_message_size = 1000;
+        config.max_bad_commands = 1;
+    })
+    .await;
+    let mut client = server.greeted_client().await;
+    pipelined_chunks(&mut client, &[600, 600, 600, 100]).await;
+    assert_eq!(client.reply().await, "250 2.0.0 600 bytes received");
+    for _ in 0..3 {
+        assert_eq!(
+            client.reply().await,
+            "552 5.3.4 message too big: the limit is 1000 bytes"
+        );
+    }
+    assert_eq!(client.command("NOOP").await, "250 2.0.0 OK");
+    assert!(server.delivery.messages().is_empty());
+    // A BDAT after another command is the client's own mistake again: with the first 552,
+    // one too many.
+    assert_eq!(
+        client.command("BDAT 0 LAST").await,
+        "421 4.7.0 too many errors"
+    );
+}
+
+/// A refused LAST chunk ends the message: a BDAT after it belongs to no message, and is
+/// answered so.
+#[tokio::test]
+async fn a_bdat_after_a_refused_last_chunk_belongs_to_no_message() {
+    let server = start(|config| config.max_message_size = 1000).await;
+    let mut client = server.greeted_client().await;
+    client
+        .envelope("sender@example.com", &["spf@tester.example"])
+        .await;
+    client.send(format!("BDAT 600\r\n{}", body(600))).await;
+    assert!(client.reply().await.starts_with("250 2.0.0 600 bytes"));
+    client.send(format!("BDAT 600 LAST\r\n{}", body(600))).await;
+    assert_eq!(
+        client.reply().await,
+        "552 5.3.4 message too big: the limit is 1000 bytes"
+    );
+    assert_eq!(
+        client.command("BDAT 0 LAST").await,
+        "503 5.5.1 send MAIL FROM first"
+    );
+    assert!(server.delivery.messages().is_empty());
+}
+
+/// As above, for a chunk the memory budget has no room for: a temporary failure, which must
+/// not become a permanent one.
+#[tokio::test]
+async fn bdat_chunks_pipelined_behind_one_over_the_budget_get_452() {
+    let server = start(|config| {
+        config.max_memory_in_flight = 128 * KIB;
+        config.messages_per_client = 0;
+        config.max_bad_commands = 1;
+    })
+    .await;
+    let _holder = holding_a_chunk(&server, 60 * KIB).await;
+    let mut client = server.greeted_client().await;
+    pipelined_chunks(&mut client, &[100 * KIB, 100 * KIB, 100 * KIB, 10]).await;
+    for _ in 0..4 {
+        assert_eq!(client.reply().await, BUSY);
+    }
+    assert_eq!(client.command("NOOP").await, "250 2.0.0 OK");
+    assert!(server.delivery.messages().is_empty());
+}
+
 #[tokio::test]
 async fn a_bdat_chunk_over_the_size_limit_is_refused_before_it_is_read() {
     let server = start(|config| config.max_message_size = 1000).await;

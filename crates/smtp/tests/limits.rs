@@ -5,7 +5,10 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{PATIENCE, RecordingDelivery, start, start_at};
+use authcheck_smtp::MAX_QUEUED_REPLIES;
+use common::{PATIENCE, RecordingDelivery, start, start_at, start_on};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpSocket;
 
 #[tokio::test]
 async fn too_many_bad_commands_end_the_session() {
@@ -208,4 +211,52 @@ async fn a_session_over_its_time_limit_is_closed() {
         "421 4.4.2 mx.tester.example session time limit reached, closing"
     );
     assert!(client.is_closed().await);
+}
+
+/// A client that pipelines thousands of HELP lines and reads none of the long replies: the
+/// server stops taking commands once the replies it has not sent reach the bound, instead of
+/// queueing the replies to everything it has read.
+#[tokio::test]
+async fn pipelined_commands_whose_replies_are_not_read_queue_a_bounded_amount() {
+    // Small kernel buffers on both ends, so that what the server could not send stays queued
+    // in the server rather than in the kernel.
+    let listening = TcpSocket::new_v4().unwrap();
+    listening.set_send_buffer_size(4096).unwrap();
+    listening.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let server = start_on(
+        listening.listen(16).unwrap(),
+        |config| config.command_timeout = Duration::from_millis(500),
+        Arc::new(RecordingDelivery::default()),
+    );
+    let mut probe = server.greeted_client().await;
+    let help_bytes = probe
+        .command("HELP")
+        .await
+        .lines()
+        .map(|line| line.len() + 2)
+        .sum::<usize>();
+    drop(probe);
+
+    let client = TcpSocket::new_v4().unwrap();
+    client.set_recv_buffer_size(4096).unwrap();
+    let mut stream = client.connect(server.addr).await.unwrap();
+    let flood = format!("EHLO client.example\r\n{}", "HELP\r\n".repeat(20_000));
+    // The server stops reading, so the write may never finish: it ends with the connection.
+    let writer = tokio::spawn(async move {
+        let _ = tokio::time::timeout(PATIENCE, stream.write_all(flood.as_bytes())).await;
+    });
+
+    let answered = |record: &authcheck_smtp::SessionRecord| {
+        let kept = record.events.iter().filter(|event| event.command == "HELP");
+        kept.count() + record.events_left_out
+    };
+    let sessions = server.delivery.sessions(2).await;
+    let answered = sessions.iter().map(answered).max().unwrap();
+    // Some replies went into the kernel's buffers, which the small sizes above keep to a few KiB.
+    let kernel = 64 * 1024;
+    assert!(
+        answered * help_bytes <= MAX_QUEUED_REPLIES + kernel,
+        "{answered} HELP replies of {help_bytes} bytes were queued"
+    );
+    writer.await.unwrap();
 }

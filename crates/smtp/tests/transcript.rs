@@ -87,3 +87,54 @@ async fn a_connection_refused_at_connect_and_a_dropped_one_are_recorded() {
     assert_eq!(sessions[1].ending, SessionEnding::ClientClosed);
     server.stop().await;
 }
+
+/// The README promises that a session which wrote to a private test keeps no result ids. Here
+/// the private message falls between the kept head and tail, so only the recipient can tell.
+#[tokio::test]
+async fn a_session_that_wrote_to_a_private_test_names_no_result_ids() {
+    let server = start(|_| {}).await;
+    let token = authcheck_smtp::PrivateToken::parse("abcdefghijklmnopqrst").unwrap();
+    server.delivery.open_tokens.lock().unwrap().push(token);
+    let mut client = server.greeted_client().await;
+    let mut send = async |to: &str| {
+        client.envelope("sender@example.com", &[to]).await;
+        assert!(client.command("DATA").await.starts_with("354"));
+        let reply = client.command(&format!("{}.", message("hi"))).await;
+        assert!(reply.starts_with("250 2.0.0 Stored as"), "{reply}");
+    };
+    let public = format!("spf@{DOMAIN}");
+    for _ in 0..10 {
+        send(&public).await;
+    }
+    send(&format!("test-abcdefghijklmnopqrst@{DOMAIN}")).await;
+    for _ in 0..3 {
+        send(&public).await;
+    }
+    assert!(client.command("QUIT").await.starts_with("221"));
+
+    let record = server.delivery.sessions(1).await.remove(0);
+    assert!(
+        record.events_left_out > 0,
+        "the private message is left out"
+    );
+    assert!(record.result_ids.is_empty(), "{:?}", record.result_ids);
+    for event in &record.events {
+        assert!(
+            !event.text.contains("spf-") && !event.text.contains("private-"),
+            "{event:?}"
+        );
+    }
+    let ends: Vec<&str> = record
+        .events
+        .iter()
+        .filter(|e| e.command == "(end of data)")
+        .map(|e| e.text.as_str())
+        .collect();
+    assert_eq!(ends.len(), 12, "the private message's reply is left out");
+    assert!(
+        ends.iter()
+            .all(|text| *text == authcheck_smtp::RESULTS_HIDDEN),
+        "{ends:?}"
+    );
+    server.stop().await;
+}

@@ -123,7 +123,7 @@ fn new_result(report: Box<RawValue>, summary: Box<RawValue>, message: Vec<u8>) -
         prefixed_subject: "|OK| spf-pass authcheck load test".to_owned(),
         report,
         report_summary: summary,
-        raw_message: message,
+        raw_message: message.into(),
         private_test: None,
     }
 }

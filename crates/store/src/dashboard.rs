@@ -265,11 +265,13 @@ where
             .map_err(DB::failure)
     }
 
-    /// What reporters saw of `source_ip` from `first_day` on, per domain, most messages first.
+    /// What reporters saw of `source_ip` from `first_day` to `last_day`, per domain, most
+    /// messages first.
     pub(crate) async fn source_seen(
         &self,
         source_ip: &str,
         first_day: NaiveDate,
+        last_day: NaiveDate,
         max: u32,
     ) -> StoreResult<Vec<DmarcSourceSeen>> {
         let mut query = Statement::new(format!("SELECT domain, {COUNT_COLUMNS} FROM dmarc_daily"));
@@ -278,6 +280,8 @@ where
             .bind(source_ip)
             .push(" AND day >= ")
             .bind(day_number(first_day))
+            .push(" AND day <= ")
+            .bind(day_number(last_day))
             .push(" GROUP BY domain ORDER BY SUM(messages) DESC, domain LIMIT ")
             .bind(limit(max));
         let rows = self.fetch(query).await?;

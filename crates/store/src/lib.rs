@@ -78,8 +78,9 @@ pub struct NewResult {
     /// The report's bounded summary ([`authcheck_verifier::ReportSummary`]) as JSON, which
     /// listings read instead of the report.
     pub report_summary: Box<serde_json::value::RawValue>,
-    /// The message exactly as received.
-    pub raw_message: Vec<u8>,
+    /// The message exactly as received, shared by the results of one message (one per tester
+    /// mailbox or private test it was sent to), so that they hold one copy in all.
+    pub raw_message: Arc<Vec<u8>>,
     /// The private test whose address the message was sent to: the result is then listed
     /// only on that test's page ([`Visibility`]). `None` for public results.
     pub private_test: Option<PrivateToken>,
@@ -275,17 +276,20 @@ pub trait ResultStore: Send + Sync {
         filter: &DmarcFilter,
         limit: u32,
     ) -> StoreResult<Vec<DmarcPolicySeen>>;
-    /// What reporters saw of `source_ip` from `first_day` on, per domain, most messages first.
+    /// What reporters saw of `source_ip` from `first_day` to `last_day`, per domain, most
+    /// messages first.
     async fn dmarc_source_seen(
         &self,
         source_ip: &str,
         first_day: NaiveDate,
+        last_day: NaiveDate,
         limit: u32,
     ) -> StoreResult<Vec<DmarcSourceSeen>>;
     /// Claims the self-check of `target` in interval `slot` (its start time divided by the
     /// interval) for `instance`: `true` for the first claim, `false` when another instance
     /// (or this one) claimed it already, so that instances sharing one database check each
-    /// target once per interval. Claims go with the results' purge.
+    /// target once per interval. Claims go with the results' purge, kept
+    /// [`CLAIMS_KEPT_BEYOND_RETENTION`] longer.
     async fn claim_self_check(
         &self,
         target: &str,
@@ -293,6 +297,18 @@ pub trait ResultStore: Send + Sync {
         instance: &str,
         now: i64,
     ) -> StoreResult<bool>;
+    /// Whether `target`'s `slot` is claimed already (see [`ResultStore::claim_self_check`]).
+    async fn slot_claimed(&self, target: &str, slot: i64) -> StoreResult<bool>;
+    /// Claims `claim`'s slot and queues `messages` (as [`ResultStore::queue_outgoing`] would,
+    /// each `None` when the queue is full or the message too big) in one transaction: `None`,
+    /// queueing nothing, when the slot was claimed already. A failure leaves the slot
+    /// unclaimed, so the work is done again later rather than lost.
+    async fn queue_claimed(
+        &self,
+        claim: &SlotClaim<'_>,
+        messages: Vec<NewOutgoing>,
+        max_queued: u32,
+    ) -> StoreResult<Option<Vec<Option<String>>>>;
     /// The signing key kept as `name` (a PKCS#8 PEM), if one is.
     async fn signing_key(&self, name: &str) -> StoreResult<Option<String>>;
     /// The signing key kept as `name` (a PKCS#8 PEM): the one kept already, or else
@@ -416,7 +432,7 @@ pub use listing::{MAX_LIST_LIMIT, sender_matches};
 pub use outgoing::{
     AfterAttempt, MAX_ATTEMPTS_LISTED, MAX_OUTGOING_BYTES, NewOutgoing, NoReply, OutgoingAttempt,
     OutgoingKind, OutgoingMessage, OutgoingState, OutgoingStatus, RateLimit, ReplyDecision,
-    ReplyLimits,
+    ReplyLimits, SlotClaim,
 };
 pub use private_tests::PrivateTest;
 pub use reports::{
@@ -427,7 +443,7 @@ pub use rollup::{
     DmarcCounts, DmarcDay, DmarcDomain, DmarcFilter, DmarcOutcome, DmarcPolicySeen, DmarcReporter,
     DmarcSource, DmarcSourceSeen, MAX_DASHBOARD_ROWS, MAX_ROLLUP_ROWS_PER_REPORT, ReportListing,
 };
-pub use self_checks::{MAX_SELF_CHECKS_LISTED, SelfCheck};
+pub use self_checks::{CLAIMS_KEPT_BEYOND_RETENTION, MAX_SELF_CHECKS_LISTED, SelfCheck};
 pub use sessions::{
     Direction, MAX_EVENT_TEXT_BYTES, MAX_SESSION_EVENTS, MAX_SESSION_LIMIT, MAX_SESSION_RESULT_IDS,
     NewSession, SessionEvent, SessionQuery, StoredSession, new_session_id,

@@ -21,8 +21,19 @@ use serde::{Deserialize, Serialize};
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
 
 use crate::record::{domain_of, new_result_id, without_nul};
+use crate::self_checks::CLAIM_SELF_CHECK_SQL;
 use crate::sql_store::Backend;
 use crate::{StoreError, StoreResult};
+
+/// One interval's claim (see [`crate::ResultStore::claim_self_check`]), taken together with
+/// the messages the interval's work queues ([`crate::ResultStore::queue_claimed`]).
+#[derive(Clone, Copy, Debug)]
+pub struct SlotClaim<'a> {
+    pub target: &'a str,
+    pub slot: i64,
+    pub instance: &'a str,
+    pub now: i64,
+}
 
 /// The largest message the queue takes, in bytes: a reply or a summary is a few kilobytes.
 pub const MAX_OUTGOING_BYTES: usize = 256 * 1024;
@@ -61,10 +72,13 @@ pub enum NoReply {
     QueueFull,
     /// The reply could not be composed (the key or the message is unusable).
     CannotCompose,
+    /// The MAIL FROM address is in one of the tester's own domains: the tester would mail
+    /// itself (its self-check's messages), every interval.
+    TesterItself,
 }
 
 impl NoReply {
-    pub const ALL: [NoReply; 12] = [
+    pub const ALL: [NoReply; 13] = [
         NoReply::MailboxNotReplied,
         NoReply::NullSender,
         NoReply::DmarcNotPassed,
@@ -77,6 +91,7 @@ impl NoReply {
         NoReply::RateLimitedClient,
         NoReply::QueueFull,
         NoReply::CannotCompose,
+        NoReply::TesterItself,
     ];
 
     /// The stable token: stored, and in the JSON API.
@@ -94,6 +109,7 @@ impl NoReply {
             NoReply::RateLimitedClient => "rate-limited-client",
             NoReply::QueueFull => "queue-full",
             NoReply::CannotCompose => "cannot-compose",
+            NoReply::TesterItself => "tester-itself",
         }
     }
 }
@@ -104,7 +120,9 @@ impl fmt::Display for NoReply {
             NoReply::MailboxNotReplied => "replies are not sent for this mailbox",
             NoReply::NullSender => "null sender",
             NoReply::DmarcNotPassed => "DMARC did not pass",
-            NoReply::SenderNotAligned => "the MAIL FROM domain is not the From domain",
+            NoReply::SenderNotAligned => {
+                "the MAIL FROM address is neither SPF-authenticated nor the From address"
+            }
             NoReply::AutoSubmitted => "auto-submitted",
             NoReply::BulkPrecedence => "bulk, list or junk precedence",
             NoReply::MailingList => "mailing list",
@@ -115,6 +133,7 @@ impl fmt::Display for NoReply {
             }
             NoReply::QueueFull => "the outgoing queue is full",
             NoReply::CannotCompose => "the reply could not be composed",
+            NoReply::TesterItself => "the sender is the tester itself (one of its own domains)",
         })
     }
 }
@@ -298,7 +317,8 @@ pub struct ReplyDecision {
     pub reply: Option<OutgoingStatus>,
 }
 
-const CLAIM_COLUMNS: &str = "id, kind, recipient, message, created_at, give_up_at, attempts";
+const CLAIM_COLUMNS: &str =
+    "id, kind, recipient, message, created_at, give_up_at, attempts, private";
 
 pub(crate) struct Outgoing<'p, DB: Database>(pub(crate) &'p Pool<DB>);
 
@@ -322,31 +342,25 @@ where
         limits: &ReplyLimits,
     ) -> StoreResult<Result<String, NoReply>> {
         let now = reply.created_at;
-        let recipient = clean(&reply.recipient).to_lowercase();
-        let domain = domain_of(&recipient).unwrap_or_default();
-        let client = clean(&reply.client);
+        let addressing = Addressing::of(&reply);
         let mut tx = self.0.begin().await.map_err(DB::failure)?;
-        // Written first: the decisions of every instance take turns from here on.
-        sqlx::query::<DB>("UPDATE outgoing_lock SET decisions = decisions + 1 WHERE id = 1")
-            .execute(&mut *tx)
-            .await
-            .map_err(DB::failure)?;
+        take_decision_turn(&mut tx).await?;
         let limits_in_order = [
             (
                 "recipient",
-                recipient.as_str(),
+                addressing.recipient.as_str(),
                 limits.per_address,
                 NoReply::RateLimitedAddress,
             ),
             (
                 "recipient_domain",
-                domain.as_str(),
+                addressing.domain.as_str(),
                 limits.per_domain,
                 NoReply::RateLimitedDomain,
             ),
             (
                 "client",
-                client.as_str(),
+                addressing.client.as_str(),
                 limits.per_client,
                 NoReply::RateLimitedClient,
             ),
@@ -371,27 +385,15 @@ where
                 break;
             }
         }
-        if refused.is_none() {
-            let queued: i64 = sqlx::query_scalar::<DB, i64>(
-                "SELECT COUNT(*) FROM outgoing WHERE state = 'queued'",
-            )
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(DB::failure)?;
-            if queued >= i64::from(limits.max_queued) {
-                refused = Some(NoReply::QueueFull);
-            }
+        if refused.is_none() && queued_count(&mut tx).await? >= i64::from(limits.max_queued) {
+            refused = Some(NoReply::QueueFull);
         }
         if refused.is_none() && reply.message.len() > MAX_OUTGOING_BYTES {
             refused = Some(NoReply::CannotCompose);
         }
         let reply_id = match refused {
             Some(_) => None,
-            None => {
-                let id = new_result_id();
-                insert_outgoing(&mut tx, &id, &reply, &recipient, &domain, &client).await?;
-                Some(id)
-            }
+            None => Some(insert_outgoing(&mut tx, &reply, &addressing).await?),
         };
         for result_id in result_ids {
             sqlx::query::<DB>(
@@ -402,6 +404,18 @@ where
             .bind(now)
             .bind(reply_id.clone())
             .bind(refused.map(|reason| reason.as_str().to_owned()))
+            .execute(&mut *tx)
+            .await
+            .map_err(DB::failure)?;
+        }
+        if let Some(id) = &reply_id {
+            // Kept on the message: the results may be purged while it still waits.
+            sqlx::query::<DB>(
+                "UPDATE outgoing SET private = 1 WHERE id = $1 AND EXISTS (SELECT 1 \
+                 FROM reply_decisions d JOIN results r ON r.id = d.result_id \
+                 WHERE d.reply_id = $1 AND r.private_test IS NOT NULL)",
+            )
+            .bind(id.as_str())
             .execute(&mut *tx)
             .await
             .map_err(DB::failure)?;
@@ -443,29 +457,36 @@ where
         message: NewOutgoing,
         max_queued: u32,
     ) -> StoreResult<Option<String>> {
-        if message.message.len() > MAX_OUTGOING_BYTES {
-            return Ok(None);
-        }
-        let recipient = clean(&message.recipient).to_lowercase();
-        let domain = domain_of(&recipient).unwrap_or_default();
-        let client = clean(&message.client);
         let mut tx = self.0.begin().await.map_err(DB::failure)?;
-        sqlx::query::<DB>("UPDATE outgoing_lock SET decisions = decisions + 1 WHERE id = 1")
-            .execute(&mut *tx)
+        let id = queue_within(&mut tx, std::slice::from_ref(&message), max_queued)
+            .await?
+            .remove(0);
+        tx.commit().await.map_err(DB::failure)?;
+        Ok(id)
+    }
+
+    /// See [`crate::ResultStore::queue_claimed`].
+    pub async fn queue_claimed(
+        &self,
+        claim: &SlotClaim<'_>,
+        messages: Vec<NewOutgoing>,
+        max_queued: u32,
+    ) -> StoreResult<Option<Vec<Option<String>>>> {
+        let mut tx = self.0.begin().await.map_err(DB::failure)?;
+        let claimed = sqlx::query_scalar::<DB, i64>(CLAIM_SELF_CHECK_SQL)
+            .bind(clean(claim.target))
+            .bind(claim.slot)
+            .bind(clean(claim.instance))
+            .bind(claim.now)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(DB::failure)?;
-        let queued: i64 =
-            sqlx::query_scalar::<DB, i64>("SELECT COUNT(*) FROM outgoing WHERE state = 'queued'")
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(DB::failure)?;
-        if queued >= i64::from(max_queued) {
+        if claimed.is_none() {
             return Ok(None);
         }
-        let id = new_result_id();
-        insert_outgoing(&mut tx, &id, &message, &recipient, &domain, &client).await?;
+        let ids = queue_within(&mut tx, &messages, max_queued).await?;
         tx.commit().await.map_err(DB::failure)?;
-        Ok(Some(id))
+        Ok(Some(ids))
     }
 
     /// See [`crate::ResultStore::claim_outgoing`].
@@ -506,7 +527,7 @@ where
                     give_up_at: number(5)?,
                     attempts: number(6)?,
                     result_ids: Vec::new(),
-                    private: false,
+                    private: number(7)? != 0,
                 })
             })
             .collect::<StoreResult<Vec<_>>>()?;
@@ -713,14 +734,93 @@ where
     }
 }
 
+/// A message's recipient, its domain and the client it answers, as stored and counted.
+struct Addressing {
+    recipient: String,
+    domain: String,
+    client: String,
+}
+
+impl Addressing {
+    fn of(message: &NewOutgoing) -> Addressing {
+        let recipient = clean(&message.recipient).to_lowercase();
+        Addressing {
+            domain: domain_of(&recipient).unwrap_or_default(),
+            client: clean(&message.client),
+            recipient,
+        }
+    }
+}
+
+/// Written first in every transaction that queues: the decisions of every instance take
+/// turns from here on, so the queue's count and the rate limits hold across instances.
+async fn take_decision_turn<'c, DB>(tx: &mut sqlx::Transaction<'c, DB>) -> StoreResult<()>
+where
+    DB: Backend,
+    for<'e> &'e mut DB::Connection: Executor<'e, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+{
+    sqlx::query::<DB>("UPDATE outgoing_lock SET decisions = decisions + 1 WHERE id = 1")
+        .execute(&mut **tx)
+        .await
+        .map_err(DB::failure)?;
+    Ok(())
+}
+
+/// How many messages wait in the queue.
+async fn queued_count<'c, DB>(tx: &mut sqlx::Transaction<'c, DB>) -> StoreResult<i64>
+where
+    DB: Backend,
+    for<'e> &'e mut DB::Connection: Executor<'e, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'r> i64: Decode<'r, DB> + Type<DB>,
+    usize: ColumnIndex<DB::Row>,
+{
+    sqlx::query_scalar::<DB, i64>("SELECT COUNT(*) FROM outgoing WHERE state = 'queued'")
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(DB::failure)
+}
+
+/// Queues `messages` in `tx`, each as long as the queue holds fewer than `max_queued` and the
+/// message is at most [`MAX_OUTGOING_BYTES`]: its id, or `None`.
+async fn queue_within<'c, DB>(
+    tx: &mut sqlx::Transaction<'c, DB>,
+    messages: &[NewOutgoing],
+    max_queued: u32,
+) -> StoreResult<Vec<Option<String>>>
+where
+    DB: Backend,
+    for<'e> &'e mut DB::Connection: Executor<'e, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'r> i64: Decode<'r, DB>,
+    for<'q> Vec<u8>: Encode<'q, DB> + Type<DB>,
+    usize: ColumnIndex<DB::Row>,
+{
+    take_decision_turn(tx).await?;
+    let mut queued = queued_count(tx).await?;
+    let mut ids = Vec::with_capacity(messages.len());
+    for message in messages {
+        if message.message.len() > MAX_OUTGOING_BYTES || queued >= i64::from(max_queued) {
+            ids.push(None);
+            continue;
+        }
+        ids.push(Some(
+            insert_outgoing(tx, message, &Addressing::of(message)).await?,
+        ));
+        queued += 1;
+    }
+    Ok(ids)
+}
+
+/// Inserts `message`, queued under a new id, which it returns.
 async fn insert_outgoing<'c, DB>(
     tx: &mut sqlx::Transaction<'c, DB>,
-    id: &str,
     message: &NewOutgoing,
-    recipient: &str,
-    domain: &str,
-    client: &str,
-) -> StoreResult<()>
+    addressing: &Addressing,
+) -> StoreResult<String>
 where
     DB: Backend,
     for<'e> &'e mut DB::Connection: Executor<'e, Database = DB>,
@@ -729,23 +829,24 @@ where
     for<'q> i64: Encode<'q, DB> + Type<DB>,
     for<'q> Vec<u8>: Encode<'q, DB> + Type<DB>,
 {
+    let id = new_result_id();
     sqlx::query::<DB>(
         "INSERT INTO outgoing (id, kind, recipient, recipient_domain, client, message, \
          created_at, give_up_at, next_attempt_at, state) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $7, 'queued')",
     )
-    .bind(id)
+    .bind(id.as_str())
     .bind(message.kind.as_str())
-    .bind(recipient)
-    .bind(domain)
-    .bind(client)
+    .bind(addressing.recipient.as_str())
+    .bind(addressing.domain.as_str())
+    .bind(addressing.client.as_str())
     .bind(message.message.clone())
     .bind(message.created_at)
     .bind(message.give_up_at)
     .execute(&mut **tx)
     .await
     .map_err(DB::failure)?;
-    Ok(())
+    Ok(id)
 }
 
 /// Text as stored: without NUL.

@@ -3,6 +3,7 @@
 //! that names the columns, and the conversion of a fetched row back into a [`StoredResult`].
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use rand::RngCore;
@@ -162,7 +163,7 @@ pub(crate) struct InsertRow {
     /// The `messages` row holding this result's raw message.
     message_id: String,
     /// The raw message, on the first row of those that share it; the others leave it `None`.
-    raw_message: Option<Vec<u8>>,
+    raw_message: Option<Arc<Vec<u8>>>,
     pub(crate) private_test: Option<PrivateToken>,
 }
 
@@ -174,9 +175,11 @@ impl InsertRow {
         for mut result in results {
             let raw_message = std::mem::take(&mut result.raw_message);
             let mut row = InsertRow::new(result)?;
-            let stored_copy = rows
-                .iter()
-                .find(|earlier| earlier.raw_message.as_deref() == Some(raw_message.as_slice()));
+            let stored_copy = rows.iter().find(|earlier| {
+                earlier.raw_message.as_ref().is_some_and(|copy| {
+                    Arc::ptr_eq(copy, &raw_message) || copy.as_slice() == raw_message.as_slice()
+                })
+            });
             match stored_copy {
                 Some(earlier) => row.message_id = earlier.message_id.clone(),
                 None => row.raw_message = Some(raw_message),
@@ -297,7 +300,12 @@ fn messages_insert<'q>(rows: &'q [&'q InsertRow]) -> Option<Statement<'q>> {
     debug_assert!(rows.len() <= MAX_ROWS_PER_INSERT);
     let mut messages = rows
         .iter()
-        .filter_map(|row| Some((row.message_id.as_str(), row.raw_message.as_deref()?)))
+        .filter_map(|row| {
+            Some((
+                row.message_id.as_str(),
+                row.raw_message.as_deref()?.as_slice(),
+            ))
+        })
         .peekable();
     messages.peek()?;
     let mut insert = Statement::new(INSERT_MESSAGES_HEAD);

@@ -67,6 +67,9 @@ impl NewReport {
     /// report's JSON is the rest of it (its `records` empty), so that a page of records is
     /// read without the whole report.
     pub fn from_parsed(mut report: Report, raw: Vec<u8>, received_at: i64) -> NewReport {
+        // Stored by the name its page looks up; a report naming no domain (refused when it
+        // arrives, see `Report::check_received`) is stored under "".
+        let domain = report.domain().unwrap_or_default();
         let records = match &mut report {
             Report::Aggregate(aggregate) => std::mem::take(&mut aggregate.records),
             Report::Failure(_) => Vec::new(),
@@ -80,7 +83,7 @@ impl NewReport {
                 kind: ReportKind::Aggregate,
                 reporter: aggregate.reporter().to_owned(),
                 report_id: aggregate.metadata.report_id.clone(),
-                domain: aggregate.policy.domain.to_ascii_lowercase(),
+                domain,
                 date_begin: aggregate.metadata.date_range.begin,
                 date_end: aggregate.metadata.date_range.end,
                 received_at,
@@ -124,17 +127,12 @@ impl NewReport {
                     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
                     format!("sha256:{hex}")
                 });
-                let domain = failure
-                    .feedback
-                    .as_ref()
-                    .and_then(|feedback| feedback.reported_domain.first().cloned())
-                    .unwrap_or_default();
                 let date = failure.date.unwrap_or(received_at);
                 NewReport {
                     kind: ReportKind::Failure,
                     reporter: failure.reporter.clone().unwrap_or_default(),
                     report_id,
-                    domain: domain.to_ascii_lowercase(),
+                    domain,
                     date_begin: date,
                     date_end: date,
                     received_at,

@@ -64,6 +64,16 @@ pub(crate) const PURGE_SELF_CHECKS_SQL: &str = "DELETE FROM self_checks WHERE st
 pub(crate) const PURGE_SELF_CHECK_CLAIMS_SQL: &str =
     "DELETE FROM self_check_claims WHERE claimed_at < $1";
 
+/// Whether a slot is claimed, to skip the work of a slot claimed already.
+pub(crate) const SELF_CHECK_CLAIMED_SQL: &str =
+    "SELECT slot FROM self_check_claims WHERE target = $1 AND slot = $2";
+
+/// How much longer than the results a claim is kept: two of the longest interval that claims
+/// (the weekly summary's week). A claim purged while its interval still runs would be
+/// claimed, and its work done, again; so however short `retention` is, a claim outlives its
+/// interval.
+pub const CLAIMS_KEPT_BEYOND_RETENTION: i64 = 14 * 86_400;
+
 pub(crate) type SelfCheckRow = (
     String,
     String,

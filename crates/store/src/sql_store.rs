@@ -26,8 +26,9 @@ use crate::rollup::{
     DmarcSourceSeen, ReportListing, RollupRows,
 };
 use crate::self_checks::{
-    CLAIM_SELF_CHECK_SQL, INSERT_SELF_CHECK_SQL, LIST_SELF_CHECKS_SQL, MAX_SELF_CHECKS_LISTED,
-    OFFER_SIGNING_KEY_SQL, PURGE_SELF_CHECK_CLAIMS_SQL, PURGE_SELF_CHECKS_SQL, SIGNING_KEY_SQL,
+    CLAIM_SELF_CHECK_SQL, CLAIMS_KEPT_BEYOND_RETENTION, INSERT_SELF_CHECK_SQL,
+    LIST_SELF_CHECKS_SQL, MAX_SELF_CHECKS_LISTED, OFFER_SIGNING_KEY_SQL,
+    PURGE_SELF_CHECK_CLAIMS_SQL, PURGE_SELF_CHECKS_SQL, SELF_CHECK_CLAIMED_SQL, SIGNING_KEY_SQL,
     SelfCheckRow, self_check,
 };
 use crate::sessions::{
@@ -40,8 +41,8 @@ use crate::{
     AfterAttempt, ListQuery, NewOutgoing, NewRecord, NewRejectedReport, NewReport, NewResult,
     NewSession, NoReply, OutgoingAttempt, OutgoingMessage, OutgoingStatus, PrivateTest,
     PrivateToken, ReplyDecision, ReplyLimits, ReportDomain, ReportInsert, ResultStore,
-    ResultSummary, SelfCheck, SessionQuery, SourceName, Stats, StatsQuery, StatsSample, StoreError,
-    StoreResult, StoredRejectedReport, StoredReport, StoredResult, StoredSession,
+    ResultSummary, SelfCheck, SessionQuery, SlotClaim, SourceName, Stats, StatsQuery, StatsSample,
+    StoreError, StoreResult, StoredRejectedReport, StoredReport, StoredResult, StoredSession,
 };
 
 /// The parts of the store that differ between the databases.
@@ -283,9 +284,15 @@ where
             }
         }
         // A few rows a day per target: one statement each is short enough.
-        for sql in [PURGE_SELF_CHECKS_SQL, PURGE_SELF_CHECK_CLAIMS_SQL] {
+        let claims_cutoff = cutoff
+            .timestamp()
+            .saturating_sub(CLAIMS_KEPT_BEYOND_RETENTION);
+        for (sql, cutoff) in [
+            (PURGE_SELF_CHECKS_SQL, cutoff.timestamp()),
+            (PURGE_SELF_CHECK_CLAIMS_SQL, claims_cutoff),
+        ] {
             sqlx::query::<DB>(sql)
-                .bind(cutoff.timestamp())
+                .bind(cutoff)
                 .execute(&self.pool)
                 .await
                 .map_err(DB::failure)?;
@@ -386,6 +393,27 @@ where
             .await
             .map_err(DB::failure)?;
         Ok(claimed.is_some())
+    }
+
+    async fn slot_claimed(&self, target: &str, slot: i64) -> StoreResult<bool> {
+        let claimed = sqlx::query_scalar::<DB, i64>(SELF_CHECK_CLAIMED_SQL)
+            .bind(without_nul(target).into_owned())
+            .bind(slot)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(DB::failure)?;
+        Ok(claimed.is_some())
+    }
+
+    async fn queue_claimed(
+        &self,
+        claim: &SlotClaim<'_>,
+        messages: Vec<NewOutgoing>,
+        max_queued: u32,
+    ) -> StoreResult<Option<Vec<Option<String>>>> {
+        Outgoing(&self.pool)
+            .queue_claimed(claim, messages, max_queued)
+            .await
     }
 
     async fn signing_key(&self, name: &str) -> StoreResult<Option<String>> {
@@ -758,10 +786,11 @@ where
         &self,
         source_ip: &str,
         first_day: chrono::NaiveDate,
+        last_day: chrono::NaiveDate,
         limit: u32,
     ) -> StoreResult<Vec<DmarcSourceSeen>> {
         Dashboard(&self.pool)
-            .source_seen(source_ip, first_day, limit)
+            .source_seen(source_ip, first_day, last_day, limit)
             .await
     }
 

@@ -385,7 +385,7 @@ async fn a_message_to_two_mailboxes_is_stored_once() {
     let schema = Schema::create(&server).await;
     let store = schema.open().await;
     let mut spf = sample(Mailbox::Spf, at(1));
-    spf.raw_message = vec![b'x'; 100_000];
+    spf.raw_message = vec![b'x'; 100_000].into();
     let mut dkim = sample(Mailbox::Dkim, at(1));
     dkim.raw_message = spf.raw_message.clone();
     store.insert(vec![spf, dkim]).await.unwrap();

@@ -130,8 +130,9 @@ async fn write_ahead_log_is_folded_back_while_results_keep_coming() {
     let mut largest = 0;
     for n in 0..MESSAGES {
         let mut result = sample(Mailbox::Spf, at(1));
-        result.raw_message =
-            format!("Subject: {n}\r\n\r\n{}", "body line\r\n".repeat(400)).into_bytes();
+        result.raw_message = format!("Subject: {n}\r\n\r\n{}", "body line\r\n".repeat(400))
+            .into_bytes()
+            .into();
         insert_one(&store, result).await;
         largest = largest.max(std::fs::metadata(&log).map_or(0, |meta| meta.len()));
     }
@@ -302,7 +303,7 @@ async fn a_message_to_two_mailboxes_is_stored_once() {
     let (_folder, url) = fresh_url();
     let store = open_ok(&url).await;
     let mut spf = sample(Mailbox::Spf, at(1));
-    spf.raw_message = vec![b'x'; 100_000];
+    spf.raw_message = vec![b'x'; 100_000].into();
     let mut dkim = sample(Mailbox::Dkim, at(1));
     dkim.raw_message = spf.raw_message.clone();
     store.insert(vec![spf, dkim]).await.unwrap();

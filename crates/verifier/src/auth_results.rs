@@ -6,6 +6,12 @@
 //! addresses are quoted. Each result starts a line, and long lines fold at spaces, never inside
 //! a quoted string, so unfolding gives back the same field.
 //!
+//! The field is 7-bit ASCII whatever the input: comments are RFC 5322 `ctext` and quoted values
+//! `qtext`, so the symbols the reasons use are written in ASCII (`§` as "section", `→` as
+//! "->") and any other non-ASCII character becomes `?`. No line exceeds RFC 5322's 998 bytes:
+//! comments are cut at [`COMMENT_LENGTH`] and values at [`VALUE_LENGTH`], so the longest piece
+//! folding cannot break stays far below it.
+//!
 //! DKIM results use the RFC 8601 §2.7.1 names: `pass`, `fail`, `temperror`, and `neutral` for a
 //! signature that could not be processed (the report's `invalid`), with the reason in a comment.
 
@@ -20,6 +26,10 @@ use crate::report::{
 const LINE_LENGTH: usize = 78;
 /// Comments longer than this are cut (at a word) so the field stays readable.
 const COMMENT_LENGTH: usize = 160;
+/// Values longer than this many bytes are cut (and marked with "..."): a domain name or an
+/// address is shorter, and a hostile `d=` of kilobytes, which folding cannot break, would
+/// otherwise make a line longer than RFC 5322 allows.
+const VALUE_LENGTH: usize = 320;
 /// Room for the usual field (SPF twice, one signature, DMARC, ARC) without growing.
 const FIELD_CAPACITY: usize = 1024;
 
@@ -208,49 +218,44 @@ fn is_dot_atom(text: &str) -> bool {
 }
 
 /// A property value as RFC 8601 §2.2 allows it: a token, `local-part@domain` written as is
-/// when both halves are dot-atoms, and anything else as a quoted string.
+/// when both halves are dot-atoms, and anything else as a quoted string; in ASCII and cut at
+/// [`VALUE_LENGTH`] bytes.
 fn push_value(out: &mut String, text: &str) {
-    let bare = is_token(text)
+    let ascii = plain_ascii(text);
+    let text: Cow<'_, str> = if ascii.len() > VALUE_LENGTH {
+        // ASCII, so every byte index is a character boundary.
+        Cow::Owned(format!("{}...", &ascii[..VALUE_LENGTH]))
+    } else {
+        ascii
+    };
+    let bare = is_token(&text)
         || text.rsplit_once('@').is_some_and(|(local, domain)| {
             (local.is_empty() || is_dot_atom(local)) && is_dot_atom(domain)
         });
     if bare {
-        out.push_str(text);
+        out.push_str(&text);
         return;
     }
     out.reserve(text.len() + 2);
     out.push('"');
     for c in text.chars() {
-        match c {
-            '"' | '\\' => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if c.is_control() => out.push(' '),
-            c => out.push(c),
+        if matches!(c, '"' | '\\') {
+            out.push('\\');
         }
+        out.push(c);
     }
     out.push('"');
 }
 
-/// Comment text: parentheses and backslashes escaped, control characters (line breaks above
-/// all) turned into spaces, cut at a word when very long.
+/// Comment text: in ASCII, parentheses and backslashes escaped, control characters (line
+/// breaks above all) turned into spaces, cut at a word when very long.
 fn push_comment(out: &mut String, text: &str) {
-    let spaced: Cow<'_, str> = if text.chars().any(char::is_control) {
-        Cow::Owned(
-            text.chars()
-                .map(|c| if c.is_control() { ' ' } else { c })
-                .collect(),
-        )
+    let ascii = plain_ascii(text);
+    let (kept, cut) = if ascii.len() > COMMENT_LENGTH {
+        let end = ascii[..COMMENT_LENGTH].rfind(' ').unwrap_or(COMMENT_LENGTH);
+        (&ascii[..end], true)
     } else {
-        Cow::Borrowed(text)
-    };
-    let (kept, cut) = if spaced.len() > COMMENT_LENGTH {
-        let end = spaced.floor_char_boundary(COMMENT_LENGTH);
-        let end = spaced[..end].rfind(' ').unwrap_or(end);
-        (&spaced[..end], true)
-    } else {
-        (&spaced[..], false)
+        (&ascii[..], false)
     };
     out.reserve(kept.len() + 4);
     for c in kept.chars() {
@@ -264,6 +269,52 @@ fn push_comment(out: &mut String, text: &str) {
     }
 }
 
+/// `text` in printable ASCII and spaces: control characters become spaces, the symbols the
+/// verifier's own reasons use are spelt out, and any other non-ASCII character becomes `?`.
+fn plain_ascii(text: &str) -> Cow<'_, str> {
+    if text.bytes().all(|b| b == b' ' || b.is_ascii_graphic()) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            c if c.is_control() => out.push(' '),
+            c if c.is_ascii() => out.push(c),
+            // "RFC 7208 §2.3" reads "RFC 7208 section 2.3".
+            '§' => {
+                out.push_str("section");
+                if chars.peek().is_some_and(|next| !next.is_whitespace()) {
+                    out.push(' ');
+                }
+            }
+            '→' => out.push_str("->"),
+            '←' => out.push_str("<-"),
+            '—' | '–' | '‐' | '−' => out.push('-'),
+            '…' => out.push_str("..."),
+            '×' => out.push('x'),
+            '≤' => out.push_str("<="),
+            '≥' => out.push_str(">="),
+            '‘' | '’' => out.push('\''),
+            '“' | '”' => out.push('"'),
+            c if c.is_whitespace() => out.push(' '),
+            _ => out.push('?'),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Where the folding scanner is in a result line.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Scan {
+    /// Between pieces, where a space may fold.
+    Plain,
+    /// Inside a quoted string, which must not fold.
+    Quoted,
+    /// Inside a comment: a space may fold, and `"` is text, not the start of a quoted string.
+    Comment,
+}
+
 /// Appends `line` to `out`, folded at spaces outside quoted strings so that each piece stays
 /// within [`LINE_LENGTH`] where possible; continuation lines are indented with a tab and two
 /// spaces.
@@ -272,21 +323,31 @@ fn push_folded(out: &mut String, line: &str) {
     out.reserve(line.len() + 16);
     let mut line_start = out.len(); // index in `out` where the current physical line starts
     let mut last_break: Option<usize> = None; // index in `out` of a space we may fold at
-    let mut in_quotes = false;
+    let mut scan = Scan::Plain;
     let mut escaped = false;
+    // Comments nest (RFC 5322 §3.2.2); ours do not, but escaped text must not end one early.
+    let mut depth = 0usize;
     for c in line.chars() {
-        if in_quotes {
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == '"' {
-                in_quotes = false;
+        if escaped {
+            escaped = false;
+        } else {
+            match (scan, c) {
+                (Scan::Quoted | Scan::Comment, '\\') => escaped = true,
+                (Scan::Quoted, '"') => scan = Scan::Plain,
+                (Scan::Plain, '"') => scan = Scan::Quoted,
+                (Scan::Plain | Scan::Comment, '(') => {
+                    depth += 1;
+                    scan = Scan::Comment;
+                }
+                (Scan::Comment, ')') => {
+                    depth -= 1;
+                    if depth == 0 {
+                        scan = Scan::Plain;
+                    }
+                }
+                (Scan::Plain | Scan::Comment, ' ') => last_break = Some(out.len()),
+                _ => {}
             }
-        } else if c == '"' {
-            in_quotes = true;
-        } else if c == ' ' {
-            last_break = Some(out.len());
         }
         out.push(c);
         if out.len() - line_start > LINE_LENGTH
@@ -323,38 +384,166 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// Whatever the text, the field's pieces read back as it: a value bare or quoted, a
-        /// comment escaped (and cut at a word when long), a line folded only at spaces.
+        /// Whatever the text, the field's pieces read back as its ASCII form: a value bare or
+        /// quoted (cut when long), a comment escaped (and cut at a word when long), a line
+        /// folded only at spaces.
         #[test]
         fn values_comments_and_folds_read_back_as_the_text(
-            text in "[ a-z@.\"\\\\()\t\r\n\u{85}\u{e9}\u{1F600};=-]{0,400}"
+            text in "[ a-z@.\"\\\\()\t\r\n\u{85}\u{e9}\u{1F600}\u{a7}\u{2192};=-]{0,400}"
         ) {
-            let spaced: String = text
-                .chars()
-                .map(|c| if c.is_control() { ' ' } else { c })
-                .collect();
+            let ascii = plain_ascii(&text).into_owned();
+            proptest::prop_assert!(ascii.bytes().all(|b| b == b' ' || b.is_ascii_graphic()));
 
             let quoted = value(&text);
-            if quoted != text {
+            proptest::prop_assert!(quoted.is_ascii(), "{quoted:?}");
+            let shown = if ascii.len() > VALUE_LENGTH {
+                format!("{}...", &ascii[..VALUE_LENGTH])
+            } else {
+                ascii.clone()
+            };
+            if quoted != shown {
                 let inner = quoted.strip_prefix('"').and_then(|q| q.strip_suffix('"'));
                 proptest::prop_assert!(inner.is_some(), "{quoted:?}");
-                proptest::prop_assert_eq!(&unescape(inner.unwrap()), &spaced);
+                proptest::prop_assert_eq!(&unescape(inner.unwrap()), &shown);
             }
 
             let comment = comment_text(&text);
+            proptest::prop_assert!(comment.is_ascii(), "{comment:?}");
             let read = unescape(&comment);
             match read.strip_suffix(" ...") {
-                Some(kept) if spaced.len() > COMMENT_LENGTH => {
+                Some(kept) if ascii.len() > COMMENT_LENGTH => {
                     proptest::prop_assert!(kept.len() <= COMMENT_LENGTH);
-                    proptest::prop_assert!(spaced.starts_with(kept));
+                    proptest::prop_assert!(ascii.starts_with(kept));
                 }
-                _ => proptest::prop_assert_eq!(&read, &spaced),
+                _ => proptest::prop_assert_eq!(&read, &ascii),
             }
 
             let line = format!("\tdkim=pass ({comment}) header.d={quoted}");
             let folded = fold(&line);
             proptest::prop_assert_eq!(folded.replace("\r\n\t  ", " "), line);
         }
+
+        /// Whatever the reasons, names and domains hold — non-ASCII symbols, line breaks,
+        /// parentheses, kilobytes without a space — the whole field is ASCII, every line break
+        /// is a fold, and no line exceeds 998 bytes.
+        #[test]
+        fn the_field_is_ascii_and_its_lines_bounded_for_hostile_values(
+            values in proptest::collection::vec(hostile(), 12)
+        ) {
+            let field = field_with(&values);
+            proptest::prop_assert!(field.is_ascii(), "{field:?}");
+            for (index, line) in field.split("\r\n").enumerate() {
+                proptest::prop_assert!(line.len() <= 998, "{} bytes: {line:?}", line.len());
+                proptest::prop_assert!(
+                    index == 0 || line.starts_with([' ', '\t']),
+                    "a line break that is not a fold before {line:?}"
+                );
+                proptest::prop_assert!(
+                    !line.contains(['\r', '\n']),
+                    "a bare CR or LF in {line:?}"
+                );
+            }
+        }
+    }
+
+    /// Text a hostile message or DNS answer can put in a report: long runs without a space,
+    /// quoted-string material with spaces, symbols, control and non-ASCII characters.
+    fn hostile() -> impl proptest::strategy::Strategy<Value = String> {
+        proptest::prop_oneof![
+            "[a-z0-9.-]{0,5000}",
+            "[ a-z.\"\\\\()\t\r\n\u{85}\u{e9}\u{1F600}\u{a7}\u{2192}\u{2028};=@-]{0,3000}",
+            "[\u{a7}\u{2192}\u{e9}\u{1F600}\"\\\\()]{0,1500}",
+        ]
+    }
+
+    /// The field for a report whose every free-text part is one of `values`.
+    fn field_with(values: &[String]) -> String {
+        use crate::report::{
+            Alignment, AlignmentMode, ArcReport, ArcResult, DkimReasonCode, DmarcResult,
+            SpfIdentityKind, SpfResult,
+        };
+        let check = |kind, identity: &str, reason: &str| SpfCheck {
+            result: SpfResult::Fail,
+            ..crate::spf::not_checked(kind, identity, "example.test", reason)
+        };
+        let spf = SpfReport {
+            check: check(SpfIdentityKind::Mailfrom, &values[0], &values[1]),
+            aligned: false,
+            helo: Some(check(SpfIdentityKind::Helo, &values[2], &values[3])),
+        };
+        let signature = DkimSignatureReport {
+            domain: values[4].clone(),
+            selector: values[5].clone(),
+            algorithm: values[6].clone(),
+            canonicalization: String::new(),
+            identity: None,
+            signed_headers: Vec::new(),
+            signed_headers_not_listed: 0,
+            body_length: None,
+            timestamp: None,
+            expiration: None,
+            key_type: None,
+            key_bits: None,
+            result: DkimResult::Fail,
+            reason: values[7].clone(),
+            reason_code: DkimReasonCode::SignatureMismatch,
+            aligned: false,
+            warnings: Vec::new(),
+            header_value: String::new(),
+        };
+        let alignment = Alignment {
+            mode: AlignmentMode::Relaxed,
+            aligned: false,
+            domain: None,
+        };
+        let dmarc = DmarcReport {
+            from_domain: Some(values[8].clone()),
+            organizational_domain: None,
+            problem: Some(values[9].clone()),
+            record: None,
+            spf_alignment: alignment.clone(),
+            dkim_alignment: alignment,
+            result: DmarcResult::Permerror,
+            policy: "none".into(),
+            reason: values[10].clone(),
+            policy_tag: None,
+            author_domain_exists: None,
+            queries: Vec::new(),
+            walk_queries: 0,
+            walk_query_limit: 0,
+            organizational_domains: Vec::new(),
+            notes: Vec::new(),
+            rfc7489: None,
+            rfc7489_differences: Vec::new(),
+        };
+        let arc = ArcReport {
+            result: ArcResult::Fail,
+            sets: 1,
+            reason: values[11].clone(),
+        };
+        authentication_results("tester.test", &spf, &[signature], &dmarc, &arc)
+    }
+
+    #[test]
+    fn the_symbols_of_the_reasons_are_written_in_ascii() {
+        assert_eq!(
+            comment_text("HELO '[192.0.2.1]' (RFC 7208 §2.3): none"),
+            "HELO '[192.0.2.1]' \\(RFC 7208 section 2.3\\): none"
+        );
+        assert_eq!(
+            comment_text("a.test → b.test — §§ 4–6 …"),
+            "a.test -> b.test - section section 4-6 ..."
+        );
+        assert_eq!(comment_text("café 😀"), "caf? ?");
+        assert_eq!(value("caf\u{e9}.test"), "\"caf?.test\"");
+    }
+
+    #[test]
+    fn a_kilobyte_domain_is_cut_so_its_line_stays_short() {
+        let long = "a".repeat(5000);
+        let shown = value(&long);
+        assert_eq!(shown.len(), VALUE_LENGTH + 3);
+        assert!(shown.ends_with("..."));
     }
 
     /// `text` with each backslash escape replaced by the character it escapes.

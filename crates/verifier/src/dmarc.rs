@@ -23,6 +23,10 @@
 //! they can matter: the record that applies has `np=` and belongs to a parent of the author
 //! domain. A DNS failure on any of them counts as "exists" (`sp`/`p` apply), with a note.
 //!
+//! A DNS failure that keeps an organizational domain unknown gives `temperror` only when it
+//! could change the result: a passing identifier, not aligned, compared by relaxed alignment.
+//! Without one (nothing passed, or alignment is strict) the result is decided without it.
+//!
 //! `t=y` (testing): RFC 9989 asks receivers not to apply the policy as written; it replaces
 //! `pct=0`, for which RFC 7489 receivers apply the next milder policy. This verifier shows that
 //! milder disposition (`reject` becomes `quarantine`, `quarantine` becomes `none`).
@@ -379,9 +383,19 @@ async fn evaluate_found(
         .map(|identifier| is_aligned(identifier, adkim))
         .collect();
     let dkim_alignment = dkim_alignment(dkim, &dkim_aligned, adkim);
-    // A relaxed comparison that a DNS failure left open could have aligned.
-    let undecided =
-        from_organizational.is_none() || identifiers.iter().any(|identifier| identifier.unknown);
+    // Only a relaxed comparison that a DNS failure left open could still have aligned. An
+    // identifier that did not pass never aligns, and strict alignment compares the names
+    // themselves: neither depends on an organizational domain, so the failure cannot change
+    // the result and DMARC fails rather than asking the sender to try again.
+    let undecided = identifiers.iter().any(|identifier| {
+        let mode = match identifier.role {
+            IdentifierRole::Spf => aspf,
+            IdentifierRole::Dkim | IdentifierRole::From => adkim,
+        };
+        identifier.passed
+            && mode == AlignmentMode::Relaxed
+            && (from_organizational.is_none() || identifier.unknown)
+    });
 
     let mut notes = Vec::new();
     notes.extend(from_walk.discarded_notes());
@@ -425,6 +439,11 @@ async fn evaluate_found(
                     ),
                 )
             } else {
+                if from_organizational.is_none() || identifiers.iter().any(|i| i.unknown) {
+                    notes.push(
+                        "A DNS failure kept an organizational domain unknown; it does not change the result: no SPF or DKIM identifier passed, or those that did are compared by strict alignment, which needs no organizational domain.".into(),
+                    );
+                }
                 let requested = requested_policy(&record, tag);
                 let applied = disposition(&record, tag);
                 let reason = fail_reason(
@@ -678,7 +697,7 @@ fn policy_tag(record: &DmarcRecord, from_domain: &str, exists: Option<bool>) -> 
 }
 
 /// The policy the record asks for with `tag`.
-fn requested_policy(record: &DmarcRecord, tag: PolicyTag) -> String {
+pub(crate) fn requested_policy(record: &DmarcRecord, tag: PolicyTag) -> String {
     match tag {
         PolicyTag::P => record.p.clone(),
         PolicyTag::Sp => record.sp.clone().unwrap_or_else(|| record.p.clone()),

@@ -5,8 +5,8 @@
 mod common;
 
 use authcheck_testdns::TestDns;
-use authcheck_verifier::Report;
 use authcheck_verifier::diagnosis::{FindingCode, Severity};
+use authcheck_verifier::{AlignmentMode, DmarcResult, PolicyTag, Report};
 use common::*;
 
 /// A zone where sender.test is set up well; each test changes one thing.
@@ -135,6 +135,76 @@ async fn dmarc_without_reports_and_with_p_none() {
     assert!(none.fix.as_deref().unwrap().contains("p=quarantine"));
 }
 
+/// A letter from `from`, unsigned, sent by sender.test's server with a sender.test MAIL FROM.
+async fn check_letter_from(dns: &TestDns, from: &str) -> Report {
+    check(
+        dns,
+        "bounce@sender.test",
+        &message(from, "Hello", "Hi.\r\n"),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn the_p_none_finding_speaks_of_the_policy_that_applied() {
+    let dns = TestDns::start().await;
+    dns.add_txt("sender.test", "v=spf1 ip4:192.0.2.10 -all");
+    dns.add_txt(
+        "_dmarc.sender.test",
+        "v=DMARC1; p=none; sp=reject; rua=mailto:d@sender.test",
+    );
+    dns.add_a("news.sender.test", "192.0.2.80".parse().unwrap());
+    // sp=reject applies to the subdomain: nothing claims failing mail is delivered.
+    let report = check_letter_from(&dns, "alice@news.sender.test").await;
+    assert_eq!(report.dmarc.policy_tag, Some(PolicyTag::Sp));
+    assert_no_finding(&report, FindingCode::DmarcPolicyNone);
+    // p=none applies to the domain itself.
+    let report = check_letter_from(&dns, "alice@sender.test").await;
+    let none = finding(&report, FindingCode::DmarcPolicyNone);
+    assert_mentions(&none.title, "p=none applies to sender.test");
+
+    // The other way round: p=reject, but sp=none for subdomains.
+    let dns = TestDns::start().await;
+    dns.add_txt(
+        "_dmarc.sender.test",
+        "v=DMARC1; p=reject; sp=none; np=reject; rua=mailto:d@sender.test",
+    );
+    dns.add_a("news.sender.test", "192.0.2.80".parse().unwrap());
+    let report = check_letter_from(&dns, "alice@sender.test").await;
+    assert_no_finding(&report, FindingCode::DmarcPolicyNone);
+    let report = check_letter_from(&dns, "alice@news.sender.test").await;
+    let none = finding(&report, FindingCode::DmarcPolicyNone);
+    assert_mentions(&none.title, "sp=none applies to news.sender.test");
+    assert_mentions(none.fix.as_deref().unwrap(), "sp=quarantine");
+    // np=reject applies to a subdomain that does not exist.
+    let report = check_letter_from(&dns, "alice@ghost.sender.test").await;
+    assert_eq!(report.dmarc.policy_tag, Some(PolicyTag::Np));
+    assert_no_finding(&report, FindingCode::DmarcPolicyNone);
+
+    // np=none for a subdomain that does not exist, under p=reject.
+    let dns = TestDns::start().await;
+    dns.add_txt(
+        "_dmarc.sender.test",
+        "v=DMARC1; p=reject; np=none; rua=mailto:d@sender.test",
+    );
+    let report = check_letter_from(&dns, "alice@ghost.sender.test").await;
+    let none = finding(&report, FindingCode::DmarcPolicyNone);
+    assert_mentions(&none.title, "np=none applies to ghost.sender.test");
+}
+
+#[tokio::test]
+async fn the_p_none_finding_under_testing_mode_asks_to_remove_t_y() {
+    let dns = TestDns::start().await;
+    dns.add_txt(
+        "_dmarc.sender.test",
+        "v=DMARC1; p=none; t=y; rua=mailto:d@sender.test",
+    );
+    let report = check_letter_from(&dns, "alice@sender.test").await;
+    let none = finding(&report, FindingCode::DmarcPolicyNone);
+    assert_mentions(&none.detail, "t=y");
+    assert_mentions(none.fix.as_deref().unwrap(), "remove t=y");
+}
+
 #[tokio::test]
 async fn short_and_testing_keys() {
     let dns = zone().await;
@@ -213,6 +283,67 @@ async fn a_sending_service_that_passes_for_itself_is_explained() {
     );
     assert_no_finding(&report, FindingCode::UnalignedDkimPass);
     assert_no_finding(&report, FindingCode::AlignmentDomains);
+}
+
+/// A letter from alice@news.sender.test signed with d=`domain`, sent with MAIL FROM
+/// bounce@`mail_from_domain`, checked against a zone whose DMARC record is `dmarc`.
+async fn check_news_letter(dmarc: &str, mail_from_domain: &str, domain: &str) -> Report {
+    let dns = TestDns::start().await;
+    dns.add_txt("_dmarc.sender.test", dmarc);
+    publish_spf(&dns, SENDER_SPF, &["sender.test", "esp.test"]);
+    publish_keys(&dns, "sender.test");
+    publish_keys(&dns, "esp.test");
+    let letter = sign(
+        &message("alice@news.sender.test", "Hello", "Hi.\r\n"),
+        &SignOptions::new(domain, TestKey::Rsa2048),
+    );
+    check(&dns, &format!("bounce@{mail_from_domain}"), &letter).await
+}
+
+#[tokio::test]
+async fn strict_alignment_advice_asks_for_the_from_domain_itself() {
+    // Relaxed: sender.test aligns with news.sender.test, a service's domain does not; the
+    // advice is a return-path or d= under sender.test.
+    let relaxed = "v=DMARC1; p=reject; rua=mailto:d@sender.test";
+    let report = check_news_letter(relaxed, "esp.test", "esp.test").await;
+    assert_eq!(report.dmarc.spf_alignment.mode, AlignmentMode::Relaxed);
+    let spf = finding(&report, FindingCode::UnalignedSpfPass);
+    assert_mentions(spf.fix.as_deref().unwrap(), "bounce.sender.test");
+    let dkim = finding(&report, FindingCode::UnalignedDkimPass);
+    assert_mentions(dkim.fix.as_deref().unwrap(), "sign with d=sender.test");
+    let alignment = finding(&report, FindingCode::AlignmentDomains);
+    assert_mentions(&alignment.title, "organizational domains");
+    assert_mentions(alignment.fix.as_deref().unwrap(), "belong to sender.test");
+
+    // Strict: the very domains relaxed advice names fail, so the advice is the From domain
+    // itself, or relaxing the record.
+    let strict = "v=DMARC1; p=reject; aspf=s; adkim=s; rua=mailto:d@sender.test";
+    let report = check_news_letter(strict, "sender.test", "sender.test").await;
+    assert_eq!(
+        report.dmarc.result,
+        DmarcResult::Fail,
+        "{}",
+        report.dmarc.reason
+    );
+    assert_eq!(report.dmarc.spf_alignment.mode, AlignmentMode::Strict);
+    let spf = finding(&report, FindingCode::UnalignedSpfPass);
+    assert_mentions(&spf.title, "not for news.sender.test");
+    assert_mentions(&spf.detail, "exactly news.sender.test");
+    let fix = spf.fix.as_deref().unwrap();
+    assert_mentions(fix, "return-path at news.sender.test itself");
+    assert_mentions(fix, "remove aspf=s");
+    let dkim = finding(&report, FindingCode::UnalignedDkimPass);
+    assert_mentions(&dkim.detail, "exactly news.sender.test");
+    let fix = dkim.fix.as_deref().unwrap();
+    assert_mentions(fix, "sign with d=news.sender.test");
+    assert_mentions(fix, "remove adkim=s");
+    let alignment = finding(&report, FindingCode::AlignmentDomains);
+    assert_mentions(&alignment.title, "strict alignment");
+    assert_mentions(&alignment.detail, "exactly news.sender.test");
+    let fix = alignment.fix.as_deref().unwrap();
+    assert_mentions(fix, "exactly news.sender.test");
+    assert_mentions(fix, "remove aspf=s and adkim=s");
+    assert!(!fix.contains("belong to"), "{fix}");
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@
 
 mod common;
 
-use authcheck_testdns::TestDns;
+use authcheck_testdns::{Behaviour, TestDns};
 use authcheck_verifier::{
     DmarcAnswer, DmarcResult, IdentifierRole, PolicyTag, Report, Rfc7489Outcome,
 };
@@ -25,6 +25,9 @@ async fn zone() -> TestDns {
             "elsewhere.tld",
             "corp.test",
             "other.github.io",
+            "a.shaky.test",
+            "bounce.a.shaky.test",
+            "bounce.s.shaky.test",
         ],
     );
     dns.add_txt("_dmarc.sender.test", "v=DMARC1; p=reject");
@@ -45,6 +48,13 @@ async fn zone() -> TestDns {
     );
     dns.add_a("www.np.test", "192.0.2.80".parse().unwrap());
     dns.add_txt("_dmarc.testing.test", "v=DMARC1; p=reject; t=y; pct=50");
+    // The policy is found, but the walk on to the organizational domain fails.
+    dns.add_txt("_dmarc.a.shaky.test", "v=DMARC1; p=reject");
+    dns.add_txt(
+        "_dmarc.s.shaky.test",
+        "v=DMARC1; p=quarantine; aspf=s; adkim=s",
+    );
+    dns.set_behaviour("_dmarc.shaky.test", Behaviour::ServFail);
     dns
 }
 
@@ -476,4 +486,60 @@ async fn testing_mode_is_milder_and_removed_tags_are_named() {
         differences.contains("would give dmarc=fail with disposition reject"),
         "{differences}"
     );
+}
+
+#[tokio::test]
+async fn an_unknown_organizational_domain_that_cannot_change_the_result_does_not_make_a_temperror()
+{
+    let dns = zone().await;
+    // Nothing passed: no organizational domain could make anything align.
+    let report = check(&dns, OTHER_IP, "alice@a.shaky.test", "alice@a.shaky.test").await;
+    assert_eq!(report.spf.check.result.as_str(), "fail");
+    assert_eq!(organizational_of(&report, IdentifierRole::From), None);
+    assert_eq!(
+        report.dmarc.result,
+        DmarcResult::Fail,
+        "{}",
+        report.dmarc.reason
+    );
+    assert_eq!(report.dmarc.policy, "reject");
+    assert_eq!(report.dmarc.policy_tag, Some(PolicyTag::P));
+    let notes = report.dmarc.notes.join("\n");
+    assert!(notes.contains("does not change the result"), "{notes}");
+
+    // SPF passed for a subdomain, but alignment is strict: names are compared, not
+    // organizational domains.
+    let report = check(
+        &dns,
+        SENDER_IP,
+        "bounce@bounce.s.shaky.test",
+        "alice@s.shaky.test",
+    )
+    .await;
+    assert_eq!(report.spf.check.result.as_str(), "pass");
+    assert_eq!(
+        report.dmarc.result,
+        DmarcResult::Fail,
+        "{}",
+        report.dmarc.reason
+    );
+    assert_eq!(report.dmarc.policy, "quarantine");
+
+    // SPF passed for a subdomain under relaxed alignment: whether it aligns depends on the
+    // organizational domains the failure hid, so a receiver must try again.
+    let report = check(
+        &dns,
+        SENDER_IP,
+        "bounce@bounce.a.shaky.test",
+        "alice@a.shaky.test",
+    )
+    .await;
+    assert_eq!(report.spf.check.result.as_str(), "pass");
+    assert_eq!(
+        report.dmarc.result,
+        DmarcResult::Temperror,
+        "{}",
+        report.dmarc.reason
+    );
+    assert_eq!(report.dmarc.policy, "none");
 }

@@ -363,3 +363,28 @@ async fn authentication_results_report_invalid_signatures_as_neutral() {
     assert!(unfolded.contains("header.s=unpublished"), "{unfolded}");
     assert!(unfolded.contains("dmarc=fail"), "{unfolded}");
 }
+
+#[tokio::test]
+async fn authentication_results_are_ascii_for_an_address_literal_helo() {
+    // The HELO check's reason cites "RFC 7208 §2.3": the field carries it in ASCII.
+    let dns = zone().await;
+    let report = verify(
+        &verifier(&dns),
+        ALLOWED_IP,
+        "[192.0.2.1]",
+        "alice@sender.test",
+        &plain(),
+    )
+    .await;
+    let field = &report.authentication_results;
+    assert!(field.is_ascii(), "{field:?}");
+    let unfolded = unfold(field);
+    assert!(
+        unfolded.contains("\\(RFC 7208 section 2.3\\)"),
+        "{unfolded}"
+    );
+    assert!(unfolded.contains("smtp.helo=\"[192.0.2.1]\""), "{unfolded}");
+    for line in field.split("\r\n") {
+        assert!(line.len() <= 998, "line too long: {line}");
+    }
+}

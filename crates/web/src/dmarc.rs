@@ -22,7 +22,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use serde::Deserialize;
 
 use crate::AppState;
@@ -49,6 +49,14 @@ pub(crate) const REPORTS_SHOWN: u32 = 30;
 /// Records of one report per page.
 pub(crate) const RECORDS_PER_PAGE: usize = 100;
 pub(crate) const REJECTED_SHOWN: u32 = 200;
+/// Most reporter errors, and most warnings, one report's page and API object list; the rest
+/// are counted ("… and 12 more"). The parser keeps about as many, but reports stored before it
+/// did may hold any number.
+pub(crate) const NOTES_SHOWN: usize = 100;
+/// The years a `from` or `to` day may fall in: any report's days, with room, and far enough
+/// from chrono's limits that a window around them is never out of range.
+const FIRST_YEAR: i32 = 1970;
+const LAST_YEAR: i32 = 9999;
 /// Longest reporter filter accepted (reporters name themselves; real names are short).
 const MAX_REPORTER_LEN: usize = 256;
 
@@ -89,17 +97,22 @@ pub(crate) fn date_param(
     let Some(text) = blank_is_none(value) else {
         return Ok(None);
     };
-    NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .map(Some)
-        .map_err(|_| {
-            ParamError::new(
-                name,
-                format!(
-                    "{name}: {:?} is not a date; write it as YYYY-MM-DD",
-                    shown(text)
-                ),
-            )
-        })
+    let date = NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| {
+        ParamError::new(
+            name,
+            format!(
+                "{name}: {:?} is not a date; write it as YYYY-MM-DD",
+                shown(text)
+            ),
+        )
+    })?;
+    if !(FIRST_YEAR..=LAST_YEAR).contains(&date.year()) {
+        return Err(ParamError::new(
+            name,
+            format!("{name}: {date} is not between the years {FIRST_YEAR} and {LAST_YEAR}"),
+        ));
+    }
+    Ok(Some(date))
 }
 
 /// A `from`-`to` range of days as the dashboards take it: in order, and at most
@@ -182,11 +195,15 @@ impl DashboardParams {
     /// [`DEFAULT_WINDOW_DAYS`] days of its data.
     pub(crate) fn filter(&self, domain: &DmarcDomain) -> DmarcFilter {
         let window = Duration::days(DEFAULT_WINDOW_DAYS - 1);
+        // A stored day may lie anywhere chrono can count (reports stored before their dates
+        // were checked), so the window is clamped, never overflowed.
+        let after = |day: NaiveDate| day.checked_add_signed(window).unwrap_or(NaiveDate::MAX);
+        let before = |day: NaiveDate| day.checked_sub_signed(window).unwrap_or(NaiveDate::MIN);
         let (first_day, last_day) = match (self.from, self.to) {
             (Some(from), Some(to)) => (from, to),
-            (Some(from), None) => (from, (from + window).min(domain.last_day.max(from))),
-            (None, Some(to)) => (to - window, to),
-            (None, None) => (domain.last_day - window, domain.last_day),
+            (Some(from), None) => (from, after(from).min(domain.last_day.max(from))),
+            (None, Some(to)) => (before(to), to),
+            (None, None) => (before(domain.last_day), domain.last_day),
         };
         DmarcFilter {
             domain: domain.domain.clone(),
@@ -204,15 +221,19 @@ impl DashboardParams {
 }
 
 /// `domain` from a path, lowercase without a final dot, if it can be a domain name; anything
-/// else never reaches the database.
+/// else never reaches the database. The rule reports are stored by, so every stored domain
+/// has its page.
 pub(crate) fn domain_name(path: &str) -> Option<String> {
-    let domain = path.trim().trim_end_matches('.').to_ascii_lowercase();
-    let valid = !domain.is_empty()
-        && domain.len() <= 253
-        && domain
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
-    valid.then_some(domain)
+    authcheck_dmarc_reports::domain_name(path)
+}
+
+/// `stored` if it is a domain name as reports are stored under now ([`domain_name`]); `None` for
+/// a name stored before names were checked (empty, a final dot, other characters), which has no
+/// page and no record to publish.
+fn as_stored_name(stored: &str) -> Option<&str> {
+    domain_name(stored)
+        .is_some_and(|name| name == stored)
+        .then_some(stored)
 }
 
 /// Why a domain's data could not be shown.
@@ -338,7 +359,8 @@ fn report_not_found_page() -> Response {
 
 struct DomainRow {
     name: String,
-    link: String,
+    /// `None` for a name stored before names were checked, which has no page.
+    link: Option<String>,
     first_day: String,
     last_day: String,
     window_messages: i64,
@@ -380,7 +402,7 @@ pub(crate) async fn index(State(state): State<AppState>) -> Response {
         days.iter().for_each(|day| window.add(&day.counts));
         let trend: Vec<i64> = days.iter().map(|day| day.counts.messages).collect();
         rows.push(DomainRow {
-            link: domain_link(&domain.domain, &[]),
+            link: as_stored_name(&domain.domain).map(|name| domain_link(name, &[])),
             first_day: domain.first_day.to_string(),
             last_day: domain.last_day.to_string(),
             window_messages: window.messages,
@@ -399,15 +421,14 @@ pub(crate) async fn index(State(state): State<AppState>) -> Response {
         });
     }
     let testers = &state.config.domains;
+    // No record for a stored name that is no domain name: it could not be published.
     let authorizations = domains
         .iter()
+        .filter_map(|domain| as_stored_name(&domain.domain))
         .flat_map(|domain| {
-            testers.iter().map(move |tester| {
-                format!(
-                    "{}._report._dmarc.{tester}. TXT \"v=DMARC1\"",
-                    domain.domain
-                )
-            })
+            testers
+                .iter()
+                .map(move |tester| format!("{domain}._report._dmarc.{tester}. TXT \"v=DMARC1\""))
         })
         .collect();
     let page = IndexPage {
@@ -767,7 +788,9 @@ struct AggregateView {
     previous_page: Option<String>,
     next_page: Option<String>,
     errors: Vec<String>,
+    errors_not_listed: u64,
     warnings: Vec<String>,
+    warnings_not_listed: u64,
 }
 
 struct FailureView {
@@ -779,6 +802,7 @@ struct FailureView {
     original_headers: String,
     text: String,
     warnings: Vec<String>,
+    warnings_not_listed: u64,
 }
 
 #[derive(Template)]
@@ -801,6 +825,19 @@ struct ReportPage {
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct RawReportParams {
     page: Option<String>,
+}
+
+/// The first [`NOTES_SHOWN`] of `notes` as text, and how many are not listed: the rest of
+/// them and the `omitted` ones the parser only counted.
+fn listed_notes<T: ToString>(notes: &[T], omitted: u64) -> (Vec<String>, u64) {
+    let shown = notes.iter().take(NOTES_SHOWN).map(ToString::to_string);
+    (shown.collect(), notes_not_listed(notes.len(), omitted))
+}
+
+/// How many of a report's `count` notes (errors or warnings) past the first [`NOTES_SHOWN`],
+/// and of the `omitted` ones the parser only counted, its page and API object do not list.
+pub(crate) fn notes_not_listed(count: usize, omitted: u64) -> u64 {
+    (count.saturating_sub(NOTES_SHOWN) as u64).saturating_add(omitted)
 }
 
 fn or_dash(value: Option<&str>) -> String {
@@ -826,6 +863,9 @@ fn aggregate_view(
 ) -> AggregateView {
     let pages = total.div_ceil(RECORDS_PER_PAGE).max(1);
     let page_link = |page: usize| format!("/dmarc/report/{id}?page={page}");
+    let (errors, errors_not_listed) =
+        listed_notes(&report.metadata.errors, report.metadata.errors_omitted);
+    let (warnings, warnings_not_listed) = listed_notes(&report.warnings, report.warnings_omitted);
     AggregateView {
         format: report.format.to_string(),
         org_name: report.metadata.org_name.clone(),
@@ -887,8 +927,10 @@ fn aggregate_view(
         last_shown: first + shown.len(),
         previous_page: (page > 1).then(|| page_link(page - 1)),
         next_page: (page < pages).then(|| page_link(page + 1)),
-        errors: report.metadata.errors.clone(),
-        warnings: report.warnings.iter().map(ToString::to_string).collect(),
+        errors,
+        errors_not_listed,
+        warnings,
+        warnings_not_listed,
     }
 }
 
@@ -995,6 +1037,7 @@ fn failure_view(report: &FailureReport) -> FailureView {
             fields.push((name.clone(), value.clone()));
         }
     }
+    let (warnings, warnings_not_listed) = listed_notes(&report.warnings, report.warnings_omitted);
     FailureView {
         format: report.format.to_string(),
         reporter: or_dash(report.reporter.as_deref()),
@@ -1003,7 +1046,8 @@ fn failure_view(report: &FailureReport) -> FailureView {
         fields,
         original_headers: report.original_headers.clone().unwrap_or_default(),
         text: report.text.clone(),
-        warnings: report.warnings.iter().map(ToString::to_string).collect(),
+        warnings,
+        warnings_not_listed,
     }
 }
 
@@ -1166,22 +1210,39 @@ pub(crate) struct SeenLine {
     pub(crate) link: String,
 }
 
-/// What reporters saw of `client_ip` in the [`SEEN_WINDOW_DAYS`] days before `received_at`
-/// and since, the domain of `header_from` first; empty when nothing, or when the store
-/// cannot say (the result page shows without it).
+/// The days the result page's note counts for a test received on `received_day`, when
+/// today is `today`: from [`SEEN_WINDOW_DAYS`] days before the test (reports about its
+/// sender's earlier mail) to today (reports about the test itself arrive a day or so after
+/// it), at most [`MAX_WINDOW_DAYS`] days, so that the note's link shows on the dashboard the
+/// very days it counts.
+pub(crate) fn seen_days(received_day: NaiveDate, today: NaiveDate) -> (NaiveDate, NaiveDate) {
+    let first_day = received_day - Duration::days(SEEN_WINDOW_DAYS);
+    let last_day = today
+        .min(first_day + Duration::days(MAX_WINDOW_DAYS - 1))
+        .max(received_day);
+    (first_day, last_day)
+}
+
+/// What reporters saw of `client_ip` on `days` ([`seen_days`]), the domain of `header_from`
+/// first; empty when nothing, or when the store cannot say (the result page shows without
+/// it).
 pub(crate) async fn seen_from_address(
     state: &AppState,
     client_ip: &str,
     header_from_domain: Option<&str>,
-    received_at: DateTime<Utc>,
+    (first_day, last_day): (NaiveDate, NaiveDate),
 ) -> Vec<SeenLine> {
     let Ok(ip) = client_ip.parse::<IpAddr>() else {
         return Vec::new();
     };
-    let since = received_at.date_naive() - Duration::days(SEEN_WINDOW_DAYS);
     let seen = match state
         .store
-        .dmarc_source_seen(&ip.to_string(), since, SEEN_DOMAINS_SHOWN * 10)
+        .dmarc_source_seen(
+            &ip.to_string(),
+            first_day,
+            last_day,
+            SEEN_DOMAINS_SHOWN * 10,
+        )
         .await
     {
         Ok(seen) => seen,
@@ -1195,7 +1256,11 @@ pub(crate) async fn seen_from_address(
         .map(|seen| SeenLine {
             link: domain_link(
                 &seen.domain,
-                &[("from", since.to_string()), ("source", ip.to_string())],
+                &[
+                    ("from", first_day.to_string()),
+                    ("to", last_day.to_string()),
+                    ("source", ip.to_string()),
+                ],
             ),
             pass_rate: percent(seen.counts.dmarc_pass, seen.counts.messages),
             messages: seen.counts.messages,
@@ -1215,6 +1280,25 @@ pub(crate) async fn seen_from_address(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Names stored before they were checked get neither a link nor a record to publish.
+    #[test]
+    fn only_names_stored_as_domain_names_are_linked_and_published() {
+        assert_eq!(as_stored_name("example.org"), Some("example.org"));
+        assert_eq!(
+            as_stored_name("_dmarc-x.example.org"),
+            Some("_dmarc-x.example.org")
+        );
+        for stored in [
+            "",
+            "Example.org",
+            "example.org.",
+            "<script>.example",
+            "a b.example",
+        ] {
+            assert_eq!(as_stored_name(stored), None, "{stored:?}");
+        }
+    }
 
     fn raw(pairs: &[(&str, &str)]) -> RawDashboardParams {
         let mut params = RawDashboardParams::default();

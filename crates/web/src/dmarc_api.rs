@@ -7,7 +7,9 @@
 //! * `GET /api/v1/dmarc/reports?domain&reporter&kind&from&to&limit&offset`: stored reports,
 //!   newest period first, and `next_offset` when there are more;
 //! * `GET /api/v1/dmarc/reports/{id}`: one report as parsed, its records capped at
-//!   [`MAX_API_RECORDS`] (`records_not_listed` counts the rest; the raw file has them all).
+//!   [`MAX_API_RECORDS`] (`records_not_listed` counts the rest; the raw file has them all),
+//!   its reporter errors and warnings at [`NOTES_SHOWN`] (`errors_not_listed`,
+//!   `warnings_not_listed`).
 //!
 //! Days are `YYYY-MM-DD` (UTC), times RFC 3339. Errors follow the API's convention: a JSON
 //! `{"error": …}`, 400 naming the bad `parameter`, 404 for an unknown domain or report, 503
@@ -22,15 +24,16 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::api::{error_json, param_error_json, store_unavailable_json};
 use crate::dmarc::{
-    DashboardError, RawDashboardParams, domain_name, every_day, resolve, source_names,
+    DashboardError, NOTES_SHOWN, RawDashboardParams, domain_name, every_day, notes_not_listed,
+    resolve, source_names,
 };
+use crate::json::epoch_time_json;
 use crate::params::{ParamError, is_result_id};
 
 /// Most records one report's API object lists.
@@ -55,12 +58,6 @@ fn dashboard_error_json(error: DashboardError) -> Response {
         DashboardError::Param(error) => param_error_json(&error),
         DashboardError::Store(error) => store_unavailable_json(&error),
     }
-}
-
-fn time(seconds: i64) -> Value {
-    DateTime::<Utc>::from_timestamp(seconds, 0).map_or(Value::Null, |at| {
-        json!(at.to_rfc3339_opts(SecondsFormat::Secs, true))
-    })
 }
 
 fn public(state: &AppState, path: &str) -> String {
@@ -234,9 +231,9 @@ fn listing_json(state: &AppState, report: &ReportListing) -> serde_json::Map<Str
     object.insert("reporter".into(), json!(report.reporter));
     object.insert("report_id".into(), json!(report.report_id));
     object.insert("domain".into(), json!(report.domain));
-    object.insert("date_begin".into(), time(report.date_begin));
-    object.insert("date_end".into(), time(report.date_end));
-    object.insert("received_at".into(), time(report.received_at));
+    object.insert("date_begin".into(), epoch_time_json(report.date_begin));
+    object.insert("date_end".into(), epoch_time_json(report.date_end));
+    object.insert("received_at".into(), epoch_time_json(report.received_at));
     object.insert(
         "url".into(),
         json!(public(state, &format!("/dmarc/report/{}", report.id))),
@@ -394,6 +391,26 @@ pub(crate) async fn report(State(state): State<AppState>, Path(id): Path<String>
         "records_not_listed".into(),
         json!(total.saturating_sub(MAX_API_RECORDS)),
     );
+    let errors_omitted = report["metadata"]["errors_omitted"].as_u64().unwrap_or(0);
+    let errors_not_listed = cap_notes(report.pointer_mut("/metadata/errors"), errors_omitted);
+    let warnings_omitted = report["warnings_omitted"].as_u64().unwrap_or(0);
+    let warnings_not_listed = cap_notes(report.get_mut("warnings"), warnings_omitted);
+    object.insert("errors_not_listed".into(), json!(errors_not_listed));
+    object.insert("warnings_not_listed".into(), json!(warnings_not_listed));
     object.insert("report".into(), report);
     Json(Value::Object(object)).into_response()
+}
+
+/// Cuts a report's list of notes (errors, warnings) to [`NOTES_SHOWN`], as its page does, and
+/// says how many are not listed ([`notes_not_listed`]).
+fn cap_notes(notes: Option<&mut Value>, omitted: u64) -> u64 {
+    let count = match notes.and_then(Value::as_array_mut) {
+        Some(notes) => {
+            let count = notes.len();
+            notes.truncate(NOTES_SHOWN);
+            count
+        }
+        None => 0,
+    };
+    notes_not_listed(count, omitted)
 }

@@ -18,7 +18,7 @@
 
 use authcheck_store::{Mailbox, ResultSummary, SessionFacts};
 use authcheck_verifier::{ReportSummary, shown_verdicts};
-use chrono::SecondsFormat;
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value, json};
 
 use crate::result_url;
@@ -134,4 +134,11 @@ fn result_object<'a>(
     put("session", json!(session));
     put("url", json!(result_url(public_url, &result.id)));
     Value::Object(object)
+}
+
+/// `seconds` since the epoch as the API writes every time: RFC 3339 in UTC, to the second.
+pub(crate) fn epoch_time_json(seconds: i64) -> Value {
+    DateTime::<Utc>::from_timestamp(seconds, 0).map_or(Value::Null, |at| {
+        json!(at.to_rfc3339_opts(SecondsFormat::Secs, true))
+    })
 }

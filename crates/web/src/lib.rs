@@ -13,6 +13,7 @@ mod charts;
 mod dmarc;
 mod dmarc_api;
 mod feed;
+mod frame;
 mod health;
 mod json;
 mod live;
@@ -144,6 +145,10 @@ pub fn router(store: SharedStore, config: WebConfig) -> Router {
         .route("/static/style.css", get(assets::style_css))
         .route("/static/logs.js", get(assets::logs_js))
         .fallback(pages::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            frame::with_frame,
+        ))
         .with_state(state);
     with_security_headers(router).merge(probes(store))
 }

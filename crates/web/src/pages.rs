@@ -14,10 +14,11 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::response::{Html, IntoResponse, Response};
+use chrono::{NaiveDate, Utc};
 
 use crate::AppState;
 use crate::api::{PageError, list_page};
-use crate::dmarc::{SEEN_WINDOW_DAYS, SeenLine, seen_from_address};
+use crate::dmarc::{SeenLine, seen_days, seen_from_address};
 use crate::params::{PAGE_SIZE, ParamError, RawListParams, is_result_id};
 // The templates' filters, found by askama as `filters::NAME` next to the templates.
 use crate::view::filters;
@@ -281,7 +282,8 @@ struct ResultPage<'a> {
     headers: ShownHeaders,
     /// What DMARC reporters saw of the sending address around the time of the test.
     dmarc_seen: Vec<SeenLine>,
-    dmarc_seen_since: String,
+    /// The first and last day the note counts.
+    dmarc_seen_days: (NaiveDate, NaiveDate),
     /// Whether the message got a reply by mail; `None` when replies were off.
     reply: Option<crate::replies::ReplyView>,
 }
@@ -333,11 +335,15 @@ pub(crate) async fn result_detail(
         .as_deref()
         .and_then(|from| from.rsplit_once('@'))
         .map(|(_, domain)| domain.trim_end_matches('>').to_ascii_lowercase());
+    let dmarc_seen_days = seen_days(
+        result.summary.received_at.date_naive(),
+        Utc::now().date_naive(),
+    );
     let dmarc_seen = seen_from_address(
         &state,
         &result.summary.session.client_ip,
         header_from_domain.as_deref(),
-        result.summary.received_at,
+        dmarc_seen_days,
     )
     .await;
     let reply = crate::replies::reply_view(&state, &id).await;
@@ -360,9 +366,7 @@ pub(crate) async fn result_detail(
         received_at: utc_time(&result.summary.received_at),
         headers: header_fields(&raw),
         dmarc_seen,
-        dmarc_seen_since: (result.summary.received_at.date_naive()
-            - chrono::Duration::days(SEEN_WINDOW_DAYS))
-        .to_string(),
+        dmarc_seen_days,
         reply,
     };
     render(StatusCode::OK, &page)

@@ -4,16 +4,18 @@
 //! delivery attempt); and `/api/v1/results/{id}/reply`, the same as JSON.
 
 use askama::Template;
-use authcheck_store::{NoReply, OutgoingState, ReplyDecision};
+use authcheck_store::{NoReply, OutgoingState, OutgoingStatus, ReplyDecision};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::DateTime;
 use serde::Serialize;
+use serde_json::Value;
 
 use crate::AppState;
 use crate::api::{error_json, store_unavailable_json};
+use crate::json::epoch_time_json;
 use crate::params::is_result_id;
 use crate::view::utc_time;
 
@@ -125,10 +127,28 @@ pub(crate) async fn reply_view(state: &AppState, id: &str) -> Option<ReplyView> 
 #[derive(Serialize)]
 struct ReplyJson<'a> {
     result_id: &'a str,
-    decided_at: String,
+    decided_at: Value,
     /// `null` when a reply was queued.
     no_reply: Option<NoReplyJson>,
-    reply: Option<&'a authcheck_store::OutgoingStatus>,
+    reply: Option<Value>,
+}
+
+/// The queued reply as the API gives it: its times in RFC 3339, as everywhere in the API.
+fn reply_status_json(status: &OutgoingStatus) -> Value {
+    let mut reply = serde_json::to_value(status).unwrap_or(Value::Null);
+    for time in ["created_at", "next_attempt_at", "give_up_at"] {
+        if let Some(seconds) = reply[time].as_i64() {
+            reply[time] = epoch_time_json(seconds);
+        }
+    }
+    if let Some(attempts) = reply["attempts"].as_array_mut() {
+        for attempt in attempts {
+            if let Some(seconds) = attempt["at"].as_i64() {
+                attempt["at"] = epoch_time_json(seconds);
+            }
+        }
+    }
+    reply
 }
 
 #[derive(Serialize)]
@@ -152,12 +172,12 @@ pub(crate) async fn reply_json(State(state): State<AppState>, Path(id): Path<Str
     match state.store.reply_decision(&id).await {
         Ok(Some(decision)) => Json(ReplyJson {
             result_id: &id,
-            decided_at: time(decision.decided_at),
+            decided_at: epoch_time_json(decision.decided_at),
             no_reply: decision.no_reply.map(|reason| NoReplyJson {
                 code: reason.as_str(),
                 text: reason.to_string(),
             }),
-            reply: decision.reply.as_ref(),
+            reply: decision.reply.as_ref().map(reply_status_json),
         })
         .into_response(),
         Ok(None) => not_found(),

@@ -72,7 +72,7 @@ impl RawStatsParams {
                 ParamError::new(
                     "mailbox",
                     format!(
-                        "mailbox: {:?} is not a mailbox; use spf, dkim or all",
+                        "mailbox: {:?} is not a mailbox; use spf, dkim, check or all",
                         shown(name)
                     ),
                 )
@@ -851,6 +851,13 @@ mod tests {
         );
         assert_eq!(error(&[("from", "2020-01-01"), ("to", "2026-01-01")]), "to");
         assert_eq!(error(&[("mailbox", "<script>")]), "mailbox");
+        // The message names every mailbox the parameter takes.
+        let message = raw(&[("mailbox", "x")]).check(today).unwrap_err().message;
+        assert!(message.contains("spf, dkim, check or all"), "{message}");
+        assert_eq!(
+            raw(&[("mailbox", "check")]).check(today).unwrap().mailbox,
+            Some(Mailbox::Check)
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@ mod common;
 
 use authcheck_dmarc_reports::{Limits, Report, parse};
 use authcheck_store::{NewRejectedReport, NewReport, ReportInsert, SourceName};
-use chrono::{TimeZone, Utc};
+use chrono::{NaiveDate, TimeZone, Utc};
 use common::{PUBLIC_URL, Sample, TestSite};
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -286,6 +286,16 @@ async fn bad_and_hostile_input_gets_clear_error_pages() {
             "at most 400 days",
         ),
         (
+            "/dmarc/example.org?to=-262143-01-01",
+            StatusCode::BAD_REQUEST,
+            "to: -262143-01-01 is not between the years 1970 and 9999",
+        ),
+        (
+            "/dmarc/example.org?from=%2B262142-12-31",
+            StatusCode::BAD_REQUEST,
+            "from: +262142-12-31 is not between the years 1970 and 9999",
+        ),
+        (
             "/dmarc/example.org?source=%3Cscript%3E",
             StatusCode::BAD_REQUEST,
             "is not an IP address",
@@ -394,6 +404,48 @@ async fn report_page_shows_records_and_downloads_the_file_as_received() {
             .starts_with("attachment")
     );
     assert_eq!(raw.bytes().await.unwrap(), xml.as_bytes());
+}
+
+/// A report with 1,000 reporter errors (stored whole, as before the parser kept at most 100):
+/// its page and API object list 100 and count the rest.
+#[tokio::test]
+async fn a_report_with_many_errors_lists_the_first_hundred_and_counts_the_rest() {
+    let site = TestSite::start().await;
+    let errors: String = (0..1_000).map(|n| format!("<error>e{n}</error>")).collect();
+    let xml = aggregate_xml(
+        "Receiver",
+        "errors",
+        "example.org",
+        NOV_15,
+        "none",
+        &[Row("192.0.2.1", 2, "none", "pass", "pass")],
+    )
+    .replace("<date_range>", &format!("{errors}<date_range>"));
+    let limits = Limits {
+        max_errors: 10_000,
+        ..Limits::default()
+    };
+    let report = parse(xml.as_bytes(), &limits).unwrap();
+    let row = NewReport::from_parsed(report, xml.into_bytes(), NOV_15 + 2 * DAY);
+    let ReportInsert::Stored(id) = site.store.insert_report(row).await.unwrap() else {
+        panic!("stored");
+    };
+    let (status, page) = get(&site, &format!("/dmarc/report/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page.matches("<li>e").count(), 100);
+    assert!(page.contains("<li>e99</li>"));
+    assert!(page.contains("… and 900 more errors from the reporter"));
+    let (status, one) = get_json(&site, &format!("/api/v1/dmarc/reports/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        one["report"]["metadata"]["errors"]
+            .as_array()
+            .unwrap()
+            .len(),
+        100
+    );
+    assert_eq!(one["errors_not_listed"], 900);
+    assert_eq!(one["warnings_not_listed"], 0);
 }
 
 /// A report of `count` records, the n-th (from 0) from 10.0.(n / 250).(n % 250).
@@ -521,22 +573,37 @@ async fn rejected_reports_are_listed_with_their_reason() {
 async fn result_page_says_what_reporters_saw_of_the_sending_address() {
     let site = TestSite::start().await;
     forty_days(&site).await;
+    // Received among the days reported (198.51.100.7 is reported from 2023-11-11 to 11-15):
+    // the note counts the reports after the test too, and its link shows the same days.
     let sample = Sample {
         header_from: Some("alice@example.org".into()),
-        received_at: Utc.with_ymd_and_hms(2023, 11, 20, 12, 0, 0).unwrap(),
+        received_at: Utc.with_ymd_and_hms(2023, 11, 12, 12, 0, 0).unwrap(),
         ..Sample::default()
     };
     let mut result = sample.new_result();
     result.session.client_ip = "198.51.100.7".into();
     let id = site.insert(result).await;
     let (_, page) = get(&site, &format!("/r/{id}")).await;
+    // The last day is today, but at most 400 days from the first.
+    let last_day = Utc::now()
+        .date_naive()
+        .min(NaiveDate::from_ymd_opt(2024, 11, 15).unwrap());
     assert!(
-        page.contains("reporters saw this address 15 times since 2023-10-21 (30 days before this test), 0.0% DMARC pass"),
+        page.contains(&format!(
+            "reporters saw this address 15 times from 2023-10-13 (30 days before this test) to {last_day}, 0.0% DMARC pass"
+        )),
         "{page}"
     );
+    let link = format!("/dmarc/example.org?from=2023-10-13&to={last_day}&source=198.51.100.7");
     assert!(
-        page.contains("href=\"/dmarc/example.org?from=2023-10-21&#38;source=198.51.100.7\""),
+        page.contains(&format!("href=\"{}\"", link.replace('&', "&#38;"))),
         "{page}"
+    );
+    let (status, dashboard) = get(&site, &link).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        dashboard.contains("<dt>Messages reported</dt><dd>15</dd>"),
+        "{dashboard}"
     );
 
     // An address no report mentions: no note.
@@ -603,6 +670,16 @@ async fn api_gives_domains_daily_series_sources_and_reports() {
             "/api/v1/dmarc/domains/example.org/sources?limit=0",
             StatusCode::BAD_REQUEST,
             "limit".into(),
+        ),
+        (
+            "/api/v1/dmarc/domains/example.org/daily?to=-262143-01-01",
+            StatusCode::BAD_REQUEST,
+            "to".into(),
+        ),
+        (
+            "/api/v1/dmarc/domains/example.org/sources?from=%2B262142-12-31",
+            StatusCode::BAD_REQUEST,
+            "from".into(),
         ),
         (
             "/api/v1/dmarc/reports?kind=weekly",

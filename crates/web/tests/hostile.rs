@@ -67,7 +67,7 @@ fn hostile_result(mailbox: Mailbox, report: &Report, subject: &str, legacy: bool
     let mut result = sample.new_result();
     result.session.client_ptr = Some(costly(3000));
     result.session.recipient = format!("{}+{}@tester.example", mailbox.as_str(), costly(3000));
-    result.raw_message = b"Subject: kept small here\r\n\r\nbody\r\n".to_vec();
+    result.raw_message = b"Subject: kept small here\r\n\r\nbody\r\n".to_vec().into();
     result.report = serde_json::value::to_raw_value(report).unwrap();
     result.report_summary = if legacy {
         result.report.clone()

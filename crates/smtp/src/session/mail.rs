@@ -1,5 +1,5 @@
 //! MAIL FROM (RFC 5321 section 4.1.1.2) with the SIZE (RFC 1870), BODY=8BITMIME (RFC 6152)
-//! and SMTPUTF8 (RFC 6531) parameters. A new transaction must also fit the memory budget and
+//! and SMTPUTF8 (RFC 6531) parameters; any other parameter gets 555. A new transaction must also fit the memory budget and
 //! the rate limits per client and per sender domain.
 
 use std::borrow::Cow;
@@ -27,6 +27,9 @@ impl<D: Delivery> Session<D> {
         }
         if from.flags & MAIL_BODY_BINARYMIME != 0 {
             return self.command_reply(replies::unsupported_parameter("BODY=BINARYMIME"));
+        }
+        if let Some(parameter) = unoffered_parameter(from) {
+            return self.command_reply(replies::unsupported_parameter(parameter));
         }
         // Recorded as written: the parser drops quotes, which matter to SPF's %{l} macro.
         let line = String::from_utf8_lossy(line);
@@ -102,6 +105,35 @@ impl<D: Delivery> Session<D> {
         }
         None
     }
+}
+
+/// The first MAIL FROM parameter smtp-proto read that the EHLO reply does not offer (DSN's RET
+/// and ENVID, AUTH, DELIVERBY's BY, FUTURERELEASE, REQUIRETLS, ...): RFC 5321 section 4.1.1.11
+/// asks for 555 rather than a 250 the client would take for the extension's promise.
+fn unoffered_parameter(from: &MailFrom<Cow<'_, str>>) -> Option<&'static str> {
+    use smtp_proto::{
+        MAIL_BY_NOTIFY, MAIL_BY_RETURN, MAIL_BY_TRACE, MAIL_CONPERM, MAIL_REQUIRETLS,
+        MAIL_RET_FULL, MAIL_RET_HDRS,
+    };
+    [
+        (from.flags & (MAIL_RET_FULL | MAIL_RET_HDRS) != 0, "RET"),
+        (from.env_id.is_some(), "ENVID"),
+        (from.auth.is_some(), "AUTH"),
+        (
+            from.by != 0 || from.flags & (MAIL_BY_NOTIFY | MAIL_BY_RETURN | MAIL_BY_TRACE) != 0,
+            "BY",
+        ),
+        (from.hold_for != 0, "HOLDFOR"),
+        (from.hold_until != 0, "HOLDUNTIL"),
+        (from.flags & MAIL_REQUIRETLS != 0, "REQUIRETLS"),
+        (from.flags & MAIL_CONPERM != 0, "CONPERM"),
+        (from.mt_priority != 0, "MT-PRIORITY"),
+        (from.trans_id.is_some(), "TRANSID"),
+        (from.solicit.is_some(), "SOLICIT"),
+        (from.mtrk.is_some(), "MTRK"),
+    ]
+    .into_iter()
+    .find_map(|(given, name)| given.then_some(name))
 }
 
 /// The `BODY=` parameter among MAIL FROM's parameter flags (BINARYMIME is refused before).

@@ -1,6 +1,7 @@
 //! One SMTP session: a state machine fed by one loop that reads bytes from the client,
 //! handles every complete command (or message data) in the buffer, and flushes the queued
-//! replies when the buffer is drained — which is what RFC 2920 PIPELINING asks of a server.
+//! replies when the buffer is drained — which is what RFC 2920 PIPELINING asks of a server —
+//! or sooner, once they reach [`MAX_QUEUED_REPLIES`].
 //!
 //! Each command has its own file, and each command handler has one signature: it takes the
 //! session and the command's arguments, queues its reply, and returns the [`Step`] the loop
@@ -28,7 +29,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::timeout;
 
-use crate::config::{CLOSE_TIMEOUT, MIN_DATA_PER_TIMEOUT, READ_CHUNK, SmtpConfig};
+use crate::config::{
+    CLOSE_TIMEOUT, MAX_QUEUED_REPLIES, MIN_DATA_PER_TIMEOUT, READ_CHUNK, SmtpConfig,
+};
 use crate::delivery::{Delivery, TlsInfo};
 use crate::listener::Shared;
 use crate::replies::{self, Reply};
@@ -65,6 +68,9 @@ enum State {
 /// What the loop does once the buffered input has been handled.
 enum Next {
     ReadMore,
+    /// The queued replies reached [`MAX_QUEUED_REPLIES`]: send them before handling the rest
+    /// of the buffer.
+    Flush,
     StartTls,
     Close(SessionEnding),
 }
@@ -121,6 +127,10 @@ pub(crate) struct Session<D> {
     helo: Option<String>,
     tls: Option<TlsInfo>,
     bad_commands: usize,
+    /// The refusal of a BDAT chunk that ended its transaction (552 size, 452 memory budget).
+    /// RFC 3030 section 2 has the server discard the chunks the client had already pipelined
+    /// behind it: they get the same reply, not counted as bad commands, until another command.
+    chunking_refused: Option<Reply>,
     /// Set after a too-long line was answered: the rest of it, up to LF, is dropped.
     skipping_long_line: bool,
     shutdown: watch::Receiver<bool>,
@@ -157,6 +167,7 @@ impl<D: Delivery> Session<D> {
             helo: None,
             tls: None,
             bad_commands: 0,
+            chunking_refused: None,
             skipping_long_line: false,
             shutdown,
             started: Instant::now(),
@@ -224,6 +235,10 @@ impl<D: Delivery> Session<D> {
         loop {
             match self.process_input().await {
                 Next::ReadMore => self.flush().await?,
+                Next::Flush => {
+                    self.flush().await?;
+                    continue;
+                }
                 Next::Close(reason) => {
                     self.flush().await?;
                     return Ok(reason);
@@ -255,11 +270,13 @@ impl<D: Delivery> Session<D> {
             }
             let wait = left.min(command_left);
             // At shutdown, a session waiting for a command is closed; one receiving a message
-            // is left to finish it (within the listener's grace period).
-            let between_messages = matches!(
-                self.state,
-                State::Connected | State::Idle | State::Transaction(_)
-            );
+            // is left to finish it (within the listener's grace period). Between BDAT chunks
+            // the message is still being received.
+            let between_messages = match &self.state {
+                State::Connected | State::Idle => true,
+                State::Transaction(transaction) => !transaction.chunking,
+                State::Data(..) | State::Chunk { .. } | State::RefusedChunk { .. } => false,
+            };
             self.input.reserve(READ_CHUNK);
             let shutdown = &mut self.shutdown;
             let read = tokio::select! {
@@ -350,6 +367,7 @@ impl<D: Delivery> Session<D> {
                 State::Connected | State::Idle | State::Transaction(_) => self.next_command().await,
             };
             match step {
+                Step::Continue if self.output.len() >= MAX_QUEUED_REPLIES => return Next::Flush,
                 Step::Continue => {}
                 Step::NeedInput => return Next::ReadMore,
                 Step::Stop(next) => return next,
@@ -385,18 +403,23 @@ impl<D: Delivery> Session<D> {
     }
 
     async fn handle_command(&mut self, line: &[u8]) -> Step {
+        let request = Request::parse(&mut line.iter());
+        if !matches!(request, Ok(Request::Bdat { .. })) {
+            // The client has stopped sending chunks: a later BDAT is its own mistake.
+            self.chunking_refused = None;
+        }
         if let Some(command) = envelope_command(line)
             && has_control_characters(line)
         {
             return self.command_reply(replies::control_characters(command));
         }
-        match Request::parse(&mut line.iter()) {
+        match request {
             Ok(Request::Ehlo { host }) => self.ehlo(&host),
             Ok(Request::Helo { host }) => self.helo(&host),
             Ok(Request::Mail { from }) => self.mail(&from, line),
-            Ok(Request::Rcpt { .. }) => self.rcpt(line, true).await,
+            Ok(Request::Rcpt { to }) => self.rcpt(line, Some(&to)).await,
             // smtp-proto refuses address literals here, which must be answered as relaying.
-            Err(ParseError::InvalidRecipientAddress) => self.rcpt(line, false).await,
+            Err(ParseError::InvalidRecipientAddress) => self.rcpt(line, None).await,
             Ok(Request::Data) => self.data(),
             Ok(Request::Bdat {
                 chunk_size,

@@ -149,6 +149,16 @@ pub async fn start_at<D: Delivery>(
     delivery: Arc<D>,
 ) -> Server<D> {
     let listener = TcpListener::bind(listen).await.unwrap();
+    start_on(listener, configure, delivery)
+}
+
+/// Starts a listener like [`start_with`] on `listener` (for socket options set before it
+/// listens, which its connections inherit).
+pub fn start_on<D: Delivery>(
+    listener: TcpListener,
+    configure: impl FnOnce(&mut SmtpConfig),
+    delivery: Arc<D>,
+) -> Server<D> {
     let addr = listener.local_addr().unwrap();
     let mut config = SmtpConfig {
         hostname: "mx.tester.example".to_string(),

@@ -56,7 +56,8 @@ macro_rules! every_case {
             dmarc_rollup_filters_by_reporter_source_and_outcome,
             dmarc_policies_seen_are_listed_with_their_days,
             dmarc_reports_are_listed_newest_first_and_their_raw_kept,
-            dmarc_source_seen_counts_days_since_per_domain,
+            dmarc_report_domain_is_stored_as_its_page_looks_it_up,
+            dmarc_source_seen_counts_the_days_asked_per_domain,
             sessions_round_trip_and_list_newest_first,
             sessions_filter_by_client_sender_code_and_time,
             sessions_are_stored_bounded,
@@ -67,10 +68,12 @@ macro_rules! every_case {
             a_self_check_slot_is_claimed_once,
             the_first_signing_key_kept_is_the_one_every_instance_gets,
             purge_removes_old_self_checks_and_claims,
+            a_slot_is_claimed_with_its_messages_or_not_at_all,
             replies_are_limited_per_address_domain_and_client,
             the_queue_cap_and_the_size_cap_refuse_replies,
             a_queued_message_is_claimed_once_per_lease_and_retried_when_due,
             a_reply_to_a_private_test_is_claimed_as_private_without_its_result,
+            a_reply_to_a_private_test_stays_private_once_its_result_is_purged,
             a_claim_is_renewed_while_held_and_taken_over_once_it_lapses,
             purge_removes_finished_outgoing_but_keeps_the_queued,
             stats_count_results_by_time_verdict_host_and_sender,
@@ -125,7 +128,7 @@ pub fn sample(mailbox: Mailbox, received_at: DateTime<Utc>) -> NewResult {
         prefixed_subject: "|OK| spf-pass hello".to_owned(),
         report: raw_json(json!({"spf": {"result": "pass", "trace": []}})),
         report_summary: raw_json(json!({"spf": {"result": "pass"}})),
-        raw_message: b"Subject: hello\r\n\r\nbody\r\n".to_vec(),
+        raw_message: b"Subject: hello\r\n\r\nbody\r\n".to_vec().into(),
         private_test: None,
     }
 }
@@ -205,7 +208,7 @@ pub async fn round_trip_keeps_every_field(store: SharedStore) {
         prefixed_subject: "|OK| dkim-pass Grüße".to_owned(),
         report: raw_json(report.clone()),
         report_summary: raw_json(json!({"dkim": [{"result": "pass"}], "text": "Grüße\u{0}"})),
-        raw_message: raw_message.clone(),
+        raw_message: raw_message.clone().into(),
         private_test: None,
     };
     let id = insert_one(&store, result.clone()).await;
@@ -603,7 +606,9 @@ pub async fn display_fields_are_stored_bounded_and_the_raw_message_whole(store: 
     result.session.helo = "h".repeat(4000);
     result.session.mail_from = format!("{}@example.net", "m".repeat(3000));
     result.session.recipient = format!("spf+{}@tester.test", "r".repeat(3000));
-    result.raw_message = format!("Subject: {huge}\r\n\r\nbody\r\n").into_bytes();
+    result.raw_message = format!("Subject: {huge}\r\n\r\nbody\r\n")
+        .into_bytes()
+        .into();
     let raw_length = result.raw_message.len();
     let id = insert_one(&store, result).await;
 
@@ -821,12 +826,14 @@ pub async fn purge_removes_only_older_results_and_their_messages(store: SharedSt
 pub async fn purge_old_results_of_four_raw_messages(store: &SharedStore) {
     let mut shared = vec![sample(Mailbox::Spf, at(1)), sample(Mailbox::Dkim, at(1))];
     for result in &mut shared {
-        result.raw_message = b"Subject: shared\r\n\r\nbody\r\n".to_vec();
+        result.raw_message = b"Subject: shared\r\n\r\nbody\r\n".to_vec().into();
     }
     store.insert(shared).await.unwrap();
     for (n, time) in [2, 3].into_iter().enumerate() {
         let mut alone = sample(Mailbox::Spf, at(time));
-        alone.raw_message = format!("Subject: alone {n}\r\n\r\nbody\r\n").into_bytes();
+        alone.raw_message = format!("Subject: alone {n}\r\n\r\nbody\r\n")
+            .into_bytes()
+            .into();
         insert_one(store, alone).await;
     }
     let new = insert_one(store, sample(Mailbox::Dkim, at(20))).await;
@@ -862,10 +869,11 @@ pub async fn one_raw_copy_serves_every_result_of_a_message(store: SharedStore) {
     let raw = b"Subject: twice\r\n\r\nbody\r\n".to_vec();
     let mut spf = sample(Mailbox::Spf, at(1));
     let mut dkim = sample(Mailbox::Dkim, at(1));
-    spf.raw_message = raw.clone();
-    dkim.raw_message = raw.clone();
+    // Two copies with the same bytes, as a caller might make.
+    spf.raw_message = raw.clone().into();
+    dkim.raw_message = raw.clone().into();
     let mut other = sample(Mailbox::Spf, at(1));
-    other.raw_message = b"Subject: other\r\n\r\n".to_vec();
+    other.raw_message = b"Subject: other\r\n\r\n".to_vec().into();
     let ids = store.insert(vec![spf, dkim, other]).await.unwrap();
     assert_eq!(store.raw_message(&ids[0]).await.unwrap(), Some(raw.clone()));
     assert_eq!(store.raw_message(&ids[1]).await.unwrap(), Some(raw));
@@ -1749,10 +1757,10 @@ pub async fn dmarc_reports_are_listed_newest_first_and_their_raw_kept(store: Sha
     assert_eq!(store.raw_report("00").await.unwrap(), None);
 }
 
-pub async fn dmarc_source_seen_counts_days_since_per_domain(store: SharedStore) {
+pub async fn dmarc_source_seen_counts_the_days_asked_per_domain(store: SharedStore) {
     store_reports(&store, two_reporters()).await;
     let seen = store
-        .dmarc_source_seen("192.0.2.1", date("2023-11-01"), 10)
+        .dmarc_source_seen("192.0.2.1", date("2023-11-01"), date("2023-12-31"), 10)
         .await
         .unwrap();
     let seen: Vec<_> = seen
@@ -1762,14 +1770,24 @@ pub async fn dmarc_source_seen_counts_days_since_per_domain(store: SharedStore) 
     assert_eq!(seen, [("other.example", 100, 0), ("example.org", 18, 18)]);
     // Only days from the first day on count.
     let recent = store
-        .dmarc_source_seen("192.0.2.1", date("2023-11-16"), 10)
+        .dmarc_source_seen("192.0.2.1", date("2023-11-16"), date("2023-12-31"), 10)
         .await
         .unwrap();
     assert_eq!(recent.len(), 1);
     assert_eq!(recent[0].counts.messages, 4);
+    // Nor days after the last.
+    let earlier = store
+        .dmarc_source_seen("192.0.2.1", date("2023-11-01"), date("2023-11-15"), 10)
+        .await
+        .unwrap();
+    let earlier: Vec<_> = earlier
+        .iter()
+        .map(|s| (s.domain.as_str(), s.counts.messages))
+        .collect();
+    assert_eq!(earlier, [("other.example", 100), ("example.org", 14)]);
     assert!(
         store
-            .dmarc_source_seen("203.0.113.1", date("2023-11-01"), 10)
+            .dmarc_source_seen("203.0.113.1", date("2023-11-01"), date("2023-12-31"), 10)
             .await
             .unwrap()
             .is_empty()
@@ -1876,11 +1894,54 @@ pub async fn purge_removes_old_self_checks_and_claims(store: SharedStore) {
         .await
         .unwrap();
     assert!(store.claim_self_check("mx:25", 1, "a", old).await.unwrap());
+    // A retention of one day, the day after: the checks go, the claim (which may be a week's)
+    // stays, or its work would be done again.
+    store.purge(at(2)).await.unwrap();
+    assert_eq!(store.self_checks_since(0).await.unwrap().len(), 1);
+    assert!(store.slot_claimed("mx:25", 1).await.unwrap());
+    assert!(
+        !store.claim_self_check("mx:25", 1, "b", new).await.unwrap(),
+        "a claim outlives a retention shorter than its interval"
+    );
     store.purge(at(5)).await.unwrap();
     let listed = store.self_checks_since(0).await.unwrap();
     assert_eq!(listed, vec![self_check("a", new, true)]);
+    assert!(store.slot_claimed("mx:25", 1).await.unwrap());
+    let claims_cutoff = at(2).timestamp() + authcheck_store::CLAIMS_KEPT_BEYOND_RETENTION;
+    store
+        .purge(chrono::DateTime::from_timestamp(claims_cutoff, 0).unwrap())
+        .await
+        .unwrap();
+    assert!(!store.slot_claimed("mx:25", 1).await.unwrap());
     assert!(
         store.claim_self_check("mx:25", 1, "b", new).await.unwrap(),
-        "the old claim went with the purge"
+        "the old claim went with a later purge"
     );
+}
+
+/// A report for `Example.ORG.` (any case, final dot) is stored and counted under
+/// `example.org`, the name its page looks up.
+pub async fn dmarc_report_domain_is_stored_as_its_page_looks_it_up(store: SharedStore) {
+    let xml = "<feedback><report_metadata><org_name>R</org_name><report_id>dot-1</report_id>\
+               <date_range><begin>1700006400</begin><end>1700092799</end></date_range>\
+               </report_metadata><policy_published><domain> Example.ORG. </domain><p>none</p>\
+               </policy_published><record><row><source_ip>192.0.2.1</source_ip><count>2</count>\
+               </row><identifiers><header_from>example.org</header_from></identifiers></record>\
+               </feedback>";
+    let report =
+        authcheck_dmarc_reports::parse(xml.as_bytes(), &authcheck_dmarc_reports::Limits::default())
+            .unwrap();
+    let row = NewReport::from_parsed(report, xml.as_bytes().to_vec(), 1_700_100_000);
+    assert_eq!(row.domain, "example.org");
+    let ReportInsert::Stored(id) = store.insert_report(row).await.unwrap() else {
+        panic!("a new report is stored");
+    };
+    assert_eq!(
+        store.get_report(&id).await.unwrap().unwrap().domain,
+        "example.org"
+    );
+    let domains = store.dmarc_domains(10).await.unwrap();
+    let names: Vec<_> = domains.iter().map(|d| d.domain.as_str()).collect();
+    assert_eq!(names, ["example.org"]);
+    assert!(store.dmarc_domain("example.org").await.unwrap().is_some());
 }

@@ -4,7 +4,7 @@
 
 use authcheck_store::{
     AfterAttempt, MAX_OUTGOING_BYTES, NewOutgoing, NoReply, OutgoingAttempt, OutgoingKind,
-    OutgoingState, RateLimit, ReplyLimits, SharedStore,
+    OutgoingState, RateLimit, ReplyLimits, SharedStore, SlotClaim,
 };
 use chrono::Utc;
 
@@ -556,4 +556,78 @@ pub async fn a_claim_is_renewed_while_held_and_taken_over_once_it_lapses(store: 
             .unwrap(),
         "a sent message holds no claim"
     );
+}
+
+pub async fn a_slot_is_claimed_with_its_messages_or_not_at_all(store: SharedStore) {
+    let summary = |to: &str| NewOutgoing {
+        kind: OutgoingKind::Summary,
+        ..reply(to, "", T0)
+    };
+    let claim = SlotClaim {
+        target: "weekly-summary",
+        slot: 7,
+        instance: "a",
+        now: T0,
+    };
+    assert!(!store.slot_claimed("weekly-summary", 7).await.unwrap());
+    let too_big = NewOutgoing {
+        message: vec![b'x'; MAX_OUTGOING_BYTES + 1],
+        ..summary("big@one.example")
+    };
+    let ids = store
+        .queue_claimed(
+            &claim,
+            vec![summary("a@one.example"), too_big, summary("b@one.example")],
+            1,
+        )
+        .await
+        .unwrap()
+        .expect("the first claim");
+    assert!(ids[0].is_some() && ids[1].is_none(), "{ids:?}");
+    assert_eq!(ids[2], None, "the queue's cap of 1 holds");
+    assert!(store.slot_claimed("weekly-summary", 7).await.unwrap());
+    let again = SlotClaim {
+        instance: "b",
+        ..claim
+    };
+    assert_eq!(
+        store
+            .queue_claimed(&again, vec![summary("c@one.example")], 100)
+            .await
+            .unwrap(),
+        None,
+        "claimed already: nothing queued"
+    );
+    let due = store.claim_outgoing("w", T0, T0 + 60, 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].recipient, "a@one.example");
+}
+
+pub async fn a_reply_to_a_private_test_stays_private_once_its_result_is_purged(store: SharedStore) {
+    let token = store
+        .create_private_test(T0, T0 + 600, 10)
+        .await
+        .unwrap()
+        .unwrap()
+        .token;
+    let mut tested = super::sample(authcheck_store::Mailbox::Check, super::at(1));
+    tested.private_test = Some(token);
+    let private_id = super::insert_one(&store, tested).await;
+    let reply_id = store
+        .queue_reply(
+            std::slice::from_ref(&private_id),
+            reply("p@one.example", "192.0.2.1", T0),
+            &limits(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    // A retention that ends after the result was received and before the reply was sent.
+    store.purge(super::at(5)).await.unwrap();
+    assert_eq!(store.get(&private_id).await.unwrap(), None, "purged");
+    let claimed = store.claim_outgoing("a", T0, T0 + 60, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].id, reply_id);
+    assert!(claimed[0].private, "still a private test's reply");
+    assert!(claimed[0].result_ids.is_empty());
 }

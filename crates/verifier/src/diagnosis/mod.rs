@@ -107,7 +107,7 @@ pub enum FindingCode {
     SpfSoftAll,
     /// A DMARC record without `rua`: no aggregate reports.
     DmarcNoReports,
-    /// A DMARC record with `p=none`.
+    /// The DMARC policy that applies to the From domain (`p=`, `sp=` or `np=`) is `none`.
     DmarcPolicyNone,
     /// An RSA key under 2048 bits.
     DkimKeyShort,

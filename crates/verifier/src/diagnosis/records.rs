@@ -1,14 +1,17 @@
 //! Records and policy advice with the sender's own values: why SPF is a permerror (with the
-//! counts), `~all`, a DMARC record without reports or with `p=none`, short or testing DKIM
-//! keys, and — when DMARC fails — the organizational domains alignment compares.
+//! counts), `~all`, a DMARC record without reports or whose policy for the From domain is
+//! `none`, short or testing DKIM keys, and — when DMARC fails — the organizational domains
+//! alignment compares.
 
 use std::time::Duration;
 
 use super::{Facts, Finding, FindingCode, MAX_SIGNATURES_DIAGNOSED, Severity, Upstream};
 use crate::dkim::tags::TagList;
+use crate::dmarc::requested_policy;
 use crate::dns::Dns;
 use crate::report::{
-    DkimResult, DmarcResult, Report, SpfCheck, SpfResult, SpfTermOutcome, SpfTraceStep,
+    AlignmentMode, DkimResult, DmarcRecord, DmarcResult, PolicyTag, Report, SpfCheck, SpfResult,
+    SpfTermOutcome, SpfTraceStep,
 };
 
 /// RSA keys shorter than this are reported (RFC 8301 allows 1024, current advice is 2048).
@@ -233,26 +236,60 @@ fn dmarc_advice(facts: &Facts<'_>) -> Vec<Finding> {
             )),
         );
     }
-    if record.p.eq_ignore_ascii_case("none") {
-        findings.push(
-            Finding::new(
-                FindingCode::DmarcPolicyNone,
-                Severity::Info,
-                format!("{}: p=none, so failing mail is still delivered", record.name),
-                format!(
-                    "With p=none receivers take no action on mail that fails DMARC: anyone can still \
-                     send mail that claims to be from {domain}. It is the right first step while you \
-                     collect reports."
-                ),
-            )
-            .evidence(format!("{}: {}", record.name, record.text))
-            .fix(format!(
-                "Read the aggregate reports for a few weeks; when every legitimate source passes \
-                 aligned SPF or DKIM for {org}, move to p=quarantine, then to p=reject."
-            )),
-        );
+    // The tag that gave the policy, not `p=` alone: a subdomain gets `sp=` (or `np=`), which
+    // may be strict where `p=none` is not, and the other way round.
+    let tag = facts.report.dmarc.policy_tag.unwrap_or(PolicyTag::P);
+    let requested = requested_policy(record, tag);
+    if requested.eq_ignore_ascii_case("none") {
+        findings.push(policy_none(record, tag, &domain, &org));
     }
     findings
+}
+
+/// The finding for a policy of `none` given by `tag` of `record` to `domain`.
+fn policy_none(record: &DmarcRecord, tag: PolicyTag, domain: &str, org: &str) -> Finding {
+    let tag_name = tag.as_str();
+    let applies = match tag {
+        PolicyTag::P if record.name == format!("_dmarc.{domain}") => String::new(),
+        PolicyTag::P => format!(" (p= applies to the subdomain {domain}: there is no sp=)"),
+        PolicyTag::Sp => format!(" (sp= applies to the subdomain {domain})"),
+        PolicyTag::Np => format!(" (np= applies to {domain}, which does not exist)"),
+    };
+    // Under t=y receivers apply one step milder than written: moving to quarantine alone would
+    // change nothing, so the advice must name t=y too.
+    let testing = if record.testing {
+        " The record also says t=y (testing): receivers apply one step milder than the policy \
+         written, so quarantine would still mean none."
+    } else {
+        ""
+    };
+    let next = if record.testing {
+        format!(
+            "move to {tag_name}=quarantine, then to {tag_name}=reject, and remove t=y when you \
+             want the policy applied as written"
+        )
+    } else {
+        format!("move to {tag_name}=quarantine, then to {tag_name}=reject")
+    };
+    Finding::new(
+        FindingCode::DmarcPolicyNone,
+        Severity::Info,
+        format!(
+            "{}: {tag_name}=none applies to {domain}, so failing mail is still delivered",
+            record.name
+        ),
+        format!(
+            "The policy that applies to {domain} is {tag_name}=none{applies}: receivers take no \
+             action on mail that fails DMARC, so anyone can still send mail that claims to be from \
+             {domain}. It is the right first step while you collect reports.{testing}"
+        ),
+    )
+    .evidence(format!("{}: {}", record.name, record.text))
+    .fix(format!(
+        "Read the aggregate reports for a few weeks; when every legitimate source passes aligned \
+         SPF or DKIM for {org}, {next} in the record at {}.",
+        record.name
+    ))
 }
 
 fn short_keys(facts: &Facts<'_>) -> Vec<Finding> {
@@ -306,7 +343,8 @@ fn testing_keys_found(upstream: &Upstream) -> Vec<Finding> {
         .collect()
 }
 
-/// When DMARC fails: the domains alignment compares, each with its organizational domain.
+/// When DMARC fails: the domains alignment compares, each with its organizational domain, and
+/// what alignment needs in the record's modes (strict needs the From domain itself).
 fn alignment_domains(facts: &Facts<'_>) -> Option<Finding> {
     let report = facts.report;
     if report.dmarc.result != DmarcResult::Fail {
@@ -314,14 +352,32 @@ fn alignment_domains(facts: &Facts<'_>) -> Option<Finding> {
     }
     let from = facts.author_domain()?;
     let from_org = facts.organizational_domain(from);
+    let spf_mode = report.dmarc.spf_alignment.mode;
+    let dkim_mode = report.dmarc.dkim_alignment.mode;
+    let needs = |mode: AlignmentMode, what: &str, tag: &str| match mode {
+        AlignmentMode::Relaxed => {
+            format!("{what} for a domain whose organizational domain is {from_org}")
+        }
+        AlignmentMode::Strict => format!("{what} for exactly {from} ({tag}, strict alignment)"),
+    };
+    let title = match (spf_mode, dkim_mode) {
+        (AlignmentMode::Relaxed, AlignmentMode::Relaxed) => {
+            format!("DMARC compares organizational domains: From is {from_org}")
+        }
+        (AlignmentMode::Strict, AlignmentMode::Strict) => {
+            format!("DMARC compares exact domains (strict alignment): From is {from}")
+        }
+        _ => format!("DMARC compares domains: From is {from}, organizational domain {from_org}"),
+    };
     let mut finding = Finding::new(
         FindingCode::AlignmentDomains,
         Severity::Info,
-        format!("DMARC compares organizational domains: From is {from_org}"),
+        title,
         format!(
-            "DMARC passes when SPF or DKIM passes for a domain whose organizational (registered) \
-             domain is {from_org}, the From domain's. Below, each authenticated domain with its \
-             organizational domain and result."
+            "DMARC passes when {} or {}. Below, each authenticated domain with its organizational \
+             domain and result.",
+            needs(spf_mode, "SPF passes", "aspf=s"),
+            needs(dkim_mode, "DKIM passes", "adkim=s"),
         ),
     )
     .evidence(format!("From: {from} → {from_org}"));
@@ -345,14 +401,36 @@ fn alignment_domains(facts: &Facts<'_>) -> Option<Finding> {
             signature.result.as_str()
         ));
     }
-    let any_pass = report.spf.check.result == SpfResult::Pass
-        || report.dkim.iter().any(|s| s.result == DkimResult::Pass);
-    Some(if any_pass {
+    let spf_pass = report.spf.check.result == SpfResult::Pass;
+    let dkim_pass = report.dkim.iter().any(|s| s.result == DkimResult::Pass);
+    if !spf_pass && !dkim_pass {
+        return Some(finding);
+    }
+    // Advice for the mode of the identifier that passed: under strict alignment a subdomain of
+    // the From domain fails just as a stranger's domain does.
+    let strict_tags: Vec<&str> = [
+        (spf_pass && spf_mode == AlignmentMode::Strict).then_some("aspf=s"),
+        (dkim_pass && dkim_mode == AlignmentMode::Strict).then_some("adkim=s"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let record = report
+        .dmarc
+        .record
+        .as_ref()
+        .map_or_else(|| format!("_dmarc.{from}"), |record| record.name.clone());
+    Some(if !strict_tags.is_empty() {
+        let relax = strict_tags.join(" and ");
+        finding.fix(format!(
+            "Make the domain that passes exactly {from}: sign with d={from}, or use a return-path \
+             at {from} itself (see the findings about the sending service); or remove {relax} \
+             from the record at {record} so that any domain under {from_org} aligns."
+        ))
+    } else {
         finding.fix(format!(
             "Make the domain that passes belong to {from_org}: see the findings about the sending \
              service, or sign with d={from_org}."
         ))
-    } else {
-        finding
     })
 }

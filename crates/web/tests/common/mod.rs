@@ -151,7 +151,7 @@ impl Sample {
             report: serde_json::value::to_raw_value(&self.report()).expect("serialize the report"),
             report_summary: serde_json::value::to_raw_value(&self.report().summary())
                 .expect("serialize the summary"),
-            raw_message: raw_message.into_bytes(),
+            raw_message: raw_message.into_bytes().into(),
             private_test: None,
         }
     }
