@@ -116,6 +116,43 @@ async fn check_at_gives_one_result_with_both_verdicts() {
     assert!(front.contains("check@tester.test"), "{front}");
 }
 
+/// Ten recipients (the three mailboxes and seven private tests) make ten results, too many
+/// links for one reply line of at most 512 octets: the reply gives each its own line, and
+/// every result can be read at its id.
+#[tokio::test]
+async fn ten_results_are_all_named_in_a_reply_whose_lines_smtp_allows() {
+    let dns = zone().await;
+    let service = Service::start(&dns).await;
+    let mut recipients = vec![
+        "spf@tester.test".to_owned(),
+        "dkim@tester.test".to_owned(),
+        "check@tester.test".to_owned(),
+    ];
+    for _ in 0..7 {
+        let test = new_test(&service).await;
+        recipients.push(test["address"].as_str().unwrap().to_owned());
+    }
+    let recipients: Vec<&str> = recipients.iter().map(String::as_str).collect();
+    // The raw client refuses any reply line over 512 octets.
+    let reply = send(
+        &service,
+        "pass.test",
+        "a@pass.test",
+        &recipients,
+        &signed("a@pass.test", "pass.test", "Ten"),
+    )
+    .await;
+    assert_eq!(reply.code, 250, "{reply:?}");
+    assert_eq!(reply.lines.len(), 10, "a line per result: {reply:#?}");
+    let stored = reply.stored();
+    assert_eq!(stored.len(), 10, "{reply:#?}");
+    for (id, url) in &stored {
+        assert_eq!(url, &format!("{}/r/{id}", service.public_url));
+        let result = service.get_json(&format!("/api/v1/results/{id}")).await;
+        assert_eq!(result["id"], id.as_str(), "{result:#}");
+    }
+}
+
 /// Makes a private test through the API; returns its JSON answer.
 async fn new_test(service: &Service) -> Value {
     let response = http()

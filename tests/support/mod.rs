@@ -308,13 +308,13 @@ impl Reply {
         self.lines.join("\n")
     }
 
-    /// The `(id, url)` pairs of a `250 2.0.0 Stored as <id>: <url>[; <id>: <url>]` reply.
+    /// The `(id, url)` pairs of a `250 2.0.0 Stored as <id>: <url>[; <id>: <url>]` reply, or
+    /// of its lines when it has one `Stored as` line per result.
     pub fn stored(&self) -> Vec<(String, String)> {
-        let text = self.text();
-        let Some(list) = text.split("Stored as ").nth(1) else {
-            return Vec::new();
-        };
-        list.split(';')
+        self.lines
+            .iter()
+            .filter_map(|line| line.split_once("Stored as ").map(|(_, list)| list))
+            .flat_map(|list| list.split(';'))
             .filter_map(|item| {
                 let (id, url) = item.trim().split_once(": ")?;
                 Some((
@@ -388,6 +388,11 @@ impl RawSmtp {
             }
             let line = line.trim_end();
             assert!(line.len() >= 3, "short SMTP reply line {line:?}");
+            // RFC 5321 section 4.5.3.1.5: 512 octets with the CRLF.
+            assert!(
+                line.len() <= 510,
+                "SMTP reply line over 512 octets: {line:?}"
+            );
             let code: u16 = line[..3].parse().expect("reply code");
             let last = line.as_bytes().get(3) != Some(&b'-');
             lines.push(line.get(4..).unwrap_or("").to_string());

@@ -6,6 +6,10 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use crate::config::MAX_ECHO;
+
+/// The longest reply line, code and CRLF included (RFC 5321 section 4.5.3.1.5). Clients may
+/// cut or refuse a longer one.
+const MAX_REPLY_LINE: usize = 512;
 use crate::delivery::{Accepted, ReportReceipt};
 
 /// One complete SMTP reply (one or more CRLF-terminated lines).
@@ -18,7 +22,26 @@ impl Reply {
     }
 
     fn line(code: u16, text: impl std::fmt::Display) -> Reply {
-        Reply(Cow::Owned(format!("{code} {text}\r\n")))
+        Reply::lines(code, &[text.to_string()])
+    }
+
+    /// A reply of one line per item of `lines`, each cut to [`MAX_REPLY_LINE`] octets: `250-`
+    /// on all but the last, `250 ` on the last (RFC 5321 section 4.2.1).
+    fn lines(code: u16, lines: &[String]) -> Reply {
+        let mut text = String::new();
+        let last = lines.len().saturating_sub(1);
+        for (i, line) in lines.iter().enumerate() {
+            let separator = if i == last { ' ' } else { '-' };
+            let start = text.len();
+            let _ = write!(text, "{code}{separator}{line}");
+            let mut end = text.len().min(start + MAX_REPLY_LINE - 2);
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            text.truncate(end);
+            text.push_str("\r\n");
+        }
+        Reply(Cow::Owned(text))
     }
 
     pub(crate) fn as_bytes(&self) -> &[u8] {
@@ -87,13 +110,7 @@ pub(crate) fn ehlo(
     if offer_starttls {
         lines.push("STARTTLS".to_string());
     }
-    let mut text = String::new();
-    let last = lines.len() - 1;
-    for (i, line) in lines.iter().enumerate() {
-        let separator = if i == last { ' ' } else { '-' };
-        let _ = write!(text, "250{separator}{line}\r\n");
-    }
-    Reply(Cow::Owned(text))
+    Reply::lines(250, &lines)
 }
 
 pub(crate) fn helo(hostname: &str) -> Reply {
@@ -118,6 +135,11 @@ pub(crate) fn chunk_received(size: usize) -> Reply {
 /// mailbox (the reply to test messages, unchanged since before report mailboxes existed), then
 /// what became of a DMARC report sent to a report mailbox, all on one line.
 ///
+/// When that line would be longer than an SMTP reply line may be (six results or so, or a
+/// long `public_url`), each part gets a line of its own instead, every result line again
+/// starting `Stored as`, so that nothing is cut and a client reading any line finds the same
+/// form.
+///
 /// A report that cannot be parsed is answered 250 too, saying it was kept as rejected and
 /// why: it is stored with its reason (nothing is dropped), and a 5xx would only make the
 /// reporter's server send a bounce to an address nobody reads, since the reporter cannot fix
@@ -132,19 +154,31 @@ pub(crate) fn stored(accepted: &[Accepted]) -> Reply {
             Accepted::Report(_) => None,
         })
         .collect();
+    let receipts: Vec<String> = accepted
+        .iter()
+        .filter_map(|a| match a {
+            Accepted::Report(receipt) => Some(report_receipt(receipt)),
+            Accepted::Result { .. } => None,
+        })
+        .collect();
     let mut parts = Vec::new();
     if !results.is_empty() {
         parts.push(format!("Stored as {}", results.join("; ")));
     }
-    for accepted in accepted {
-        if let Accepted::Report(receipt) = accepted {
-            parts.push(report_receipt(receipt));
-        }
-    }
+    parts.extend(receipts.iter().cloned());
     if parts.is_empty() {
         return Reply::fixed("250 2.0.0 message accepted\r\n");
     }
-    Reply::line(250, format_args!("2.0.0 {}", parts.join("; ")))
+    let single = format!("2.0.0 {}", parts.join("; "));
+    if "250 ".len() + single.len() + "\r\n".len() <= MAX_REPLY_LINE {
+        return Reply::lines(250, &[single]);
+    }
+    let lines: Vec<String> = results
+        .iter()
+        .map(|result| format!("2.0.0 Stored as {result}"))
+        .chain(receipts.iter().map(|receipt| format!("2.0.0 {receipt}")))
+        .collect();
+    Reply::lines(250, &lines)
 }
 
 fn report_receipt(receipt: &ReportReceipt) -> String {
@@ -354,3 +388,77 @@ pub(crate) const TOO_MANY_CONNECTIONS: Reply =
 pub(crate) const TOO_MANY_FROM_ADDRESS: Reply =
     Reply::fixed("421 4.7.0 too many connections from your address\r\n");
 pub(crate) const TOO_MANY_ERRORS: Reply = Reply::fixed("421 4.7.0 too many errors\r\n");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::delivery::Mailbox;
+
+    fn result(n: u32) -> Accepted {
+        let id = format!("{n:032x}");
+        Accepted::Result {
+            mailbox: Mailbox::Check,
+            url: format!("https://authcheck.tester.example/r/{id}"),
+            id,
+        }
+    }
+
+    fn lines(reply: &Reply) -> Vec<&str> {
+        let text = std::str::from_utf8(reply.as_bytes()).unwrap();
+        assert!(text.ends_with("\r\n"), "{text:?}");
+        text.split_terminator("\r\n").collect()
+    }
+
+    #[test]
+    fn a_few_results_share_one_line_as_they_always_did() {
+        let reply = stored(&[result(1), result(2)]);
+        assert_eq!(
+            lines(&reply),
+            [format!(
+                "250 2.0.0 Stored as {:032x}: https://authcheck.tester.example/r/{:032x}; \
+                 {:032x}: https://authcheck.tester.example/r/{:032x}",
+                1, 1, 2, 2
+            )]
+        );
+    }
+
+    #[test]
+    fn ten_results_and_a_report_get_a_line_each_none_longer_than_smtp_allows() {
+        let mut accepted: Vec<Accepted> = (1..=10).map(result).collect();
+        accepted.push(Accepted::Report(ReportReceipt::Rejected {
+            id: "f".repeat(32),
+            reason: "é".repeat(400),
+        }));
+        let reply = stored(&accepted);
+        let lines = lines(&reply);
+        assert_eq!(lines.len(), 11, "{lines:#?}");
+        for (n, line) in (1..=10).zip(&lines) {
+            assert_eq!(
+                *line,
+                format!(
+                    "250-2.0.0 Stored as {n:032x}: https://authcheck.tester.example/r/{n:032x}"
+                )
+            );
+        }
+        assert!(lines[10].starts_with(&format!(
+            "250 2.0.0 not a DMARC report that can be read, kept as rejected report {}",
+            "f".repeat(32)
+        )));
+        for line in &lines {
+            assert!(line.len() + 2 <= MAX_REPLY_LINE, "{} octets", line.len());
+        }
+    }
+
+    #[test]
+    fn no_reply_line_is_longer_than_smtp_allows_whatever_text_it_carries() {
+        let reply = permanent_failure(&"ü".repeat(1000));
+        let lines = lines(&reply);
+        assert_eq!(lines.len(), 1);
+        assert!(lines[0].starts_with("554 5.6.0 üü"), "{}", lines[0]);
+        assert!(
+            lines[0].len() + 2 <= MAX_REPLY_LINE,
+            "{} octets",
+            lines[0].len()
+        );
+    }
+}
