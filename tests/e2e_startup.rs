@@ -118,6 +118,52 @@ async fn a_bad_setting_in_the_environment_or_the_file_exits_2_naming_it() {
     );
 }
 
+/// The self-check (on by default) signs with the tester's key: a key file that cannot be used
+/// stops the start with its path and the reason, instead of the service running without it.
+#[tokio::test]
+async fn a_dkim_key_that_cannot_be_used_stops_the_start_with_status_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_a_key = dir.path().join("not-a-key.pem");
+    std::fs::write(&not_a_key, "-----BEGIN PRIVATE KEY-----\nnonsense\n").unwrap();
+    let a_folder = dir.path().join("a-folder");
+    std::fs::create_dir(&a_folder).unwrap();
+    let nowhere = dir.path().join("missing").join("dkim.key");
+    let database = format!("sqlite://{}/a.db", dir.path().display());
+    for (key, reason) in [
+        (&not_a_key, "is not a PKCS#8 PEM RSA private key"),
+        (&a_folder, "cannot read the DKIM key"),
+        (&nowhere, "there is no folder"),
+    ] {
+        let key = key.to_str().unwrap();
+        let (status, _, stderr) = run(
+            &[
+                "serve",
+                "--database-url",
+                &database,
+                "--smtp-listen",
+                "127.0.0.1:0",
+                "--http-listen",
+                "127.0.0.1:0",
+                "--metrics-listen",
+                "off",
+                "--dns-server",
+                "127.0.0.1:1",
+                "--dkim-key",
+                key,
+            ],
+            &[],
+            dir.path(),
+        )
+        .await;
+        assert_eq!(status.code(), Some(2), "{key}: {stderr}");
+        assert!(
+            stderr.contains(key) && stderr.contains(reason) && stderr.contains("dkim_key"),
+            "{key}: {stderr}"
+        );
+    }
+    assert!(!nowhere.exists(), "no key is made where none can be");
+}
+
 #[tokio::test]
 async fn a_database_that_never_answers_exits_75_after_logging_each_attempt() {
     let dir = tempfile::tempdir().unwrap();

@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use authcheck_outbound::{KeyOrigin, Outgoing, Server, SigningKey, deliver};
+use authcheck_outbound::{KeyError, KeyOrigin, Outgoing, Server, SigningKey, deliver};
 use authcheck_store::{SelfCheck, SharedStore, StoreError};
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
@@ -263,14 +263,46 @@ fn record_metrics(check: &SelfCheck, now: DateTime<Utc>) {
 /// The name of the tester's key in the store ([`KeyPlace::Store`]).
 const STORED_KEY_NAME: &str = "dkim";
 
-/// Loads the tester's DKIM key from `place` (making it at first start, with the record to
-/// publish at `record_name` logged at INFO); `None`, with an ERROR logged, when it cannot be
-/// read or made: the self-check and outgoing mail then stay off.
+/// The key file's key when the file is there. It is read as the service starts, so that a key
+/// the operator cannot use (unreadable, not a key, or in a folder that does not exist) stops
+/// the start with the reason, status 2, rather than turning the self-check and outgoing mail
+/// off in a log line. `None` when the key is still to be made, or is kept in the store:
+/// [`load_key`] does that off the start's path, as making a key takes a moment.
+pub fn key_at_start(place: &KeyPlace) -> Result<Option<SigningKey>, KeyError> {
+    let KeyPlace::File(path) = place else {
+        return Ok(None);
+    };
+    let key = SigningKey::load(path)?;
+    if key.is_none()
+        && let Some(folder) = path
+            .parent()
+            .filter(|folder| !folder.as_os_str().is_empty())
+        && !folder.is_dir()
+    {
+        return Err(KeyError::Write {
+            path: path.clone(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("there is no folder {}", folder.display()),
+            ),
+        });
+    }
+    Ok(key)
+}
+
+/// The tester's DKIM key: `at_start` when [`key_at_start`] read it, otherwise loaded from
+/// `place` (made at first start, with the record to publish at `record_name` logged at INFO);
+/// `None`, with an ERROR logged, when it cannot be made or the store cannot keep it: the
+/// self-check and outgoing mail then stay off.
 pub async fn load_key(
     place: KeyPlace,
+    at_start: Option<SigningKey>,
     store: &SharedStore,
     record_name: String,
 ) -> Option<SigningKey> {
+    if at_start.is_some() {
+        return at_start;
+    }
     let loaded = match &place {
         KeyPlace::File(path) => {
             let path = path.clone();

@@ -235,15 +235,6 @@ fn self_check_config(
         }
         addr.to_string()
     });
-    let key_place = match &settings.dkim_key {
-        Some(path) => KeyPlace::File(path.clone()),
-        None if !settings.database_url.starts_with("sqlite:") => KeyPlace::Store,
-        None => KeyPlace::File(
-            sqlite_folder(&settings.database_url)
-                .unwrap_or_default()
-                .join("dkim.key"),
-        ),
-    };
     SelfCheckConfig {
         interval: settings.self_check_interval.unwrap_or_default(),
         target,
@@ -254,7 +245,21 @@ fn self_check_config(
             .cloned()
             .unwrap_or_else(|| "tester.localhost".to_owned()),
         selector: settings.dkim_selector.clone(),
-        key_place,
+        key_place: key_place(settings),
+    }
+}
+
+/// Where the tester's DKIM key is kept: the `dkim_key` file; else the database when it is
+/// PostgreSQL (instances sharing it share the key); else `dkim.key` beside the SQLite file.
+fn key_place(settings: &Settings) -> KeyPlace {
+    match &settings.dkim_key {
+        Some(path) => KeyPlace::File(path.clone()),
+        None if !settings.database_url.starts_with("sqlite:") => KeyPlace::Store,
+        None => KeyPlace::File(
+            sqlite_folder(&settings.database_url)
+                .unwrap_or_default()
+                .join("dkim.key"),
+        ),
     }
 }
 
@@ -396,6 +401,20 @@ pub async fn serve(settings: Settings) -> Result<(), Failure> {
             .map_err(|e| invalid("tls_cert", e.to_string()))?,
     };
 
+    // The self-check, replies and summaries sign with the tester's key.
+    let summarizing = !settings.summary_recipients.is_empty();
+    let sending_outgoing = settings.reply_by_mail != ReplyScope::Off || summarizing;
+    let signing_mail = settings.self_check_interval.is_some() || sending_outgoing;
+    let key_at_start = match signing_mail {
+        true => crate::self_check::key_at_start(&key_place(&settings)).map_err(|error| {
+            Failure::Usage(format!(
+                "{error}; the self-check, replies by mail and weekly summaries are signed \
+                 with this key (dkim_key)"
+            ))
+        })?,
+        false => None,
+    };
+
     let smtp_listener = bind("smtp_listen", settings.smtp_listen)?;
     let http_listener = bind("http_listen", settings.http_listen)?;
     let metrics_listener = match settings.metrics_listen {
@@ -501,15 +520,12 @@ pub async fn serve(settings: Settings) -> Result<(), Failure> {
         Retention::of(&settings),
         stop_rx.clone(),
     ));
-    // The self-check and outgoing mail sign with the tester's key, loaded (or made) once,
-    // off the start's path: making a key takes a moment.
-    let summarizing = !settings.summary_recipients.is_empty();
-    let sending_outgoing = settings.reply_by_mail != ReplyScope::Off || summarizing;
+    // A key still to be made is made once, off the start's path: that takes a moment.
     let outgoing = match sending_outgoing {
         true => Some(outgoing_config(&settings, &self_check, &hostname)?),
         false => None,
     };
-    let signing = (settings.self_check_interval.is_some() || sending_outgoing).then(|| {
+    let signing = signing_mail.then(|| {
         let (key_place, record_name) = (self_check.key_place.clone(), self_check.record_name());
         let self_check = settings
             .self_check_interval
@@ -523,7 +539,8 @@ pub async fn serve(settings: Settings) -> Result<(), Failure> {
         });
         let (store, stop) = (store.clone(), stop_rx.clone());
         tokio::spawn(async move {
-            let Some(key) = crate::self_check::load_key(key_place, &store, record_name).await
+            let Some(key) =
+                crate::self_check::load_key(key_place, key_at_start, &store, record_name).await
             else {
                 return;
             };

@@ -99,18 +99,24 @@ impl SigningKey {
     /// The key in `path`, or, when there is no such file, a new key written there (mode 0600,
     /// through a temporary file renamed into place, so a crash never leaves half a key).
     pub fn load_or_generate(path: &Path) -> Result<(SigningKey, KeyOrigin), KeyError> {
+        if let Some(key) = SigningKey::load(path)? {
+            return Ok((key, KeyOrigin::Loaded));
+        }
+        let key = SigningKey::generate()?;
+        key.write_new(path)?;
+        Ok((key, KeyOrigin::Generated))
+    }
+
+    /// The key in `path`, or `None` when there is no such file.
+    pub fn load(path: &Path) -> Result<Option<SigningKey>, KeyError> {
         match std::fs::read_to_string(path) {
             Ok(pem) => SigningKey::from_pem(&pem)
-                .map(|key| (key, KeyOrigin::Loaded))
+                .map(Some)
                 .map_err(|reason| KeyError::Invalid {
                     path: path.to_owned(),
                     reason,
                 }),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                let key = SigningKey::generate()?;
-                key.write_new(path)?;
-                Ok((key, KeyOrigin::Generated))
-            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(source) => Err(KeyError::Read {
                 path: path.to_owned(),
                 source,
