@@ -114,6 +114,35 @@ async fn import_of_a_maildir_and_an_mbox_counts_imported_duplicates_and_rejected
     store.close().await;
 }
 
+/// An input that cannot be read once the import is under way (a message moved out of a Maildir
+/// being delivered to, say) is named in the summary; the others are imported all the same,
+/// and the status (2) tells a script that something was left.
+#[tokio::test]
+async fn an_input_that_cannot_be_read_is_named_and_the_others_are_imported() {
+    let folder = tempfile::tempdir().unwrap();
+    let first = folder.path().join("first.eml");
+    std::fs::write(&first, fixture("corpus/100.eml")).unwrap();
+    let last = folder.path().join("last.eml");
+    std::fs::write(&last, fixture("corpus/102.eml")).unwrap();
+    // A file every process may open and none can read from its start, root included.
+    let unreadable = Path::new("/proc/self/mem");
+
+    let url = format!("sqlite://{}", folder.path().join("authcheck.db").display());
+    let (ok, stdout, stderr) = import(&url, &["--no-lookups"], &[&first, unreadable, &last]);
+    assert!(!ok, "stdout: {stdout}\nstderr: {stderr}");
+    assert!(
+        stdout.contains("imported 2, duplicates 0, rejected 0"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("not read: /proc/self/mem: "), "{stdout}");
+    assert!(stderr.contains("1 input(s) could not be read"), "{stderr}");
+
+    let store = authcheck_store::open(&url).await.unwrap();
+    let domains = store.dmarc_domains(10).await.unwrap();
+    assert!(!domains.is_empty(), "the readable reports are stored");
+    store.close().await;
+}
+
 /// A path that cannot be read is refused (status 2, naming it) before the database is opened:
 /// no database file is made for an import that cannot run.
 #[test]

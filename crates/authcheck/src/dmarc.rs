@@ -160,6 +160,9 @@ struct Summary {
     imported: u64,
     duplicates: u64,
     rejected: Vec<(String, String)>,
+    /// Inputs that could not be read (a file gone from a Maildir being delivered to, say),
+    /// each with the reason; the import goes on with the others.
+    unread: Vec<String>,
 }
 
 /// One input: a file, a message of an mbox file, or a message of a Maildir.
@@ -200,7 +203,22 @@ pub async fn import(
     let mut seen = HashSet::new();
     for file in files {
         progress.set_message(file.display().to_string());
-        for input in read_inputs(file)? {
+        let inputs = match read_inputs(file) {
+            Ok(inputs) => inputs,
+            Err(problem) => {
+                summary.unread.push(problem);
+                progress.inc(1);
+                continue;
+            }
+        };
+        for input in inputs {
+            let input = match input {
+                Ok(input) => input,
+                Err(problem) => {
+                    summary.unread.push(problem);
+                    break;
+                }
+            };
             let received_at = Utc::now().timestamp();
             match keep_report(store, input.bytes, received_at, &input.source)
                 .await
@@ -236,12 +254,21 @@ pub async fn import(
     for (source, reason) in &summary.rejected {
         println!("  rejected {source}: {reason}");
     }
+    for problem in &summary.unread {
+        println!("  not read: {problem}");
+    }
     match dns {
         None => println!("authcheck: source names not looked up (--no-lookups)"),
         Some(_) if sources.is_empty() => {}
         Some(dns) => name_imported_sources(store, dns, &sources).await?,
     }
-    Ok(())
+    match summary.unread.len() {
+        0 => Ok(()),
+        unread => Err(Failure::Usage(format!(
+            "{unread} input(s) could not be read (listed above as \"not read\"); everything \
+             else was imported, so importing them again once they can be read adds only them"
+        ))),
+    }
 }
 
 /// Looks up the names of `sources`, with a progress bar, and says what it found. A resolver
@@ -333,12 +360,15 @@ pub fn files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Failure> {
     Ok(files)
 }
 
-/// The inputs in one file: the messages of an mbox file (it starts with a `From ` line), or the
-/// whole file.
-fn read_inputs(path: &Path) -> Result<Vec<Input>, Failure> {
-    let unreadable =
-        |e: std::io::Error| Failure::Usage(format!("cannot read {}: {e}", path.display()));
-    let source = path.display().to_string();
+/// The inputs of one file, each read when it is taken; see [`read_inputs`].
+type Inputs = Box<dyn Iterator<Item = Result<Input, String>> + Send>;
+
+/// The inputs in one file, read one at a time: the messages of an mbox file (it starts with a
+/// `From ` line), or the whole file. A problem is given as the line the summary prints; an
+/// mbox file that cannot be read on ends there, after the messages read before it.
+fn read_inputs(path: &Path) -> Result<Inputs, String> {
+    let name = path.display().to_string();
+    let unreadable = |e: std::io::Error| format!("{name}: {e}");
     // An mbox file starts with a `From ` line; its messages are read one by one, not the file
     // whole beside them.
     let mut start = Vec::with_capacity(5);
@@ -349,21 +379,24 @@ fn read_inputs(path: &Path) -> Result<Vec<Input>, Failure> {
         .map_err(unreadable)?;
     if start != b"From " {
         let bytes = std::fs::read(path).map_err(unreadable)?;
-        return Ok(vec![Input { source, bytes }]);
+        return Ok(Box::new(std::iter::once(Ok(Input {
+            source: name,
+            bytes,
+        }))));
     }
-    let mut inputs = Vec::new();
     let messages = mail_parser::mailbox::mbox::MessageIterator::new(BufReader::new(
         File::open(path).map_err(unreadable)?,
     ));
-    for (n, message) in messages.enumerate() {
-        let message = message
-            .map_err(|_| Failure::Usage(format!("{} is not a valid mbox file", path.display())))?;
-        inputs.push(Input {
-            source: format!("{source} (message {})", n + 1),
-            bytes: message.contents().to_vec(),
-        });
-    }
-    Ok(inputs)
+    Ok(Box::new(messages.enumerate().map(move |(n, message)| {
+        let source = format!("{name} (message {})", n + 1);
+        match message {
+            Ok(message) => Ok(Input {
+                source,
+                bytes: message.contents().to_vec(),
+            }),
+            Err(e) => Err(format!("{source}: {e}; the messages before it were read")),
+        }
+    })))
 }
 
 #[cfg(test)]
