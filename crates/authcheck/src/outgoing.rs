@@ -8,19 +8,20 @@
 //! attempt links. A reply to a private test's sender is stored unlisted (the public log would
 //! tell that the test passed DMARC), and a summary's recipient, an operator, is hidden.
 //!
-//! The clock is passed in ([`Sender::run_once`] takes `now`), so retries and give-ups are tested
-//! without waiting. A claim holds a message for a short lease (one network wait and a margin,
+//! The clock is passed in (a look at the queue takes `now`), so retries and give-ups are
+//! tested without waiting. A claim holds a message for a short lease (one network wait and a margin,
 //! [`OutgoingConfig::lease`]) in this process's name, renewed while the attempt runs; an attempt
 //! whose claim cannot be renewed stops before its lease runs out. So instances sharing a
 //! database never send one message at once, and a message whose instance died mid-attempt is
 //! taken again about one lease after its last renewal: a restart loses no reply and waits
 //! little for it.
 //!
-//! The messages of one look are attempted side by side, and an attempt tries no further server
-//! once its deadline ([`OutgoingConfig::attempt_deadline`]) has passed, so a recipient domain
-//! whose servers accept and stay silent holds the others of its look for a few network waits,
-//! not one per address; its next attempt counts from the end of this one. The next look waits
-//! for the slowest of the last one. An attempt's outcome is offered to the store a few times
+//! Attempts run side by side, up to [`CLAIM_AT_ONCE`], each started at the look that claimed
+//! it: a message queued while a slow server holds another attempt goes at the next look, not
+//! after that attempt. An attempt tries no further server once its deadline
+//! ([`OutgoingConfig::attempt_deadline`]) has passed, so a recipient domain whose servers
+//! accept and stay silent costs a few network waits, not one per address; its next attempt
+//! counts from the end of this one. An attempt's outcome is offered to the store a few times
 //! ([`RECORD_TRIES`]): a delivery left unrecorded would be made again after the lease.
 
 use std::time::Duration;
@@ -41,7 +42,7 @@ use tokio::sync::watch;
 
 /// How often the queue is looked at.
 const POLL: Duration = Duration::from_secs(1);
-/// The most messages one look takes.
+/// The most attempts in flight at once; a look claims no more than the room left.
 const CLAIM_AT_ONCE: u32 = 10;
 /// How much longer than one network wait a claim's lease runs: time for the renewal, made
 /// every third of the lease, to come through.
@@ -161,20 +162,13 @@ impl Sender {
         }
     }
 
-    /// Attempts every message due at `now` that this instance can claim, all at once (at most
-    /// [`CLAIM_AT_ONCE`]), so that a slow recipient delays the others for its deadline at most,
-    /// not one wait per server; how many.
+    /// One look of [`run_periodically`] at `now`, awaited to its end: attempts every message
+    /// due that this instance can claim (at most [`CLAIM_AT_ONCE`]) side by side; how many.
+    /// The tests move the clock through it.
+    #[cfg(test)]
     pub async fn run_once(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
         let claimed_at = Instant::now();
-        let claimed = self
-            .store
-            .claim_outgoing(
-                &self.claimant,
-                now.timestamp(),
-                self.config.lease_until(now.timestamp()),
-                CLAIM_AT_ONCE,
-            )
-            .await?;
+        let claimed = self.claim(now, CLAIM_AT_ONCE).await?;
         let count = claimed.len();
         futures::future::join_all(
             claimed
@@ -183,6 +177,22 @@ impl Sender {
         )
         .await;
         Ok(count)
+    }
+
+    /// Claims at most `limit` messages due at `now` for this process, for one lease.
+    async fn claim(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<OutgoingMessage>, StoreError> {
+        self.store
+            .claim_outgoing(
+                &self.claimant,
+                now.timestamp(),
+                self.config.lease_until(now.timestamp()),
+                limit,
+            )
+            .await
     }
 
     /// Attempts `message`, claimed at `now` (`claimed_at` on the monotonic clock), and records
@@ -639,16 +649,38 @@ fn log_attempt(message: &OutgoingMessage, attempt: &OutgoingAttempt, after: Afte
     .increment(1);
 }
 
-/// Works the queue every [`POLL`] until `stop`. A message cut off mid-attempt by the stop is
-/// taken again when its lease ends, about [`OutgoingConfig::lease`] later.
-pub async fn run_periodically(sender: Sender, stop: watch::Receiver<bool>) {
+/// Works the queue until `stop`: every [`POLL`] it claims what is due, as many as leave at
+/// most [`CLAIM_AT_ONCE`] attempts in flight, and starts them at once beside those still
+/// running. A message cut off mid-attempt by the stop is taken again when its lease ends,
+/// about [`OutgoingConfig::lease`] later.
+pub async fn run_periodically(sender: Sender, mut stop: watch::Receiver<bool>) {
     let sender = &sender;
-    crate::schedule::repeat(tokio::time::Instant::now(), POLL, stop, |now| async move {
-        if let Err(error) = sender.run_once(now).await {
-            tracing::warn!(%error, "the outgoing queue could not be worked; will try again");
+    let mut in_flight = futures::stream::FuturesUnordered::new();
+    let mut ticker = tokio::time::interval(POLL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {
+                let room = CLAIM_AT_ONCE.saturating_sub(u32::try_from(in_flight.len()).unwrap_or(u32::MAX));
+                if room == 0 {
+                    continue;
+                }
+                let (now, claimed_at) = (Utc::now(), Instant::now());
+                match sender.claim(now, room).await {
+                    Ok(claimed) => in_flight.extend(claimed.into_iter().map(|message| async move {
+                        sender.work(&message, now, claimed_at).await;
+                    })),
+                    Err(error) => {
+                        tracing::warn!(%error, "the outgoing queue could not be read; will try again");
+                    }
+                }
+            }
+            Some(()) = futures::StreamExt::next(&mut in_flight) => {}
+            // Attempts in flight are dropped, their connections closed mid-data if need be
+            // (which delivers nothing); their claims run out and another start takes them.
+            _ = stop.changed() => return,
         }
-    })
-    .await;
+    }
 }
 
 #[cfg(test)]
@@ -665,6 +697,7 @@ mod tests {
     }
 
     use std::net::Ipv4Addr;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
 
     use authcheck_store::{NewOutgoing, OutgoingState};
@@ -717,11 +750,13 @@ mod tests {
         taken
     }
 
-    /// A server that accepts connections and never says a word, holding them.
-    fn silent(listener: TcpListener) {
+    /// A server that accepts connections and never says a word, holding them; counted in
+    /// `accepted`.
+    fn silent(listener: TcpListener, accepted: Arc<AtomicUsize>) {
         tokio::spawn(async move {
             let mut held = Vec::new();
             while let Ok((stream, _)) = listener.accept().await {
+                accepted.fetch_add(1, Ordering::SeqCst);
                 held.push(stream);
             }
         });
@@ -733,6 +768,8 @@ mod tests {
         dns: TestDns,
         port: u16,
         taken: Taken,
+        /// Connections the silent servers took.
+        silent_accepted: Arc<AtomicUsize>,
     }
 
     async fn net() -> Net {
@@ -748,7 +785,10 @@ mod tests {
                     Err(_) => continue 'ports,
                 }
             }
-            silent_ones.into_iter().for_each(silent);
+            let silent_accepted = Arc::new(AtomicUsize::new(0));
+            for listener in silent_ones {
+                silent(listener, silent_accepted.clone());
+            }
             dns.add_mx("fast.test", 10, "mx.fast.test");
             dns.add_a("mx.fast.test", Ipv4Addr::LOCALHOST);
             for host in 0..5u8 {
@@ -758,7 +798,12 @@ mod tests {
                 dns.add_a(&name, Ipv4Addr::new(127, 0, 0, 3 + 2 * host));
             }
             let taken = sink(good).await;
-            return Net { dns, port, taken };
+            return Net {
+                dns,
+                port,
+                taken,
+                silent_accepted,
+            };
         }
         panic!("no port free on 127.0.0.1 to 127.0.0.11 in 50 tries");
     }
@@ -840,6 +885,58 @@ mod tests {
             slow.next_attempt_at,
             now.timestamp()
         );
+    }
+
+    /// A message queued while a silent domain holds an attempt is sent at the next look of
+    /// the running queue, while that attempt is still waiting, not after it.
+    #[tokio::test]
+    async fn a_message_queued_behind_a_slow_attempt_is_sent_without_waiting_for_it() {
+        let net = net().await;
+        let store = authcheck_store::open("sqlite::memory:").await.unwrap();
+        let sender = sender(&net, store.clone());
+        let slow = queue(&store, "ops@slow.test", Utc::now().timestamp() - 1).await;
+        let (stop, stopped) = watch::channel(false);
+        let running = tokio::spawn(run_periodically(sender, stopped));
+        // The slow attempt is under way once a silent server has its connection.
+        for _ in 0..100 {
+            if net.silent_accepted.load(Ordering::SeqCst) > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            net.silent_accepted.load(Ordering::SeqCst) > 0,
+            "the slow attempt began"
+        );
+        let fast = queue(&store, "ops@fast.test", Utc::now().timestamp() - 1).await;
+        for _ in 0..100 {
+            if !net.taken.lock().unwrap().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            net.taken.lock().unwrap().len(),
+            1,
+            "the fast message was sent"
+        );
+        let slow_then = store.outgoing_status(&slow).await.unwrap().unwrap();
+        assert!(
+            slow_then.attempts.is_empty(),
+            "the fast message waited for the slow attempt to end: {:?}",
+            slow_then.attempts
+        );
+        let mut fast_state = None;
+        for _ in 0..100 {
+            fast_state = Some(store.outgoing_status(&fast).await.unwrap().unwrap().state);
+            if fast_state == Some(OutgoingState::Sent) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(fast_state, Some(OutgoingState::Sent));
+        let _ = stop.send(true);
+        running.await.unwrap();
     }
 
     /// A delivered message whose outcome the store fails to take the first time is recorded
