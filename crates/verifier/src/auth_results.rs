@@ -8,7 +8,9 @@
 //!
 //! The field is 7-bit ASCII whatever the input: comments are RFC 5322 `ctext` and quoted values
 //! `qtext`, so the symbols the reasons use are written in ASCII (`§` as "section", `→` as
-//! "->") and any other non-ASCII character becomes `?`. No line exceeds RFC 5322's 998 bytes:
+//! "->"), a domain name in internationalized form in its A-labels (`bücher.example` as
+//! `xn--bcher-kva.example`, as RFC 8616 asks of identities in this field), and any other
+//! non-ASCII character becomes `?`. No line exceeds RFC 5322's 998 bytes:
 //! comments are cut at [`COMMENT_LENGTH`] and values at [`VALUE_LENGTH`], so the longest piece
 //! folding cannot break stays far below it.
 //!
@@ -103,6 +105,12 @@ impl ResInfo {
     }
 
     /// Adds `name=value` unless the value is empty (an empty pvalue is not allowed).
+    /// A property naming a domain, or an address at one: its domain in A-labels.
+    fn identity(self, name: &'static str, identity: &str) -> ResInfo {
+        let ascii = ascii_domain(identity);
+        self.property(name, &ascii)
+    }
+
     fn property(mut self, name: &'static str, property_value: &str) -> ResInfo {
         if !property_value.is_empty() {
             self.properties.push((name, property_value.to_string()));
@@ -131,13 +139,13 @@ impl ResInfo {
 fn spf_result(check: &SpfCheck) -> ResInfo {
     let result = ResInfo::new("spf", check.result.as_str()).comment(&check.reason);
     match check.identity_kind {
-        SpfIdentityKind::Mailfrom => result.property("smtp.mailfrom", &check.identity),
+        SpfIdentityKind::Mailfrom => result.identity("smtp.mailfrom", &check.identity),
         SpfIdentityKind::Helo => {
             let helo = check
                 .identity
                 .rsplit_once('@')
                 .map_or(check.identity.as_str(), |(_, domain)| domain);
-            result.property("smtp.helo", helo)
+            result.identity("smtp.helo", helo)
         }
     }
 }
@@ -151,8 +159,8 @@ fn dkim_result(signature: &DkimSignatureReport) -> ResInfo {
     };
     ResInfo::new("dkim", result)
         .comment(&signature.reason)
-        .property("header.d", &signature.domain)
-        .property("header.s", &signature.selector)
+        .identity("header.d", &signature.domain)
+        .identity("header.s", &signature.selector)
         .property("header.a", &signature.algorithm)
 }
 
@@ -184,7 +192,7 @@ fn dmarc_result(dmarc: &DmarcReport) -> ResInfo {
     };
     ResInfo::new("dmarc", dmarc.result.as_str())
         .comment(&comment)
-        .property("header.from", dmarc.from_domain.as_deref().unwrap_or(""))
+        .identity("header.from", dmarc.from_domain.as_deref().unwrap_or(""))
 }
 
 fn arc_result(arc: &ArcReport) -> ResInfo {
@@ -266,6 +274,27 @@ fn push_comment(out: &mut String, text: &str) {
     }
     if cut {
         out.push_str(" ...");
+    }
+}
+
+/// `identity` (a domain, or `local-part@domain`) with its domain in A-labels when it is written
+/// in U-labels; as it was when it is ASCII already or is no valid domain name (a local part
+/// stays as it is: it has no ASCII form).
+fn ascii_domain(identity: &str) -> Cow<'_, str> {
+    if identity.is_ascii() {
+        return Cow::Borrowed(identity);
+    }
+    let (local, domain) = match identity.rsplit_once('@') {
+        Some((local, domain)) => (Some(local), domain),
+        None => (None, identity),
+    };
+    if domain.is_ascii() {
+        return Cow::Borrowed(identity);
+    }
+    match (idna::domain_to_ascii_strict(domain), local) {
+        (Ok(domain), Some(local)) => Cow::Owned(format!("{local}@{domain}")),
+        (Ok(domain), None) => Cow::Owned(domain),
+        (Err(_), _) => Cow::Borrowed(identity),
     }
 }
 
@@ -374,6 +403,24 @@ mod tests {
         let mut out = String::new();
         push_comment(&mut out, text);
         out
+    }
+
+    #[test]
+    fn internationalized_domains_are_written_in_their_a_labels() {
+        assert_eq!(ascii_domain("bücher.example"), "xn--bcher-kva.example");
+        assert_eq!(
+            ascii_domain("info@Bücher.example"),
+            "info@xn--bcher-kva.example"
+        );
+        assert_eq!(ascii_domain("sélecteur"), "xn--slecteur-b1a");
+        assert_eq!(ascii_domain("plain.example"), "plain.example");
+        // A local part has no ASCII form; it is left for the field's `?`.
+        assert_eq!(
+            ascii_domain("jürgen@bücher.example"),
+            "jürgen@xn--bcher-kva.example"
+        );
+        // Not a domain name: left as it is.
+        assert_eq!(ascii_domain("a\u{0}ü b"), "a\u{0}ü b");
     }
 
     fn fold(line: &str) -> String {
