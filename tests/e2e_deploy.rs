@@ -17,7 +17,16 @@ fn workspace_file(path: &str) -> String {
     std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("read {full}: {e}"))
 }
 
-/// `${NAME:-default}` as compose expands it when NAME is unset.
+/// What an operator sets for the compose file's required variables (`${NAME:?message}`).
+const OPERATOR_SETS: [(&str, &str); 4] = [
+    ("TESTER_DOMAIN", "tester.test"),
+    ("TESTER_HOSTNAME", "mx.tester.test"),
+    ("TESTER_PUBLIC_URL", "https://tester.test"),
+    ("POSTGRES_PASSWORD", "s3cret"),
+];
+
+/// `${NAME:-default}` as compose expands it when NAME is unset, and `${NAME:?message}` (which
+/// compose refuses to start without) as the operator sets it in [`OPERATOR_SETS`].
 fn expand_defaults(value: &str) -> String {
     let mut out = String::new();
     let mut rest = value;
@@ -28,12 +37,17 @@ fn expand_defaults(value: &str) -> String {
             .map(|e| start + e)
             .expect("closing brace");
         let inner = &rest[start + 2..end];
-        out.push_str(
-            inner
-                .split_once(":-")
-                .map(|(_, default)| default)
-                .unwrap_or(""),
-        );
+        if let Some((name, _)) = inner.split_once(":?") {
+            let set = OPERATOR_SETS.iter().find(|(set, _)| *set == name);
+            out.push_str(set.unwrap_or_else(|| panic!("a value for {name}")).1);
+        } else {
+            out.push_str(
+                inner
+                    .split_once(":-")
+                    .map(|(_, default)| default)
+                    .unwrap_or(""),
+            );
+        }
         rest = &rest[end + 1..];
     }
     out.push_str(rest);
@@ -108,6 +122,16 @@ async fn healthy(url: &str) -> bool {
     ignore = "needs PostgreSQL: AUTHCHECK_TEST_POSTGRES_URL was not set when the tests were built (scripts/test sets it)"
 )]
 async fn the_binary_starts_with_the_compose_environment() {
+    // No placeholder stands in for what only the operator knows: compose refuses to start
+    // until each is set, rather than linking results to example.com.
+    let raw = workspace_file("deploy/docker-compose.yml");
+    for (name, _) in OPERATOR_SETS {
+        assert!(raw.contains(&format!("${{{name}:?")), "{name} is required");
+        assert!(
+            !raw.contains(&format!("${{{name}:-")),
+            "{name} has no default"
+        );
+    }
     let compose = compose_file();
     let authcheck = &compose["services"]["authcheck"];
     let ports: Vec<&str> = authcheck["ports"]
