@@ -8,9 +8,9 @@
 //!
 //! The field is 7-bit ASCII whatever the input: comments are RFC 5322 `ctext` and quoted values
 //! `qtext`, so the symbols the reasons use are written in ASCII (`§` as "section", `→` as
-//! "->"), a domain name in internationalized form in its A-labels (`bücher.example` as
-//! `xn--bcher-kva.example`, as RFC 8616 asks of identities in this field), and any other
-//! non-ASCII character becomes `?`. No line exceeds RFC 5322's 998 bytes:
+//! "->"), an internationalized domain name in its A-labels (`bücher.example` as
+//! `xn--bcher-kva.example`, the form the DNS uses and every reader of the field can take), and
+//! any other non-ASCII character becomes `?`. No line exceeds RFC 5322's 998 bytes:
 //! comments are cut at [`COMMENT_LENGTH`] and values at [`VALUE_LENGTH`], so the longest piece
 //! folding cannot break stays far below it.
 //!
