@@ -394,6 +394,74 @@ async fn results_stored_before_the_shared_copies_keep_their_raw_message() {
     assert_eq!(store.raw_message(old).await.unwrap(), None);
 }
 
+/// A database from before outgoing messages carried their private mark: a queued reply to a
+/// private test's sender is marked from its result by the migration, so its sessions stay
+/// unlisted even once the retention purge deletes that result; a public reply is not.
+#[tokio::test]
+async fn replies_queued_before_the_private_mark_are_marked_from_their_results() {
+    let (_folder, url) = fresh_url();
+    let direct = migrated_before(&url, "20261130000191").await;
+    sqlx::query("INSERT INTO messages (id, message) VALUES ('m1', x'4869')")
+        .execute(&direct)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO private_tests (token, created_at, expires_at) \
+         VALUES ('aaaaaaaaaaaaaaaaaaaa', 1700000000, 1800000000)",
+    )
+    .execute(&direct)
+    .await
+    .unwrap();
+    for (id, private_test, reply) in [
+        (
+            "0123456789abcdef0123456789abcdef",
+            "'aaaaaaaaaaaaaaaaaaaa'",
+            "to-private",
+        ),
+        ("1123456789abcdef0123456789abcdef", "NULL", "to-public"),
+    ] {
+        sqlx::query(&format!(
+            "INSERT INTO results (id, mailbox, received_at, client_ip, client_port, \
+             client_ptr_confirmed, helo, mail_from, mail_from_lower, recipient, size, verdict, \
+             prefixed_subject, report, message_id, private_test) VALUES ('{id}', 'check', \
+             '2026-03-01T12:00:00.000000Z', '192.0.2.1', 25, 0, 'h', 'a@b', 'a@b', \
+             'check@t', 5, '|OK| spf-pass |OK| dkim-pass', 'x', '{{}}', 'm1', {private_test})"
+        ))
+        .execute(&direct)
+        .await
+        .unwrap();
+        sqlx::query(&format!(
+            "INSERT INTO outgoing (id, kind, recipient, recipient_domain, client, message, \
+             created_at, give_up_at, next_attempt_at, state) VALUES ('{reply}', 'reply', \
+             'a@b', 'b', '192.0.2.1', x'4869', 1700000000, 4000000000, 1700000000, 'queued')"
+        ))
+        .execute(&direct)
+        .await
+        .unwrap();
+        sqlx::query(&format!(
+            "INSERT INTO reply_decisions (result_id, decided_at, reply_id) \
+             VALUES ('{id}', 1700000000, '{reply}')"
+        ))
+        .execute(&direct)
+        .await
+        .unwrap();
+    }
+    direct.close().await;
+
+    let store = open_ok(&url).await;
+    // The results go with the retention; the queued replies wait on.
+    assert_eq!(store.purge(at(2)).await.unwrap(), 2);
+    let claimed = store
+        .claim_outgoing("test", 1700000001, 1700000100, 10)
+        .await
+        .unwrap();
+    let marks: Vec<(&str, bool)> = claimed
+        .iter()
+        .map(|message| (message.id.as_str(), message.private))
+        .collect();
+    assert_eq!(marks, [("to-private", true), ("to-public", false)]);
+}
+
 /// A database with DMARC reports stored before the daily rollup existed: the migration adds
 /// them to it, on their first day, so the dashboard shows them.
 #[tokio::test]
