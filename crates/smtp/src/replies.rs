@@ -22,26 +22,20 @@ impl Reply {
     }
 
     fn line(code: u16, text: impl std::fmt::Display) -> Reply {
-        Reply::lines(code, &[text.to_string()])
+        let mut reply = String::new();
+        push_line(&mut reply, code, ' ', text);
+        Reply(Cow::Owned(reply))
     }
 
-    /// A reply of one line per item of `lines`, each cut to [`MAX_REPLY_LINE`] octets: `250-`
-    /// on all but the last, `250 ` on the last (RFC 5321 section 4.2.1).
+    /// A reply of one line per item of `lines`: `250-` on all but the last, `250 ` on the
+    /// last (RFC 5321 section 4.2.1).
     fn lines(code: u16, lines: &[String]) -> Reply {
-        let mut text = String::new();
+        let mut reply = String::new();
         let last = lines.len().saturating_sub(1);
         for (i, line) in lines.iter().enumerate() {
-            let separator = if i == last { ' ' } else { '-' };
-            let start = text.len();
-            let _ = write!(text, "{code}{separator}{line}");
-            let mut end = text.len().min(start + MAX_REPLY_LINE - 2);
-            while !text.is_char_boundary(end) {
-                end -= 1;
-            }
-            text.truncate(end);
-            text.push_str("\r\n");
+            push_line(&mut reply, code, if i == last { ' ' } else { '-' }, line);
         }
-        Reply(Cow::Owned(text))
+        Reply(Cow::Owned(reply))
     }
 
     pub(crate) fn as_bytes(&self) -> &[u8] {
@@ -62,6 +56,19 @@ impl Reply {
     pub(crate) fn text(&self) -> &str {
         self.0.get(4..).unwrap_or("").trim_end()
     }
+}
+
+/// Appends one reply line, `<code><separator><text>` and CRLF, cut to [`MAX_REPLY_LINE`]
+/// octets at a character boundary.
+fn push_line(reply: &mut String, code: u16, separator: char, text: impl std::fmt::Display) {
+    let start = reply.len();
+    let _ = write!(reply, "{code}{separator}{text}");
+    let mut end = reply.len().min(start + MAX_REPLY_LINE - "\r\n".len());
+    while !reply.is_char_boundary(end) {
+        end -= 1;
+    }
+    reply.truncate(end);
+    reply.push_str("\r\n");
 }
 
 /// Counts a reply by its code for `/metrics` (`authcheck_smtp_replies_total{code="250"}`).
