@@ -91,6 +91,32 @@ macro_rules! on_a_fresh_store {
 
 suite::every_case!(on_a_fresh_store);
 
+/// A database whose reports were stored under their domain as written (`Example.ORG.`): the
+/// migration files them under the name their page looks up, merged with those stored so.
+#[tokio::test]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "needs PostgreSQL: AUTHCHECK_TEST_POSTGRES_URL was not set when the tests were built (scripts/test sets it)"
+)]
+async fn report_domains_stored_as_written_are_merged_under_the_name_pages_look_up() {
+    let server = server_url();
+    let schema = Schema::create(&server).await;
+    let older = suite::migrations_before("postgres", suite::DOMAIN_NAMES_MIGRATION);
+    let direct = sqlx::PgPool::connect(&schema.url).await.unwrap();
+    sqlx::migrate::Migrator::new(older.path())
+        .await
+        .unwrap()
+        .run(&direct)
+        .await
+        .unwrap();
+    for statement in suite::reports_under_domains_as_written("'\\x00'::bytea") {
+        sqlx::query(&statement).execute(&direct).await.unwrap();
+    }
+    direct.close().await;
+    suite::report_domains_are_merged_under_their_names(&schema.open().await).await;
+    schema.drop().await;
+}
+
 /// Makes the schema's database reject results with [`REJECTED_VERDICT`], as a server crash or
 /// a full disk in the middle of a message would.
 async fn reject_in(schema: &Schema) {

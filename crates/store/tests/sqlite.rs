@@ -31,15 +31,7 @@ async fn open_ok(url: &str) -> SharedStore {
 /// A database at `url` with the schema an older version left: every migration whose version
 /// sorts before `first_left_out`, run directly, with no store opened on it yet.
 async fn migrated_before(url: &str, first_left_out: &str) -> sqlx::SqlitePool {
-    let older = tempfile::tempdir().unwrap();
-    let migrations = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations/sqlite");
-    for entry in std::fs::read_dir(&migrations).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
-        if name.as_str() < first_left_out {
-            std::fs::copy(&path, older.path().join(name)).unwrap();
-        }
-    }
+    let older = suite::migrations_before("sqlite", first_left_out);
     let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)
         .unwrap()
         .create_if_missing(true);
@@ -460,6 +452,19 @@ async fn replies_queued_before_the_private_mark_are_marked_from_their_results() 
         .map(|message| (message.id.as_str(), message.private))
         .collect();
     assert_eq!(marks, [("to-private", true), ("to-public", false)]);
+}
+
+/// A database whose reports were stored under their domain as written (`Example.ORG.`): the
+/// migration files them under the name their page looks up, merged with those stored so.
+#[tokio::test]
+async fn report_domains_stored_as_written_are_merged_under_the_name_pages_look_up() {
+    let (_folder, url) = fresh_url();
+    let direct = migrated_before(&url, suite::DOMAIN_NAMES_MIGRATION).await;
+    for statement in suite::reports_under_domains_as_written("x'00'") {
+        sqlx::query(&statement).execute(&direct).await.unwrap();
+    }
+    direct.close().await;
+    suite::report_domains_are_merged_under_their_names(&open_ok(&url).await).await;
 }
 
 /// A database with DMARC reports stored before the daily rollup existed: the migration adds

@@ -97,6 +97,91 @@ pub use stats::*;
 /// The verdict that the backends' `install_failing_trigger` makes the database reject.
 pub const REJECTED_VERDICT: &str = "rejected-by-test-trigger";
 
+/// A folder with the `backend`'s migrations (`sqlite`, `postgres`) that come before
+/// `first_left_out`: running them makes a database as an older version left it.
+pub fn migrations_before(backend: &str, first_left_out: &str) -> tempfile::TempDir {
+    let older = tempfile::tempdir().unwrap();
+    let migrations = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../migrations")
+        .join(backend);
+    for entry in std::fs::read_dir(&migrations).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        if name.as_str() < first_left_out {
+            std::fs::copy(&path, older.path().join(name)).unwrap();
+        }
+    }
+    older
+}
+
+/// The migration that files DMARC reports under their domain names as pages look them up.
+pub const DOMAIN_NAMES_MIGRATION: &str = "20261130000201";
+
+/// SQL for a database from before [`DOMAIN_NAMES_MIGRATION`]: one report on 2023-11-14 under
+/// `example.org` and one under ` Example.ORG.`, as an older version stored them, each with its
+/// rows in the rollups (the same day, source and result, so that they must merge); `raw` is
+/// the database's literal for a one-byte blob.
+pub fn reports_under_domains_as_written(raw: &str) -> Vec<String> {
+    // Day 19675 is 2023-11-14.
+    [("00aa", "1", "example.org"), ("00bb", "2", " Example.ORG.")]
+        .iter()
+        .flat_map(|(id, report_id, domain)| {
+            [
+                format!(
+                    "INSERT INTO dmarc_reports (id, kind, reporter, report_id, domain, \
+                     date_begin, date_end, received_at, report, raw) VALUES ('{id}', \
+                     'aggregate', 'R', '{report_id}', '{domain}', 1699920000, 1700006399, \
+                     1700100000, '{{}}', {raw})"
+                ),
+                format!(
+                    "INSERT INTO dmarc_daily (domain, day, source_ip, reporter, dmarc_pass, \
+                     dkim_aligned, spf_aligned, dkim_pass, spf_pass, disposition, reasons, \
+                     messages) VALUES ('{domain}', 19675, '192.0.2.1', 'R', 1, 1, 0, 1, 0, \
+                     'none', '', 5)"
+                ),
+                format!(
+                    "INSERT INTO dmarc_daily_policies (domain, day, reporter, policy, reports) \
+                     VALUES ('{domain}', 19675, 'R', 'p=reject', 1)"
+                ),
+                format!(
+                    "INSERT INTO dmarc_domains (domain, first_day, last_day, messages, \
+                     reports, failure_reports) VALUES ('{domain}', 19675, 19675, 5, 1, 0)"
+                ),
+            ]
+        })
+        .collect()
+}
+
+/// After the migration, [`reports_under_domains_as_written`] reads as one domain,
+/// `example.org`, with both reports and their messages, on every page's query.
+pub async fn report_domains_are_merged_under_their_names(store: &SharedStore) {
+    let domains = store.dmarc_domains(10).await.unwrap();
+    let names: Vec<&str> = domains.iter().map(|d| d.domain.as_str()).collect();
+    assert_eq!(names, ["example.org"]);
+    assert_eq!((domains[0].messages, domains[0].reports), (10, 2));
+    let filter = authcheck_store::DmarcFilter {
+        domain: "example.org".into(),
+        first_day: domains[0].first_day,
+        last_day: domains[0].last_day,
+        reporter: None,
+        source_ip: None,
+        outcome: None,
+    };
+    let days = store.dmarc_daily(&filter).await.unwrap();
+    assert_eq!(days.len(), 1);
+    assert_eq!(days[0].day.to_string(), "2023-11-14");
+    assert_eq!(days[0].counts.messages, 10);
+    let policies = store.dmarc_policies(&filter, 10).await.unwrap();
+    assert_eq!(policies.len(), 1, "{policies:?}");
+    assert_eq!(policies[0].reports, 2);
+    let seen = store.report_domains_seen().await.unwrap();
+    let seen: Vec<(&str, i64)> = seen
+        .iter()
+        .map(|d| (d.domain.as_str(), d.reports))
+        .collect();
+    assert_eq!(seen, [("example.org", 2)]);
+}
+
 pub fn at(day: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 3, day, 12, 0, 0).unwrap()
 }
