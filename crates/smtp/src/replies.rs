@@ -6,11 +6,11 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use crate::config::MAX_ECHO;
+use crate::delivery::{Accepted, ReportReceipt};
 
 /// The longest reply line, code and CRLF included (RFC 5321 section 4.5.3.1.5). Clients may
 /// cut or refuse a longer one.
 const MAX_REPLY_LINE: usize = 512;
-use crate::delivery::{Accepted, ReportReceipt};
 
 /// One complete SMTP reply (one or more CRLF-terminated lines).
 #[derive(Debug, Clone, PartialEq, Eq)]
