@@ -9,9 +9,9 @@
 //! tell that the test passed DMARC), and a summary's recipient, an operator, is hidden.
 //!
 //! The clock is passed in (a look at the queue takes `now`), so retries and give-ups are
-//! tested without waiting. A claim holds a message for a short lease (one network wait and a margin,
-//! [`OutgoingConfig::lease`]) in this process's name, renewed while the attempt runs; an attempt
-//! whose claim cannot be renewed stops before its lease runs out. So instances sharing a
+//! tested without waiting. A claim holds a message for a short lease (one network wait and a
+//! margin, [`OutgoingConfig::lease`]) in this process's name, renewed while the attempt runs;
+//! an attempt whose claim cannot be renewed stops before its lease runs out. So instances sharing a
 //! database never send one message at once, and a message whose instance died mid-attempt is
 //! taken again about one lease after its last renewal: a restart loses no reply and waits
 //! little for it.
