@@ -104,13 +104,13 @@ impl ResInfo {
         self
     }
 
-    /// Adds `name=value` unless the value is empty (an empty pvalue is not allowed).
     /// A property naming a domain, or an address at one: its domain in A-labels.
     fn identity(self, name: &'static str, identity: &str) -> ResInfo {
         let ascii = ascii_domain(identity);
         self.property(name, &ascii)
     }
 
+    /// Adds `name=value` unless the value is empty (an empty pvalue is not allowed).
     fn property(mut self, name: &'static str, property_value: &str) -> ResInfo {
         if !property_value.is_empty() {
             self.properties.push((name, property_value.to_string()));
