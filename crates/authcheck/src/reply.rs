@@ -126,8 +126,12 @@ pub struct ReplyFacts<'a> {
 }
 
 /// Whether the message may get a reply, and if not, why: the first rule it breaks, in the
-/// order below.
-pub fn eligibility(scope: ReplyScope, facts: &ReplyFacts<'_>) -> Result<(), NoReply> {
+/// order below. `own_domains` are the tester's, which it must never answer.
+pub fn eligibility(
+    scope: ReplyScope,
+    own_domains: &[String],
+    facts: &ReplyFacts<'_>,
+) -> Result<(), NoReply> {
     if !facts.mailboxes.iter().any(|&mailbox| scope.covers(mailbox)) {
         return Err(NoReply::MailboxNotReplied);
     }
@@ -160,6 +164,9 @@ pub fn eligibility(scope: ReplyScope, facts: &ReplyFacts<'_>) -> Result<(), NoRe
     }
     if !mail_from_is_authenticated(facts) {
         return Err(NoReply::SenderNotAligned);
+    }
+    if is_own_address(facts.mail_from, own_domains) {
+        return Err(NoReply::TesterItself);
     }
     Ok(())
 }
@@ -354,14 +361,8 @@ impl Replies {
             .iter()
             .map(|(_, _, id)| id.clone())
             .collect();
-        let eligible = eligibility(self.config.scope, &tested.facts).and_then(|()| {
-            if is_own_address(tested.facts.mail_from, &self.config.own_domains) {
-                Err(NoReply::TesterItself)
-            } else {
-                Ok(())
-            }
-        });
-        if let Err(reason) = eligible {
+        if let Err(reason) = eligibility(self.config.scope, &self.config.own_domains, &tested.facts)
+        {
             self.store
                 .record_no_reply(&ids, reason, now.timestamp())
                 .await?;
@@ -531,13 +532,13 @@ mod tests {
         let report = passing_report();
         let header = HeaderFacts::default();
         let facts = facts(&report, &header, "alice@sender.example");
-        assert_eq!(eligibility(ReplyScope::All, &facts), Ok(()));
+        assert_eq!(eligibility(ReplyScope::All, &[], &facts), Ok(()));
         assert_eq!(
-            eligibility(ReplyScope::Off, &facts),
+            eligibility(ReplyScope::Off, &[], &facts),
             Err(NoReply::MailboxNotReplied)
         );
         assert_eq!(
-            eligibility(ReplyScope::Check, &facts),
+            eligibility(ReplyScope::Check, &[], &facts),
             Err(NoReply::MailboxNotReplied),
             "spf@ is not replied to when only check@ is"
         );
@@ -545,7 +546,7 @@ mod tests {
             mailboxes: &[Mailbox::Check],
             ..facts
         };
-        assert_eq!(eligibility(ReplyScope::Check, &to_check), Ok(()));
+        assert_eq!(eligibility(ReplyScope::Check, &[], &to_check), Ok(()));
     }
 
     #[test]
@@ -553,7 +554,7 @@ mod tests {
         let report = passing_report();
         let plain = HeaderFacts::default();
         assert_eq!(
-            eligibility(ReplyScope::All, &facts(&report, &plain, "")),
+            eligibility(ReplyScope::All, &[], &facts(&report, &plain, "")),
             Err(NoReply::NullSender)
         );
         for (header, reason) in [
@@ -589,6 +590,7 @@ mod tests {
             assert_eq!(
                 eligibility(
                     ReplyScope::All,
+                    &[],
                     &facts(&report, &header, "a@sender.example")
                 ),
                 Err(reason)
@@ -600,7 +602,11 @@ mod tests {
             ..HeaderFacts::default()
         };
         assert_eq!(
-            eligibility(ReplyScope::All, &facts(&report, &no, "a@sender.example")),
+            eligibility(
+                ReplyScope::All,
+                &[],
+                &facts(&report, &no, "a@sender.example")
+            ),
             Ok(())
         );
 
@@ -611,6 +617,7 @@ mod tests {
         assert_eq!(
             eligibility(
                 ReplyScope::All,
+                &[],
                 &facts(&spf_only, &plain, "a@sender.example")
             ),
             Err(NoReply::DmarcNotPassed)
@@ -618,7 +625,11 @@ mod tests {
         let mut none = passing_report();
         none.dmarc.result = DmarcResult::None;
         assert_eq!(
-            eligibility(ReplyScope::All, &facts(&none, &plain, "a@sender.example")),
+            eligibility(
+                ReplyScope::All,
+                &[],
+                &facts(&none, &plain, "a@sender.example")
+            ),
             Err(NoReply::DmarcNotPassed)
         );
 
@@ -638,7 +649,11 @@ mod tests {
             "bounces@mail.sender.example",
         ] {
             assert_eq!(
-                eligibility(ReplyScope::All, &facts(&dkim_only, &from_alice, mail_from)),
+                eligibility(
+                    ReplyScope::All,
+                    &[],
+                    &facts(&dkim_only, &from_alice, mail_from)
+                ),
                 Err(NoReply::SenderNotAligned),
                 "{mail_from}"
             );
@@ -646,6 +661,7 @@ mod tests {
         assert_eq!(
             eligibility(
                 ReplyScope::All,
+                &[],
                 &facts(&dkim_only, &from_alice, "Alice@Sender.example")
             ),
             Ok(())
@@ -654,6 +670,7 @@ mod tests {
         assert_eq!(
             eligibility(
                 ReplyScope::All,
+                &[],
                 &facts(&dkim_only, &plain, "alice@sender.example")
             ),
             Err(NoReply::SenderNotAligned)
