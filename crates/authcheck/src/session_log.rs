@@ -8,6 +8,7 @@
 //! closed, and when the queue is full (the store is far behind) the record is dropped and
 //! counted in `authcheck_session_log_dropped_total` rather than held in memory.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -100,11 +101,15 @@ const HIDDEN_TOKEN: &str = "(private)";
 /// `text` with the token of every private test address (`test-<token>`, in any case) hidden:
 /// the token is the key to the test's page, and `/logs` is public. A line cut short in the
 /// middle of a token ends in part of it, which is hidden too: a part is most of the key.
-fn hide_tokens(text: &str) -> String {
+/// Borrowed as it is when it holds no `test-`, as nearly every line does.
+fn hide_tokens(text: &str) -> Cow<'_, str> {
+    let Some(mut at) = find_private_prefix(text) else {
+        return Cow::Borrowed(text);
+    };
     let cut = text.chars().count() >= TRANSCRIPT_TEXT_CHARS;
     let mut shown = String::with_capacity(text.len());
     let mut rest = text;
-    while let Some(at) = rest.to_ascii_lowercase().find(PRIVATE_PREFIX) {
+    loop {
         let token_start = at + PRIVATE_PREFIX.len();
         shown.push_str(&rest[..token_start]);
         rest = &rest[token_start..];
@@ -120,9 +125,20 @@ fn hide_tokens(text: &str) -> String {
             shown.push_str(HIDDEN_TOKEN);
             rest = &rest[rest.len().min(PrivateToken::LEN)..];
         }
+        match find_private_prefix(rest) {
+            Some(next) => at = next,
+            None => break,
+        }
     }
     shown.push_str(rest);
-    shown
+    Cow::Owned(shown)
+}
+
+/// Where `test-` starts in `text`, in any case. It is ASCII, so that is a character boundary.
+fn find_private_prefix(text: &str) -> Option<usize> {
+    text.as_bytes()
+        .windows(PRIVATE_PREFIX.len())
+        .position(|window| window.eq_ignore_ascii_case(PRIVATE_PREFIX.as_bytes()))
 }
 
 /// Keeps private tests' tokens out of the session log wherever the transcript shows them. A
@@ -131,7 +147,9 @@ fn hide_tokens(text: &str) -> String {
 fn without_private_keys(session: &mut NewSession) {
     for event in &mut session.events {
         for text in [&mut event.command, &mut event.text] {
-            *text = hide_tokens(text);
+            if let Cow::Owned(hidden) = hide_tokens(text) {
+                *text = hidden;
+            }
         }
     }
 }
