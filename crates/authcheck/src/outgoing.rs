@@ -166,7 +166,7 @@ impl Sender {
     /// due that this instance can claim (at most [`CLAIM_AT_ONCE`]) side by side; how many.
     /// The tests move the clock through it.
     #[cfg(test)]
-    pub async fn run_once(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+    async fn run_once(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
         let claimed_at = Instant::now();
         let claimed = self.claim(now, CLAIM_AT_ONCE).await?;
         let count = claimed.len();
@@ -656,8 +656,7 @@ fn log_attempt(message: &OutgoingMessage, attempt: &OutgoingAttempt, after: Afte
 pub async fn run_periodically(sender: Sender, mut stop: watch::Receiver<bool>) {
     let sender = &sender;
     let mut in_flight = futures::stream::FuturesUnordered::new();
-    let mut ticker = tokio::time::interval(POLL);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticker = crate::schedule::ticker(Instant::now(), POLL);
     loop {
         tokio::select! {
             _ = ticker.tick() => {
@@ -887,6 +886,19 @@ mod tests {
         );
     }
 
+    /// Whether `condition` holds within two seconds, asked every 20 ms.
+    async fn within_two_seconds<F: Future<Output = bool>>(
+        mut condition: impl FnMut() -> F,
+    ) -> bool {
+        for _ in 0..100 {
+            if condition().await {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        condition().await
+    }
+
     /// A message queued while a silent domain holds an attempt is sent at the next look of
     /// the running queue, while that attempt is still waiting, not after it.
     #[tokio::test]
@@ -898,43 +910,30 @@ mod tests {
         let (stop, stopped) = watch::channel(false);
         let running = tokio::spawn(run_periodically(sender, stopped));
         // The slow attempt is under way once a silent server has its connection.
-        for _ in 0..100 {
-            if net.silent_accepted.load(Ordering::SeqCst) > 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
         assert!(
-            net.silent_accepted.load(Ordering::SeqCst) > 0,
+            within_two_seconds(|| async { net.silent_accepted.load(Ordering::SeqCst) > 0 }).await,
             "the slow attempt began"
         );
         let fast = queue(&store, "ops@fast.test", Utc::now().timestamp() - 1).await;
-        for _ in 0..100 {
-            if !net.taken.lock().unwrap().is_empty() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert_eq!(
-            net.taken.lock().unwrap().len(),
-            1,
+        assert!(
+            within_two_seconds(|| async { !net.taken.lock().unwrap().is_empty() }).await,
             "the fast message was sent"
         );
+        assert_eq!(net.taken.lock().unwrap().len(), 1, "sent once");
         let slow_then = store.outgoing_status(&slow).await.unwrap().unwrap();
         assert!(
             slow_then.attempts.is_empty(),
             "the fast message waited for the slow attempt to end: {:?}",
             slow_then.attempts
         );
-        let mut fast_state = None;
-        for _ in 0..100 {
-            fast_state = Some(store.outgoing_status(&fast).await.unwrap().unwrap().state);
-            if fast_state == Some(OutgoingState::Sent) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert_eq!(fast_state, Some(OutgoingState::Sent));
+        let fast_sent = || async {
+            let status = store.outgoing_status(&fast).await.unwrap().unwrap();
+            status.state == OutgoingState::Sent
+        };
+        assert!(
+            within_two_seconds(fast_sent).await,
+            "the fast message was recorded as sent"
+        );
         let _ = stop.send(true);
         running.await.unwrap();
     }
