@@ -101,14 +101,8 @@ suite::every_case!(on_a_fresh_store);
 async fn report_domains_stored_as_written_are_merged_under_the_name_pages_look_up() {
     let server = server_url();
     let schema = Schema::create(&server).await;
-    let older = suite::migrations_before("postgres", suite::DOMAIN_NAMES_MIGRATION);
     let direct = sqlx::PgPool::connect(&schema.url).await.unwrap();
-    sqlx::migrate::Migrator::new(older.path())
-        .await
-        .unwrap()
-        .run(&direct)
-        .await
-        .unwrap();
+    suite::migrate_before(&direct, "postgres", suite::DOMAIN_NAMES_MIGRATION).await;
     for statement in suite::reports_under_domains_as_written("'\\x00'::bytea") {
         sqlx::query(&statement).execute(&direct).await.unwrap();
     }

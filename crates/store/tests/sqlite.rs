@@ -31,17 +31,11 @@ async fn open_ok(url: &str) -> SharedStore {
 /// A database at `url` with the schema an older version left: every migration whose version
 /// sorts before `first_left_out`, run directly, with no store opened on it yet.
 async fn migrated_before(url: &str, first_left_out: &str) -> sqlx::SqlitePool {
-    let older = suite::migrations_before("sqlite", first_left_out);
     let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)
         .unwrap()
         .create_if_missing(true);
     let direct = sqlx::SqlitePool::connect_with(options).await.unwrap();
-    sqlx::migrate::Migrator::new(older.path())
-        .await
-        .unwrap()
-        .run(&direct)
-        .await
-        .unwrap();
+    suite::migrate_before(&direct, "sqlite", first_left_out).await;
     direct
 }
 

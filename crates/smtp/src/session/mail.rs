@@ -1,6 +1,6 @@
 //! MAIL FROM (RFC 5321 section 4.1.1.2) with the SIZE (RFC 1870), BODY=8BITMIME (RFC 6152)
-//! and SMTPUTF8 (RFC 6531) parameters; any other parameter gets 555. A new transaction must also fit the memory budget and
-//! the rate limits per client and per sender domain.
+//! and SMTPUTF8 (RFC 6531) parameters; any other parameter gets 555. A new transaction must
+//! also fit the memory budget and the rate limits per client and per sender domain.
 
 use std::borrow::Cow;
 

@@ -97,9 +97,13 @@ pub use stats::*;
 /// The verdict that the backends' `install_failing_trigger` makes the database reject.
 pub const REJECTED_VERDICT: &str = "rejected-by-test-trigger";
 
-/// A folder with the `backend`'s migrations (`sqlite`, `postgres`) that come before
-/// `first_left_out`: running them makes a database as an older version left it.
-pub fn migrations_before(backend: &str, first_left_out: &str) -> tempfile::TempDir {
+/// Runs on `database` the `backend`'s migrations (`sqlite`, `postgres`) that come before
+/// `first_left_out`, leaving it as an older version made it.
+pub async fn migrate_before<'a, A>(database: A, backend: &str, first_left_out: &str)
+where
+    A: sqlx::Acquire<'a>,
+    <A::Connection as std::ops::Deref>::Target: sqlx::migrate::Migrate,
+{
     let older = tempfile::tempdir().unwrap();
     let migrations = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../migrations")
@@ -111,7 +115,12 @@ pub fn migrations_before(backend: &str, first_left_out: &str) -> tempfile::TempD
             std::fs::copy(&path, older.path().join(name)).unwrap();
         }
     }
-    older
+    sqlx::migrate::Migrator::new(older.path())
+        .await
+        .unwrap()
+        .run(database)
+        .await
+        .unwrap();
 }
 
 /// The migration that files DMARC reports under their domain names as pages look them up.
