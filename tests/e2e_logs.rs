@@ -298,6 +298,57 @@ async fn a_new_session_appears_live_on_the_log_page() {
         .assert_hostile_text_inert("#injected, #sessions b", "/logs with a session opened")
         .await;
     assert_eq!(state["transcript"], 5, "connect, EHLO, MAIL, RCPT, QUIT");
+    // A delivered message's reply holds a long unbroken URL; on a laptop-sized window it must
+    // not squeeze the commands beside it to a few letters a line: a word of a command of up
+    // to 24 characters stays on one line.
+    let stored = send(
+        &service,
+        "mail.pass.test",
+        "alice@pass.test",
+        &["spf@tester.test", "dkim@tester.test"],
+        &message("alice@pass.test", "Wrapping", "Hello.\r\n"),
+    )
+    .await;
+    assert_eq!(stored.code, 250, "{stored:?}");
+    assert!(
+        browser
+            .wait_until(
+                "document.querySelector('#sessions details.session summary .helo')?.textContent === 'mail.pass.test'",
+                Duration::from_secs(10),
+            )
+            .await,
+        "the delivering session appears at the top"
+    );
+    let _ = browser.client().set_window_size(1000, 900).await;
+    let split = browser
+        .eval(
+            "const session = document.querySelector('#sessions details.session');
+             session.open = true;
+             const split = [];
+             const cells = session.querySelectorAll('table.transcript td.command');
+             for (const cell of cells) {
+               const text = cell.firstChild;
+               // Words, and each <address> apart: the browser may break before its '<'.
+               for (const token of text.textContent.matchAll(/<[^>]*>|[^\\s<]+/g)) {
+                 if (token[0].length > 24) continue;
+                 const range = document.createRange();
+                 range.setStart(text, token.index);
+                 range.setEnd(text, token.index + token[0].length);
+                 if (range.getClientRects().length > 1) split.push(token[0]);
+               }
+             }
+             return { cells: cells.length, split };",
+        )
+        .await;
+    assert_eq!(
+        split["cells"], 8,
+        "connect, EHLO, MAIL, 2 RCPT, DATA, end of data, QUIT: {split}"
+    );
+    assert_eq!(
+        split["split"],
+        serde_json::json!([]),
+        "words of commands broken across lines"
+    );
     if screenshot_dir().is_some() {
         browser
             .eval(

@@ -326,6 +326,19 @@ async fn result_page_shows_the_whole_report_session_and_header_fields() {
         nested.is_some(),
         "the included record's steps are a nested list"
     );
+    // Alignment is a fact of the MAIL FROM check, listed with its other facts (so that their
+    // labels line up); the HELO check has none.
+    let spf = &body[body.find("<h2>SPF</h2>").expect("the SPF section")..];
+    let (mail_from_check, helo_check) = spf
+        .split_once("<h3>HELO check</h3>")
+        .expect("the HELO check");
+    let mail_from_facts = &mail_from_check[..mail_from_check.find("</dl>").unwrap()];
+    assert!(
+        mail_from_facts.contains("<dt>Aligned with From</dt><dd>yes</dd>"),
+        "{mail_from_facts}"
+    );
+    let helo_check = &helo_check[..helo_check.find("</section>").unwrap()];
+    assert!(!helo_check.contains("Aligned with From"), "{helo_check}");
 }
 
 #[tokio::test]
