@@ -320,34 +320,22 @@ async fn a_new_session_appears_live_on_the_log_page() {
         "the delivering session appears at the top"
     );
     let _ = browser.client().set_window_size(1000, 900).await;
-    let split = browser
-        .eval(
-            "const session = document.querySelector('#sessions details.session');
-             session.open = true;
-             const split = [];
-             const cells = session.querySelectorAll('table.transcript td.command');
-             for (const cell of cells) {
-               const text = cell.firstChild;
-               // Words, and each <address> apart: the browser may break before its '<'.
-               for (const token of text.textContent.matchAll(/<[^>]*>|[^\\s<]+/g)) {
-                 if (token[0].length > 24) continue;
-                 const range = document.createRange();
-                 range.setStart(text, token.index);
-                 range.setEnd(text, token.index + token[0].length);
-                 if (range.getClientRects().length > 1) split.push(token[0]);
-               }
-             }
-             return { cells: cells.length, split };",
+    browser
+        .eval("document.querySelector('#sessions details.session').open = true; return 0;")
+        .await;
+    let (commands, broken) = browser
+        .words_broken_across_lines(
+            "#sessions .session-list > details.session:first-child table.transcript td.command",
+            24,
         )
         .await;
     assert_eq!(
-        split["cells"], 8,
-        "connect, EHLO, MAIL, 2 RCPT, DATA, end of data, QUIT: {split}"
+        commands, 8,
+        "connect, EHLO, MAIL, 2 RCPT, DATA, end of data, QUIT"
     );
-    assert_eq!(
-        split["split"],
-        serde_json::json!([]),
-        "words of commands broken across lines"
+    assert!(
+        broken.is_empty(),
+        "words of commands broken across lines: {broken:?}"
     );
     if screenshot_dir().is_some() {
         browser

@@ -143,6 +143,44 @@ impl Browser {
             .unwrap_or_else(|error| panic!("run {script:?}: {error}"))
     }
 
+    /// The words of at most `longest` characters that the current page breaks across lines
+    /// in the elements matching `css` (each holding one text node), and how many elements
+    /// matched. A word is a run without whitespace, an `<address>` counting as a word of its
+    /// own since a browser may break before its `<`. A column squeezed by its neighbours shows
+    /// as a short word broken in two.
+    pub async fn words_broken_across_lines(
+        &self,
+        css: &str,
+        longest: usize,
+    ) -> (usize, Vec<String>) {
+        let script = format!(
+            "const broken = [];
+             const cells = document.querySelectorAll({css});
+             for (const cell of cells) {{
+               const text = cell.firstChild;
+               if (text === null || text.nodeType !== Node.TEXT_NODE) continue;
+               for (const word of text.textContent.matchAll(/<[^>]*>|[^\\s<]+/g)) {{
+                 if (word[0].length > {longest}) continue;
+                 const range = document.createRange();
+                 range.setStart(text, word.index);
+                 range.setEnd(text, word.index + word[0].length);
+                 if (range.getClientRects().length > 1) broken.push(word[0]);
+               }}
+             }}
+             return {{ cells: cells.length, broken }};",
+            css = Value::from(css),
+        );
+        let found = self.eval(&script).await;
+        let cells = found["cells"].as_u64().expect("a count") as usize;
+        let broken = found["broken"]
+            .as_array()
+            .expect("a list")
+            .iter()
+            .map(|word| word.as_str().expect("a word").to_owned())
+            .collect();
+        (cells, broken)
+    }
+
     /// Keeps a screenshot of the window as `<name>.png` when screenshots are wanted (see
     /// [`keep_screenshot`]).
     pub async fn keep_screenshot(&self, name: &str) {

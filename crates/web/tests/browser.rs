@@ -1,5 +1,6 @@
 //! The result list in a real headless Chromium: a new result appears at the top without a
-//! reload, and a hostile Subject is shown as text without running.
+//! reload, a hostile Subject is shown as text without running, and a long one leaves the
+//! addresses beside it whole.
 
 mod common;
 
@@ -95,5 +96,56 @@ async fn a_new_hostile_result_appears_live_as_plain_text() {
     assert_eq!(detail["images"], 0);
     assert_eq!(detail["scripts"], 0);
 
+    browser.quit().await;
+}
+
+/// A long Subject takes the room it needs but leaves the sender columns enough for an
+/// everyday address on a laptop-sized window: the address is not broken across lines. On a
+/// phone-sized one each result is a card, the Subject in view.
+#[tokio::test]
+#[cfg_attr(
+    not(browser_tests),
+    ignore = "needs Chromium: /usr/bin/chromium and /usr/bin/chromedriver were not installed when the tests were built (scripts/setup-test-deps installs them)"
+)]
+async fn addresses_stay_whole_beside_a_long_subject_and_phones_get_cards() {
+    let site = TestSite::start().await;
+    site.insert(
+        Sample {
+            mail_from: "newsletter@example.org".into(),
+            header_from: Some("updates@example.org".into()),
+            subject: Some("Quarterly report and outlook ".repeat(12)),
+            ..Sample::default()
+        }
+        .new_result(),
+    )
+    .await;
+    let browser = Browser::launch().await;
+    let _ = browser.client().set_window_size(1000, 900).await;
+    browser.goto(&site.url("/spf")).await;
+    let (cells, broken) = browser
+        .words_broken_across_lines("#live tbody td.mono", 22)
+        .await;
+    assert_eq!(cells, 2, "MAIL FROM and From");
+    assert!(
+        broken.is_empty(),
+        "addresses broken across lines: {broken:?}"
+    );
+
+    // On a phone the result is a card whose Subject is in view, not a table to scroll.
+    let _ = browser.client().set_window_size(420, 900).await;
+    let phone = browser
+        .eval(
+            "const subject = document.querySelector('#live tbody td.subject');
+             const wrap = document.querySelector('#live .table-wrap');
+             return { subject_right: subject.getBoundingClientRect().right,
+                      width: document.documentElement.clientWidth,
+                      scrolls: wrap.scrollWidth > wrap.clientWidth };",
+        )
+        .await;
+    assert_eq!(phone["scrolls"], false, "{phone}");
+    assert!(
+        phone["subject_right"].as_f64() <= phone["width"].as_f64(),
+        "the Subject is in view: {phone}"
+    );
     browser.quit().await;
 }
