@@ -450,11 +450,49 @@ pub(crate) async fn index(State(state): State<AppState>) -> Response {
 // ---------------------------------------------------------------------------------------------
 // /dmarc/{domain}
 
+/// How much of the reported mail passed DMARC, which the headline rate's colour shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PassShare {
+    /// No message reported, so no colour.
+    NoMessages,
+    /// Every message passed.
+    All,
+    /// At least half passed: forwarders and mailing lists often account for the rest.
+    Most,
+    /// Less than half passed: most of the domain's mail fails where it arrives.
+    Minority,
+}
+
+impl PassShare {
+    fn of(pass: i64, messages: i64) -> PassShare {
+        if messages <= 0 {
+            PassShare::NoMessages
+        } else if pass >= messages {
+            PassShare::All
+        } else if pass * 2 >= messages {
+            PassShare::Most
+        } else {
+            PassShare::Minority
+        }
+    }
+
+    /// The result colour of the site's style sheet.
+    fn css_class(self) -> &'static str {
+        match self {
+            PassShare::NoMessages => "",
+            PassShare::All => "result-pass",
+            PassShare::Most => "result-softfail",
+            PassShare::Minority => "result-fail",
+        }
+    }
+}
+
 struct Rates {
     messages: i64,
     dmarc_pass: i64,
     dmarc_fail: i64,
     dmarc_rate: String,
+    dmarc_share: PassShare,
     spf_pass_rate: String,
     spf_aligned_rate: String,
     dkim_pass_rate: String,
@@ -469,6 +507,7 @@ impl Rates {
             dmarc_pass: counts.dmarc_pass,
             dmarc_fail: counts.dmarc_fail(),
             dmarc_rate: percent(counts.dmarc_pass, all),
+            dmarc_share: PassShare::of(counts.dmarc_pass, all),
             spf_pass_rate: percent(counts.spf_pass, all),
             spf_aligned_rate: percent(counts.spf_aligned, all),
             dkim_pass_rate: percent(counts.dkim_pass, all),
@@ -1280,6 +1319,18 @@ pub(crate) async fn seen_from_address(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The headline rate is green only when every message passed, red when most failed.
+    #[test]
+    fn the_pass_rate_is_coloured_by_how_much_passed() {
+        assert_eq!(PassShare::of(0, 0), PassShare::NoMessages);
+        assert_eq!(PassShare::of(5, 5), PassShare::All);
+        assert_eq!(PassShare::of(99, 100), PassShare::Most);
+        assert_eq!(PassShare::of(1, 2), PassShare::Most);
+        assert_eq!(PassShare::of(1, 3), PassShare::Minority);
+        assert_eq!(PassShare::of(0, 9), PassShare::Minority);
+        assert_eq!(PassShare::of(1, 9).css_class(), "result-fail");
+    }
 
     /// Names stored before they were checked get neither a link nor a record to publish.
     #[test]
