@@ -337,6 +337,23 @@ async fn a_new_session_appears_live_on_the_log_page() {
         broken.is_empty(),
         "words of commands broken across lines: {broken:?}"
     );
+    // On a phone each event is a card, its reply text in view rather than scrolled away.
+    let _ = browser.client().set_window_size(420, 900).await;
+    let phone = browser
+        .eval(
+            "const session = document.querySelector('#sessions .session-list > details.session');
+             const texts = session.querySelectorAll('table.transcript tbody tr td:last-child');
+             const wrap = session.querySelector('.table-wrap');
+             return { rightmost: Math.max(...Array.from(texts).map(t => t.getBoundingClientRect().right)),
+                      width: document.documentElement.clientWidth,
+                      scrolls: wrap.scrollWidth > wrap.clientWidth };",
+        )
+        .await;
+    assert_eq!(phone["scrolls"], false, "{phone}");
+    assert!(
+        phone["rightmost"].as_f64() <= phone["width"].as_f64(),
+        "the replies' texts are in view: {phone}"
+    );
     if screenshot_dir().is_some() {
         browser
             .eval(
