@@ -236,15 +236,29 @@ async fn the_stats_page_in_chromium_draws_its_charts_empty_realistic_and_hostile
     let look = |name: &'static str| {
         let browser = &browser;
         async move {
+            // A laptop's window, where each chart stands beside its table.
+            let _ = browser.client().set_window_size(1000, 900).await;
             let state = browser
                 .eval(
-                    "return {
+                    "let smallest = Infinity;
+                     for (const svg of document.querySelectorAll('figure.chart svg')) {
+                       const scale = svg.getBoundingClientRect().width / svg.viewBox.baseVal.width;
+                       for (const text of svg.querySelectorAll('text')) {
+                         smallest = Math.min(smallest, parseFloat(text.getAttribute('font-size')) * scale);
+                       }
+                     }
+                     return {
                         charts: document.querySelectorAll('figure.chart svg').length,
                         tables: document.querySelectorAll('.chart-and-table table').length,
+                        smallest_label: smallest,
                     };",
                 )
                 .await;
             assert_eq!(state["charts"], 6, "{name}: {state:#}");
+            assert!(
+                state["smallest_label"].as_f64() >= Some(10.5),
+                "{name}: the charts' labels are readable, not scaled down: {state:#}"
+            );
             assert_eq!(
                 state["tables"], 6,
                 "{name}: each chart has its table: {state:#}"

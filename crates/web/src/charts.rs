@@ -48,7 +48,12 @@ pub(crate) struct StackedBars<'a> {
     pub(crate) series: Vec<Series<'a>>,
 }
 
-const BAR_CHART_SIZE: (u32, u32) = (760, 280);
+/// Drawn at about the width it is shown at beside its table on a laptop (some 500 to 650
+/// pixels), so that its labels, in [`LABEL_FONT`], are shown at 11 to 14 pixels rather than
+/// scaled down to unreadable.
+const BAR_CHART_SIZE: (u32, u32) = (600, 280);
+/// The axes' and the legend's font size as plotters takes it (its SVG says 0.8 of this).
+const LABEL_FONT: f64 = 18.0;
 const SPARKLINE_SIZE: (u32, u32) = (120, 28);
 
 /// The chart as an `<svg>` element.
@@ -85,13 +90,13 @@ fn draw_stacked_bars(
         .collect();
     let top = totals.iter().copied().max().unwrap_or(0).max(1);
     // Room above the tallest bar for the legend, one line per series: the plot is about
-    // `PLOT_HEIGHT` pixels tall, a legend line some 18.
-    const PLOT_HEIGHT: i64 = 228;
-    let legend = 14 + 18 * series.len() as i64;
+    // `PLOT_HEIGHT` pixels tall, a legend line some 22.
+    const PLOT_HEIGHT: i64 = 226;
+    let legend = 14 + 22 * series.len() as i64;
     let top = top * PLOT_HEIGHT / (PLOT_HEIGHT - legend).max(PLOT_HEIGHT / 3) + 1;
     let mut chart = ChartBuilder::on(root)
         .margin(12)
-        .x_label_area_size(28)
+        .x_label_area_size(30)
         .y_label_area_size(64)
         // One segment per bar: plotters' range is inclusive, and the last bar ends at the
         // right edge (`SegmentValue::Last`) rather than leaving an empty slot after it.
@@ -109,7 +114,7 @@ fn draw_stacked_bars(
         .x_label_formatter(&label_of)
         .y_labels(6)
         .y_label_formatter(&|value| value.to_string())
-        .label_style(("sans-serif", 13))
+        .label_style(("sans-serif", LABEL_FONT))
         .light_line_style(RGBColor(0xee, 0xf0, 0xf2))
         .bold_line_style(RGBColor(0xdd, 0xe2, 0xe6))
         .axis_style(RGBColor(0x5c, 0x66, 0x70))
@@ -150,7 +155,7 @@ fn draw_stacked_bars(
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::UpperLeft)
-        .label_font(("sans-serif", 13))
+        .label_font(("sans-serif", LABEL_FONT))
         .background_style(WHITE.mix(0.9))
         .border_style(RGBColor(0xdd, 0xe2, 0xe6))
         .draw()?;
