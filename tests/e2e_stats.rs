@@ -259,6 +259,20 @@ async fn the_stats_page_in_chromium_draws_its_charts_empty_realistic_and_hostile
                 state["smallest_label"].as_f64() >= Some(10.5),
                 "{name}: the charts' labels are readable, not scaled down: {state:#}"
             );
+            // A phone: each chart's table of numbers fits without scrolling sideways.
+            let _ = browser.client().set_window_size(420, 900).await;
+            let scrolling = browser
+                .eval(
+                    "return Array.from(document.querySelectorAll('.chart-and-table .numbers'))
+                       .filter(wrap => wrap.scrollWidth > wrap.clientWidth)
+                       .map(wrap => wrap.closest('section').id);",
+                )
+                .await;
+            assert_eq!(
+                scrolling,
+                serde_json::json!([]),
+                "{name}: tables that scroll on a phone"
+            );
             assert_eq!(
                 state["tables"], 6,
                 "{name}: each chart has its table: {state:#}"
