@@ -181,6 +181,24 @@ impl Browser {
         (cells, broken)
     }
 
+    /// The elements matching `css` whose content is wider than they are, so that they scroll
+    /// sideways; each named by the `id` of itself or its nearest ancestor that has one.
+    pub async fn scrolling_sideways(&self, css: &str) -> Vec<String> {
+        let script = format!(
+            "return Array.from(document.querySelectorAll({css}))
+               .filter(element => element.scrollWidth > element.clientWidth)
+               .map(element => element.closest('[id]')?.id ?? element.tagName);",
+            css = Value::from(css),
+        );
+        let found = self.eval(&script).await;
+        found
+            .as_array()
+            .expect("a list")
+            .iter()
+            .map(|name| name.as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+
     /// Keeps a screenshot of the window as `<name>.png` when screenshots are wanted (see
     /// [`keep_screenshot`]).
     pub async fn keep_screenshot(&self, name: &str) {
